@@ -1,0 +1,1 @@
+"""nmaccel.boards."""

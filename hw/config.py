@@ -1,0 +1,221 @@
+"""The one source of truth for every hardware parameter of nmaccel.
+
+RTL (``nmaccel.hw``), golden models (``nmaccel.model``), the cycle model, the compiler and
+the host driver all read their sizes and number formats from the frozen dataclasses here;
+no other module keeps a second copy of a constant.
+
+This module is deliberately free of Amaranth and PyTorch imports so that ``nmaccel.model``
+can read it without pulling in the HDL.
+
+Configs are validated eagerly: a bad value raises :class:`ConfigError` (a ``ValueError``)
+naming the parameter and what was expected, e.g. ``"rows must be a positive integer, not 0"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+__all__ = ["ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset"]
+
+
+class ConfigError(ValueError):
+    """A hardware configuration value is invalid."""
+
+
+def clog2(value: int) -> int:
+    """Number of bits needed to index ``value`` distinct items (``ceil(log2(value))``; 0 for 1)."""
+    if value < 1:
+        raise ValueError(f"clog2 needs a positive integer, not {value!r}")
+    return (value - 1).bit_length()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _power_of_two(name: str, value: Any, minimum: int = 1) -> None:
+    if not _is_int(value) or value < minimum or value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two >= {minimum}, not {value!r}")
+
+
+def _in_range(name: str, value: Any, lo: int, hi: int) -> None:
+    if not _is_int(value) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+
+
+@dataclass(frozen=True)
+class StaConfig:
+    """Parameters of the STA N:M sparse Transformer accelerator.
+
+    Array
+        ``rows`` (R) output features × ``cols`` (C) tokens of PEs, output-stationary.
+        Each PE has ``lanes`` (L) int8 × int8 multipliers. In sparse mode every
+        multiplier sits behind an ``m``:1 activation mux, so with an N:M weight pattern a
+        PE consumes ``lanes * m // n`` activations per cycle. ``n``:``m`` is the design's
+        sparsity pattern; ``m`` is the mux width.
+    Numbers
+        ``act_bits``/``weight_bits`` signed operands, ``acc_bits`` accumulators,
+        requantization by an unsigned ``requant_mult_bits`` multiplier and a right shift
+        (rule in :mod:`nmaccel.model.quant`).
+    Softmax (rule in :mod:`nmaccel.model.softmax`)
+        ``softmax_lanes`` (P) elements per cycle; inputs are signed ``softmax_in_bits``
+        integers in base-2 log units with ``softmax_in_frac`` fractional bits; the
+        exponent table holds ``softmax_exp_bits``-bit fractions; the reciprocal has
+        ``softmax_recip_frac`` fractional bits; outputs are ``softmax_out_bits`` unsigned
+        probabilities with scale 1/(2**softmax_out_bits - 1).
+    Vector unit
+        LayerNorm normalises to ``ln_frac`` fractional bits with a reciprocal of
+        ``ln_recip_frac`` bits; residual sums and GELU inputs are ``vec_bits`` wide.
+    Memories (in words)
+        ``wbuf_depth`` weight words, ``abuf_depth`` activation words, ``obuf_depth`` output
+        words; ``max_seq`` is the longest sequence (softmax row) supported.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    lanes: int = 4
+    n: int = 2
+    m: int = 4
+    act_bits: int = 8
+    weight_bits: int = 8
+    acc_bits: int = 32
+    requant_mult_bits: int = 16
+    softmax_lanes: int = 8
+    softmax_in_bits: int = 16
+    softmax_in_frac: int = 10
+    softmax_exp_bits: int = 15
+    softmax_recip_frac: int = 32
+    softmax_out_bits: int = 8
+    ln_frac: int = 12
+    ln_recip_frac: int = 30
+    vec_bits: int = 16
+    max_seq: int = 256
+    wbuf_depth: int = 16384
+    abuf_depth: int = 8192
+    obuf_depth: int = 8192
+
+    kind: ClassVar[str] = "sta"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not _is_int(getattr(self, f.name)):
+                raise ConfigError(f"{f.name} must be a positive integer, not {getattr(self, f.name)!r}")
+        for name in ("rows", "cols", "lanes", "softmax_lanes", "max_seq",
+                     "wbuf_depth", "abuf_depth", "obuf_depth", "n"):
+            _positive(name, getattr(self, name))
+        _power_of_two("m", self.m, minimum=2)
+        _in_range("m", self.m, 2, 16)
+        if self.n > self.m:
+            raise ConfigError(f"n must be <= m ({self.m}), not {self.n}")
+        if self.lanes % self.n:
+            raise ConfigError(
+                f"lanes must be a multiple of n ({self.n}) so that whole N:M groups map onto "
+                f"the multipliers, not {self.lanes}")
+        _in_range("act_bits", self.act_bits, 2, 16)
+        _in_range("weight_bits", self.weight_bits, 2, 16)
+        _in_range("acc_bits", self.acc_bits, self.act_bits + self.weight_bits, 64)
+        _in_range("requant_mult_bits", self.requant_mult_bits, 2, 31)
+        _in_range("softmax_in_bits", self.softmax_in_bits, 4, 24)
+        _in_range("softmax_in_frac", self.softmax_in_frac, 0, self.softmax_in_bits - 2)
+        _in_range("softmax_exp_bits", self.softmax_exp_bits, 4, 24)
+        _in_range("softmax_out_bits", self.softmax_out_bits, 2, 16)
+        _in_range("softmax_recip_frac", self.softmax_recip_frac,
+                  self.softmax_exp_bits + clog2(self.max_seq + 1), 62)
+        _in_range("ln_frac", self.ln_frac, 4, 20)
+        _in_range("ln_recip_frac", self.ln_recip_frac, self.ln_frac + 4, 48)
+        _in_range("vec_bits", self.vec_bits, self.act_bits, 24)
+
+    # -- derived quantities (read these, never recompute them elsewhere) -----------------
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of one N:M index (``ceil(log2 m)``)."""
+        return clog2(self.m)
+
+    @property
+    def acts_per_cycle(self) -> int:
+        """Activations a PE consumes per cycle in sparse mode (``lanes * m / n``)."""
+        return self.lanes * self.m // self.n
+
+    @property
+    def multipliers(self) -> int:
+        return self.rows * self.cols * self.lanes
+
+    @property
+    def softmax_max_shift(self) -> int:
+        """Largest integer exponent difference a row can produce (``2**(in_bits - in_frac)``)."""
+        return 1 << (self.softmax_in_bits - self.softmax_in_frac)
+
+    @property
+    def softmax_sum_bits(self) -> int:
+        """Width of the exact running-sum accumulator of the streaming softmax."""
+        return self.softmax_exp_bits + 1 + self.softmax_max_shift + clog2(self.max_seq + 1)
+
+    # -- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StaConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} needs a JSON object, not {type(data).__name__}")
+        data = dict(data)
+        kind = data.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise ConfigError(f"kind must be {cls.kind!r} for {cls.__name__}, not {kind!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}; "
+                              f"expected some of: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StaConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{cls.__name__} JSON is not valid: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "StaConfig":
+        """A copy with ``changes`` applied (and validated)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown {type(self).__name__} parameter(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+#: Named configurations. ``tiny`` fits an iCE40UP5K (iCEBreaker), ``ulx3s`` an ECP5-85F,
+#: ``large`` is for simulation studies.
+STA_PRESETS: dict[str, StaConfig] = {
+    "tiny": StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2,
+                      softmax_in_bits=12, softmax_in_frac=6, softmax_exp_bits=10,
+                      softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
+                      wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024),
+    "ulx3s": StaConfig(rows=8, cols=8, lanes=4, n=2, m=4, softmax_lanes=8, max_seq=256),
+    "large": StaConfig(rows=16, cols=16, lanes=8, n=2, m=4, softmax_lanes=16, max_seq=512,
+                       wbuf_depth=65536, abuf_depth=32768, obuf_depth=32768),
+}
+
+
+def sta_preset(name: str) -> StaConfig:
+    """The preset called ``name``; a clear error lists the valid names otherwise."""
+    try:
+        return STA_PRESETS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown STA preset {name!r}; expected one of: "
+                          f"{', '.join(STA_PRESETS)}") from None

@@ -1,0 +1,1 @@
+"""Golden models and algorithms (PyTorch/NumPy only; never imports Amaranth)."""
