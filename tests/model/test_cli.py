@@ -1,0 +1,55 @@
+"""The ``nmaccel`` console script: help, demo output, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nmaccel.hw.config import StaConfig
+from nmaccel.sim.cli import main
+
+
+def test_help_lists_subcommands_and_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: ulx3s)" in out and "(default: 2:4,1:4)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--preset", "huge"], "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large"),
+    (["demo", "--nm", "4:4"], r"n must satisfy 1 <= n < m (m=4), not 4"),
+    (["demo", "--nm", "2:5"], "m must be a power of two"),
+    (["config", "--preset", "nope"], "unknown STA preset 'nope'"),
+])
+def test_bad_arguments_give_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_config_prints_round_trippable_json(capsys):
+    assert main(["config", "--preset", "tiny"]) == 0
+    assert StaConfig.from_json(capsys.readouterr().out).rows == 2
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = subprocess.run([sys.executable, "-m", "nmaccel.sim.cli", "demo", "--no-progress",
+                           "--nm", "2:4", "--text", "Sparse accelerators skip pruned weights.",
+                           "--text", "The cat sat on the mat.", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "int8 2:4" in proc.stdout and "bits/weight" in proc.stdout
+    data = json.loads(out.read_text())
+    rows = {r["pipeline"]: r for r in data["rows"]}
+    assert rows["int8 2:4"]["bits_per_weight"] == 5.0
+    assert rows["int8 2:4"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
+    assert rows["int8 dense"]["cos_mean"] > 0.98
