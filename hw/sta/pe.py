@@ -1,0 +1,155 @@
+"""N:M sparse processing element (PE) of the STA array.
+
+One PE holds ``L = cfg.lanes`` signed ``weight_bits`` × ``act_bits`` multipliers. Every cycle it
+takes one weight word of ``L`` (value, index) entries -- the layout of
+:func:`nmaccel.model.nm.pack_words`, entries in (group, k) order -- and a window of
+``acts_per_cycle = L * m // n`` activations, and adds the ``L`` products into an
+``acc_bits`` accumulator (two's complement, wrapping).
+
+Sparse mode (``mode = 0``)
+    Multiplier ``j`` multiplies ``w_value[j]`` by ``act[(j // n) * m + w_index[j]]``: each group
+    of ``n`` multipliers shares a window of ``m`` activations through an ``m``:1 mux per
+    multiplier.
+Dense mode (``mode = 1``)
+    Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
+    ignored and only ``act[0:L]`` is used).
+
+Pipeline (``latency = 2 + clog2(L)`` register stages)
+    1. activation mux (combinational) + multiply, products registered;
+    2. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
+    3. accumulate, registered into ``acc``.
+
+    ``valid`` and ``clear`` travel down the pipeline with their beat. A beat whose inputs are
+    presented before clock tick ``t`` (sampled by tick ``t``) is included in ``acc`` right after
+    tick ``t + latency - 1``, i.e. ``latency`` ticks counting the sampling one. When a beat with
+    ``clear = 1`` reaches the accumulator, the old sum is dropped: ``acc`` becomes that beat's
+    sum (``valid = 1``) or 0 (``valid = 0``). So ``clear`` is asserted together with the
+    first word of a new dot product, and words can stream back to back with no bubble.
+    ``acc_valid`` is 1 for one cycle after each valid beat has been accumulated.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import StaConfig, clog2
+
+__all__ = ["NMProcessingElement"]
+
+
+class NMProcessingElement(wiring.Component):
+    """One PE: ``L`` multipliers behind ``m``:1 activation muxes, a pipelined adder tree and an
+    accumulator (see the module docstring for the exact behaviour and timing).
+
+    Ports
+        ``w_value``  In  ``ArrayLayout(signed(weight_bits), L)``  -- weight values
+        ``w_index``  In  ``ArrayLayout(unsigned(index_bits), L)`` -- N:M indices (sparse mode)
+        ``act``      In  ``ArrayLayout(signed(act_bits), acts_per_cycle)`` -- activation window
+        ``mode``     In  1  -- 0 sparse, 1 dense
+        ``valid``    In  1  -- the inputs of this cycle are a beat
+        ``clear``    In  1  -- this beat starts a new accumulation
+        ``acc``      Out ``signed(acc_bits)``
+        ``acc_valid`` Out 1 -- a valid beat was accumulated on the last tick
+
+    Attributes
+        ``latency``  register stages from input to ``acc`` (``2 + clog2(L)``)
+        ``tree_levels`` adder-tree levels (``clog2(L)``)
+    """
+
+    def __init__(self, config: StaConfig) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        self.config = config
+        self.lanes = config.lanes
+        self.n = config.n
+        self.m = config.m
+        self.acts_per_cycle = config.acts_per_cycle
+        self.index_bits = max(config.index_bits, 1)
+        self.product_bits = config.act_bits + config.weight_bits
+        self.tree_levels = clog2(config.lanes)
+        self.latency = 2 + self.tree_levels
+        super().__init__({
+            "w_value": In(data.ArrayLayout(signed(config.weight_bits), config.lanes)),
+            "w_index": In(data.ArrayLayout(unsigned(self.index_bits), config.lanes)),
+            "act": In(data.ArrayLayout(signed(config.act_bits), config.acts_per_cycle)),
+            "mode": In(1),
+            "valid": In(1),
+            "clear": In(1),
+            "acc": Out(signed(config.acc_bits)),
+            "acc_valid": Out(1),
+        })
+
+    # -- cycle accounting -------------------------------------------------------------------
+
+    def words(self, k_cols: int, dense: bool = False) -> int:
+        """Input words (beats) of one dot product over ``k_cols`` dense input columns."""
+        if not isinstance(k_cols, int) or isinstance(k_cols, bool) or k_cols < 0:
+            raise ValueError(f"k_cols must be a non-negative integer, not {k_cols!r}")
+        if dense:
+            return -(-k_cols // self.lanes)
+        if k_cols % self.m:
+            raise ValueError(f"k_cols must be a multiple of m={self.m} in sparse mode, not {k_cols}")
+        return -(-(k_cols // self.m) * self.n // self.lanes)
+
+    def get_exp_cycles(self, k_cols: int, dense: bool = False) -> int:
+        """Clock ticks from presenting the first of back-to-back beats until ``acc`` holds a
+        ``k_cols`` dot product: ``words + latency - 1``."""
+        return self.words(k_cols, dense) + self.latency - 1
+
+    # -- hardware -------------------------------------------------------------------------------
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        L, n, mw = self.lanes, self.n, self.m
+
+        # Stage 1: activation mux (combinational) and registered products.
+        prods = []
+        for j in range(L):
+            sel = Signal(signed(self.config.act_bits), name=f"sel{j}")
+            base = (j // n) * mw
+            with m.If(self.mode):
+                m.d.comb += sel.eq(self.act[j])
+            with m.Else():
+                with m.Switch(self.w_index[j]):
+                    for k in range(mw):
+                        with m.Case(k):
+                            m.d.comb += sel.eq(self.act[base + k])
+                    with m.Default():     # unreachable for index_bits == clog2(m)
+                        m.d.comb += sel.eq(0)
+            p = Signal(signed(self.product_bits), name=f"prod{j}")
+            m.d.sync += p.eq(self.w_value[j] * sel)
+            prods.append(p)
+        valid = Signal(name="valid_s1")
+        clear = Signal(name="clear_s1")
+        m.d.sync += [valid.eq(self.valid), clear.eq(self.clear)]
+
+        # Stage 2: adder tree, one register per level.
+        level, width = prods, self.product_bits
+        for lvl in range(self.tree_levels):
+            width += 1
+            nxt = []
+            for i in range(0, len(level), 2):
+                s = Signal(signed(width), name=f"sum{lvl + 1}_{i // 2}")
+                if i + 1 < len(level):
+                    m.d.sync += s.eq(level[i] + level[i + 1])
+                else:
+                    m.d.sync += s.eq(level[i])
+                nxt.append(s)
+            v = Signal(name=f"valid_t{lvl + 1}")
+            c = Signal(name=f"clear_t{lvl + 1}")
+            m.d.sync += [v.eq(valid), c.eq(clear)]
+            level, valid, clear = nxt, v, c
+        total = level[0]
+
+        # Stage 3: accumulate.
+        with m.If(valid):
+            with m.If(clear):
+                m.d.sync += self.acc.eq(total)
+            with m.Else():
+                m.d.sync += self.acc.eq(self.acc + total)
+        with m.Elif(clear):
+            m.d.sync += self.acc.eq(0)
+        m.d.sync += self.acc_valid.eq(valid)
+        return m

@@ -1,0 +1,106 @@
+"""Requantization unit: ``o = saturate(round_shift(acc * mult, shift), out_bits)``.
+
+Bit-exact with :func:`nmaccel.model.quant.requant`::
+
+    round_shift(v, s) = (v + 2**(s-1)) >> s   for s > 0   (arithmetic shift, round half up)
+                      = v                      for s = 0
+
+followed by saturation to the signed (default) or unsigned ``out_bits`` range.
+
+Pipeline (``latency = 2``)
+    1. ``acc * mult`` registered (with ``shift`` and ``valid``);
+    2. add rounding constant, arithmetic shift, saturate; registered into ``o`` / ``o_valid``.
+
+Inputs sampled by clock tick ``t`` appear on ``o`` right after tick ``t + 1``; ``o_valid``
+follows ``valid`` with the same delay. The unit is fully pipelined (one result per cycle).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import StaConfig
+
+__all__ = ["RequantUnit", "SHIFT_BITS"]
+
+#: Width of the ``shift`` port (shifts 0..63; the golden model allows 0..62).
+SHIFT_BITS = 6
+
+
+class RequantUnit(wiring.Component):
+    """Pipelined requantizer (see the module docstring).
+
+    Ports
+        ``acc``     In  ``signed(acc_bits)``
+        ``mult``    In  ``unsigned(requant_mult_bits)``
+        ``shift``   In  ``unsigned(6)``
+        ``valid``   In  1
+        ``o``       Out ``signed(out_bits)`` (``unsigned(out_bits)`` if ``signed=False``)
+        ``o_valid`` Out 1
+
+    Parameters
+        ``config``   a :class:`StaConfig` (``acc_bits``, ``requant_mult_bits``)
+        ``out_bits`` output width, an integer in [2, 62] (8 for int8 activations, 16 for the
+                     vector unit, 32 for a saturating pass-through of ``acc`` with mult=1, shift=0)
+        ``signed``   signed (default) or unsigned saturation
+    """
+
+    latency = 2
+
+    def __init__(self, config: StaConfig, out_bits: int = 8, signed: bool = True) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        if not isinstance(out_bits, int) or isinstance(out_bits, bool) or not 2 <= out_bits <= 62:
+            raise ValueError(f"out_bits must be an integer in [2, 62], not {out_bits!r}")
+        if not isinstance(signed, bool):
+            raise TypeError(f"signed must be a bool, not {type(signed).__name__}")
+        self.config = config
+        self.out_bits = out_bits
+        self.is_signed = signed
+        if signed:
+            self.lo, self.hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+        else:
+            self.lo, self.hi = 0, (1 << out_bits) - 1
+        out_shape = _signed(out_bits) if signed else unsigned(out_bits)
+        super().__init__({
+            "acc": In(_signed(config.acc_bits)),
+            "mult": In(unsigned(config.requant_mult_bits)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "valid": In(1),
+            "o": Out(out_shape),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+
+        # Stage 1: multiply.
+        prod = Signal(_signed(cfg.acc_bits + cfg.requant_mult_bits + 1))
+        shift1 = Signal(unsigned(SHIFT_BITS))
+        valid1 = Signal()
+        m.d.sync += [
+            prod.eq(self.acc * self.mult),
+            shift1.eq(self.shift),
+            valid1.eq(self.valid),
+        ]
+
+        # Stage 2: round half up, arithmetic shift, saturate.
+        half = Signal(unsigned(1 << SHIFT_BITS))            # 2**(shift-1), 0 for shift = 0
+        m.d.comb += half.eq((Const(1, 1) << shift1) >> 1)
+        rounded = Signal(_signed(max(len(prod), len(half)) + 2))
+        m.d.comb += rounded.eq(prod + half)
+        shifted = Signal.like(rounded)
+        m.d.comb += shifted.eq(rounded >> shift1)            # signed: arithmetic shift
+        m.d.sync += [
+            self.o.eq(Mux(shifted > self.hi, self.hi,
+                          Mux(shifted < self.lo, self.lo, shifted))),
+            self.o_valid.eq(valid1),
+        ]
+        return m
+
+
+def _signed(width: int):
+    return signed(width)
