@@ -219,7 +219,7 @@ class GeluParams:
     With ``Xb = floor(-b·√2 / s)``, ``Cp = floor(2 / (|a|·s²))``, ``u = min(|x|, Xb)``::
 
         g = x · (Cp + sign(x)·(Cp − (u − Xb)**2))          (scale s·|a|·s²/4)
-        y = saturate(round_shift(g · mult, shift) + zero, out_bits)
+        y = requant(g, mult, shift, out_bits, zero=zero)
 
     GELU's output is ≥ −0.17, so it is stored with a zero point: the real value is
     ``scale_out · (y − zero)``. The next GEMM folds ``−zero · Σ_k w[o, k]`` into its bias,
@@ -263,7 +263,5 @@ def gelu_int(x, p: GeluParams, cfg: StaConfig = StaConfig()) -> np.ndarray:
     _check_operand(x, cfg.vec_bits, "GELU input")
     u = np.minimum(np.abs(x), p.clip)
     poly = p.cp + np.sign(x) * (p.cp - (u - p.clip) ** 2)
-    g = x * poly
-    if g.size and int(np.abs(g).max()) * max(p.mult, 1) >= 1 << 62:
-        raise ValueError("GELU product overflows 63 bits; the input scale is too fine")
-    return saturate(round_shift(g * p.mult, p.shift) + p.zero, p.out_bits)
+    return requant(x * poly, p.mult, p.shift, p.out_bits, mult_bits=cfg.requant_mult_bits,
+                   zero=p.zero)

@@ -109,10 +109,11 @@ def quantize_multiplier(real: float, mult_bits: int = StaConfig.requant_mult_bit
 
 
 def requant(acc, mult, shift, out_bits: int = 8, signed: bool = True,
-            mult_bits: int = StaConfig.requant_mult_bits) -> np.ndarray:
-    """Requantize integers ``acc`` by ``mult / 2**shift`` (round half up) and saturate.
+            mult_bits: int = StaConfig.requant_mult_bits, zero: int = 0) -> np.ndarray:
+    """Requantize integers ``acc`` by ``mult / 2**shift`` (round half up), add ``zero``, saturate.
 
-    ``mult`` and ``shift`` are scalars or broadcast along the last axis (per output channel).
+    ``mult`` and ``shift`` are scalars or broadcast along the last axis (per output channel);
+    ``zero`` is the output zero point (0 for the symmetric formats).
     """
     acc = as_int64(acc, "acc")
     mult = np.asarray(mult, dtype=np.int64)
@@ -121,7 +122,7 @@ def requant(acc, mult, shift, out_bits: int = 8, signed: bool = True,
     if acc.size and int(np.abs(acc).max()) * max(int(mult.max()), 1) >= _INT64_SAFE:
         raise ValueError("requant product acc * mult overflows 63 bits; "
                          f"|acc| up to {int(np.abs(acc).max())}, mult up to {int(mult.max())}")
-    return saturate(round_shift(acc * mult, shift), out_bits, signed)
+    return saturate(round_shift(acc * mult, shift) + zero, out_bits, signed)
 
 
 def quantize_weight_per_channel(w: torch.Tensor, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
