@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .adder import _check_conv_args, _pair, unfold_int
+from .adder import _check_conv_args, conv_layer_params, unfold_int
 
 __all__ = ["AdaBinConv2d", "AdaBinExport", "adabin_export", "adabin_popcounts",
            "adabin_conv_popcount", "adabin_conv_export", "sign_ste"]
@@ -65,14 +65,9 @@ class AdaBinConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  act_clip: float = 1.0):
         super().__init__()
-        kh, kw = _pair(kernel_size, "kernel_size")
-        if in_channels < 1 or out_channels < 1 or kh < 1 or kw < 1:
-            raise ValueError("channels and kernel_size must be >= 1")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
+        self.weight, self.stride, self.padding = conv_layer_params(
+            in_channels, out_channels, kernel_size, stride, padding)
         self.act_clip = act_clip
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
-        nn.init.kaiming_normal_(self.weight)
         self.alpha_a = nn.Parameter(torch.ones(()))
         self.beta_a = nn.Parameter(torch.zeros(()))
 

@@ -63,6 +63,22 @@ def _pair(v, name):
     return a, b
 
 
+def conv_layer_params(in_channels, out_channels, kernel_size, stride, padding):
+    """Validated ``(weight, stride, padding)`` for a conv-shaped layer (Kaiming-normal weight).
+
+    Shared by :class:`AdderConv2d` and :class:`nmaccel.model.adabin.AdaBinConv2d`; a bad
+    value raises ``ValueError`` naming the parameter, e.g. "in_channels must be >= 1, got 0".
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("kernel_size", min(kh, kw))):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
+    weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
+    nn.init.kaiming_normal_(weight)
+    return weight, _pair(stride, "stride"), _pair(padding, "padding")
+
+
 def _check_conv_args(x: torch.Tensor, w: torch.Tensor, stride, padding, xname="x", wname="w"):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"{xname} must be a 4-D tensor (N, C, H, W), got "
@@ -146,14 +162,9 @@ class AdderConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  eta: float | None = None):
         super().__init__()
-        kh, kw = _pair(kernel_size, "kernel_size")
-        if in_channels < 1 or out_channels < 1 or kh < 1 or kw < 1:
-            raise ValueError("channels and kernel_size must be >= 1")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
+        self.weight, self.stride, self.padding = conv_layer_params(
+            in_channels, out_channels, kernel_size, stride, padding)
         self.eta = eta
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
-        nn.init.kaiming_normal_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight

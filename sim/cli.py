@@ -12,9 +12,7 @@ error and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from typing import Optional, Sequence
 
 __all__ = ["main", "build_parser"]

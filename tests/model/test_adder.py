@@ -200,3 +200,16 @@ def test_bad_inputs_raise():
         dequant(torch.zeros(1, 3, 2, 2, dtype=torch.int64), p)
     with pytest.raises(ValueError, match="layer mismatch|channel mismatch"):
         adder_conv2d_quantized(torch.rand(1, 2, 5, 5), p)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(in_channels=0, out_channels=4, kernel_size=3), "in_channels must be >= 1, got 0"),
+    (dict(in_channels=2, out_channels=0, kernel_size=3), "out_channels must be >= 1, got 0"),
+    (dict(in_channels=2, out_channels=4, kernel_size=(3, 0)), "kernel_size must be >= 1, got 0"),
+])
+def test_conv_layer_constructors_name_the_bad_parameter(kwargs, message):
+    from nmaccel.model.adabin import AdaBinConv2d
+    from nmaccel.model.adder import AdderConv2d
+    for cls in (AdderConv2d, AdaBinConv2d):
+        with pytest.raises(ValueError, match=message):
+            cls(**kwargs)
