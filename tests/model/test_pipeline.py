@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from nmaccel.hw.config import sta_preset
 from nmaccel.model.encoder_int import parse_nm
@@ -56,7 +55,7 @@ def test_sparse_layer_runs_from_compressed_weights(nm):
     for lin in layer.linears.values():
         groups = lin.w.reshape(lin.w.shape[0], -1, nm[1])
         assert ((groups != 0).sum(-1) <= nm[0]).all()
-        lin.compressed, saved = None, lin.compressed          # force the dense path
+        lin.compressed = None                                 # force the dense path
     np.testing.assert_array_equal(layer.forward(x), sparse_out)
     macs = layer.macs(len(ids))
     assert macs["linear"] * nm[1] == macs["linear_dense"] * nm[0]

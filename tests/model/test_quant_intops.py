@@ -1,6 +1,5 @@
 """Requant rule, integer GEMMs and vector ops against float references and edge cases."""
 
-import math
 
 import numpy as np
 import pytest
