@@ -1,28 +1,63 @@
 """The ``nmaccel`` command line.
 
 Subcommands
-    ``demo``    embed sentences with MiniLM-L6: float reference vs the integer golden
-                pipelines (int8 dense and N:M sparse); prints a table, optional JSON.
-    ``config``  print a hardware preset (``StaConfig``) as JSON.
+    ``demo``     embed sentences with MiniLM-L6: float reference vs the integer golden
+                 pipelines (int8 dense and N:M sparse); prints a table, optional JSON.
+    ``config``   print a hardware preset (``StaConfig``) as JSON.
+    ``verilog``  generate Verilog for a design (``nmaccel verilog sta|conv ...``).
+    ``sim``      run a design's RTL simulation on a workload (``nmaccel sim sta|conv ...``).
+    (further commands register themselves in :data:`COMMANDS`.)
 
 Every subcommand has ``--help`` with defaults shown. Bad arguments end with a one-line
 error and exit status 2, never a traceback.
+
+Extending
+    A command is a module with ``HELP`` (one line), ``add_arguments(parser)`` and
+    ``run(args) -> int``, listed in :data:`COMMANDS`. A design (for ``verilog`` and ``sim``)
+    is a module listed in :data:`DESIGNS` with ``HELP`` and any of
+    ``add_verilog_arguments``/``run_verilog`` and ``add_sim_arguments``/``run_sim``.
+    Modules not yet present in the package are left out of the parser.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from typing import Optional, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Formatter", "nm_list", "preset", "COMMANDS", "DESIGNS",
+           "CommandError"]
+
+#: command name -> module implementing it
+COMMANDS = {
+    "demo": "nmaccel.sim.demo",
+    "config": "nmaccel.sim.cli",
+    "verilog": "nmaccel.sim.cli",
+    "sim": "nmaccel.sim.cli",
+    "build": "nmaccel.boards.cli",
+    "report": "nmaccel.sim.report",
+    "idp": "nmaccel.sim.idp_cli",
+}
+
+#: design name -> module with the design's verilog/sim entry points
+DESIGNS = {
+    "sta": "nmaccel.sim.sta_cli",
+    "conv": "nmaccel.sim.conv_cli",
+}
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class CommandError(Exception):
+    """Raised by a command for a user-facing error (printed on one line, exit status 2)."""
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
 
-def _nm_list(text: str) -> list[Optional[tuple[int, int]]]:
+def nm_list(text: str) -> list[Optional[tuple[int, int]]]:
+    """argparse type: a comma-separated list of N:M patterns ("dense" allowed)."""
     from nmaccel.model.encoder_int import parse_nm
     try:
         return [parse_nm(part) for part in text.split(",") if part.strip()]
@@ -30,7 +65,8 @@ def _nm_list(text: str) -> list[Optional[tuple[int, int]]]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _preset(name: str):
+def preset(name: str):
+    """argparse type: an STA preset name -> ``StaConfig``."""
     from nmaccel.hw.config import ConfigError, sta_preset
     try:
         return sta_preset(name)
@@ -38,55 +74,86 @@ def _preset(name: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# Backwards-compatible private names.
+_nm_list, _preset, _Formatter = nm_list, preset, Formatter
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+# -- built-in commands: config, verilog, sim ---------------------------------------------------
+
+def _config_add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", type=preset, default="ulx3s", help="preset name")
+
+
+def _config_run(args) -> int:
+    print(args.preset.to_json(indent=2))
+    return 0
+
+
+def _design_modules() -> dict:
+    return {name: importlib.import_module(mod) for name, mod in DESIGNS.items() if _available(mod)}
+
+
+def _designs_add_arguments(p: argparse.ArgumentParser, kind: str) -> None:
+    sub = p.add_subparsers(dest="design", metavar="DESIGN")
+    sub.required = True
+    for name, mod in _design_modules().items():
+        adder = getattr(mod, f"add_{kind}_arguments", None)
+        if adder is None:
+            continue
+        dp = sub.add_parser(name, formatter_class=Formatter, help=getattr(mod, "HELP", ""),
+                            description=getattr(mod, f"{kind.upper()}_DESCRIPTION",
+                                                getattr(mod, "HELP", "")))
+        adder(dp)
+        dp.set_defaults(_design_run=getattr(mod, f"run_{kind}"))
+
+
+_BUILTIN = {
+    "config": ("print an STA hardware preset as JSON", _config_add_arguments, _config_run),
+    "verilog": ("generate Verilog for a design",
+                lambda p: _designs_add_arguments(p, "verilog"), lambda a: a._design_run(a)),
+    "sim": ("run a design's RTL simulation on a workload",
+            lambda p: _designs_add_arguments(p, "sim"), lambda a: a._design_run(a)),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nmaccel", formatter_class=_Formatter,
+        prog="nmaccel", formatter_class=Formatter,
         description="nmaccel: N:M sparse Transformer (STA) and adder/binary conv accelerator kit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    demo = sub.add_parser(
-        "demo", formatter_class=_Formatter,
-        help="MiniLM-L6 sentence embeddings: float vs int8 dense vs int8 N:M golden pipelines",
-        description="Embeds sentences with the float MiniLM-L6 reference, the int8 dense integer "
-                    "pipeline and int8 N:M sparse pipelines (magnitude-pruned, no fine-tuning), "
-                    "and prints cosine similarity to the float embeddings, storage bits per "
-                    "weight and multiply-accumulate counts.")
-    demo.add_argument("--preset", type=_preset, default="ulx3s",
-                      help="STA hardware preset whose number formats the integer pipelines use "
-                           "(tiny, ulx3s, large)")
-    demo.add_argument("--nm", type=_nm_list, default="2:4,1:4",
-                      help="comma-separated N:M patterns for the sparse pipelines")
-    demo.add_argument("--text", action="append", default=None, metavar="SENTENCE",
-                      help="a sentence to embed (repeatable); default: 8 built-in sentences")
-    demo.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-    cfg = sub.add_parser("config", formatter_class=_Formatter,
-                         help="print an STA hardware preset as JSON")
-    cfg.add_argument("--preset", type=_preset, default="ulx3s", help="preset name")
+    for name, module in COMMANDS.items():
+        if name in _BUILTIN:
+            help_, add, run = _BUILTIN[name]
+            desc = help_
+        else:
+            if not _available(module):
+                continue
+            mod = importlib.import_module(module)
+            help_, add, run = mod.HELP, mod.add_arguments, mod.run
+            desc = getattr(mod, "DESCRIPTION", help_)
+        p = sub.add_parser(name, formatter_class=Formatter, help=help_, description=desc)
+        add(p)
+        p.set_defaults(_run=run)
     return parser
-
-
-def _cmd_config(args) -> int:
-    print(args.preset.to_json(indent=2))
-    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            from nmaccel.sim.demo import run_demo
-            return run_demo(args)
-        if args.command == "config":
-            return _cmd_config(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"nmaccel {args.command}: error: {exc}", file=sys.stderr)
+        return int(args._run(args) or 0)
+    except (CommandError, ValueError, FileNotFoundError) as exc:
+        where = args.command + (f" {args.design}" if getattr(args, "design", None) else "")
+        print(f"nmaccel {where}: error: {exc}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

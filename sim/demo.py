@@ -18,7 +18,7 @@ from nmaccel.model.minilm import (DEMO_SENTENCES, embed_sentences_float, get_def
 from nmaccel.model.nm import bits_per_weight
 from nmaccel.model.pipeline import QuantizedMiniLM, cosine
 
-__all__ = ["run_demo", "demo_results", "format_table"]
+__all__ = ["run_demo", "demo_results", "format_table", "HELP", "add_arguments", "run"]
 
 
 def _label(nm: Optional[tuple[int, int]]) -> str:
@@ -71,6 +71,30 @@ def format_table(results: dict) -> str:
                      f"{r['bits_per_weight']:>12.2f} {r['macs'] / 1e6:>10.2f} "
                      f"{r['macs'] / dense:>8.2f}x")
     return "\n".join(lines)
+
+
+HELP = "MiniLM-L6 sentence embeddings: float vs int8 dense vs int8 N:M golden pipelines"
+DESCRIPTION = ("Embeds sentences with the float MiniLM-L6 reference, the int8 dense integer "
+               "pipeline and int8 N:M sparse pipelines (magnitude-pruned, no fine-tuning), "
+               "and prints cosine similarity to the float embeddings, storage bits per "
+               "weight and multiply-accumulate counts.")
+
+
+def add_arguments(p) -> None:
+    from nmaccel.sim.cli import nm_list, preset
+    p.add_argument("--preset", type=preset, default="ulx3s",
+                   help="STA hardware preset whose number formats the integer pipelines use "
+                        "(tiny, ulx3s, large)")
+    p.add_argument("--nm", type=nm_list, default="2:4,1:4",
+                   help="comma-separated N:M patterns for the sparse pipelines")
+    p.add_argument("--text", action="append", default=None, metavar="SENTENCE",
+                   help="a sentence to embed (repeatable); default: 8 built-in sentences")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args) -> int:
+    return run_demo(args)
 
 
 def run_demo(args) -> int:
