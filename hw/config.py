@@ -101,6 +101,8 @@ class StaConfig:
     wbuf_depth: int = 16384
     abuf_depth: int = 8192
     obuf_depth: int = 8192
+    pbuf_depth: int = 2048
+    cbuf_depth: int = 256
 
     kind: ClassVar[str] = "sta"
 
@@ -109,7 +111,7 @@ class StaConfig:
             if not _is_int(getattr(self, f.name)):
                 raise ConfigError(f"{f.name} must be a positive integer, not {getattr(self, f.name)!r}")
         for name in ("rows", "cols", "lanes", "softmax_lanes", "max_seq",
-                     "wbuf_depth", "abuf_depth", "obuf_depth", "n"):
+                     "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth", "n"):
             _positive(name, getattr(self, name))
         _power_of_two("m", self.m, minimum=2)
         _in_range("m", self.m, 2, 16)
@@ -219,3 +221,163 @@ def sta_preset(name: str) -> StaConfig:
     except (KeyError, TypeError):
         raise ConfigError(f"unknown STA preset {name!r}; expected one of: "
                           f"{', '.join(STA_PRESETS)}") from None
+
+
+# ==================================================================================== conv
+#: Per-layer PE modes of the conv engine (``ConvConfig.modes`` lists the built ones).
+CONV_MODES: tuple[str, ...] = ("adder", "binary", "mul")
+#: Kernel sizes, strides and adder bit widths the conv engine supports.
+CONV_KERNELS: tuple[int, ...] = (1, 3)
+CONV_STRIDES: tuple[int, ...] = (1, 2)
+CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """Parameters of the adder / binary convolution engine (``nmaccel.hw.conv``).
+
+    Array
+        ``p_out`` × ``p_in`` PEs: ``p_in`` input channels of one kernel tap against
+        ``p_out`` output channels per cycle. ``modes`` lists the PE modes built into the
+        array (a subset of ``"adder"``, ``"binary"``, ``"mul"``; the mode is chosen per
+        layer at run time).
+    Numbers
+        Activations and weights travel in ``data_bits``-wide lanes (adder layers use
+        n ∈ {4, 6, 8} ≤ ``data_bits`` of them, int8 layers all 8, binary layers bit 0).
+        Accumulators are ``acc_bits`` wide; post-processing multiplies the counters by
+        signed ``coef_bits`` coefficients, adds a signed ``bias_bits`` bias (the affine value
+        ``v`` is ``bias_bits`` wide) and requantizes with an unsigned ``mult_bits``
+        multiplier and a 6-bit right shift (rule in :mod:`nmaccel.model.quant`).
+    Sizes
+        Feature maps up to ``max_height`` × ``max_width`` pixels with up to
+        ``max_in_channels`` / ``max_out_channels`` channels; the line buffer keeps
+        ``line_slots`` rows (next power of two ≥ 3) of ``max_width`` pixels; the output
+        FIFO holds ``out_fifo_depth`` beats.
+    """
+
+    p_out: int = 4
+    p_in: int = 4
+    data_bits: int = 8
+    acc_bits: int = 26
+    coef_bits: int = 16
+    bias_bits: int = 32
+    mult_bits: int = 16
+    max_width: int = 16
+    max_height: int = 64
+    max_in_channels: int = 128
+    max_out_channels: int = 64
+    out_fifo_depth: int = 4
+    modes: tuple = CONV_MODES
+
+    kind: ClassVar[str] = "conv"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.modes, list):
+            object.__setattr__(self, "modes", tuple(self.modes))
+        for f in fields(self):
+            if f.name != "modes":
+                _positive(f.name, getattr(self, f.name))
+        if not isinstance(self.modes, tuple) or not self.modes or \
+                any(m not in CONV_MODES for m in self.modes) or \
+                len(set(self.modes)) != len(self.modes):
+            raise ConfigError(f"modes must be a non-empty tuple of distinct names from "
+                              f"{CONV_MODES}, not {self.modes!r}")
+        _in_range("p_out", self.p_out, 1, 64)
+        _in_range("p_in", self.p_in, 1, 64)
+        _in_range("data_bits", self.data_bits, 8, 8)
+        _in_range("coef_bits", self.coef_bits, 2, 24)
+        _in_range("mult_bits", self.mult_bits, 2, 31)
+        _in_range("bias_bits", self.bias_bits, 16, 48)
+        _in_range("max_width", self.max_width, 1, 4096)
+        _in_range("max_height", self.max_height, 1, 4096)
+        _in_range("out_fifo_depth", self.out_fifo_depth, 2, 1024)
+        need = clog2(self.max_term * self.max_taps + 1) + 1
+        _in_range("acc_bits", self.acc_bits, need, 48)
+
+    # -- derived quantities (read these, never recompute them elsewhere) -----------------
+
+    @property
+    def max_taps(self) -> int:
+        """Largest number of accumulated taps (``max_in_channels`` × 3 × 3)."""
+        return self.max_in_channels * max(CONV_KERNELS) ** 2
+
+    @property
+    def max_term(self) -> int:
+        """Largest |term| of one PE: ``|aq - 2 wq|`` (adder) or ``wq * aq`` (int8)."""
+        half = 1 << (self.data_bits - 1)
+        return max((1 << self.data_bits) - 1 + 2 * half, half * half)
+
+    @property
+    def count_bits(self) -> int:
+        """Width of the binary-mode popcount accumulators (X, P_a, N, P_w)."""
+        return clog2(self.max_taps + 1)
+
+    @property
+    def max_in_tiles(self) -> int:
+        return -(-self.max_in_channels // self.p_in)
+
+    @property
+    def max_out_tiles(self) -> int:
+        return -(-self.max_out_channels // self.p_out)
+
+    @property
+    def line_slots(self) -> int:
+        """Rows held by the line buffer (power of two ≥ the largest kernel)."""
+        return 1 << clog2(max(CONV_KERNELS))
+
+    @property
+    def line_depth(self) -> int:
+        """Words of the line buffer (``line_slots`` × ``max_width`` × ``max_in_tiles``)."""
+        return self.line_slots * self.max_width * self.max_in_tiles
+
+    @property
+    def weight_depth(self) -> int:
+        """Words of the weight memory (one word = ``p_out`` × ``p_in`` weights)."""
+        return self.max_out_tiles * self.max_in_tiles * max(CONV_KERNELS) ** 2
+
+    @property
+    def shift_bits(self) -> int:
+        return 6
+
+    # -- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["modes"] = list(self.modes)
+        return {"kind": self.kind, **d}
+
+    to_json = StaConfig.to_json
+    replace = StaConfig.replace
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ConvConfig":
+        return StaConfig.from_dict.__func__(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ConvConfig":
+        return StaConfig.from_json.__func__(cls, text)
+
+
+#: Named conv-engine configurations: ``small`` for quick simulations, ``digits`` for the
+#: digits workloads, ``ulx3s`` for an ECP5-85F.
+CONV_PRESETS: dict[str, ConvConfig] = {
+    "small": ConvConfig(p_out=2, p_in=2, max_width=8, max_in_channels=32,
+                        max_out_channels=32),
+    "digits": ConvConfig(p_out=8, p_in=8, max_width=8, max_height=8, max_in_channels=128,
+                         max_out_channels=32),
+    "ulx3s": ConvConfig(p_out=8, p_in=8, max_width=32, max_in_channels=128,
+                        max_out_channels=128),
+}
+
+
+def conv_preset(name: str) -> ConvConfig:
+    """The conv preset called ``name``; a clear error lists the valid names otherwise."""
+    try:
+        return CONV_PRESETS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown conv preset {name!r}; expected one of: "
+                          f"{', '.join(CONV_PRESETS)}") from None
+
+
+__all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
+            "CONV_STRIDES", "CONV_ADDER_BITS"]

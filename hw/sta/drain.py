@@ -1,0 +1,141 @@
+"""Drain unit: shadow accumulators → bias, requant, saturation → output buffer.
+
+Reads one array row (``C`` accumulators) per cycle from the MAC array's shadow registers,
+adds the row's bias, requantizes all ``C`` lanes in parallel (``C`` :class:`RequantUnit`
+instances, the golden model's rule :func:`nmaccel.model.quant.requant`) and writes the row to
+the output buffer as ``C`` lanes of ``acc_bits``.
+
+Output formats (``osel``, :data:`nmaccel.model.sta_isa.OSEL_BITS`)
+    0: ``saturate(round_shift((acc + bias) · mult, shift), 8)``
+    1: the same, saturated to 16 bits
+    2: ``acc + bias`` (int32; mult and shift are ignored)
+    Narrow outputs are stored sign-extended in their ``acc_bits`` lane.
+
+Ports
+    ``start`` In (pulse, with ``o_addr``, ``p_addr``, ``osel``): drain the shadow now; row ``r``
+    is read in cycle ``start + r`` and written to ``o_addr + r`` using PBUF ``p_addr + r``.
+    ``row_sel`` Out / ``row`` In: shadow row read (combinational in the array).
+    ``p_addr_o`` Out / ``p_data`` In: PBUF read port (synchronous, one cycle).
+    ``o_wr_addr``, ``o_wr_data``, ``o_wr_en`` Out: OBUF write port.
+    ``busy`` Out: a drain is in flight.
+
+Latency: row ``r`` is written ``latency = 4`` cycles after it is read; a whole tile takes
+``R + latency`` cycles. Throughput: one row per cycle; ``start`` pulses at least ``R`` cycles
+apart.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.hw.sta.isa import param_layout
+from nmaccel.hw.sta.requant import RequantUnit
+from nmaccel.model import sta_isa
+
+__all__ = ["DrainUnit"]
+
+
+class DrainUnit(wiring.Component):
+    """Pipelined per-row requantizer between the array's shadow and OBUF (module docstring)."""
+
+    latency = 4
+
+    def __init__(self, config: StaConfig) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        self.config = config
+        cfg = config
+        self.o_aw = max(clog2(cfg.obuf_depth), 1)
+        self.p_aw = max(clog2(cfg.pbuf_depth), 1)
+        super().__init__({
+            "start": In(1),
+            "o_addr": In(self.o_aw),
+            "p_addr": In(self.p_aw),
+            "osel": In(2),
+            "row_sel": Out(max(clog2(cfg.rows), 1)),
+            "row": In(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
+            "p_addr_o": Out(self.p_aw),
+            "p_data": In(param_layout(cfg)),
+            "o_wr_addr": Out(self.o_aw),
+            "o_wr_data": Out(unsigned(cfg.cols * cfg.acc_bits)),
+            "o_wr_en": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        R, C, AB = cfg.rows, cfg.cols, cfg.acc_bits
+
+        # Row sequencer: row 0 in the start cycle, rows 1..R-1 in the following cycles.
+        running = Signal()
+        ri = Signal(range(R + 1))
+        base_o = Signal(self.o_aw)
+        base_p = Signal(self.p_aw)
+        osel_l = Signal(2)
+        cur_o = Signal(self.o_aw)
+        cur_osel = Signal(2)
+        read = Signal()
+        with m.If(self.start):
+            m.d.comb += [self.row_sel.eq(0), self.p_addr_o.eq(self.p_addr),
+                         cur_o.eq(self.o_addr), cur_osel.eq(self.osel), read.eq(1)]
+            m.d.sync += [base_o.eq(self.o_addr), base_p.eq(self.p_addr), osel_l.eq(self.osel),
+                         ri.eq(1), running.eq(R > 1)]
+        with m.Elif(running):
+            m.d.comb += [self.row_sel.eq(ri), self.p_addr_o.eq(base_p + ri),
+                         cur_o.eq(base_o + ri), cur_osel.eq(osel_l), read.eq(1)]
+            m.d.sync += ri.eq(ri + 1)
+            with m.If(ri == R - 1):
+                m.d.sync += running.eq(0)
+
+        # Stage 1: registered row (PBUF data arrives next cycle).
+        row1 = Signal(data.ArrayLayout(signed(AB), C))
+        o1, osel1, v1 = Signal(self.o_aw), Signal(2), Signal()
+        m.d.sync += [row1.eq(self.row), o1.eq(cur_o), osel1.eq(cur_osel), v1.eq(read)]
+
+        # Stage 2: add bias; int32 output forces mult = 1, shift = 0.
+        sum2 = Signal(data.ArrayLayout(signed(AB), C))
+        mult2 = Signal(unsigned(cfg.requant_mult_bits))
+        shift2 = Signal(unsigned(sta_isa.SHIFT_BITS))
+        o2, osel2, v2 = Signal(self.o_aw), Signal(2), Signal()
+        for c in range(C):
+            m.d.sync += sum2[c].eq(row1[c] + self.p_data.bias)
+        raw = osel1 == 2
+        m.d.sync += [
+            mult2.eq(Mux(raw, 1, self.p_data.mult)),
+            shift2.eq(Mux(raw, 0, self.p_data.shift)),
+            o2.eq(o1), osel2.eq(osel1), v2.eq(v1),
+        ]
+
+        # Stages 3-4: C requant units (saturating to acc_bits), address/format alongside.
+        outs = []
+        for c in range(C):
+            rq = RequantUnit(cfg, out_bits=AB, signed=True)
+            m.submodules[f"rq{c}"] = rq
+            m.d.comb += [rq.acc.eq(sum2[c]), rq.mult.eq(mult2), rq.shift.eq(shift2),
+                         rq.valid.eq(v2)]
+            outs.append(rq)
+        o3, osel3, o4, osel4 = Signal(self.o_aw), Signal(2), Signal(self.o_aw), Signal(2)
+        v3 = Signal()
+        m.d.sync += [o3.eq(o2), osel3.eq(osel2), o4.eq(o3), osel4.eq(osel3), v3.eq(v2)]
+
+        # Output: saturate to the selected width (composition of clamps = the narrow clamp).
+        for c, rq in enumerate(outs):
+            lane = Signal(signed(AB), name=f"lane{c}")
+            v = rq.o
+            with m.Switch(osel4):
+                for sel, bits in sta_isa.OSEL_BITS.items():
+                    if bits >= AB:
+                        continue
+                    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+                    with m.Case(sel):
+                        m.d.comb += lane.eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+                with m.Default():
+                    m.d.comb += lane.eq(v)
+            m.d.comb += self.o_wr_data[c * AB:(c + 1) * AB].eq(lane)
+        m.d.comb += [self.o_wr_addr.eq(o4), self.o_wr_en.eq(outs[0].o_valid)]
+        m.d.comb += self.busy.eq(self.start | running | v1 | v2 | v3 | outs[0].o_valid)
+        return m

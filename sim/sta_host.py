@@ -1,0 +1,91 @@
+"""Host side of the STA: the transaction script of a run and its result, backend-independent.
+
+A run is: load the program (32-bit host writes), write the command count to CSR START, wait
+for ``done``/``error``, read STATUS and the counters, the per-command cycle log and every
+output word. :func:`host_script` produces that list of steps once; each backend (Amaranth's
+simulator in :mod:`nmaccel.sim.sta_amaranth`, cocotb + Verilator/Icarus in
+:mod:`nmaccel.sim.sta_rtl`, a board over UART) executes it and hands the raw read data to
+:func:`finish_run`, which decodes status, counters and outputs into a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from nmaccel.model import sta_isa
+from nmaccel.model.sta_isa import CSR
+from nmaccel.model.sta_program import StaProgram
+
+__all__ = ["RunResult", "StaRunError", "host_script", "finish_run", "COUNTERS"]
+
+COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS")
+
+
+class StaRunError(RuntimeError):
+    """The accelerator stopped with an error status."""
+
+    def __init__(self, code: int, index: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.index = code, index
+
+
+@dataclass
+class RunResult:
+    outputs: dict
+    counters: dict
+    per_command: list
+    status: int
+    error_code: int = 0
+    error_index: int = 0
+    backend: str = ""
+    wall_seconds: float = 0.0
+    run_seconds: float = 0.0       # wall time from START to done (simulation speed)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> int:
+        return self.counters["CYCLES"]
+
+    def check(self, program: StaProgram) -> dict:
+        """Compare outputs with the program's golden results; returns per-region verdicts."""
+        verdict = {}
+        for name, want in program.expected.items():
+            got = self.outputs.get(name)
+            verdict[name] = bool(got is not None and np.array_equal(got, want))
+        return verdict
+
+
+def host_script(program: StaProgram) -> dict:
+    """The steps of one run as plain data (JSON-serialisable)."""
+    cfg = program.cfg
+    n = len(program.commands)
+    if n == 0:
+        raise ValueError("program has no commands")
+    csr = {name: sta_isa.host_address(cfg, "CSR", idx) for name, idx in CSR.items()}
+    return {
+        "writes": program.host_writes(),
+        "start": [csr["START"], n],
+        "status": csr["STATUS"],
+        "counters": [csr[name] for name in COUNTERS],
+        "cyclog": [sta_isa.host_address(cfg, "CYCLOG", i) for i in range(n)],
+        "outputs": [addr for addr, _, _ in program.output_reads()],
+    }
+
+
+def finish_run(program: StaProgram, script: dict, status: int, counters: list, cyclog: list,
+               outputs: list, backend: str, raise_on_error: bool = True, **timing) -> RunResult:
+    """Decode raw read data of :func:`host_script`'s reads into a :class:`RunResult`."""
+    code, index = (status >> 8) & 0xFF, (status >> 16) & 0xFFFF
+    if raise_on_error and status & 4:
+        raise StaRunError(code, index, f"STA stopped with error {code} "
+                                       f"({sta_isa.error_name(code)}) at command {index}")
+    slices = {}
+    for (addr, entry, sub), data in zip(program.output_reads(), outputs):
+        slices[(entry, sub)] = int(data)
+    results = program.unpack_outputs(slices) if not status & 4 else {}
+    return RunResult(outputs=results, counters=dict(zip(COUNTERS, (int(c) for c in counters))),
+                     per_command=[int(c) for c in cyclog], status=int(status), error_code=code,
+                     error_index=index, backend=backend, **timing)
