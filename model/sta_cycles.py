@@ -21,8 +21,16 @@ from dataclasses import dataclass, field
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.model import sta_isa
 
-__all__ = ["COMMAND_OVERHEAD", "DRAIN_LATENCY", "pe_latency", "capture_delay", "CycleReport",
-           "program_cycles", "gemm_cycles", "utilization"]
+__all__ = [
+    "COMMAND_OVERHEAD",
+    "DRAIN_LATENCY",
+    "CycleReport",
+    "capture_delay",
+    "gemm_cycles",
+    "pe_latency",
+    "program_cycles",
+    "utilization",
+]
 
 COMMAND_OVERHEAD = 5     # FETCH, DECODE1, DECODE2, CHECK, NEXT
 RUN_START = 4            # cycles from a command's FETCH to its first beat

@@ -43,20 +43,45 @@ GEMM (opcode 1)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-
 from nmaccel.hw.config import StaConfig, clog2
 
 __all__ = [
-    "OP_NOP", "OP_GEMM", "OPCODES", "MODE_SPARSE", "MODE_DENSE", "OSEL_BITS", "OSEL_NAMES",
-    "SPACES", "CSR", "ERRORS", "SHIFT_BITS", "DIM_BITS", "OP_BITS",
-    "command_fields", "command_bits", "encode_command", "decode_command",
-    "space_width", "space_depth", "sub_words", "sub_bits", "space_shift", "addr_bits",
-    "host_address", "split_entry", "join_entry", "param_fields", "encode_params",
-    "GemmCommand", "dense_ratio", "a_stride", "error_name",
+    "CSR",
+    "DIM_BITS",
+    "ERRORS",
+    "MODE_DENSE",
+    "MODE_SPARSE",
+    "OPCODES",
+    "OP_BITS",
+    "OP_GEMM",
+    "OP_NOP",
+    "OSEL_BITS",
+    "OSEL_NAMES",
+    "SHIFT_BITS",
+    "SPACES",
+    "GemmCommand",
+    "a_stride",
+    "addr_bits",
+    "command_bits",
+    "command_fields",
+    "decode_command",
+    "dense_ratio",
+    "encode_command",
+    "encode_params",
+    "error_name",
+    "host_address",
+    "join_entry",
+    "param_fields",
+    "space_depth",
+    "space_shift",
+    "space_width",
+    "split_entry",
+    "sub_bits",
+    "sub_words",
 ]
 
 OP_BITS = 4
@@ -292,7 +317,7 @@ class GemmCommand:
             "PBUF": (self.p_base, self.m_tiles * cfg.rows),
         }
 
-    def check(self, cfg: StaConfig) -> "GemmCommand":
+    def check(self, cfg: StaConfig) -> GemmCommand:
         """Host-side check of everything the hardware checks (clear errors, same rules)."""
         if self.mode not in (MODE_SPARSE, MODE_DENSE):
             raise ValueError(f"mode must be 0 (sparse) or 1 (dense), not {self.mode!r}")
@@ -310,7 +335,7 @@ class GemmCommand:
         return self
 
 
-def check_hw_error(code: int, index: Optional[int] = None) -> None:
+def check_hw_error(code: int, index: int | None = None) -> None:
     """Raise a clear error for a nonzero hardware error code."""
     if code:
         where = f" in command {index}" if index is not None else ""

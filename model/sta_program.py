@@ -13,10 +13,8 @@ several programs (chunks of output features and/or tokens), each loaded and run 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 import numpy as np
-
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import nm as nmfmt
 from nmaccel.model import sta_isa
@@ -24,8 +22,16 @@ from nmaccel.model.intops import gemm_dense, gemm_sparse
 from nmaccel.model.quant import as_int64, requant
 from nmaccel.model.sta_isa import MODE_DENSE, MODE_SPARSE, OSEL_BITS, GemmCommand
 
-__all__ = ["OutputRegion", "StaProgram", "GemmSpec", "compile_gemm", "plan_gemm",
-           "run_gemm_golden", "pack_weight_entries", "pack_activation_entries"]
+__all__ = [
+    "GemmSpec",
+    "OutputRegion",
+    "StaProgram",
+    "compile_gemm",
+    "pack_activation_entries",
+    "pack_weight_entries",
+    "plan_gemm",
+    "run_gemm_golden",
+]
 
 
 @dataclass(frozen=True)
@@ -200,10 +206,10 @@ def pack_activation_entries(x, cfg: StaConfig, mode: int, k_steps: int
 class GemmSpec:
     """One integer GEMM ``Y = requant(X · Wᵀ + bias)`` in STA terms."""
     x: np.ndarray                      # (tokens, K) int8
-    weight: Union[np.ndarray, "nmfmt.NMCompressed"]
-    bias: Optional[np.ndarray] = None  # (features,) int32
-    mult: Optional[np.ndarray] = None  # (features,) or scalar; default 1
-    shift: Optional[np.ndarray] = None
+    weight: np.ndarray | nmfmt.NMCompressed
+    bias: np.ndarray | None = None  # (features,) int32
+    mult: np.ndarray | None = None  # (features,) or scalar; default 1
+    shift: np.ndarray | None = None
     osel: int = 0
     name: str = "Y"
 
@@ -241,7 +247,7 @@ def run_gemm_golden(spec: GemmSpec, cfg: StaConfig) -> np.ndarray:
     return requant(acc, mult, shift, OSEL_BITS[spec.osel], mult_bits=cfg.requant_mult_bits)
 
 
-def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: Optional[StaProgram] = None,
+def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: StaProgram | None = None,
                  w_base: int = 0, a_base: int = 0, o_base: int = 0, p_base: int = 0,
                  golden: bool = True) -> StaProgram:
     """Add ``spec`` as one GEMM command (operands at the given buffer bases) to ``program``.

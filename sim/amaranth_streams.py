@@ -4,12 +4,11 @@ testbenches (``async def tb(ctx)``), with optional random idle cycles and back-p
 from __future__ import annotations
 
 import random
-from typing import Optional
 
-__all__ = ["stream_put", "stream_get"]
+__all__ = ["stream_get", "stream_put"]
 
 
-async def stream_put(ctx, stream, payload, rng: Optional[random.Random] = None,
+async def stream_put(ctx, stream, payload, rng: random.Random | None = None,
                      idle: float = 0.0) -> None:
     """Transfer one ``payload`` into ``stream`` (a ``stream.Interface`` the DUT reads from).
 
@@ -25,7 +24,7 @@ async def stream_put(ctx, stream, payload, rng: Optional[random.Random] = None,
     ctx.set(stream.valid, 0)
 
 
-async def stream_get(ctx, stream, rng: Optional[random.Random] = None,
+async def stream_get(ctx, stream, rng: random.Random | None = None,
                      backpressure: float = 0.0):
     """Receive one payload from ``stream`` (a ``stream.Interface`` the DUT drives).
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Optional
 
 from amaranth.sim import Simulator
-
 from nmaccel.hw.sta.core import StaCore
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.amaranth_streams import stream_get, stream_put
@@ -23,7 +21,7 @@ __all__ = ["run_amaranth"]
 
 def run_amaranth(program: StaProgram, idle: float = 0.0, backpressure: float = 0.0,
                  seed: int = 0, max_cycles: int = 2_000_000, raise_on_error: bool = True,
-                 vcd: Optional[str] = None, count: Optional[int] = None) -> RunResult:
+                 vcd: str | None = None, count: int | None = None) -> RunResult:
     """Load, start and read back ``program`` on StaCore in amaranth.sim (``count`` overrides
     the number of commands written to START, for error tests)."""
     cfg = program.cfg

@@ -11,15 +11,13 @@ simulator in :mod:`nmaccel.sim.sta_amaranth`, cocotb + Verilator/Icarus in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
-
 from nmaccel.model import sta_isa
 from nmaccel.model.sta_isa import CSR
 from nmaccel.model.sta_program import StaProgram
 
-__all__ = ["RunResult", "StaRunError", "host_script", "finish_run", "COUNTERS"]
+__all__ = ["COUNTERS", "RunResult", "StaRunError", "finish_run", "host_script"]
 
 COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS")
 

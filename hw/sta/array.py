@@ -38,7 +38,6 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.pe import NMProcessingElement
 from nmaccel.model import sta_isa

@@ -40,11 +40,15 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.array import UnifiedMacArray
 from nmaccel.hw.sta.drain import DrainUnit
-from nmaccel.hw.sta.isa import command_layout, padded_bits, param_layout, read_layout, write_layout
+from nmaccel.hw.sta.isa import (
+    command_layout,
+    padded_bits,
+    read_layout,
+    write_layout,
+)
 from nmaccel.model import sta_isa
 from nmaccel.model.sta_isa import CSR, SPACES
 
@@ -187,19 +191,18 @@ class StaCore(wiring.Component):
             m.next = "IDLE"
 
         with m.FSM(name="ctrl"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    m.d.sync += [
-                        count.eq(self.wr.payload.data), pc.eq(0), done.eq(0), error.eq(0),
-                        err_code.eq(0), err_cmd.eq(0), c_total.eq(0), c_active.eq(0),
-                        c_stall.eq(0), c_sparse.eq(0), c_dense.eq(0), c_cmds.eq(0),
-                        cmd_cyc.eq(0), gap.eq(R), busy.eq(1),
-                    ]
-                    with m.If((self.wr.payload.data == 0)
-                              | (self.wr.payload.data > cfg.cbuf_depth)):
-                        m.d.sync += [err_code.eq(_ERR["count"]), error.eq(1), busy.eq(0)]
-                    with m.Else():
-                        m.next = "FETCH"
+            with m.State("IDLE"), m.If(start):
+                m.d.sync += [
+                    count.eq(self.wr.payload.data), pc.eq(0), done.eq(0), error.eq(0),
+                    err_code.eq(0), err_cmd.eq(0), c_total.eq(0), c_active.eq(0),
+                    c_stall.eq(0), c_sparse.eq(0), c_dense.eq(0), c_cmds.eq(0),
+                    cmd_cyc.eq(0), gap.eq(R), busy.eq(1),
+                ]
+                with m.If((self.wr.payload.data == 0)
+                          | (self.wr.payload.data > cfg.cbuf_depth)):
+                    m.d.sync += [err_code.eq(_ERR["count"]), error.eq(1), busy.eq(0)]
+                with m.Else():
+                    m.next = "FETCH"
             with m.State("FETCH"):              # CBUF address = pc
                 with m.If(array.meta_err):
                     fail(_ERR["meta"])
@@ -371,13 +374,12 @@ class StaCore(wiring.Component):
                                             m.d.sync += resp.eq(padded[32 * k:32 * (k + 1)])
                                     with m.Default():
                                         m.d.sync += resp.eq(0)
-                    with m.Case(SPACES["CSR"]):
-                        with m.Switch(l_entry):
-                            for idx, val in csr_vals.items():
-                                with m.Case(idx):
-                                    m.d.sync += resp.eq(val)
-                            with m.Default():
-                                m.d.sync += resp.eq(0)
+                    with m.Case(SPACES["CSR"]), m.Switch(l_entry):
+                        for idx, val in csr_vals.items():
+                            with m.Case(idx):
+                                m.d.sync += resp.eq(val)
+                        with m.Default():
+                            m.d.sync += resp.eq(0)
                     with m.Default():
                         m.d.sync += resp.eq(0)
                 m.next = "RESP"

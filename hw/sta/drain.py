@@ -29,7 +29,6 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.isa import param_layout
 from nmaccel.hw.sta.requant import RequantUnit

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
-
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
 
-__all__ = ["command_layout", "param_layout", "write_layout", "read_layout", "padded_bits"]
+__all__ = ["command_layout", "padded_bits", "param_layout", "read_layout", "write_layout"]
 
 
 def padded_bits(bits: int) -> int:

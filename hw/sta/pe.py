@@ -33,7 +33,6 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig, clog2
 
 __all__ = ["NMProcessingElement"]
@@ -111,13 +110,12 @@ class NMProcessingElement(wiring.Component):
             base = (j // n) * mw
             with m.If(self.mode):
                 m.d.comb += sel.eq(self.act[j])
-            with m.Else():
-                with m.Switch(self.w_index[j]):
-                    for k in range(mw):
-                        with m.Case(k):
-                            m.d.comb += sel.eq(self.act[base + k])
-                    with m.Default():     # unreachable for index_bits == clog2(m)
-                        m.d.comb += sel.eq(0)
+            with m.Else(), m.Switch(self.w_index[j]):
+                for k in range(mw):
+                    with m.Case(k):
+                        m.d.comb += sel.eq(self.act[base + k])
+                with m.Default():     # unreachable for index_bits == clog2(m)
+                    m.d.comb += sel.eq(0)
             p = Signal(signed(self.product_bits), name=f"prod{j}")
             m.d.sync += p.eq(self.w_value[j] * sel)
             prods.append(p)

@@ -20,10 +20,9 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig
 
-__all__ = ["RequantUnit", "SHIFT_BITS"]
+__all__ = ["SHIFT_BITS", "RequantUnit"]
 
 #: Width of the ``shift`` port (shifts 0..63; the golden model allows 0..62).
 SHIFT_BITS = 6

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
 from nmaccel.model.nm import compress, nm_mask
