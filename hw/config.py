@@ -230,6 +230,10 @@ CONV_MODES: tuple[str, ...] = ("adder", "binary", "mul")
 CONV_KERNELS: tuple[int, ...] = (1, 3)
 CONV_STRIDES: tuple[int, ...] = (1, 2)
 CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
+#: Register stages of the conv engine from issuing a beat to writing its output beat into
+#: the output FIFO (memory read 1, PE array 2, accumulate 1, post-processing 3); the engine
+#: asserts it is built with exactly this depth, and the cycle prediction reads it.
+CONV_ENGINE_LATENCY: int = 7
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ class ConvConfig:
     max_height: int = 64
     max_in_channels: int = 128
     max_out_channels: int = 64
-    out_fifo_depth: int = 4
+    out_fifo_depth: int = 16
     modes: tuple = CONV_MODES
 
     kind: ClassVar[str] = "conv"
@@ -380,4 +384,4 @@ def conv_preset(name: str) -> ConvConfig:
 
 
 __all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
-            "CONV_STRIDES", "CONV_ADDER_BITS"]
+            "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY"]

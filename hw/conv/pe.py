@@ -1,0 +1,132 @@
+"""PE array of the conv engine: ``p_out`` × ``p_in`` PEs with a per-layer mode.
+
+PE (o, i) sees activation lane ``a = act[i]`` and weight ``w = wt[o][i]`` (``data_bits``
+each) and produces, by the run-time ``mode`` (:class:`nmaccel.model.conv_ref.Mode`):
+
+``ADDER``   ``|a' − 2·w|`` with ``a'`` = a (unsigned) or 0 on a padded tap (``sval = 0``);
+            0 for a channel lane past C_in (``chan[i] = 0``)
+``MUL``     ``a·w`` (int8 × int8), 0 unless ``chan[i] & sval``
+``BINARY``  ``XNOR(a[0], w[0])`` and ``w[0]``, both masked by ``chan[i] & sval``
+
+Row ``o`` sums its PEs into ``sum0[o]`` (the term sum; X in binary mode) and ``pw[o]``
+(popcount of the masked weight bits); the array also counts ``pa`` (masked activation
+bits) and ``n`` (valid taps), shared by all rows. Only the modes in ``config.modes`` are
+built (the resource benchmark builds one mode at a time).
+
+Ports
+    ``act``   In  ``ArrayLayout(unsigned(data_bits), p_in)``
+    ``wt``    In  ``ArrayLayout(ArrayLayout(unsigned(data_bits), p_in), p_out)``
+    ``chan``  In  ``p_in``  -- lane i holds a real input channel
+    ``sval``  In  1         -- the tap is inside the image (not padding)
+    ``mode``  In  2
+    ``valid`` In  1
+    ``sum0``  Out ``ArrayLayout(signed(sum_bits), p_out)``
+    ``pw``    Out ``ArrayLayout(unsigned(clog2(p_in + 1)), p_out)``
+    ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
+    ``o_valid`` Out 1
+
+Latency 2 (terms registered, then row sums registered); one beat per cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import ConvConfig, clog2
+from nmaccel.model.conv_ref import Mode
+
+__all__ = ["PEArray"]
+
+
+def _tree_sum(values):
+    values = list(values)
+    while len(values) > 1:
+        nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+class PEArray(wiring.Component):
+    """``p_out`` × ``p_in`` adder / binary / int8 PEs (see the module docstring)."""
+
+    latency = 2
+
+    def __init__(self, config: ConvConfig) -> None:
+        if not isinstance(config, ConvConfig):
+            raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
+        self.config = config
+        db = config.data_bits
+        half = 1 << (db - 1)
+        self.term_bits = 1
+        if "adder" in config.modes:
+            self.term_bits = max(self.term_bits, clog2((1 << db) + 2 * half) + 1)
+        if "mul" in config.modes:
+            self.term_bits = max(self.term_bits, 2 * db)
+        if "binary" in config.modes:
+            self.term_bits = max(self.term_bits, 2)
+        self.sum_bits = self.term_bits + clog2(config.p_in) + 1
+        self.cnt_bits = clog2(config.p_in + 1)
+        po, pi = config.p_out, config.p_in
+        super().__init__({
+            "act": In(data.ArrayLayout(unsigned(db), pi)),
+            "wt": In(data.ArrayLayout(data.ArrayLayout(unsigned(db), pi), po)),
+            "chan": In(pi),
+            "sval": In(1),
+            "mode": In(2),
+            "valid": In(1),
+            "sum0": Out(data.ArrayLayout(signed(self.sum_bits), po)),
+            "pw": Out(data.ArrayLayout(unsigned(self.cnt_bits), po)),
+            "pa": Out(unsigned(self.cnt_bits)),
+            "n": Out(unsigned(self.cnt_bits)),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        po, pi = cfg.p_out, cfg.p_in
+        modes = cfg.modes
+        is_add = self.mode == Mode.ADDER
+        is_mul = self.mode == Mode.MUL
+        is_bin = self.mode == Mode.BINARY
+
+        # stage 1: terms
+        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}") for i in range(pi)]
+                 for o in range(po)]
+        wbits = [[Signal(name=f"wb_{o}_{i}") for i in range(pi)] for o in range(po)]
+        abits = [Signal(name=f"ab_{i}") for i in range(pi)]
+        mbits = [Signal(name=f"mb_{i}") for i in range(pi)]
+        valid1 = Signal()
+        m.d.sync += valid1.eq(self.valid)
+        for i in range(pi):
+            a = self.act[i]
+            mask = self.chan[i] & self.sval
+            if "binary" in modes:
+                m.d.sync += [abits[i].eq(a[0] & mask & is_bin), mbits[i].eq(mask & is_bin)]
+            for o in range(po):
+                w = self.wt[o][i]
+                term = 0
+                if "adder" in modes:
+                    a_eff = Mux(self.sval, a, 0)
+                    diff = a_eff.as_unsigned() - (w.as_signed() << 1)
+                    term = Mux(is_add & self.chan[i], abs(diff), term)
+                if "mul" in modes:
+                    term = Mux(is_mul & mask, a.as_signed() * w.as_signed(), term)
+                if "binary" in modes:
+                    term = Mux(is_bin & mask, ~(a[0] ^ w[0]), term)
+                    m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)
+                m.d.sync += terms[o][i].eq(term)
+
+        # stage 2: row sums
+        m.d.sync += self.o_valid.eq(valid1)
+        for o in range(po):
+            m.d.sync += self.sum0[o].eq(_tree_sum(terms[o]))
+            if "binary" in modes:
+                m.d.sync += self.pw[o].eq(_tree_sum(wbits[o]))
+        if "binary" in modes:
+            m.d.sync += [self.pa.eq(_tree_sum(abits)), self.n.eq(_tree_sum(mbits))]
+        return m
