@@ -42,7 +42,7 @@ from .quant import requant
 
 __all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pack_weights",
            "pack_params", "unpack_outputs", "layer_settings", "settings_fields",
-           "get_exp_cycles", "check_job_fits", "out_shape", "COUNTERS", "job_macs"]
+           "get_exp_cycles", "check_job_fits", "random_job", "out_shape", "COUNTERS", "job_macs"]
 
 
 class Mode(IntEnum):
@@ -424,3 +424,32 @@ def get_exp_cycles(job: ConvLayerJob, cfg: ConvConfig) -> dict[str, int]:
     total = compute + load + overhead
     return {"compute": compute, "load": load, "overhead": overhead, "total": total,
             "macs": job_macs(job), "pe_slots": compute * cfg.p_out * cfg.p_in}
+
+
+def random_job(rng, mode, bits, k, stride, cin, cout, h, w, out="requant", padding=None):
+    """A random layer and input for tests and benchmarks: ``(job, x)``; ``rng`` is a
+    ``numpy.random.Generator``. Post-processing parameters are drawn so that requantized
+    outputs spread over the output range (and saturate sometimes)."""
+    if padding is None:
+        padding = (k - 1) // 2
+    if mode == "adder":
+        wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (cout, cin, k, k))
+        x = rng.integers(0, 1 << bits, (cin, h, w))
+    elif mode == "mul":
+        wt = rng.integers(-128, 128, (cout, cin, k, k))
+        x = rng.integers(-128, 128, (cin, h, w))
+        bits = 8
+    else:
+        wt = rng.integers(0, 2, (cout, cin, k, k))
+        x = rng.integers(0, 2, (cin, h, w))
+        bits = 1
+    coef = rng.integers(-50, 50, (cout, 4))
+    if mode != "binary":
+        coef[:, 1:] = 0
+    bias = rng.integers(-2000, 2000, cout)
+    mult = rng.integers(1, 1 << 15, cout)
+    shift = rng.integers(10, 22, cout)
+    out_bits, signed = (int(rng.integers(2, 9)), bool(rng.integers(0, 2)))
+    job = ConvLayerJob(mode, wt, h, w, coef, bias, mult, shift, stride=stride, padding=padding,
+                       bits=bits, out=out, out_bits=out_bits, out_signed=signed)
+    return job, x

@@ -12,34 +12,8 @@ from amaranth.sim import Simulator
 
 from nmaccel.hw.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
-from nmaccel.model.conv_ref import (ConvLayerJob, get_exp_cycles, pack_inputs, pack_params,
+from nmaccel.model.conv_ref import (get_exp_cycles, random_job, pack_inputs, pack_params,
                                     pack_settings, pack_weights, run_job, unpack_outputs)
-
-
-def random_job(rng, mode, bits, k, stride, cin, cout, h, w, out="requant", padding=None):
-    if padding is None:
-        padding = (k - 1) // 2
-    if mode == "adder":
-        wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (cout, cin, k, k))
-        x = rng.integers(0, 1 << bits, (cin, h, w))
-    elif mode == "mul":
-        wt = rng.integers(-128, 128, (cout, cin, k, k))
-        x = rng.integers(-128, 128, (cin, h, w))
-        bits = 8
-    else:
-        wt = rng.integers(0, 2, (cout, cin, k, k))
-        x = rng.integers(0, 2, (cin, h, w))
-        bits = 1
-    coef = rng.integers(-50, 50, (cout, 4))
-    if mode != "binary":
-        coef[:, 1:] = 0
-    bias = rng.integers(-2000, 2000, cout)
-    mult = rng.integers(1, 1 << 15, cout)
-    shift = rng.integers(10, 22, cout)
-    out_bits, signed = (int(rng.integers(2, 9)), bool(rng.integers(0, 2)))
-    job = ConvLayerJob(mode, wt, h, w, coef, bias, mult, shift, stride=stride, padding=padding,
-                       bits=bits, out=out, out_bits=out_bits, out_signed=signed)
-    return job, x
 
 
 def run_engine_amaranth(cfg, job, x, seed=0, gaps=0.0, stall=0.0):

@@ -1,0 +1,133 @@
+"""Run conv-engine layers and whole digits nets on the RTL (Amaranth → Verilog → cocotb).
+
+:func:`build` converts :class:`~nmaccel.hw.conv.engine.ConvEngine` for a
+:class:`~nmaccel.hw.config.ConvConfig` to Verilog and compiles it once per simulator and
+Verilog text (build directories are cached under ``<cache>/conv_build/<sim>_<hash>``, so
+a (p_out, p_in, ...) shape is compiled once and every mode / bit width / kernel / stride
+runs on it). :func:`run_jobs` and :func:`run_net` send a request to
+:mod:`nmaccel.sim.conv_bench` and return its answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nmaccel.hw.config import ConvConfig
+from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
+
+__all__ = ["verilog_text", "build", "run_jobs", "run_net", "RtlResult", "TOP"]
+
+TOP = "conv_top"
+
+
+def verilog_text(cfg: ConvConfig) -> str:
+    from amaranth.back import verilog
+
+    from nmaccel.hw.conv.engine import ConvEngine
+    return verilog.convert(ConvEngine(cfg), name=TOP)
+
+
+@dataclass
+class _Build:
+    sim: str
+    build_dir: Path
+
+
+def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
+    """Compile the engine for ``cfg`` on ``simulator`` (cached); raises
+    :class:`~nmaccel.sim.simulators.SimulatorNotFound` if it is not installed."""
+    from cocotb_tools.runner import get_runner
+
+    from nmaccel.model.conv_nets import cache_dir
+    from nmaccel.sim.simulators import activate, find_simulator
+    sim = activate(find_simulator(simulator))
+    text = verilog_text(cfg)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    bdir = cache_dir() / "conv_build" / f"{sim.name}_{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    src = bdir / f"{TOP}.v"
+    if not src.exists() or src.read_text() != text:
+        src.write_text(text)
+    stamp = bdir / "built.ok"
+    if not stamp.exists():
+        runner = get_runner(sim.name)
+        # one C++ file: the split build of larger designs races on the precompiled header
+        extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
+                 if sim.name == "verilator"
+                 else {"timescale": ("1ns", "1ps")})
+        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir / "sim", always=True,
+                     **extra)
+        stamp.write_text(key)
+    return _Build(sim.name, bdir)
+
+
+def _request(cfg: ConvConfig, req: dict, simulator: str):
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    b = build(cfg, simulator)
+    req = dict(req, config=cfg.to_dict())
+    with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
+        tmp = Path(tmp)
+        rq, rs = tmp / "request.pkl", tmp / "result.pkl"
+        with open(rq, "wb") as f:
+            pickle.dump(req, f)
+        runner = get_runner(b.sim)
+        kw = {"timescale": ("1ns", "1ps")} if b.sim == "icarus" else {}
+        xml = runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                          test_module="nmaccel.sim.conv_bench",
+                          build_dir=b.build_dir / "sim", test_dir=tmp,
+                          results_xml=str(tmp / "results.xml"),
+                          extra_env={"NMACCEL_CONV_REQUEST": str(rq),
+                                     "NMACCEL_CONV_RESULT": str(rs)}, **kw)
+        n, failed = get_results(Path(xml))
+        if n != 1 or failed or not rs.exists():
+            raise RuntimeError(f"conv bench failed on {b.sim} ({n} tests, {failed} failed); "
+                               f"see the simulator log above")
+        with open(rs, "rb") as f:
+            return pickle.load(f)
+
+
+@dataclass
+class RtlResult:
+    v: np.ndarray
+    q: np.ndarray
+    counters: dict
+
+
+def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
+             gaps: float = 0.0, stall: float = 0.0) -> list[RtlResult]:
+    """Run independent layers ``[(job, x), ...]`` on the RTL (one simulation)."""
+    checked = []
+    for job, x in jobs:
+        if not isinstance(job, ConvLayerJob):
+            raise TypeError(f"expected a ConvLayerJob, not {type(job).__name__}")
+        check_job_fits(job, cfg)
+        checked.append((job, job.check_input(x)))
+    out = _request(cfg, {"kind": "jobs", "jobs": checked, "seed": seed, "gaps": gaps,
+                         "stall": stall}, simulator)
+    res = []
+    for (job, _), (beats, cnt) in zip(checked, out):
+        v, q = unpack_outputs(job, cfg, beats)
+        res.append(RtlResult(v, q, cnt))
+    return res
+
+
+def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: int = 0,
+            gaps: float = 0.0, stall: float = 0.0) -> dict:
+    """Run a :class:`~nmaccel.model.conv_nets.QuantNet` on the RTL for ``images``
+    (N, 8, 8): ``{"logits": (N, 10), "counters": [[per layer] per image]}``."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (8, 8):
+        raise ValueError(f"images must have shape (N, 8, 8), not {images.shape}")
+    for job in qnet.jobs:
+        check_job_fits(job, cfg)
+    return _request(cfg, {"kind": "net", "jobs": qnet.jobs, "flatten": qnet.flatten,
+                          "images": images.astype(np.int64), "seed": seed, "gaps": gaps,
+                          "stall": stall}, simulator)
