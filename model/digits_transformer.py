@@ -78,7 +78,9 @@ class EncoderLayer(nn.Module):
         self.ln1 = nn.LayerNorm(d_model, eps=LN_EPS)
         self.ln2 = nn.LayerNorm(d_model, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x`` ``(B, S, d)``; ``key_mask`` ``(B, S)`` bool marks real tokens (padding is
+        never attended to; its outputs are meaningless). No mask: every token is real."""
         b, s, d = x.shape
         h, hd = self.heads, self.head_dim
 
@@ -86,10 +88,29 @@ class EncoderLayer(nn.Module):
             return t.view(b, s, h, hd).transpose(1, 2)              # (B, H, S, hd)
 
         q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
         ctx = (probs @ v).transpose(1, 2).reshape(b, s, d)
         r1 = self.ln1(x + self.o(ctx))
         return self.ln2(r1 + self.ffn2(F.gelu(self.ffn1(r1))))     # F.gelu: exact erf form
+
+    @classmethod
+    def from_layer_weights(cls, lw: LayerWeights, heads: int, eps: float = LN_EPS
+                           ) -> "EncoderLayer":
+        """A trainable copy of a MiniLM :class:`LayerWeights` layer."""
+        d_ff, d_model = lw.w1.shape
+        layer = cls(d_model, heads, d_ff)
+        layer.ln1.eps = layer.ln2.eps = eps
+        with torch.no_grad():
+            for lin, (w, b) in zip(layer.linears().values(), lw.linears().values()):
+                lin.weight.copy_(w)
+                lin.bias.copy_(b)
+            for ln, g, b in ((layer.ln1, lw.ln1_g, lw.ln1_b), (layer.ln2, lw.ln2_g, lw.ln2_b)):
+                ln.weight.copy_(g)
+                ln.bias.copy_(b)
+        return layer
 
     def linears(self) -> dict[str, nn.Linear]:
         """The six linears under :data:`nmaccel.model.encoder_int.LINEAR_NAMES`."""

@@ -203,3 +203,54 @@ def test_dynamic_idp_can_regrow_pruned_weights(task):
     prune_nm(pruned, "idp", 2, 8, 200, loss_fn, sample, schedule=[4, 2], lr=3e-2,
              on_phase=lambda n_k, mdl: seen.append((mdl[0].weight != 0).clone()))
     assert (seen[1] & ~seen[0]).any()
+
+
+# -- the `nmaccel idp` command -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "0"], "--budget must be a positive integer (optimizer steps), not 0"),
+    (["--minilm-budget", "-1"], "--minilm-budget must be a positive integer (optimizer steps), not -1"),
+    (["--patterns", "4:4"], "n must satisfy 1 <= n < m (m=4), not 4"),
+    (["--patterns", "dense"], "patterns must be N:M patterns"),
+    (["--methods", "idp,magic"], "unknown method 'magic'"),
+    (["--seeds", "0"], "expected a positive integer, not 0"),
+    (["--lr", "0"], "--lr must be a positive number, not 0.0"),
+    (["--patterns", "1:8", "--int-pattern", "2:4"], "--int-pattern 2:4 must be one of --patterns"),
+])
+def test_cli_bad_arguments_give_one_line_errors(argv, message, capsys, tmp_path):
+    from nmaccel.sim.cli import main
+    code = None
+    try:
+        code = main(["idp", "--no-progress", "--dense-steps", "1", "--json",
+                     str(tmp_path / "x.json"), "--md", str(tmp_path / "x.md"), "--png",
+                     str(tmp_path / "x.png")] + argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_cli_digits_study_end_to_end(tmp_path, capsys):
+    import json
+
+    from nmaccel.sim.cli import main
+    paths = {ext: tmp_path / f"d.{ext}" for ext in ("json", "md", "png")}
+    assert main(["idp", "--no-progress", "--patterns", "2:4,1:8", "--seeds", "2", "--budget", "8",
+                 "--dense-steps", "40", "--json", str(paths["json"]), "--md", str(paths["md"]),
+                 "--png", str(paths["png"])]) == 0
+    res = json.loads(paths["json"].read_text())
+    assert res["patterns"] == ["2:4", "1:8"] and res["seeds"] == 2
+    for key in ("2:4", "1:8"):
+        cells = res["summary"][key]
+        for meth in ("magnitude", "idp", "oneshot", "srste"):
+            assert len(cells[meth]["accs"]) == 2 and 0 <= cells[meth]["acc_mean"] <= 1
+        assert cells["idp"]["schedule"] == ([3, 2] if key == "2:4" else [7, 6, 5, 4, 3, 2, 1])
+    # equal budgets: every fine-tuned run took exactly --budget optimizer steps
+    assert {r["steps"] for r in res["runs"] if r["method"] != "magnitude"} == {8}
+    assert len(res["integer"]) == 2 and all(r["images"] == 360 for r in res["integer"])
+    md = paths["md"].read_text()
+    assert "nmaccel idp --study digits" in md and "| 2:4 | 50.0% |" in md
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    assert "IDP − best other" in capsys.readouterr().out

@@ -1,0 +1,458 @@
+"""``nmaccel idp``: IDP vs one-shot magnitude pruning vs SR-STE at equal fine-tuning budgets.
+
+Digits study (default)
+    Per seed: train the dense digits Transformer (:mod:`nmaccel.model.digits_transformer`),
+    then, for every N:M pattern and method, prune a copy with
+    :func:`nmaccel.model.idp.prune_nm` for the same number of optimizer steps and measure test
+    accuracy on the 360 fixed test images. Also reported: magnitude pruning without any
+    fine-tuning (the starting point of one-shot), IDP's intermediate candidates, training
+    time, and for the IDP model at ``--int-pattern`` the integer golden model's accuracy
+    (what the STA runs) beside float accuracy. Writes JSON, Markdown and a PNG plot.
+MiniLM study (``--study minilm`` or ``both``)
+    Layer-wise distillation of pruned MiniLM-L6 layers from the dense layers on text that ships
+    inside installed packages (:mod:`nmaccel.model.minilm_distill`); reports sentence-embedding
+    cosine to the dense model per pattern and method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import pathlib
+import platform
+import statistics
+import time
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from nmaccel.sim.cli import CommandError, nm_list, preset
+
+__all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "digits_study", "digits_markdown",
+           "digits_plot", "command_line", "METHOD_LABELS"]
+
+HELP = "N:M pruning study: IDP vs one-shot vs SR-STE (digits Transformer, MiniLM-L6)"
+DESCRIPTION = __doc__
+
+#: CLI method name -> (prune_nm method, idp_mask)
+METHOD_SPECS = {"idp": ("idp", "dynamic"), "idp-fixed": ("idp", "fixed"),
+                "oneshot": ("oneshot", "dynamic"), "srste": ("srste", "dynamic")}
+METHOD_LABELS = {"idp": "IDP", "idp-fixed": "IDP (fixed masks)", "oneshot": "one-shot + FT",
+                 "srste": "SR-STE"}
+DEFAULT_PATTERNS = "4:8,2:4,1:4,2:8,1:8"
+
+
+def _method_list(text: str) -> list[str]:
+    methods = [p.strip() for p in text.split(",") if p.strip()]
+    for meth in methods:
+        if meth not in METHOD_SPECS:
+            raise argparse.ArgumentTypeError(
+                f"unknown method {meth!r}; expected some of: {', '.join(METHOD_SPECS)}")
+    if not methods:
+        raise argparse.ArgumentTypeError("methods must name at least one method")
+    return methods
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    return value
+
+
+def _sparse_patterns(text: str) -> list[tuple[int, int]]:
+    pats = nm_list(text)
+    if any(p is None for p in pats) or not pats:
+        raise argparse.ArgumentTypeError("patterns must be N:M patterns such as 2:4 (not 'dense')")
+    return pats
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", choices=("digits", "minilm", "both"), default="digits",
+                   help="which study to run")
+    p.add_argument("--patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
+                   help="target N:M patterns (digits)")
+    p.add_argument("--methods", type=_method_list, default="idp,oneshot,srste",
+                   help=f"pruning methods, some of {', '.join(METHOD_SPECS)}")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="number of seeds (0..S-1): each trains its own dense model")
+    p.add_argument("--budget", type=int, default=1000,
+                   help="fine-tuning budget per pruned model, in optimizer steps "
+                        "(batch --batch-size); IDP splits it over its phases")
+    p.add_argument("--dense-steps", type=_positive_int, default=3000,
+                   help="optimizer steps to train each dense model")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (AdamW, "
+                   "cosine decay per phase)")
+    p.add_argument("--layers", type=_positive_int, default=2, help="encoder layers")
+    p.add_argument("--int-pattern", type=nm_list, default="2:4",
+                   help="run the integer golden model of the IDP model at this pattern "
+                        "('' to skip)")
+    p.add_argument("--preset", type=preset, default="ulx3s",
+                   help="STA preset whose number formats the integer model follows")
+    p.add_argument("--json", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.json"),
+                   help="digits results JSON")
+    p.add_argument("--md", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.md"),
+                   help="digits results Markdown")
+    p.add_argument("--png", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.png"),
+                   help="digits accuracy-vs-sparsity plot")
+    g = p.add_argument_group("MiniLM study")
+    g.add_argument("--minilm-patterns", type=_sparse_patterns, default="2:4,4:8,1:4",
+                   help="target N:M patterns (MiniLM)")
+    g.add_argument("--minilm-budget", type=int, default=25,
+                   help="distillation budget per layer, in optimizer steps")
+    g.add_argument("--minilm-lr", type=float, default=1e-3, help="distillation learning rate")
+    g.add_argument("--minilm-batch-size", type=_positive_int, default=8,
+                   help="sentences per distillation mini-batch")
+    g.add_argument("--minilm-seeds", type=_positive_int, default=1, help="number of seeds")
+    g.add_argument("--minilm-json", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
+    g.add_argument("--minilm-md", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_minilm.md"), help="MiniLM results Markdown")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def command_line(args, study: str) -> str:
+    """The ``nmaccel idp`` command that reproduces ``args`` for ``study`` (every option spelled out)."""
+    def pats(ps):
+        return ",".join(f"{n}:{m}" for n, m in ps)
+    parts = ["nmaccel idp", f"--study {study}", f"--threads {args.threads}"]
+    if study == "digits":
+        ip = [p for p in args.int_pattern if p is not None]
+        parts += [f"--patterns {pats(args.patterns)}", f"--methods {','.join(args.methods)}",
+                  f"--seeds {args.seeds}", f"--budget {args.budget}",
+                  f"--dense-steps {args.dense_steps}", f"--batch-size {args.batch_size}",
+                  f"--lr {args.lr:g}", f"--layers {args.layers}",
+                  f"--int-pattern '{pats(ip)}'", f"--preset {args._preset_name}",
+                  f"--json {args.json}", f"--md {args.md}", f"--png {args.png}"]
+    else:
+        parts += [f"--methods {','.join(args.methods)}",
+                  f"--minilm-patterns {pats(args.minilm_patterns)}",
+                  f"--minilm-budget {args.minilm_budget}", f"--minilm-lr {args.minilm_lr:g}",
+                  f"--minilm-batch-size {args.minilm_batch_size}",
+                  f"--minilm-seeds {args.minilm_seeds}",
+                  f"--minilm-json {args.minilm_json}", f"--minilm-md {args.minilm_md}"]
+    return " ".join(parts)
+
+
+def _ms(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _key(nm: tuple[int, int]) -> str:
+    return f"{nm[0]}:{nm[1]}"
+
+
+def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 3000,
+                 batch_size: int = 64, lr: float = 1e-3, layers: int = 2,
+                 int_pattern: Optional[tuple[int, int]] = (2, 4), cfg=None,
+                 progress: bool = True) -> dict:
+    """Run the digits study; returns the results dict written to JSON (see module docstring)."""
+    from nmaccel.model.digits_transformer import (accuracy, classification_loss, digits_data,
+                                                  digits_int_program, predict, train_dense)
+    from nmaccel.model.idp import check_budget, prune_nm
+    from nmaccel.model.nm import nm_mask
+
+    budget = check_budget(budget)
+    if int_pattern is not None and "idp" not in methods:
+        raise ValueError("--int-pattern needs method 'idp' in --methods (it quantizes the IDP "
+                         "model)")
+    if int_pattern is not None and int_pattern not in patterns:
+        raise ValueError(f"--int-pattern {_key(int_pattern)} must be one of --patterns")
+    data = digits_data()
+    sampler = data.sampler(batch_size)
+    model_kwargs = dict(layers=layers)
+    bar = tqdm(total=seeds * (dense_steps + len(patterns) * len(methods) * budget),
+               disable=not progress, desc="nmaccel idp digits", unit="step", smoothing=0.05)
+    runs = []
+    dense_runs = []
+    int_runs = []
+    for seed in range(seeds):
+        bar.set_postfix_str(f"seed {seed} dense")
+        start = time.perf_counter()
+        dense = train_dense(data, seed=seed, steps=dense_steps, batch_size=batch_size,
+                            model_kwargs=model_kwargs, progress=lambda: bar.update(1))
+        dense_runs.append({"seed": seed, "acc": accuracy(dense, data.x_test, data.y_test),
+                           "seconds": time.perf_counter() - start})
+        for nm in patterns:
+            hard = copy.deepcopy(dense)
+            with torch.no_grad():
+                for lin in hard.prunable_linears().values():
+                    lin.weight.mul_(nm_mask(lin.weight, *nm))
+            runs.append({"seed": seed, "pattern": _key(nm), "method": "magnitude",
+                         "acc": accuracy(hard, data.x_test, data.y_test), "seconds": 0.0,
+                         "steps": 0})
+            for meth in methods:
+                bar.set_postfix_str(f"seed {seed} {_key(nm)} {meth}")
+                base, mask_mode = METHOD_SPECS[meth]
+                model = copy.deepcopy(dense)
+
+                def on_phase(n_k, mdl):
+                    return {"acc": accuracy(mdl, data.x_test, data.y_test)}
+
+                res = prune_nm(model, base, nm[0], nm[1], budget, classification_loss, sampler,
+                               seed=seed, lr=lr, idp_mask=mask_mode,
+                               on_phase=on_phase if base == "idp" else None,
+                               progress=lambda: bar.update(1))
+                row = {"seed": seed, "pattern": _key(nm), "method": meth,
+                       "acc": accuracy(model, data.x_test, data.y_test),
+                       "seconds": res.seconds, "steps": res.steps,
+                       "phase_steps": res.phase_steps,
+                       "phases": [{"n": p["n"], "steps": p["steps"], "acc": p.get("acc"),
+                                   "final_loss": p["final_loss"]} for p in res.phases]}
+                runs.append(row)
+                if meth == "idp" and int_pattern is not None and nm == tuple(int_pattern):
+                    bar.set_postfix_str(f"seed {seed} integer golden")
+                    t0 = time.perf_counter()
+                    prog = digits_int_program(model, cfg, nm)
+                    pred_int = prog.predict(data.x_test)
+                    pred_float = predict(model, data.x_test).numpy()
+                    labels = data.y_test.numpy()
+                    int_runs.append({"seed": seed, "pattern": _key(nm),
+                                     "float_acc": float((pred_float == labels).mean()),
+                                     "int_acc": float((pred_int == labels).mean()),
+                                     "agreement": float((pred_int == pred_float).mean()),
+                                     "images": int(labels.size), "macs": prog.macs(),
+                                     "seconds": time.perf_counter() - t0})
+    bar.close()
+    return _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers,
+                      dense_runs, runs, int_runs)
+
+
+def _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers, dense_runs,
+               runs, int_runs) -> dict:
+    from nmaccel.model.digits_transformer import DigitsTransformer
+    cfg = DigitsTransformer(layers=layers).config
+    summary = {}
+    for nm in patterns:
+        key = _key(nm)
+        cells = {}
+        for meth in ["magnitude"] + list(methods):
+            rows = [r for r in runs if r["pattern"] == key and r["method"] == meth]
+            acc_m, acc_s = _ms([r["acc"] for r in rows])
+            sec_m, _ = _ms([r["seconds"] for r in rows])
+            cells[meth] = {"acc_mean": acc_m, "acc_std": acc_s, "seconds_mean": sec_m,
+                           "accs": [r["acc"] for r in rows]}
+            if meth.startswith("idp"):
+                per_phase = list(zip(*[[p["acc"] for p in r["phases"]] for r in rows]))
+                cells[meth]["phase_acc_mean"] = [statistics.fmean(a) for a in per_phase]
+                cells[meth]["schedule"] = [p["n"] for p in rows[0]["phases"]]
+                cells[meth]["phase_steps"] = rows[0]["phase_steps"]
+        others = [m for m in methods if not m.startswith("idp")]   # IDP variants are not "others"
+        if "idp" in methods and others:
+            best = max(others, key=lambda m: cells[m]["acc_mean"])
+            cells["idp_minus_best_other"] = {
+                "best_other": best,
+                "delta": cells["idp"]["acc_mean"] - cells[best]["acc_mean"],
+                # paired per seed: same dense model, same seed
+                "paired_deltas": [a - b for a, b in zip(cells["idp"]["accs"],
+                                                        cells[best]["accs"])]}
+        summary[key] = cells
+    dense_m, dense_s = _ms([r["acc"] for r in dense_runs])
+    out = {
+        "study": "digits", "task": "scikit-learn digits, 8 rows as tokens, fixed split "
+                                   "(1437 train / 360 test)",
+        "model": {"d_model": cfg.d_model, "heads": cfg.heads, "head_dim": cfg.head_dim,
+                  "d_ff": cfg.d_ff, "layers": cfg.layers, "tokens": 8,
+                  "pruned": "the 6 linears of every encoder layer (embedding and head dense)"},
+        "budget": {"unit": "optimizer steps (AdamW, one mini-batch each)", "steps": budget,
+                   "batch_size": batch_size, "lr": lr, "lr_schedule": "cosine per phase",
+                   "dense_steps": dense_steps},
+        "patterns": [_key(p) for p in patterns], "methods": list(methods), "seeds": seeds,
+        "dense": {"acc_mean": dense_m, "acc_std": dense_s,
+                  "seconds_mean": _ms([r["seconds"] for r in dense_runs])[0], "runs": dense_runs},
+        "summary": summary, "runs": runs, "integer": int_runs,
+        "host": {"python": platform.python_version(), "torch": torch.__version__,
+                 "threads": torch.get_num_threads()},
+    }
+    if int_runs:
+        out["integer_summary"] = {k: _ms([r[k] for r in int_runs])
+                                  for k in ("float_acc", "int_acc", "agreement")}
+    return out
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def digits_markdown(res: dict, command: str, wall: float) -> str:
+    methods = res["methods"]
+    lines = ["# IDP vs one-shot vs SR-STE on the digits Transformer", "",
+             f"Command: `{command}`  ", f"Wall time: {wall:.0f} s "
+             f"(torch {res['host']['torch']}, {res['host']['threads']} thread(s), CPU)", "",
+             f"Model: {res['model']['layers']} post-LN encoder layer(s), d_model "
+             f"{res['model']['d_model']}, {res['model']['heads']} heads of "
+             f"{res['model']['head_dim']}, FFN {res['model']['d_ff']}, 8 tokens (pixel rows); "
+             f"{res['model']['pruned']}. Data: {res['task']}.", "",
+             f"Budget: every pruned model gets **{res['budget']['steps']} optimizer steps** "
+             f"(AdamW, batch {res['budget']['batch_size']}, lr {res['budget']['lr']:g} with a "
+             "cosine decay per phase) starting from the same dense model; IDP splits the steps "
+             "over its phases (schedule M−1, …, N). Dense models: "
+             f"{res['budget']['dense_steps']} steps each. Test accuracy in %, mean ± sample "
+             f"std over {res['seeds']} seeds (seed s trains dense model s and drives its "
+             "pruning runs). 'magnitude' = the dense model pruned by magnitude, no fine-tuning.",
+             "",
+             f"Dense accuracy: **{_pct(res['dense']['acc_mean'], res['dense']['acc_std'])}** "
+             f"(training {res['dense']['seconds_mean']:.1f} s per model).", ""]
+    head = ["pattern", "sparsity", "magnitude (no FT)"] + [METHOD_LABELS[m] for m in methods]
+    if "idp" in methods and any(not m.startswith("idp") for m in methods):
+        head.append("IDP − best other")
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, cells in res["summary"].items():
+        n, m = (int(v) for v in key.split(":"))
+        row = [key, f"{100 * (1 - n / m):.1f}%", _pct(cells["magnitude"]["acc_mean"],
+                                                       cells["magnitude"]["acc_std"])]
+        best = max(methods, key=lambda mm: cells[mm]["acc_mean"])
+        for meth in methods:
+            txt = _pct(cells[meth]["acc_mean"], cells[meth]["acc_std"])
+            row.append(f"**{txt}**" if meth == best else txt)
+        if "idp_minus_best_other" in cells:
+            d = cells["idp_minus_best_other"]
+            row.append(f"{100 * d['delta']:+.2f} (vs {METHOD_LABELS[d['best_other']]})")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Training time per pruned model (s, mean over seeds and patterns):", ""]
+    lines += ["| " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+              "|" + "---|" * len(methods),
+              "| " + " | ".join(f"{statistics.fmean(c[m]['seconds_mean'] for c in res['summary'].values()):.1f}"
+                                for m in methods) + " |", ""]
+    if "idp" in methods and any(not m.startswith("idp") for m in methods):
+        deltas = [c["idp_minus_best_other"]["delta"] for c in res["summary"].values()
+                  if "idp_minus_best_other" in c]
+        wins = sum(d > 0 for d in deltas)
+        vs_each = {m: statistics.fmean(c["idp"]["acc_mean"] - c[m]["acc_mean"]
+                                       for c in res["summary"].values())
+                   for m in methods if m != "idp"}
+        lines += ["## Verdict", "",
+                  f"IDP is the best method on {wins} of {len(deltas)} patterns. Averaged over "
+                  "patterns, IDP minus " + ", ".join(
+                      f"{METHOD_LABELS[m]}: {100 * v:+.2f} points" for m, v in vs_each.items())
+                  + ". (The paper reports +6.7 points on average over other N:M methods on its "
+                  "Transformer benchmarks.) Differences smaller than the std across seeds are "
+                  "not significant.", ""]
+        idp = {k: c["idp"] for k, c in res["summary"].items()}
+        lines += ["IDP's intermediate candidates (test accuracy % after each phase, mean over "
+                  "seeds):", ""]
+        for key, cell in idp.items():
+            m = key.split(":")[1]
+            steps = "/".join(str(s) for s in cell["phase_steps"])
+            cands = ", ".join(f"{n}:{m} {100 * a:.2f}" for n, a in
+                              zip(cell["schedule"], cell["phase_acc_mean"]))
+            lines.append(f"- {key} (steps {steps}): {cands}")
+        lines.append("")
+    if res.get("integer"):
+        s = res["integer_summary"]
+        pat = res["integer"][0]["pattern"]
+        macs = res["integer"][0]["macs"]
+        lines += [f"## Integer golden model (IDP {pat}, what the STA runs)", "",
+                  f"Over {res['integer'][0]['images']} test images, {len(res['integer'])} seeds: "
+                  f"float accuracy {_pct(*s['float_acc'])}, integer golden accuracy "
+                  f"**{_pct(*s['int_acc'])}**, integer == float predictions on "
+                  f"{_pct(*s['agreement'])} of images. Host: float embedding → int16; STA: "
+                  "the encoder layers as `IntEncoderLayer` (int8 operands, compressed N:M "
+                  "weights, integer softmax/LayerNorm/GELU); integer mean-pool + int8 head. "
+                  f"Encoder MACs per image: {macs['linear']} linear (dense: "
+                  f"{macs['linear_dense']}) + {macs['attention']} attention.", "",
+                  "| seed | float acc | int acc | agreement |", "|---|---|---|---|"]
+        for r in res["integer"]:
+            lines.append(f"| {r['seed']} | {100 * r['float_acc']:.2f} | {100 * r['int_acc']:.2f} "
+                         f"| {100 * r['agreement']:.2f} |")
+        lines += ["", "Not yet run on RTL: the STA encoder-layer RTL and compiler are pending; "
+                  "they should call `nmaccel.model.digits_transformer.digits_int_program` and "
+                  "`DigitsIntProgram.predict(images, layer_runner=...)`.", ""]
+    return "\n".join(lines)
+
+
+def digits_plot(res: dict, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(res["summary"], key=lambda k: (1 - int(k.split(":")[0]) / int(k.split(":")[1]),
+                                                 int(k.split(":")[1])))
+    xs = list(range(len(keys)))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, meth in enumerate(["magnitude"] + res["methods"]):
+        mean = [100 * res["summary"][k][meth]["acc_mean"] for k in keys]
+        std = [100 * res["summary"][k][meth]["acc_std"] for k in keys]
+        ax.errorbar([x + 0.06 * (i - 1.5) for x in xs], mean, yerr=std, marker="o", capsize=3,
+                    label=METHOD_LABELS.get(meth, "magnitude, no fine-tune"),
+                    linestyle="--" if meth == "magnitude" else "-")
+    ax.axhline(100 * res["dense"]["acc_mean"], color="k", linewidth=0.8, label="dense")
+    ax.set_xticks(xs, [f"{k}\n{100 * (1 - int(k.split(':')[0]) / int(k.split(':')[1])):.1f}%"
+                       for k in keys])
+    ax.set_xlabel("N:M pattern (weight sparsity)")
+    ax.set_ylabel("test accuracy (%)")
+    lo = min(100 * c[m]["acc_mean"] for c in res["summary"].values() for m in res["methods"])
+    ax.set_ylim(max(0, math.floor(lo - 3)), 100)
+    ax.set_title(f"Digits Transformer, {res['budget']['steps']} fine-tune steps, "
+                 f"{res['seeds']} seeds")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def run(args) -> int:
+    from nmaccel.model.idp import check_budget
+    try:
+        check_budget(args.budget, "--budget")
+        check_budget(args.minilm_budget, "--minilm-budget")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for opt in ("lr", "minilm_lr"):
+        if not getattr(args, opt) > 0:
+            raise CommandError(f"--{opt.replace('_', '-')} must be a positive number, "
+                               f"not {getattr(args, opt)}")
+    torch.set_num_threads(args.threads)
+    args._preset_name = next((name for name, c in _presets().items() if c == args.preset),
+                             "ulx3s")
+    ip = [p for p in args.int_pattern if p is not None]
+    if len(ip) > 1:
+        raise CommandError("--int-pattern takes one pattern")
+    if args.study in ("digits", "both"):
+        start = time.perf_counter()
+        res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
+                           args.dense_steps, args.batch_size, args.lr, args.layers,
+                           ip[0] if ip else None, args.preset, progress=not args.no_progress)
+        wall = time.perf_counter() - start
+        command = command_line(args, "digits")
+        res["command"], res["wall_seconds"] = command, wall
+        _write(args.json, json.dumps(res, indent=1))
+        md = digits_markdown(res, command, wall)
+        _write(args.md, md)
+        digits_plot(res, args.png)
+        print(md)
+    if args.study in ("minilm", "both"):
+        from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
+        start = time.perf_counter()
+        res = minilm_study(args.minilm_patterns, args.methods, args.minilm_budget,
+                           seeds=args.minilm_seeds, lr=args.minilm_lr,
+                           batch_size=args.minilm_batch_size, progress=not args.no_progress)
+        wall = time.perf_counter() - start
+        command = command_line(args, "minilm")
+        res["command"], res["wall_seconds"] = command, wall
+        _write(args.minilm_json, json.dumps(res, indent=1))
+        md = minilm_markdown(res, command, wall)
+        _write(args.minilm_md, md)
+        print(md)
+    return 0
+
+
+def _presets() -> dict:
+    from nmaccel.hw.config import STA_PRESETS
+    return STA_PRESETS
