@@ -34,6 +34,22 @@ def verilog_text(cfg: ConvConfig) -> str:
     return verilog.convert(ConvEngine(cfg), name=TOP)
 
 
+def _source_key(cfg: ConvConfig) -> str:
+    """Build-cache key: the config plus the source of everything the Verilog depends on
+    (cheaper than generating the Verilog to hash it)."""
+    import amaranth
+
+    import nmaccel.hw.config as config_mod
+    import nmaccel.hw.conv as conv_pkg
+    import nmaccel.model.conv_ref as ref_mod
+    h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
+    h.update(amaranth.__version__.encode())
+    files = sorted(Path(conv_pkg.__file__).parent.glob("*.py"))
+    for path in files + [Path(config_mod.__file__), Path(ref_mod.__file__)]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class _Build:
     sim: str
@@ -48,15 +64,13 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
     from nmaccel.model.conv_nets import cache_dir
     from nmaccel.sim.simulators import activate, find_simulator
     sim = activate(find_simulator(simulator))
-    text = verilog_text(cfg)
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    key = _source_key(cfg)
     bdir = cache_dir() / "conv_build" / f"{sim.name}_{key}"
     bdir.mkdir(parents=True, exist_ok=True)
-    src = bdir / f"{TOP}.v"
-    if not src.exists() or src.read_text() != text:
-        src.write_text(text)
     stamp = bdir / "built.ok"
     if not stamp.exists():
+        src = bdir / f"{TOP}.v"
+        src.write_text(verilog_text(cfg))
         runner = get_runner(sim.name)
         # one C++ file: the split build of larger designs races on the precompiled header
         extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
