@@ -11,7 +11,8 @@ exact, and tests hold it to the RTL's counters:
   ``capture_delay + R + DRAIN_LATENCY`` cycles after its last beat.
 
 Utilization: useful MACs ÷ (R·C·L·cycles) in dense mode, ÷ (R·C·L·(M/N)·cycles) in sparse mode
-(a sparse beat does the work of ``M/N`` dense beats).
+(a sparse beat does the work of ``M/N`` dense beats); useful MACs are the GEMM's dense-equivalent
+work ``tokens · features · K`` (padding of partial tiles and words is not useful work).
 """
 
 from __future__ import annotations

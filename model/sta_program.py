@@ -72,8 +72,11 @@ class StaProgram:
     outputs: list = field(default_factory=list)
     #: golden results per output region name (filled by the compiler)
     expected: dict = field(default_factory=dict)
-    #: golden count of useful multiply-accumulates (pruned weights not counted)
+    #: useful work in dense-equivalent multiply-accumulates (tokens · features · K per GEMM;
+    #: the utilization numerator, see :func:`nmaccel.model.sta_cycles.utilization`)
     useful_macs: int = 0
+    #: multiplications actually needed (pruned weights skipped: N/M of the dense work)
+    executed_macs: int = 0
 
     def host_writes(self) -> list[tuple[int, int]]:
         """``(address, data)`` 32-bit host writes that load the program (without START)."""
@@ -285,7 +288,8 @@ def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: StaProgram | None = No
     if golden:
         program.expected[spec.name] = run_gemm_golden(spec, cfg)
     dense_macs = x.shape[0] * F * K
-    program.useful_macs += dense_macs * cfg.n // cfg.m if spec.mode == MODE_SPARSE else dense_macs
+    program.useful_macs += dense_macs
+    program.executed_macs += dense_macs * cfg.n // cfg.m if spec.mode == MODE_SPARSE else dense_macs
     return program
 
 

@@ -63,7 +63,13 @@ def host_script(program: StaProgram) -> dict:
     if n == 0:
         raise ValueError("program has no commands")
     csr = {name: sta_isa.host_address(cfg, "CSR", idx) for name, idx in CSR.items()}
+    images = {space.lower(): [[int(e), format(int(w), "x")] for e, w in sorted(entries.items())]
+              for space, entries in program.images.items()}
+    images["cbuf"] = [[i, format(int(w), "x")] for i, w in enumerate(program.commands)]
+    obuf = sorted({entry for _, entry, _ in program.output_reads()})
     return {
+        "images": images,
+        "obuf_entries": obuf,
         "writes": program.host_writes(),
         "start": [csr["START"], n],
         "status": csr["STATUS"],
@@ -74,13 +80,24 @@ def host_script(program: StaProgram) -> dict:
 
 
 def finish_run(program: StaProgram, script: dict, status: int, counters: list, cyclog: list,
-               outputs: list, backend: str, raise_on_error: bool = True, **timing) -> RunResult:
-    """Decode raw read data of :func:`host_script`'s reads into a :class:`RunResult`."""
+               outputs: list, backend: str, raise_on_error: bool = True,
+               obuf_words: Optional[dict] = None, **timing) -> RunResult:
+    """Decode raw read data of :func:`host_script`'s reads into a :class:`RunResult`.
+
+    ``outputs`` are the 32-bit reads of ``script["outputs"]``; alternatively ``obuf_words``
+    gives whole OBUF entries (``{entry: word}``, from a simulator backdoor).
+    """
     code, index = (status >> 8) & 0xFF, (status >> 16) & 0xFFFF
     if raise_on_error and status & 4:
         raise StaRunError(code, index, f"STA stopped with error {code} "
                                        f"({sta_isa.error_name(code)}) at command {index}")
     slices = {}
+    if obuf_words is not None:
+        nsub = sta_isa.sub_words(program.cfg, "OBUF")
+        for entry, word in obuf_words.items():
+            for sub, part in enumerate(sta_isa.split_entry(program.cfg, "OBUF", int(word))
+                                       if int(word) >= 0 else [0] * nsub):
+                slices[(int(entry), sub)] = part
     for (addr, entry, sub), data in zip(program.output_reads(), outputs):
         slices[(entry, sub)] = int(data)
     results = program.unpack_outputs(slices) if not status & 4 else {}

