@@ -33,20 +33,29 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from nmaccel.hw.config import StaConfig
 from nmaccel.model.digits import load_digits_split
-from nmaccel.model.encoder_int import (IntEncoderLayer, QLinear, calibrate_layer, mse_range,
-                                       quantize_layer)
+from nmaccel.model.encoder_int import (
+    IntEncoderLayer,
+    QLinear,
+    calibrate_layer,
+    mse_range,
+    quantize_layer,
+)
 from nmaccel.model.minilm import LayerWeights, MiniLMConfig, encoder_layer_float
 from nmaccel.model.nm import _is_int
-from nmaccel.model.quant import activation_scale, quantize_activation, quantize_multiplier, requant
+from nmaccel.model.quant import (
+    activation_scale,
+    quantize_activation,
+    quantize_multiplier,
+    requant,
+)
+from torch import nn
 
 __all__ = ["TOKENS", "CLASSES", "EncoderLayer", "DigitsTransformer", "DigitsData", "digits_data",
            "classification_loss", "predict",
@@ -104,7 +113,7 @@ class EncoderLayer(nn.Module):
         layer = cls(d_model, heads, d_ff)
         layer.ln1.eps = layer.ln2.eps = eps
         with torch.no_grad():
-            for lin, (w, b) in zip(layer.linears().values(), lw.linears().values()):
+            for lin, (w, b) in zip(layer.linears().values(), lw.linears().values(), strict=True):
                 lin.weight.copy_(w)
                 lin.bias.copy_(b)
             for ln, g, b in ((layer.ln1, lw.ln1_g, lw.ln1_b), (layer.ln2, lw.ln2_g, lw.ln2_b)):

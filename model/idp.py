@@ -48,10 +48,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
+from nmaccel.model.nm import SR_STE_LAMBDA, SrSteSparsify, _is_int, check_nm, nm_mask
 from torch import nn
 from torch.nn.utils import parametrize
-
-from nmaccel.model.nm import SR_STE_LAMBDA, SrSteSparsify, _is_int, check_nm, nm_mask
 
 __all__ = ["METHODS", "IDP_MASKS", "LR_SCHEDULES", "check_budget", "idp_schedule",
            "check_schedule", "split_budget", "prunable_linears", "is_nm_sparse", "train_steps",
@@ -348,11 +347,11 @@ def prune_nm(model: nn.Module, method: str, n: int, m: int, budget: int, loss_fn
         if progress is not None:
             progress()
 
-    for n_k, steps_k in zip(sched, steps):
+    for n_k, steps_k in zip(sched, steps, strict=True):
         if method == "oneshot" or (method == "idp" and idp_mask == "fixed"):
-            _attach(layers, lambda layer: _FixedMask(nm_mask(layer.weight, n_k, m)))
+            _attach(layers, lambda layer, n_k=n_k: _FixedMask(nm_mask(layer.weight, n_k, m)))
         else:
-            _attach(layers, lambda layer: _DynamicNM(n_k, m, float(lam)))
+            _attach(layers, lambda layer, n_k=n_k: _DynamicNM(n_k, m, float(lam)))
         try:
             before = len(losses)
             train_steps(model, steps_k, loss_fn, sample_batch, gen, lr, weight_decay,

@@ -34,15 +34,21 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
 from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.encoder_int import prune_layer_weights
 from nmaccel.model.idp import check_budget, prune_nm
-from nmaccel.model.minilm import (DEMO_SENTENCES, MiniLMWeights, embed_tokens,
-                                  get_default_tokenizer, get_default_weights, mean_pool, tokenize)
+from nmaccel.model.minilm import (
+    DEMO_SENTENCES,
+    MiniLMWeights,
+    embed_tokens,
+    get_default_tokenizer,
+    get_default_weights,
+    mean_pool,
+    tokenize,
+)
 from nmaccel.model.nm import check_nm
 from nmaccel.model.pipeline import calibration_sentences
+from tqdm import tqdm
 
 __all__ = ["distill_sentences", "eval_sentences", "Batches", "distill_minilm", "teacher_states", "embed",
            "minilm_study", "minilm_markdown", "MAX_TOKENS"]

@@ -27,9 +27,8 @@ import time
 from typing import Optional
 
 import torch
-from tqdm import tqdm
-
 from nmaccel.sim.cli import CommandError, nm_list, preset
+from tqdm import tqdm
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "digits_study", "digits_markdown",
            "digits_plot", "command_line", "METHOD_LABELS"]
@@ -156,8 +155,14 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
                  int_pattern: Optional[tuple[int, int]] = (2, 4), cfg=None,
                  progress: bool = True) -> dict:
     """Run the digits study; returns the results dict written to JSON (see module docstring)."""
-    from nmaccel.model.digits_transformer import (accuracy, classification_loss, digits_data,
-                                                  digits_int_program, predict, train_dense)
+    from nmaccel.model.digits_transformer import (
+        accuracy,
+        classification_loss,
+        digits_data,
+        digits_int_program,
+        predict,
+        train_dense,
+    )
     from nmaccel.model.idp import check_budget, prune_nm
     from nmaccel.model.nm import nm_mask
 

@@ -5,12 +5,17 @@ import copy
 import numpy as np
 import pytest
 import torch
-
 from nmaccel.hw.config import sta_preset
 from nmaccel.model.digits import TEST_IMAGES
-from nmaccel.model.digits_transformer import (DigitsTransformer, accuracy, classification_loss,
-                                              digits_data, digits_int_program, predict,
-                                              train_dense)
+from nmaccel.model.digits_transformer import (
+    DigitsTransformer,
+    accuracy,
+    classification_loss,
+    digits_data,
+    digits_int_program,
+    predict,
+    train_dense,
+)
 from nmaccel.model.idp import is_nm_sparse, prune_nm
 from nmaccel.model.minilm import encoder_layer_float
 

@@ -4,12 +4,17 @@ import copy
 
 import pytest
 import torch
+from nmaccel.model.idp import (
+    check_schedule,
+    idp_schedule,
+    is_nm_sparse,
+    prunable_linears,
+    prune_nm,
+    split_budget,
+)
+from nmaccel.model.nm import nm_mask
 from torch import nn
 from torch.nn.utils import parametrize
-
-from nmaccel.model.idp import (check_schedule, idp_schedule, is_nm_sparse, prunable_linears,
-                               prune_nm, split_budget)
-from nmaccel.model.nm import nm_mask
 
 torch.set_num_threads(1)
 

@@ -4,13 +4,23 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.idp import is_nm_sparse
-from nmaccel.model.minilm import (embed_sentences_float, embed_tokens, encoder_layer_float,
-                                  get_default_tokenizer, get_default_weights, tokenize)
-from nmaccel.model.minilm_distill import (distill_minilm, distill_sentences, embed,
-                                          eval_sentences, teacher_states)
+from nmaccel.model.minilm import (
+    embed_sentences_float,
+    embed_tokens,
+    encoder_layer_float,
+    get_default_tokenizer,
+    get_default_weights,
+    tokenize,
+)
+from nmaccel.model.minilm_distill import (
+    distill_minilm,
+    distill_sentences,
+    embed,
+    eval_sentences,
+    teacher_states,
+)
 
 torch.set_num_threads(1)
 
@@ -62,8 +72,8 @@ def test_dense_layers_reproduce_the_float_embeddings():
 
 def test_distillation_prunes_and_beats_plain_magnitude(one_layer, texts):
     teacher = teacher_states(texts, one_layer)
-    mag_layers, mag = distill_minilm("magnitude", 2, 4, 1, texts=texts, weights=one_layer,
-                                     teacher=teacher)
+    _, mag = distill_minilm("magnitude", 2, 4, 1, texts=texts, weights=one_layer,
+                            teacher=teacher)
     for method in ("idp", "oneshot", "srste"):
         layers, info = distill_minilm(method, 2, 4, 8, texts=texts, weights=one_layer,
                                       teacher=teacher, batch_size=4)
