@@ -253,6 +253,11 @@ def reestimate_bn(forward, bns, data, batch: int = 256):
         bn.eval()
 
 
+def _batched(fn, x, batch: int = 256):
+    """``fn`` over ``x`` in batches (bounds the memory of the unfolded adder layers)."""
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
 def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: int = 16,
                  mult_bits: int = 16, percentile: float = 99.94) -> QuantNet:
     """Lower a trained digits net to engine jobs (module docstring). ``bits`` is the adder
@@ -272,9 +277,9 @@ def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: 
     info = {}
     if net.kind == "adder":
         with torch.no_grad():
-            a1 = F.relu(net.bn1(net.conv1(xtr)))
+            a1 = _batched(lambda t: F.relu(net.bn1(net.conv1(t))), xtr)
             A2 = activation_range(a1, percentile)
-            a2 = F.relu(net.bn2(net.conv2(a1)))
+            a2 = _batched(lambda t: F.relu(net.bn2(net.conv2(t))), a1)
             A3 = activation_range(a2, percentile)
         L = (1 << bits) - 1
         qp2 = quantize_adder_layer(net.conv2.weight, A2, bits, groups)
@@ -299,7 +304,7 @@ def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: 
 
         reestimate_bn(fq_body, [net.bn1, net.bn2, net.bn3], xtr)
         with torch.no_grad():
-            Afc = activation_range(fq_body(xtr), percentile)
+            Afc = activation_range(_batched(fq_body, xtr), percentile)
         sx = Afc / 127.0
         g1, be1 = _bn_affine(net.bn1)
         g2, be2 = _bn_affine(net.bn2)
