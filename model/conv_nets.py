@@ -259,9 +259,13 @@ def _batched(fn, x, batch: int = 256):
 
 
 def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: int = 16,
-                 mult_bits: int = 16, percentile: float = 99.94) -> QuantNet:
+                 mult_bits: int = 16, percentile: float = 99.94,
+                 reestimate: bool = True) -> QuantNet:
     """Lower a trained digits net to engine jobs (module docstring). ``bits`` is the adder
-    layers' n (4, 6 or 8); the AdaBin net ignores it."""
+    layers' n (4, 6 or 8); the AdaBin net ignores it. ``reestimate=False`` skips the BN
+    re-estimation of the adder net (to measure what it buys)."""
+    if net.kind == "adder" and bits not in (4, 6, 8):
+        raise ValueError(f"bits must be one of (4, 6, 8) for the adder net, not {bits!r}")
     import copy
     torch.set_num_threads(1)
     net = copy.deepcopy(net).double().eval()
@@ -302,7 +306,8 @@ def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: 
             z3 = F.relu(net.bn3(_fq_adder(z2, w3d, qp3.bias, s3, L, 2, 1)))
             return z3
 
-        reestimate_bn(fq_body, [net.bn1, net.bn2, net.bn3], xtr)
+        if reestimate:
+            reestimate_bn(fq_body, [net.bn1, net.bn2, net.bn3], xtr)
         with torch.no_grad():
             Afc = activation_range(_batched(fq_body, xtr), percentile)
         sx = Afc / 127.0

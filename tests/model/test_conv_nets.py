@@ -61,3 +61,15 @@ def test_bad_images_raise():
         run_int_net(wl.qnet, np.zeros((2, 7, 8), dtype=np.int64))
     with pytest.raises(ValueError, match=r"activation codes must be in \[-128, 127\]"):
         run_int_net(wl.qnet, np.full((1, 8, 8), 300))
+
+
+def test_bn_reestimation_helps_w4a4_and_bad_bits():
+    wl = _workload("adder")
+    sp = load_digits_split()
+    raw = quantize_net(wl.net, bits=4, reestimate=False)
+    acc_raw = float((run_int_net(raw, sp.test_images).argmax(1) == sp.test_labels).mean())
+    acc = float((run_int_net(wl.qnet, sp.test_images).argmax(1) == sp.test_labels).mean())
+    assert acc >= acc_raw
+    with pytest.raises(ValueError, match=r"bits must be one of \(4, 6, 8\) for the adder net, "
+                                         "not 5"):
+        quantize_net(wl.net, bits=5)

@@ -1,0 +1,121 @@
+# amaranth: UnusedElaboratable=no
+"""PostProcess and PEArray of the conv engine in isolation (amaranth.sim) against the rules
+of :mod:`nmaccel.model.conv_ref` / :func:`nmaccel.model.quant.requant`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from nmaccel.hw.config import ConvConfig
+from nmaccel.hw.conv.pe import PEArray
+from nmaccel.hw.conv.postproc import PostProcess
+from nmaccel.model.conv_ref import Mode, param_fields
+from nmaccel.model.quant import requant
+
+CFG = ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
+                 max_out_channels=8)
+
+
+def _pack(vals, widths):
+    w, pos = 0, 0
+    for v, b in zip(vals, widths):
+        w |= (int(v) & ((1 << b) - 1)) << pos
+        pos += b
+    return w
+
+
+def test_postprocess_requant_and_binarize():
+    dut = PostProcess(CFG)
+    rng = np.random.default_rng(0)
+    fl = param_fields(CFG)
+    widths = [b for _, b, _ in fl]
+    cases = []
+    for n in range(300):
+        s = rng.integers(-5000, 5000, (2, 4))
+        s[:, 1:] = np.abs(s[:, 1:]) % 100
+        s[1, 1], s[1, 2] = s[0, 1], s[0, 2]     # S1, S2 shared
+        coef = rng.integers(-300, 300, (2, 4))
+        bias = rng.integers(-10**6, 10**6, 2)
+        mult = rng.integers(0, 1 << 16, 2)
+        shift = rng.integers(0, 30, 2) if n % 5 else np.zeros(2, dtype=np.int64)
+        out_bits = int(rng.integers(2, 9))
+        signed = bool(rng.integers(0, 2))
+        binarize = bool(n % 7 == 0)
+        cases.append((s, coef, bias, mult, shift, out_bits, signed, binarize))
+
+    async def tb(ctx):
+        for s, coef, bias, mult, shift, out_bits, signed, binarize in cases:
+            for o in range(2):
+                ctx.set(dut.s0[o], int(s[o, 0]))
+                ctx.set(dut.s3[o], int(s[o, 3]))
+                ctx.set(dut.params[o].as_value(), _pack(list(coef[o]) + [bias[o], mult[o],
+                                                                         shift[o]], widths))
+            ctx.set(dut.s1, int(s[0, 1]))
+            ctx.set(dut.s2, int(s[0, 2]))
+            ctx.set(dut.out_bits, out_bits)
+            ctx.set(dut.out_signed, signed)
+            ctx.set(dut.binarize, binarize)
+            ctx.set(dut.valid, 1)
+            for _ in range(PostProcess.latency):
+                await ctx.tick()
+            assert ctx.get(dut.o_valid)
+            v = (coef * s).sum(1) + bias
+            want = (v > 0).astype(int) if binarize else requant(v, mult, shift, out_bits,
+                                                                signed, mult_bits=16)
+            for o in range(2):
+                assert ctx.get(dut.v[o]) == v[o]
+                assert ctx.get(dut.q[o]) == int(want[o]) & 0xFF, (v[o], mult[o], shift[o])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("modes", [("adder", "binary", "mul"), ("adder",), ("binary",),
+                                   ("mul",)])
+def test_pe_array_terms(modes):
+    cfg = CFG.replace(modes=modes)
+    dut = PEArray(cfg)
+    rng = np.random.default_rng(1)
+
+    async def tb(ctx):
+        for n in range(60):
+            mode = modes[n % len(modes)]
+            act = rng.integers(0, 256, 3)
+            wt = rng.integers(0, 256, (2, 3))
+            chan = rng.integers(0, 2, 3)
+            sval = int(rng.integers(0, 2))
+            for i in range(3):
+                ctx.set(dut.act[i], int(act[i]))
+                for o in range(2):
+                    ctx.set(dut.wt[o][i], int(wt[o, i]))
+            ctx.set(dut.chan, int(sum(int(c) << i for i, c in enumerate(chan))))
+            ctx.set(dut.sval, sval)
+            ctx.set(dut.mode, int({"adder": Mode.ADDER, "binary": Mode.BINARY,
+                                   "mul": Mode.MUL}[mode]))
+            ctx.set(dut.valid, 1)
+            await ctx.tick()
+            await ctx.tick()
+            ws = np.where(wt >= 128, wt - 256, wt)
+            as_ = np.where(act >= 128, act - 256, act)
+            m = chan * sval
+            if mode == "adder":
+                want = (np.abs(act * sval - 2 * ws) * chan).sum(1)
+            elif mode == "mul":
+                want = (as_ * ws * m).sum(1)
+            else:
+                want = ((1 - ((act & 1) ^ (wt & 1))) * m).sum(1)
+                for o in range(2):
+                    assert ctx.get(dut.pw[o]) == int(((wt[o] & 1) * m).sum())
+                assert ctx.get(dut.pa) == int(((act & 1) * m).sum())
+                assert ctx.get(dut.n) == int(m.sum())
+            for o in range(2):
+                assert ctx.get(dut.sum0[o]) == int(want[o]), (mode, o)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
