@@ -35,10 +35,8 @@ Quantization and lowering to the engine
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .adabin import AdaBinConv2d, adabin_export
-from .adder import AdderConv2d, activation_range, quantize_adder_activation, quantize_adder_layer
+from .adder import AdderConv2d, activation_range, quantize_adder_layer
 from .conv_ref import ConvLayerJob, run_job
 from .digits import load_digits_split
 from .quant import quantize_multiplier
@@ -164,7 +162,7 @@ def _bn_affine(bn: nn.BatchNorm2d):
 
 
 def _requant_params(f, g, mult_bits):
-    """Per channel: out = f·acc + g  ->  coef c0 = sign f, bias = round(g/|f|), mult/shift ≈ |f|."""
+    """Per channel: out = f·acc + g  ->  c0 = sign f, bias = round(g/|f|), mult/shift ≈ |f|."""
     c0 = np.sign(f).astype(np.int64)
     bias = np.zeros(len(f), dtype=np.int64)
     mult = np.zeros(len(f), dtype=np.int64)

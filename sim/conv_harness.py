@@ -11,7 +11,6 @@ runs on it). :func:`run_jobs` and :func:`run_net` send a request to
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import tempfile
 from dataclasses import dataclass

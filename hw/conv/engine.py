@@ -11,7 +11,8 @@ in the formats of :mod:`nmaccel.model.conv_ref`, sets ``layer`` (fields of
   present (``min(oy·s − p + k, H)`` rows); the first cycle of each load phase only checks
   that condition (one cycle per phase, ``Ho + 1`` phases, the last one drains the rows no
   output needs);
-* COMPUTE: the window generator issues one beat per cycle, looping
+* COMPUTE: the window generator (:class:`~nmaccel.hw.conv.window.WindowGenerator`)
+  issues one beat per cycle, looping
   ``ox, ot, ky, kx, it`` (``it`` innermost): input tile ``it`` of tap ``(ky, kx)`` against
   weight word ``((ot·k + ky)·k + kx)·IT + it``; taps outside the image are flagged
   (``sval = 0``: zero level for adder/mul, masked for binary), lanes past C_in are masked;
@@ -38,7 +39,7 @@ COMPUTE; cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -49,6 +50,7 @@ from nmaccel.model.conv_ref import settings_fields
 
 from .line_buffer import LineBuffer
 from .pe import PEArray
+from .window import WindowGenerator
 from .postproc import PostProcess, param_layout
 
 __all__ = ["ConvEngine", "input_layout", "output_layout", "settings_layout"]
@@ -131,16 +133,12 @@ class ConvEngine(wiring.Component):
                      wo.eq(((W + 2 * L.pad - kk) >> L.stride2) + 1)]
 
         # ---------------------------------------------------------------- counters
+        m.submodules.win = win = WindowGenerator(cfg)
+        m.d.comb += [win.layer.eq(L)]
         oy = Signal(hb)
         rows = Signal(hb)                       # input rows loaded so far
         lx = Signal(wb)
         lit = Signal(range(cfg.max_in_tiles + 1))
-        ox = Signal(wb)
-        ot = Signal(range(cfg.max_out_tiles + 1))
-        ky = Signal(2)
-        kx = Signal(2)
-        it = Signal(range(cfg.max_in_tiles + 1))
-        waddr = Signal(range(cfg.weight_depth + 1))
         outstanding = Signal(range(cfg.out_fifo_depth + 2))
         cyc_total, cyc_active, cyc_load, cyc_stall = (Signal(32, name=n) for n in
                                                       ("ct", "ca", "cl", "cs"))
@@ -152,39 +150,24 @@ class ConvEngine(wiring.Component):
         target = Signal(hb + 1)
         m.d.comb += target.eq(Mux(oy < ho, Mux(need < H, need, H), H))
 
-        # issue flags (stage 0, combinational)
-        issue = Signal()
-        first = Signal()
-        last_tap = Signal()
-        m.d.comb += [first.eq((ky == 0) & (kx == 0) & (it == 0)),
-                     last_tap.eq((ky == kk - 1) & (kx == kk - 1) & (it == L.in_tiles - 1))]
-        iy = Signal(signed(hb + 2))
-        ix = Signal(signed(wb + 2))
-        m.d.comb += [iy.eq((oy << L.stride2) + ky - L.pad),
-                     ix.eq((ox << L.stride2) + kx - L.pad)]
-        sval = Signal()
-        m.d.comb += sval.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
-        rem = Signal(signed(clog2(cfg.max_in_channels + 1) + 2))
-        m.d.comb += rem.eq(L.cin - it * pi)
-        chan = Signal(pi)
-        m.d.comb += chan.eq(Cat(*[rem > i for i in range(pi)]))
-
+        issue, first = win.issue, win.first
         popped = Signal()
         m.d.comb += popped.eq(self.o.valid & self.o.ready)
-        credit_ok = Signal()
-        m.d.comb += credit_ok.eq(outstanding < cfg.out_fifo_depth)
+        m.d.comb += [win.oy.eq(oy), win.credit_ok.eq(outstanding < cfg.out_fifo_depth)]
         m.d.sync += outstanding.eq(outstanding + (issue & first) - popped)
 
         # line buffer write (LOAD) and read (COMPUTE) addresses
         m.d.comb += [lb.w_row.eq(rows), lb.w_x.eq(lx), lb.w_it.eq(lit),
                      lb.w_data.eq(self.i.payload.data),
-                     lb.r_row.eq(Mux(sval, iy, 0)), lb.r_x.eq(Mux(sval, ix, 0)),
-                     lb.r_it.eq(it),
-                     wrp.addr.eq(waddr)]
+                     lb.r_row.eq(Mux(win.sval, win.iy, 0)),
+                     lb.r_x.eq(Mux(win.sval, win.ix, 0)),
+                     lb.r_it.eq(win.it),
+                     wrp.addr.eq(win.waddr)]
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.comb += win.clear.eq(1)
                     m.d.sync += [rows.eq(0), oy.eq(0), lx.eq(0), lit.eq(0),
                                  cyc_total.eq(0), cyc_active.eq(0), cyc_load.eq(0),
                                  cyc_stall.eq(0)]
@@ -193,8 +176,6 @@ class ConvEngine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 with m.If(rows >= target):
-                    m.d.sync += [ox.eq(0), ot.eq(0), ky.eq(0), kx.eq(0), it.eq(0),
-                                 waddr.eq(0)]
                     with m.If(oy < ho):
                         m.next = "COMPUTE"
                     with m.Else():
@@ -213,32 +194,13 @@ class ConvEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += lit.eq(lit + 1)
             with m.State("COMPUTE"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), win.run.eq(1)]
                 m.d.sync += cyc_total.eq(cyc_total + 1)
-                m.d.comb += issue.eq(~first | credit_ok)
                 with m.If(issue):
-                    m.d.sync += [cyc_active.eq(cyc_active + 1), waddr.eq(waddr + 1)]
-                    with m.If(it == L.in_tiles - 1):
-                        m.d.sync += it.eq(0)
-                        with m.If(kx == kk - 1):
-                            m.d.sync += kx.eq(0)
-                            with m.If(ky == kk - 1):
-                                m.d.sync += ky.eq(0)
-                                with m.If(ot == L.out_tiles - 1):
-                                    m.d.sync += [ot.eq(0), waddr.eq(0)]
-                                    with m.If(ox == wo - 1):
-                                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
-                                        m.next = "LOAD"
-                                    with m.Else():
-                                        m.d.sync += ox.eq(ox + 1)
-                                with m.Else():
-                                    m.d.sync += ot.eq(ot + 1)
-                            with m.Else():
-                                m.d.sync += ky.eq(ky + 1)
-                        with m.Else():
-                            m.d.sync += kx.eq(kx + 1)
-                    with m.Else():
-                        m.d.sync += it.eq(it + 1)
+                    m.d.sync += cyc_active.eq(cyc_active + 1)
+                    with m.If(win.row_last):
+                        m.d.sync += oy.eq(oy + 1)
+                        m.next = "LOAD"
                 with m.Else():
                     m.d.sync += cyc_stall.eq(cyc_stall + 1)
             with m.State("DRAIN"):
@@ -251,9 +213,9 @@ class ConvEngine(wiring.Component):
         # ---------------------------------------------------------------- stage R (memories)
         r_valid, r_first, r_last, r_sval = Signal(), Signal(), Signal(), Signal()
         r_chan = Signal(pi)
-        r_ot = Signal.like(ot)
-        m.d.sync += [r_valid.eq(issue), r_first.eq(first), r_last.eq(last_tap),
-                     r_sval.eq(sval), r_chan.eq(chan), r_ot.eq(ot)]
+        r_ot = Signal.like(win.ot)
+        m.d.sync += [r_valid.eq(issue), r_first.eq(first), r_last.eq(win.last),
+                     r_sval.eq(win.sval), r_chan.eq(win.chan), r_ot.eq(win.ot)]
         m.d.comb += [pe.act.eq(lb.r_data), pe.wt.eq(wrp.data), pe.chan.eq(r_chan),
                      pe.sval.eq(r_sval), pe.mode.eq(L.mode), pe.valid.eq(r_valid)]
 
@@ -261,7 +223,7 @@ class ConvEngine(wiring.Component):
         d_first, d_last, d_ot = r_first, r_last, r_ot
         for j in range(PEArray.latency):
             nf, nl, no = Signal(name=f"first_d{j}"), Signal(name=f"last_d{j}"), \
-                Signal.like(ot, name=f"ot_d{j}")
+                Signal.like(win.ot, name=f"ot_d{j}")
             m.d.sync += [nf.eq(d_first), nl.eq(d_last), no.eq(d_ot)]
             d_first, d_last, d_ot = nf, nl, no
 

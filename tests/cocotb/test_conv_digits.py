@@ -5,7 +5,6 @@ measured cycles per image equal to the prediction (the full 360-image runs are
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from nmaccel.hw.config import ConvConfig

@@ -1,0 +1,110 @@
+"""k×k window generator of the conv engine: the issue sequence of one output row.
+
+For output row ``oy`` it walks ``ox, ot, ky, kx, it`` (``it`` innermost) and issues one beat
+per cycle while ``run`` is high: input tile ``it`` of tap ``(iy, ix) = (oy·s − p + ky,
+ox·s − p + kx)`` from the line buffer against weight word ``waddr = ((ot·k + ky)·k + kx)·IT
++ it``. ``sval`` flags taps inside the image (0 on zero padding), ``chan`` the lanes that
+hold real input channels (``it·p_in + lane < C_in``). A beat that starts an accumulation
+group (``first``: ky = kx = it = 0) is issued only with ``credit_ok``; the others always.
+After the row's last beat (``row_last``) every counter is back at 0 for the next row;
+``clear`` forces them to 0.
+
+Ports
+    ``layer`` In settings (``k3``, ``stride2``, ``pad``, ``height``, ``width``, ``cin``,
+    ``in_tiles``, ``out_tiles``);  ``oy`` In;  ``run``, ``credit_ok``, ``clear`` In 1
+    ``issue``, ``first``, ``last``, ``row_last``, ``sval`` Out 1;  ``chan`` Out ``p_in``
+    ``iy``, ``ix`` Out signed;  ``it``, ``ot``, ``waddr`` Out
+Combinational outputs from registered counters; one beat per cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import ConvConfig, clog2
+
+__all__ = ["WindowGenerator"]
+
+
+class WindowGenerator(wiring.Component):
+    """Issue sequencer of one output row (see the module docstring)."""
+
+    def __init__(self, config: ConvConfig) -> None:
+        if not isinstance(config, ConvConfig):
+            raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
+        from .engine import settings_layout
+        self.config = config
+        self.hb = clog2(config.max_height + 1) + 2
+        self.wb = clog2(config.max_width + 1) + 2
+        super().__init__({
+            "layer": In(settings_layout(config)),
+            "oy": In(self.hb),
+            "run": In(1), "credit_ok": In(1), "clear": In(1),
+            "issue": Out(1), "first": Out(1), "last": Out(1), "row_last": Out(1),
+            "sval": Out(1), "chan": Out(config.p_in),
+            "iy": Out(signed(self.hb + 2)), "ix": Out(signed(self.wb + 2)),
+            "it": Out(range(config.max_in_tiles + 1)),
+            "ot": Out(range(config.max_out_tiles + 1)),
+            "waddr": Out(range(config.weight_depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L = self.layer
+        kk = Signal(range(4))
+        wo = Signal(self.wb)
+        m.d.comb += [kk.eq(Mux(L.k3, 3, 1)),
+                     wo.eq(((L.width + 2 * L.pad - kk) >> L.stride2) + 1)]
+        ox = Signal(self.wb)
+        ky, kx = Signal(2), Signal(2)
+        it, ot, waddr = (Signal.like(self.it, name="it_r"), Signal.like(self.ot, name="ot_r"),
+                         Signal.like(self.waddr, name="waddr_r"))
+        m.d.comb += [self.it.eq(it), self.ot.eq(ot), self.waddr.eq(waddr)]
+
+        last_it = it == L.in_tiles - 1
+        last_kx = kx == kk - 1
+        last_ky = ky == kk - 1
+        last_ot = ot == L.out_tiles - 1
+        last_ox = ox == wo - 1
+        m.d.comb += [
+            self.first.eq((ky == 0) & (kx == 0) & (it == 0)),
+            self.last.eq(last_ky & last_kx & last_it),
+            self.row_last.eq(self.last & last_ot & last_ox),
+            self.issue.eq(self.run & (~self.first | self.credit_ok)),
+            self.iy.eq((self.oy << L.stride2) + ky - L.pad),
+            self.ix.eq((ox << L.stride2) + kx - L.pad),
+            self.sval.eq((self.iy >= 0) & (self.iy < L.height) &
+                         (self.ix >= 0) & (self.ix < L.width)),
+        ]
+        rem = Signal(signed(clog2(cfg.max_in_channels + 1) + 2))
+        m.d.comb += [rem.eq(L.cin - it * cfg.p_in),
+                     self.chan.eq(Cat(*[rem > i for i in range(cfg.p_in)]))]
+
+        with m.If(self.clear):
+            m.d.sync += [ox.eq(0), ot.eq(0), ky.eq(0), kx.eq(0), it.eq(0), waddr.eq(0)]
+        with m.Elif(self.issue):
+            m.d.sync += waddr.eq(waddr + 1)
+            with m.If(~last_it):
+                m.d.sync += it.eq(it + 1)
+            with m.Else():
+                m.d.sync += it.eq(0)
+                with m.If(~last_kx):
+                    m.d.sync += kx.eq(kx + 1)
+                with m.Else():
+                    m.d.sync += kx.eq(0)
+                    with m.If(~last_ky):
+                        m.d.sync += ky.eq(ky + 1)
+                    with m.Else():
+                        m.d.sync += ky.eq(0)
+                        with m.If(~last_ot):
+                            m.d.sync += ot.eq(ot + 1)
+                        with m.Else():
+                            m.d.sync += [ot.eq(0), waddr.eq(0)]
+                            with m.If(~last_ox):
+                                m.d.sync += ox.eq(ox + 1)
+                            with m.Else():
+                                m.d.sync += ox.eq(0)
+        return m
