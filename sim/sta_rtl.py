@@ -100,7 +100,8 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
         xml = runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
                           test_module="nmaccel.sim.sta_bench",
                           build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
-                          extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out)},
+                          extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
+                                     "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
                           waves=bool(waves))
         sim_s = time.perf_counter() - t1
         num, failed = get_results(Path(xml))

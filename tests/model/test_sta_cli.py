@@ -1,0 +1,31 @@
+"""``nmaccel verilog sta`` / ``nmaccel sim sta``: output and one-line errors."""
+
+import pytest
+
+from nmaccel.sim.cli import main
+
+
+def test_verilog_sta_writes_the_core(tmp_path, capsys):
+    out = tmp_path / "sta.v"
+    assert main(["verilog", "sta", "--preset", "tiny", "--rows", "1", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module sta_core(" in text and "wr__payload" in text and "rd_data__valid" in text
+    assert "1x2 PEs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["verilog", "sta", "--preset", "nope"], "unknown STA preset 'nope'"),
+    (["verilog", "sta", "--preset", "tiny", "--lanes", "3"], "lanes must be a multiple of n (2)"),
+    (["verilog", "sta", "--rows", "0"], "expected a positive integer, not 0"),
+    (["sim", "sta", "--nm", "4:4"], "n must satisfy 1 <= n < m"),
+    (["sim", "sta", "--heads", "13", "--seq", "8"], "heads must be in [0, 12], not 13"),
+    (["sim", "sta", "--preset", "tiny", "--seq", "65"], "seq=65 exceeds the config's max_seq=64"),
+])
+def test_bad_arguments(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
