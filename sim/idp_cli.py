@@ -102,9 +102,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.png"),
                    help="digits accuracy-vs-sparsity plot")
     g = p.add_argument_group("MiniLM study")
-    g.add_argument("--minilm-patterns", type=_sparse_patterns, default="2:4,4:8,1:4",
+    g.add_argument("--minilm-patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
                    help="target N:M patterns (MiniLM)")
-    g.add_argument("--minilm-budget", type=int, default=25,
+    g.add_argument("--minilm-budget", type=int, default=40,
                    help="distillation budget per layer, in optimizer steps")
     g.add_argument("--minilm-lr", type=float, default=1e-3, help="distillation learning rate")
     g.add_argument("--minilm-batch-size", type=_positive_int, default=8,
@@ -114,6 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
     g.add_argument("--minilm-md", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.md"), help="MiniLM results Markdown")
+    p.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
+                   help="rewrite --md/--png from a saved digits JSON (no training)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -342,6 +344,22 @@ def digits_markdown(res: dict, command: str, wall: float) -> str:
                   + ". (The paper reports +6.7 points on average over other N:M methods on its "
                   "Transformer benchmarks.) Differences smaller than the std across seeds are "
                   "not significant.", ""]
+        lines += ["Paired differences, IDP minus each method, per seed (same dense model, same "
+                  "seed), in points: mean ± std over seeds [per-seed values]:", "",
+                  "| pattern | " + " | ".join(f"IDP − {METHOD_LABELS[m]}" for m in methods
+                                              if m != "idp") + " |",
+                  "|---|" + "---|" * (len(methods) - 1)]
+        for key in res["summary"]:
+            acc = {(r["method"], r["seed"]): r["acc"] for r in res["runs"]
+                   if r["pattern"] == key}
+            cells = []
+            for meth in (m for m in methods if m != "idp"):
+                d = [100 * (acc[("idp", s)] - acc[(meth, s)]) for s in range(res["seeds"])]
+                mean, std = _ms(d)
+                cells.append(f"{mean:+.2f} ± {std:.2f} [" + ", ".join(f"{v:+.2f}" for v in d)
+                             + "]")
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
         idp = {k: c["idp"] for k, c in res["summary"].items()}
         lines += ["IDP's intermediate candidates (test accuracy % after each phase, mean over "
                   "seeds):", ""]
@@ -383,7 +401,7 @@ def digits_plot(res: dict, path: pathlib.Path) -> None:
     keys = sorted(res["summary"], key=lambda k: (1 - int(k.split(":")[0]) / int(k.split(":")[1]),
                                                  int(k.split(":")[1])))
     xs = list(range(len(keys)))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for i, meth in enumerate(["magnitude"] + res["methods"]):
         mean = [100 * res["summary"][k][meth]["acc_mean"] for k in keys]
         std = [100 * res["summary"][k][meth]["acc_std"] for k in keys]
@@ -398,8 +416,8 @@ def digits_plot(res: dict, path: pathlib.Path) -> None:
     lo = min(100 * c[m]["acc_mean"] for c in res["summary"].values() for m in res["methods"])
     ax.set_ylim(max(0, math.floor(lo - 3)), 100)
     ax.set_title(f"Digits Transformer, {res['budget']['steps']} fine-tune steps, "
-                 f"{res['seeds']} seeds")
-    ax.legend(fontsize=8, loc="lower left")
+                 f"{res['seeds']} seeds (mean ± std; magnitude-only clipped)", fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -423,6 +441,17 @@ def run(args) -> int:
         if not getattr(args, opt) > 0:
             raise CommandError(f"--{opt.replace('_', '-')} must be a positive number, "
                                f"not {getattr(args, opt)}")
+    if args.render is not None:
+        try:
+            res = json.loads(args.render.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CommandError(f"--render: cannot read {args.render}: {exc}") from None
+        if res.get("study") != "digits":
+            raise CommandError(f"--render: {args.render} is not a digits study JSON")
+        _write(args.md, digits_markdown(res, res["command"], res["wall_seconds"]))
+        digits_plot(res, args.png)
+        print(f"wrote {args.md} and {args.png} from {args.render}")
+        return 0
     torch.set_num_threads(args.threads)
     args._preset_name = next((name for name, c in _presets().items() if c == args.preset),
                              "ulx3s")

@@ -259,3 +259,8 @@ def test_cli_digits_study_end_to_end(tmp_path, capsys):
     assert "nmaccel idp --study digits" in md and "| 2:4 | 50.0% |" in md
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert "IDP − best other" in capsys.readouterr().out
+    # the report can be re-rendered from the JSON alone, identically
+    md2, png2 = tmp_path / "r.md", tmp_path / "r.png"
+    assert main(["idp", "--render", str(paths["json"]), "--md", str(md2), "--png", str(png2)]) == 0
+    assert md2.read_text() == md and png2.exists()
+    assert main(["idp", "--render", str(tmp_path / "missing.json")]) == 2
