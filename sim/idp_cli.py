@@ -31,7 +31,7 @@ from nmaccel.sim.cli import CommandError, nm_list, preset
 from tqdm import tqdm
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "digits_study", "digits_markdown",
-           "digits_plot", "command_line", "METHOD_LABELS"]
+           "digits_plot", "command_line", "idp_phase_steps", "METHOD_LABELS"]
 
 HELP = "N:M pruning study: IDP vs one-shot vs SR-STE (digits Transformer, MiniLM-L6)"
 DESCRIPTION = __doc__
@@ -90,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (AdamW, "
                    "cosine decay per phase)")
     p.add_argument("--layers", type=_positive_int, default=2, help="encoder layers")
+    p.add_argument("--idp-final-share", type=float, default=None, metavar="F",
+                   help="give IDP's target phase this fraction of the budget (the earlier phases "
+                        "share the rest equally); default: equal split over all phases")
     p.add_argument("--int-pattern", type=nm_list, default="2:4",
                    help="run the integer golden model of the IDP model at this pattern "
                         "('' to skip)")
@@ -130,6 +133,8 @@ def command_line(args, study: str) -> str:
         parts += [f"--patterns {pats(args.patterns)}", f"--methods {','.join(args.methods)}",
                   f"--seeds {args.seeds}", f"--budget {args.budget}",
                   f"--dense-steps {args.dense_steps}", f"--batch-size {args.batch_size}",
+                  *([f"--idp-final-share {args.idp_final_share:g}"]
+                    if args.idp_final_share is not None else []),
                   f"--lr {args.lr:g}", f"--layers {args.layers}",
                   f"--int-pattern '{pats(ip)}'", f"--preset {args._preset_name}",
                   f"--json {args.json}", f"--md {args.md}", f"--png {args.png}"]
@@ -155,7 +160,7 @@ def _key(nm: tuple[int, int]) -> str:
 def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 3000,
                  batch_size: int = 64, lr: float = 1e-3, layers: int = 2,
                  int_pattern: Optional[tuple[int, int]] = (2, 4), cfg=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, idp_final_share: Optional[float] = None) -> dict:
     """Run the digits study; returns the results dict written to JSON (see module docstring)."""
     from nmaccel.model.digits_transformer import (
         accuracy,
@@ -169,6 +174,8 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
     from nmaccel.model.nm import nm_mask
 
     budget = check_budget(budget)
+    if idp_final_share is not None and not 0 < idp_final_share < 1:
+        raise ValueError(f"idp_final_share must be a fraction in (0, 1), not {idp_final_share}")
     if int_pattern is not None and "idp" not in methods:
         raise ValueError("--int-pattern needs method 'idp' in --methods (it quantizes the IDP "
                          "model)")
@@ -207,6 +214,8 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
 
                 res = prune_nm(model, base, nm[0], nm[1], budget, classification_loss, sampler,
                                seed=seed, lr=lr, idp_mask=mask_mode,
+                               phase_steps=(idp_phase_steps(budget, nm, idp_final_share)
+                                            if base == "idp" else None),
                                on_phase=on_phase if base == "idp" else None,
                                progress=lambda: bar.update(1))
                 row = {"seed": seed, "pattern": _key(nm), "method": meth,
@@ -230,8 +239,23 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
                                      "images": int(labels.size), "macs": prog.macs(),
                                      "seconds": time.perf_counter() - t0})
     bar.close()
-    return _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers,
-                      dense_runs, runs, int_runs)
+    out = _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers,
+                     dense_runs, runs, int_runs)
+    out["budget"]["idp_split"] = ("equal over phases" if idp_final_share is None else
+                                  f"{idp_final_share:g} of the budget to the target phase, the "
+                                  "rest equal over the earlier phases")
+    return out
+
+
+def idp_phase_steps(budget: int, nm: tuple[int, int], final_share: Optional[float]
+                    ) -> Optional[list[int]]:
+    """IDP phase steps giving ``final_share`` of ``budget`` to the target phase (None: equal)."""
+    from nmaccel.model.idp import idp_schedule, split_budget
+    phases = len(idp_schedule(*nm))
+    if final_share is None or phases == 1:
+        return None
+    return split_budget(budget, phases, [(1 - final_share) / (phases - 1)] * (phases - 1)
+                        + [final_share])
 
 
 def _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers, dense_runs,
@@ -302,7 +326,8 @@ def digits_markdown(res: dict, command: str, wall: float) -> str:
              f"Budget: every pruned model gets **{res['budget']['steps']} optimizer steps** "
              f"(AdamW, batch {res['budget']['batch_size']}, lr {res['budget']['lr']:g} with a "
              "cosine decay per phase) starting from the same dense model; IDP splits the steps "
-             "over its phases (schedule M−1, …, N). Dense models: "
+             f"over its phases (schedule M−1, …, N; split: "
+             f"{res['budget'].get('idp_split', 'equal over phases')}). Dense models: "
              f"{res['budget']['dense_steps']} steps each. Test accuracy in %, mean ± sample "
              f"std over {res['seeds']} seeds (seed s trains dense model s and drives its "
              "pruning runs). 'magnitude' = the dense model pruned by magnitude, no fine-tuning.",
@@ -462,7 +487,8 @@ def run(args) -> int:
         start = time.perf_counter()
         res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
                            args.dense_steps, args.batch_size, args.lr, args.layers,
-                           ip[0] if ip else None, args.preset, progress=not args.no_progress)
+                           ip[0] if ip else None, args.preset, progress=not args.no_progress,
+                           idp_final_share=args.idp_final_share)
         wall = time.perf_counter() - start
         command = command_line(args, "digits")
         res["command"], res["wall_seconds"] = command, wall

@@ -222,6 +222,7 @@ def test_dynamic_idp_can_regrow_pruned_weights(task):
     (["--seeds", "0"], "expected a positive integer, not 0"),
     (["--lr", "0"], "--lr must be a positive number, not 0.0"),
     (["--patterns", "1:8", "--int-pattern", "2:4"], "--int-pattern 2:4 must be one of --patterns"),
+    (["--idp-final-share", "1.5"], "idp_final_share must be a fraction in (0, 1), not 1.5"),
 ])
 def test_cli_bad_arguments_give_one_line_errors(argv, message, capsys, tmp_path):
     from nmaccel.sim.cli import main
@@ -264,3 +265,11 @@ def test_cli_digits_study_end_to_end(tmp_path, capsys):
     assert main(["idp", "--render", str(paths["json"]), "--md", str(md2), "--png", str(png2)]) == 0
     assert md2.read_text() == md and png2.exists()
     assert main(["idp", "--render", str(tmp_path / "missing.json")]) == 2
+
+
+def test_cli_idp_final_share_moves_steps_to_the_target_phase():
+    from nmaccel.sim.idp_cli import idp_phase_steps
+    steps = idp_phase_steps(1000, (1, 8), 0.5)
+    assert len(steps) == 7 and sum(steps) == 1000 and steps[-1] >= 490 and max(steps[:-1]) <= 90
+    assert idp_phase_steps(1000, (2, 4), 0.75) == [250, 750]
+    assert idp_phase_steps(1000, (3, 4), 0.5) is None and idp_phase_steps(10, (1, 8), None) is None
