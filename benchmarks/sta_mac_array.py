@@ -1,0 +1,187 @@
+"""STA MAC-array study on RTL (Verilator): utilization on MiniLM-L6 layer shapes and the
+sparse speedup over dense mode on the same array and the same GEMMs.
+
+For each STA configuration (a preset with an N:M pattern) it takes MiniLM-L6 layer 0,
+magnitude-pruned to that N:M, with real activations at ``--seq`` tokens, and runs on RTL
+
+* the six linear GEMMs in sparse mode (compressed N:M weights) and in dense mode (the same
+  pruned weights, decompressed: same GEMM, same result, no skipping), and
+* per-head Q·Kᵀ (dense × dense; ``--heads`` of them),
+
+checks every output bit-exact against the golden model, and records the hardware counters,
+the analytic prediction, utilization and the speedup. Writes ``reports/sta_mac_array.json``,
+``.md`` and ``.png``.
+
+    python benchmarks/sta_mac_array.py            # full study (about 15-25 min on 2 cores)
+    python benchmarks/sta_mac_array.py --quick    # ulx3s 2:4 only, seq 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nmaccel.hw.config import sta_preset
+from nmaccel.model import sta_isa
+from nmaccel.model.nm import decompress
+from nmaccel.model.sta_cycles import program_cycles, utilization
+from nmaccel.model.sta_program import GemmSpec, plan_gemm, run_gemm_golden
+from nmaccel.model.sta_workloads import minilm_layer_gemms
+from nmaccel.sim.sta_rtl import run_programs
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+POINTS = [("ulx3s", 2, 4), ("ulx3s", 1, 4), ("ulx3s", 1, 8), ("large", 2, 4)]
+
+
+def as_dense(spec: GemmSpec) -> GemmSpec:
+    return GemmSpec(spec.x, decompress(spec.weight), spec.bias, spec.mult, spec.shift, spec.osel,
+                    spec.name + "/dense")
+
+
+def run_point(preset: str, n: int, m: int, seq: int, heads: int) -> dict:
+    cfg = sta_preset(preset).replace(n=n, m=m)
+    wl = minilm_layer_gemms(cfg, (n, m), seq, heads=heads,
+                            include=("linear", "scores") if heads else ("linear",))
+    jobs = []                     # (kind, spec, reference)
+    for spec in wl.gemms:
+        if spec.mode == sta_isa.MODE_SPARSE:
+            jobs.append(("sparse", spec, wl.references[spec.name]))
+            dense = as_dense(spec)
+            jobs.append(("dense", dense, run_gemm_golden(dense, cfg)))
+        else:
+            jobs.append(("attention", spec, wl.references[spec.name]))
+    programs, pieces = [], []
+    for kind, spec, ref in jobs:
+        progs, combine = plan_gemm(spec, cfg)
+        pieces.append((kind, spec, ref, len(programs), len(progs), combine))
+        programs += progs
+    t0 = time.perf_counter()
+    results = run_programs(programs, backdoor=True)
+    wall = time.perf_counter() - t0
+    rows = []
+    for kind, spec, ref, start, count, combine in pieces:
+        rs, ps = results[start:start + count], programs[start:start + count]
+        out = combine([r.outputs for r in rs])
+        cycles = sum(r.cycles for r in rs)
+        pred = sum(program_cycles(cfg, p.commands).total for p in ps)
+        macs = sum(p.useful_macs for p in ps)
+        rows.append({
+            "gemm": spec.name.split("/")[0], "kind": kind,
+            "tokens": int(spec.x.shape[0]), "features": int(spec.features), "k": int(spec.x.shape[1]),
+            "cycles": cycles, "predicted": pred, "model_error": (pred - cycles) / cycles,
+            "stalls": sum(r.counters["STALLS"] for r in rs),
+            "utilization": utilization(cfg, macs, cycles, kind == "sparse"),
+            "bit_exact": bool(np.array_equal(out, ref)),
+        })
+    by = {(r["gemm"], r["kind"]): r for r in rows}
+    linear = [r["gemm"] for r in rows if r["kind"] == "sparse"]
+    sparse_total = sum(by[(g, "sparse")]["cycles"] for g in linear)
+    dense_total = sum(by[(g, "dense")]["cycles"] for g in linear)
+    run_s = sum(r.run_seconds for r in results)
+    return {
+        "preset": preset, "n": n, "m": m, "seq": seq, "rows": cfg.rows, "cols": cfg.cols,
+        "lanes": cfg.lanes, "gemms": rows,
+        "speedup_linear": dense_total / sparse_total,
+        "speedup_per_gemm": {g: by[(g, "dense")]["cycles"] / by[(g, "sparse")]["cycles"] for g in linear},
+        "sparse_cycles": sparse_total, "dense_cycles": dense_total,
+        "min_linear_utilization": min(r["utilization"] for r in rows if r["kind"] != "attention"),
+        "bit_exact": all(r["bit_exact"] for r in rows),
+        "max_model_error": max(abs(r["model_error"]) for r in rows),
+        "sim_cycles": sum(r.cycles for r in results), "sim_run_seconds": run_s,
+        "sim_cycles_per_second": sum(r.cycles for r in results) / run_s if run_s else None,
+        "wall_seconds": wall, "build_seconds": results[0].extra.get("build_seconds"),
+    }
+
+
+def markdown(study: dict) -> str:
+    out = ["# STA MAC array on RTL: utilization and sparse speedup", "",
+           f"Command: `{study['command']}` — wall {study['wall_seconds']:.0f} s on "
+           f"{study['machine']}.", "",
+           "MiniLM-L6 layer 0, weights magnitude-pruned to the array's N:M, real activations. "
+           "Cycles are the RTL's hardware counters (Verilator); *model* is the analytic cycle "
+           "model's prediction. Utilization = useful dense-equivalent MACs ÷ (R·C·L·cycles), "
+           "÷ (R·C·L·M/N·cycles) in sparse mode. Dense = the same pruned weights run in dense "
+           "mode on the same array (the same GEMM, the same result).", "",
+           "| array | N:M | seq | sparse cycles | dense cycles | speedup | min util (linear) | "
+           "model error | bit-exact | sim cycles/s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in study["points"]:
+        out.append(f"| {p['preset']} {p['rows']}×{p['cols']}×{p['lanes']} | {p['n']}:{p['m']} | "
+                   f"{p['seq']} | {p['sparse_cycles']} | {p['dense_cycles']} | "
+                   f"{p['speedup_linear']:.2f}× | {p['min_linear_utilization']:.3f} | "
+                   f"{100 * p['max_model_error']:.2f}% | {'yes' if p['bit_exact'] else 'NO'} | "
+                   f"{p['sim_cycles_per_second']:.0f} |")
+    out += ["", "## Per GEMM", "",
+            "| array | N:M | GEMM | kind | T×F×K | cycles | model | stalls | utilization |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for p in study["points"]:
+        for r in p["gemms"]:
+            out.append(f"| {p['preset']} | {p['n']}:{p['m']} | {r['gemm']} | {r['kind']} | "
+                       f"{r['tokens']}×{r['features']}×{r['k']} | {r['cycles']} | {r['predicted']} | "
+                       f"{r['stalls']} | {r['utilization']:.3f} |")
+    out += ["", "Q·Kᵀ has K = head dim = 32: a tile is only 32/L beats long, so on arrays with "
+                "R > 32/L the drain of the shadow registers (one array row per cycle) stalls the "
+                "array; the linear layers have K ≥ 384 and never stall.", ""]
+    return "\n".join(out)
+
+
+def plot(study: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [f"{p['preset']}\n{p['n']}:{p['m']}" for p in study["points"]]
+    a.bar(labels, [p["speedup_linear"] for p in study["points"]], color="tab:blue")
+    a.bar(labels, [p["m"] / p["n"] for p in study["points"]], fill=False, edgecolor="k",
+          linestyle="--", label="ideal M/N")
+    a.set_ylabel("sparse speedup over dense (cycles)")
+    a.set_title("MiniLM-L6 layer-0 linear GEMMs on RTL")
+    a.legend()
+    for p, lab in zip(study["points"], labels):
+        lin = [r for r in p["gemms"] if r["kind"] != "attention"]
+        b.scatter([lab] * len(lin), [r["utilization"] for r in lin], s=18)
+    b.axhline(0.9, color="r", linestyle=":", label="0.90 target")
+    b.set_ylim(0, 1.05)
+    b.set_ylabel("array utilization (linear GEMMs)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=2, help="heads whose Q·Kᵀ is run")
+    ap.add_argument("--quick", action="store_true", help="ulx3s 2:4 only, seq 32")
+    ap.add_argument("--out", default=str(REPORTS / "sta_mac_array"), help="output path stem")
+    args = ap.parse_args(argv)
+    points = POINTS[:1] if args.quick else POINTS
+    seq = 32 if args.quick else args.seq
+    t0 = time.perf_counter()
+    study = {"command": "python benchmarks/sta_mac_array.py" + (" --quick" if args.quick else ""),
+             "machine": f"{platform.machine()} {platform.processor() or ''} ".strip(),
+             "points": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for preset, n, m in tqdm(points, desc="STA configs", unit="config"):
+        study["points"].append(run_point(preset, n, m, seq, args.heads))
+        study["wall_seconds"] = time.perf_counter() - t0      # written after every point
+        study["median_sim_cycles_per_second"] = statistics.median(
+            p["sim_cycles_per_second"] for p in study["points"])
+        out.with_suffix(".json").write_text(json.dumps(study, indent=2))
+        out.with_suffix(".md").write_text(markdown(study))
+        plot(study, out.with_suffix(".png"))
+    print(markdown(study))
+    return 0 if all(p["bit_exact"] for p in study["points"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
