@@ -118,7 +118,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minilm-md", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.md"), help="MiniLM results Markdown")
     p.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
-                   help="rewrite --md/--png from a saved digits JSON (no training)")
+                   help="rewrite --md/--png (digits) or --minilm-md (MiniLM) from a saved "
+                        "study JSON (no training)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -471,11 +472,16 @@ def run(args) -> int:
             res = json.loads(args.render.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise CommandError(f"--render: cannot read {args.render}: {exc}") from None
-        if res.get("study") != "digits":
-            raise CommandError(f"--render: {args.render} is not a digits study JSON")
-        _write(args.md, digits_markdown(res, res["command"], res["wall_seconds"]))
-        digits_plot(res, args.png)
-        print(f"wrote {args.md} and {args.png} from {args.render}")
+        if res.get("study") == "digits":
+            _write(args.md, digits_markdown(res, res["command"], res["wall_seconds"]))
+            digits_plot(res, args.png)
+            print(f"wrote {args.md} and {args.png} from {args.render}")
+        elif res.get("study") == "minilm":
+            from nmaccel.model.minilm_distill import minilm_markdown
+            _write(args.minilm_md, minilm_markdown(res, res["command"], res["wall_seconds"]))
+            print(f"wrote {args.minilm_md} from {args.render}")
+        else:
+            raise CommandError(f"--render: {args.render} is not a digits or MiniLM study JSON")
         return 0
     torch.set_num_threads(args.threads)
     args._preset_name = next((name for name, c in _presets().items() if c == args.preset),
