@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -410,7 +411,9 @@ class Workload:
     qnet: QuantNet
 
 
+@lru_cache(maxsize=8)
 def build_workload(kind: str, bits: int = 4, seed: int = 0) -> Workload:
-    """Trained (cached) float net and its integer engine program."""
+    """Trained (cached on disk) float net and its integer engine program (memoized in the
+    process: treat the result as read-only)."""
     net = load_trained(kind, seed)
     return Workload(kind, net, quantize_net(net, bits=bits))

@@ -97,7 +97,7 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
                           test_module="nmaccel.sim.conv_bench",
                           build_dir=b.build_dir / "sim", test_dir=tmp,
                           results_xml=str(tmp / "results.xml"),
-                          extra_env={"COCOTB_LOG_LEVEL": "WARNING",
+                          extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
                                      "NMACCEL_CONV_REQUEST": str(rq),
                                      "NMACCEL_CONV_RESULT": str(rs)}, **kw)
         n, failed = get_results(Path(xml))

@@ -1,4 +1,4 @@
-"""Both digits nets end to end through the ConvEngine RTL (Verilator, 4×4 PEs) on a
+"""Both digits nets end to end through the ConvEngine RTL (Verilator, 4×2 PEs) on a
 random subset of 20 test images: RTL logits identical to the integer golden model and
 measured cycles per image equal to the prediction (the full 360-image runs are
 ``nmaccel sim conv --images 360``, results in reports/conv_digits_*.json)."""
@@ -10,8 +10,9 @@ import pytest
 from nmaccel.hw.config import ConvConfig
 from nmaccel.sim.simulators import activate, require_simulator
 
-CFG = ConvConfig(p_out=4, p_in=4, max_width=8, max_height=8, max_in_channels=128,
-                 max_out_channels=32)
+# the "4x2" engine of test_conv_engine.py (shared Verilator build)
+CFG = ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128,
+                 max_out_channels=32, out_fifo_depth=4)
 
 
 @pytest.mark.parametrize("net", ["adder", "binary"])

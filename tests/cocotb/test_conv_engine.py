@@ -17,8 +17,9 @@ from nmaccel.sim.simulators import activate, require_simulator
 SHAPES = {
     "2x3": ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
                       max_out_channels=8),
-    "4x2": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=8,
-                      max_out_channels=8, out_fifo_depth=4),
+    # same config as test_conv_digits.py: one Verilator build serves both files
+    "4x2": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128,
+                      max_out_channels=32, out_fifo_depth=4),
 }
 MODE_BITS = {"adder": CONV_ADDER_BITS, "mul": (8,), "binary": (1,)}
 

@@ -3,8 +3,6 @@ with the integer golden model on all 360 test images; lowering errors are clear.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pytest
 import torch
@@ -14,9 +12,8 @@ from nmaccel.model.conv_nets import (build_workload, float_accuracy, quantize_ne
 from nmaccel.model.digits import load_digits_split
 
 
-@lru_cache(maxsize=None)
 def _workload(kind):
-    return build_workload(kind, bits=4)
+    return build_workload(kind, bits=4)     # memoized in the process
 
 
 @pytest.mark.parametrize("kind", ["adder", "binary"])
