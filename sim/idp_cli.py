@@ -120,6 +120,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
                    help="rewrite --md/--png (digits) or --minilm-md (MiniLM) from a saved "
                         "study JSON (no training)")
+    p.add_argument("--baseline", type=pathlib.Path, default=None, metavar="JSON",
+                   help="digits: add paired per-seed differences of this run's IDP against the "
+                        "methods of a saved digits JSON (e.g. an --idp-final-share ablation vs "
+                        "the main table)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -315,7 +319,40 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def digits_markdown(res: dict, command: str, wall: float) -> str:
+def _baseline_section(res: dict, base: dict, base_path) -> list[str]:
+    """Paired per-seed differences of this run's IDP variants against ``base``'s methods."""
+    same_dense = [r["acc"] for r in res["dense"]["runs"]] == \
+        [r["acc"] for r in base["dense"]["runs"][: res["seeds"]]]
+    ours = [m for m in res["methods"] if m.startswith("idp")]
+    theirs = list(base["methods"])
+    lines = [f"## Against the baseline run `{base_path}`", "",
+             f"Baseline command: `{base.get('command', '?')}`. The dense models are "
+             + ("identical (same seeds; dense accuracies match), so differences are paired per "
+                "seed." if same_dense else "NOT identical: differences are not paired."), "",
+             "Points, mean ± std over seeds [per-seed values], this run's method minus the "
+             "baseline's:", "",
+             "| pattern | " + " | ".join(f"{METHOD_LABELS[o]} (this) − {METHOD_LABELS[t]}"
+                                        for o in ours for t in theirs) + " |",
+             "|---|" + "---|" * (len(ours) * len(theirs))]
+    for key in res["summary"]:
+        if key not in base["summary"]:
+            continue
+        mine = {(r["method"], r["seed"]): r["acc"] for r in res["runs"] if r["pattern"] == key}
+        other = {(r["method"], r["seed"]): r["acc"] for r in base["runs"] if r["pattern"] == key}
+        cells = []
+        for o in ours:
+            for t in theirs:
+                d = [100 * (mine[(o, s)] - other[(t, s)]) for s in range(res["seeds"])
+                     if (t, s) in other]
+                mean, std = _ms(d)
+                cells.append(f"{mean:+.2f} ± {std:.2f} [" + ", ".join(f"{v:+.2f}" for v in d)
+                             + "]")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def digits_markdown(res: dict, command: str, wall: float, baseline: Optional[dict] = None,
+                    baseline_path: str = "") -> str:
     methods = res["methods"]
     lines = ["# IDP vs one-shot vs SR-STE on the digits Transformer", "",
              f"Command: `{command}`  ", f"Wall time: {wall:.0f} s "
@@ -396,6 +433,8 @@ def digits_markdown(res: dict, command: str, wall: float) -> str:
                               zip(cell["schedule"], cell["phase_acc_mean"]))
             lines.append(f"- {key} (steps {steps}): {cands}")
         lines.append("")
+    if baseline is not None:
+        lines += _baseline_section(res, baseline, baseline_path)
     if res.get("integer"):
         s = res["integer_summary"]
         pat = res["integer"][0]["pattern"]
@@ -467,13 +506,16 @@ def run(args) -> int:
         if not getattr(args, opt) > 0:
             raise CommandError(f"--{opt.replace('_', '-')} must be a positive number, "
                                f"not {getattr(args, opt)}")
+    baseline = None
+    if args.baseline is not None:
+        baseline = _read_json(args.baseline, "--baseline")
+        if baseline.get("study") != "digits":
+            raise CommandError(f"--baseline: {args.baseline} is not a digits study JSON")
     if args.render is not None:
-        try:
-            res = json.loads(args.render.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CommandError(f"--render: cannot read {args.render}: {exc}") from None
+        res = _read_json(args.render, "--render")
         if res.get("study") == "digits":
-            _write(args.md, digits_markdown(res, res["command"], res["wall_seconds"]))
+            _write(args.md, digits_markdown(res, res["command"], res["wall_seconds"], baseline,
+                                            str(args.baseline)))
             digits_plot(res, args.png)
             print(f"wrote {args.md} and {args.png} from {args.render}")
         elif res.get("study") == "minilm":
@@ -499,7 +541,7 @@ def run(args) -> int:
         command = command_line(args, "digits")
         res["command"], res["wall_seconds"] = command, wall
         _write(args.json, json.dumps(res, indent=1))
-        md = digits_markdown(res, command, wall)
+        md = digits_markdown(res, command, wall, baseline, str(args.baseline))
         _write(args.md, md)
         digits_plot(res, args.png)
         print(md)
@@ -517,6 +559,13 @@ def run(args) -> int:
         _write(args.minilm_md, md)
         print(md)
     return 0
+
+
+def _read_json(path: pathlib.Path, option: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CommandError(f"{option}: cannot read {path}: {exc}") from None
 
 
 def _presets() -> dict:

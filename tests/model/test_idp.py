@@ -265,6 +265,12 @@ def test_cli_digits_study_end_to_end(tmp_path, capsys):
     assert main(["idp", "--render", str(paths["json"]), "--md", str(md2), "--png", str(png2)]) == 0
     assert md2.read_text() == md and png2.exists()
     assert main(["idp", "--render", str(tmp_path / "missing.json")]) == 2
+    # against itself as a baseline: paired differences IDP − IDP are exactly zero
+    assert main(["idp", "--render", str(paths["json"]), "--baseline", str(paths["json"]),
+                 "--md", str(md2), "--png", str(png2)]) == 0
+    section = md2.read_text().split("## Against the baseline run")[1]
+    assert "dense models are identical" in section
+    assert "| 2:4 | +0.00 ± 0.00 [+0.00, +0.00] |" in section
 
 
 def test_cli_idp_final_share_moves_steps_to_the_target_phase():
