@@ -56,7 +56,7 @@ def main(argv=None) -> int:
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for k, r in nets.items():
         a, c = r["accuracy"], r["cycles_per_image"]
-        lines.append(f"| {k} ({'W4A4' if k == 'adder' else 'binary'}) | {r['images']} | "
+        lines.append(f"| {k} ({'W4A4' if k == 'adder' else 'AdaBin 1-bit'}) | {r['images']} | "
                      f"{r['verdict']} | {100 * a['rtl']:.2f}% | {100 * a['golden']:.2f}% | "
                      f"{100 * a['float']:.2f}% | {c['measured_mean']:.0f} | {c['predicted']} | "
                      f"{100 * c['error']:.2f}% | {100 * r['pe_utilization']:.1f}% |")

@@ -28,3 +28,22 @@ def test_digits_net_through_rtl(net):
     assert cyc["measured_min"] == cyc["measured_max"] == cyc["predicted"]
     assert 0 < res["pe_utilization"] <= 1
     assert len(res["image_indices"]) == 20 == len(set(res["image_indices"]))
+
+
+def test_sim_conv_command_writes_json(tmp_path, capsys):
+    activate(require_simulator("verilator"))
+    import json
+
+    from nmaccel.sim.cli import main
+    cfg = tmp_path / "engine.json"
+    cfg.write_text(CFG.to_json())
+    out = tmp_path / "out.json"
+    rc = main(["sim", "conv", "--net", "binary", "--images", "3", "--seed", "5", "--config",
+               str(cfg), "--json", str(out), "--stall", "0.3", "--gaps", "0.2"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["verdict"] == "PASS" and res["images"] == 3 and res["seed"] == 5
+    assert set(res["accuracy"]) == {"rtl", "golden", "float"}
+    # with back-pressure the measured cycles may only exceed the prediction
+    assert res["cycles_per_image"]["measured_min"] >= res["cycles_per_image"]["predicted"]
+    assert "RTL vs golden logits: PASS" in capsys.readouterr().out

@@ -45,3 +45,25 @@ def test_bad_config_file(tmp_path, capsys):
     assert main(["verilog", "conv", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p_out must be a positive integer, not 0" in err[0]
+
+
+def test_harness_refuses_bad_input_before_simulating():
+    import numpy as np
+
+    from nmaccel.hw.config import ConvConfig
+    from nmaccel.hw.conv.engine import ConvEngine
+    from nmaccel.model.conv_ref import random_job
+    from nmaccel.sim.conv_harness import run_jobs, run_net
+    cfg = ConvConfig(p_out=2, p_in=2, max_width=8, max_height=8, max_in_channels=4,
+                     max_out_channels=4)
+    job, x = random_job(np.random.default_rng(0), "adder", 4, 3, 1, 3, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"activation tensor must have shape \(C_in, H, W\)"):
+        run_jobs(cfg, [(job, x[:2])])                        # channel count mismatch
+    big, xb = random_job(np.random.default_rng(0), "adder", 4, 3, 1, 6, 2, 4, 4)
+    with pytest.raises(ValueError, match="C_in of layer 'adder' must be <= 4"):
+        run_jobs(cfg, [(big, xb)])
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 8, 8\)"):
+        run_net(cfg, None, np.zeros((1, 8, 9)))
+    with pytest.raises(TypeError, match="config must be a ConvConfig, not StaConfig"):
+        from nmaccel.hw.config import StaConfig
+        ConvEngine(StaConfig())
