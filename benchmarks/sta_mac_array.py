@@ -162,8 +162,21 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", type=int, default=2, help="heads whose Q·Kᵀ is run")
     ap.add_argument("--quick", action="store_true", help="ulx3s 2:4 only, seq 32")
     ap.add_argument("--out", default=str(REPORTS / "sta_mac_array"), help="output path stem")
+    ap.add_argument("--points", default=None,
+                    help="comma-separated PRESET:N:M points (default: " +
+                         ",".join(f"{p}:{n}:{m}" for p, n, m in POINTS) + ")")
+    ap.add_argument("--append", action="store_true",
+                    help="add the points to an existing JSON at --out instead of starting anew")
     args = ap.parse_args(argv)
     points = POINTS[:1] if args.quick else POINTS
+    if args.points:
+        points = []
+        for item in args.points.split(","):
+            try:
+                preset, n, m = item.split(":")
+                points.append((preset, int(n), int(m)))
+            except ValueError:
+                ap.error(f"--points entries must look like ulx3s:2:4, not {item!r}")
     seq = 32 if args.quick else args.seq
     t0 = time.perf_counter()
     study = {"command": "python benchmarks/sta_mac_array.py" + (" --quick" if args.quick else ""),
@@ -171,6 +184,11 @@ def main(argv=None) -> int:
              "points": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        study["points"] = old["points"]
+        study["command"] = old["command"] + " && " + study["command"] + f" --points {args.points} --append"
+        t0 -= old.get("wall_seconds", 0.0)
     for preset, n, m in tqdm(points, desc="STA configs", unit="config"):
         study["points"].append(run_point(preset, n, m, seq, args.heads))
         study["wall_seconds"] = time.perf_counter() - t0      # written after every point

@@ -209,8 +209,10 @@ STA_PRESETS: dict[str, StaConfig] = {
                       softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
                       wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024),
     "ulx3s": StaConfig(rows=8, cols=8, lanes=4, n=2, m=4, softmax_lanes=8, max_seq=256),
+    # Buffers sized like ulx3s in bits (the compiler splits bigger GEMMs): deeper memories
+    # only slow down Verilog generation (every word gets a zero initialiser).
     "large": StaConfig(rows=16, cols=16, lanes=8, n=2, m=4, softmax_lanes=16, max_seq=512,
-                       wbuf_depth=65536, abuf_depth=32768, obuf_depth=32768),
+                       wbuf_depth=4096, abuf_depth=2048, obuf_depth=4096),
 }
 
 
