@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from .adabin import AdaBinConv2d, adabin_export
 from .adder import AdderConv2d, activation_range, quantize_adder_layer
-from .conv_ref import ConvLayerJob, run_job
+from .conv_ref import ConvLayerJob, im2col_job, layer_input, run_job
 from .digits import load_digits_split
 from .quant import quantize_multiplier
 
@@ -221,10 +221,12 @@ def _scaled_coefs(e, h, coef_bits, shift_for_requant: bool):
 @dataclass
 class QuantNet:
     """An integer digits net: engine jobs in order (the last one's ``v`` are the logits);
-    ``flatten`` marks jobs whose input is the previous output flattened to (C·H·W, 1, 1)."""
+    ``inputs[i]`` says how job i's input is made from the previous output (or the image):
+    ``direct``, ``flatten`` (to (C·H·W, 1, 1)) or ``im2col`` (see
+    :func:`nmaccel.model.conv_ref.layer_input`)."""
     kind: str
     jobs: list
-    flatten: list
+    inputs: list
     bits: int
     info: dict = field(default_factory=dict)
 
@@ -259,10 +261,12 @@ def _batched(fn, x, batch: int = 256):
 
 def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: int = 16,
                  mult_bits: int = 16, percentile: float = 99.94,
-                 reestimate: bool = True) -> QuantNet:
+                 reestimate: bool = True, im2col_first: bool = False) -> QuantNet:
     """Lower a trained digits net to engine jobs (module docstring). ``bits`` is the adder
     layers' n (4, 6 or 8); the AdaBin net ignores it. ``reestimate=False`` skips the BN
-    re-estimation of the adder net (to measure what it buys)."""
+    re-estimation of the adder net (to measure what it buys). ``im2col_first`` runs the
+    first conv (C_in = 1) as a 1×1 layer on the host-expanded 3×3 windows (9 channels), so
+    it fills 9 PE lanes instead of 1 (same integers, fewer cycles)."""
     if net.kind == "adder" and bits not in (4, 6, 8):
         raise ValueError(f"bits must be one of (4, 6, 8) for the adder net, not {bits!r}")
     import copy
@@ -376,8 +380,11 @@ def quantize_net(net: DigitsConvNet, bits: int = 4, groups: int = 4, coef_bits: 
     jobs.append(ConvLayerJob("mul", wq.reshape(10, -1, 1, 1), 1, 1, coef,
                              np.round(bfc / (sfc * sx)).astype(np.int64), one, 0 * one,
                              bits=8, out="requant", out_bits=8, out_signed=True, name="fc"))
-    return QuantNet(net.kind, jobs, [False, False, False, True],
-                    bits if net.kind == "adder" else 1, info)
+    inputs = ["direct", "direct", "direct", "flatten"]
+    if im2col_first:
+        jobs[0] = im2col_job(jobs[0])
+        inputs[0] = "im2col"
+    return QuantNet(net.kind, jobs, inputs, bits if net.kind == "adder" else 1, info)
 
 
 def run_int_net(qnet: QuantNet, images) -> np.ndarray:
@@ -390,10 +397,8 @@ def run_int_net(qnet: QuantNet, images) -> np.ndarray:
     for img in images:
         x = img.astype(np.int64)[None]
         v = None
-        for job, flat in zip(qnet.jobs, qnet.flatten):
-            if flat:
-                x = x.reshape(-1, 1, 1)
-            v, x = run_job(job, x, v_bits=32)
+        for job, how in zip(qnet.jobs, qnet.inputs):
+            v, x = run_job(job, layer_input(job, x, how), v_bits=32)
         out.append(v.reshape(-1))
     return np.stack(out)
 
@@ -412,8 +417,9 @@ class Workload:
 
 
 @lru_cache(maxsize=8)
-def build_workload(kind: str, bits: int = 4, seed: int = 0) -> Workload:
+def build_workload(kind: str, bits: int = 4, seed: int = 0,
+                   im2col_first: bool = False) -> Workload:
     """Trained (cached on disk) float net and its integer engine program (memoized in the
     process: treat the result as read-only)."""
     net = load_trained(kind, seed)
-    return Workload(kind, net, quantize_net(net, bits=bits))
+    return Workload(kind, net, quantize_net(net, bits=bits, im2col_first=im2col_first))

@@ -41,7 +41,8 @@ from nmaccel.hw.config import (CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, Conv
 
 __all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pack_weights",
            "pack_params", "unpack_outputs", "layer_settings", "settings_fields",
-           "get_exp_cycles", "check_job_fits", "random_job", "out_shape", "COUNTERS", "job_macs"]
+           "get_exp_cycles", "check_job_fits", "random_job", "im2col_input", "im2col_job",
+           "layer_input", "INPUT_TRANSFORMS", "out_shape", "COUNTERS", "job_macs"]
 
 
 class Mode(IntEnum):
@@ -246,6 +247,48 @@ def run_job(job: ConvLayerJob, x, v_bits: int | None = None):
         q = np.moveaxis(requant(vt, job.mult, job.shift, job.out_bits, job.out_signed,
                                 mult_bits=31), -1, 0)
     return v, q
+
+
+INPUT_TRANSFORMS = ("direct", "flatten", "im2col")
+
+
+def im2col_input(x, k: int, stride: int, padding: int) -> np.ndarray:
+    """(C, H, W) -> (C·k·k, Ho, Wo): the k×k windows as channels (order c, ky, kx), zero
+    padding included (host-side input expansion for a layer with few input channels)."""
+    x = _int_array(x, "activation")
+    if x.ndim != 3:
+        raise ValueError(f"activation tensor must be 3-D (C, H, W), not of shape {x.shape}")
+    win, _ = _windows(x, k, stride, padding)
+    c, _, _, ho, wo = win.shape
+    return win.reshape(c * k * k, ho, wo)
+
+
+def im2col_job(job: ConvLayerJob) -> ConvLayerJob:
+    """The equivalent 1×1 layer on :func:`im2col_input` of the input (adder and mul layers;
+    a binary layer masks padding, which im2col would turn into real zeros)."""
+    if job.mode == "binary":
+        raise ValueError("im2col is not exact for binary layers (padded taps are masked)")
+    ho, wo = job.out_hw
+    w = job.weight.reshape(job.cout, -1, 1, 1)
+    return ConvLayerJob(job.mode, w, ho, wo, job.coef, job.bias, job.mult, job.shift,
+                        stride=1, padding=0, bits=job.bits, out=job.out,
+                        out_bits=job.out_bits, out_signed=job.out_signed,
+                        name=job.name + "/im2col",
+                        extra={**job.extra, "im2col": (job.k, job.stride, job.padding)})
+
+
+def layer_input(job: ConvLayerJob, x, how: str) -> np.ndarray:
+    """The input codes ``job`` runs on, from the previous layer's output ``x`` (C, H, W):
+    ``direct`` (as is), ``flatten`` (to (C·H·W, 1, 1), torch's flatten order) or
+    ``im2col`` (:func:`im2col_input` with the geometry recorded by :func:`im2col_job`)."""
+    x = np.asarray(x)
+    if how == "direct":
+        return x
+    if how == "flatten":
+        return x.reshape(-1, 1, 1)
+    if how == "im2col":
+        return im2col_input(x, *job.extra["im2col"])
+    raise ValueError(f"input transform must be one of {INPUT_TRANSFORMS}, not {how!r}")
 
 
 def job_macs(job: ConvLayerJob) -> int:

@@ -5,7 +5,7 @@ and pickles the answer to ``$NMACCEL_CONV_RESULT``:
 
 ``{"kind": "jobs", "jobs": [(job, x), ...]}``
     independent layers -> ``[(beats, counters), ...]`` (raw output beats);
-``{"kind": "net", "jobs": [...], "flatten": [...], "images": array}``
+``{"kind": "net", "jobs": [...], "inputs": [...], "images": array}``
     a whole net, layer by layer over all images (each layer's weights loaded once), the
     input of layer l+1 being the RTL's own output of layer l ->
     ``{"logits": (N, C) v of the last layer, "counters": [[per layer] per image]}``.
@@ -25,8 +25,8 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from nmaccel.hw.config import ConvConfig
-from nmaccel.model.conv_ref import (pack_inputs, pack_params, pack_settings, pack_weights,
-                                    unpack_outputs)
+from nmaccel.model.conv_ref import (layer_input, pack_inputs, pack_params, pack_settings,
+                                    pack_weights, unpack_outputs)
 from nmaccel.sim.cocotb_streams import reset, start_clock, stream_get, stream_put, write_words
 
 COUNTERS = ("cyc_total", "cyc_active", "cyc_load", "cyc_stall")
@@ -84,12 +84,11 @@ async def conv_request(dut):
         acts = [img.astype(np.int64)[None] for img in req["images"]]
         counters = [[] for _ in acts]
         logits = None
-        for job, flat in zip(req["jobs"], req["flatten"]):
+        for job, how in zip(req["jobs"], req["inputs"]):
             await load_layer(dut, cfg, job)
             nxt, vs = [], []
             for n, x in enumerate(acts):
-                if flat:
-                    x = x.reshape(-1, 1, 1)
+                x = layer_input(job, x, how)
                 beats, cnt = await run_layer(dut, cfg, job, x, rng, gaps, stall)
                 v, q = unpack_outputs(job, cfg, beats)
                 nxt.append(q)

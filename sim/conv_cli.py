@@ -113,6 +113,9 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
                    help="probability the output drops ready (back-pressure) each cycle")
     p.add_argument("--gaps", type=_prob, default=0.0,
                    help="probability the input idles each cycle")
+    p.add_argument("--im2col-first", action="store_true",
+                   help="run the first conv (C_in = 1) as a 1x1 layer on host-expanded 3x3 "
+                        "windows (9 lanes busy instead of 1)")
     p.add_argument("--json", help="write the results here")
 
 
@@ -125,7 +128,7 @@ def select_images(k: int, seed: int):
 
 def simulate_net(net: str, cfg, images: int, seed: int = 0, bits: int = 4,
                  simulator: str = "verilator", chunk: int = 60, stall: float = 0.0,
-                 gaps: float = 0.0, progress: bool = True) -> dict:
+                 gaps: float = 0.0, progress: bool = True, im2col_first: bool = False) -> dict:
     """RTL vs golden vs float on ``images`` digits test images; the result dictionary of
     ``nmaccel sim conv``."""
     from tqdm import tqdm
@@ -141,7 +144,7 @@ def simulate_net(net: str, cfg, images: int, seed: int = 0, bits: int = 4,
     idx = select_images(images, seed)
     x, y = split.test_images[idx], split.test_labels[idx]
     t0 = time.time()
-    wl = build_workload(net, bits=bits)
+    wl = build_workload(net, bits=bits, im2col_first=im2col_first)
     golden = run_int_net(wl.qnet, x)
     build(cfg, simulator)
     t1 = time.time()
@@ -174,7 +177,8 @@ def simulate_net(net: str, cfg, images: int, seed: int = 0, bits: int = 4,
         })
     rtl_pred, gold_pred = rtl.argmax(1), golden.argmax(1)
     result = {
-        "net": net, "bits": wl.qnet.bits, "images": int(images), "seed": int(seed),
+        "net": net, "bits": wl.qnet.bits, "im2col_first": im2col_first,
+        "images": int(images), "seed": int(seed),
         "image_indices": idx.tolist(), "simulator": simulator, "config": cfg.to_dict(),
         "stall": stall, "gaps": gaps,
         "verdict": "PASS" if np.array_equal(rtl, golden) else "FAIL",
@@ -201,7 +205,7 @@ def run_sim(args) -> int:
     cfg = _config(args)
     try:
         res = simulate_net(args.net, cfg, args.images, args.seed, args.bits, args.simulator,
-                           args.chunk, args.stall, args.gaps)
+                           args.chunk, args.stall, args.gaps, im2col_first=args.im2col_first)
     except SimulatorNotFound as exc:
         raise CommandError(str(exc)) from None
     acc, cyc = res["accuracy"], res["cycles_per_image"]

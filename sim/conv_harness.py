@@ -142,6 +142,6 @@ def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: i
         raise ValueError(f"images must have shape (N, 8, 8), not {images.shape}")
     for job in qnet.jobs:
         check_job_fits(job, cfg)
-    return _request(cfg, {"kind": "net", "jobs": qnet.jobs, "flatten": qnet.flatten,
+    return _request(cfg, {"kind": "net", "jobs": qnet.jobs, "inputs": qnet.inputs,
                           "images": images.astype(np.int64), "seed": seed, "gaps": gaps,
                           "stall": stall}, simulator)

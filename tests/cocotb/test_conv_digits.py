@@ -38,11 +38,13 @@ def test_sim_conv_command_writes_json(tmp_path, capsys):
     cfg = tmp_path / "engine.json"
     cfg.write_text(CFG.to_json())
     out = tmp_path / "out.json"
-    rc = main(["sim", "conv", "--net", "binary", "--images", "3", "--seed", "5", "--config",
-               str(cfg), "--json", str(out), "--stall", "0.3", "--gaps", "0.2"])
+    rc = main(["sim", "conv", "--net", "binary", "--images", "3", "--seed", "5",
+               "--im2col-first", "--config", str(cfg), "--json", str(out), "--stall", "0.3",
+               "--gaps", "0.2"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["verdict"] == "PASS" and res["images"] == 3 and res["seed"] == 5
+    assert res["im2col_first"] and res["layers"][0]["name"] == "conv1/im2col"
     assert set(res["accuracy"]) == {"rtl", "golden", "float"}
     # with back-pressure the measured cycles may only exceed the prediction
     assert res["cycles_per_image"]["measured_min"] >= res["cycles_per_image"]["predicted"]

@@ -172,3 +172,23 @@ def test_conv_config_json_roundtrip_and_presets():
         conv_preset("x")
     with pytest.raises(ConfigError, match="unknown ConvConfig parameter"):
         ConvConfig.from_dict({"rows": 3})
+
+
+@pytest.mark.parametrize("mode,bits", [("adder", 4), ("mul", 8)])
+@pytest.mark.parametrize("k,stride", CASES)
+def test_im2col_layer_is_equivalent(mode, bits, k, stride):
+    from nmaccel.model.conv_ref import im2col_job, layer_input
+    job, x = random_job(np.random.default_rng(k + stride), mode, bits, k, stride, 2, 3, 6, 5)
+    j2 = im2col_job(job)
+    assert j2.k == 1 and j2.cin == 2 * k * k
+    for a, b in zip(run_job(job, x), run_job(j2, layer_input(j2, x, "im2col"))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_im2col_refuses_binary_and_bad_transform():
+    from nmaccel.model.conv_ref import im2col_job, layer_input
+    job, x = random_job(np.random.default_rng(0), "binary", 1, 3, 1, 2, 2, 4, 4)
+    with pytest.raises(ValueError, match="im2col is not exact for binary layers"):
+        im2col_job(job)
+    with pytest.raises(ValueError, match="input transform must be one of"):
+        layer_input(job, x, "transpose")
