@@ -317,6 +317,8 @@ def minilm_markdown(res: dict, command: str, wall: float) -> str:
                 f"{c['idp']['cos_mean'] - c[o]['cos_mean']:+.4f}" for o in others) + " |")
         lines += ["", f"IDP has the highest cosine on {wins} of {len(res['summary'])} patterns. "
                   "These are short distillations (a few dozen steps per layer on ~100 "
-                  "sentences): no method comes close to the dense embeddings at high sparsity, "
-                  "and with one seed, differences of a few thousandths are within noise.", ""]
+                  "sentences): no method comes close to the dense embeddings at high sparsity. "
+                  + ("With one seed there is no noise estimate; differences of a few thousandths "
+                     "should not be read as wins." if res["seeds"] == 1 else
+                     "Differences smaller than the std over seeds are not significant."), ""]
     return "\n".join(lines)
