@@ -90,8 +90,8 @@ def main(argv=None) -> int:
               "(9 channels) and the first conv runs as a 1×1 layer on 9 lanes: same integers, "
               "fewer cycles (rows marked 'conv1 im2col').",
               "- Binary activations and weights use one lane each (bit 0 of an 8-bit lane), "
-              "not packed 8 per lane as in FINN; a packed BINARY array would do 8× the taps "
-              "per cycle at about the same logic.",
+              "not packed 8 per lane as in FINN; packing would give 8× the taps per cycle "
+              "for 8× wider XNOR-popcount trees.",
               "- Adder layers: the engine quantizes a layer's input with one scale, so the "
               "k-means weight groups must share it (they do on digits: max|w| > A in every "
               "group, so s_g = A); different group scales are refused with a clear error.",

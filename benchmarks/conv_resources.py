@@ -138,10 +138,11 @@ def main(argv=None) -> int:
     for key, s in summary.items():
         label = {"dsp": "with DSPs (MUL also uses DSP blocks)", "nodsp": "LUT-only (-nodsp)",
                  "nodsp_booth": "LUT-only, MUL via Yosys' Booth pass"}[key]
-        lines.append(f"- {label}: ADDER "
-                     f"{100 * s['adder_vs_mul_lut_saving']:.1f}% fewer LUTs, BINARY "
-                     f"{100 * s['binary_vs_mul_lut_saving']:.1f}% fewer "
-                     f"({100 * s['binary_vs_adder_lut_saving']:.1f}% fewer than ADDER)")
+        def fewer(x):
+            return f"{100 * x:.1f}% fewer" if x >= 0 else f"{-100 * x:.1f}% more"
+        lines.append(f"- {label}: ADDER {fewer(s['adder_vs_mul_lut_saving'])} LUTs, BINARY "
+                     f"{fewer(s['binary_vs_mul_lut_saving'])} "
+                     f"({fewer(s['binary_vs_adder_lut_saving'])} than ADDER)")
     (out / "conv_resources.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
