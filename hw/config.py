@@ -51,8 +51,53 @@ def _in_range(name: str, value: Any, lo: int, hi: int) -> None:
         raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
 
 
+class _ConfigBase:
+    """JSON round trip and validated ``replace`` shared by the config dataclasses."""
+
+    kind: ClassVar[str] = ""
+
+    # -- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "_ConfigBase":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} needs a JSON object, not {type(data).__name__}")
+        data = dict(data)
+        kind = data.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise ConfigError(f"kind must be {cls.kind!r} for {cls.__name__}, not {kind!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}; "
+                              f"expected some of: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "_ConfigBase":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{cls.__name__} JSON is not valid: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "_ConfigBase":
+        """A copy with ``changes`` applied (and validated)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown {type(self).__name__} parameter(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class StaConfig:
+class StaConfig(_ConfigBase):
     """Parameters of the STA N:M sparse Transformer accelerator.
 
     Array
@@ -161,45 +206,6 @@ class StaConfig:
         """Width of the exact running-sum accumulator of the streaming softmax."""
         return self.softmax_exp_bits + 1 + self.softmax_max_shift + clog2(self.max_seq + 1)
 
-    # -- serialisation --------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StaConfig":
-        if not isinstance(data, dict):
-            raise ConfigError(f"{cls.__name__} needs a JSON object, not {type(data).__name__}")
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ConfigError(f"kind must be {cls.kind!r} for {cls.__name__}, not {kind!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}; "
-                              f"expected some of: {', '.join(sorted(known))}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "StaConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{cls.__name__} JSON is not valid: {exc}") from None
-        return cls.from_dict(data)
-
-    def replace(self, **changes: Any) -> "StaConfig":
-        """A copy with ``changes`` applied (and validated)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"unknown {type(self).__name__} parameter(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **changes)
-
 
 #: Named configurations. ``tiny`` fits an iCE40UP5K (iCEBreaker), ``ulx3s`` an ECP5-85F,
 #: ``large`` is for simulation studies.
@@ -218,11 +224,15 @@ STA_PRESETS: dict[str, StaConfig] = {
 
 def sta_preset(name: str) -> StaConfig:
     """The preset called ``name``; a clear error lists the valid names otherwise."""
+    return _lookup_preset(STA_PRESETS, "STA", name)
+
+
+def _lookup_preset(table: dict, what: str, name: str):
     try:
-        return STA_PRESETS[name]
+        return table[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown STA preset {name!r}; expected one of: "
-                          f"{', '.join(STA_PRESETS)}") from None
+        raise ConfigError(f"unknown {what} preset {name!r}; expected one of: "
+                          f"{', '.join(table)}") from None
 
 
 # ==================================================================================== conv
@@ -239,7 +249,7 @@ CONV_ENGINE_LATENCY: int = 7
 
 
 @dataclass(frozen=True)
-class ConvConfig:
+class ConvConfig(_ConfigBase):
     """Parameters of the adder / binary convolution engine (``nmaccel.hw.conv``).
 
     Array
@@ -352,16 +362,6 @@ class ConvConfig:
         d["modes"] = list(self.modes)
         return {"kind": self.kind, **d}
 
-    to_json = StaConfig.to_json
-    replace = StaConfig.replace
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ConvConfig":
-        return StaConfig.from_dict.__func__(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ConvConfig":
-        return StaConfig.from_json.__func__(cls, text)
 
 
 #: Named conv-engine configurations: ``small`` for quick simulations, ``digits`` for the
@@ -378,11 +378,7 @@ CONV_PRESETS: dict[str, ConvConfig] = {
 
 def conv_preset(name: str) -> ConvConfig:
     """The conv preset called ``name``; a clear error lists the valid names otherwise."""
-    try:
-        return CONV_PRESETS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown conv preset {name!r}; expected one of: "
-                          f"{', '.join(CONV_PRESETS)}") from None
+    return _lookup_preset(CONV_PRESETS, "conv", name)
 
 
 __all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
