@@ -27,8 +27,8 @@ import importlib.util
 import sys
 from typing import Optional, Sequence
 
-__all__ = ["main", "build_parser", "Formatter", "nm_list", "preset", "COMMANDS", "DESIGNS",
-           "CommandError"]
+__all__ = ["main", "build_parser", "Formatter", "nm", "nm_list", "preset", "positive_int",
+           "COMMANDS", "DESIGNS", "CommandError"]
 
 #: command name -> module implementing it
 COMMANDS = {
@@ -56,13 +56,29 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
     pass
 
 
-def nm_list(text: str) -> list[Optional[tuple[int, int]]]:
-    """argparse type: a comma-separated list of N:M patterns ("dense" allowed)."""
+def nm(text: str) -> Optional[tuple[int, int]]:
+    """argparse type: one N:M pattern, or "dense" (``None``)."""
     from nmaccel.model.encoder_int import parse_nm
     try:
-        return [parse_nm(part) for part in text.split(",") if part.strip()]
+        return parse_nm(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def nm_list(text: str) -> list[Optional[tuple[int, int]]]:
+    """argparse type: a comma-separated list of N:M patterns ("dense" allowed)."""
+    return [nm(part) for part in text.split(",") if part.strip()]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    return value
 
 
 def preset(name: str):

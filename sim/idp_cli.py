@@ -27,7 +27,7 @@ import time
 from typing import Optional
 
 import torch
-from nmaccel.sim.cli import CommandError, nm_list, preset
+from nmaccel.sim.cli import CommandError, nm_list, positive_int, preset
 from tqdm import tqdm
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "digits_study", "digits_markdown",
@@ -55,16 +55,6 @@ def _method_list(text: str) -> list[str]:
     return methods
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
-    return value
-
-
 def _sparse_patterns(text: str) -> list[tuple[int, int]]:
     pats = nm_list(text)
     if any(p is None for p in pats) or not pats:
@@ -79,17 +69,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="target N:M patterns (digits)")
     p.add_argument("--methods", type=_method_list, default="idp,oneshot,srste",
                    help=f"pruning methods, some of {', '.join(METHOD_SPECS)}")
-    p.add_argument("--seeds", type=_positive_int, default=3,
+    p.add_argument("--seeds", type=positive_int, default=3,
                    help="number of seeds (0..S-1): each trains its own dense model")
     p.add_argument("--budget", type=int, default=1000,
                    help="fine-tuning budget per pruned model, in optimizer steps "
                         "(batch --batch-size); IDP splits it over its phases")
-    p.add_argument("--dense-steps", type=_positive_int, default=3000,
+    p.add_argument("--dense-steps", type=positive_int, default=3000,
                    help="optimizer steps to train each dense model")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (AdamW, "
                    "cosine decay per phase)")
-    p.add_argument("--layers", type=_positive_int, default=2, help="encoder layers")
+    p.add_argument("--layers", type=positive_int, default=2, help="encoder layers")
     p.add_argument("--idp-final-share", type=float, default=None, metavar="F",
                    help="give IDP's target phase this fraction of the budget (the earlier phases "
                         "share the rest equally); default: equal split over all phases")
@@ -110,9 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minilm-budget", type=int, default=40,
                    help="distillation budget per layer, in optimizer steps")
     g.add_argument("--minilm-lr", type=float, default=1e-3, help="distillation learning rate")
-    g.add_argument("--minilm-batch-size", type=_positive_int, default=8,
+    g.add_argument("--minilm-batch-size", type=positive_int, default=8,
                    help="sentences per distillation mini-batch")
-    g.add_argument("--minilm-seeds", type=_positive_int, default=1, help="number of seeds")
+    g.add_argument("--minilm-seeds", type=positive_int, default=1, help="number of seeds")
     g.add_argument("--minilm-json", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
     g.add_argument("--minilm-md", type=pathlib.Path,
@@ -124,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="digits: add paired per-seed differences of this run's IDP against the "
                         "methods of a saved digits JSON (e.g. an --idp-final-share ablation vs "
                         "the main table)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from nmaccel.hw.config import ConfigError, StaConfig, sta_preset
+from nmaccel.sim.cli import nm, positive_int
 
 __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", "run_sim",
            "config_from_args", "run_layer_gemms"]
@@ -31,20 +32,10 @@ SIM_DESCRIPTION = ("Run the GEMMs of a MiniLM-L6 layer (Q/K/V/O/FFN1/FFN2 with r
                    "analytic model), utilization and the bit-exact verdict.")
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {v}")
-    return v
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="ulx3s", help="STA preset (tiny, ulx3s, large)")
     for name in ("rows", "cols", "lanes", "n", "m"):
-        p.add_argument(f"--{name}", type=_positive, default=None,
+        p.add_argument(f"--{name}", type=positive_int, default=None,
                        help=f"override the preset's {name}")
 
 
@@ -77,19 +68,11 @@ def run_verilog(args) -> int:
     return 0
 
 
-def _nm(text: str):
-    from nmaccel.model.encoder_int import parse_nm
-    try:
-        return parse_nm(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--layer", type=int, default=0, help="MiniLM-L6 layer index (0..5)")
-    p.add_argument("--seq", type=_positive, default=32, help="sequence length (real tokens)")
-    p.add_argument("--nm", type=_nm, default="2:4",
+    p.add_argument("--seq", type=positive_int, default=32, help="sequence length (real tokens)")
+    p.add_argument("--nm", type=nm, default="2:4",
                    help="weight pattern: N:M (the STA is built for it) or 'dense'")
     p.add_argument("--heads", type=int, default=12, help="heads whose Q·Kᵀ to run (0..12)")
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
@@ -102,12 +85,8 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
 def run_layer_gemms(cfg: StaConfig, nm, layer: int, seq: int, heads: int = 12,
                     simulator: str = "verilator", waves=None, progress: bool = True) -> dict:
     """Run the layer's GEMMs on RTL; returns a JSON-ready dict (see module docstring)."""
-    import numpy as np
-    from nmaccel.model import sta_isa
-    from nmaccel.model.sta_cycles import program_cycles, utilization
-    from nmaccel.model.sta_program import plan_gemm
     from nmaccel.model.sta_workloads import minilm_layer_gemms
-    from nmaccel.sim.sta_rtl import run_programs
+    from nmaccel.sim.sta_rtl import run_gemms
     if nm is not None:
         cfg = cfg.replace(n=nm[0], m=nm[1])
     if not 0 <= heads <= 12:
@@ -115,37 +94,23 @@ def run_layer_gemms(cfg: StaConfig, nm, layer: int, seq: int, heads: int = 12,
     t0 = time.perf_counter()
     wl = minilm_layer_gemms(cfg, nm, seq, index=layer, heads=heads,
                             include=("linear", "scores") if heads else ("linear",))
-    programs, pieces = [], []
-    for spec in wl.gemms:
-        progs, combine = plan_gemm(spec, cfg)
-        pieces.append((spec, len(programs), len(progs), combine))
-        programs += progs
     if progress:
-        print(f"running {len(programs)} programs ({len(wl.gemms)} GEMMs) on {simulator} ...",
-              file=sys.stderr)
-    results = run_programs(programs, simulator=simulator, backdoor=True, waves=waves)
+        print(f"running {len(wl.gemms)} GEMMs on {simulator} ...", file=sys.stderr)
+    runs = run_gemms(cfg, wl.gemms, wl.references, simulator=simulator, backdoor=True,
+                     waves=waves)
     rows, totals = [], {"sparse": 0, "dense": 0, "stalls": 0, "cycles": 0, "predicted": 0}
-    all_exact = True
-    run_s = sum(r.run_seconds for r in results)
-    for spec, start, count, combine in pieces:
-        rs, ps = results[start:start + count], programs[start:start + count]
-        out = combine([r.outputs for r in rs])
-        exact = bool(np.array_equal(out, wl.references[spec.name]))
-        all_exact &= exact
-        cycles = sum(r.cycles for r in rs)
-        pred = sum(program_cycles(cfg, p.commands).total for p in ps)
-        sparse = spec.mode == sta_isa.MODE_SPARSE
-        macs = sum(p.useful_macs for p in ps)
-        rows.append({"gemm": spec.name, "mode": "sparse" if sparse else "dense",
-                     "shape": [int(spec.x.shape[0]), int(spec.features), int(spec.x.shape[1])],
-                     "cycles": cycles, "predicted": pred, "stalls": sum(r.counters["STALLS"] for r in rs),
-                     "utilization": round(utilization(cfg, macs, cycles, sparse), 4),
-                     "bit_exact": exact, "programs": count})
-        totals["sparse" if sparse else "dense"] += cycles
-        totals["stalls"] += rows[-1]["stalls"]
-        totals["cycles"] += cycles
-        totals["predicted"] += pred
-    total_cycles = sum(r.cycles for r in results)
+    for r in runs:
+        rows.append({"gemm": r["name"], "mode": r["mode"], "shape": list(r["shape"]),
+                     "cycles": r["cycles"], "predicted": r["predicted"], "stalls": r["stalls"],
+                     "utilization": round(r["utilization"], 4), "bit_exact": r["bit_exact"],
+                     "programs": r["programs"]})
+        totals[r["mode"]] += r["cycles"]
+        totals["stalls"] += r["stalls"]
+        totals["cycles"] += r["cycles"]
+        totals["predicted"] += r["predicted"]
+    all_exact = all(r["bit_exact"] for r in runs)
+    run_s = sum(r["run_seconds"] for r in runs)
+    total_cycles = totals["cycles"]
     return {"config": cfg.to_dict(), "layer": layer, "seq": seq,
             "nm": "dense" if nm is None else f"{nm[0]}:{nm[1]}", "simulator": simulator,
             "bit_exact": all_exact, "gemms": rows, "totals": totals,
