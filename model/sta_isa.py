@@ -53,6 +53,7 @@ __all__ = [
     "CSR",
     "DIM_BITS",
     "ERRORS",
+    "ERROR_CODES",
     "MODE_DENSE",
     "MODE_SPARSE",
     "OPCODES",
@@ -111,7 +112,11 @@ CSR = {
 }
 CSR_DEPTH = 16
 
-#: Error codes in STATUS[15:8].
+#: Error codes in STATUS[15:8] by short name (the RTL raises them by these names).
+ERROR_CODES = {"opcode": 1, "zero": 2, "wbuf": 3, "abuf": 4, "obuf": 5, "pbuf": 6, "meta": 7,
+               "count": 8, "osel": 9}
+
+#: Error codes in STATUS[15:8] and what they mean.
 ERRORS = {
     0: "none",
     1: "unknown opcode",
@@ -334,9 +339,3 @@ class GemmCommand:
                                  f"{space} has {depth} entries (StaConfig {space.lower()}_depth)")
         return self
 
-
-def check_hw_error(code: int, index: int | None = None) -> None:
-    """Raise a clear error for a nonzero hardware error code."""
-    if code:
-        where = f" in command {index}" if index is not None else ""
-        raise RuntimeError(f"STA reported error {code} ({error_name(code)}){where}")

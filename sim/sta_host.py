@@ -81,7 +81,7 @@ def host_script(program: StaProgram) -> dict:
 
 def finish_run(program: StaProgram, script: dict, status: int, counters: list, cyclog: list,
                outputs: list, backend: str, raise_on_error: bool = True,
-               obuf_words: Optional[dict] = None, **timing) -> RunResult:
+               obuf_words: dict | None = None, **timing) -> RunResult:
     """Decode raw read data of :func:`host_script`'s reads into a :class:`RunResult`.
 
     ``outputs`` are the 32-bit reads of ``script["outputs"]``; alternatively ``obuf_words``
@@ -93,10 +93,8 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
                                        f"({sta_isa.error_name(code)}) at command {index}")
     slices = {}
     if obuf_words is not None:
-        nsub = sta_isa.sub_words(program.cfg, "OBUF")
         for entry, word in obuf_words.items():
-            for sub, part in enumerate(sta_isa.split_entry(program.cfg, "OBUF", int(word))
-                                       if int(word) >= 0 else [0] * nsub):
+            for sub, part in enumerate(sta_isa.split_entry(program.cfg, "OBUF", int(word))):
                 slices[(int(entry), sub)] = part
     for (addr, entry, sub), data in zip(program.output_reads(), outputs):
         slices[(entry, sub)] = int(data)

@@ -54,9 +54,7 @@ from nmaccel.model.sta_isa import CSR, SPACES
 
 __all__ = ["StaCore"]
 
-_ERR = {name: code for code, name in [
-    (1, "opcode"), (2, "zero"), (3, "wbuf"), (4, "abuf"), (5, "obuf"), (6, "pbuf"),
-    (7, "meta"), (8, "count"), (9, "osel")]}
+_ERR = sta_isa.ERROR_CODES
 
 
 class StaCore(wiring.Component):

@@ -158,6 +158,10 @@ def test_bad_command_count():
         assert res.status & 4 and res.error_code == 8
 
 
+def test_error_tables_agree():
+    assert set(sta_isa.ERROR_CODES.values()) == set(sta_isa.ERRORS) - {0}
+
+
 def test_host_side_checks_match_hardware_rules():
     cfg = small_cfg(rows=2, cols=2, lanes=4)
     with pytest.raises(ValueError, match=r"GEMM uses WBUF entries \[127, 129\) but WBUF has 128"):
