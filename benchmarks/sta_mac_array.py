@@ -26,16 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from nmaccel.hw.config import sta_preset
 from nmaccel.model import sta_isa
 from nmaccel.model.nm import decompress
-from nmaccel.model.sta_cycles import program_cycles, utilization
-from nmaccel.model.sta_program import GemmSpec, plan_gemm, run_gemm_golden
+from nmaccel.model.sta_program import GemmSpec, run_gemm_golden
 from nmaccel.model.sta_workloads import minilm_layer_gemms
-from nmaccel.sim.sta_rtl import run_programs
+from nmaccel.sim.sta_rtl import run_gemms
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 POINTS = [("ulx3s", 2, 4), ("ulx3s", 1, 4), ("ulx3s", 1, 8), ("large", 2, 4)]
@@ -50,42 +48,38 @@ def run_point(preset: str, n: int, m: int, seq: int, heads: int) -> dict:
     cfg = sta_preset(preset).replace(n=n, m=m)
     wl = minilm_layer_gemms(cfg, (n, m), seq, heads=heads,
                             include=("linear", "scores") if heads else ("linear",))
-    jobs = []                     # (kind, spec, reference)
+    specs, refs, kinds = [], {}, {}
     for spec in wl.gemms:
         if spec.mode == sta_isa.MODE_SPARSE:
-            jobs.append(("sparse", spec, wl.references[spec.name]))
             dense = as_dense(spec)
-            jobs.append(("dense", dense, run_gemm_golden(dense, cfg)))
+            for kind, s_ in (("sparse", spec), ("dense", dense)):
+                specs.append(s_)
+                kinds[s_.name] = kind
+            refs[spec.name] = wl.references[spec.name]
+            refs[dense.name] = run_gemm_golden(dense, cfg)
         else:
-            jobs.append(("attention", spec, wl.references[spec.name]))
-    programs, pieces = [], []
-    for kind, spec, ref in jobs:
-        progs, combine = plan_gemm(spec, cfg)
-        pieces.append((kind, spec, ref, len(programs), len(progs), combine))
-        programs += progs
+            specs.append(spec)
+            kinds[spec.name] = "attention"
+            refs[spec.name] = wl.references[spec.name]
     t0 = time.perf_counter()
-    results = run_programs(programs, backdoor=True)
+    runs = run_gemms(cfg, specs, refs, backdoor=True)
     wall = time.perf_counter() - t0
     rows = []
-    for kind, spec, ref, start, count, combine in pieces:
-        rs, ps = results[start:start + count], programs[start:start + count]
-        out = combine([r.outputs for r in rs])
-        cycles = sum(r.cycles for r in rs)
-        pred = sum(program_cycles(cfg, p.commands).total for p in ps)
-        macs = sum(p.useful_macs for p in ps)
+    for r in runs:
+        tokens, features, k = r["shape"]
         rows.append({
-            "gemm": spec.name.split("/")[0], "kind": kind,
-            "tokens": int(spec.x.shape[0]), "features": int(spec.features), "k": int(spec.x.shape[1]),
-            "cycles": cycles, "predicted": pred, "model_error": (pred - cycles) / cycles,
-            "stalls": sum(r.counters["STALLS"] for r in rs),
-            "utilization": utilization(cfg, macs, cycles, kind == "sparse"),
-            "bit_exact": bool(np.array_equal(out, ref)),
+            "gemm": r["name"].split("/")[0], "kind": kinds[r["name"]],
+            "tokens": tokens, "features": features, "k": k,
+            "cycles": r["cycles"], "predicted": r["predicted"],
+            "model_error": (r["predicted"] - r["cycles"]) / r["cycles"],
+            "stalls": r["stalls"], "utilization": r["utilization"], "bit_exact": r["bit_exact"],
         })
     by = {(r["gemm"], r["kind"]): r for r in rows}
     linear = [r["gemm"] for r in rows if r["kind"] == "sparse"]
     sparse_total = sum(by[(g, "sparse")]["cycles"] for g in linear)
     dense_total = sum(by[(g, "dense")]["cycles"] for g in linear)
-    run_s = sum(r.run_seconds for r in results)
+    run_s = sum(r["run_seconds"] for r in runs)
+    sim_cycles = sum(r["cycles"] for r in runs)
     return {
         "preset": preset, "n": n, "m": m, "seq": seq, "rows": cfg.rows, "cols": cfg.cols,
         "lanes": cfg.lanes, "gemms": rows,
@@ -95,9 +89,9 @@ def run_point(preset: str, n: int, m: int, seq: int, heads: int) -> dict:
         "min_linear_utilization": min(r["utilization"] for r in rows if r["kind"] != "attention"),
         "bit_exact": all(r["bit_exact"] for r in rows),
         "max_model_error": max(abs(r["model_error"]) for r in rows),
-        "sim_cycles": sum(r.cycles for r in results), "sim_run_seconds": run_s,
-        "sim_cycles_per_second": sum(r.cycles for r in results) / run_s if run_s else None,
-        "wall_seconds": wall, "build_seconds": results[0].extra.get("build_seconds"),
+        "sim_cycles": sim_cycles, "sim_run_seconds": run_s,
+        "sim_cycles_per_second": sim_cycles / run_s if run_s else None,
+        "wall_seconds": wall, "build_seconds": runs[0]["build_seconds"],
     }
 
 

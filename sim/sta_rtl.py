@@ -23,7 +23,7 @@ from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.simulators import activate, find_simulator
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
-__all__ = ["build", "run_programs", "run_program", "verilog_source", "cache_root"]
+__all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root"]
 
 TOPLEVEL = "sta_core"
 
@@ -127,3 +127,47 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
 
 def run_program(program: StaProgram, **kwargs) -> RunResult:
     return run_programs([program], **kwargs)[0]
+
+
+def run_gemms(cfg: StaConfig, specs, references=None, **kwargs) -> list[dict]:
+    """Run GEMMs (:class:`~nmaccel.model.sta_program.GemmSpec`) on RTL, each split by
+    :func:`~nmaccel.model.sta_program.plan_gemm` into programs that fit the buffers, all in
+    one simulation (``kwargs`` go to :func:`run_programs`).
+
+    Returns one dict per spec: ``name``, ``mode`` ("sparse"/"dense"), ``shape`` (T, F, K),
+    ``output``, ``cycles`` (hardware counters), ``predicted`` (cycle model; per program in
+    ``program_cycles`` / ``program_predicted``), ``stalls``,
+    ``utilization`` and ``bit_exact`` (against ``references[name]`` if given, else the
+    golden GEMM).
+    """
+    import numpy as np
+    from nmaccel.model.sta_cycles import program_cycles, utilization
+    from nmaccel.model.sta_program import plan_gemm, run_gemm_golden
+    programs, pieces = [], []
+    for spec in specs:
+        progs, combine = plan_gemm(spec, cfg)
+        pieces.append((spec, len(programs), len(progs), combine))
+        programs += progs
+    results = run_programs(programs, **kwargs)
+    rows = []
+    for spec, start, count, combine in pieces:
+        rs, ps = results[start:start + count], programs[start:start + count]
+        out = combine([r.outputs for r in rs])
+        want = references[spec.name] if references is not None else run_gemm_golden(spec, cfg)
+        sparse = spec.mode == sta_isa.MODE_SPARSE
+        per_program = [r.cycles for r in rs]
+        per_program_model = [program_cycles(cfg, p.commands).total for p in ps]
+        cycles = sum(per_program)
+        rows.append({
+            "name": spec.name, "mode": "sparse" if sparse else "dense",
+            "shape": (int(spec.x.shape[0]), int(spec.features), int(spec.x.shape[1])),
+            "output": out, "cycles": cycles,
+            "predicted": sum(per_program_model),
+            "program_cycles": per_program, "program_predicted": per_program_model,
+            "stalls": sum(r.counters["STALLS"] for r in rs),
+            "utilization": utilization(cfg, sum(p.useful_macs for p in ps), cycles, sparse),
+            "bit_exact": bool(np.array_equal(out, want)), "programs": count,
+            "run_seconds": sum(r.run_seconds for r in rs),
+            "build_seconds": rs[0].extra.get("build_seconds"),
+        })
+    return rows

@@ -15,8 +15,8 @@ import pytest
 
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
-from nmaccel.model.sta_cycles import program_cycles, utilization
-from nmaccel.model.sta_program import StaProgram, compile_gemm, plan_gemm
+from nmaccel.model.sta_cycles import program_cycles
+from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator
 from nmaccel.sim.sta_host import StaRunError
 
@@ -107,21 +107,13 @@ def test_minilm_layer0_2to4_real_case():
     heads' Q·Kᵀ on RTL equal the integer golden layer's own intermediates."""
     require_simulator("verilator")
     from nmaccel.model.sta_workloads import minilm_layer_gemms
-    from nmaccel.sim.sta_rtl import run_programs
+    from nmaccel.sim.sta_rtl import run_gemms
     cfg = make_cfg("R4C4L4-2:4")
     wl = minilm_layer_gemms(cfg, (2, 4), seq=32, heads=2)
-    programs, pieces = [], []
-    for spec in wl.gemms:
-        progs, combine = plan_gemm(spec, cfg)
-        pieces.append((spec, len(programs), len(progs), combine))
-        programs += progs
-    results = run_programs(programs, backdoor=True)
-    for spec, start, count, combine in pieces:
-        rs = results[start:start + count]
-        out = combine([r.outputs for r in rs])
-        assert np.array_equal(out, wl.references[spec.name]), spec.name
-        for p, r in zip(programs[start:start + count], rs):
-            assert r.cycles == program_cycles(cfg, p.commands).total
-        if spec.mode == sta_isa.MODE_SPARSE and spec.name == "ffn1":
-            macs = sum(p.useful_macs for p in programs[start:start + count])
-            assert utilization(cfg, macs, sum(r.cycles for r in rs), sparse=True) > 0.95
+    runs = run_gemms(cfg, wl.gemms, wl.references, backdoor=True)
+    assert [r["name"] for r in runs] == [s.name for s in wl.gemms]
+    for r in runs:
+        assert r["bit_exact"], r["name"]
+        assert r["program_cycles"] == r["program_predicted"], r["name"]
+        if r["name"] == "ffn1":
+            assert r["mode"] == "sparse" and r["utilization"] > 0.95
