@@ -118,7 +118,8 @@ class StaConfig(_ConfigBase):
         probabilities with scale 1/(2**softmax_out_bits - 1).
     Vector unit
         LayerNorm normalises to ``ln_frac`` fractional bits with a reciprocal of
-        ``ln_recip_frac`` bits; residual sums and GELU inputs are ``vec_bits`` wide.
+        ``ln_recip_frac`` bits and scales it by a signed ``ln_gamma_bits`` gamma (beta is
+        ``acc_bits`` wide); residual sums and GELU inputs are ``vec_bits`` wide.
     Memories (in words)
         ``wbuf_depth`` weight words, ``abuf_depth`` activation words, ``obuf_depth`` output
         words; ``max_seq`` is the longest sequence (softmax row) supported.
@@ -141,6 +142,7 @@ class StaConfig(_ConfigBase):
     softmax_out_bits: int = 8
     ln_frac: int = 12
     ln_recip_frac: int = 30
+    ln_gamma_bits: int = 16
     vec_bits: int = 16
     max_seq: int = 256
     wbuf_depth: int = 16384
@@ -178,6 +180,7 @@ class StaConfig(_ConfigBase):
                   self.softmax_exp_bits + clog2(self.max_seq + 1), 62)
         _in_range("ln_frac", self.ln_frac, 4, 20)
         _in_range("ln_recip_frac", self.ln_recip_frac, self.ln_frac + 4, 48)
+        _in_range("ln_gamma_bits", self.ln_gamma_bits, 4, 24)
         _in_range("vec_bits", self.vec_bits, self.act_bits, 24)
 
     # -- derived quantities (read these, never recompute them elsewhere) -----------------

@@ -164,8 +164,9 @@ class LayerNormParams:
     out_bits: int = 8
 
     @classmethod
-    def from_float(cls, gamma, beta, scale_out: float, cfg: StaConfig, gamma_bits: int = 16,
-                   out_bits: int = 8) -> "LayerNormParams":
+    def from_float(cls, gamma, beta, scale_out: float, cfg: StaConfig,
+                   gamma_bits: int | None = None, out_bits: int = 8) -> "LayerNormParams":
+        gamma_bits = cfg.ln_gamma_bits if gamma_bits is None else gamma_bits
         gamma = np.asarray(gamma, dtype=np.float64)
         beta = np.asarray(beta, dtype=np.float64)
         s_gamma = max(float(np.abs(gamma).max()), 1e-12) / ((1 << (gamma_bits - 1)) - 1)
