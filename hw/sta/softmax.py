@@ -1,0 +1,388 @@
+"""Streaming integer softmax unit, bit-exact with :func:`nmaccel.model.softmax.softmax_int`.
+
+Formats (see :mod:`nmaccel.model.softmax`): inputs are signed ``B = softmax_in_bits``
+base-2 log values with ``F = softmax_in_frac`` fractional bits; outputs are unsigned
+``softmax_out_bits`` probabilities with scale ``1/omax`` (``omax = 2**softmax_out_bits - 1``).
+
+Ports
+    ``i``        In stream of ``{"data": P × signed(B), "count": unsigned(clog2(P+1)),
+                 "last": 1}``: one lane group of a row per beat, lanes ``0..count-1``
+                 valid (the others are ignored), ``last`` on the row's final beat.
+    ``o``        Out stream of ``{"data": P × unsigned(out_bits), "count", "last"}``: the
+                 row's probabilities with the same beat structure (lanes >= count are 0),
+                 rows in input order.
+    ``busy``     Out: an accepted beat has not been emitted yet.
+    ``overflow`` Out, sticky: a row had more than ``max_seq`` elements (or more than
+                 ``ceil(max_seq / P)`` beats); elements past that were dropped and the row
+                 was finished at its ``last`` beat with what was stored (the output row is
+                 then shorter: its ``last`` is on the last stored beat). ``clear`` (In)
+                 clears it; an overflow in the same cycle sets it again.
+                 Beats with ``count == 0`` store nothing (a row made of them gives no output)
+                 and ``count > P`` is read as ``P``.
+
+Micro-architecture
+    Pass 1 (on the input stream, never stalls): per beat the lane max, the chunk's integer
+    max ``M_c = ceil(max z / 2**F)``, table reads ``T[r_i]`` (one ROM per lane), the exact
+    chunk sum ``S_c = Σ T[r_i]·2**(G - q_i)`` and the running combine
+    ``M' = max(M, M_c)``, ``S' = (S >> (M' - M)) + (S_c >> (M' - M_c))``. Every stored
+    beat is also written into a circular beat buffer. At the row's last beat ``(M, S >> G)``
+    enters a pipelined restoring divider (one quotient bit per stage, ``Q`` stages) that
+    writes ``R = floor(omax·2**K / S_r)`` into a FIFO. Pass 2 re-reads the row from the
+    buffer one beat per cycle and computes ``p = min(omax, ((T[r] >> q)·R + 2**(K-1)) >> K)``.
+    Back-pressure on ``o`` stalls pass 2; the buffer then fills and ``i.ready`` drops.
+
+Timing (one source of truth: :mod:`nmaccel.model.softmax_cycles`)
+    ``latency = softmax_latency(cfg) = Q + 9`` cycles from accepting a row's last beat to
+    transferring its first output beat, ``Q = out_bits + K - E + 1``. Throughput one beat
+    per cycle on both sides for any mix of row lengths (buffer of
+    ``ceil(max_seq/P) + Q + 5`` beats); :func:`~nmaccel.model.softmax_cycles.softmax_cycles`
+    gives the exact cycles of a batch of rows.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.model.softmax import exp2_table
+from nmaccel.model.softmax_cycles import (SOFTMAX_FIFO_STAGES, SOFTMAX_PASS1_STAGES,
+                                          SOFTMAX_PASS2_STAGES, softmax_buffer_beats,
+                                          softmax_latency, softmax_max_beats,
+                                          softmax_quotient_bits)
+
+__all__ = ["StreamingSoftmax", "softmax_in_layout", "softmax_out_layout"]
+
+
+def softmax_in_layout(cfg: StaConfig) -> data.StructLayout:
+    """Payload of the input stream (``data`` lanes, ``count``, ``last``)."""
+    p = cfg.softmax_lanes
+    return data.StructLayout({"data": data.ArrayLayout(signed(cfg.softmax_in_bits), p),
+                              "count": unsigned(clog2(p + 1)), "last": 1})
+
+
+def softmax_out_layout(cfg: StaConfig) -> data.StructLayout:
+    """Payload of the output stream (``data`` lanes, ``count``, ``last``)."""
+    p = cfg.softmax_lanes
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(cfg.softmax_out_bits), p),
+                              "count": unsigned(clog2(p + 1)), "last": 1})
+
+
+def _max_tree(values):
+    values = list(values)
+    while len(values) > 1:
+        nxt = [Mux(a > b, a, b) for a, b in zip(values[0::2], values[1::2])]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+def _sum_tree(values):
+    values = list(values)
+    while len(values) > 1:
+        nxt = [a + b for a, b in zip(values[0::2], values[1::2])]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+class StreamingSoftmax(wiring.Component):
+    """P-lane streaming integer softmax (see the module docstring).
+
+    Parameters
+        ``config``  a :class:`StaConfig` (``softmax_*`` fields and ``max_seq``)
+
+    Attributes
+        ``latency``        cycles from a row's last input beat to its first output beat
+        ``buffer_beats``   depth of the beat buffer and of the reciprocal FIFO
+        ``quotient_bits``  width of the per-row reciprocal (= divider stages)
+    """
+
+    def __init__(self, config: StaConfig) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        cfg = self.config = config
+        self.latency = softmax_latency(cfg)
+        self.buffer_beats = softmax_buffer_beats(cfg)
+        self.quotient_bits = softmax_quotient_bits(cfg)
+        self.max_beats = softmax_max_beats(cfg)
+        super().__init__({
+            "i": In(stream.Signature(softmax_in_layout(cfg))),
+            "o": Out(stream.Signature(softmax_out_layout(cfg))),
+            "busy": Out(1),
+            "overflow": Out(1),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        P, B, F = cfg.softmax_lanes, cfg.softmax_in_bits, cfg.softmax_in_frac
+        E, K, O = cfg.softmax_exp_bits, cfg.softmax_recip_frac, cfg.softmax_out_bits
+        G = cfg.softmax_max_shift
+        SB = cfg.softmax_sum_bits
+        DB = SB - G                         # bits of S_r = S >> G (the divisor)
+        QB = self.quotient_bits
+        MB = B - F + 1                      # signed integer max: M in [-G/2, G/2]
+        QW = B - F + 1                      # q = δ >> F: 0..G for valid lanes
+        CB = clog2(P + 1)
+        NB = clog2(self.max_beats + 1)      # beats of a stored row
+        C = self.buffer_beats
+        omax = (1 << O) - 1
+        zmin = -(1 << (B - 1))
+        table = [int(v) for v in exp2_table(cfg)]
+
+        # Exp tables: one ROM per lane, one read port for each pass.
+        rd1, rd2 = [], []
+        for k in range(P):
+            rom = Memory(shape=unsigned(E + 1), depth=1 << F, init=table)
+            m.submodules[f"exp_rom{k}"] = rom
+            rd1.append(rom.read_port())
+            rd2.append(rom.read_port())
+
+        # Beat buffer: z lanes and the stored count of every beat of the buffered rows.
+        buf = Memory(shape=unsigned(P * B + CB), depth=C, init=[])
+        m.submodules.buffer = buf
+        buf_w = buf.write_port()
+        buf_r = buf.read_port()
+        occupancy = Signal(range(C + 1))
+        wp = Signal(range(C))
+        rp = Signal(range(C))
+
+        # Reciprocal FIFO: (R, M, beats) per finished row. It can never overflow: every row
+        # in it (or in the divider) still has >= 1 beat in the buffer, which holds C beats.
+        rfifo = m.submodules.rfifo = SyncFIFO(width=QB + MB + NB, depth=C)
+
+        # ---------------------------------------------------------------- input stage
+        accept = Signal()
+        m.d.comb += [
+            self.i.ready.eq(occupancy < C),
+            accept.eq(self.i.valid & self.i.ready),
+        ]
+        n_elem = Signal(range(cfg.max_seq + 1))       # elements stored in the current row
+        n_beats = Signal(range(self.max_beats + 1))   # beats stored in the current row
+        cnt_in = Signal(CB)
+        m.d.comb += cnt_in.eq(Mux(self.i.payload.count > P, P, self.i.payload.count))
+        room = Signal(range(cfg.max_seq + 1))
+        m.d.comb += room.eq(Mux(n_beats < self.max_beats, cfg.max_seq - n_elem, 0))
+        st_cnt = Signal(CB)                           # lanes stored of this beat
+        m.d.comb += st_cnt.eq(Mux(cnt_in > room, room, cnt_in))
+        store = Signal()
+        m.d.comb += store.eq(st_cnt != 0)
+
+        with m.If(accept):
+            with m.If(self.i.payload.last):
+                m.d.sync += [n_elem.eq(0), n_beats.eq(0)]
+            with m.Else():
+                m.d.sync += [n_elem.eq(n_elem + st_cnt), n_beats.eq(n_beats + store)]
+        set_ovf = Signal()
+        m.d.comb += set_ovf.eq(accept & (st_cnt != cnt_in))
+        m.d.sync += self.overflow.eq((self.overflow & ~self.clear) | set_ovf)
+
+        m.d.comb += [
+            buf_w.addr.eq(wp),
+            buf_w.data.eq(Cat(self.i.payload.data.as_value(), st_cnt)),
+            buf_w.en.eq(accept & store),
+        ]
+        with m.If(accept & store):
+            m.d.sync += wp.eq(Mux(wp == C - 1, 0, wp + 1))
+
+        # ---------------------------------------------------------------- pass 1
+        # s1: registered beat.
+        s1_valid, s1_store, s1_last = Signal(), Signal(), Signal()
+        s1_cnt = Signal(CB)
+        s1_z = [Signal(signed(B), name=f"s1_z{k}") for k in range(P)]
+        m.d.sync += [s1_valid.eq(accept), s1_store.eq(store), s1_last.eq(self.i.payload.last),
+                     s1_cnt.eq(st_cnt)]
+        m.d.sync += [s1_z[k].eq(self.i.payload.data[k]) for k in range(P)]
+
+        # s1 -> s2: max over the valid lanes.
+        s2_valid, s2_store, s2_last = Signal(), Signal(), Signal()
+        s2_mask = Signal(P)
+        s2_zmax = Signal(signed(B))
+        s2_z = [Signal(signed(B), name=f"s2_z{k}") for k in range(P)]
+        s1_mask = Cat(*[s1_cnt > k for k in range(P)])
+        m.d.sync += [s2_valid.eq(s1_valid), s2_store.eq(s1_store), s2_last.eq(s1_last),
+                     s2_mask.eq(s1_mask),
+                     s2_zmax.eq(_max_tree(Mux(s1_mask[k], s1_z[k], zmin) for k in range(P)))]
+        m.d.sync += [s2_z[k].eq(s1_z[k]) for k in range(P)]
+
+        # s2 -> s3: chunk max M_c = ceil(zmax / 2**F), δ = M_c·2**F - z, table reads.
+        mc2 = Signal(signed(MB))
+        m.d.comb += mc2.eq((s2_zmax + ((1 << F) - 1)) >> F)
+        s3_valid, s3_store, s3_last = Signal(), Signal(), Signal()
+        s3_mask = Signal(P)
+        s3_mc = Signal(signed(MB))
+        s3_q = [Signal(QW, name=f"s3_q{k}") for k in range(P)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_store.eq(s2_store), s3_last.eq(s2_last),
+                     s3_mask.eq(s2_mask), s3_mc.eq(mc2)]
+        for k in range(P):
+            delta = Signal(signed(B + 2), name=f"p1_delta{k}")
+            m.d.comb += [delta.eq((mc2 << F) - s2_z[k]),
+                         rd1[k].addr.eq(delta[:F])]
+            m.d.sync += s3_q[k].eq(delta[F:F + QW])
+
+        # s3 -> s4: chunk sum S_c = Σ T[r]·2**(G - q) (exact: q <= G).
+        s4_valid, s4_store, s4_last = Signal(), Signal(), Signal()
+        s4_mc = Signal(signed(MB))
+        s4_sc = Signal(SB)
+        terms = []
+        for k in range(P):
+            term = Signal(E + 1 + G, name=f"p1_term{k}")
+            m.d.comb += term.eq(Mux(s3_mask[k], (rd1[k].data << G) >> s3_q[k], 0))
+            terms.append(term)
+        m.d.sync += [s4_valid.eq(s3_valid), s4_store.eq(s3_store), s4_last.eq(s3_last),
+                     s4_mc.eq(s3_mc), s4_sc.eq(_sum_tree(terms))]
+
+        # s4: running combine; at the row's end (M, S_r, beats) enter the divider.
+        run_has = Signal()                          # the current row has stored beats
+        run_m = Signal(signed(MB))
+        run_s = Signal(SB)
+        run_nb = Signal(NB)
+        d = Signal(signed(MB + 1))
+        m.d.comb += d.eq(s4_mc - run_m)
+        up = Signal()                                # the chunk raises the max
+        m.d.comb += up.eq(d > 0)
+        sh = Signal(MB)
+        m.d.comb += sh.eq(Mux(up, d, -d))
+        big = Mux(up, s4_sc, run_s)
+        small = Mux(up, run_s, s4_sc)
+        new_m, new_s, new_nb = Signal(signed(MB)), Signal(SB), Signal(NB)
+        with m.If(run_has):
+            m.d.comb += [new_m.eq(Mux(up, s4_mc, run_m)), new_s.eq(big + (small >> sh)),
+                         new_nb.eq(run_nb + 1)]
+        with m.Else():
+            m.d.comb += [new_m.eq(s4_mc), new_s.eq(s4_sc), new_nb.eq(1)]
+
+        dv_valid = [Signal(name=f"dv{j}_valid") for j in range(QB)]
+        dv_d = [Signal(DB, name=f"dv{j}_d") for j in range(QB)]
+        dv_rem = [Signal(DB, name=f"dv{j}_rem") for j in range(QB)]
+        dv_q = [Signal(max(j, 1), name=f"dv{j}_q") for j in range(QB)]
+        dv_m = [Signal(signed(MB), name=f"dv{j}_m") for j in range(QB)]
+        dv_nb = [Signal(NB, name=f"dv{j}_nb") for j in range(QB)]
+
+        numer = omax << K
+        m.d.sync += dv_valid[0].eq(0)
+        with m.If(s4_valid):
+            with m.If(s4_store):
+                m.d.sync += [run_m.eq(new_m), run_s.eq(new_s), run_nb.eq(new_nb),
+                             run_has.eq(~s4_last)]
+            with m.Elif(s4_last):
+                m.d.sync += run_has.eq(0)
+            with m.If(s4_last & (run_has | s4_store)):
+                m.d.sync += [
+                    dv_valid[0].eq(1),
+                    dv_d[0].eq(Mux(s4_store, new_s, run_s)[G:]),
+                    dv_rem[0].eq(numer >> QB),
+                    dv_m[0].eq(Mux(s4_store, new_m, run_m)),
+                    dv_nb[0].eq(Mux(s4_store, new_nb, run_nb)),
+                ]
+
+        # ---------------------------------------------------------------- divider
+        # Restoring division of the constant omax·2**K by S_r, quotient bit QB-1-j in stage j.
+        for j in range(QB):
+            r2 = Signal(DB + 1, name=f"dv{j}_r2")
+            diff = Signal(signed(DB + 2), name=f"dv{j}_diff")
+            bit = Signal(name=f"dv{j}_bit")
+            m.d.comb += [r2.eq(Cat(Const((numer >> (QB - 1 - j)) & 1, 1), dv_rem[j])),
+                         diff.eq(r2 - dv_d[j]),
+                         bit.eq(diff >= 0)]
+            rem_next = Mux(bit, diff[:DB], r2[:DB])
+            q_next = Cat(bit, dv_q[j][:j]) if j else bit
+            if j + 1 < QB:
+                m.d.sync += [dv_valid[j + 1].eq(dv_valid[j]), dv_d[j + 1].eq(dv_d[j]),
+                             dv_rem[j + 1].eq(rem_next), dv_q[j + 1].eq(q_next),
+                             dv_m[j + 1].eq(dv_m[j]), dv_nb[j + 1].eq(dv_nb[j])]
+            else:
+                m.d.comb += [rfifo.w_en.eq(dv_valid[j]),
+                             rfifo.w_data.eq(Cat(q_next, dv_m[j], dv_nb[j]))]
+
+        # ---------------------------------------------------------------- pass 2
+        ce = Signal()                                  # pass 2 advances
+        m.d.comb += ce.eq(~self.o.valid | self.o.ready)
+
+        f_r = rfifo.r_data[:QB]
+        f_m = rfifo.r_data[QB:QB + MB].as_signed()
+        f_nb = rfifo.r_data[QB + MB:]
+        cur_valid = Signal()                           # a row is being re-read
+        cur_r = Signal(QB)
+        cur_m = Signal(signed(MB))
+        cur_rem = Signal(NB)                           # its beats still to re-read
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(ce & (cur_valid | rfifo.r_rdy)),
+            rfifo.r_en.eq(ce & ~cur_valid),
+            buf_r.addr.eq(rp),
+            buf_r.en.eq(ce),
+        ]
+        with m.If(issue):
+            m.d.sync += rp.eq(Mux(rp == C - 1, 0, rp + 1))
+            with m.If(cur_valid):
+                m.d.sync += [cur_rem.eq(cur_rem - 1), cur_valid.eq(cur_rem != 1)]
+            with m.Else():
+                m.d.sync += [cur_rem.eq(f_nb - 1), cur_valid.eq(f_nb != 1),
+                             cur_r.eq(f_r), cur_m.eq(f_m)]
+
+        with m.Switch(Cat(accept & store, issue)):
+            with m.Case(0b01):
+                m.d.sync += occupancy.eq(occupancy + 1)
+            with m.Case(0b10):
+                m.d.sync += occupancy.eq(occupancy - 1)
+
+        # p1: buffer data arrives; δ = M·2**F - z, table reads.
+        p1_valid, p1_last = Signal(), Signal()
+        p1_r = Signal(QB)
+        p1_m = Signal(signed(MB))
+        p2_valid, p2_last = Signal(), Signal()
+        p2_r = Signal(QB)
+        p2_cnt = Signal(CB)
+        p2_q = [Signal(QW, name=f"p2_q{k}") for k in range(P)]
+        p3_valid, p3_last = Signal(), Signal()
+        p3_cnt = Signal(CB)
+        p3_prod = [Signal(E + 1 + QB, name=f"p3_prod{k}") for k in range(P)]
+        with m.If(ce):
+            m.d.sync += [
+                p1_valid.eq(issue),
+                p1_last.eq(Mux(cur_valid, cur_rem == 1, f_nb == 1)),
+                p1_r.eq(Mux(cur_valid, cur_r, f_r)),
+                p1_m.eq(Mux(cur_valid, cur_m, f_m)),
+            ]
+        p1_cnt = buf_r.data[P * B:]
+        for k in range(P):
+            z = buf_r.data[k * B:(k + 1) * B].as_signed()
+            delta = Signal(signed(B + 2), name=f"p2_delta{k}")
+            m.d.comb += [delta.eq((p1_m << F) - z),
+                         rd2[k].addr.eq(delta[:F]),
+                         rd2[k].en.eq(ce)]
+            with m.If(ce):
+                m.d.sync += p2_q[k].eq(delta[F:F + QW])
+        with m.If(ce):
+            m.d.sync += [p2_valid.eq(p1_valid), p2_last.eq(p1_last), p2_r.eq(p1_r),
+                         p2_cnt.eq(p1_cnt)]
+
+        # p2: e = T[r] >> q, product e·R.
+        with m.If(ce):
+            m.d.sync += [p3_valid.eq(p2_valid), p3_last.eq(p2_last), p3_cnt.eq(p2_cnt)]
+            m.d.sync += [p3_prod[k].eq((rd2[k].data >> p2_q[k]) * p2_r) for k in range(P)]
+
+        # p3: round, clamp, mask -> output register.
+        with m.If(ce):
+            m.d.sync += [self.o.valid.eq(p3_valid), self.o.payload.last.eq(p3_last),
+                         self.o.payload.count.eq(p3_cnt)]
+            for k in range(P):
+                rounded = (p3_prod[k] + (1 << (K - 1))) >> K
+                m.d.sync += self.o.payload.data[k].eq(
+                    Mux(p3_cnt > k, Mux(rounded > omax, omax, rounded), 0))
+
+        m.d.comb += self.busy.eq((occupancy != 0) | p1_valid | p2_valid | p3_valid |
+                                 self.o.valid)
+
+        # The stage counts above are what the cycle model assumes.
+        assert SOFTMAX_PASS1_STAGES == 4 and SOFTMAX_FIFO_STAGES == 1
+        assert SOFTMAX_PASS2_STAGES == 4
+        return m
