@@ -1,0 +1,476 @@
+"""STA vector unit: residual add, GELU and LayerNorm over ``lanes`` parallel lanes.
+
+Each component is bit-exact with its golden operator in :mod:`nmaccel.model.intops`
+(rounding everywhere :func:`nmaccel.model.quant.round_shift`, round half up, then
+saturation). Pipeline depths and LayerNorm's iteration counts come from
+:mod:`nmaccel.model.vector_cycles`, which the cycle model reads too.
+
+:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 3``)
+    ``o = saturate(round_shift(a·mult_a + b·mult_b, shift), vec_bits)`` per lane
+    (:func:`~nmaccel.model.intops.residual_add`). Stages: both products; their sum;
+    round half up + arithmetic shift + saturation.
+
+:class:`GeluLanes` (``latency = GELU_LATENCY = 6``)
+    I-BERT i-GELU (:func:`~nmaccel.model.intops.gelu_int`) per lane::
+
+        u    = min(|x|, clip)
+        poly = cp + sign(x)·(cp − (u − clip)²)    (= (clip − u)² for x < 0, 2cp − (clip − u)² for x > 0)
+        o    = saturate(round_shift(x·poly·mult, shift) + zero, act_bits)
+
+    Bounds with V = ``vec_bits``: ``0 ≤ clip − u < 2**V`` (V bits unsigned), the square
+    ``< 2**(2V)``; ``cp < 2**31`` so ``poly ∈ (−2**(2V), 2**32)`` (signed ``max(2V, 32) + 2``
+    bits); ``|x·poly| < 2**(V−1)·2**max(2V, 32)``, times an unsigned ``requant_mult_bits``
+    multiplier. Every intermediate is kept at its full width (no truncation). For ``x = 0``
+    the product is 0 whatever ``poly`` is. Stages: clip distance; square; polynomial;
+    ``x·poly``; ``·mult``; round, shift, zero point, saturate.
+
+:class:`LayerNormUnit` (phase-1 ``latency = LAYERNORM_LATENCY = 8``)
+    Integer LayerNorm (:func:`~nmaccel.model.intops.layernorm_int` with ``out_bits =
+    vec_bits``) of ``lanes`` independent rows (the lanes are tokens), walking the ``d``
+    features serially, one feature of all lanes per beat, in two passes over the same data:
+
+    * phase 0 (``d`` beats, ``last`` on feature ``d − 1``): per lane ``S = Σx`` and
+      ``Q = Σx²``; ``features`` is sampled with the last beat.
+    * statistics (``i.ready`` low, :func:`~nmaccel.model.vector_cycles.layernorm_stats_cycles`
+      cycles, all lanes in parallel): ``V = d·Q − S²`` (= ``Σc²/d`` exactly, since
+      ``Σc² = d·(d·Q − S²)`` with ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract
+      (one bit per cycle), ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one
+      quotient bit per cycle).
+    * phase 1 (the same ``d`` beats again, in order, with that feature's gamma and beta):
+      ``c = d·x − S``; ``n = round_shift(c·R, ln_recip_frac − ln_frac)``;
+      ``y = requant(n·gamma + beta, mult, shift, vec_bits)``;
+      ``y8 = requant(y, mult8, shift8, act_bits)``; one output beat per phase-1 beat.
+
+    Widths (V = ``vec_bits``, ``d ≤ 2**16 − 1`` = the 16-bit ``features`` port): ``S`` signed
+    V + 16 bits, ``Q < d·2**(2V−2)`` unsigned 2V + 14, ``d·Q`` and ``S²`` < 2**(2V+30),
+    ``V = Σ_{i<j}(x_i − x_j)² ≤ (d/2)²(2**V − 1)² < 2**(2V+30)``, σ < 2**(V+15),
+    ``R ≤ 2**K`` (K = ``ln_recip_frac``), ``|c| < d·2**V`` (signed V + 17), ``c·R`` at full
+    width. The one narrowed value is ``n``, kept in ``ln_frac + 11`` signed bits, which is
+    exact for every input obeying the protocol: with ``Σc = 0``, Cauchy–Schwarz gives
+    ``c_i² ≤ (d−1)/d·Σc² = (d−1)·V``, and ``isqrt(V) > sqrt(V)/2`` for ``V ≥ 1``, so
+    ``|c_i|/σ < 2·sqrt(d−1) < 2**9`` and ``|n| ≤ |c|·R/2**(K−F) + ½ < 2**(F+9) + 1``
+    (``V = 0`` means all ``c = 0``). ``n·gamma + beta``, its product with ``mult`` and the
+    rest are full width. MiniLM-like inputs (``d = 384``, ``|x| ≤ 2**15``) are tested exact.
+
+    Protocol: phase 1 must repeat phase 0's ``x`` exactly and ``features`` must equal the
+    number of phase-0 beats (1..65535); otherwise the outputs are unspecified. The unit
+    follows its own phase state (ACC → statistics → NORM → ACC); the ``phase`` bit of the
+    payload is informative and not used for control. ``mult``/``shift``/``mult8``/``shift8``
+    are sampled with each phase-1 beat and travel with it through the pipeline.
+
+    Streams: ``i.ready`` is high in phase 0, low during the statistics, and in phase 1 equals
+    ``advance = ~o.valid | o.ready`` (the whole phase-1 pipeline stalls when the output is
+    stalled, so ``o``'s payload is stable while ``o.valid & ~o.ready``; ``o.valid`` is a
+    register and never depends on ``o.ready``). Phase 0 of the next row block may start while
+    the previous block's outputs are still draining; the statistics of a block start only
+    once the previous block's last beat has left the first pipeline stage (its reciprocal
+    register is then free). One beat per cycle in both phases when ``o.ready`` is high.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from nmaccel.hw.config import StaConfig
+from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
+from nmaccel.model.vector_cycles import (GELU_LATENCY, LAYERNORM_LATENCY, LAYERNORM_SETUP_CYCLES,
+                                         RESIDUAL_LATENCY, layernorm_div_cycles,
+                                         layernorm_sqrt_cycles, layernorm_var_bits)
+
+__all__ = ["ResidualAddLanes", "GeluLanes", "LayerNormUnit",
+           "layernorm_input_layout", "layernorm_output_layout"]
+
+#: Width of the LayerNorm ``features`` port (d ≤ 2**16 − 1).
+FEATURE_BITS = 16
+#: Extra signed bits of the normalised value n over ``ln_frac`` (|n| < 2**(ln_frac + 9) + 1).
+NORM_EXTRA_BITS = 11
+
+
+def _check_args(config, lanes) -> None:
+    if not isinstance(config, StaConfig):
+        raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+    if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+
+
+def _round_shift(value, shift):
+    """``round_shift(value, shift)`` (round half up) without a wide rounding constant.
+
+    For ``s > 0``: ``floor((v + 2**(s−1)) / 2**s) = floor((floor(v / 2**(s−1)) + 1) / 2)``,
+    i.e. ``((v >> (s − 1)) + 1) >> 1`` with arithmetic shifts; ``s = 0`` passes ``v``.
+    Exact for every shift 0..63, one bit wider than ``value``.
+    """
+    pre = value >> (shift - 1)[:len(shift)]
+    return Mux(shift == 0, value, (pre + 1) >> 1)
+
+
+def _round_shift_saturate(value, shift, lo: int, hi: int, zero=None):
+    """``saturate(round_shift(value, shift) [+ zero], lo..hi)`` as a combinational expression."""
+    shifted = _round_shift(value, shift)
+    if zero is not None:
+        shifted = shifted + zero
+    return _saturate(shifted, lo, hi)
+
+
+def _saturate(value, lo: int, hi: int):
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def _srange(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+# -- residual add ---------------------------------------------------------------------------
+
+class ResidualAddLanes(wiring.Component):
+    """``lanes`` parallel residual adders (module docstring).
+
+    Ports
+        ``a``, ``b``  In  ``ArrayLayout(signed(vec_bits), lanes)``
+        ``valid``     In  1
+        ``mult_a``, ``mult_b``  In ``unsigned(requant_mult_bits)``
+        ``shift``     In  ``unsigned(6)``
+        ``o``         Out ``ArrayLayout(signed(vec_bits), lanes)``
+        ``o_valid``   Out 1
+
+    Inputs (data and parameters) presented in cycle ``t`` give ``o`` in cycle ``t + latency``.
+    """
+
+    latency = RESIDUAL_LATENCY
+
+    def __init__(self, config: StaConfig, lanes: int) -> None:
+        _check_args(config, lanes)
+        self.config = config
+        self.lanes = lanes
+        vec = data.ArrayLayout(signed(config.vec_bits), lanes)
+        super().__init__({
+            "a": In(vec),
+            "b": In(vec),
+            "valid": In(1),
+            "mult_a": In(unsigned(config.requant_mult_bits)),
+            "mult_b": In(unsigned(config.requant_mult_bits)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "o": Out(vec),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        vb, mb = cfg.vec_bits, cfg.requant_mult_bits
+        lo, hi = _srange(vb)
+
+        v1, v2 = Signal(), Signal()
+        shift1, shift2 = Signal(SHIFT_BITS), Signal(SHIFT_BITS)   # shift travels with its data
+        m.d.sync += [v1.eq(self.valid), v2.eq(v1), self.o_valid.eq(v2),
+                     shift1.eq(self.shift), shift2.eq(shift1)]
+        for lane in range(self.lanes):
+            pa = Signal(signed(vb + mb + 1), name=f"pa{lane}")
+            pb = Signal(signed(vb + mb + 1), name=f"pb{lane}")
+            total = Signal(signed(vb + mb + 2), name=f"sum{lane}")
+            m.d.sync += [
+                pa.eq(self.a[lane] * self.mult_a),
+                pb.eq(self.b[lane] * self.mult_b),
+                total.eq(pa + pb),
+                self.o[lane].eq(_round_shift_saturate(total, shift2, lo, hi)),
+            ]
+        return m
+
+
+# -- GELU -----------------------------------------------------------------------------------
+
+class GeluLanes(wiring.Component):
+    """``lanes`` parallel integer GELUs (module docstring).
+
+    Ports
+        ``x``       In  ``ArrayLayout(signed(vec_bits), lanes)``
+        ``valid``   In  1
+        ``clip``    In  ``unsigned(vec_bits)``
+        ``cp``      In  ``unsigned(31)``
+        ``mult``    In  ``unsigned(requant_mult_bits)``
+        ``shift``   In  ``unsigned(6)``
+        ``zero``    In  ``signed(act_bits)`` (output zero point)
+        ``o``       Out ``ArrayLayout(signed(act_bits), lanes)``
+        ``o_valid`` Out 1
+
+    Inputs (data and parameters) presented in cycle ``t`` give ``o`` in cycle ``t + latency``.
+    """
+
+    latency = GELU_LATENCY
+    CP_BITS = 31
+
+    def __init__(self, config: StaConfig, lanes: int) -> None:
+        _check_args(config, lanes)
+        self.config = config
+        self.lanes = lanes
+        super().__init__({
+            "x": In(data.ArrayLayout(signed(config.vec_bits), lanes)),
+            "valid": In(1),
+            "clip": In(unsigned(config.vec_bits)),
+            "cp": In(unsigned(self.CP_BITS)),
+            "mult": In(unsigned(config.requant_mult_bits)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "zero": In(signed(config.act_bits)),
+            "o": Out(data.ArrayLayout(signed(config.act_bits), lanes)),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        vb, mb = cfg.vec_bits, cfg.requant_mult_bits
+        lo, hi = _srange(cfg.act_bits)
+        sq_bits = 2 * vb
+        poly_bits = max(sq_bits, self.CP_BITS + 1) + 2
+        g_bits = vb + poly_bits
+        stages = self.latency
+
+        # Parameters travel with the data: param[k] holds the values of stage k's data.
+        def carry(sig, upto):
+            regs = [sig]
+            for k in range(1, upto + 1):
+                r = Signal.like(sig, name=f"{sig.name}_{k}")
+                m.d.sync += r.eq(regs[-1])
+                regs.append(r)
+            return regs
+
+        valid = carry(self.valid, stages - 1)
+        cp = carry(self.cp, 2)
+        mult = carry(self.mult, 4)
+        shift = carry(self.shift, 5)
+        zero = carry(self.zero, 5)
+        m.d.sync += self.o_valid.eq(valid[stages - 1])
+
+        for lane in range(self.lanes):
+            x = [self.x[lane]]
+            for k in range(1, 4):
+                r = Signal(signed(vb), name=f"x{lane}_{k}")
+                m.d.sync += r.eq(x[-1])
+                x.append(r)
+            # 1: distance to the clip point, clip − min(|x|, clip) ∈ [0, 2**vb).
+            ax = Signal(unsigned(vb), name=f"abs{lane}")
+            m.d.comb += ax.eq(Mux(x[0] < 0, -x[0], x[0]))
+            dist = Signal(unsigned(vb), name=f"dist{lane}")
+            m.d.sync += dist.eq(Mux(ax < self.clip, self.clip - ax, 0))
+            # 2: square.
+            sq = Signal(unsigned(sq_bits), name=f"sq{lane}")
+            m.d.sync += sq.eq(dist * dist)
+            # 3: polynomial (x = 0 makes the product 0 whichever branch is taken).
+            poly = Signal(signed(poly_bits), name=f"poly{lane}")
+            m.d.sync += poly.eq(Mux(x[2] < 0, sq, (cp[2] << 1) - sq))
+            # 4: x · poly.
+            g = Signal(signed(g_bits), name=f"g{lane}")
+            m.d.sync += g.eq(x[3] * poly)
+            # 5: · mult.
+            prod = Signal(signed(g_bits + mb + 1), name=f"gm{lane}")
+            m.d.sync += prod.eq(g * mult[4])
+            # 6: round half up, shift, zero point, saturate.
+            m.d.sync += self.o[lane].eq(_round_shift_saturate(prod, shift[5], lo, hi, zero[5]))
+        return m
+
+
+# -- LayerNorm ------------------------------------------------------------------------------
+
+def layernorm_input_layout(config: StaConfig, lanes: int) -> data.StructLayout:
+    """Payload of :class:`LayerNormUnit`'s input stream."""
+    return data.StructLayout({
+        "x": data.ArrayLayout(signed(config.vec_bits), lanes),
+        "gamma": signed(config.ln_gamma_bits),
+        "beta": signed(config.acc_bits),
+        "phase": 1,
+        "last": 1,
+    })
+
+
+def layernorm_output_layout(config: StaConfig, lanes: int) -> data.StructLayout:
+    """Payload of :class:`LayerNormUnit`'s output stream."""
+    return data.StructLayout({
+        "y": data.ArrayLayout(signed(config.vec_bits), lanes),
+        "y8": data.ArrayLayout(signed(config.act_bits), lanes),
+        "last": 1,
+    })
+
+
+class LayerNormUnit(wiring.Component):
+    """Two-pass integer LayerNorm of ``lanes`` rows in parallel (module docstring).
+
+    Ports
+        ``i``        In  ``stream.Signature(layernorm_input_layout(config, lanes))``
+        ``features`` In  ``unsigned(16)`` (d, sampled with the last phase-0 beat)
+        ``mult``, ``mult8``   In ``unsigned(requant_mult_bits)``
+        ``shift``, ``shift8`` In ``unsigned(6)``  (sampled with each phase-1 beat)
+        ``o``        Out ``stream.Signature(layernorm_output_layout(config, lanes))``
+
+    Timing: ``latency`` (phase-1 beat accepted in cycle ``t`` → output valid in cycle
+    ``t + latency``); ``stats_cycles`` with ``i.ready`` low between the phases.
+    """
+
+    latency = LAYERNORM_LATENCY
+
+    def __init__(self, config: StaConfig, lanes: int) -> None:
+        _check_args(config, lanes)
+        self.config = config
+        self.lanes = lanes
+        self.var_bits = layernorm_var_bits(config)
+        self.sqrt_cycles = layernorm_sqrt_cycles(config)
+        self.div_cycles = layernorm_div_cycles(config)
+        self.stats_cycles = LAYERNORM_SETUP_CYCLES + self.sqrt_cycles + self.div_cycles
+        self.norm_bits = config.ln_frac + NORM_EXTRA_BITS
+        super().__init__({
+            "i": In(stream.Signature(layernorm_input_layout(config, lanes))),
+            "features": In(unsigned(FEATURE_BITS)),
+            "mult": In(unsigned(config.requant_mult_bits)),
+            "mult8": In(unsigned(config.requant_mult_bits)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "shift8": In(unsigned(SHIFT_BITS)),
+            "o": Out(stream.Signature(layernorm_output_layout(config, lanes))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        L = self.lanes
+        vb, mb, gb, ab = cfg.vec_bits, cfg.requant_mult_bits, cfg.ln_gamma_bits, cfg.acc_bits
+        K, F = cfg.ln_recip_frac, cfg.ln_frac
+        WV, NS, ND = self.var_bits, self.sqrt_cycles, self.div_cycles
+        pay = self.i.payload
+
+        lo_y, hi_y = _srange(vb)
+
+        # -- control -------------------------------------------------------------------
+        advance = Signal()                         # the phase-1 pipeline moves this cycle
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        accept_acc = Signal()                      # a phase-0 beat is taken
+        accept_norm = Signal()                     # a phase-1 beat is taken
+        clear = Signal()                           # the last phase-1 beat: S, Q ← 0
+        in_mul, in_sub = Signal(), Signal()
+        sqrt_step, div_step, div_first = Signal(), Signal(), Signal()
+        d = Signal(unsigned(FEATURE_BITS))         # features of the current row block
+        v1 = Signal()                              # pipeline stage 1 holds a beat (it reads R)
+        count = Signal(range(max(NS, ND) + 1))
+        bit = Signal(unsigned(WV))                 # one-hot trial bit of the square root
+
+        with m.FSM(name="ln_fsm"):
+            with m.State("ACC"):
+                m.d.comb += [self.i.ready.eq(1), accept_acc.eq(self.i.valid)]
+                with m.If(self.i.valid & pay.last):
+                    m.d.sync += d.eq(self.features)
+                    m.next = "MUL"
+            with m.State("MUL"):                   # d·Q and S²; R is free once stage 1 is empty
+                m.d.comb += in_mul.eq(1)
+                with m.If(~v1):
+                    m.next = "SUB"
+            with m.State("SUB"):                   # V = d·Q − S²
+                m.d.comb += in_sub.eq(1)
+                m.d.sync += [bit.eq(1 << (WV - 2)), count.eq(0)]
+                m.next = "SQRT"
+            with m.State("SQRT"):                  # one root bit per cycle
+                m.d.comb += sqrt_step.eq(1)
+                m.d.sync += [bit.eq(bit >> 2), count.eq(count + 1)]
+                with m.If(count == NS - 1):
+                    m.d.sync += count.eq(0)
+                    m.next = "DIV"
+            with m.State("DIV"):                   # one quotient bit per cycle
+                m.d.comb += [div_step.eq(1), div_first.eq(count == 0)]
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == ND - 1):
+                    m.next = "NORM"
+            with m.State("NORM"):
+                m.d.comb += [self.i.ready.eq(advance), accept_norm.eq(self.i.valid & advance)]
+                with m.If(accept_norm & pay.last):
+                    m.d.comb += clear.eq(1)
+                    m.next = "ACC"
+
+        # -- per-lane statistics: S, Q → V → σ → R ---------------------------------------
+        sums, recips = [], []
+        for lane in range(L):
+            x = pay.x[lane]
+            s = Signal(signed(vb + 16), name=f"s{lane}")          # |Σx| ≤ d·2**(vb-1)
+            q = Signal(unsigned(2 * vb + 14), name=f"q{lane}")    # Σx² < d·2**(2vb-2)
+            with m.If(clear):
+                m.d.sync += [s.eq(0), q.eq(0)]
+            with m.Elif(accept_acc):
+                m.d.sync += [s.eq(s + x), q.eq(q + x * x)]
+            dq = Signal(unsigned(WV), name=f"dq{lane}")           # d·Q < 2**WV
+            ss = Signal(unsigned(WV), name=f"ss{lane}")           # S² < 2**WV
+            with m.If(in_mul):
+                m.d.sync += [dq.eq(d * q), ss.eq(s * s)]
+            rem = Signal(unsigned(WV), name=f"rem{lane}")
+            root = Signal(unsigned(WV), name=f"root{lane}")
+            recip = Signal(unsigned(K + 1), name=f"recip{lane}")  # R ≤ 2**K
+            sigma = Signal(unsigned(NS), name=f"sigma{lane}")
+            m.d.comb += sigma.eq(Mux(root == 0, 1, root[:NS]))
+            trial = Signal(unsigned(WV + 1), name=f"trial{lane}")
+            m.d.comb += trial.eq(root + bit)
+            part = Signal(unsigned(NS + 2), name=f"part{lane}")   # divider partial remainder
+            m.d.comb += part.eq(Mux(div_first, 1, rem[:NS + 1] << 1))
+            with m.If(in_sub):
+                m.d.sync += [rem.eq(dq - ss), root.eq(0)]
+            with m.If(sqrt_step):
+                with m.If(rem >= trial):
+                    m.d.sync += [rem.eq(rem - trial), root.eq((root >> 1) + bit)]
+                with m.Else():
+                    m.d.sync += root.eq(root >> 1)
+            with m.If(div_step):
+                with m.If(part >= sigma):
+                    m.d.sync += [rem.eq(part - sigma), recip.eq((recip << 1) | 1)]
+                with m.Else():
+                    m.d.sync += [rem.eq(part), recip.eq(recip << 1)]
+            sums.append(s)
+            recips.append(recip)
+
+        # -- phase-1 pipeline (advances together; stalls when the output is stalled) ------
+        def stage_regs(name, shape, n):
+            return [Signal(shape, name=f"{name}{k}") for k in range(n + 1)]
+
+        valid = stage_regs("v", 1, 6)
+        last = stage_regs("last", 1, 8)
+        gamma = stage_regs("gamma", signed(gb), 3)
+        beta = stage_regs("beta", signed(ab), 3)
+        mult = stage_regs("mult", unsigned(mb), 4)
+        shift = stage_regs("shift", unsigned(SHIFT_BITS), 5)
+        mult8 = stage_regs("mult8_", unsigned(mb), 6)
+        shift8 = stage_regs("shift8_", unsigned(SHIFT_BITS), 6)
+        m.d.comb += [valid[0].eq(accept_norm), last[0].eq(pay.last), gamma[0].eq(pay.gamma),
+                     beta[0].eq(pay.beta), mult[0].eq(self.mult), shift[0].eq(self.shift),
+                     mult8[0].eq(self.mult8), shift8[0].eq(self.shift8), v1.eq(valid[1])]
+
+        rq_cfg = cfg if cfg.acc_bits >= vb else cfg.replace(acc_bits=vb)
+        half = 1 << (K - F - 1)
+        for regs in (valid, last, gamma, beta, mult, shift, mult8, shift8):
+            with m.If(advance):
+                m.d.sync += [regs[k].eq(regs[k - 1]) for k in range(1, len(regs))]
+        for lane in range(L):
+            c1 = Signal(signed(vb + 17), name=f"c{lane}")               # |c| < d·2**vb
+            cr2 = Signal(signed(vb + 17 + K + 1), name=f"cr{lane}")     # c·R, full width
+            n3 = Signal(signed(self.norm_bits), name=f"n{lane}")        # proven bound
+            y4 = Signal(signed(max(self.norm_bits + gb, ab) + 1), name=f"y{lane}")
+            p5 = Signal(signed(len(y4) + mb + 1), name=f"ym{lane}")
+            out6 = Signal(signed(vb), name=f"out{lane}")
+            y7 = Signal(signed(vb), name=f"y7_{lane}")
+            y8 = Signal(signed(vb), name=f"y8_{lane}")
+            with m.If(advance):
+                m.d.sync += [
+                    c1.eq(d * pay.x[lane] - sums[lane]),
+                    cr2.eq(c1 * recips[lane]),
+                    n3.eq((cr2 + half) >> (K - F)),
+                    y4.eq(n3 * gamma[3] + beta[3]),
+                    p5.eq(y4 * mult[4]),
+                    out6.eq(_round_shift_saturate(p5, shift[5], lo_y, hi_y)),
+                    y7.eq(out6),
+                    y8.eq(y7),
+                ]
+            rq = RequantUnit(rq_cfg, out_bits=cfg.act_bits)
+            m.submodules[f"rq8_{lane}"] = EnableInserter(advance)(rq)
+            m.d.comb += [
+                rq.acc.eq(out6), rq.mult.eq(mult8[6]), rq.shift.eq(shift8[6]),
+                rq.valid.eq(valid[6]),
+                self.o.payload.y[lane].eq(y8),
+                self.o.payload.y8[lane].eq(rq.o),
+            ]
+            if lane == 0:
+                m.d.comb += self.o.valid.eq(rq.o_valid)
+        m.d.comb += self.o.payload.last.eq(last[8])
+        assert 6 + RequantUnit.latency == self.latency, "pipeline depth differs from the cycle model"
+        return m

@@ -1,0 +1,118 @@
+"""Cycle model of the STA vector unit (:mod:`nmaccel.hw.sta.vector`), FINN style.
+
+Pure Python (no Amaranth import): the compiler and the cycle model read it, and the RTL
+components import their pipeline depths and iteration counts from here, so the prediction
+and the hardware share one source of truth. The tests compare every number with cycles
+measured in simulation.
+
+Conventions
+    *Latency* ``L`` of a pipeline: data presented (and accepted) in cycle ``t`` appears on the
+    output (``o``/``o_valid``, or the output stream's payload/valid) in cycle ``t + L``.
+
+ResidualAddLanes (``RESIDUAL_LATENCY = 3``) and GeluLanes (``GELU_LATENCY = 6``)
+    Fully pipelined, one beat per cycle, no back-pressure: ``beats`` beats take
+    ``beats + latency`` cycles from the first input cycle to the cycle after the last output.
+
+LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
+    ``features`` phase-0 beats (one per cycle), then ``layernorm_stats_cycles(cfg)`` cycles
+    with ``i.ready`` low (2 cycles for ``d·Σx²`` and ``(Σx)²``, one cycle per result bit of
+    the shift-subtract square root, one per quotient bit of the reciprocal), then
+    ``features`` phase-1 beats; the last output leaves ``LAYERNORM_LATENCY`` cycles after
+    the last phase-1 beat. All lanes run in parallel, so ``lanes`` does not change the count.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RESIDUAL_LATENCY", "GELU_LATENCY", "LAYERNORM_LATENCY", "LAYERNORM_SETUP_CYCLES",
+    "LAYERNORM_MAX_FEATURES", "residual_latency", "gelu_latency", "layernorm_var_bits",
+    "layernorm_sqrt_cycles", "layernorm_div_cycles", "layernorm_stats_cycles",
+    "layernorm_block_interval", "layernorm_cycles",
+]
+
+#: ResidualAddLanes: products; sum; round half up + shift + saturate.
+RESIDUAL_LATENCY = 3
+#: GeluLanes: clip; square; polynomial; x·poly; ·mult; round/shift/zero/saturate.
+GELU_LATENCY = 6
+#: LayerNormUnit phase-1 pipeline: c = d·x − Σx; c·R; round_shift; ·gamma + beta; ·mult;
+#: round/shift/saturate (16-bit y); the int8 copy through a 2-stage RequantUnit.
+LAYERNORM_LATENCY = 8
+#: LayerNormUnit cycles before the square root: products d·Σx² and (Σx)²; their difference.
+LAYERNORM_SETUP_CYCLES = 2
+#: Largest feature count ``d`` (the ``features`` port is 16 bits wide).
+LAYERNORM_MAX_FEATURES = (1 << 16) - 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_cfg(cfg) -> None:
+    for name in ("vec_bits", "ln_recip_frac"):
+        if not _is_int(getattr(cfg, name, None)):
+            raise TypeError(f"cfg must be a StaConfig (with integer {name}), not {type(cfg).__name__}")
+
+
+def residual_latency(cfg=None) -> int:
+    """Latency of ``ResidualAddLanes`` (independent of the config)."""
+    return RESIDUAL_LATENCY
+
+
+def gelu_latency(cfg=None) -> int:
+    """Latency of ``GeluLanes`` (independent of the config)."""
+    return GELU_LATENCY
+
+
+def layernorm_var_bits(cfg) -> int:
+    """Width of ``V = d·Σx² − (Σx)²`` (= Σ_{i<j} (x_i − x_j)²), the square root's radicand.
+
+    ``V ≤ (d/2)²·(2**vec_bits − 1)² < 2**(2·vec_bits + 30)`` for ``d < 2**16``; the width is
+    even so that the square root takes exactly half as many steps.
+    """
+    _check_cfg(cfg)
+    return 2 * cfg.vec_bits + 30
+
+
+def layernorm_sqrt_cycles(cfg) -> int:
+    """Steps of the shift-subtract square root: one result bit per cycle."""
+    return layernorm_var_bits(cfg) // 2
+
+
+def layernorm_div_cycles(cfg) -> int:
+    """Steps of the restoring divider ``floor(2**ln_recip_frac / σ)``: one quotient bit per cycle."""
+    _check_cfg(cfg)
+    return cfg.ln_recip_frac + 1
+
+
+def layernorm_stats_cycles(cfg) -> int:
+    """Cycles between the phases (``i.ready`` low) while σ and the reciprocal are computed."""
+    return LAYERNORM_SETUP_CYCLES + layernorm_sqrt_cycles(cfg) + layernorm_div_cycles(cfg)
+
+
+def _check_features(features) -> None:
+    if not _is_int(features) or not 1 <= features <= LAYERNORM_MAX_FEATURES:
+        raise ValueError(f"features must be an integer in [1, {LAYERNORM_MAX_FEATURES}], "
+                         f"not {features!r}")
+
+
+def layernorm_block_interval(cfg, features: int) -> int:
+    """Cycles from one row block's first phase-0 beat to the next block's first phase-0 beat
+    (input always valid, output always ready): ``2·features + layernorm_stats_cycles(cfg)``.
+    The next block's phase 0 overlaps the pipeline drain of the previous block."""
+    _check_features(features)
+    return 2 * features + layernorm_stats_cycles(cfg)
+
+
+def layernorm_cycles(cfg, features: int, lanes: int) -> int:
+    """Cycles of one LayerNorm row block, inclusive: from the cycle the first phase-0 beat is
+    accepted to the cycle the last output beat is taken (input always valid, output always
+    ready)::
+
+        2·features + 2 + (vec_bits + 15) + (ln_recip_frac + 1) + LAYERNORM_LATENCY
+
+    i.e. ``layernorm_block_interval(cfg, features) + LAYERNORM_LATENCY``. ``lanes`` (tokens
+    per block, processed in parallel) does not change it; it is validated only.
+    """
+    if not _is_int(lanes) or lanes < 1:
+        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+    return layernorm_block_interval(cfg, features) + LAYERNORM_LATENCY
