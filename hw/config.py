@@ -122,7 +122,10 @@ class StaConfig(_ConfigBase):
         ``acc_bits`` wide); residual sums and GELU inputs are ``vec_bits`` wide.
     Memories (in words)
         ``wbuf_depth`` weight words, ``abuf_depth`` activation words, ``obuf_depth`` output
-        words; ``max_seq`` is the longest sequence (softmax row) supported.
+        words, ``vbuf_depth`` vector words (``cols`` lanes of ``vec_bits``: the residual stream,
+        one feature of a token tile per word); ``max_seq`` is the longest sequence (softmax row)
+        supported. The on-chip score and probability buffers are sized from ``max_seq``
+        (:attr:`scbuf_depth`, :attr:`sbuf_depth`).
     """
 
     rows: int = 8
@@ -150,6 +153,7 @@ class StaConfig(_ConfigBase):
     obuf_depth: int = 8192
     pbuf_depth: int = 2048
     cbuf_depth: int = 256
+    vbuf_depth: int = 8192
 
     kind: ClassVar[str] = "sta"
 
@@ -158,7 +162,8 @@ class StaConfig(_ConfigBase):
             if not _is_int(getattr(self, f.name)):
                 raise ConfigError(f"{f.name} must be a positive integer, not {getattr(self, f.name)!r}")
         for name in ("rows", "cols", "lanes", "softmax_lanes", "max_seq",
-                     "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth", "n"):
+                     "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth",
+                     "vbuf_depth", "n"):
             _positive(name, getattr(self, name))
         _power_of_two("m", self.m, minimum=2)
         _in_range("m", self.m, 2, 16)
@@ -180,7 +185,7 @@ class StaConfig(_ConfigBase):
                   self.softmax_exp_bits + clog2(self.max_seq + 1), 62)
         _in_range("ln_frac", self.ln_frac, 4, 20)
         _in_range("ln_recip_frac", self.ln_recip_frac, self.ln_frac + 4, 48)
-        _in_range("ln_gamma_bits", self.ln_gamma_bits, 4, 24)
+        _in_range("ln_gamma_bits", self.ln_gamma_bits, 4, self.requant_mult_bits)
         _in_range("vec_bits", self.vec_bits, self.act_bits, 24)
 
     # -- derived quantities (read these, never recompute them elsewhere) -----------------
@@ -194,6 +199,21 @@ class StaConfig(_ConfigBase):
     def acts_per_cycle(self) -> int:
         """Activations a PE consumes per cycle in sparse mode (``lanes * m / n``)."""
         return self.lanes * self.m // self.n
+
+    @property
+    def dense_window(self) -> int:
+        """Activations of one ABUF window a dense-mode GEMM uses (``(m // n) * lanes``)."""
+        return (self.m // self.n) * self.lanes
+
+    @property
+    def scbuf_depth(self) -> int:
+        """Entries of the on-chip score buffer: two banks of ``rows`` rows of ``max_seq`` scores."""
+        return 2 * self.rows * -(-self.max_seq // self.cols)
+
+    @property
+    def sbuf_depth(self) -> int:
+        """Entries of the on-chip probability buffer: two blocks of ``max_seq`` keys."""
+        return 2 * -(-self.max_seq // self.dense_window)
 
     @property
     def multipliers(self) -> int:
@@ -216,12 +236,12 @@ STA_PRESETS: dict[str, StaConfig] = {
     "tiny": StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2,
                       softmax_in_bits=12, softmax_in_frac=6, softmax_exp_bits=10,
                       softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
-                      wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024),
+                      wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024, vbuf_depth=1024),
     "ulx3s": StaConfig(rows=8, cols=8, lanes=4, n=2, m=4, softmax_lanes=8, max_seq=256),
     # Buffers sized like ulx3s in bits (the compiler splits bigger GEMMs): deeper memories
     # only slow down Verilog generation (every word gets a zero initialiser).
     "large": StaConfig(rows=16, cols=16, lanes=8, n=2, m=4, softmax_lanes=16, max_seq=512,
-                       wbuf_depth=4096, abuf_depth=2048, obuf_depth=4096),
+                       wbuf_depth=4096, abuf_depth=2048, obuf_depth=4096, vbuf_depth=4096),
 }
 
 

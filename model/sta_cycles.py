@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.model import sta_isa
+from nmaccel.model.vector_cycles import gelu_latency, residual_latency
 
 __all__ = [
     "COMMAND_OVERHEAD",
@@ -33,9 +34,15 @@ __all__ = [
     "utilization",
 ]
 
-COMMAND_OVERHEAD = 5     # FETCH, DECODE1, DECODE2, CHECK, NEXT
-RUN_START = 4            # cycles from a command's FETCH to its first beat
+COMMAND_OVERHEAD = 6     # FETCH, DECODE1, DECODE2, CHECK, SYNC, NEXT
+RUN_START = 5            # cycles from a command's FETCH to its first beat
 DRAIN_LATENCY = 4        # DrainUnit.latency
+
+
+def post_latency(cfg: StaConfig) -> int:
+    """Cycles from the drain unit's output to the buffer write: one register (the residual
+    operand's VBUF read), then the longer of the GELU and residual-add pipelines."""
+    return 1 + max(gelu_latency(cfg), residual_latency(cfg))
 
 
 def pe_latency(cfg: StaConfig) -> int:
@@ -71,7 +78,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     t = 0                       # cycle of the current command's FETCH (first busy cycle = 0)
     last_issue = None           # cycle of the most recent tile-completing beat
     for c in commands:
-        f = c.fields() if isinstance(c, sta_isa.GemmCommand) else sta_isa.decode_command(cfg, c)
+        f = c.fields(cfg) if hasattr(c, "fields") else sta_isa.decode_command(cfg, c)
         run = t + RUN_START
         cur = run
         stalls = 0
@@ -89,7 +96,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
             rep.mac_active += beats
         elif f["op"] != sta_isa.OP_NOP:
             raise ValueError(f"unknown opcode {f['op']} (known: {sta_isa.OPCODES})")
-        cycles = (cur - run) + COMMAND_OVERHEAD
+        cycles = (cur - run) + COMMAND_OVERHEAD - (f["op"] == sta_isa.OP_NOP)   # NOP skips SYNC
         rep.stalls += stalls
         rep.per_command.append(cycles)
         if f["op"] == sta_isa.OP_GEMM:
@@ -101,7 +108,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     wait_start = t
     end = wait_start
     if last_issue is not None:
-        end = max(end, last_issue + capture_delay(cfg) + R + DRAIN_LATENCY)
+        end = max(end, last_issue + capture_delay(cfg) + R + DRAIN_LATENCY + post_latency(cfg))
     rep.total = end + 1
     return rep
 

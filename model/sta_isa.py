@@ -60,7 +60,12 @@ __all__ = [
     "OP_BITS",
     "OP_GEMM",
     "OP_NOP",
-    "OSEL_BITS",
+    "OSEL_ACT", "OSEL_VEC", "OSEL_ACC", "OSEL_SCORE", "osel_bits", "window",
+    "layout_supported", "attention_supported", "DEST_OBUF", "DEST_ABUF", "DEST_ABUF_T",
+    "DEST_VBUF", "DEST_SOFTMAX", "DEST_NAMES", "POST_NONE", "POST_GELU", "POST_ADD",
+    "POST_NAMES", "SRC_WBUF", "SRC_ABUF", "SRC_SBUF", "OP_LAYERNORM", "OP_REQUANT",
+    "VectorCommand", "command_from_word", "encode_ln_params", "encode_gelu_params",
+    "encode_add_params",
     "OSEL_NAMES",
     "SHIFT_BITS",
     "SPACES",
@@ -86,16 +91,26 @@ __all__ = [
 ]
 
 OP_BITS = 4
-OP_NOP, OP_GEMM = 0, 1
-OPCODES = {"NOP": OP_NOP, "GEMM": OP_GEMM}
+OP_NOP, OP_GEMM, OP_LAYERNORM, OP_REQUANT = 0, 1, 2, 3
+OPCODES = {"NOP": OP_NOP, "GEMM": OP_GEMM, "LAYERNORM": OP_LAYERNORM, "REQUANT": OP_REQUANT}
 MODE_SPARSE, MODE_DENSE = 0, 1
-#: Output formats of a GEMM (``osel``): bits of the saturated output.
-OSEL_BITS = {0: 8, 1: 16, 2: 32}
-OSEL_NAMES = {0: "int8", 1: "int16", 2: "int32"}
+#: Output formats of a GEMM (``osel``); :func:`osel_bits` gives the saturation width.
+OSEL_ACT, OSEL_VEC, OSEL_ACC, OSEL_SCORE = 0, 1, 2, 3
+OSEL_NAMES = {OSEL_ACT: "act", OSEL_VEC: "vec", OSEL_ACC: "acc", OSEL_SCORE: "score"}
+#: Where a GEMM's drained rows go (``dest``).
+DEST_OBUF, DEST_ABUF, DEST_ABUF_T, DEST_VBUF, DEST_SOFTMAX = 0, 1, 2, 3, 4
+DEST_NAMES = {DEST_OBUF: "OBUF", DEST_ABUF: "ABUF", DEST_ABUF_T: "ABUF transposed",
+              DEST_VBUF: "VBUF", DEST_SOFTMAX: "softmax"}
+#: Element-wise op on a GEMM's requantized rows before they are written (``post``).
+POST_NONE, POST_GELU, POST_ADD = 0, 1, 2
+POST_NAMES = {POST_NONE: "none", POST_GELU: "GELU", POST_ADD: "residual add"}
+#: Operand sources: ``wsrc`` 0 WBUF / 1 ABUF (dense only), ``asrc`` 0 ABUF / 1 SBUF (unsigned).
+SRC_WBUF, SRC_ABUF, SRC_SBUF = 0, 1, 1
 SHIFT_BITS = 6
 DIM_BITS = 16
 
-SPACES = {"CSR": 0, "CBUF": 1, "WBUF": 2, "ABUF": 3, "PBUF": 4, "OBUF": 5, "CYCLOG": 6}
+SPACES = {"CSR": 0, "CBUF": 1, "WBUF": 2, "ABUF": 3, "PBUF": 4, "OBUF": 5, "CYCLOG": 6,
+          "VBUF": 7}
 
 #: CSR entries (space 0, one 32-bit word each). Writing START with a command count runs
 #: CBUF[0 .. count-1] and clears the counters.
@@ -109,12 +124,16 @@ CSR = {
     "DENSE_CYCLES": 6,   # R: cycles spent in dense-mode GEMM commands
     "COMMANDS": 7,       # R: commands completed
     "CONFIG": 8,         # R: rows | cols << 8 | lanes << 16 | n << 24 | m << 28 (sanity check)
+    "SOFTMAX_BUSY": 9,   # R: cycles the softmax path (score reader, unit, writer) was busy
+    "SOFTMAX_WAIT": 10,  # R: cycles the controller waited for a score bank or a softmax block
+    "VECTOR_CYCLES": 11, # R: cycles spent in vector commands (LAYERNORM, REQUANT)
+    "BARRIER_WAIT": 12,  # R: cycles commands waited for the drain (barriers, post-op setup)
 }
 CSR_DEPTH = 16
 
 #: Error codes in STATUS[15:8] by short name (the RTL raises them by these names).
 ERROR_CODES = {"opcode": 1, "zero": 2, "wbuf": 3, "abuf": 4, "obuf": 5, "pbuf": 6, "meta": 7,
-               "count": 8, "osel": 9}
+               "count": 8, "osel": 9, "dest": 10, "vbuf": 11, "seq": 12, "shape": 13}
 
 #: Error codes in STATUS[15:8] and what they mean.
 ERRORS = {
@@ -128,6 +147,10 @@ ERRORS = {
     7: "N:M metadata not strictly ascending within a group",
     8: "command count is 0 or beyond CBUF",
     9: "output format (osel) unknown",
+    10: "unknown destination / post-op, or an output layout this array cannot write",
+    11: "vector range beyond VBUF",
+    12: "softmax block: row length 0 or beyond max_seq or the key tiles, or m_tiles != 1",
+    13: "operand source or output layout needs rows == cols (and windows a multiple of cols)",
 }
 
 
@@ -143,12 +166,57 @@ def _aw(depth: int) -> int:
 
 def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
     """(name, width) of the command word, LSB first."""
+    wbase = max(_aw(cfg.wbuf_depth), _aw(cfg.abuf_depth))
+    abase = max(_aw(cfg.abuf_depth), _aw(cfg.vbuf_depth), _aw(cfg.sbuf_depth))
+    obase = max(_aw(cfg.obuf_depth), _aw(cfg.abuf_depth), _aw(cfg.vbuf_depth),
+                _aw(cfg.sbuf_depth))
     return [
-        ("op", OP_BITS), ("mode", 1), ("osel", 2),
+        ("op", OP_BITS), ("mode", 1), ("osel", 3), ("dest", 3), ("post", 2), ("olay", 1),
+        ("wsrc", 1), ("asrc", 1), ("barrier", 1), ("wait_sm", 2),
         ("m_tiles", DIM_BITS), ("n_tiles", DIM_BITS), ("k_steps", DIM_BITS),
-        ("w_base", _aw(cfg.wbuf_depth)), ("a_base", _aw(cfg.abuf_depth)),
-        ("o_base", _aw(cfg.obuf_depth)), ("p_base", _aw(cfg.pbuf_depth)),
+        ("w_base", wbase), ("a_base", abase), ("o_base", obase), ("p_base", _aw(cfg.pbuf_depth)),
+        ("a_stride", DIM_BITS), ("w_stride", DIM_BITS), ("o_stride", DIM_BITS),
+        ("length", DIM_BITS),
     ]
+
+
+def osel_bits(cfg: StaConfig, osel: int) -> int:
+    """Saturation width of output format ``osel`` (act, vec, acc or softmax-input bits)."""
+    table = {OSEL_ACT: cfg.act_bits, OSEL_VEC: cfg.vec_bits, OSEL_ACC: cfg.acc_bits,
+             OSEL_SCORE: cfg.softmax_in_bits}
+    if osel not in table:
+        raise ValueError(f"osel must be one of {sorted(table)} ({', '.join(OSEL_NAMES.values())}), "
+                         f"not {osel!r}")
+    return table[osel]
+
+
+def window(cfg: StaConfig, olay: int) -> int:
+    """Activations per ABUF window in the layout a consumer of ``olay`` (0 sparse, 1 dense) reads."""
+    return cfg.acts_per_cycle if olay == MODE_SPARSE else cfg.dense_window
+
+
+def layout_supported(cfg: StaConfig, olay: int) -> bool:
+    """Can the drain scatter array rows into ``olay`` windows (one divides the other)?"""
+    w = window(cfg, olay)
+    return w % cfg.rows == 0 or cfg.rows % w == 0
+
+
+def attention_supported(cfg: StaConfig) -> str | None:
+    """``None`` if on-chip attention works on ``cfg``, else why not (for error messages)."""
+    if cfg.rows != cfg.cols:
+        return f"on-chip attention needs a square array (rows == cols), not {cfg.rows}x{cfg.cols}"
+    if cfg.softmax_lanes != cfg.cols:
+        return (f"on-chip attention needs softmax_lanes == cols ({cfg.cols}), not "
+                f"{cfg.softmax_lanes}")
+    if cfg.softmax_out_bits > cfg.act_bits:
+        return (f"on-chip attention needs softmax_out_bits ({cfg.softmax_out_bits}) <= act_bits "
+                f"({cfg.act_bits}): probabilities are P·V activations")
+    if cfg.dense_window % cfg.cols:
+        return (f"on-chip attention needs the dense window ({cfg.dense_window} activations) "
+                f"to be a multiple of cols ({cfg.cols})")
+    if not layout_supported(cfg, MODE_DENSE):
+        return f"rows ({cfg.rows}) and the dense window ({cfg.dense_window}) must divide one another"
+    return None
 
 
 def command_bits(cfg: StaConfig) -> int:
@@ -204,6 +272,35 @@ def encode_params(cfg: StaConfig, bias: int, mult: int, shift: int) -> int:
                  "requant parameter", signed=("bias",))
 
 
+def encode_ln_params(cfg: StaConfig, gamma: int, beta: int) -> int:
+    """PBUF entry of one LayerNorm feature: ``beta`` in the bias field, ``gamma`` (signed
+    ``ln_gamma_bits``) two's complement in the mult field."""
+    lo, hi = -(1 << (cfg.ln_gamma_bits - 1)), (1 << (cfg.ln_gamma_bits - 1)) - 1
+    if not lo <= int(gamma) <= hi:
+        raise ValueError(f"LayerNorm gamma must be in [{lo}, {hi}] (ln_gamma_bits), not {gamma}")
+    return encode_params(cfg, int(beta), int(gamma) & ((1 << cfg.requant_mult_bits) - 1), 0)
+
+
+def encode_gelu_params(cfg: StaConfig, clip: int, cp: int, mult: int, shift: int,
+                       zero: int) -> list[int]:
+    """The two PBUF entries of a GELU post-op: ``(cp, mult, shift)``, ``(clip, zero, 0)``
+    (``zero`` two's complement in the mult field)."""
+    alo, ahi = -(1 << (cfg.act_bits - 1)), (1 << (cfg.act_bits - 1)) - 1
+    if not alo <= int(zero) <= ahi:
+        raise ValueError(f"GELU zero point must be in [{alo}, {ahi}], not {zero}")
+    if not 0 <= int(clip) < (1 << cfg.vec_bits):
+        raise ValueError(f"GELU clip must be in [0, 2**{cfg.vec_bits}), not {clip}")
+    return [encode_params(cfg, int(cp), int(mult), int(shift)),
+            encode_params(cfg, int(clip), int(zero) & ((1 << cfg.requant_mult_bits) - 1), 0)]
+
+
+def encode_add_params(cfg: StaConfig, mult_a: int, mult_b: int, shift: int) -> int:
+    """The PBUF entry of a residual-add post-op: ``(mult_b, mult_a, shift)``."""
+    if not 0 <= int(mult_b) < (1 << cfg.requant_mult_bits):
+        raise ValueError(f"residual mult_b must be in [0, 2**{cfg.requant_mult_bits}), not {mult_b}")
+    return encode_params(cfg, int(mult_b), int(mult_a), int(shift))
+
+
 # -- memory map -------------------------------------------------------------------------------
 
 def space_width(cfg: StaConfig, space: str) -> int:
@@ -217,6 +314,7 @@ def space_width(cfg: StaConfig, space: str) -> int:
         "PBUF": sum(w for _, w in param_fields(cfg)),
         "OBUF": cfg.cols * cfg.acc_bits,
         "CYCLOG": 32,
+        "VBUF": cfg.cols * cfg.vec_bits,
     }
     return widths[_space(space)]
 
@@ -224,7 +322,7 @@ def space_width(cfg: StaConfig, space: str) -> int:
 def space_depth(cfg: StaConfig, space: str) -> int:
     depths = {"CSR": CSR_DEPTH, "CBUF": cfg.cbuf_depth, "WBUF": cfg.wbuf_depth,
               "ABUF": cfg.abuf_depth, "PBUF": cfg.pbuf_depth, "OBUF": cfg.obuf_depth,
-              "CYCLOG": cfg.cbuf_depth}
+              "CYCLOG": cfg.cbuf_depth, "VBUF": cfg.vbuf_depth}
     return depths[_space(space)]
 
 
@@ -294,7 +392,13 @@ def a_stride(cfg: StaConfig, mode: int, k_steps: int) -> int:
 
 @dataclass(frozen=True)
 class GemmCommand:
-    """A GEMM command (see the module docstring for the addressing)."""
+    """A GEMM command (see the module docstring for the addressing).
+
+    ``dest`` picks where drained rows go (OBUF, ABUF scattered into ``olay`` windows, ABUF
+    transposed, VBUF, or the softmax path), ``post`` an element-wise op on the requantized
+    rows (GELU, residual add with the VBUF word at the output address), ``wsrc``/``asrc``
+    the operand memories. ``a_stride`` defaults to the packed stride of :func:`a_stride`.
+    """
     mode: int
     m_tiles: int
     n_tiles: int
@@ -304,38 +408,197 @@ class GemmCommand:
     o_base: int = 0
     p_base: int = 0
     osel: int = 0
+    dest: int = DEST_OBUF
+    post: int = POST_NONE
+    olay: int = 0
+    wsrc: int = SRC_WBUF
+    asrc: int = 0
+    barrier: int = 0
+    wait_sm: int = 0
+    a_stride: int | None = None
+    w_stride: int = 0
+    o_stride: int = 0
+    length: int = 0
 
-    def fields(self) -> dict[str, int]:
-        return {"op": OP_GEMM, "mode": self.mode, "osel": self.osel, "m_tiles": self.m_tiles,
-                "n_tiles": self.n_tiles, "k_steps": self.k_steps, "w_base": self.w_base,
-                "a_base": self.a_base, "o_base": self.o_base, "p_base": self.p_base}
+    def fields(self, cfg: StaConfig | None = None) -> dict[str, int]:
+        stride = self.a_stride
+        if stride is None:
+            if cfg is None:
+                raise ValueError("a_stride is derived from the config: pass cfg")
+            stride = a_stride(cfg, self.mode, self.k_steps)
+        out = {"op": OP_GEMM, "a_stride": stride}
+        for name in ("mode", "osel", "dest", "post", "olay", "wsrc", "asrc", "barrier", "wait_sm",
+                     "m_tiles", "n_tiles", "k_steps", "w_base", "a_base", "o_base", "p_base",
+                     "w_stride", "o_stride", "length"):
+            out[name] = getattr(self, name)
+        return out
 
     def encode(self, cfg: StaConfig) -> int:
-        return encode_command(cfg, **self.fields())
+        return encode_command(cfg, **self.fields(cfg))
+
+    def post_params(self) -> int:
+        """PBUF entries after the per-feature ones that the post-op reads."""
+        return {POST_NONE: 0, POST_GELU: 2, POST_ADD: 1}.get(self.post, 0)
 
     def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
-        """(first entry, entries) used in each memory."""
-        return {
-            "WBUF": (self.w_base, self.m_tiles * self.k_steps),
-            "ABUF": (self.a_base, self.n_tiles * a_stride(cfg, self.mode, self.k_steps)),
-            "OBUF": (self.o_base, self.n_tiles * self.m_tiles * cfg.rows),
-            "PBUF": (self.p_base, self.m_tiles * cfg.rows),
-        }
+        """(first entry, entries) used in each memory (output extents are upper bounds of the
+        addresses written)."""
+        f = self.fields(cfg)
+        R, C = cfg.rows, cfg.cols
+        ratio = dense_ratio(cfg)
+        steps = -(-self.k_steps // ratio) if self.mode == MODE_DENSE else self.k_steps
+        out = {}
+        wspace = "ABUF" if self.wsrc == SRC_ABUF else "WBUF"
+        if self.wsrc == SRC_ABUF:
+            out[wspace] = (self.w_base, (self.m_tiles - 1) * self.w_stride + steps)
+        else:
+            out[wspace] = (self.w_base, self.m_tiles * self.k_steps)
+        aspace = "SBUF" if self.asrc == SRC_SBUF else "ABUF"
+        a_ext = (self.a_base, (self.n_tiles - 1) * f["a_stride"] + steps)
+        if aspace == "ABUF" and "ABUF" in out:
+            out["ABUF2"] = a_ext
+        else:
+            out[aspace] = a_ext
+        feats = self.m_tiles * R
+        if self.dest == DEST_OBUF:
+            out["OBUF"] = (self.o_base, self.n_tiles * self.m_tiles * R)
+        elif self.dest == DEST_VBUF:
+            out["VBUF"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + feats)
+        elif self.dest == DEST_ABUF:
+            w = window(cfg, self.olay)
+            out["ABUF3"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + -(-feats // w))
+        elif self.dest == DEST_ABUF_T:
+            w = window(cfg, self.olay)
+            out["ABUF3"] = (self.o_base, (self.m_tiles - 1) * self.o_stride
+                            + -(-(self.n_tiles * C) // w))
+        elif self.dest == DEST_SOFTMAX:
+            out["SBUF"] = (self.o_base, -(-max(self.length, 1) // cfg.dense_window))
+        out["PBUF"] = (self.p_base, feats + self.post_params())
+        return out
 
     def check(self, cfg: StaConfig) -> GemmCommand:
         """Host-side check of everything the hardware checks (clear errors, same rules)."""
         if self.mode not in (MODE_SPARSE, MODE_DENSE):
             raise ValueError(f"mode must be 0 (sparse) or 1 (dense), not {self.mode!r}")
-        if self.osel not in OSEL_BITS:
-            raise ValueError(f"osel must be one of {sorted(OSEL_BITS)}, not {self.osel!r}")
+        osel_bits(cfg, self.osel)
+        if self.dest not in DEST_NAMES:
+            raise ValueError(f"dest must be one of {DEST_NAMES}, not {self.dest!r}")
+        if self.post not in POST_NAMES:
+            raise ValueError(f"post must be one of {POST_NAMES}, not {self.post!r}")
         for name in ("m_tiles", "n_tiles", "k_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
                 raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
+        if self.wsrc == SRC_ABUF or self.dest == DEST_ABUF_T:
+            if cfg.rows != cfg.cols:
+                raise ValueError(f"an ABUF weight operand or a transposed output needs rows == cols, "
+                                 f"not {cfg.rows}x{cfg.cols}")
+        if self.wsrc == SRC_ABUF and self.mode != MODE_DENSE:
+            raise ValueError("an ABUF weight operand (wsrc=1) needs a dense-mode GEMM")
+        if self.asrc == SRC_SBUF and self.mode != MODE_DENSE:
+            raise ValueError("an SBUF activation operand (asrc=1) needs a dense-mode GEMM")
+        if self.dest == DEST_ABUF and not layout_supported(cfg, self.olay):
+            raise ValueError(f"rows ({cfg.rows}) and the output window ({window(cfg, self.olay)}) "
+                             f"must divide one another")
+        if self.dest == DEST_ABUF_T and window(cfg, self.olay) % cfg.cols:
+            raise ValueError(f"a transposed output needs windows ({window(cfg, self.olay)}) that are "
+                             f"a multiple of cols ({cfg.cols})")
+        if self.dest == DEST_SOFTMAX:
+            why = attention_supported(cfg)
+            if why:
+                raise ValueError(why)
+            if self.m_tiles != 1:
+                raise ValueError(f"a softmax GEMM computes one row tile (m_tiles=1), not {self.m_tiles}")
+            if not 1 <= self.length <= min(cfg.max_seq, self.n_tiles * cfg.cols):
+                raise ValueError(f"softmax row length must be in [1, {min(cfg.max_seq, self.n_tiles * cfg.cols)}] "
+                                 f"(max_seq={cfg.max_seq}, key tiles x cols), not {self.length}")
         for space, (base, count) in self.extents(cfg).items():
-            depth = space_depth(cfg, space)
+            space = space.rstrip("23")
+            depth = cfg.sbuf_depth if space == "SBUF" else space_depth(cfg, space)
             if base < 0 or base + count > depth:
                 raise ValueError(f"GEMM uses {space} entries [{base}, {base + count}) but "
                                  f"{space} has {depth} entries (StaConfig {space.lower()}_depth)")
         return self
 
+
+@dataclass(frozen=True)
+class VectorCommand:
+    """A vector command: ``LAYERNORM`` or ``REQUANT`` over ``n_tiles`` token tiles.
+
+    Input word of token tile ``ct``, feature ``f``: VBUF ``a_base + ct * a_stride + f`` (``length``
+    features). LAYERNORM writes its ``vec_bits`` result back in place and, with
+    ``dest = DEST_ABUF``, an ``act_bits`` copy scattered into ABUF windows (``olay`` layout) at
+    ``o_base + ct * o_stride``; REQUANT writes only that ABUF copy. Parameters: LAYERNORM
+    PBUF ``p_base + f`` = (gamma, beta) per feature (:func:`encode_ln_params`), then
+    ``(mult, shift)`` of the output and ``(mult8, shift8)`` of the ABUF copy; REQUANT one
+    ``(mult, shift)`` entry.
+    """
+    op: int
+    n_tiles: int
+    length: int
+    a_base: int = 0
+    a_stride: int = 0
+    o_base: int = 0
+    o_stride: int = 0
+    p_base: int = 0
+    dest: int = DEST_ABUF
+    olay: int = 0
+    barrier: int = 1
+
+    def fields(self, cfg: StaConfig | None = None) -> dict[str, int]:
+        return {"op": self.op, "n_tiles": self.n_tiles, "length": self.length,
+                "a_base": self.a_base, "a_stride": self.a_stride, "o_base": self.o_base,
+                "o_stride": self.o_stride, "p_base": self.p_base, "dest": self.dest,
+                "olay": self.olay, "barrier": self.barrier}
+
+    def encode(self, cfg: StaConfig) -> int:
+        return encode_command(cfg, **self.fields(cfg))
+
+    def params(self) -> int:
+        return self.length + 2 if self.op == OP_LAYERNORM else 1
+
+    def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
+        out = {"VBUF": (self.a_base, (self.n_tiles - 1) * self.a_stride + self.length),
+               "PBUF": (self.p_base, self.params())}
+        if self.dest == DEST_ABUF or self.op == OP_REQUANT:
+            w = window(cfg, self.olay)
+            out["ABUF"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + -(-self.length // w))
+        return out
+
+    def check(self, cfg: StaConfig) -> VectorCommand:
+        if self.op not in (OP_LAYERNORM, OP_REQUANT):
+            raise ValueError(f"vector op must be LAYERNORM ({OP_LAYERNORM}) or REQUANT "
+                             f"({OP_REQUANT}), not {self.op!r}")
+        for name in ("n_tiles", "length"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
+                raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
+        if self.dest not in (DEST_OBUF, DEST_ABUF):
+            raise ValueError(f"a vector command writes VBUF (dest 0) and optionally ABUF (dest 1), "
+                             f"not dest {self.dest!r}")
+        if (self.dest == DEST_ABUF or self.op == OP_REQUANT) and window(cfg, self.olay) < 1:
+            raise ValueError("bad output layout")
+        for space, (base, count) in self.extents(cfg).items():
+            depth = space_depth(cfg, space)
+            if base < 0 or base + count > depth:
+                raise ValueError(f"{OPNAME[self.op]} uses {space} entries [{base}, {base + count}) "
+                                 f"but {space} has {depth} entries (StaConfig {space.lower()}_depth)")
+        return self
+
+
+OPNAME = {v: k for k, v in OPCODES.items()}
+
+
+def command_from_word(cfg: StaConfig, word: int):
+    """The :class:`GemmCommand` / :class:`VectorCommand` (or ``None`` for NOP) of a word."""
+    f = decode_command(cfg, word)
+    op = f.pop("op")
+    if op == OP_GEMM:
+        return GemmCommand(**f)
+    if op in (OP_LAYERNORM, OP_REQUANT):
+        return VectorCommand(op=op, **{k: f[k] for k in ("n_tiles", "length", "a_base", "a_stride",
+                                                           "o_base", "o_stride", "p_base", "dest",
+                                                           "olay", "barrier")})
+    if op == OP_NOP:
+        return None
+    raise ValueError(f"unknown opcode {op} (known: {OPCODES})")

@@ -20,7 +20,7 @@ from nmaccel.model import nm as nmfmt
 from nmaccel.model import sta_isa
 from nmaccel.model.intops import gemm_dense, gemm_sparse
 from nmaccel.model.quant import as_int64, requant
-from nmaccel.model.sta_isa import MODE_DENSE, MODE_SPARSE, OSEL_BITS, GemmCommand
+from nmaccel.model.sta_isa import MODE_DENSE, MODE_SPARSE, GemmCommand, osel_bits
 
 __all__ = [
     "GemmSpec",
@@ -116,8 +116,7 @@ class StaProgram:
         for word in self.commands:
             f = sta_isa.decode_command(self.cfg, word)
             if f["op"] == sta_isa.OP_GEMM:
-                f.pop("op")
-                out.append(GemmCommand(**f))
+                out.append(sta_isa.command_from_word(self.cfg, word))
         return out
 
 
@@ -238,8 +237,7 @@ class GemmSpec:
 
 def run_gemm_golden(spec: GemmSpec, cfg: StaConfig) -> np.ndarray:
     """The golden result of ``spec`` (exactly what the RTL must produce)."""
-    if spec.osel not in OSEL_BITS:
-        raise ValueError(f"osel must be one of {sorted(OSEL_BITS)}, not {spec.osel!r}")
+    bits = osel_bits(cfg, spec.osel)
     bias, mult, shift = spec.params()
     if spec.mode == MODE_SPARSE:
         acc = gemm_sparse(spec.x, spec.weight, bias, cfg)
@@ -247,7 +245,7 @@ def run_gemm_golden(spec: GemmSpec, cfg: StaConfig) -> np.ndarray:
         acc = gemm_dense(spec.x, spec.weight, bias, cfg)
     if spec.osel == 2:
         return acc
-    return requant(acc, mult, shift, OSEL_BITS[spec.osel], mult_bits=cfg.requant_mult_bits)
+    return requant(acc, mult, shift, bits, mult_bits=cfg.requant_mult_bits)
 
 
 def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: StaProgram | None = None,

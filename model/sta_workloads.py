@@ -24,7 +24,7 @@ from nmaccel.model.encoder_int import (IntEncoderLayer, calibrate_layer, prune_l
 from nmaccel.model.minilm import embed_tokens, get_default_tokenizer, get_default_weights
 from nmaccel.model.pipeline import calibration_sentences
 from nmaccel.model.quant import quantize_activation
-from nmaccel.model.sta_isa import OSEL_BITS
+from nmaccel.model.sta_isa import OSEL_NAMES, osel_bits
 from nmaccel.model.sta_program import GemmSpec
 
 __all__ = ["LayerWorkload", "minilm_layer", "minilm_tokens", "minilm_layer_gemms", "osel_for_bits"]
@@ -34,11 +34,13 @@ _LINEAR_INPUTS = {"q": "x8", "k": "x8", "v": "x8", "o": "ctx", "ffn1": "ln1_8", 
 _LINEAR_OUTPUTS = {"q": "q", "k": "k", "v": "v", "o": "attn_out", "ffn1": "ffn1", "ffn2": "ffn2"}
 
 
-def osel_for_bits(bits: int) -> int:
-    for sel, b in OSEL_BITS.items():
-        if b == bits:
+def osel_for_bits(cfg, bits: int) -> int:
+    """The output format (``osel``) that saturates to ``bits`` on ``cfg``."""
+    for sel in OSEL_NAMES:
+        if osel_bits(cfg, sel) == bits:
             return sel
-    raise ValueError(f"no STA output format has {bits} bits (have {sorted(OSEL_BITS.values())})")
+    raise ValueError(f"no STA output format has {bits} bits on this config "
+                     f"(have {sorted({osel_bits(cfg, s) for s in OSEL_NAMES})})")
 
 
 @dataclass
@@ -109,7 +111,7 @@ def minilm_layer_gemms(cfg: StaConfig, nm: Optional[tuple[int, int]], seq: int, 
         for name, lin in layer.linears.items():
             weight = lin.compressed if lin.compressed is not None else lin.w
             spec = GemmSpec(trace[_LINEAR_INPUTS[name]], weight, lin.bias, lin.mult, lin.shift,
-                            osel_for_bits(lin.out_bits), name)
+                            osel_for_bits(cfg, lin.out_bits), name)
             gemms.append(spec)
             refs[name] = trace[_LINEAR_OUTPUTS[name]]
     if "scores" in include:
@@ -119,7 +121,7 @@ def minilm_layer_gemms(cfg: StaConfig, nm: Optional[tuple[int, int]], seq: int, 
             cols = slice(h * hd, (h + 1) * hd)
             spec = GemmSpec(trace["q"][:, cols], trace["k"][:, cols], None,
                             np.full(seq, layer.score_mult), np.full(seq, layer.score_shift),
-                            osel_for_bits(cfg.softmax_in_bits), f"scores{h}")
+                            osel_for_bits(cfg, cfg.softmax_in_bits), f"scores{h}")
             gemms.append(spec)
             refs[f"scores{h}"] = trace["scores"][h]
     return LayerWorkload(layer, x, trace, gemms, refs)

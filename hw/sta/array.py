@@ -20,6 +20,7 @@ Word formats (from :mod:`nmaccel.model.sta_isa`, :mod:`nmaccel.model.nm`)
 
 Ports
     ``valid``, ``clear`` (first beat of a tile), ``last`` (final beat of a tile), ``mode``,
+    ``a_unsigned`` (activations are unsigned, e.g. softmax probabilities),
     ``slice`` (dense slice), ``w_word``, ``a_word``: one beat per cycle, no back-pressure.
     ``captured`` Out: one-cycle pulse; the shadow holds a finished tile from this cycle on.
     ``row_sel`` In / ``row`` Out (``ArrayLayout(signed(acc_bits), C)``): shadow row read
@@ -64,6 +65,7 @@ class UnifiedMacArray(wiring.Component):
             "clear": In(1),
             "last": In(1),
             "mode": In(1),
+            "a_unsigned": In(1),
             "slice": In(max(clog2(self.ratio), 1)),
             "w_word": In(unsigned(self.w_bits)),
             "a_word": In(unsigned(self.a_bits)),
@@ -116,8 +118,9 @@ class UnifiedMacArray(wiring.Component):
                             m.d.sync += acts[c].as_value()[:L * ab].eq(win[s * L * ab:(s + 1) * L * ab])
             with m.Else():
                 m.d.sync += acts[c].eq(win)
-        v0, c0, l0, mode0 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [v0.eq(self.valid), c0.eq(self.clear), l0.eq(self.last), mode0.eq(self.mode)]
+        v0, c0, l0, mode0, uns0 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [v0.eq(self.valid), c0.eq(self.clear), l0.eq(self.last), mode0.eq(self.mode),
+                     uns0.eq(self.a_unsigned)]
         with m.If(self.clear_err):
             m.d.sync += self.meta_err.eq(0)
         with m.Elif(self.valid & ~self.mode & bad.any()):
@@ -132,7 +135,7 @@ class UnifiedMacArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [
                     pe.w_value.eq(w_val[r]), pe.w_index.eq(w_idx[r]), pe.act.eq(acts[c]),
-                    pe.mode.eq(mode0), pe.valid.eq(v0), pe.clear.eq(c0),
+                    pe.mode.eq(mode0), pe.a_unsigned.eq(uns0), pe.valid.eq(v0), pe.clear.eq(c0),
                 ]
                 row.append(pe.acc)
             accs.append(row)

@@ -5,10 +5,10 @@ adds the row's bias, requantizes all ``C`` lanes in parallel (``C`` :class:`Requ
 instances, the golden model's rule :func:`nmaccel.model.quant.requant`) and writes the row to
 the output buffer as ``C`` lanes of ``acc_bits``.
 
-Output formats (``osel``, :data:`nmaccel.model.sta_isa.OSEL_BITS`)
-    0: ``saturate(round_shift((acc + bias) · mult, shift), 8)``
-    1: the same, saturated to 16 bits
-    2: ``acc + bias`` (int32; mult and shift are ignored)
+Output formats (``osel``, :func:`nmaccel.model.sta_isa.osel_bits`)
+    0: ``saturate(round_shift((acc + bias) · mult, shift), act_bits)``
+    1: the same, saturated to ``vec_bits``; 3: saturated to ``softmax_in_bits``
+    2: ``acc + bias`` (``acc_bits``; mult and shift are ignored)
     Narrow outputs are stored sign-extended in their ``acc_bits`` lane.
 
 Ports
@@ -17,6 +17,9 @@ Ports
     ``row_sel`` Out / ``row`` In: shadow row read (combinational in the array).
     ``p_addr_o`` Out / ``p_data`` In: PBUF read port (synchronous, one cycle).
     ``o_wr_addr``, ``o_wr_data``, ``o_wr_en`` Out: OBUF write port.
+    ``o_lanes`` Out (``ArrayLayout(signed(acc_bits), C)``), ``o_row`` Out, ``o_tag`` Out: the
+    same row as ``o_wr_data`` with its row index and the ``tag`` given with ``start``
+    (``tag_bits`` wide: the core's per-tile destination record).
     ``busy`` Out: a drain is in flight.
 
 Latency: row ``r`` is written ``latency = 4`` cycles after it is read; a whole tile takes
@@ -42,10 +45,13 @@ class DrainUnit(wiring.Component):
 
     latency = 4
 
-    def __init__(self, config: StaConfig) -> None:
+    def __init__(self, config: StaConfig, tag_bits: int = 1) -> None:
         if not isinstance(config, StaConfig):
             raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        if not isinstance(tag_bits, int) or isinstance(tag_bits, bool) or tag_bits < 1:
+            raise ValueError(f"tag_bits must be a positive integer, not {tag_bits!r}")
         self.config = config
+        self.tag_bits = tag_bits
         cfg = config
         self.o_aw = max(clog2(cfg.obuf_depth), 1)
         self.p_aw = max(clog2(cfg.pbuf_depth), 1)
@@ -53,7 +59,8 @@ class DrainUnit(wiring.Component):
             "start": In(1),
             "o_addr": In(self.o_aw),
             "p_addr": In(self.p_aw),
-            "osel": In(2),
+            "osel": In(3),
+            "tag": In(tag_bits),
             "row_sel": Out(max(clog2(cfg.rows), 1)),
             "row": In(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "p_addr_o": Out(self.p_aw),
@@ -61,6 +68,9 @@ class DrainUnit(wiring.Component):
             "o_wr_addr": Out(self.o_aw),
             "o_wr_data": Out(unsigned(cfg.cols * cfg.acc_bits)),
             "o_wr_en": Out(1),
+            "o_lanes": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
+            "o_row": Out(range(cfg.rows)),
+            "o_tag": Out(tag_bits),
             "busy": Out(1),
         })
 
@@ -74,35 +84,48 @@ class DrainUnit(wiring.Component):
         ri = Signal(range(R + 1))
         base_o = Signal(self.o_aw)
         base_p = Signal(self.p_aw)
-        osel_l = Signal(2)
+        osel_l = Signal(3)
+        tag_l = Signal(self.tag_bits)
         cur_o = Signal(self.o_aw)
-        cur_osel = Signal(2)
+        cur_osel = Signal(3)
+        cur_tag = Signal(self.tag_bits)
+        cur_row = Signal(range(R))
         read = Signal()
         with m.If(self.start):
             m.d.comb += [self.row_sel.eq(0), self.p_addr_o.eq(self.p_addr),
-                         cur_o.eq(self.o_addr), cur_osel.eq(self.osel), read.eq(1)]
+                         cur_o.eq(self.o_addr), cur_osel.eq(self.osel), read.eq(1),
+                         cur_tag.eq(self.tag), cur_row.eq(0)]
             m.d.sync += [base_o.eq(self.o_addr), base_p.eq(self.p_addr), osel_l.eq(self.osel),
-                         ri.eq(1), running.eq(R > 1)]
+                         tag_l.eq(self.tag), ri.eq(1), running.eq(R > 1)]
         with m.Elif(running):
             m.d.comb += [self.row_sel.eq(ri), self.p_addr_o.eq(base_p + ri),
-                         cur_o.eq(base_o + ri), cur_osel.eq(osel_l), read.eq(1)]
+                         cur_o.eq(base_o + ri), cur_osel.eq(osel_l), read.eq(1),
+                         cur_tag.eq(tag_l), cur_row.eq(ri)]
             m.d.sync += ri.eq(ri + 1)
             with m.If(ri == R - 1):
                 m.d.sync += running.eq(0)
 
         # Stage 1: registered row (PBUF data arrives next cycle).
         row1 = Signal(data.ArrayLayout(signed(AB), C))
-        o1, osel1, v1 = Signal(self.o_aw), Signal(2), Signal()
+        o1, osel1, v1 = Signal(self.o_aw), Signal(3), Signal()
         m.d.sync += [row1.eq(self.row), o1.eq(cur_o), osel1.eq(cur_osel), v1.eq(read)]
+        # Row index and tag ride beside the pipeline (4 stages).
+        tags, rows = [cur_tag], [cur_row]
+        for i in range(self.latency):
+            t, r_ = Signal(self.tag_bits, name=f"tag{i + 1}"), Signal(range(R), name=f"row{i + 1}")
+            m.d.sync += [t.eq(tags[-1]), r_.eq(rows[-1])]
+            tags.append(t)
+            rows.append(r_)
+        m.d.comb += [self.o_tag.eq(tags[-1]), self.o_row.eq(rows[-1])]
 
         # Stage 2: add bias; int32 output forces mult = 1, shift = 0.
         sum2 = Signal(data.ArrayLayout(signed(AB), C))
         mult2 = Signal(unsigned(cfg.requant_mult_bits))
         shift2 = Signal(unsigned(sta_isa.SHIFT_BITS))
-        o2, osel2, v2 = Signal(self.o_aw), Signal(2), Signal()
+        o2, osel2, v2 = Signal(self.o_aw), Signal(3), Signal()
         for c in range(C):
             m.d.sync += sum2[c].eq(row1[c] + self.p_data.bias)
-        raw = osel1 == 2
+        raw = osel1 == sta_isa.OSEL_ACC
         m.d.sync += [
             mult2.eq(Mux(raw, 1, self.p_data.mult)),
             shift2.eq(Mux(raw, 0, self.p_data.shift)),
@@ -117,7 +140,7 @@ class DrainUnit(wiring.Component):
             m.d.comb += [rq.acc.eq(sum2[c]), rq.mult.eq(mult2), rq.shift.eq(shift2),
                          rq.valid.eq(v2)]
             outs.append(rq)
-        o3, osel3, o4, osel4 = Signal(self.o_aw), Signal(2), Signal(self.o_aw), Signal(2)
+        o3, osel3, o4, osel4 = Signal(self.o_aw), Signal(3), Signal(self.o_aw), Signal(3)
         v3 = Signal()
         m.d.sync += [o3.eq(o2), osel3.eq(osel2), o4.eq(o3), osel4.eq(osel3), v3.eq(v2)]
 
@@ -126,7 +149,8 @@ class DrainUnit(wiring.Component):
             lane = Signal(signed(AB), name=f"lane{c}")
             v = rq.o
             with m.Switch(osel4):
-                for sel, bits in sta_isa.OSEL_BITS.items():
+                for sel in sta_isa.OSEL_NAMES:
+                    bits = sta_isa.osel_bits(cfg, sel)
                     if bits >= AB:
                         continue
                     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -134,7 +158,7 @@ class DrainUnit(wiring.Component):
                         m.d.comb += lane.eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
                 with m.Default():
                     m.d.comb += lane.eq(v)
-            m.d.comb += self.o_wr_data[c * AB:(c + 1) * AB].eq(lane)
+            m.d.comb += [self.o_wr_data[c * AB:(c + 1) * AB].eq(lane), self.o_lanes[c].eq(lane)]
         m.d.comb += [self.o_wr_addr.eq(o4), self.o_wr_en.eq(outs[0].o_valid)]
         m.d.comb += self.busy.eq(self.start | running | v1 | v2 | v3 | outs[0].o_valid)
         return m

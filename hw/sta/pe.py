@@ -30,7 +30,7 @@ Pipeline (``latency = 2 + clog2(L)`` register stages)
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.config import StaConfig, clog2
@@ -47,6 +47,7 @@ class NMProcessingElement(wiring.Component):
         ``w_index``  In  ``ArrayLayout(unsigned(index_bits), L)`` -- N:M indices (sparse mode)
         ``act``      In  ``ArrayLayout(signed(act_bits), acts_per_cycle)`` -- activation window
         ``mode``     In  1  -- 0 sparse, 1 dense
+        ``a_unsigned`` In 1 -- activations are unsigned ``act_bits`` (P·V probabilities)
         ``valid``    In  1  -- the inputs of this cycle are a beat
         ``clear``    In  1  -- this beat starts a new accumulation
         ``acc``      Out ``signed(acc_bits)``
@@ -66,7 +67,7 @@ class NMProcessingElement(wiring.Component):
         self.m = config.m
         self.acts_per_cycle = config.acts_per_cycle
         self.index_bits = max(config.index_bits, 1)
-        self.product_bits = config.act_bits + config.weight_bits
+        self.product_bits = config.act_bits + 1 + config.weight_bits
         self.tree_levels = clog2(config.lanes)
         self.latency = 2 + self.tree_levels
         super().__init__({
@@ -74,6 +75,7 @@ class NMProcessingElement(wiring.Component):
             "w_index": In(data.ArrayLayout(unsigned(self.index_bits), config.lanes)),
             "act": In(data.ArrayLayout(signed(config.act_bits), config.acts_per_cycle)),
             "mode": In(1),
+            "a_unsigned": In(1),
             "valid": In(1),
             "clear": In(1),
             "acc": Out(signed(config.acc_bits)),
@@ -107,6 +109,8 @@ class NMProcessingElement(wiring.Component):
         prods = []
         for j in range(L):
             sel = Signal(signed(self.config.act_bits), name=f"sel{j}")
+            opnd = Signal(signed(self.config.act_bits + 1), name=f"opnd{j}")
+            m.d.comb += opnd.eq(Mux(self.a_unsigned, sel.as_unsigned(), sel))
             base = (j // n) * mw
             with m.If(self.mode):
                 m.d.comb += sel.eq(self.act[j])
@@ -117,7 +121,7 @@ class NMProcessingElement(wiring.Component):
                 with m.Default():     # unreachable for index_bits == clog2(m)
                     m.d.comb += sel.eq(0)
             p = Signal(signed(self.product_bits), name=f"prod{j}")
-            m.d.sync += p.eq(self.w_value[j] * sel)
+            m.d.sync += p.eq(self.w_value[j] * opnd)
             prods.append(p)
         valid = Signal(name="valid_s1")
         clear = Signal(name="clear_s1")

@@ -359,7 +359,7 @@ class LayerNormUnit(wiring.Component):
                     m.next = "MUL"
             with m.State("MUL"):                   # d·Q and S²; R is free once stage 1 is empty
                 m.d.comb += in_mul.eq(1)
-                with m.If(~v1):
+                with m.If(1):
                     m.next = "SUB"
             with m.State("SUB"):                   # V = d·Q − S²
                 m.d.comb += in_sub.eq(1)
@@ -403,8 +403,8 @@ class LayerNormUnit(wiring.Component):
             m.d.comb += sigma.eq(Mux(root == 0, 1, root[:NS]))
             trial = Signal(unsigned(WV + 1), name=f"trial{lane}")
             m.d.comb += trial.eq(root + bit)
-            part = Signal(unsigned(NS + 2), name=f"part{lane}")   # divider partial remainder
-            m.d.comb += part.eq(Mux(div_first, 1, rem[:NS + 1] << 1))
+            part = Signal(unsigned(NS + 1), name=f"part{lane}")   # 2·(remainder < σ) or 1
+            m.d.comb += part.eq(Mux(div_first, 1, rem[:NS] << 1))
             with m.If(in_sub):
                 m.d.sync += [rem.eq(dq - ss), root.eq(0)]
             with m.If(sqrt_step):

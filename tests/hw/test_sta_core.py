@@ -126,10 +126,13 @@ def test_range_errors_for_each_buffer():
     cfg = small_cfg(rows=2, cols=2, lanes=4)
     ok = dict(op=1, m_tiles=1, n_tiles=1, k_steps=1)
     _error(_raw_program(cfg, **{**ok, "w_base": 127, "k_steps": 2}), 3)
-    _error(_raw_program(cfg, **{**ok, "a_base": 63, "n_tiles": 2}), 4)
+    _error(_raw_program(cfg, **{**ok, "a_base": 63, "n_tiles": 2, "a_stride": 1}), 4)
     _error(_raw_program(cfg, **{**ok, "o_base": 127, "m_tiles": 1}), 5)
     _error(_raw_program(cfg, **{**ok, "p_base": 31}), 6)
-    _error(_raw_program(cfg, **{**ok, "osel": 3}), 9)
+    _error(_raw_program(cfg, **{**ok, "osel": 7}), 9)
+    _error(_raw_program(cfg, **{**ok, "dest": 6}), 10)
+    _error(_raw_program(cfg, **{**ok, "dest": sta_isa.DEST_VBUF, "o_base": cfg.vbuf_depth - 1}), 11)
+    _error(_raw_program(cfg, **{**ok, "post": sta_isa.POST_ADD}), 10)     # add needs dest VBUF
 
 
 def test_bad_nm_metadata_is_flagged():
