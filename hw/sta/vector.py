@@ -359,7 +359,7 @@ class LayerNormUnit(wiring.Component):
                     m.next = "MUL"
             with m.State("MUL"):                   # d·Q and S²; R is free once stage 1 is empty
                 m.d.comb += in_mul.eq(1)
-                with m.If(1):
+                with m.If(~v1):
                     m.next = "SUB"
             with m.State("SUB"):                   # V = d·Q − S²
                 m.d.comb += in_sub.eq(1)
