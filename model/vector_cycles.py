@@ -10,8 +10,8 @@ Conventions
     output (``o``/``o_valid``, or the output stream's payload/valid) in cycle ``t + L``.
 
 ResidualAddLanes (``RESIDUAL_LATENCY = 3``) and GeluLanes (``GELU_LATENCY = 6``)
-    Fully pipelined, one beat per cycle, no back-pressure: ``beats`` beats take
-    ``beats + latency`` cycles from the first input cycle to the cycle after the last output.
+    Fully pipelined, one beat per cycle, no back-pressure: with beats presented in cycles
+    ``0 .. beats − 1`` the last output appears in cycle ``beats − 1 + latency``.
 
 LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
     ``features`` phase-0 beats (one per cycle), then ``layernorm_stats_cycles(cfg)`` cycles
@@ -24,10 +24,19 @@ LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
 from __future__ import annotations
 
 __all__ = [
-    "RESIDUAL_LATENCY", "GELU_LATENCY", "LAYERNORM_LATENCY", "LAYERNORM_SETUP_CYCLES",
-    "LAYERNORM_MAX_FEATURES", "residual_latency", "gelu_latency", "layernorm_var_bits",
-    "layernorm_sqrt_cycles", "layernorm_div_cycles", "layernorm_stats_cycles",
-    "layernorm_block_interval", "layernorm_cycles",
+    "GELU_LATENCY",
+    "LAYERNORM_LATENCY",
+    "LAYERNORM_MAX_FEATURES",
+    "LAYERNORM_SETUP_CYCLES",
+    "RESIDUAL_LATENCY",
+    "gelu_latency",
+    "layernorm_block_interval",
+    "layernorm_cycles",
+    "layernorm_div_cycles",
+    "layernorm_sqrt_cycles",
+    "layernorm_stats_cycles",
+    "layernorm_var_bits",
+    "residual_latency",
 ]
 
 #: ResidualAddLanes: products; sum; round half up + shift + saturate.

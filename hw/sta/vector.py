@@ -69,17 +69,28 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.config import StaConfig
 from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
-from nmaccel.model.vector_cycles import (GELU_LATENCY, LAYERNORM_LATENCY, LAYERNORM_SETUP_CYCLES,
-                                         RESIDUAL_LATENCY, layernorm_div_cycles,
-                                         layernorm_sqrt_cycles, layernorm_var_bits)
+from nmaccel.model.vector_cycles import (
+    GELU_LATENCY,
+    LAYERNORM_LATENCY,
+    LAYERNORM_SETUP_CYCLES,
+    RESIDUAL_LATENCY,
+    layernorm_div_cycles,
+    layernorm_sqrt_cycles,
+    layernorm_var_bits,
+)
 
-__all__ = ["ResidualAddLanes", "GeluLanes", "LayerNormUnit",
-           "layernorm_input_layout", "layernorm_output_layout"]
+__all__ = [
+    "GeluLanes",
+    "LayerNormUnit",
+    "ResidualAddLanes",
+    "layernorm_input_layout",
+    "layernorm_output_layout",
+]
 
 #: Width of the LayerNorm ``features`` port (d ≤ 2**16 − 1).
 FEATURE_BITS = 16

@@ -11,12 +11,18 @@ import random
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
 from nmaccel.hw.config import StaConfig, sta_preset
 from nmaccel.hw.sta.vector import GeluLanes, LayerNormUnit, ResidualAddLanes
 from nmaccel.model import vector_cycles as vc
-from nmaccel.model.intops import (AddParams, GeluParams, LayerNormParams, gelu_int, isqrt,
-                                  layernorm_int, residual_add)
+from nmaccel.model.intops import (
+    AddParams,
+    GeluParams,
+    LayerNormParams,
+    gelu_int,
+    isqrt,
+    layernorm_int,
+    residual_add,
+)
 from nmaccel.model.quant import quantize_multiplier, requant
 
 CFG = StaConfig()
