@@ -28,6 +28,8 @@ __all__ = [
     "StaProgram",
     "compile_gemm",
     "pack_activation_entries",
+    "pack_vector_entries",
+    "VectorRegion",
     "pack_weight_entries",
     "plan_gemm",
     "run_gemm_golden",
@@ -44,6 +46,7 @@ class OutputRegion:
     features: int
     tokens: int
     osel: int
+    space = "OBUF"
 
     def entries(self, cfg: StaConfig) -> range:
         return range(self.o_base, self.o_base + self.m_tiles * self.n_tiles * cfg.rows)
@@ -63,11 +66,61 @@ class OutputRegion:
         return out[:self.tokens, :self.features]
 
 
+@dataclass(frozen=True)
+class VectorRegion:
+    """A ``(tokens, features)`` ``vec_bits`` result in VBUF: token tile ``ct``, feature ``f`` at
+    entry ``v_base + ct * stride + f`` (``cols`` tokens per entry)."""
+    name: str
+    v_base: int
+    n_tiles: int
+    stride: int
+    features: int
+    tokens: int
+    space = "VBUF"
+
+    def entries(self, cfg: StaConfig) -> list:
+        return [self.v_base + ct * self.stride + f for ct in range(self.n_tiles)
+                for f in range(self.features)]
+
+    def unpack(self, cfg: StaConfig, words: dict) -> np.ndarray:
+        C, VB = cfg.cols, cfg.vec_bits
+        out = np.zeros((self.n_tiles * C, self.features), dtype=np.int64)
+        mask = (1 << VB) - 1
+        for ct in range(self.n_tiles):
+            for f in range(self.features):
+                word = int(words[self.v_base + ct * self.stride + f])
+                for c in range(C):
+                    v = (word >> (c * VB)) & mask
+                    out[ct * C + c, f] = v - (1 << VB) if v >> (VB - 1) else v
+        return out[:self.tokens]
+
+
+def pack_vector_entries(x, cfg: StaConfig, v_base: int, stride: int) -> dict:
+    """VBUF entries ``{entry: word}`` of ``vec_bits`` values ``x (tokens, features)`` (the
+    layout of :class:`VectorRegion`; missing tokens of the last tile are 0)."""
+    x = as_int64(x, "x")
+    C, VB = cfg.cols, cfg.vec_bits
+    lo, hi = -(1 << (VB - 1)), (1 << (VB - 1)) - 1
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"VBUF values must be signed {VB}-bit (vec_bits), got {x.min()}..{x.max()}")
+    tokens, F = x.shape
+    out = {}
+    for ct in range(-(-tokens // C)):
+        for f in range(F):
+            word = 0
+            for c in range(C):
+                t = ct * C + c
+                if t < tokens:
+                    word |= (int(x[t, f]) & ((1 << VB) - 1)) << (c * VB)
+            out[v_base + ct * stride + f] = word
+    return out
+
+
 @dataclass
 class StaProgram:
     """Memory images and commands for one STA run."""
     cfg: StaConfig
-    images: dict = field(default_factory=lambda: {s: {} for s in ("WBUF", "ABUF", "PBUF")})
+    images: dict = field(default_factory=lambda: {s: {} for s in ("WBUF", "ABUF", "PBUF", "VBUF")})
     commands: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     #: golden results per output region name (filled by the compiler)
@@ -91,25 +144,27 @@ class StaProgram:
                 writes.append((sta_isa.host_address(cfg, "CBUF", i, sub), part))
         return writes
 
-    def output_reads(self) -> list[tuple[int, int, int]]:
-        """``(address, entry, slice)`` host reads that fetch every output word."""
+    def output_reads(self) -> list[tuple[int, str, int, int]]:
+        """``(address, space, entry, slice)`` host reads that fetch every output word."""
         cfg = self.cfg
         reads = []
         for region in self.outputs:
             for entry in region.entries(cfg):
-                for sub in range(sta_isa.sub_words(cfg, "OBUF")):
-                    reads.append((sta_isa.host_address(cfg, "OBUF", entry, sub), entry, sub))
+                for sub in range(sta_isa.sub_words(cfg, region.space)):
+                    reads.append((sta_isa.host_address(cfg, region.space, entry, sub),
+                                  region.space, entry, sub))
         return reads
 
     def unpack_outputs(self, slices: dict) -> dict:
-        """Results per region from ``{(entry, slice): data}`` of :meth:`output_reads`."""
+        """Results per region from ``{(space, entry, slice): data}`` of :meth:`output_reads`."""
         cfg = self.cfg
-        nsub = sta_isa.sub_words(cfg, "OBUF")
-        words = {}
+        out = {}
         for region in self.outputs:
-            for entry in region.entries(cfg):
-                words[entry] = sta_isa.join_entry([slices[(entry, k)] for k in range(nsub)])
-        return {r.name: r.unpack(cfg, words) for r in self.outputs}
+            nsub = sta_isa.sub_words(cfg, region.space)
+            words = {entry: sta_isa.join_entry([slices[(region.space, entry, k)] for k in range(nsub)])
+                     for entry in region.entries(cfg)}
+            out[region.name] = region.unpack(cfg, words)
+        return out
 
     def gemm_commands(self) -> list[GemmCommand]:
         out = []

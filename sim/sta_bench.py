@@ -111,7 +111,8 @@ async def run_sta_job(dut):
             outputs = []
         elif backdoor:
             outputs = []
-            obuf = {e: int(dut.obuf[e].value) for e in script["obuf_entries"]}
+            obuf = {f"{mem}:{e}": int(getattr(dut, mem)[e].value)
+                    for mem, e in script["backdoor_reads"]}
         else:
             outputs = [await host.read(a) for a in script["outputs"]]
         results.append({"status": status, "counters": counters, "cyclog": cyclog,

@@ -19,7 +19,8 @@ from nmaccel.model.sta_program import StaProgram
 
 __all__ = ["COUNTERS", "RunResult", "StaRunError", "finish_run", "host_script"]
 
-COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS")
+COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS",
+            "SOFTMAX_BUSY", "SOFTMAX_WAIT", "VECTOR_CYCLES", "BARRIER_WAIT")
 
 
 class StaRunError(RuntimeError):
@@ -66,16 +67,16 @@ def host_script(program: StaProgram) -> dict:
     images = {space.lower(): [[int(e), format(int(w), "x")] for e, w in sorted(entries.items())]
               for space, entries in program.images.items()}
     images["cbuf"] = [[i, format(int(w), "x")] for i, w in enumerate(program.commands)]
-    obuf = sorted({entry for _, entry, _ in program.output_reads()})
+    backdoor_reads = sorted({(space.lower(), entry) for _, space, entry, _ in program.output_reads()})
     return {
         "images": images,
-        "obuf_entries": obuf,
+        "backdoor_reads": [list(r) for r in backdoor_reads],
         "writes": program.host_writes(),
         "start": [csr["START"], n],
         "status": csr["STATUS"],
         "counters": [csr[name] for name in COUNTERS],
         "cyclog": [sta_isa.host_address(cfg, "CYCLOG", i) for i in range(n)],
-        "outputs": [addr for addr, _, _ in program.output_reads()],
+        "outputs": [read[0] for read in program.output_reads()],
     }
 
 
@@ -85,7 +86,7 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
     """Decode raw read data of :func:`host_script`'s reads into a :class:`RunResult`.
 
     ``outputs`` are the 32-bit reads of ``script["outputs"]``; alternatively ``obuf_words``
-    gives whole OBUF entries (``{entry: word}``, from a simulator backdoor).
+    gives whole memory words (``{"space:entry": word}``, from a simulator backdoor).
     """
     code, index = (status >> 8) & 0xFF, (status >> 16) & 0xFFFF
     if raise_on_error and status & 4:
@@ -93,11 +94,13 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
                                        f"({sta_isa.error_name(code)}) at command {index}")
     slices = {}
     if obuf_words is not None:
-        for entry, word in obuf_words.items():
-            for sub, part in enumerate(sta_isa.split_entry(program.cfg, "OBUF", int(word))):
-                slices[(int(entry), sub)] = part
-    for (addr, entry, sub), data in zip(program.output_reads(), outputs):
-        slices[(entry, sub)] = int(data)
+        for key, word in obuf_words.items():
+            space, entry = key.split(":")
+            space = space.upper()
+            for sub, part in enumerate(sta_isa.split_entry(program.cfg, space, int(word))):
+                slices[(space, int(entry), sub)] = part
+    for (addr, space, entry, sub), data in zip(program.output_reads(), outputs):
+        slices[(space, entry, sub)] = int(data)
     results = program.unpack_outputs(slices) if not status & 4 else {}
     return RunResult(outputs=results, counters=dict(zip(COUNTERS, (int(c) for c in counters))),
                      per_command=[int(c) for c in cyclog], status=int(status), error_code=code,

@@ -1,0 +1,343 @@
+"""Compiler: one integer encoder layer → STA programs that run it entirely on chip.
+
+:func:`compile_layer` lowers an :class:`~nmaccel.model.encoder_int.IntEncoderLayer` and its
+``vec_bits`` input ``x (seq, d)`` into a :class:`LayerProgram`: a list of
+:class:`~nmaccel.model.sta_program.StaProgram` *segments* run one after another on the same
+core. Intermediates (x8, Q, K, Vᵀ, scores, probabilities, context, residuals, LayerNorm and
+GELU outputs) never leave the chip: ABUF, VBUF, SCBUF and SBUF keep their contents between
+segments. The host only loads the input once, streams each segment's weights and parameters
+(the whole layer's weights do not fit WBUF: 2:4 MiniLM needs ~28k words) and reads the output.
+
+Command stream (the order of :class:`~nmaccel.model.encoder_int.IntEncoderLayer.forward`)::
+
+    REQUANT   x (VBUF) → x8 (ABUF)
+    GEMM ×3   Q, K → ABUF (dense windows);  V → ABUF transposed (Vᵀ: dims × keys)
+    per head h, query tile i (pipelined: QK(i+1) is issued before PV(i)):
+      GEMM    QK: W = Q rows of tile i (from ABUF), A = K_h  → softmax → SBUF block i % 2
+      GEMM    PV: W = Vᵀ_h (ABUF), A = P (SBUF, unsigned)    → ctx (ABUF)   wait_sm
+    GEMM      O  + residual add with x (VBUF, in place)       → r1 (VBUF)
+    LAYERNORM r1 → h1 (VBUF, in place) + h8 (ABUF)
+    GEMM      FFN1 + GELU                                     → g (ABUF)
+    GEMM      FFN2 + residual add with h1                     → r2 (VBUF, in place)
+    LAYERNORM r2 → out (VBUF, in place)
+
+Linear GEMMs are split into feature chunks that fit WBUF/PBUF; a new segment starts whenever
+the next command's weights or parameters do not fit, or CBUF is full. The same program
+runs on the golden model (:meth:`LayerProgram.expected`) and on RTL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+from nmaccel.hw.config import StaConfig
+from nmaccel.model import nm as nmfmt
+from nmaccel.model import sta_isa
+from nmaccel.model.encoder_int import IntEncoderLayer
+from nmaccel.model.quant import as_int64
+from nmaccel.model.sta_isa import (DEST_ABUF, DEST_ABUF_T, DEST_OBUF, DEST_SOFTMAX, DEST_VBUF,
+                                   MODE_DENSE, MODE_SPARSE, OP_LAYERNORM, OP_REQUANT, OSEL_ACT,
+                                   OSEL_SCORE, OSEL_VEC, POST_ADD, POST_GELU, POST_NONE, SRC_ABUF,
+                                   SRC_SBUF, GemmCommand, VectorCommand)
+from nmaccel.model.sta_program import StaProgram, VectorRegion, pack_vector_entries, pack_weight_entries
+
+__all__ = ["LayerProgram", "compile_layer", "command_class", "CLASSES"]
+
+#: command classes the reports break cycles down by
+CLASSES = ("sparse_gemm", "dense_gemm", "attention_gemm", "vector")
+
+
+def command_class(cmd) -> str:
+    if isinstance(cmd, VectorCommand):
+        return "vector"
+    if cmd.dest == DEST_SOFTMAX or cmd.asrc == SRC_SBUF:
+        return "attention_gemm"
+    return "sparse_gemm" if cmd.mode == MODE_SPARSE else "dense_gemm"
+
+
+@dataclass
+class _Op:
+    cmd: object
+    w_entries: list
+    p_entries: list
+    name: str
+    shared: str = ""          # parameters identical across commands: placed once per segment
+
+
+@dataclass
+class LayerProgram:
+    """Segments of one encoder layer, where its output lies and what it must equal."""
+    cfg: StaConfig
+    seq: int
+    segments: list
+    out_region: VectorRegion
+    expected: np.ndarray
+    trace: dict
+    names: list = field(default_factory=list)       # per segment: command names
+    regions: dict = field(default_factory=dict)      # ABUF plan {name: (base, stride)}
+
+    def commands(self) -> list:
+        return [sta_isa.command_from_word(self.cfg, w) for p in self.segments for w in p.commands]
+
+    @property
+    def useful_macs(self) -> int:
+        return sum(p.useful_macs for p in self.segments)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_layer(layer: IntEncoderLayer, x: np.ndarray, cfg: StaConfig) -> None:
+    mc = layer.model_cfg
+    seq = x.shape[0]
+    if x.ndim != 2 or x.shape[1] != mc.d_model:
+        raise ValueError(f"layer input must be (tokens, {mc.d_model}), not {x.shape}")
+    if not 1 <= seq <= cfg.max_seq:
+        raise ValueError(f"sequence length {seq} exceeds the configured maximum max_seq="
+                         f"{cfg.max_seq} (StaConfig max_seq)" if seq > cfg.max_seq else
+                         "sequence length must be at least 1")
+    why = sta_isa.attention_supported(cfg)
+    if why:
+        raise ValueError(why)
+    hd = mc.head_dim
+    for what, unit in (("rows", cfg.rows), ("dense window", cfg.dense_window),
+                       ("lanes", cfg.lanes)):
+        if hd % unit:
+            raise ValueError(f"head dim {hd} does not fit this array: it must be a multiple of "
+                             f"the {what} ({unit})")
+    mode = MODE_SPARSE if layer.linears["q"].nm else MODE_DENSE
+    w = sta_isa.window(cfg, mode)
+    for name, dim in (("d_model", mc.d_model), ("ffn_dim", mc.d_ff)):
+        if dim % w or dim % cfg.rows:
+            raise ValueError(f"{name}={dim} must be a multiple of the activation window ({w}) "
+                             f"and of rows ({cfg.rows})")
+    if layer.linears["q"].nm and tuple(layer.linears["q"].nm) != (cfg.n, cfg.m):
+        raise ValueError(f"layer is pruned {layer.linears['q'].nm[0]}:{layer.linears['q'].nm[1]} "
+                         f"but the STA config is {cfg.n}:{cfg.m} (StaConfig n, m)")
+
+
+def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) -> LayerProgram:
+    """Lower ``layer`` with input ``x`` (``vec_bits`` integers, ``(seq, d)``) to STA segments."""
+    cfg = cfg or layer.cfg
+    x = as_int64(x, "x")
+    _check_layer(layer, x, cfg)
+    mc = layer.model_cfg
+    seq, d, hd, heads, ffn = x.shape[0], mc.d_model, mc.head_dim, mc.heads, mc.d_ff
+    R, C, L = cfg.rows, cfg.cols, cfg.lanes
+    lin_mode = MODE_SPARSE if layer.linears["q"].nm else MODE_DENSE
+    Wl, Wd = sta_isa.window(cfg, lin_mode), cfg.dense_window
+    NT = _ceil(seq, C)
+    mb = cfg.requant_mult_bits
+
+    # -- ABUF plan --------------------------------------------------------------------------
+    regions, top = {}, 0
+
+    def alloc(name, stride, tiles):
+        nonlocal top
+        regions[name] = (top, stride)
+        top += stride * tiles
+        if top > cfg.abuf_depth:
+            raise ValueError(f"sequence length {seq} needs more than abuf_depth={cfg.abuf_depth} "
+                             f"ABUF words for the layer's activations (StaConfig abuf_depth)")
+
+    alloc("x8", d // Wl, NT)
+    alloc("q", d // Wd, NT)
+    alloc("k", d // Wd, NT)
+    alloc("vt", _ceil(NT * C, Wd), d // C)
+    alloc("ctx", d // Wl, NT)
+    alloc("h8", d // Wl, NT)
+    alloc("g", ffn // Wl, NT)
+    if NT * d > cfg.vbuf_depth:
+        raise ValueError(f"sequence length {seq} needs {NT * d} VBUF words but vbuf_depth="
+                         f"{cfg.vbuf_depth} (StaConfig vbuf_depth)")
+    sblock = cfg.sbuf_depth // 2
+
+    ops: list[_Op] = []
+
+    def params(bias, mult, shift, rows):
+        out = [sta_isa.encode_params(cfg, int(bias[i]), int(mult[i]), int(shift[i]))
+               for i in range(len(bias))]
+        return out + [0] * (rows - len(out))
+
+    def linear(name, ql, a_region, dest, out_region=None, post=POST_NONE, post_words=(),
+               osel=OSEL_ACT, barrier=0, olay=0):
+        F, K = ql.w.shape
+        weight = ql.compressed if ql.compressed is not None else ql.w
+        _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
+        unit = math.lcm(R, Wl if dest == DEST_ABUF else 1)
+        max_rows = min(cfg.wbuf_depth // k_steps * R,
+                       cfg.pbuf_depth - len(post_words))
+        chunk = max(unit, max_rows // unit * unit)
+        if chunk > max_rows:
+            raise ValueError(f"one {unit}-feature chunk of {name} does not fit WBUF/PBUF")
+        a_base, a_stride = regions[a_region]
+        for f0 in range(0, F, chunk):
+            f1 = min(F, f0 + chunk)
+            w_entries, m_tiles, ks = pack_weight_entries(_rows(weight, f0, f1), cfg, lin_mode)
+            if dest == DEST_VBUF:
+                o_base, o_stride = f0, d
+            else:
+                base, o_stride = regions[out_region]
+                o_base = base + f0 // Wl
+            cmd = GemmCommand(mode=lin_mode, m_tiles=m_tiles, n_tiles=NT, k_steps=ks,
+                              a_base=a_base, a_stride=a_stride, o_base=o_base, o_stride=o_stride,
+                              osel=osel, dest=dest, post=post, olay=olay,
+                              barrier=barrier if f0 == 0 else 0)
+            p = params(ql.bias[f0:f1], ql.mult[f0:f1], ql.shift[f0:f1], m_tiles * R)
+            ops.append(_Op(cmd, list(w_entries), p + list(post_words), f"{name}[{f0}:{f1}]"))
+
+    # 1. x8
+    ops.append(_Op(VectorCommand(op=OP_REQUANT, n_tiles=NT, length=d, a_base=0, a_stride=d,
+                                 o_base=regions["x8"][0], o_stride=regions["x8"][1],
+                                 dest=DEST_ABUF, olay=lin_mode),
+                   [], [sta_isa.encode_params(cfg, 0, layer.x8_mult, layer.x8_shift)], "x8"))
+    # 2. Q, K, Vᵀ
+    lin = layer.linears
+    linear("q", lin["q"], "x8", DEST_ABUF, "q", olay=MODE_DENSE)
+    linear("k", lin["k"], "x8", DEST_ABUF, "k", olay=MODE_DENSE)
+    # Vᵀ: output feature (dim) tile = "token" tile of the transposed layout
+    F = d
+    weight = lin["v"].compressed if lin["v"].compressed is not None else lin["v"].w
+    _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
+    chunk = max(R, min(cfg.wbuf_depth // k_steps * R, cfg.pbuf_depth) // R * R)
+    vt_base, vt_stride = regions["vt"]
+    for f0 in range(0, F, chunk):
+        f1 = min(F, f0 + chunk)
+        w_entries, m_tiles, ks = pack_weight_entries(_rows(weight, f0, f1), cfg, lin_mode)
+        cmd = GemmCommand(mode=lin_mode, m_tiles=m_tiles, n_tiles=NT, k_steps=ks,
+                          a_base=regions["x8"][0], a_stride=regions["x8"][1],
+                          o_base=vt_base + (f0 // C) * vt_stride, o_stride=vt_stride,
+                          osel=OSEL_ACT, dest=DEST_ABUF_T, olay=MODE_DENSE)
+        ops.append(_Op(cmd, list(w_entries),
+                       params(lin["v"].bias[f0:f1], lin["v"].mult[f0:f1], lin["v"].shift[f0:f1],
+                              m_tiles * R), f"v[{f0}:{f1}]"))
+    # 3. attention, software-pipelined over (head, query tile)
+    score_p = [sta_isa.encode_params(cfg, 0, layer.score_mult, layer.score_shift)] * R
+    pv_p = [sta_isa.encode_params(cfg, 0, layer.pv_mult, layer.pv_shift)] * hd
+    q_base, q_stride = regions["q"]
+    k_base, k_stride = regions["k"]
+    ctx_base, ctx_stride = regions["ctx"]
+    blocks = [(h, i) for h in range(heads) for i in range(NT)]
+
+    def qk(j):
+        h, i = blocks[j]
+        cmd = GemmCommand(mode=MODE_DENSE, m_tiles=1, n_tiles=NT, k_steps=hd // L,
+                          wsrc=SRC_ABUF, w_base=q_base + i * q_stride + h * hd // Wd, w_stride=0,
+                          a_base=k_base + h * hd // Wd, a_stride=k_stride,
+                          o_base=(j % 2) * sblock, dest=DEST_SOFTMAX, length=seq,
+                          osel=OSEL_SCORE, barrier=1 if j == 0 else 0)
+        return _Op(cmd, [], list(score_p), f"qk h{h} t{i}", shared="score")
+
+    def pv(j):
+        h, i = blocks[j]
+        cmd = GemmCommand(mode=MODE_DENSE, m_tiles=hd // R, n_tiles=1, k_steps=_ceil(seq, L),
+                          wsrc=SRC_ABUF, w_base=vt_base + (h * hd // C) * vt_stride,
+                          w_stride=vt_stride, asrc=SRC_SBUF, a_base=(j % 2) * sblock, a_stride=0,
+                          o_base=ctx_base + i * ctx_stride + h * hd // Wl, o_stride=ctx_stride,
+                          dest=DEST_ABUF, olay=lin_mode, osel=OSEL_ACT,
+                          wait_sm=2 if j + 1 < len(blocks) else 1)
+        return _Op(cmd, [], list(pv_p), f"pv h{h} t{i}", shared="pv")
+
+    ops.append(qk(0))
+    for j in range(len(blocks)):
+        if j + 1 < len(blocks):
+            ops.append(qk(j + 1))
+        ops.append(pv(j))
+    # 4. O + residual, LayerNorm 1
+    add1 = layer.add1
+    linear("o", lin["o"], "ctx", DEST_VBUF, post=POST_ADD, osel=OSEL_VEC, barrier=1,
+           post_words=[sta_isa.encode_add_params(cfg, add1.mult_a, add1.mult_b, add1.shift)])
+    ops.append(_layernorm(cfg, layer.ln1, NT, d, regions["h8"], lin_mode,
+                          (layer.h8_mult, layer.h8_shift), "ln1"))
+    # 5. FFN1 + GELU, FFN2 + residual, LayerNorm 2
+    g = layer.gelu
+    linear("ffn1", lin["ffn1"], "h8", DEST_ABUF, "g", post=POST_GELU, osel=OSEL_VEC,
+           olay=lin_mode, post_words=sta_isa.encode_gelu_params(cfg, g.clip, g.cp, g.mult, g.shift,
+                                                                 g.zero))
+    add2 = layer.add2
+    linear("ffn2", lin["ffn2"], "g", DEST_VBUF, post=POST_ADD, osel=OSEL_VEC, barrier=1,
+           post_words=[sta_isa.encode_add_params(cfg, add2.mult_a, add2.mult_b, add2.shift)])
+    ops.append(_layernorm(cfg, layer.ln2, NT, d, None, lin_mode, None, "ln2"))
+
+    # -- segments ----------------------------------------------------------------------------
+    segments, names = [], []
+    cur, cur_names, wtop, ptop, placed = None, None, 0, 0, {}
+    for op in ops:
+        nw, np_ = len(op.w_entries), len(op.p_entries)
+        if op.shared and cur is not None and op.shared in placed:
+            np_ = 0
+        if nw > cfg.wbuf_depth or np_ > cfg.pbuf_depth:
+            raise ValueError(f"command {op.name} alone does not fit WBUF/PBUF")
+        if cur is None or wtop + nw > cfg.wbuf_depth or ptop + np_ > cfg.pbuf_depth \
+                or len(cur.commands) >= cfg.cbuf_depth:
+            cur, cur_names, wtop, ptop, placed = StaProgram(cfg), [], 0, 0, {}
+            segments.append(cur)
+            names.append(cur_names)
+            np_ = len(op.p_entries)
+        cmd = op.cmd
+        p_base = placed[op.shared] if op.shared and op.shared in placed else ptop
+        if op.shared and op.shared not in placed:
+            placed[op.shared] = ptop
+        if isinstance(cmd, GemmCommand):
+            cmd = replace(cmd, p_base=p_base, w_base=cmd.w_base if cmd.wsrc == SRC_ABUF else wtop)
+            macs = _gemm_macs(cmd, op.name, seq, d, hd, ffn, cfg)
+            cur.useful_macs += macs
+            cur.executed_macs += macs * cfg.n // cfg.m if cmd.mode == MODE_SPARSE else macs
+        else:
+            cmd = replace(cmd, p_base=ptop)
+        cmd.check(cfg)
+        for i, e in enumerate(op.w_entries):
+            cur.images["WBUF"][wtop + i] = int(e)
+        for i, e in enumerate(op.p_entries[:np_]):
+            cur.images["PBUF"][ptop + i] = int(e)
+        wtop += nw
+        ptop += np_
+        cur.commands.append(cmd.encode(cfg))
+        cur_names.append(op.name)
+    segments[0].images["VBUF"] = pack_vector_entries(x, cfg, 0, d)
+    out_region = VectorRegion("out", 0, NT, d, d, seq)
+    segments[-1].outputs.append(out_region)
+    trace: dict = {}
+    expected = layer.forward(x, trace=trace)
+    segments[-1].expected["out"] = expected
+    return LayerProgram(cfg, seq, segments, out_region, expected, trace, names, regions)
+
+
+def _rows(weight, f0: int, f1: int):
+    if isinstance(weight, nmfmt.NMCompressed):
+        return nmfmt.NMCompressed(values=weight.values[f0:f1], indices=weight.indices[f0:f1],
+                                  n=weight.n, m=weight.m, cols=weight.cols)
+    return np.asarray(weight)[f0:f1]
+
+
+def _layernorm(cfg, p, NT, d, h8_region, olay, copy, name) -> _Op:
+    words = [sta_isa.encode_ln_params(cfg, p.gamma[i], p.beta[i]) for i in range(d)]
+    words.append(sta_isa.encode_params(cfg, 0, p.mult, p.shift))
+    m8, s8 = copy if copy else (0, 0)
+    words.append(sta_isa.encode_params(cfg, 0, m8, s8))
+    o_base, o_stride = h8_region if h8_region else (0, 0)
+    cmd = VectorCommand(op=OP_LAYERNORM, n_tiles=NT, length=d, a_base=0, a_stride=d,
+                        o_base=o_base, o_stride=o_stride,
+                        dest=DEST_ABUF if h8_region else DEST_OBUF, olay=olay)
+    return _Op(cmd, [], words, name)
+
+
+def _gemm_macs(cmd: GemmCommand, name: str, seq: int, d: int, hd: int, ffn: int,
+               cfg: StaConfig) -> int:
+    """Useful dense-equivalent MACs of one command (padding excluded)."""
+    if cmd.dest == DEST_SOFTMAX or cmd.asrc == SRC_SBUF:
+        return _qk_macs(name, seq, hd, cfg)
+    f0, f1 = (int(v) for v in name[name.index("[") + 1:-1].split(":"))
+    k = ffn if name.startswith("ffn2") else d
+    return seq * (f1 - f0) * k
+
+
+def _qk_macs(name: str, seq: int, hd: int, cfg: StaConfig) -> int:
+    tile = int(name.split(" t")[1])
+    queries = min(cfg.cols, seq - tile * cfg.cols)
+    return queries * seq * hd
