@@ -59,12 +59,14 @@ class QuantizedMiniLM:
     weights, tokenizer : default to the packaged all-MiniLM-L6-v2.
     calib_texts : calibration sentences (default :func:`calibration_sentences`).
     progress : optional callable invoked once per calibrated layer (for progress bars).
+    num_layers : quantize only the first ``num_layers`` layers (default all).
     """
 
     def __init__(self, cfg: StaConfig, nm: Optional[tuple[int, int]] = None,
                  weights: Optional[MiniLMWeights] = None, tokenizer=None,
                  calib_texts: Optional[Sequence[str]] = None,
-                 progress: Optional[Callable[[], None]] = None):
+                 progress: Optional[Callable[[], None]] = None,
+                 num_layers: Optional[int] = None):
         self.cfg = cfg
         self.nm = nm
         self.weights = weights if weights is not None else get_default_weights()
@@ -76,7 +78,7 @@ class QuantizedMiniLM:
         self.layers: list[IntEncoderLayer] = []
         in_scale = None
         with torch.no_grad():
-            for lw in self.weights.layers:
+            for lw in self.weights.layers[:num_layers]:
                 pruned = prune_layer_weights(lw, nm)
                 stats = calibrate_layer(pruned, xs, self.model_cfg)
                 layer = quantize_layer(pruned, stats, self.model_cfg, cfg, nm, in_scale)

@@ -3,11 +3,13 @@
 ``verilog sta`` writes the Verilog of :class:`~nmaccel.hw.sta.core.StaCore` for a preset,
 optionally with the array shape and N:M pattern overridden.
 
-``sim sta`` runs the GEMMs of a MiniLM-L6 encoder layer (Q, K, V, O, FFN1, FFN2 with real
-activations, and per-head Q·Kᵀ) on the RTL (Verilator by default) and reports, per GEMM and
-per command class (sparse GEMM, dense GEMM, stalls), the cycles measured by the hardware
-counters next to the analytic prediction, the utilization, and whether every output is
-bit-exact against the integer golden layer.
+``sim sta`` runs whole MiniLM-L6 encoder layers on the RTL (Verilator by default): every
+command of the layer (GEMMs, on-chip attention with the streaming softmax, LayerNorm, GELU,
+residual adds) runs on chip (:mod:`nmaccel.sim.sta_encoder`). It reports the cycles per
+command class from the hardware counters next to the analytic model, the bit-exact verdict
+against the integer golden layer and, with ``--layers all``, the sentence-embedding cosine
+against the float model. ``--gemms-only`` runs the layer's GEMMs one by one instead (Q, K, V,
+O, FFN1, FFN2 and per-head Q·Kᵀ from host memory; the MAC-array study).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", 
 HELP = "STA N:M sparse Transformer accelerator"
 VERILOG_DESCRIPTION = ("Write the Verilog of the STA core (MAC array, buffers, controller, host "
                        "port) for a preset; --rows/--cols/--lanes/--n/--m override the preset.")
-SIM_DESCRIPTION = ("Run the GEMMs of a MiniLM-L6 layer (Q/K/V/O/FFN1/FFN2 with real activations "
-                   "and per-head Q·Kᵀ) on the STA RTL; report cycles (hardware counters and "
-                   "analytic model), utilization and the bit-exact verdict.")
+SIM_DESCRIPTION = ("Run MiniLM-L6 encoder layers entirely on the STA RTL (GEMMs, on-chip "
+                   "attention and softmax, LayerNorm, GELU, residuals); report cycles per command "
+                   "class (hardware counters and analytic model), the bit-exact verdict and, "
+                   "with --layers all, the sentence-embedding cosine vs the float model.")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -70,8 +73,14 @@ def run_verilog(args) -> int:
 
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--layer", type=int, default=0, help="MiniLM-L6 layer index (0..5)")
+    p.add_argument("--layer", type=int, default=None, help="MiniLM-L6 layer index (0..5)")
+    p.add_argument("--layers", default=None,
+                   help="'all' or a comma list of layer indices (consecutive layers chain on chip)")
     p.add_argument("--seq", type=positive_int, default=32, help="sequence length (real tokens)")
+    p.add_argument("--text", action="append", default=None, metavar="TEXT",
+                   help="embed this sentence instead of the packaged prose (repeatable)")
+    p.add_argument("--gemms-only", action="store_true",
+                   help="run the layer's GEMMs one by one from host memory (MAC-array study)")
     p.add_argument("--nm", type=nm, default="2:4",
                    help="weight pattern: N:M (the STA is built for it) or 'dense'")
     p.add_argument("--heads", type=int, default=12, help="heads whose Q·Kᵀ to run (0..12)")
@@ -132,11 +141,47 @@ def format_gemm_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_layers(args) -> list[int]:
+    if args.layers is not None and args.layer is not None:
+        raise ValueError("give either --layer or --layers, not both")
+    if args.layers is None:
+        layers = [0 if args.layer is None else args.layer]
+    elif args.layers.strip().lower() == "all":
+        layers = list(range(6))
+    else:
+        try:
+            layers = [int(v) for v in args.layers.split(",")]
+        except ValueError:
+            raise ValueError(f"--layers must be 'all' or a comma list of integers, not "
+                             f"{args.layers!r}") from None
+    bad = [i for i in layers if not 0 <= i <= 5]
+    if bad:
+        raise ValueError(f"MiniLM-L6 layers are 0..5, not {bad}")
+    return layers
+
+
 def run_sim(args) -> int:
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    layers = parse_layers(args)
+    if not args.gemms_only:
+        from nmaccel.sim.sta_encoder import format_encoder_table, run_encoder
+        res = run_encoder(cfg, args.nm, layers, args.seq, args.text, args.simulator, args.waves,
+                          progress=not args.no_progress)
+        c = res["config"]
+        print(f"MiniLM-L6 layers {res['layers']} ({res['nm']}) on STA {c['rows']}x{c['cols']}x"
+              f"{c['lanes']} ({args.simulator}), whole layers on chip:")
+        print(format_encoder_table(res))
+        print("bit-exact vs integer golden layers: " + ("yes" if res["bit_exact"] else "NO"))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+            print(f"wrote {args.json}")
+        return 0 if res["bit_exact"] else 1
+    if len(layers) != 1 or args.text:
+        raise ValueError("--gemms-only runs one --layer on --seq tokens (no --layers/--text)")
+    args.layer = layers[0]
     res = run_layer_gemms(cfg, args.nm, args.layer, args.seq, args.heads, args.simulator,
                           args.waves, progress=not args.no_progress)
     print(f"MiniLM-L6 layer {args.layer}, seq {args.seq}, {res['nm']} on STA "

@@ -1,0 +1,149 @@
+"""Run MiniLM-L6 encoder layers entirely on the STA RTL and report what the counters say.
+
+:func:`run_encoder` quantizes MiniLM-L6 (dense or N:M), compiles each selected layer with
+:func:`nmaccel.model.sta_layer.compile_layer` and runs the segments of all layers and all
+sequences in **one** simulation. Consecutive layers chain on chip: a layer's output stays in
+VBUF, where the next layer's program expects its input, so only the first layer of each
+sequence loads an input image. Each layer's output is read back and compared bit for bit with
+the integer golden model; the sentence embedding (mean pool of the last layer) is compared
+with the float model by cosine.
+
+Cycle classes (hardware counters, summed over a layer's segments)
+    ``sparse_gemm``/``dense_gemm``: cycles of linear / attention GEMM commands (including
+    their barrier waits for the drain); ``softmax_wait``: cycles GEMMs waited for the softmax
+    path; ``softmax_busy``: cycles the softmax path worked (overlapped with the array);
+    ``vector``: LAYERNORM/REQUANT commands; ``stalls``: issue stalls for the drain.
+    ``gemm_only`` = sparse + dense − softmax_wait; ``overhead`` = total / gemm_only − 1 (what
+    softmax and vector work add on top of the GEMMs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from nmaccel.hw.config import StaConfig
+
+__all__ = ["run_encoder", "layer_cycles"]
+
+
+def layer_cycles(results, cfg: StaConfig, segments) -> dict:
+    """Counter totals of one layer's segment results, per class, with the model's prediction."""
+    from nmaccel.model.sta_cycles import program_cycles
+    keys = {"CYCLES": "total", "SPARSE_CYCLES": "sparse_gemm", "DENSE_CYCLES": "dense_gemm",
+            "SOFTMAX_WAIT": "softmax_wait", "SOFTMAX_BUSY": "softmax_busy",
+            "VECTOR_CYCLES": "vector", "STALLS": "stalls", "BARRIER_WAIT": "barrier_wait",
+            "MAC_ACTIVE": "mac_active"}
+    out = {v: sum(r.counters[k] for r in results) for k, v in keys.items()}
+    out["gemm_only"] = out["sparse_gemm"] + out["dense_gemm"] - out["softmax_wait"]
+    out["overhead"] = round(out["total"] / out["gemm_only"] - 1, 4) if out["gemm_only"] else None
+    out["predicted"] = sum(program_cycles(cfg, p.commands).total for p in segments)
+    out["model_error"] = round(out["predicted"] / out["total"] - 1, 4) if out["total"] else None
+    return out
+
+
+def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 32,
+                texts: Optional[Sequence[str]] = None, simulator: str = "verilator",
+                waves: Optional[str] = None, progress: bool = True) -> dict:
+    """Run ``layers`` (ascending, consecutive runs chain on chip) of MiniLM-L6 on RTL.
+
+    Inputs: ``texts`` (each tokenized, truncated to ``max_seq``) or one sequence of ``seq``
+    real tokens from the packaged prose. Returns a JSON-ready dict.
+    """
+    import torch
+    from nmaccel.model.minilm import mean_pool, sentence_embedding, tokenize
+    from nmaccel.model.pipeline import QuantizedMiniLM, cosine
+    from nmaccel.model.sta_layer import compile_layer
+    from nmaccel.model.sta_program import VectorRegion
+    from nmaccel.model.sta_workloads import minilm_tokens
+    from nmaccel.sim.sta_rtl import run_programs
+
+    layers = sorted(set(int(i) for i in layers))
+    if not layers or layers[0] < 0 or layers[-1] > 5:
+        raise ValueError(f"layers must be in 0..5, not {layers}")
+    if nm is not None:
+        cfg = cfg.replace(n=nm[0], m=nm[1])
+    t0 = time.perf_counter()
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({'dense' if nm is None else f'{nm[0]}:{nm[1]}'})")
+    qm = QuantizedMiniLM(cfg, nm, num_layers=layers[-1] + 1)
+    if texts:
+        ids_list = tokenize(list(texts), qm.tokenizer, max_len=cfg.max_seq)
+        for t, ids in zip(texts, ids_list):
+            if len(ids) > cfg.max_seq:
+                raise ValueError(f"text has {len(ids)} tokens, more than max_seq={cfg.max_seq}")
+    else:
+        if seq is None or seq > cfg.max_seq:
+            raise ValueError(f"sequence length {seq} exceeds the configured maximum "
+                             f"max_seq={cfg.max_seq} (StaConfig max_seq)")
+        ids_list = [minilm_tokens(seq)]
+    # Compile: golden inputs give each layer's expected output; layers after the first of a
+    # chain take their input from VBUF (left there by the previous layer on chip).
+    programs, plan = [], []
+    for s_idx, ids in enumerate(ids_list):
+        x = qm.quantize_input(ids)
+        prev = None
+        for i in range(layers[-1] + 1):
+            if i in layers:
+                lp = compile_layer(qm.layers[i], x, cfg)
+                if prev == i - 1:
+                    lp.segments[0].images["VBUF"] = {}
+                plan.append((s_idx, i, lp, len(programs)))
+                programs += lp.segments
+                x = lp.expected
+                prev = i
+            else:
+                x = qm.layers[i].forward(x)
+    say(f"running {len(programs)} segments ({len(plan)} layer runs) on {simulator} "
+        f"(building the core first if needed) ...")
+    results = run_programs(programs, simulator=simulator, backdoor=True, waves=waves)
+    rows, outs = [], {}
+    for s_idx, i, lp, start in plan:
+        rs = results[start:start + len(lp.segments)]
+        got = rs[-1].outputs["out"]
+        exact = bool(np.array_equal(got, lp.expected))
+        cyc = layer_cycles(rs, cfg, lp.segments)
+        macs = lp.useful_macs
+        rows.append({"sequence": s_idx, "layer": i, "tokens": lp.seq, "segments": len(lp.segments),
+                     "bit_exact": exact, "cycles": cyc, "useful_macs": macs,
+                     "run_seconds": round(sum(r.run_seconds for r in rs), 3)})
+        outs[(s_idx, i)] = got
+    # Sentence embeddings (when the chain reaches the last layer): RTL vs float model.
+    emb = None
+    if layers[-1] == 5:
+        cos_float, cos_int = [], []
+        for s_idx, ids in enumerate(ids_list):
+            h = torch.from_numpy(outs[(s_idx, 5)].astype(np.float64)) * qm.layers[5].out_scale
+            e_rtl = torch.nn.functional.normalize(mean_pool(h), dim=0)
+            e_float = sentence_embedding(qm.weights, ids).double()
+            cos_float.append(float(cosine(e_rtl[None], e_float[None])[0]))
+        emb = {"cosine_vs_float": [round(c, 5) for c in cos_float],
+               "min_cosine_vs_float": round(min(cos_float), 5)}
+    total = sum(r["cycles"]["total"] for r in rows)
+    run_s = sum(r["run_seconds"] for r in rows)
+    return {"config": cfg.to_dict(), "layers": layers,
+            "nm": "dense" if nm is None else f"{nm[0]}:{nm[1]}", "simulator": simulator,
+            "sequences": [len(ids) for ids in ids_list],
+            "texts": list(texts) if texts else None,
+            "bit_exact": all(r["bit_exact"] for r in rows), "runs": rows,
+            "embedding": emb,
+            "sim_cycles_per_second": round(total / run_s) if run_s else None,
+            "wall_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def format_encoder_table(res: dict) -> str:
+    lines = [f"{'seq':>3} {'layer':>5} {'tokens':>6} {'cycles':>9} {'model':>9} {'err':>7} "
+             f"{'sparse':>8} {'attn':>7} {'smwait':>6} {'vector':>7} {'ovhd':>6} exact"]
+    for r in res["runs"]:
+        c = r["cycles"]
+        lines.append(f"{r['sequence']:>3} {r['layer']:>5} {r['tokens']:>6} {c['total']:>9} "
+                     f"{c['predicted']:>9} {c['model_error'] * 100:>6.2f}% {c['sparse_gemm']:>8} "
+                     f"{c['dense_gemm']:>7} {c['softmax_wait']:>6} {c['vector']:>7} "
+                     f"{c['overhead'] * 100:>5.1f}% {'yes' if r['bit_exact'] else 'NO'}")
+    if res.get("embedding"):
+        lines.append("sentence-embedding cosine vs float model: "
+                     + ", ".join(f"{c:.4f}" for c in res["embedding"]["cosine_vs_float"]))
+    return "\n".join(lines)
