@@ -15,8 +15,9 @@ ResidualAddLanes (``RESIDUAL_LATENCY = 3``) and GeluLanes (``GELU_LATENCY = 6``)
 
 LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
     ``features`` phase-0 beats (one per cycle), then ``layernorm_stats_cycles(cfg)`` cycles
-    with ``i.ready`` low (2 cycles for ``d·Σx²`` and ``(Σx)²``, one cycle per result bit of
-    the shift-subtract square root, one per quotient bit of the reciprocal), then
+    with ``i.ready`` low (``d·Σx²`` and ``(Σx)²`` by shift-add, one bit of ``|Σx|`` per
+    cycle; one cycle for their difference; one cycle per result bit of the shift-subtract
+    square root; one per quotient bit of the reciprocal), then
     ``features`` phase-1 beats; the last output leaves ``LAYERNORM_LATENCY`` cycles after
     the last phase-1 beat. All lanes run in parallel, so ``lanes`` does not change the count.
 """
@@ -27,14 +28,16 @@ __all__ = [
     "GELU_LATENCY",
     "LAYERNORM_LATENCY",
     "LAYERNORM_MAX_FEATURES",
-    "LAYERNORM_SETUP_CYCLES",
+    "LAYERNORM_SUB_CYCLES",
     "RESIDUAL_LATENCY",
     "gelu_latency",
     "layernorm_block_interval",
     "layernorm_cycles",
     "layernorm_div_cycles",
+    "layernorm_mul_cycles",
     "layernorm_sqrt_cycles",
     "layernorm_stats_cycles",
+    "layernorm_sum_bits",
     "layernorm_var_bits",
     "residual_latency",
 ]
@@ -46,8 +49,8 @@ GELU_LATENCY = 6
 #: LayerNormUnit phase-1 pipeline: c = d·x − Σx; c·R; round_shift; ·gamma + beta; ·mult;
 #: round/shift/saturate (16-bit y); the int8 copy through a 2-stage RequantUnit.
 LAYERNORM_LATENCY = 8
-#: LayerNormUnit cycles before the square root: products d·Σx² and (Σx)²; their difference.
-LAYERNORM_SETUP_CYCLES = 2
+#: LayerNormUnit cycles for V = d·Σx² − (Σx)² once both products are done.
+LAYERNORM_SUB_CYCLES = 1
 #: Largest feature count ``d`` (the ``features`` port is 16 bits wide).
 LAYERNORM_MAX_FEATURES = (1 << 16) - 1
 
@@ -82,6 +85,18 @@ def layernorm_var_bits(cfg) -> int:
     return 2 * cfg.vec_bits + 30
 
 
+def layernorm_sum_bits(cfg) -> int:
+    """Bits of ``|Σx|`` (``≤ (2**16 − 1)·2**(vec_bits − 1) < 2**(vec_bits + 15)``)."""
+    _check_cfg(cfg)
+    return cfg.vec_bits + 15
+
+
+def layernorm_mul_cycles(cfg) -> int:
+    """Steps of the shift-add products ``d·Σx²`` and ``(Σx)²`` (run together, MSB first):
+    one per bit of ``|Σx|`` (``d`` has 16 ≤ that many bits)."""
+    return layernorm_sum_bits(cfg)
+
+
 def layernorm_sqrt_cycles(cfg) -> int:
     """Steps of the shift-subtract square root: one result bit per cycle."""
     return layernorm_var_bits(cfg) // 2
@@ -95,7 +110,8 @@ def layernorm_div_cycles(cfg) -> int:
 
 def layernorm_stats_cycles(cfg) -> int:
     """Cycles between the phases (``i.ready`` low) while σ and the reciprocal are computed."""
-    return LAYERNORM_SETUP_CYCLES + layernorm_sqrt_cycles(cfg) + layernorm_div_cycles(cfg)
+    return (layernorm_mul_cycles(cfg) + LAYERNORM_SUB_CYCLES + layernorm_sqrt_cycles(cfg)
+            + layernorm_div_cycles(cfg))
 
 
 def _check_features(features) -> None:
@@ -117,7 +133,8 @@ def layernorm_cycles(cfg, features: int, lanes: int) -> int:
     accepted to the cycle the last output beat is taken (input always valid, output always
     ready)::
 
-        2·features + 2 + (vec_bits + 15) + (ln_recip_frac + 1) + LAYERNORM_LATENCY
+        2·features + (vec_bits + 15) + 1 + (vec_bits + 15) + (ln_recip_frac + 1)
+                   + LAYERNORM_LATENCY
 
     i.e. ``layernorm_block_interval(cfg, features) + LAYERNORM_LATENCY``. ``lanes`` (tokens
     per block, processed in parallel) does not change it; it is validated only.

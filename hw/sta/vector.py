@@ -32,17 +32,21 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     * phase 0 (``d`` beats, ``last`` on feature ``d − 1``): per lane ``S = Σx`` and
       ``Q = Σx²``; ``features`` is sampled with the last beat.
     * statistics (``i.ready`` low, :func:`~nmaccel.model.vector_cycles.layernorm_stats_cycles`
-      cycles, all lanes in parallel): ``V = d·Q − S²`` (= ``Σc²/d`` exactly, since
-      ``Σc² = d·(d·Q − S²)`` with ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract
-      (one bit per cycle), ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one
-      quotient bit per cycle).
+      cycles, all lanes in parallel): ``d·Q`` and ``S²`` by shift-add (one bit of ``|S|``
+      per cycle: these run once per block, so they take no hardware multipliers), then
+      ``V = d·Q − S²`` (= ``Σc²/d`` exactly, since ``Σc² = d·(d·Q − S²)`` with
+      ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract (one bit per cycle),
+      ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one quotient bit per cycle).
+      Per-beat multipliers per lane: ``x²`` (phase 0); ``d·x``, ``c·R``, ``n·gamma``,
+      ``y·mult``, ``y·mult8`` (phase 1).
     * phase 1 (the same ``d`` beats again, in order, with that feature's gamma and beta):
       ``c = d·x − S``; ``n = round_shift(c·R, ln_recip_frac − ln_frac)``;
       ``y = requant(n·gamma + beta, mult, shift, vec_bits)``;
       ``y8 = requant(y, mult8, shift8, act_bits)``; one output beat per phase-1 beat.
 
     Widths (V = ``vec_bits``, ``d ≤ 2**16 − 1`` = the 16-bit ``features`` port): ``S`` signed
-    V + 16 bits, ``Q < d·2**(2V−2)`` unsigned 2V + 14, ``d·Q`` and ``S²`` < 2**(2V+30),
+    V + 16 bits (``|S| < 2**(V+15)``), ``Q < d·2**(2V−2)`` unsigned 2V + 14, ``d·Q`` and
+    ``S²`` < 2**(2V+30),
     ``V = Σ_{i<j}(x_i − x_j)² ≤ (d/2)²(2**V − 1)² < 2**(2V+30)``, σ < 2**(V+15),
     ``R ≤ 2**K`` (K = ``ln_recip_frac``), ``|c| < d·2**V`` (signed V + 17), ``c·R`` at full
     width. The one narrowed value is ``n``, kept in ``ln_frac + 11`` signed bits, which is
@@ -77,10 +81,11 @@ from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
 from nmaccel.model.vector_cycles import (
     GELU_LATENCY,
     LAYERNORM_LATENCY,
-    LAYERNORM_SETUP_CYCLES,
     RESIDUAL_LATENCY,
     layernorm_div_cycles,
+    layernorm_mul_cycles,
     layernorm_sqrt_cycles,
+    layernorm_stats_cycles,
     layernorm_var_bits,
 )
 
@@ -326,7 +331,8 @@ class LayerNormUnit(wiring.Component):
         self.var_bits = layernorm_var_bits(config)
         self.sqrt_cycles = layernorm_sqrt_cycles(config)
         self.div_cycles = layernorm_div_cycles(config)
-        self.stats_cycles = LAYERNORM_SETUP_CYCLES + self.sqrt_cycles + self.div_cycles
+        self.mul_cycles = layernorm_mul_cycles(config)
+        self.stats_cycles = layernorm_stats_cycles(config)
         self.norm_bits = config.ln_frac + NORM_EXTRA_BITS
         super().__init__({
             "i": In(stream.Signature(layernorm_input_layout(config, lanes))),
@@ -344,7 +350,7 @@ class LayerNormUnit(wiring.Component):
         L = self.lanes
         vb, mb, gb, ab = cfg.vec_bits, cfg.requant_mult_bits, cfg.ln_gamma_bits, cfg.acc_bits
         K, F = cfg.ln_recip_frac, cfg.ln_frac
-        WV, NS, ND = self.var_bits, self.sqrt_cycles, self.div_cycles
+        WV, NM, NS, ND = self.var_bits, self.mul_cycles, self.sqrt_cycles, self.div_cycles
         pay = self.i.payload
 
         lo_y, hi_y = _srange(vb)
@@ -355,23 +361,29 @@ class LayerNormUnit(wiring.Component):
         accept_acc = Signal()                      # a phase-0 beat is taken
         accept_norm = Signal()                     # a phase-1 beat is taken
         clear = Signal()                           # the last phase-1 beat: S, Q ← 0
-        in_mul, in_sub = Signal(), Signal()
+        mul_step, in_sub = Signal(), Signal()
         sqrt_step, div_step, div_first = Signal(), Signal(), Signal()
         d = Signal(unsigned(FEATURE_BITS))         # features of the current row block
         v1 = Signal()                              # pipeline stage 1 holds a beat (it reads R)
-        count = Signal(range(max(NS, ND) + 1))
+        count = Signal(range(max(NM, NS, ND) + 1))
+        mul_bit = Signal(range(NM))                # bit of d and |S| that the shift-add takes
+        m.d.comb += mul_bit.eq(NM - 1 - count)
+        d_bit = Signal()
+        m.d.comb += d_bit.eq(d.as_unsigned().bit_select(mul_bit, 1) & (mul_bit < FEATURE_BITS))
         bit = Signal(unsigned(WV))                 # one-hot trial bit of the square root
 
         with m.FSM(name="ln_fsm"):
             with m.State("ACC"):
                 m.d.comb += [self.i.ready.eq(1), accept_acc.eq(self.i.valid)]
                 with m.If(self.i.valid & pay.last):
-                    m.d.sync += d.eq(self.features)
+                    m.d.sync += [d.eq(self.features), count.eq(0)]
                     m.next = "MUL"
-            with m.State("MUL"):                   # d·Q and S²; R is free once stage 1 is empty
-                m.d.comb += in_mul.eq(1)
-                with m.If(~v1):
-                    m.next = "SUB"
+            with m.State("MUL"):                   # d·Q and S², MSB first, one bit per cycle;
+                m.d.comb += mul_step.eq(~v1)       # R is free once stage 1 is empty
+                with m.If(mul_step):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == NM - 1):
+                        m.next = "SUB"
             with m.State("SUB"):                   # V = d·Q − S²
                 m.d.comb += in_sub.eq(1)
                 m.d.sync += [bit.eq(1 << (WV - 2)), count.eq(0)]
@@ -386,6 +398,7 @@ class LayerNormUnit(wiring.Component):
                 m.d.comb += [div_step.eq(1), div_first.eq(count == 0)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == ND - 1):
+                    m.d.sync += count.eq(0)
                     m.next = "NORM"
             with m.State("NORM"):
                 m.d.comb += [self.i.ready.eq(advance), accept_norm.eq(self.i.valid & advance)]
@@ -403,10 +416,16 @@ class LayerNormUnit(wiring.Component):
                 m.d.sync += [s.eq(0), q.eq(0)]
             with m.Elif(accept_acc):
                 m.d.sync += [s.eq(s + x), q.eq(q + x * x)]
+            # d·Q and S² by shift-add (Horner, MSB first): no multipliers for once-per-block work.
             dq = Signal(unsigned(WV), name=f"dq{lane}")           # d·Q < 2**WV
             ss = Signal(unsigned(WV), name=f"ss{lane}")           # S² < 2**WV
-            with m.If(in_mul):
-                m.d.sync += [dq.eq(d * q), ss.eq(s * s)]
+            abs_s = Signal(unsigned(NM), name=f"abs_s{lane}")     # |S| < 2**(vb+15)
+            m.d.comb += abs_s.eq(Mux(s < 0, -s, s))
+            with m.If(clear):
+                m.d.sync += [dq.eq(0), ss.eq(0)]
+            with m.Elif(mul_step):
+                m.d.sync += [dq.eq((dq << 1) + Mux(d_bit, q, 0)),
+                             ss.eq((ss << 1) + Mux(abs_s.bit_select(mul_bit, 1), abs_s, 0))]
             rem = Signal(unsigned(WV), name=f"rem{lane}")
             root = Signal(unsigned(WV), name=f"root{lane}")
             recip = Signal(unsigned(K + 1), name=f"recip{lane}")  # R ≤ 2**K
@@ -447,7 +466,9 @@ class LayerNormUnit(wiring.Component):
                      beta[0].eq(pay.beta), mult[0].eq(self.mult), shift[0].eq(self.shift),
                      mult8[0].eq(self.mult8), shift8[0].eq(self.shift8), v1.eq(valid[1])]
 
-        rq_cfg = cfg if cfg.acc_bits >= vb else cfg.replace(acc_bits=vb)
+        # The int8 copy reuses RequantUnit with an accumulator port exactly as wide as y
+        # (no wider than the multiplier needs; acc_bits ≥ act_bits + weight_bits is kept).
+        rq_cfg = cfg.replace(acc_bits=max(vb, cfg.act_bits + cfg.weight_bits))
         half = 1 << (K - F - 1)
         for regs in (valid, last, gamma, beta, mult, shift, mult8, shift8):
             with m.If(advance):
