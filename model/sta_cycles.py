@@ -71,18 +71,93 @@ class CycleReport:
                 "per_command": list(self.per_command)}
 
 
+#: calibration of the softmax path against the RTL (cycles; see :func:`program_cycles`)
+SM_READ_START = 2        # bank FULL → first score read (start_ok, rd_active)
+SM_FIRST_IN = 2          # score read → beat offered to the softmax unit (read, FIFO)
+VEC_START = 2            # VEC state → first VBUF read issued (start, issue)
+VEC_TAIL = 1             # last unit output → vec_done seen by the controller
+
+
+def vector_cycles(cfg: StaConfig, op: int, n_tiles: int, length: int) -> int:
+    """Cycles a vector command spends in the VEC state (first cycle to ``vec_done``)."""
+    from nmaccel.model.vector_cycles import LAYERNORM_LATENCY, layernorm_block_interval
+    if op == sta_isa.OP_REQUANT:
+        return VEC_START + n_tiles * length + 2 + VEC_TAIL - 1      # RequantUnit.latency = 2
+    return VEC_START + n_tiles * layernorm_block_interval(cfg, length) + LAYERNORM_LATENCY \
+        + VEC_TAIL - 1
+
+
 def program_cycles(cfg: StaConfig, commands) -> CycleReport:
-    """Predicted counters for running ``commands`` (encoded words or ``GemmCommand``s)."""
-    R = cfg.rows
+    """Predicted counters for running ``commands`` (encoded words or command objects).
+
+    Event model of the controller: per command FETCH, DECODE1, DECODE2, CHECK, SYNC (waits:
+    barrier until the drain is empty, softmax blocks / score banks), PARAM1-2 (post-ops and
+    vector commands), the beats (GEMM) or the vector unit (VEC), NEXT. The softmax path is
+    followed block by block (bank full → reader → :func:`softmax_cycles` → SBUF writer).
+    """
+    from nmaccel.model.softmax_cycles import softmax_cycles
+    R, C = cfg.rows, cfg.cols
     rep = CycleReport()
     t = 0                       # cycle of the current command's FETCH (first busy cycle = 0)
     last_issue = None           # cycle of the most recent tile-completing beat
+    drain_tail = capture_delay(cfg) + R + DRAIN_LATENCY + post_latency(cfg)
+    full, rd_end, written = [], [], []      # per softmax block
+    rep.softmax_wait = rep.barrier_wait = rep.vector = 0
+
+    def block_times(j: int, length: int) -> None:
+        """Reader start/end and SBUF-written cycle of softmax block ``j`` (full[j] known)."""
+        start = full[j] + SM_READ_START
+        if j >= 1:
+            start = max(start, rd_end[j - 1] + 2)
+        if j >= 2:
+            start = max(start, written[j - 2] + 2)
+        nb = -(-length // C)
+        rd_end.append(start + R * nb - 1)
+        first_in = start + SM_FIRST_IN
+        pad = 1 if (nb * C) % cfg.dense_window else 0
+        written.append(first_in + softmax_cycles(cfg, [length] * R) - 1 + pad)
+
+    sm_len = []
     for c in commands:
-        f = c.fields(cfg) if hasattr(c, "fields") else sta_isa.decode_command(cfg, c)
-        run = t + RUN_START
+        if c is None:
+            f = {"op": sta_isa.OP_NOP}
+        elif hasattr(c, "fields"):
+            f = c.fields(cfg)
+        else:
+            f = sta_isa.decode_command(cfg, c)
+        op = f["op"]
+        if op == sta_isa.OP_NOP:
+            rep.per_command.append(COMMAND_OVERHEAD - 1)
+            t += COMMAND_OVERHEAD - 1
+            continue
+        if op not in (sta_isa.OP_GEMM, sta_isa.OP_LAYERNORM, sta_isa.OP_REQUANT):
+            raise ValueError(f"unknown opcode {op} (known: {sta_isa.OPCODES})")
+        gemm = op == sta_isa.OP_GEMM
+        post = f.get("post", 0) if gemm else 0
+        sync = t + RUN_START - 1
+        ready = sync
+        if (f.get("barrier", 0) or post or not gemm) and last_issue is not None:
+            ready = max(ready, last_issue + drain_tail)
+        rep.barrier_wait += ready - sync
+        issued = len(full)
+        # the softmax blocks issued so far must have known times before we can wait on them
+        while len(written) < issued:
+            block_times(len(written), sm_len[len(written)])
+        sm_ready = ready
+        ws = f.get("wait_sm", 0)
+        if ws == 1 and issued:
+            sm_ready = max(sm_ready, written[issued - 1] + 1)
+        elif ws == 2 and issued >= 2:
+            sm_ready = max(sm_ready, written[issued - 2] + 1)
+        softmax = gemm and f.get("dest", 0) == sta_isa.DEST_SOFTMAX
+        if softmax and issued >= 2:
+            sm_ready = max(sm_ready, rd_end[issued - 2] + 2)
+        rep.softmax_wait += sm_ready - ready
+        params = 2 if (post or not gemm) else 0
+        run = sm_ready + 1 + params
         cur = run
         stalls = 0
-        if f["op"] == sta_isa.OP_GEMM:
+        if gemm:
             k = f["k_steps"]
             tiles = f["m_tiles"] * f["n_tiles"]
             for _ in range(tiles):
@@ -92,23 +167,32 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
                     want = last_issue + R
                 last_issue = want
                 cur = want + 1
-            beats = tiles * k
-            rep.mac_active += beats
-        elif f["op"] != sta_isa.OP_NOP:
-            raise ValueError(f"unknown opcode {f['op']} (known: {sta_isa.OPCODES})")
-        cycles = (cur - run) + COMMAND_OVERHEAD - (f["op"] == sta_isa.OP_NOP)   # NOP skips SYNC
+            rep.mac_active += tiles * k
+            if softmax:
+                full.append(last_issue + capture_delay(cfg) + R - 1 + DRAIN_LATENCY
+                            + post_latency(cfg))
+                sm_len.append(f["length"])
+            end = cur                                  # NEXT
+        else:
+            end = run + vector_cycles(cfg, op, f["n_tiles"], f["length"]) + 1
+        cycles = end + 1 - t
         rep.stalls += stalls
         rep.per_command.append(cycles)
-        if f["op"] == sta_isa.OP_GEMM:
+        if gemm:
             if f["mode"] == sta_isa.MODE_SPARSE:
                 rep.sparse += cycles
             else:
                 rep.dense += cycles
+        else:
+            rep.vector += cycles
         t += cycles
-    wait_start = t
-    end = wait_start
+    end = t
     if last_issue is not None:
-        end = max(end, last_issue + capture_delay(cfg) + R + DRAIN_LATENCY + post_latency(cfg))
+        end = max(end, last_issue + drain_tail)
+    while len(written) < len(full):
+        block_times(len(written), sm_len[len(written)])
+    if written:
+        end = max(end, written[-1] + 1)
     rep.total = end + 1
     return rep
 

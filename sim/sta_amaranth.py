@@ -16,21 +16,26 @@ from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.amaranth_streams import stream_get, stream_put
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
-__all__ = ["run_amaranth"]
+__all__ = ["run_amaranth", "run_amaranth_programs"]
 
 
-def run_amaranth(program: StaProgram, idle: float = 0.0, backpressure: float = 0.0,
-                 seed: int = 0, max_cycles: int = 2_000_000, raise_on_error: bool = True,
-                 vcd: str | None = None, count: int | None = None) -> RunResult:
+def run_amaranth(program: StaProgram, **kwargs) -> RunResult:
     """Load, start and read back ``program`` on StaCore in amaranth.sim (``count`` overrides
     the number of commands written to START, for error tests)."""
-    cfg = program.cfg
+    return run_amaranth_programs([program], **kwargs)[0]
+
+
+def run_amaranth_programs(programs, idle: float = 0.0, backpressure: float = 0.0,
+                          seed: int = 0, max_cycles: int = 2_000_000, raise_on_error: bool = True,
+                          vcd: str | None = None, count: int | None = None) -> list[RunResult]:
+    """Run ``programs`` one after another on one StaCore (memories persist between them, as
+    the segments of a layer need)."""
+    cfg = programs[0].cfg
     dut = StaCore(cfg)
-    script = host_script(program)
+    scripts = [host_script(p) for p in programs]
     rng = random.Random(seed)
-    raw = {}
+    raws = []
     t0 = time.perf_counter()
-    timing = {}
 
     async def write(ctx, addr, data):
         await stream_put(ctx, dut.wr, {"addr": addr, "data": data}, rng=rng, idle=idle)
@@ -40,22 +45,27 @@ def run_amaranth(program: StaProgram, idle: float = 0.0, backpressure: float = 0
         return await stream_get(ctx, dut.rd_data, rng=rng, backpressure=backpressure)
 
     async def tb(ctx):
-        for addr, data in script["writes"]:
-            await write(ctx, addr, data)
-        start_addr, n = script["start"]
-        await write(ctx, start_addr, n if count is None else count)
-        t_run = time.perf_counter()
-        cycles = 0
-        while not (ctx.get(dut.done) or ctx.get(dut.error)):
-            await ctx.tick()
-            cycles += 1
-            if cycles > max_cycles:
-                raise TimeoutError(f"STA did not finish within {max_cycles} cycles")
-        timing["run_seconds"] = time.perf_counter() - t_run
-        raw["status"] = await read(ctx, script["status"])
-        raw["counters"] = [await read(ctx, a) for a in script["counters"]]
-        raw["cyclog"] = [await read(ctx, a) for a in script["cyclog"]]
-        raw["outputs"] = [] if raw["status"] & 4 else [await read(ctx, a) for a in script["outputs"]]
+        for script in scripts:
+            raw = {}
+            for addr, data in script["writes"]:
+                await write(ctx, addr, data)
+            start_addr, n = script["start"]
+            await write(ctx, start_addr, n if count is None else count)
+            t_run = time.perf_counter()
+            cycles = 0
+            while not (ctx.get(dut.done) or ctx.get(dut.error)):
+                await ctx.tick()
+                cycles += 1
+                if cycles > max_cycles:
+                    raise TimeoutError(f"STA did not finish within {max_cycles} cycles")
+            raw["run_seconds"] = time.perf_counter() - t_run
+            raw["status"] = await read(ctx, script["status"])
+            raw["counters"] = [await read(ctx, a) for a in script["counters"]]
+            raw["cyclog"] = [await read(ctx, a) for a in script["cyclog"]]
+            raw["outputs"] = [] if raw["status"] & 4 else [await read(ctx, a) for a in script["outputs"]]
+            raws.append(raw)
+            if raw["status"] & 4:
+                break
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -65,6 +75,8 @@ def run_amaranth(program: StaProgram, idle: float = 0.0, backpressure: float = 0
             sim.run()
     else:
         sim.run()
-    return finish_run(program, script, raw["status"], raw["counters"], raw["cyclog"],
-                      raw["outputs"], "amaranth", raise_on_error=raise_on_error,
-                      wall_seconds=time.perf_counter() - t0, **timing)
+    wall = time.perf_counter() - t0
+    return [finish_run(p, script, raw["status"], raw["counters"], raw["cyclog"], raw["outputs"],
+                       "amaranth", raise_on_error=raise_on_error, wall_seconds=wall / len(raws),
+                       run_seconds=raw["run_seconds"])
+            for p, script, raw in zip(programs, scripts, raws)]
