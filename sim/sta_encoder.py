@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nmaccel.hw.config import StaConfig
+from nmaccel.model import sta_isa
 
 __all__ = ["run_encoder", "layer_cycles"]
 
@@ -66,6 +67,12 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
         raise ValueError(f"layers must be in 0..5, not {layers}")
     if nm is not None:
         cfg = cfg.replace(n=nm[0], m=nm[1])
+    if not texts and (seq is None or seq > cfg.max_seq):
+        raise ValueError(f"sequence length {seq} exceeds the configured maximum "
+                         f"max_seq={cfg.max_seq} (StaConfig max_seq)")
+    why = sta_isa.attention_supported(cfg)
+    if why:
+        raise ValueError(why)
     t0 = time.perf_counter()
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({'dense' if nm is None else f'{nm[0]}:{nm[1]}'})")
@@ -76,9 +83,6 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
             if len(ids) > cfg.max_seq:
                 raise ValueError(f"text has {len(ids)} tokens, more than max_seq={cfg.max_seq}")
     else:
-        if seq is None or seq > cfg.max_seq:
-            raise ValueError(f"sequence length {seq} exceeds the configured maximum "
-                             f"max_seq={cfg.max_seq} (StaConfig max_seq)")
         ids_list = [minilm_tokens(seq)]
     # Compile: golden inputs give each layer's expected output; layers after the first of a
     # chain take their input from VBUF (left there by the previous layer on chip).

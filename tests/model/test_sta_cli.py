@@ -18,8 +18,15 @@ def test_verilog_sta_writes_the_core(tmp_path, capsys):
     (["verilog", "sta", "--preset", "tiny", "--lanes", "3"], "lanes must be a multiple of n (2)"),
     (["verilog", "sta", "--rows", "0"], "expected a positive integer, not 0"),
     (["sim", "sta", "--nm", "4:4"], "n must satisfy 1 <= n < m"),
-    (["sim", "sta", "--heads", "13", "--seq", "8"], "heads must be in [0, 12], not 13"),
-    (["sim", "sta", "--preset", "tiny", "--seq", "65"], "seq=65 exceeds the config's max_seq=64"),
+    (["sim", "sta", "--gemms-only", "--heads", "13", "--seq", "8"], "heads must be in [0, 12], not 13"),
+    (["sim", "sta", "--gemms-only", "--preset", "tiny", "--seq", "65"],
+     "seq=65 exceeds the config's max_seq=64"),
+    (["sim", "sta", "--preset", "tiny", "--seq", "65"],
+     "sequence length 65 exceeds the configured maximum max_seq=64"),
+    (["sim", "sta", "--layers", "0,7"], "MiniLM-L6 layers are 0..5, not [7]"),
+    (["sim", "sta", "--layers", "x"], "--layers must be 'all' or a comma list of integers"),
+    (["sim", "sta", "--layer", "0", "--layers", "all"], "give either --layer or --layers"),
+    (["sim", "sta", "--cols", "4", "--seq", "8"], "on-chip attention needs a square array"),
 ])
 def test_bad_arguments(argv, message, capsys):
     try:
