@@ -29,10 +29,19 @@ from collections.abc import Iterable
 
 from nmaccel.hw.config import StaConfig
 
-__all__ = ["SOFTMAX_PASS1_STAGES", "SOFTMAX_FIFO_STAGES", "SOFTMAX_PASS2_STAGES",
-           "softmax_quotient_bits", "softmax_row_beats", "softmax_max_beats",
-           "softmax_issue_delay", "softmax_buffer_beats", "softmax_latency",
-           "softmax_schedule", "softmax_cycles"]
+__all__ = [
+    "SOFTMAX_FIFO_STAGES",
+    "SOFTMAX_PASS1_STAGES",
+    "SOFTMAX_PASS2_STAGES",
+    "softmax_buffer_beats",
+    "softmax_cycles",
+    "softmax_issue_delay",
+    "softmax_latency",
+    "softmax_max_beats",
+    "softmax_quotient_bits",
+    "softmax_row_beats",
+    "softmax_schedule",
+]
 
 #: Register stages of pass 1 from the accepting clock edge of a beat to the row's
 #: (M, S_r) entering the divider (lane max, δ/table read, term sum, running combine).

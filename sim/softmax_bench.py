@@ -21,17 +21,17 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
-
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.model.softmax import softmax_int
 from nmaccel.model.softmax_cycles import softmax_cycles, softmax_latency
 from nmaccel.sim.cocotb_streams import reset, start_clock
 
-__all__ = ["TOP", "pack_in", "unpack_out", "corner_rows", "softmax_request"]
+__all__ = ["TOP", "corner_rows", "pack_in", "softmax_request", "unpack_out"]
 
 #: Verilog name of the unit under test.
 TOP = "softmax_top"
@@ -187,6 +187,6 @@ async def softmax_request(dut):
 
     path = os.environ.get("NMACCEL_SOFTMAX_RESULT")
     if path:
-        with open(path, "w") as f:
-            json.dump({"rows": len(rows) + len(rows2), "beats": len(out) + len(out2),
-                       "cycles": measured, "expected_cycles": expected}, f)
+        Path(path).write_text(json.dumps({"rows": len(rows) + len(rows2),
+                                          "beats": len(out) + len(out2),
+                                          "cycles": measured, "expected_cycles": expected}))

@@ -46,13 +46,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.model.softmax import exp2_table
-from nmaccel.model.softmax_cycles import (SOFTMAX_FIFO_STAGES, SOFTMAX_PASS1_STAGES,
-                                          SOFTMAX_PASS2_STAGES, softmax_buffer_beats,
-                                          softmax_latency, softmax_max_beats,
-                                          softmax_quotient_bits)
+from nmaccel.model.softmax_cycles import (
+    SOFTMAX_FIFO_STAGES,
+    SOFTMAX_PASS1_STAGES,
+    SOFTMAX_PASS2_STAGES,
+    softmax_buffer_beats,
+    softmax_cycles,
+    softmax_latency,
+    softmax_max_beats,
+    softmax_quotient_bits,
+)
 
 __all__ = ["StreamingSoftmax", "softmax_in_layout", "softmax_out_layout"]
 
@@ -101,6 +106,7 @@ class StreamingSoftmax(wiring.Component):
         ``latency``        cycles from a row's last input beat to its first output beat
         ``buffer_beats``   depth of the beat buffer and of the reciprocal FIFO
         ``quotient_bits``  width of the per-row reciprocal (= divider stages)
+        ``get_exp_cycles(row_lengths)``  predicted cycles (FINN style)
     """
 
     def __init__(self, config: StaConfig) -> None:
@@ -118,6 +124,11 @@ class StreamingSoftmax(wiring.Component):
             "overflow": Out(1),
             "clear": In(1),
         })
+
+    def get_exp_cycles(self, row_lengths) -> int:
+        """Cycles for rows of these lengths, input always valid and output always ready
+        (:func:`~nmaccel.model.softmax_cycles.softmax_cycles`)."""
+        return softmax_cycles(self.config, row_lengths)
 
     def elaborate(self, platform) -> Module:
         m = Module()
