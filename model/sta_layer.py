@@ -66,6 +66,7 @@ class _Op:
     p_entries: list
     name: str
     shared: str = ""          # parameters identical across commands: placed once per segment
+    macs: int = 0             # useful dense-equivalent MACs (padding excluded)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         F, K = ql.w.shape
         weight = ql.compressed if ql.compressed is not None else ql.w
         _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
-        unit = math.lcm(R, Wl if dest == DEST_ABUF else 1)
+        unit = math.lcm(R, Wl if dest == DEST_ABUF else C if dest == DEST_ABUF_T else 1)
         max_rows = min(cfg.wbuf_depth // k_steps * R,
                        cfg.pbuf_depth - len(post_words))
         chunk = max(unit, max_rows // unit * unit)
@@ -181,6 +182,9 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
             w_entries, m_tiles, ks = pack_weight_entries(_rows(weight, f0, f1), cfg, lin_mode)
             if dest == DEST_VBUF:
                 o_base, o_stride = f0, d
+            elif dest == DEST_ABUF_T:           # feature (dim) tile f0 // C is the "token" tile
+                base, o_stride = regions[out_region]
+                o_base = base + (f0 // C) * o_stride
             else:
                 base, o_stride = regions[out_region]
                 o_base = base + f0 // Wl
@@ -189,7 +193,8 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
                               osel=osel, dest=dest, post=post, olay=olay,
                               barrier=barrier if f0 == 0 else 0)
             p = params(ql.bias[f0:f1], ql.mult[f0:f1], ql.shift[f0:f1], m_tiles * R)
-            ops.append(_Op(cmd, list(w_entries), p + list(post_words), f"{name}[{f0}:{f1}]"))
+            ops.append(_Op(cmd, list(w_entries), p + list(post_words), f"{name}[{f0}:{f1}]",
+                           macs=seq * (f1 - f0) * K))
 
     # 1. x8
     ops.append(_Op(VectorCommand(op=OP_REQUANT, n_tiles=NT, length=d, a_base=0, a_stride=d,
@@ -200,28 +205,14 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
     lin = layer.linears
     linear("q", lin["q"], "x8", DEST_ABUF, "q", olay=MODE_DENSE)
     linear("k", lin["k"], "x8", DEST_ABUF, "k", olay=MODE_DENSE)
-    # Vᵀ: output feature (dim) tile = "token" tile of the transposed layout
-    F = d
-    weight = lin["v"].compressed if lin["v"].compressed is not None else lin["v"].w
-    _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
-    chunk = max(R, min(cfg.wbuf_depth // k_steps * R, cfg.pbuf_depth) // R * R)
-    vt_base, vt_stride = regions["vt"]
-    for f0 in range(0, F, chunk):
-        f1 = min(F, f0 + chunk)
-        w_entries, m_tiles, ks = pack_weight_entries(_rows(weight, f0, f1), cfg, lin_mode)
-        cmd = GemmCommand(mode=lin_mode, m_tiles=m_tiles, n_tiles=NT, k_steps=ks,
-                          a_base=regions["x8"][0], a_stride=regions["x8"][1],
-                          o_base=vt_base + (f0 // C) * vt_stride, o_stride=vt_stride,
-                          osel=OSEL_ACT, dest=DEST_ABUF_T, olay=MODE_DENSE)
-        ops.append(_Op(cmd, list(w_entries),
-                       params(lin["v"].bias[f0:f1], lin["v"].mult[f0:f1], lin["v"].shift[f0:f1],
-                              m_tiles * R), f"v[{f0}:{f1}]"))
+    linear("v", lin["v"], "x8", DEST_ABUF_T, "vt", olay=MODE_DENSE)
     # 3. attention, software-pipelined over (head, query tile)
     score_p = [sta_isa.encode_params(cfg, 0, layer.score_mult, layer.score_shift)] * R
     pv_p = [sta_isa.encode_params(cfg, 0, layer.pv_mult, layer.pv_shift)] * hd
     q_base, q_stride = regions["q"]
     k_base, k_stride = regions["k"]
     ctx_base, ctx_stride = regions["ctx"]
+    vt_base, vt_stride = regions["vt"]
     blocks = [(h, i) for h in range(heads) for i in range(NT)]
 
     def qk(j):
@@ -231,7 +222,8 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
                           a_base=k_base + h * hd // Wd, a_stride=k_stride,
                           o_base=(j % 2) * sblock, dest=DEST_SOFTMAX, length=seq,
                           osel=OSEL_SCORE, barrier=1 if j == 0 else 0)
-        return _Op(cmd, [], list(score_p), f"qk h{h} t{i}", shared="score")
+        return _Op(cmd, [], list(score_p), f"qk h{h} t{i}", shared="score",
+                   macs=min(C, seq - i * C) * seq * hd)
 
     def pv(j):
         h, i = blocks[j]
@@ -241,7 +233,8 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
                           o_base=ctx_base + i * ctx_stride + h * hd // Wl, o_stride=ctx_stride,
                           dest=DEST_ABUF, olay=lin_mode, osel=OSEL_ACT,
                           wait_sm=2 if j + 1 < len(blocks) else 1)
-        return _Op(cmd, [], list(pv_p), f"pv h{h} t{i}", shared="pv")
+        return _Op(cmd, [], list(pv_p), f"pv h{h} t{i}", shared="pv",
+                   macs=min(C, seq - i * C) * seq * hd)
 
     ops.append(qk(0))
     for j in range(len(blocks)):
@@ -285,9 +278,8 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
             placed[op.shared] = ptop
         if isinstance(cmd, GemmCommand):
             cmd = replace(cmd, p_base=p_base, w_base=cmd.w_base if cmd.wsrc == SRC_ABUF else wtop)
-            macs = _gemm_macs(cmd, op.name, seq, d, hd, ffn, cfg)
-            cur.useful_macs += macs
-            cur.executed_macs += macs * cfg.n // cfg.m if cmd.mode == MODE_SPARSE else macs
+            cur.useful_macs += op.macs
+            cur.executed_macs += op.macs * cfg.n // cfg.m if cmd.mode == MODE_SPARSE else op.macs
         else:
             cmd = replace(cmd, p_base=ptop)
         cmd.check(cfg)
@@ -325,19 +317,3 @@ def _layernorm(cfg, p, NT, d, h8_region, olay, copy, name) -> _Op:
                         o_base=o_base, o_stride=o_stride,
                         dest=DEST_ABUF if h8_region else DEST_OBUF, olay=olay)
     return _Op(cmd, [], words, name)
-
-
-def _gemm_macs(cmd: GemmCommand, name: str, seq: int, d: int, hd: int, ffn: int,
-               cfg: StaConfig) -> int:
-    """Useful dense-equivalent MACs of one command (padding excluded)."""
-    if cmd.dest == DEST_SOFTMAX or cmd.asrc == SRC_SBUF:
-        return _qk_macs(name, seq, hd, cfg)
-    f0, f1 = (int(v) for v in name[name.index("[") + 1:-1].split(":"))
-    k = ffn if name.startswith("ffn2") else d
-    return seq * (f1 - f0) * k
-
-
-def _qk_macs(name: str, seq: int, hd: int, cfg: StaConfig) -> int:
-    tile = int(name.split(" t")[1])
-    queries = min(cfg.cols, seq - tile * cfg.cols)
-    return queries * seq * hd

@@ -58,7 +58,6 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     from nmaccel.model.minilm import mean_pool, sentence_embedding, tokenize
     from nmaccel.model.pipeline import QuantizedMiniLM, cosine
     from nmaccel.model.sta_layer import compile_layer
-    from nmaccel.model.sta_program import VectorRegion
     from nmaccel.model.sta_workloads import minilm_tokens
     from nmaccel.sim.sta_rtl import run_programs
 
@@ -118,7 +117,7 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     # Sentence embeddings (when the chain reaches the last layer): RTL vs float model.
     emb = None
     if layers[-1] == 5:
-        cos_float, cos_int = [], []
+        cos_float = []
         for s_idx, ids in enumerate(ids_list):
             h = torch.from_numpy(outs[(s_idx, 5)].astype(np.float64)) * qm.layers[5].out_scale
             e_rtl = torch.nn.functional.normalize(mean_pool(h), dim=0)
