@@ -185,7 +185,7 @@ class StaConfig(_ConfigBase):
                   self.softmax_exp_bits + clog2(self.max_seq + 1), 62)
         _in_range("ln_frac", self.ln_frac, 4, 20)
         _in_range("ln_recip_frac", self.ln_recip_frac, self.ln_frac + 4, 48)
-        _in_range("ln_gamma_bits", self.ln_gamma_bits, 4, self.requant_mult_bits)
+        _in_range("ln_gamma_bits", self.ln_gamma_bits, 4, 24)
         _in_range("vec_bits", self.vec_bits, self.act_bits, 24)
 
     # -- derived quantities (read these, never recompute them elsewhere) -----------------

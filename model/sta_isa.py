@@ -275,6 +275,9 @@ def encode_params(cfg: StaConfig, bias: int, mult: int, shift: int) -> int:
 def encode_ln_params(cfg: StaConfig, gamma: int, beta: int) -> int:
     """PBUF entry of one LayerNorm feature: ``beta`` in the bias field, ``gamma`` (signed
     ``ln_gamma_bits``) two's complement in the mult field."""
+    if cfg.ln_gamma_bits > cfg.requant_mult_bits:
+        raise ValueError(f"LayerNorm gamma (ln_gamma_bits={cfg.ln_gamma_bits}) must fit the "
+                         f"PBUF mult field (requant_mult_bits={cfg.requant_mult_bits})")
     lo, hi = -(1 << (cfg.ln_gamma_bits - 1)), (1 << (cfg.ln_gamma_bits - 1)) - 1
     if not lo <= int(gamma) <= hi:
         raise ValueError(f"LayerNorm gamma must be in [{lo}, {hi}] (ln_gamma_bits), not {gamma}")

@@ -91,3 +91,11 @@ def test_hardware_flags_bad_softmax_block():
     with pytest.raises(ValueError, match="softmax row length must be in"):
         sta_isa.GemmCommand(mode=1, m_tiles=1, n_tiles=8, k_steps=1, wsrc=1, a_stride=1,
                             dest=sta_isa.DEST_SOFTMAX, length=cfg.max_seq + 1).check(cfg)
+
+
+def test_layernorm_params_must_fit_the_pbuf_field():
+    cfg = small_cfg(requant_mult_bits=8)
+    with pytest.raises(ValueError, match=r"ln_gamma_bits=16\) must fit the PBUF mult field"):
+        sta_isa.encode_ln_params(cfg, 1, 0)
+    with pytest.raises(ValueError, match=r"gamma must be in \[-32768, 32767\]"):
+        sta_isa.encode_ln_params(small_cfg(), 1 << 15, 0)
