@@ -1,0 +1,311 @@
+"""``UartBridge``: the framed UART protocol of :mod:`nmaccel.model.uart_protocol` to the STA
+core's host streams.
+
+Block diagram::
+
+    rx ─► UartRx ─► parser (SYNC CMD LEN PAYLOAD CRC, inter-byte timeout) ─► word buffer
+                                                                            │
+    tx ◄─ UartTx ◄─ reply (SYNC CMD LEN STATUS DATA CRC) ◄─ rd_data   wr ◄──┘, rd ─►
+
+A request is checked whole (CRC, command, length, address range) before anything reaches the
+core, so a corrupted WRITE never writes. WRITE payload words wait in a ``MAX_WORDS`` x 32
+buffer, then go out on ``wr`` at one word per 2 cycles; READ issues one ``rd`` request per
+word and sends each answer as it comes. Every request gets one reply frame. A frame that
+stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing error inside a frame skips
+bytes until the line is quiet for ``timeout`` cycles, then gets a FRAMING reply. The parser
+then hunts for SYNC again, so the bridge never hangs on bad input.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
+from nmaccel.hw.config import StaConfig
+from nmaccel.hw.sta.isa import read_layout, write_layout
+from nmaccel.model import sta_isa
+from nmaccel.model import uart_protocol as proto
+
+__all__ = ["UartBridge", "crc8_next", "default_timeout"]
+
+
+def default_timeout(divisor: int) -> int:
+    """Default inter-byte timeout: 256 byte times (``256 * 10 * divisor`` cycles)."""
+    return 256 * 10 * divisor
+
+
+def crc8_next(crc, byte):
+    """CRC-8 register (:func:`nmaccel.model.uart_protocol.crc8_update`) after ``byte``, as a
+    combinational Amaranth expression."""
+    c = crc ^ byte
+    for _ in range(8):
+        c = Mux(c[7], (c << 1)[:8] ^ proto.CRC_POLY, (c << 1)[:8])
+    return c
+
+
+class UartBridge(wiring.Component):
+    """UART framed-protocol master for :class:`~nmaccel.hw.sta.core.StaCore`'s host port.
+
+    Parameters: ``config`` (:class:`~nmaccel.hw.config.StaConfig`, sizes the address and the
+    PING identity), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte timeout in
+    cycles, at least 2 byte times; default :func:`default_timeout`).
+
+    Ports
+        ``rx`` In(1), ``tx`` Out(1): the UART pins (8N1).
+        ``wr`` Out(stream of ``write_layout``), ``rd`` Out(stream of ``read_layout``),
+        ``rd_data`` In(stream of 32 bits): connect to the core's ``wr``/``rd``/``rd_data``
+        (``wiring.connect(m, bridge.wr, core.wr)``, ...).
+    Latency: a reply starts 2 cycles after the request's CRC byte (after the WRITE words
+    are written); the link itself is the bottleneck (10 bit times per byte).
+    """
+
+    def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        self.config = config
+        self.divisor = check_divisor(divisor)
+        if timeout is None:
+            timeout = default_timeout(divisor)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 20 * divisor:
+            raise ValueError(f"timeout must be an integer >= 2 byte times "
+                             f"(20 * divisor = {20 * divisor} cycles), not {timeout!r}")
+        self.timeout = timeout
+        self.id_bytes = proto.id_bytes(config)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "wr": Out(stream.Signature(write_layout(config))),
+            "rd": Out(stream.Signature(read_layout(config))),
+            "rd_data": In(stream.Signature(unsigned(32))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        AB = sta_isa.addr_bits(cfg)
+        S = proto.STATUS
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+        m.submodules.words = words = memory.Memory(shape=unsigned(32), depth=proto.MAX_WORDS,
+                                                   init=[])
+        w_port = words.write_port()
+        r_port = words.read_port()
+
+        rx_byte = urx.data.payload
+        got = Signal()                                   # a byte is taken this cycle
+        m.d.comb += got.eq(urx.data.valid & urx.data.ready)
+
+        cmd = Signal(8)
+        length = Signal(8)
+        idx = Signal(8)                                  # payload byte index
+        arg = Signal(32)                                 # payload bytes 0..3 (addr / count)
+        cnt = Signal(8)                                  # payload byte 4 (READ count)
+        word = Signal(32)
+        crc = Signal(8)
+        crc_ok = Signal()
+        status = Signal(8)
+        rlen = Signal(8)                                 # reply LEN byte
+        widx = Signal(range(proto.MAX_WORDS + 1))
+        bpos = Signal(2)
+        rword = Signal(32)
+        timer = Signal(range(self.timeout + 1))
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(timer == self.timeout - 1)
+
+        off = Signal(8)
+        m.d.comb += off.eq(idx - 4)
+        m.d.comb += [w_port.addr.eq(off[2:]), w_port.data.eq(Cat(word[8:], rx_byte))]
+        m.d.comb += r_port.addr.eq(widx)
+
+        n_write = Signal(8)
+        m.d.comb += n_write.eq((length - 4) >> 2)
+        n_words = Signal(8)
+        m.d.comb += n_words.eq(Mux(cmd == proto.WRITE, n_write, cnt))
+        end_addr = Signal(34)
+        m.d.comb += end_addr.eq(arg + n_words - 1)
+
+        length_ok = Signal()
+        with m.Switch(cmd):
+            with m.Case(proto.PING):
+                m.d.comb += length_ok.eq(length == 0)
+            with m.Case(proto.WRITE):
+                m.d.comb += length_ok.eq((length >= 8) & (length[:2] == 0))
+            with m.Case(proto.READ):
+                m.d.comb += length_ok.eq((length == 5) & (cnt >= 1) & (cnt <= proto.MAX_WORDS))
+            with m.Case(proto.START):
+                m.d.comb += length_ok.eq(length == 4)
+        known = Signal()
+        m.d.comb += known.eq((cmd == proto.PING) | (cmd == proto.WRITE) | (cmd == proto.READ)
+                             | (cmd == proto.START))
+        uses_addr = Signal()
+        m.d.comb += uses_addr.eq((cmd == proto.WRITE) | (cmd == proto.READ))
+        verdict = Signal(8)
+        with m.If(~crc_ok):
+            m.d.comb += verdict.eq(S["CRC"])
+        with m.Elif(~known):
+            m.d.comb += verdict.eq(S["COMMAND"])
+        with m.Elif(~length_ok):
+            m.d.comb += verdict.eq(S["LENGTH"])
+        with m.Elif(uses_addr & (end_addr[AB:] != 0)):
+            m.d.comb += verdict.eq(S["ADDRESS"])
+        with m.Else():
+            m.d.comb += verdict.eq(S["OK"])
+
+        # reply bytes
+        id_rom = Array(Const(b, 8) for b in self.id_bytes)
+        tx_byte = Signal(8)
+        tx_sent = Signal()
+        m.d.comb += [utx.data.payload.eq(tx_byte), tx_sent.eq(utx.data.valid & utx.data.ready)]
+
+        start_addr = sta_isa.host_address(cfg, "CSR", sta_isa.CSR["START"])
+
+        def receive_rules():
+            """Shared by the receive states (later assignments win): a framing error skips
+            the rest of the frame, silence for ``timeout`` cycles ends it with TIMEOUT."""
+            with m.If(urx.framing_error):
+                m.d.comb += w_port.en.eq(0)
+                m.next = "DRAIN"
+            with m.Elif(timed_out & ~got):
+                m.d.sync += [status.eq(S["TIMEOUT"]), rlen.eq(1)]
+                m.next = "T_SYNC"
+
+        with m.FSM(name="bridge") as fsm:
+            with m.State("SYNC"):
+                with m.If(got & (rx_byte == proto.SYNC)):
+                    m.d.sync += [cmd.eq(0), crc.eq(0)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                with m.If(got):
+                    m.d.sync += [cmd.eq(rx_byte), crc.eq(crc8_next(crc, rx_byte))]
+                    m.next = "LEN"
+                receive_rules()
+            with m.State("LEN"):
+                with m.If(got):
+                    m.d.sync += [length.eq(rx_byte), crc.eq(crc8_next(crc, rx_byte)),
+                                 idx.eq(0), cnt.eq(0)]
+                    with m.If(rx_byte == 0):
+                        m.next = "CRC"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                receive_rules()
+            with m.State("PAYLOAD"):
+                with m.If(got):
+                    m.d.sync += [crc.eq(crc8_next(crc, rx_byte)), idx.eq(idx + 1)]
+                    with m.If(idx < 4):
+                        m.d.sync += arg.eq(Cat(arg[8:], rx_byte))
+                    with m.Else():
+                        m.d.sync += word.eq(Cat(word[8:], rx_byte))
+                        m.d.comb += w_port.en.eq(off[:2] == 3)
+                    with m.If(idx == 4):
+                        m.d.sync += cnt.eq(rx_byte)
+                    with m.If(idx == length - 1):
+                        m.next = "CRC"
+                receive_rules()
+            with m.State("CRC"):
+                with m.If(got):
+                    m.d.sync += crc_ok.eq(rx_byte == crc)
+                    m.next = "DECIDE"
+                receive_rules()
+            with m.State("DRAIN"):
+                with m.If(timed_out & ~got):
+                    m.d.sync += [status.eq(S["FRAMING"]), rlen.eq(1)]
+                    m.next = "T_SYNC"
+
+            with m.State("DECIDE"):
+                m.d.sync += [status.eq(verdict), widx.eq(0), bpos.eq(0)]
+                with m.If(verdict != S["OK"]):
+                    m.d.sync += rlen.eq(1)
+                    m.next = "T_SYNC"
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(proto.PING):
+                            m.d.sync += rlen.eq(1 + len(self.id_bytes))
+                            m.next = "T_SYNC"
+                        with m.Case(proto.READ):
+                            m.d.sync += rlen.eq(1 + 4 * cnt)
+                            m.next = "T_SYNC"
+                        with m.Case(proto.WRITE):
+                            m.d.sync += rlen.eq(1)
+                            m.next = "WR_LOAD"
+                        with m.Case(proto.START):
+                            m.d.sync += rlen.eq(1)
+                            m.next = "START"
+
+            with m.State("WR_LOAD"):         # buffer word ``widx`` appears on r_port next cycle
+                m.next = "WR_SEND"
+            with m.State("WR_SEND"):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(arg + widx),
+                             self.wr.payload.data.eq(r_port.data)]
+                with m.If(self.wr.ready):
+                    m.d.sync += widx.eq(widx + 1)
+                    with m.If(widx == n_write - 1):
+                        m.next = "T_SYNC"
+                    with m.Else():
+                        m.next = "WR_LOAD"
+            with m.State("START"):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(start_addr),
+                             self.wr.payload.data.eq(arg)]
+                with m.If(self.wr.ready):
+                    m.next = "T_SYNC"
+
+            # ---- reply
+            def send(byte, next_state, add_crc=True):
+                m.d.comb += [utx.data.valid.eq(1), tx_byte.eq(byte)]
+                with m.If(tx_sent):
+                    if add_crc:
+                        m.d.sync += crc.eq(crc8_next(crc, byte))
+                    m.next = next_state
+
+            with m.State("T_SYNC"):
+                m.d.sync += crc.eq(0)
+                send(proto.SYNC, "T_CMD", add_crc=False)
+            with m.State("T_CMD"):
+                send(cmd, "T_LEN")
+            with m.State("T_LEN"):
+                send(rlen, "T_STATUS")
+            with m.State("T_STATUS"):
+                send(status, "T_CRC")
+                with m.If(tx_sent & (status == S["OK"])):
+                    with m.If(cmd == proto.PING):
+                        m.next = "T_ID"
+                    with m.Elif(cmd == proto.READ):
+                        m.next = "RD_REQ"
+            with m.State("T_ID"):
+                send(id_rom[widx], "T_ID")
+                with m.If(tx_sent):
+                    m.d.sync += widx.eq(widx + 1)
+                    with m.If(widx == len(self.id_bytes) - 1):
+                        m.next = "T_CRC"
+            with m.State("RD_REQ"):
+                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.addr.eq(arg + widx)]
+                with m.If(self.rd.ready):
+                    m.next = "RD_WAIT"
+            with m.State("RD_WAIT"):
+                m.d.comb += self.rd_data.ready.eq(1)
+                with m.If(self.rd_data.valid):
+                    m.d.sync += [rword.eq(self.rd_data.payload), bpos.eq(0)]
+                    m.next = "T_WORD"
+            with m.State("T_WORD"):
+                send(rword[:8], "T_WORD")
+                with m.If(tx_sent):
+                    m.d.sync += [rword.eq(rword >> 8), bpos.eq(bpos + 1)]
+                    with m.If(bpos == 3):
+                        m.d.sync += widx.eq(widx + 1)
+                        with m.If(widx == cnt - 1):
+                            m.next = "T_CRC"
+                        with m.Else():
+                            m.next = "RD_REQ"
+            with m.State("T_CRC"):
+                send(crc, "SYNC", add_crc=False)
+
+        m.d.comb += urx.data.ready.eq(fsm.ongoing("SYNC") | fsm.ongoing("CMD") | fsm.ongoing("LEN")
+                                      | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC")
+                                      | fsm.ongoing("DRAIN"))
+        with m.If(got | fsm.ongoing("SYNC") | urx.framing_error):
+            m.d.sync += timer.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += timer.eq(timer + 1)
+        return m
+

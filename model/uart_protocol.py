@@ -1,0 +1,230 @@
+"""Framed request/reply protocol of the STA UART host link, defined once (pure Python).
+
+The gateware (:class:`nmaccel.hw.common.bridge.UartBridge`) takes its constants from here and
+the host driver (:mod:`nmaccel.boards.driver`) encodes and decodes frames with the functions
+here. The link is 8N1 UART; every multi-byte number is little-endian.
+
+Request frame (host → board)
+    ======  =========  =====================================================================
+    byte    name       meaning
+    ======  =========  =====================================================================
+    0       SYNC       ``0xA5`` (bytes before it are skipped)
+    1       CMD        command code (table below)
+    2       LEN        payload length in bytes, 0..255
+    3..     PAYLOAD    ``LEN`` bytes
+    3+LEN   CRC        CRC-8 of CMD, LEN and PAYLOAD (polynomial 0x07, init 0x00, no
+                       reflection, no final XOR: "CRC-8/SMBUS"; ``crc8(b"123456789") == 0xF4``)
+    ======  =========  =====================================================================
+
+Reply frame (board → host), one per request, same layout: SYNC, CMD (the request's command
+byte echoed), LEN (``1 + len(DATA)``), STATUS, DATA, CRC over CMD, LEN, STATUS and DATA.
+
+Commands
+    ======  ======  ===================================  ======================================
+    code    name    request payload                      reply DATA (STATUS OK)
+    ======  ======  ===================================  ======================================
+    0x01    PING    none (LEN 0)                         :data:`ID_BYTES` bytes, see :class:`BoardId`
+    0x02    WRITE   addr u32, then 1..:data:`MAX_WORDS`   none; word ``i`` is written to host
+                    words u32 (LEN = 4 + 4n)             address ``addr + i`` after the CRC checks
+    0x03    READ    addr u32, n u8 (1..MAX_WORDS)        n words u32 read from ``addr + i``
+                    (LEN 5)
+    0x04    START   count u32 (LEN 4)                    none; writes ``count`` to CSR START
+    ======  ======  ===================================  ======================================
+
+    Host addresses are those of :mod:`nmaccel.model.sta_isa` (``host_address``); STATUS and the
+    counters are READs of CSR addresses. A READ of a buffer the core is using waits until the
+    run ends (the core holds such reads back while busy).
+
+Status byte (checked in this order; an error reply carries no DATA and nothing is executed)
+    ====  =========  ==========================================================================
+    code  name       meaning
+    ====  =========  ==========================================================================
+    0     OK         executed
+    1     CRC        the request's CRC byte is wrong
+    2     COMMAND    unknown command code
+    3     LENGTH     LEN (or READ's n) does not fit the command
+    4     TIMEOUT    the frame stopped mid-way: no byte for ``timeout`` clock cycles (the reply
+                     echoes the command byte if it arrived, else 0)
+    5     ADDRESS    ``addr + n - 1`` is beyond the core's host address space
+    6     FRAMING    a byte of the frame had a bad stop bit (the rest of the frame is skipped
+                     until the line has been quiet for ``timeout`` cycles)
+    ====  =========  ==========================================================================
+
+After any error the parser returns to hunting for SYNC, so a following good frame works.
+
+PING reply DATA (:data:`ID_BYTES` = 16 bytes)
+    ``MAGIC`` (4 bytes ``b"nmST"``), protocol :data:`VERSION` (u8), :data:`MAX_WORDS` (u8),
+    ``addr_bits`` (u8), ``rows``, ``cols``, ``lanes``, ``n``, ``m`` (u8 each), and the config hash
+    (u32, :func:`config_hash`: CRC-32 of the config's sorted JSON), so the driver can check that
+    the board runs the design it compiled its program for.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = [
+    "CMD_NAMES", "COMMANDS", "FrameError", "ID_BYTES", "MAGIC", "MAX_WORDS", "PING", "READ",
+    "START", "STATUS", "STATUS_NAMES", "SYNC", "VERSION", "WRITE", "BoardId", "config_hash",
+    "crc8", "crc8_update", "decode_frame", "encode_frame", "encode_ping", "encode_read",
+    "encode_reply", "encode_start", "encode_write", "id_bytes", "parse_id",
+]
+
+SYNC = 0xA5
+VERSION = 1
+MAGIC = b"nmST"
+#: Most 32-bit words one WRITE or READ frame carries (LEN and the reply's LEN fit in a byte).
+MAX_WORDS = 62
+
+PING, WRITE, READ, START = 0x01, 0x02, 0x03, 0x04
+COMMANDS = {"PING": PING, "WRITE": WRITE, "READ": READ, "START": START}
+CMD_NAMES = {v: k for k, v in COMMANDS.items()}
+
+#: Reply status codes.
+STATUS = {"OK": 0, "CRC": 1, "COMMAND": 2, "LENGTH": 3, "TIMEOUT": 4, "ADDRESS": 5,
+          "FRAMING": 6}
+STATUS_NAMES = {v: k for k, v in STATUS.items()}
+STATUS_TEXT = {
+    0: "ok", 1: "bad CRC", 2: "unknown command", 3: "bad length", 4: "frame timed out",
+    5: "address out of range", 6: "UART framing error",
+}
+ID_FIELDS = ("addr_bits", "rows", "cols", "lanes", "n", "m")
+ID_BYTES = len(MAGIC) + 2 + len(ID_FIELDS) + 4
+
+CRC_POLY = 0x07
+
+
+class FrameError(ValueError):
+    """Bytes that are not a valid frame (wrong sync, length, CRC or field)."""
+
+
+def crc8_update(crc: int, byte: int) -> int:
+    """CRC-8/SMBUS register after shifting in ``byte`` (MSB first)."""
+    crc ^= byte
+    for _ in range(8):
+        crc = ((crc << 1) ^ CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def crc8(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc = crc8_update(crc, b)
+    return crc
+
+
+def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
+    """A request frame: SYNC, CMD, LEN, PAYLOAD, CRC."""
+    if not 0 <= cmd <= 0xFF:
+        raise FrameError(f"cmd must be a byte (0..255), not {cmd!r}")
+    payload = bytes(payload)
+    if len(payload) > 255:
+        raise FrameError(f"payload must be at most 255 bytes, not {len(payload)}")
+    body = bytes([cmd, len(payload)]) + payload
+    return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+def encode_reply(cmd: int, status: int, data: bytes = b"") -> bytes:
+    """A reply frame (as the bridge sends it): SYNC, CMD, LEN, STATUS, DATA, CRC."""
+    return encode_frame(cmd, bytes([status]) + bytes(data))
+
+
+def decode_frame(frame: bytes) -> tuple[int, bytes]:
+    """``(cmd, payload)`` of one whole frame; raises :class:`FrameError` if it is not valid."""
+    frame = bytes(frame)
+    if len(frame) < 4:
+        raise FrameError(f"a frame has at least 4 bytes, got {len(frame)}")
+    if frame[0] != SYNC:
+        raise FrameError(f"frame must start with sync byte 0x{SYNC:02X}, not 0x{frame[0]:02X}")
+    cmd, length = frame[1], frame[2]
+    if len(frame) != 4 + length:
+        raise FrameError(f"LEN says {length} payload bytes, so the frame has {4 + length} bytes, "
+                         f"not {len(frame)}")
+    if crc8(frame[1:-1]) != frame[-1]:
+        raise FrameError(f"CRC mismatch: frame says 0x{frame[-1]:02X}, "
+                         f"computed 0x{crc8(frame[1:-1]):02X}")
+    return cmd, frame[3:-1]
+
+
+def _u32(value: int, what: str) -> bytes:
+    if not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise FrameError(f"{what} must be an unsigned 32-bit integer, not {value!r}")
+    return value.to_bytes(4, "little")
+
+
+def _count(n: int) -> int:
+    if not isinstance(n, int) or not 1 <= n <= MAX_WORDS:
+        raise FrameError(f"word count must be an integer in [1, {MAX_WORDS}], not {n!r}")
+    return n
+
+
+def encode_ping() -> bytes:
+    return encode_frame(PING)
+
+
+def encode_write(addr: int, words) -> bytes:
+    words = list(words)
+    _count(len(words))
+    return encode_frame(WRITE, _u32(addr, "addr") + b"".join(_u32(w, "word") for w in words))
+
+
+def encode_read(addr: int, n: int) -> bytes:
+    return encode_frame(READ, _u32(addr, "addr") + bytes([_count(n)]))
+
+
+def encode_start(count: int) -> bytes:
+    return encode_frame(START, _u32(count, "count"))
+
+
+def config_hash(cfg) -> int:
+    """CRC-32 of the config's JSON with sorted keys (what PING reports)."""
+    return zlib.crc32(cfg.to_json(sort_keys=True).encode())
+
+
+@dataclass(frozen=True)
+class BoardId:
+    """What a PING reply says about the design on the board."""
+
+    version: int
+    max_words: int
+    addr_bits: int
+    rows: int
+    cols: int
+    lanes: int
+    n: int
+    m: int
+    config_hash: int
+
+    @classmethod
+    def of(cls, cfg) -> "BoardId":
+        from nmaccel.model.sta_isa import addr_bits
+        return cls(VERSION, MAX_WORDS, addr_bits(cfg), cfg.rows, cfg.cols, cfg.lanes, cfg.n,
+                   cfg.m, config_hash(cfg))
+
+    def differences(self, other: "BoardId") -> list[str]:
+        """``"field: self vs other"`` for every field that differs."""
+        return [f"{name}: {getattr(self, name)} vs {getattr(other, name)}"
+                for name in self.__dataclass_fields__ if getattr(self, name) != getattr(other, name)]
+
+
+def id_bytes(cfg) -> bytes:
+    """The PING reply DATA for ``cfg`` (the gateware stores these bytes as a ROM)."""
+    ident = BoardId.of(cfg)
+    fields = [ident.version, ident.max_words] + [getattr(ident, f) for f in ID_FIELDS]
+    for name, value in zip(("version", "max_words") + ID_FIELDS, fields):
+        if not 0 <= value <= 0xFF:
+            raise FrameError(f"{name} = {value} does not fit the one-byte PING field")
+    return MAGIC + bytes(fields) + ident.config_hash.to_bytes(4, "little")
+
+
+def parse_id(data: bytes) -> BoardId:
+    """Decode PING reply DATA; raises :class:`FrameError` on a wrong size or magic."""
+    data = bytes(data)
+    if len(data) != ID_BYTES:
+        raise FrameError(f"PING reply must carry {ID_BYTES} bytes, not {len(data)}")
+    if data[:4] != MAGIC:
+        raise FrameError(f"PING reply magic is {data[:4]!r}, expected {MAGIC!r} "
+                         "(not an nmaccel STA UART bridge?)")
+    return BoardId(data[4], data[5], *data[6:6 + len(ID_FIELDS)],
+                   int.from_bytes(data[-4:], "little"))
