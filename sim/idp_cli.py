@@ -63,8 +63,9 @@ def _sparse_patterns(text: str) -> list[tuple[int, int]]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", choices=("digits", "minilm", "both"), default="digits",
-                   help="which study to run")
+    p.add_argument("--study", choices=("digits", "minilm", "both", "rtl"), default="digits",
+                   help="which study to run; 'rtl': train one IDP model at --int-pattern "
+                        "(seed --rtl-seed) and classify the digits test set on the STA RTL")
     p.add_argument("--patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
                    help="target N:M patterns (digits)")
     p.add_argument("--methods", type=_method_list, default="idp,oneshot,srste",
@@ -107,6 +108,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
     g.add_argument("--minilm-md", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.md"), help="MiniLM results Markdown")
+    g = p.add_argument_group("RTL study (--study rtl)")
+    g.add_argument("--rtl-seed", type=int, default=0, help="seed of the dense + IDP model")
+    g.add_argument("--rtl-images", type=positive_int, default=360,
+                   help="test images to classify on the RTL (the test set has 360)")
+    g.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                   help="HDL simulator (cocotb)")
+    g.add_argument("--rtl-json", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_digits_rtl.json"), help="RTL results JSON")
+    g.add_argument("--rtl-md", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_digits_rtl.md"), help="RTL results Markdown")
     p.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
                    help="rewrite --md/--png (digits) or --minilm-md (MiniLM) from a saved "
                         "study JSON (no training)")
@@ -521,6 +532,8 @@ def run(args) -> int:
     ip = [p for p in args.int_pattern if p is not None]
     if len(ip) > 1:
         raise CommandError("--int-pattern takes one pattern")
+    if args.study == "rtl":
+        return _run_rtl(args, ip)
     if args.study in ("digits", "both"):
         start = time.perf_counter()
         res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
@@ -561,3 +574,71 @@ def _read_json(path: pathlib.Path, option: str) -> dict:
 def _presets() -> dict:
     from nmaccel.hw.config import STA_PRESETS
     return STA_PRESETS
+
+
+def _run_rtl(args, ip) -> int:
+    """``--study rtl``: the IDP-pruned digits Transformer classified on the STA RTL."""
+    from nmaccel.model.digits_transformer import digits_int_program, predict
+    from nmaccel.sim.digits_rtl import format_digits_rtl, run_digits_rtl, train_idp_digits
+    if not ip:
+        raise CommandError("--study rtl needs one --int-pattern (the N:M the RTL runs)")
+    nm = ip[0]
+    if not isinstance(args.rtl_seed, int) or args.rtl_seed < 0:
+        raise CommandError(f"--rtl-seed must be a non-negative integer, not {args.rtl_seed}")
+    cfg = args.preset.replace(n=nm[0], m=nm[1])
+    from nmaccel.model import sta_isa
+    why = sta_isa.attention_supported(cfg)
+    if why:
+        raise CommandError(f"--preset: {why}")
+    start = time.perf_counter()
+    dense, model, data = train_idp_digits(nm, seed=args.rtl_seed, dense_steps=args.dense_steps,
+                                          budget=args.budget, layers=args.layers,
+                                          batch_size=args.batch_size, lr=args.lr,
+                                          progress=not args.no_progress)
+    train_s = time.perf_counter() - start
+    n = min(args.rtl_images, len(data.x_test))
+    images, labels = data.x_test[:n], data.y_test[:n]
+    prog = digits_int_program(model, cfg, nm)
+    res = run_digits_rtl(prog, images.numpy(), labels.numpy(), simulator=args.simulator,
+                         progress=not args.no_progress,
+                         float_predictions=predict(model, images).numpy())
+    res["dense_float_accuracy"] = float((predict(dense, images).numpy() == labels.numpy()).mean())
+    res["train_seconds"] = round(train_s, 1)
+    res["wall_seconds"] = round(time.perf_counter() - start, 1)
+    res["macs_per_image"] = prog.macs()
+    res["command"] = (f"nmaccel idp --study rtl --int-pattern {nm[0]}:{nm[1]} "
+                      f"--preset {args._preset_name} --rtl-seed {args.rtl_seed} "
+                      f"--rtl-images {args.rtl_images} --dense-steps {args.dense_steps} "
+                      f"--budget {args.budget} --layers {args.layers} --batch-size "
+                      f"{args.batch_size} --lr {args.lr:g} --simulator {args.simulator}")
+    _write(args.rtl_json, json.dumps(res, indent=1))
+    _write(args.rtl_md, rtl_markdown(res))
+    print(format_digits_rtl(res))
+    return 0 if res["predictions_identical"] and res["bit_exact_layers"] else 1
+
+
+def rtl_markdown(res: dict) -> str:
+    """Markdown of a ``--study rtl`` result."""
+    pct = lambda v: f"{v * 100:.2f}%"  # noqa: E731
+    c = res["cycles_per_image"]
+    lines = [f"# IDP {res['nm']} digits Transformer on the STA RTL", "",
+             f"Command: `{res['command']}` ({res['wall_seconds']:.0f} s wall, of which "
+             f"{res['train_seconds']:.0f} s training).", "",
+             f"Every encoder layer ({res['layers']}) of every test image runs on the STA RTL "
+             f"({res['simulator']}, rows={res['config']['rows']} cols={res['config']['cols']} "
+             f"lanes={res['config']['lanes']}, one simulation, layers chained on chip through "
+             "VBUF); the host embeds the 8 pixel rows and runs the pooled 10-way integer head "
+             "on the RTL's last-layer output.", "",
+             "| images | predictions = integer golden | layer outputs bit-exact | "
+             "RTL accuracy | integer golden | float (pruned) | float (dense) | "
+             "cycles/image (median) | model |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| {res['images']} | {'yes' if res['predictions_identical'] else 'NO'} "
+             f"({res['mismatches']} differ) | {'yes' if res['bit_exact_layers'] else 'NO'} | "
+             f"{pct(res['rtl_accuracy'])} | {pct(res['golden_accuracy'])} | "
+             f"{pct(res['float_accuracy'])} | {pct(res['dense_float_accuracy'])} | "
+             f"{c['median']:g} | {res['model_cycles_per_image']['median']:g} "
+             f"({res['model_error'] * 100:+.2f}%) |", "",
+             f"Simulation: {res['sim_cycles_per_second']} cycles/s. MACs per image on the "
+             f"array: {res['macs_per_image'].get('total', 'n/a')}.", ""]
+    return "\n".join(lines)
