@@ -1,0 +1,113 @@
+"""Resource and timing figures of one board build, read from the tools' own reports.
+
+Sources
+    nextpnr ``--report top.report.json`` (machine-readable: ``utilization`` = ``{bel type:
+    {used, available}}``, ``fmax`` = ``{clock net: {achieved, constraint}}`` in MHz, after
+    routing); the Yosys log ``top.rpt`` for the flip-flop count on iCE40 (nextpnr counts
+    iCE40 logic cells, each holding one LUT4 and one FF, not FFs).
+
+Resource keys (``[used, available]``)
+    ``LUT``  iCE40 ``ICESTORM_LC`` logic cells / ECP5 ``TRELLIS_COMB`` LUT4s;
+    ``FF``   iCE40 ``SB_DFF*`` cells from Yosys (available = logic cells) / ECP5 ``TRELLIS_FF``;
+    ``DSP``  ``ICESTORM_DSP`` (SB_MAC16) / ``MULT18X18D``;
+    ``BRAM`` ``ICESTORM_RAM`` (EBR, 4 kbit) / ``DP16KD`` (18 kbit);
+    ``SPRAM`` (iCE40UP ``ICESTORM_SPRAM``) and ``LUTRAM`` (ECP5 ``TRELLIS_RAMW``) when present.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+__all__ = ["read_nextpnr_report", "count_yosys_ffs", "resources", "fmax_for", "markdown"]
+
+_MAP = {
+    "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
+              "SPRAM": "ICESTORM_SPRAM"},
+    "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD",
+             "LUTRAM": "TRELLIS_RAMW"},
+}
+
+
+def read_nextpnr_report(path) -> dict:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"nextpnr report {path} is missing (did place and route run?)")
+    return json.loads(path.read_text())
+
+
+def count_yosys_ffs(log_text: str) -> int:
+    """Flip-flops in the last ``stat`` of a Yosys log (iCE40 ``SB_DFF*`` cells)."""
+    # The last statistics block of synth_ice40 lists cells as "<count> <type>" (Yosys ≥ 0.4x)
+    # or "<type> <count>" (older); take the last block only.
+    start = log_text.rfind("Printing statistics")
+    block = log_text[start:] if start >= 0 else log_text
+    total = 0
+    for line in block.splitlines():
+        m = re.match(r"\s*(\d+)\s+(?:[\d.]+\s+)?(SB_DFF\w*)\s*$", line) or \
+            re.match(r"\s*(SB_DFF\w*)\s+(\d+)\s*$", line)
+        if m:
+            a, b = m.groups()
+            total += int(a) if a.isdigit() else int(b)
+    return total
+
+
+def resources(family: str, report: dict, yosys_log: str = "") -> dict:
+    """``{"LUT": [used, avail], "FF": [...], "DSP": [...], "BRAM": [...], ...}``."""
+    util = report.get("utilization", {})
+    out = {}
+    for key, bel in _MAP[family].items():
+        if bel in util:
+            out[key] = [int(util[bel]["used"]), int(util[bel]["available"])]
+    if family == "ice40":
+        out["FF"] = [count_yosys_ffs(yosys_log), out["LUT"][1]]
+    order = ["LUT", "FF", "DSP", "BRAM", "SPRAM", "LUTRAM"]
+    return {k: out[k] for k in order if k in out}
+
+
+def fmax_for(report: dict, target_mhz: float) -> tuple[str, float, float]:
+    """``(clock net, achieved MHz, constraint MHz)`` of the clock constrained nearest to
+    ``target_mhz`` (the PLL output; the pad clock feeding only the PLL has no paths)."""
+    fmax = report.get("fmax", {})
+    if not fmax:
+        raise ValueError("nextpnr report has no fmax entry (no clocked logic was timed)")
+    name = min(fmax, key=lambda n: abs(float(fmax[n].get("constraint", 0)) - target_mhz))
+    return name, float(fmax[name]["achieved"]), float(fmax[name]["constraint"])
+
+
+def markdown(result: dict) -> str:
+    """One build's Markdown report."""
+    lines = [f"# {result['board_title']}: {result['design']} `{result['preset']}`", "",
+             f"- command: `{result['command']}`",
+             f"- host link: {result['host_link']}",
+             f"- clock: {result['pll']['f_in_mhz']:g} MHz → PLL → {result['pll']['f_out_mhz']:g} MHz "
+             f"({result['pll']['primitive']} {result['pll']['params']})",
+             f"- post-route fmax: **{result['fmax_mhz']:.2f} MHz** (target "
+             f"{result['target_mhz']:g} MHz): timing **{'met' if result['timing_met'] else 'NOT met'}**",
+             f"- build time: {result['build_seconds']:.0f} s (synthesis {result['stage_seconds'].get('synth', 0):.0f} s, "
+             f"place and route {result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}",
+             f"- tools: {result['tools']}",
+             "", "| resource | used | available | % |", "|---|---:|---:|---:|"]
+    for key, (used, avail) in result["resources"].items():
+        pct = 100.0 * used / avail if avail else 0.0
+        lines.append(f"| {key} | {used} | {avail} | {pct:.1f} |")
+    if result.get("critical_path"):
+        lines += ["", "Critical path (nextpnr, start → end):", "",
+                  f"`{result['critical_path']['from']}` → `{result['critical_path']['to']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def critical_path(report: dict) -> dict | None:
+    """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path."""
+    for path in report.get("critical_paths", []):
+        steps = path.get("path", [])
+        if steps:
+            return {"from": steps[0].get("from", {}).get("cell", "?"),
+                    "to": steps[-1].get("to", {}).get("cell", "?"),
+                    "delay_ns": round(sum(float(s.get("delay", 0)) for s in steps), 3),
+                    "clock": f"{path.get('from', '?')} -> {path.get('to', '?')}"}
+    return None
+
+
+__all__ += ["critical_path"]

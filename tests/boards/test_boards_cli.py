@@ -1,0 +1,150 @@
+"""``nmaccel build`` argument errors, the board top's pins and clock constraint, report parsing.
+
+These run without place and route (the real build is tests/boards/test_build_baseline.py).
+"""
+
+import json
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from nmaccel.boards import build_report
+from nmaccel.boards.flow import _script_commands, plan_build
+from nmaccel.boards.serial_ports import SerialPortShell
+from nmaccel.boards.targets import BOARDS, BoardError, board_target
+from nmaccel.boards.top import BoardTop
+from nmaccel.sim.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "nexys"], "unknown board 'nexys'; expected one of: icebreaker, upduino3, ulx3s"),
+    (["--board", "icebreaker", "--design", "conv"],
+     "design 'conv' is not supported on board 'icebreaker'; it supports: sta"),
+    (["--board", "ulx3s", "--design", "gpu"], "unknown design 'gpu'; expected one of: sta, conv"),
+    (["--board", "ulx3s", "--preset", "huge"],
+     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large"),
+    (["--board", "ulx3s", "--design", "conv", "--preset", "tiny"],
+     "unknown conv preset 'tiny'"),
+    (["--board", "icebreaker", "--freq", "12"], "f_out must be a frequency in [16, 275] MHz"),
+    (["--board", "icebreaker", "--freq", "-3"], "freq must be a positive frequency in MHz"),
+    (["--board", "ulx3s", "--freq", "47.9"], "freq 47.9 MHz is not reachable on ulx3s"),
+])
+def test_bad_arguments_give_one_line_errors(argv, message, capsys):
+    assert main(["build", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nmaccel build: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_program_without_openfpgaloader_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["build", "--board", "icebreaker", "--program"]) == 2
+    assert "--program needs openFPGALoader on PATH" in capsys.readouterr().err
+
+
+def test_board_lookup():
+    assert board_target("ulx3s").family == "ecp5"
+    with pytest.raises(BoardError, match="unknown board 'x'"):
+        board_target("x")
+    for board in BOARDS.values():
+        plat = board.platform()
+        plat.lookup("uart", 0)                       # every board has (or gets) a UART
+        assert plat.lookup(board.clock, 0).clock is not None
+
+
+class _Echo(wiring.Component):
+    """A small stand-in accelerator: registers its input, flags busy/done/error."""
+    a: In(4)
+    y: Out(4)
+    busy: Out(1)
+    done: Out(1)
+    error: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.y.eq(self.a + 1), self.busy.eq(self.a[0]), self.done.eq(self.a[1]),
+                     self.error.eq(self.a[2])]
+        return m
+
+
+@pytest.mark.parametrize("name, freq, primitive", [("icebreaker", 24.0, "SB_PLL40_PAD"),
+                                                   ("upduino3", 24.0, "SB_PLL40_CORE"),
+                                                   ("ulx3s", 100.0, "EHXPLLL")])
+def test_board_top_pins_pll_and_clock_constraint(tmp_path, name, freq, primitive):
+    board = board_target(name)
+    _, _, _, pll = plan_build(name, "sta", freq_mhz=freq)
+    plat = board.platform()
+    plan = plat.build(BoardTop(board, SerialPortShell(_Echo()), pll), name="top",
+                      build_dir=str(tmp_path), do_build=False)
+    plan.extract(str(tmp_path))
+    il = (tmp_path / "top.il").read_text()
+    assert primitive in il
+    if board.family == "ice40":
+        pcf = (tmp_path / "top.pcf").read_text()
+        assert "set_io uart_0__rx__io" in pcf and "set_io uart_0__tx__io" in pcf
+        assert f" {freq}\n" in pcf                   # the PLL output is constrained
+    else:
+        lpf = (tmp_path / "top.lpf").read_text()
+        assert 'LOCATE COMP "uart_0__rx__io" SITE "M1"' in lpf
+        assert f"{int(freq * 1e6)} HZ" in lpf or f"{freq * 1e6} HZ" in lpf
+    cmds = _script_commands((tmp_path / "build_top.sh").read_text())
+    assert len(cmds) == 3 and cmds[0].endswith("top.ys")
+
+
+def test_serial_port_shell_drives_inputs_and_shifts_outputs_out():
+    dut = SerialPortShell(_Echo())
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    seen = {0: [], 1: []}
+
+    async def bench(ctx):
+        for level in (1, 0):                         # a = 0b1111, then a = 0b0000
+            ctx.set(dut.rx, level)
+            for _ in range(40):
+                await ctx.tick()
+                seen[level].append(ctx.get(dut.tx))
+            assert ctx.get(dut.inner.a) == (0xF if level else 0)
+            assert ctx.get(dut.inner.y) == (level * 0xF + 1) & 0xF
+            assert (ctx.get(dut.busy), ctx.get(dut.done), ctx.get(dut.error)) == (level,) * 3
+
+    sim.add_testbench(bench)
+    sim.run()
+    # outputs (y, busy, done, error) = 7 bits shifted out LSB first, reloaded every 7 cycles
+    for level, word in ((1, 0b1110000), (0, 0b0000001)):
+        bits = [(word >> i) & 1 for i in range(7)]
+        tail = seen[level][16:]
+        assert any(tail[i:i + 7] == bits and tail[i + 7:i + 14] == bits for i in range(7)), \
+            (level, tail)
+
+
+def test_serial_port_shell_rejects_non_components():
+    with pytest.raises(TypeError, match="inner must be an amaranth wiring.Component"):
+        SerialPortShell(Signal())
+
+
+def test_report_parsing_ice40_and_ecp5():
+    rep = {"utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                           "ICESTORM_RAM": {"used": 20, "available": 30},
+                           "ICESTORM_DSP": {"used": 8, "available": 8},
+                           "ICESTORM_SPRAM": {"used": 0, "available": 4}},
+           "fmax": {"clk12_0__io": {"achieved": 300.0, "constraint": 12.0},
+                    "pll.clk": {"achieved": 25.3, "constraint": 24.0}}}
+    log = "Printing statistics.\n\n=== top ===\n   1200   SB_DFF\n   34 SB_DFFE\n    5 SB_LUT4\n"
+    res = build_report.resources("ice40", rep, log)
+    assert res == {"LUT": [4000, 5280], "FF": [1234, 5280], "DSP": [8, 8], "BRAM": [20, 30],
+                   "SPRAM": [0, 4]}
+    assert build_report.fmax_for(rep, 24.0) == ("pll.clk", 25.3, 24.0)
+    ecp = {"utilization": {"TRELLIS_COMB": {"used": 1, "available": 83640},
+                           "TRELLIS_FF": {"used": 2, "available": 83640},
+                           "MULT18X18D": {"used": 3, "available": 156},
+                           "DP16KD": {"used": 4, "available": 208}}}
+    assert build_report.resources("ecp5", ecp) == {
+        "LUT": [1, 83640], "FF": [2, 83640], "DSP": [3, 156], "BRAM": [4, 208]}
+    with pytest.raises(ValueError, match="no fmax entry"):
+        build_report.fmax_for({}, 24.0)
+    with pytest.raises(FileNotFoundError, match="nextpnr report"):
+        build_report.read_nextpnr_report("/nonexistent/top.report.json")
+    json.dumps(res)
