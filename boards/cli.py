@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")
+    p.add_argument("--baseline", metavar="REPORTS", default=None,
+                   help="also record the result as the committed baseline under "
+                        "REPORTS/boards/ and refresh REPORTS/boards.{md,json}")
     p.add_argument("--program", action="store_true",
                    help="program the board with openFPGALoader after the build")
 
@@ -67,7 +70,7 @@ def run(args) -> int:
     cmd = "nmaccel build " + " ".join(shlex.quote(a) for a in _argv(args, board.name, preset))
     print(f"building {args.build_design} `{preset}` for {board.title} into {out} ...", flush=True)
     try:
-        result = build(board.name, args.build_design, preset, args.freq, out, baud=args.baud,
+        result = build(board.name, args.build_design, args.preset, args.freq, out, baud=args.baud,
                        seed=args.seed, command=cmd)
     except BuildFailed as exc:
         raise CommandError(str(exc)) from None
@@ -77,6 +80,9 @@ def run(args) -> int:
     if args.json:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(text)
+    if args.baseline:
+        from nmaccel.boards.baselines import write_baseline
+        print(f"baseline: {write_baseline(result, args.baseline)}")
     r = result["resources"]
     print(f"{board.title}: fmax {result['fmax_mhz']:.2f} MHz (target {result['target_mhz']:g}, "
           f"timing {'met' if result['timing_met'] else 'NOT met'}); "

@@ -16,6 +16,7 @@ The UART divisor is ``clk_freq / baud`` rounded (``uart_divisor`` checks the bit
 from __future__ import annotations
 
 import importlib.util
+import pathlib
 from dataclasses import dataclass
 
 from nmaccel.boards.serial_ports import SerialPortShell
@@ -34,8 +35,17 @@ class BuiltDesign:
 
 
 def design_config(design: str, preset: str):
-    """The hardware config of ``design`` for ``preset`` (clear error for unknown presets)."""
+    """The hardware config of ``design`` for ``preset``: a preset name, or the path of a config
+    JSON file (as ``nmaccel config`` prints it). Clear errors for unknown names/bad files."""
+    cls = StaConfig if design == "sta" else ConvConfig
     try:
+        if str(preset).endswith(".json"):
+            try:
+                text = pathlib.Path(preset).read_text()
+            except OSError as exc:
+                raise BoardError(f"preset: cannot read config file {preset!r}: "
+                                 f"{exc.strerror}") from None
+            return cls.from_json(text)
         return sta_preset(preset) if design == "sta" else conv_preset(preset)
     except ConfigError as exc:
         raise BoardError(f"preset: {exc}") from None

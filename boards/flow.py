@@ -57,6 +57,8 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
     check_design(board, design)
     preset = board.presets[design] if preset is None else preset
     cfg = design_config(design, preset)
+    if str(preset).endswith(".json"):
+        preset = pathlib.Path(preset).stem
     target = board.freqs_mhz[design] if freq_mhz is None else freq_mhz
     if isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0:
         raise BoardError(f"freq must be a positive frequency in MHz, not {target!r}")
@@ -99,8 +101,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     top = BoardTop(board, built.component, pll)
     nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed)]
     kwargs = {"nextpnr_opts": nextpnr_opts}
-    if board.family == "ice40":
-        kwargs["synth_opts"] = ["-dsp"]     # SB_MAC16 for the multipliers
+    kwargs["synth_opts"] = list(board.synth_opts.get(design, ()))
     env = yowasp_env()
     start = time.perf_counter()
     plan = plat.build(top, name="top", build_dir=str(out), do_build=False, **kwargs)

@@ -7,7 +7,8 @@ target frequency. Look boards up with :func:`board_target`; bad names raise
 :class:`BoardError` listing the valid ones.
 
 Boards
-    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` at 24 MHz; 12 MHz clock on
+    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` and conv ``small`` at
+    24 MHz; 12 MHz clock on
     the PLL pad (``SB_PLL40_PAD``); UART over the FTDI (pins 6/9); red/green LEDs and the
     break-off PMOD's LED.
     ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``tiny`` STA on the cheapest UP5K
@@ -50,6 +51,7 @@ class BoardTarget:
     extra_resources: str = ""        # name of a function below that returns resources to add
     notes: str = ""
     timing_floor_mhz: dict = field(default_factory=dict)   # design -> required fmax (issue)
+    synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
 
     def platform(self):
         """A fresh amaranth-boards platform instance with this project's resource additions."""
@@ -80,15 +82,16 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
         family="ice40", clock="clk12", pll="pad",
         leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
-        presets={"sta": "tiny"}, freqs_mhz={"sta": 24.0},
-        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0}),
+        presets={"sta": "tiny", "conv": "small"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0},
+        synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]}),
     "upduino3": BoardTarget(
         name="upduino3", title="UPduino v3 (iCE40UP5K)",
         platform_module="amaranth_boards.upduino_v3", platform_class="UpduinoV3Platform",
         family="ice40", clock="clk12", pll="core",
         leds=(("rgb_led", 0, "b"), ("rgb_led", 0, "g"), ("rgb_led", 0, "r")),
-        presets={"sta": "tiny"}, freqs_mhz={"sta": 24.0},
-        extra_resources="_upduino3_extra",
+        presets={"sta": "tiny", "conv": "small"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        extra_resources="_upduino3_extra", synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]},
         notes="solder the OSC jumper (12 MHz to pin 20); UART on J5 pins 23/25"),
     "ulx3s": BoardTarget(
         name="ulx3s", title="ULX3S 85F (ECP5 LFE5U-85F)",
@@ -96,7 +99,11 @@ BOARDS: dict[str, BoardTarget] = {
         family="ecp5", clock="clk25", pll="ehxplll",
         leds=(("led", 0), ("led", 1), ("led", 2)),
         presets={"sta": "ulx3s", "conv": "ulx3s"}, freqs_mhz={"sta": 100.0, "conv": 100.0},
-        timing_floor_mhz={"sta": 100.0}),
+        timing_floor_mhz={"sta": 100.0},
+        # The STA's R*C*L int8 multipliers (256 for ulx3s) outnumber the 156 MULT18X18D:
+        # Yosys would map every one to a DSP and nextpnr could not place them, so the STA's
+        # multipliers go to LUTs.
+        synth_opts={"sta": ["-nodsp"]}),
 }
 
 
