@@ -28,7 +28,7 @@ import sys
 from typing import Optional, Sequence
 
 __all__ = ["main", "build_parser", "Formatter", "nm", "nm_list", "preset", "positive_int",
-           "COMMANDS", "DESIGNS", "CommandError"]
+           "jobs", "board", "preset_names", "COMMANDS", "DESIGNS", "CommandError"]
 
 #: command name -> module implementing it
 COMMANDS = {
@@ -87,6 +87,40 @@ def preset(name: str):
     try:
         return sta_preset(name)
     except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def preset_names(text: str) -> list[str]:
+    """argparse type: a comma-separated list of STA preset names (each checked)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated STA preset names, not {text!r}")
+    for name in names:
+        preset(name)
+    return names
+
+
+def jobs(text: str) -> int:
+    """argparse type for ``--jobs``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, not {value}")
+    return value
+
+
+def board(name: str) -> str:
+    """argparse type: a board name of :mod:`nmaccel.boards.targets`."""
+    try:
+        from nmaccel.boards.targets import BoardError, board_target
+    except ImportError:
+        raise argparse.ArgumentTypeError("board list unavailable (nmaccel.boards.targets is "
+                                         "missing)") from None
+    try:
+        return board_target(name).name
+    except BoardError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

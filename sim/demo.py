@@ -1,13 +1,24 @@
-"""``nmaccel demo``: MiniLM-L6 sentence embeddings through the golden pipelines.
+"""``nmaccel demo``: real workloads on the RTL, next to PyTorch on this machine's CPU.
 
-For now (before the RTL lands) this runs the bit-exact integer golden models the RTL is
-checked against: float reference, int8 dense, and int8 N:M sparse pipelines.
+* MiniLM-L6 layer ``--layer`` (``--seq`` real tokens) on the STA ``--preset`` RTL, whole layer
+  on chip, in the ``--nm`` pattern and in dense mode (:func:`nmaccel.sim.sweep.run_point`);
+* ``--images`` digits test images through the adder and binary conv nets on the conv engine
+  RTL (:func:`nmaccel.sim.report.conv_point`);
+* PyTorch CPU time for the same work (:mod:`nmaccel.sim.baselines`).
+
+Prints bit-exact verdicts, cycles, utilization, projected time at the board's post-route fmax
+(``reports/boards.json``; "fmax not measured" until a board build exists) and the PyTorch
+time, as a table, and draws one PNG. The RTL models build first (both at once with ``--jobs
+2``; cached afterwards), then the four simulations run ``--jobs`` at a time. ``--golden`` adds
+the older golden-pipeline table (sentence-embedding cosine of int8 dense / N:M vs float).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
@@ -18,21 +29,165 @@ from nmaccel.model.minilm import (DEMO_SENTENCES, embed_sentences_float, get_def
 from nmaccel.model.nm import bits_per_weight
 from nmaccel.model.pipeline import QuantizedMiniLM, cosine
 
-__all__ = ["run_demo", "demo_results", "format_table", "HELP", "add_arguments", "run"]
+__all__ = ["run_demo", "rtl_demo", "format_rtl_table", "plot_demo", "demo_results",
+           "format_table", "HELP", "add_arguments", "run"]
+
+#: the conv preset the digits nets run on (8x8 PEs, the shape of the board's conv build)
+CONV_PRESET = "digits"
 
 
+# ------------------------------------------------------------------------------ RTL demo
+def _conv_build(preset: str) -> dict:
+    from nmaccel.hw.config import conv_preset
+    from nmaccel.sim.conv_harness import build
+    t0 = time.perf_counter()
+    build(conv_preset(preset))
+    return {"conv_build_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _call(task):
+    fn, arg = task
+    return fn(arg)
+
+
+def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
+             board: str = "ulx3s", jobs: int = 2, progress: bool = True) -> dict:
+    """Run the demo's RTL simulations and baselines; returns a JSON-ready dict."""
+    from nmaccel.sim.baselines import conv_net_baseline, minilm_layer_baseline
+    from nmaccel.sim.report import board_fmax, conv_point
+    from nmaccel.sim.sweep import StaPoint, build_point, map_parallel, run_point
+    if nm is None:
+        raise ValueError("--nm must be an N:M pattern (dense runs anyway), not 'dense'")
+    t0 = time.perf_counter()
+    sparse, dense = StaPoint(preset, nm, layer, seq), StaPoint(preset, None, layer, seq)
+    builds = [(build_point, sparse)] + ([(build_point, dense)]
+                                        if dense.build_key() != sparse.build_key() else [])
+    runs = [(run_point, sparse), (run_point, dense)]
+    if images:
+        builds.append((_conv_build, CONV_PRESET))
+        runs += [(conv_point, (net, images, CONV_PRESET)) for net in ("adder", "binary")]
+    bar = tqdm(total=1 + len(builds) + len(runs), desc="nmaccel demo", unit="step",
+               disable=not progress)
+    bar.set_postfix_str("PyTorch baselines")
+    base = {"minilm_layer": minilm_layer_baseline(seq, layer, repeats=30)}
+    if images:
+        base["conv"] = {net: conv_net_baseline(net, images, repeats=10)
+                        for net in ("adder", "binary")}
+    bar.update(1)
+    bar.set_postfix_str("building RTL models (cached after the first run)")
+    t_build = time.perf_counter()
+    map_parallel(_call, builds, jobs, progress=False, on_result=lambda i, r: bar.update(1))
+    t_run = time.perf_counter()
+    bar.set_postfix_str("simulating")
+    results = map_parallel(_call, runs, jobs, progress=False,
+                           on_result=lambda i, r: bar.update(1))
+    bar.close()
+    fmax_sta = board_fmax(board, "sta", preset)
+    fmax_conv = board_fmax(board, "conv", _board_conv_preset(board))
+    b = base["minilm_layer"]
+    rows = []
+    for r in results[:2]:
+        us = r["cycles"]["total"] / fmax_sta if fmax_sta else None
+        rows.append({"workload": f"MiniLM-L6 layer {layer}, {r['seq']} tokens",
+                     "engine": f"STA {preset} {r['nm']}", "kind": "sta", "nm": r["nm"],
+                     "bit_exact": r["bit_exact"], "cycles": r["cycles"]["total"],
+                     "predicted": r["cycles"]["predicted"], "utilization": r["utilization"],
+                     "fmax_mhz": fmax_sta, "projected_us": us,
+                     "torch_fp32_us": b["fp32"]["min_s"] * 1e6,
+                     "torch_int8_us": b["int8_dynamic"]["min_s"] * 1e6, "accuracy": None,
+                     "sim_seconds": r["wall_seconds"]})
+    for r in results[2:]:
+        t = base["conv"][r["net"]]
+        cycles = r["cycles_per_image"] * images
+        rows.append({"workload": f"digits, {images} images", "engine": f"conv {r['net']}",
+                     "kind": "conv", "net": r["net"], "bit_exact": r["verdict"] == "PASS",
+                     "cycles": round(cycles), "predicted": r["cycles_predicted"] * images,
+                     "utilization": r["pe_utilization"], "fmax_mhz": fmax_conv,
+                     "projected_us": cycles / fmax_conv if fmax_conv else None,
+                     "torch_fp32_us": t["fp32"]["min_s"] * 1e6, "torch_int8_us": None,
+                     "accuracy": r["accuracy_rtl"], "accuracy_float": r["accuracy_float"]})
+    dense_cycles = rows[1]["cycles"]
+    rows[0]["speedup_vs_dense"] = round(dense_cycles / rows[0]["cycles"], 3)
+    return {"preset": preset, "nm": f"{nm[0]}:{nm[1]}", "layer": layer, "seq": seq,
+            "images": images, "board": board, "rows": rows, "baselines": base,
+            "seconds": {"baselines": round(t_build - t0, 1), "build": round(t_run - t_build, 1),
+                        "simulate": round(time.perf_counter() - t_run, 1),
+                        "total": round(time.perf_counter() - t0, 1)}}
+
+
+def _board_conv_preset(board: str) -> str:
+    try:
+        from nmaccel.boards.targets import board_target
+        return board_target(board).presets.get("conv", "ulx3s")
+    except Exception:
+        return "ulx3s"
+
+
+def _us(v: Optional[float]) -> str:
+    if v is None:
+        return "fmax not measured"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+
+def format_rtl_table(res: dict) -> str:
+    head = (f"{'workload':<27} {'engine':<17} {'exact':>5} {'cycles':>9} {'util':>6} "
+            f"{'time @ fmax':>17} {'torch fp32':>10} {'torch int8':>10} {'vs fp32':>8} "
+            f"{'accuracy':>8}")
+    lines = [head, "-" * len(head)]
+    for r in res["rows"]:
+        ratio = (f"{r['torch_fp32_us'] / r['projected_us']:.2f}x" if r["projected_us"] else "—")
+        acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        lines.append(f"{r['workload']:<27} {r['engine']:<17} {'yes' if r['bit_exact'] else 'NO':>5} "
+                     f"{r['cycles']:>9} {100 * r['utilization']:>5.1f}% "
+                     f"{_us(r['projected_us']):>17} {_us(r['torch_fp32_us']):>10} "
+                     f"{_us(r['torch_int8_us']) if r['torch_int8_us'] else '—':>10} "
+                     f"{ratio:>8} {acc:>8}")
+    return "\n".join(lines)
+
+
+def plot_demo(res: dict, path: Path) -> None:
+    """Left: RTL cycles per workload; right: projected time at fmax vs PyTorch CPU (log)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = res["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    names = [r["engine"] for r in rows]
+    axes[0].barh(names, [r["cycles"] for r in rows],
+                 color=["tab:green" if r["bit_exact"] else "tab:red" for r in rows])
+    axes[0].set_xlabel("RTL cycles (green: bit-exact)")
+    axes[0].set_title(f"STA: MiniLM-L6 layer {res['layer']}, seq {res['seq']}; "
+                      f"conv: {res['images']} digits")
+    ax = axes[1]
+    y = range(len(rows))
+    acc = [r["projected_us"] or 0 for r in rows]
+    ax.barh([i + 0.2 for i in y], acc, height=0.4, label="RTL at post-route fmax")
+    ax.barh([i - 0.2 for i in y], [r["torch_fp32_us"] for r in rows], height=0.4,
+            label="PyTorch CPU fp32", color="tab:gray")
+    ax.set_yticks(list(y), names)
+    ax.set_xscale("log")
+    ax.set_xlabel("µs for the workload")
+    ax.set_title("projected accelerator time vs PyTorch" if any(acc)
+                 else "PyTorch CPU (board fmax not measured yet)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ golden table
 def _label(nm: Optional[tuple[int, int]]) -> str:
     return "int8 dense" if nm is None else f"int8 {nm[0]}:{nm[1]}"
 
 
 def demo_results(cfg: StaConfig, patterns, texts, progress: bool = True) -> dict:
-    """Embed ``texts`` with the float model and each integer pipeline; return a results dict."""
+    """Embed ``texts`` with the float model and each integer golden pipeline."""
     weights, tokenizer = get_default_weights(), get_default_tokenizer()
     lengths = [len(ids) for ids in tokenize(list(texts), tokenizer, max_len=cfg.max_seq)]
     pipelines = [None] + [p for p in patterns if p is not None]
     layers = len(weights.layers)
     bar = tqdm(total=len(pipelines) * (layers + len(texts)) + len(texts), disable=not progress,
-               desc="nmaccel demo", unit="step")
+               desc="golden pipelines", unit="step")
     start = time.perf_counter()
     ref = embed_sentences_float(list(texts), weights, tokenizer)
     bar.update(len(texts))
@@ -73,24 +228,57 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-HELP = "MiniLM-L6 sentence embeddings: float vs int8 dense vs int8 N:M golden pipelines"
-DESCRIPTION = ("Embeds sentences with the float MiniLM-L6 reference, the int8 dense integer "
-               "pipeline and int8 N:M sparse pipelines (magnitude-pruned, no fine-tuning), "
-               "and prints cosine similarity to the float embeddings, storage bits per "
-               "weight and multiply-accumulate counts.")
+# ------------------------------------------------------------------------------ CLI
+HELP = "MiniLM-L6 (2:4 and dense) and digits conv nets on the RTL vs PyTorch CPU"
+DESCRIPTION = ("Runs MiniLM-L6 layer 0 (32 tokens) on the STA RTL in an N:M pattern and in "
+               "dense mode, and digits test images through the adder and binary conv nets on "
+               "the conv engine RTL (Verilator); prints bit-exact verdicts, cycles, "
+               "utilization, projected time at the board's post-route fmax and PyTorch CPU "
+               "time for the same work, and draws one PNG. --golden adds the golden-pipeline "
+               "embedding table (cosine of int8 dense / N:M vs float).")
 
 
 def add_arguments(p) -> None:
-    from nmaccel.sim.cli import nm_list, preset
-    p.add_argument("--preset", type=preset, default="ulx3s",
-                   help="STA hardware preset whose number formats the integer pipelines use "
-                        "(tiny, ulx3s, large)")
-    p.add_argument("--nm", type=nm_list, default="2:4,1:4",
-                   help="comma-separated N:M patterns for the sparse pipelines")
-    p.add_argument("--text", action="append", default=None, metavar="SENTENCE",
-                   help="a sentence to embed (repeatable); default: 8 built-in sentences")
+    from nmaccel.sim.cli import board, jobs, nm, preset
+    p.add_argument("--preset", type=preset, default="ulx3s", help="STA preset (tiny, ulx3s, large)")
+    p.add_argument("--nm", type=nm, default="2:4",
+                   help="N:M pattern of the sparse STA run (its RTL is built for it)")
+    p.add_argument("--layer", type=int, choices=range(6), default=0, metavar="{0..5}",
+                   help="MiniLM-L6 layer")
+    p.add_argument("--seq", type=_seq, default=32, help="sequence length (real tokens)")
+    p.add_argument("--images", type=_images, default=50,
+                   help="digits test images per conv net (0 skips the conv engine)")
+    p.add_argument("--board", type=board, default="ulx3s",
+                   help="board whose post-route fmax projects time (reports/boards.json)")
+    p.add_argument("--jobs", type=jobs, default=2, help="parallel simulator processes")
+    p.add_argument("--png", default="nmaccel_demo.png", help="where to draw the PNG")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    p.add_argument("--golden", action="store_true",
+                   help="also embed 8 sentences through the golden pipelines (float, int8 "
+                        "dense, int8 N:M) and print their cosine to float")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _seq(text: str) -> int:
+    from nmaccel.sim.cli import positive_int
+    return positive_int(text)
+
+
+def _images(text: str) -> int:
+    import argparse
+    from nmaccel.model.digits import TEST_IMAGES
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--images must be an integer, not {text!r}") from None
+    if not 0 <= v <= TEST_IMAGES:
+        raise argparse.ArgumentTypeError(f"--images must be in 0..{TEST_IMAGES}, not {v}")
+    return v
+
+
+def _preset_name(cfg: StaConfig) -> str:
+    from nmaccel.hw.config import STA_PRESETS
+    return next(name for name, c in STA_PRESETS.items() if c == cfg)
 
 
 def run(args) -> int:
@@ -98,17 +286,43 @@ def run(args) -> int:
 
 
 def run_demo(args) -> int:
-    texts = args.text or DEMO_SENTENCES
-    results = demo_results(args.preset, args.nm, texts, progress=not args.no_progress)
-    print(f"MiniLM-L6 ({len(texts)} sentences, {sum(results['tokens'])} tokens), "
-          f"integer formats of StaConfig rows={args.preset.rows} cols={args.preset.cols} "
-          f"lanes={args.preset.lanes}:")
-    print(format_table(results))
-    print("cos = cosine similarity of the sentence embedding to the float32 reference; "
-          "MACs = multiplications executed (N:M skips pruned weights); N:M weights are "
-          "magnitude-pruned without fine-tuning (IDP/SR-STE recover accuracy).")
+    from nmaccel.sim.cli import CommandError
+    from nmaccel.sim.simulators import SimulatorNotFound
+    if args.nm is None:
+        raise CommandError("--nm must be an N:M pattern (the dense run is always included), "
+                           "not 'dense'")
+    preset = _preset_name(args.preset)
+    try:
+        res = rtl_demo(preset, args.nm, args.layer, args.seq, args.images, args.board,
+                       args.jobs, progress=not args.no_progress)
+    except SimulatorNotFound as exc:
+        raise CommandError(str(exc)) from None
+    r0 = res["rows"][0]
+    print(f"STA {preset} ({args.preset.rows}x{args.preset.cols} PEs x {args.preset.lanes} "
+          f"lanes) and conv engine `{CONV_PRESET}` on Verilator; PyTorch {r0['torch_fp32_us']:.0f} µs"
+          f" is the best of the timed calls on this machine's CPU:")
+    print(format_rtl_table(res))
+    fmax = r0["fmax_mhz"]
+    print(f"{res['nm']} speedup over dense on the same array: {r0['speedup_vs_dense']:.2f}x; "
+          + (f"time @ fmax = cycles / {fmax:.1f} MHz (post-route, {args.board} board build)"
+             if fmax else f"fmax not measured: no {args.board} board build in "
+                          "reports/boards.json yet (nmaccel build)")
+          + f"; wall {res['seconds']['total']:.0f} s (build {res['seconds']['build']:.0f} s).")
+    if args.png:
+        plot_demo(res, Path(args.png))
+        print(f"wrote {args.png}")
+    if args.golden:
+        texts = DEMO_SENTENCES
+        gold = demo_results(args.preset, [args.nm], texts, progress=not args.no_progress)
+        print(f"\nGolden pipelines, MiniLM-L6, {len(texts)} sentences "
+              f"({sum(gold['tokens'])} tokens); cos = cosine to the float32 embedding, N:M "
+              "magnitude-pruned without fine-tuning:")
+        print(format_table(gold))
+        res["golden"] = gold
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+        Path(args.json).write_text(json.dumps(res, indent=2))
         print(f"wrote {args.json}")
-    return 0
+    ok = all(r["bit_exact"] for r in res["rows"])
+    if not ok:
+        print("NOT bit-exact: see the rows marked NO", file=sys.stderr)
+    return 0 if ok else 1

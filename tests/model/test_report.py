@@ -1,0 +1,214 @@
+"""``nmaccel report``: derived columns, Markdown/README generation, the parallel runner
+(local processes and a real Dask LocalCluster) and one-line errors for bad input. The RTL
+sweep itself is not run here (it takes half an hour); point results are synthetic."""
+
+import json
+import math
+import operator
+
+import pytest
+
+from nmaccel.sim import report
+from nmaccel.sim.cli import main
+from nmaccel.sim.sweep import DaskUnreachable, connect_dask, map_parallel, run_sweep
+
+
+def fake_point(preset, nm, total, exact=True):
+    cycles = {"total": total, "predicted": total, "model_error": 0.0, "sparse_gemm": total // 2,
+              "dense_gemm": total // 4, "softmax_wait": 10, "softmax_busy": 100,
+              "vector": total // 4, "stalls": 3, "gemm_only": total // 2 + total // 4 - 10}
+    return {"preset": preset, "nm": nm, "layer": 0, "seq": 32, "simulator": "verilator",
+            "array": [8, 8, 4], "multipliers": 256, "bit_exact": exact, "cycles": cycles,
+            "useful_macs": 1000, "utilization": 0.5 if nm == "dense" else 0.4567,
+            "segments": 3, "sim_run_seconds": 1.0, "sim_cycles_per_second": 100000,
+            "wall_seconds": 2.0, "worker": None}
+
+
+def fake_data():
+    pts = [fake_point("ulx3s", "dense", 400000), fake_point("ulx3s", "2:4", 210000),
+           fake_point("ulx3s", "1:8", 70000), fake_point("large", "dense", 60000),
+           fake_point("large", "2:4", 33000)]
+    t = {"median_s": 0.002, "min_s": 0.0018, "max_s": 0.01, "repeats": 50}
+    mach = {"cpu": "test cpu", "cores": 2, "torch": "2.13", "torch_threads": 2, "python": "3.11"}
+    return {"meta": {"command": "nmaccel report --jobs 2", "date": "2026-01-01 00:00 UTC",
+                     "git": "abc", "machine": mach, "jobs": 2, "dask": None, "wall_seconds": 1800.0},
+            "paper": report.PAPER,
+            "baselines": {"minilm_layer": {"workload": "MiniLM-L6 layer 0, seq 32", "seq": 32,
+                                           "layer": 0, "macs": 57_000_000, "heads": 12,
+                                           "fp32": dict(t), "int8_dynamic": dict(t, min_s=0.0007),
+                                           "machine": mach}},
+            "sweep": {"builds": [{}, {}, {}], "points": pts, "build_seconds": 300.0,
+                      "run_seconds": 900.0}}
+
+
+def write_boards(tmp_path, entries):
+    (tmp_path / "boards.json").write_text(json.dumps(entries))
+    return tmp_path
+
+
+def test_board_fmax_reads_boards_json_and_is_none_when_missing(tmp_path):
+    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+    write_boards(tmp_path, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s",
+                             "fmax_mhz": 104.2, "target_mhz": 100, "timing_met": True}])
+    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) == 104.2
+    assert report.board_fmax("ulx3s", "conv", "ulx3s", tmp_path) is None
+    (tmp_path / "boards.json").write_text("{not json")
+    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+
+
+def test_derive_without_fmax_says_not_measured(tmp_path):
+    data = report.derive(fake_data(), "ulx3s", tmp_path)
+    pts = {(p["preset"], p["nm"]): p for p in data["sweep"]["points"]}
+    assert pts[("ulx3s", "2:4")]["speedup_vs_dense"] == round(400000 / 210000, 3)
+    assert pts[("large", "2:4")]["speedup_vs_dense"] == round(60000 / 33000, 3)
+    assert all(p["projected_us"] is None for p in pts.values())
+    md = report.markdown(data)
+    assert "fmax not measured" in md and "14.47" in md and "What differs" in md
+    block = report.readme_block(data)
+    assert "fmax not measured" in block
+    assert [r["nm"] for r in data["headline"]["rows"]] == ["dense", "2:4", "1:8"]
+
+
+def test_derive_with_fmax_projects_time_and_ratios(tmp_path):
+    write_boards(tmp_path, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s",
+                             "fmax_mhz": 100.0}])
+    data = report.derive(fake_data(), "ulx3s", tmp_path)
+    p = next(p for p in data["sweep"]["points"] if p["nm"] == "2:4" and p["preset"] == "ulx3s")
+    assert p["projected_us"] == 2100.0
+    assert p["vs_torch_fp32"] == round(1800 / 2100, 3)
+    assert p["vs_torch_int8"] == round(700 / 2100, 3)
+    large = next(p for p in data["sweep"]["points"] if p["preset"] == "large")
+    assert large["projected_us"] is None          # no board build for the large preset
+
+
+def test_readme_block_round_trips_and_catches_hand_edits(tmp_path):
+    write_boards(tmp_path, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s",
+                             "fmax_mhz": 97.5}])
+    data = report.derive(fake_data(), "ulx3s", tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\nintro\n")
+    assert report.update_readme(readme, data)
+    text = readme.read_text()
+    assert text.startswith("# title") and report.README_BEGIN in text
+    assert report.parse_readme_block(text)["rows"] == data["headline"]["rows"]
+    assert not report.update_readme(readme, data)         # idempotent
+    edited = text.replace("| 210000 |", "| 200000 |")
+    assert edited != text
+    assert report.parse_readme_block(edited)["rows"] != data["headline"]["rows"]
+    with pytest.raises(ValueError, match="no report-headline block"):
+        report.parse_readme_block("# nothing here")
+
+
+def test_write_outputs_and_reuse_cli(tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text("# t\n")
+    (out / "report.json").write_text(json.dumps(fake_data()))
+    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme)]) == 0
+    for name in ("report.json", "report.md", "report.png"):
+        assert (out / name).stat().st_size > 0
+    data = json.loads((out / "report.json").read_text())
+    assert report.parse_readme_block(readme.read_text())["rows"] == data["headline"]["rows"]
+    # a board build landing later: --reuse refreshes the fmax columns without simulating
+    write_boards(out, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s", "fmax_mhz": 50.0}])
+    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme)]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["headline"]["rows"][0]["projected_us"] == 8000.0
+    assert "8000.0" in readme.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "--presets", "ulx3s,huge"], "unknown STA preset 'huge'; expected one of"),
+    (["report", "--board", "de10"], "unknown board 'de10'; expected one of"),
+    (["report", "--nm", "dense,3:5"], "m must be a power of two"),
+    (["report", "--nm", "2:x"], "--nm"),
+    (["report", "--jobs", "0"], "--jobs must be a positive integer, not 0"),
+    (["report", "--jobs", "two"], "--jobs must be a positive integer, not 'two'"),
+])
+def test_bad_arguments_give_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_reuse_without_json_and_nm_without_dense_are_clear_errors(tmp_path, capsys):
+    assert main(["report", "--reuse", "--out", str(tmp_path)]) == 2
+    assert "--reuse needs" in capsys.readouterr().err
+    assert main(["report", "--nm", "2:4", "--out", str(tmp_path), "--readme", ""]) == 2
+    assert "--nm and --nm-others must include 'dense'" in capsys.readouterr().err
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--dask", "tcp://127.0.0.1:9", "--out", str(tmp_path),
+                 "--readme", ""]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach Dask scheduler at tcp://127.0.0.1:9" in err and "Traceback" not in err
+    with pytest.raises(DaskUnreachable, match="cannot reach Dask scheduler at not-an-address"):
+        connect_dask("not-an-address", timeout=1)
+
+
+def test_map_parallel_local_processes_keep_order():
+    seen = []
+    assert map_parallel(math.factorial, [5, 3, 7, 1], jobs=2, progress=False,
+                        on_result=lambda i, r: seen.append(i)) == [120, 6, 5040, 1]
+    assert sorted(seen) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="--jobs must be a positive integer, not 0"):
+        map_parallel(math.factorial, [1], jobs=0)
+
+
+def test_map_parallel_names_the_failing_item():
+    with pytest.raises(RuntimeError, match="task -1 failed: ValueError"):
+        map_parallel(math.factorial, [3, -1], jobs=1, progress=False)
+
+
+class FakePoint:
+    def __init__(self, cfg, value):
+        self.cfg, self.value, self.label = cfg, value, f"{cfg}/{value}"
+
+    def build_key(self):
+        return (self.cfg,)
+
+
+def fake_build(point):
+    return {"built": point.cfg, "worker": _worker()}
+
+
+def fake_run(point):
+    return {"value": point.value * 10, "worker": _worker()}
+
+
+def _worker():
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except ValueError:
+        return None
+
+
+def test_run_sweep_builds_each_config_once_in_process():
+    points = [FakePoint("a", 1), FakePoint("b", 2), FakePoint("a", 3)]
+    res = run_sweep(points, jobs=1, progress=False, build_fn=fake_build, run_fn=fake_run)
+    assert [b["built"] for b in res["builds"]] == ["a", "b"]
+    assert [r["value"] for r in res["points"]] == [10, 20, 30]
+
+
+def test_run_sweep_on_a_dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        client = connect_dask(cluster.scheduler_address, timeout=10)
+        try:
+            points = [FakePoint("a", 1), FakePoint("b", 2), FakePoint("a", 3)]
+            res = run_sweep(points, jobs=1, client=client, progress=False,
+                            build_fn=fake_build, run_fn=fake_run)
+            assert [r["value"] for r in res["points"]] == [10, 20, 30]
+            built_on = {b["built"]: b["worker"] for b in res["builds"]}
+            # every point ran on the worker that built its model
+            for p, r in zip(points, res["points"]):
+                assert r["worker"] == built_on[p.cfg]
+            assert map_parallel(operator.neg, [1, 2], client=client, progress=False) == [-1, -2]
+        finally:
+            client.close()
