@@ -1,7 +1,7 @@
 """``StaUartTop``: the STA core behind the UART bridge, the design a board runs.
 
 No clocking here: a board top (PLL, pins) instantiates it in its ``sync`` domain.
-:func:`verilog` gives the Verilog the simulation transport (:mod:`nmaccel.sim.uart_rtl`) builds.
+:func:`verilog` gives the Verilog that :mod:`nmaccel.boards.simulated` builds.
 """
 
 from __future__ import annotations

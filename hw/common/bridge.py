@@ -37,11 +37,18 @@ def default_timeout(divisor: int) -> int:
 
 def crc8_next(crc, byte):
     """CRC-8 register (:func:`nmaccel.model.uart_protocol.crc8_update`) after ``byte``, as a
-    combinational Amaranth expression."""
-    c = crc ^ byte
-    for _ in range(8):
-        c = Mux(c[7], (c << 1)[:8] ^ proto.CRC_POLY, (c << 1)[:8])
-    return c
+    combinational Amaranth expression: the CRC is linear, so each output bit is the XOR of the
+    bits of ``crc ^ byte`` that :func:`~nmaccel.model.uart_protocol.crc8_update` maps onto it."""
+    v = crc ^ byte
+    columns = [proto.crc8_update(0, 1 << i) for i in range(8)]
+    bits = []
+    for j in range(8):
+        taps = [v[i] for i in range(8) if (columns[i] >> j) & 1]
+        term = taps[0]
+        for t in taps[1:]:
+            term = term ^ t
+        bits.append(term)
+    return Cat(*bits)
 
 
 class UartBridge(wiring.Component):
@@ -104,6 +111,8 @@ class UartBridge(wiring.Component):
         cnt = Signal(8)                                  # payload byte 4 (READ count)
         word = Signal(32)
         crc = Signal(8)
+        crc_byte = Signal(8)                             # byte entering the CRC this cycle
+        crc_after = Signal(8)
         crc_ok = Signal()
         status = Signal(8)
         rlen = Signal(8)                                 # reply LEN byte
@@ -153,6 +162,8 @@ class UartBridge(wiring.Component):
         with m.Else():
             m.d.comb += verdict.eq(S["OK"])
 
+        m.d.comb += crc_after.eq(crc8_next(crc, crc_byte))
+
         # reply bytes
         id_rom = Array(Const(b, 8) for b in self.id_bytes)
         tx_byte = Signal(8)
@@ -178,12 +189,12 @@ class UartBridge(wiring.Component):
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
-                    m.d.sync += [cmd.eq(rx_byte), crc.eq(crc8_next(crc, rx_byte))]
+                    m.d.sync += [cmd.eq(rx_byte), crc.eq(crc_after)]
                     m.next = "LEN"
                 receive_rules()
             with m.State("LEN"):
                 with m.If(got):
-                    m.d.sync += [length.eq(rx_byte), crc.eq(crc8_next(crc, rx_byte)),
+                    m.d.sync += [length.eq(rx_byte), crc.eq(crc_after),
                                  idx.eq(0), cnt.eq(0)]
                     with m.If(rx_byte == 0):
                         m.next = "CRC"
@@ -192,7 +203,7 @@ class UartBridge(wiring.Component):
                 receive_rules()
             with m.State("PAYLOAD"):
                 with m.If(got):
-                    m.d.sync += [crc.eq(crc8_next(crc, rx_byte)), idx.eq(idx + 1)]
+                    m.d.sync += [crc.eq(crc_after), idx.eq(idx + 1)]
                     with m.If(idx < 4):
                         m.d.sync += arg.eq(Cat(arg[8:], rx_byte))
                     with m.Else():
@@ -255,7 +266,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [utx.data.valid.eq(1), tx_byte.eq(byte)]
                 with m.If(tx_sent):
                     if add_crc:
-                        m.d.sync += crc.eq(crc8_next(crc, byte))
+                        m.d.sync += crc.eq(crc_after)
                     m.next = next_state
 
             with m.State("T_SYNC"):
@@ -303,6 +314,7 @@ class UartBridge(wiring.Component):
         m.d.comb += urx.data.ready.eq(fsm.ongoing("SYNC") | fsm.ongoing("CMD") | fsm.ongoing("LEN")
                                       | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC")
                                       | fsm.ongoing("DRAIN"))
+        m.d.comb += crc_byte.eq(Mux(urx.data.ready, rx_byte, tx_byte))
         with m.If(got | fsm.ongoing("SYNC") | urx.framing_error):
             m.d.sync += timer.eq(0)
         with m.Elif(~timed_out):

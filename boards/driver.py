@@ -1,0 +1,315 @@
+"""Host driver for the STA on a board (or a simulated board) over the UART bridge.
+
+:class:`StaBoard` speaks the framed protocol of :mod:`nmaccel.model.uart_protocol` through a
+*transport*: any object with ``write(data: bytes)`` and ``read(n) -> bytes`` (returning fewer
+than ``n`` bytes when its read timeout runs out). Transports:
+
+* :class:`SerialTransport` — a serial port via pyserial (a real board);
+* ``CocotbUartTransport`` in :mod:`nmaccel.boards.cocotb_bench` — the ``rx``/``tx`` pins of the
+  Verilog :class:`~nmaccel.boards.uart_top.StaUartTop` under cocotb (tests, no board needed;
+  :func:`nmaccel.boards.simulated.run_over_uart`).
+
+Example::
+
+    board = StaBoard(SerialTransport("/dev/ttyUSB0", 115200), sta_preset("ulx3s"))
+    board.check()                    # PING: the board runs the design for this config
+    result = board.run(program)      # load, START, wait, read back -> RunResult
+    assert all(result.check(program).values())
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from nmaccel.hw.config import StaConfig
+from nmaccel.model import sta_isa
+from nmaccel.model import uart_protocol as proto
+from nmaccel.model.sta_isa import CSR
+from nmaccel.model.sta_program import StaProgram
+from nmaccel.sim.sta_host import COUNTERS, RunResult, finish_run, host_script
+
+__all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "SerialTransport",
+           "StaBoard", "contiguous_runs"]
+
+
+class BoardError(RuntimeError):
+    """The board link failed (port, framing, reply)."""
+
+
+class BoardTimeout(BoardError):
+    """The board did not answer (in full) within the transport's read timeout."""
+
+
+class BoardMismatch(BoardError):
+    """The board's PING identity is not the design of the driver's config."""
+
+
+class BoardReplyError(BoardError):
+    """The board answered a request with an error status."""
+
+    def __init__(self, command: int, status: int) -> None:
+        name = proto.STATUS_NAMES.get(status, f"unknown status {status}")
+        text = proto.STATUS_TEXT.get(status, "")
+        super().__init__(f"board rejected {proto.CMD_NAMES.get(command, f'command 0x{command:02X}')}"
+                         f" with {name} ({text})")
+        self.command, self.status = command, status
+
+
+class SerialTransport:
+    """A serial port (pyserial): ``port`` e.g. ``"/dev/ttyUSB0"`` or ``"COM3"``, ``baud`` bits per
+    second, ``timeout`` seconds a read waits for more bytes."""
+
+    def __init__(self, port: str, baud: int = 115200, timeout: float = 1.0) -> None:
+        if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+            raise ValueError(f"baud must be a positive integer, not {baud!r}")
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        try:
+            import serial
+        except ImportError:
+            raise BoardError("SerialTransport needs pyserial: pip install pyserial") from None
+        try:
+            self.serial = serial.Serial(port, baud, timeout=timeout, write_timeout=timeout)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise BoardError(f"cannot open serial port {port!r} at {baud} baud: {exc}") from None
+        self.port, self.baud, self.timeout = port, baud, timeout
+        self.serial.reset_input_buffer()
+
+    def write(self, data: bytes) -> None:
+        import serial
+        try:
+            self.serial.write(data)
+            self.serial.flush()
+        except serial.SerialTimeoutException:
+            raise BoardTimeout(f"writing to {self.port} timed out after {self.timeout} s") from None
+
+    def read(self, n: int) -> bytes:
+        return self.serial.read(n)
+
+    def close(self) -> None:
+        self.serial.close()
+
+
+def contiguous_runs(addrs: Sequence[int], limit: int = proto.MAX_WORDS) -> list[tuple[int, int]]:
+    """``(first address, count)`` runs of consecutive addresses, each at most ``limit`` long."""
+    runs: list[list[int]] = []
+    for a in addrs:
+        if runs and a == runs[-1][0] + runs[-1][1] and runs[-1][1] < limit:
+            runs[-1][1] += 1
+        else:
+            runs.append([a, 1])
+    return [(a, n) for a, n in runs]
+
+
+class StaBoard:
+    """The STA behind a UART bridge, reached through ``transport`` (see the module docstring).
+
+    ``config`` is the :class:`~nmaccel.hw.config.StaConfig` the board's design was built for;
+    :meth:`check` compares it with the board's PING answer. Every request waits for its reply;
+    a missing reply raises :class:`BoardTimeout`, an error status :class:`BoardReplyError`.
+    """
+
+    #: Junk bytes skipped while looking for a reply's SYNC before giving up.
+    MAX_SKIP = 1024
+
+    def __init__(self, transport, config: StaConfig, name: str = "uart") -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        for method in ("write", "read"):
+            if not callable(getattr(transport, method, None)):
+                raise TypeError(f"transport must have a {method}() method "
+                                f"({type(transport).__name__} has none)")
+        self.transport, self.config, self.name = transport, config, name
+        self.addr_limit = 1 << sta_isa.addr_bits(config)
+        self.checked = False
+        self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0}
+
+    # ---- frames ------------------------------------------------------------------------------
+    def _read_exact(self, n: int, what: str) -> bytes:
+        data = b""
+        while len(data) < n:
+            part = self.transport.read(n - len(data))
+            if not part:
+                raise BoardTimeout(f"no reply from the board: got {len(data)} of {n} bytes of "
+                                   f"the {what} within the transport's read timeout")
+            data += part
+        self.stats["bytes_in"] += n
+        return data
+
+    def read_reply(self, command: int) -> tuple[int, bytes]:
+        """Read one reply frame; returns ``(status, data)`` (no status check)."""
+        what = f"{proto.CMD_NAMES.get(command, hex(command))} reply"
+        for _ in range(self.MAX_SKIP):
+            if self._read_exact(1, what)[0] == proto.SYNC:
+                break
+        else:
+            raise BoardError(f"no sync byte 0x{proto.SYNC:02X} in {self.MAX_SKIP} bytes from the "
+                             "board (wrong baud rate or not an nmaccel UART bridge?)")
+        head = self._read_exact(2, what)
+        body = self._read_exact(head[1] + 1, what)
+        try:
+            cmd, payload = proto.decode_frame(bytes([proto.SYNC]) + head + body)
+        except proto.FrameError as exc:
+            raise BoardError(f"corrupt {what}: {exc}") from None
+        if not payload:
+            raise BoardError(f"{what} has no status byte")
+        if cmd != command and cmd != 0:
+            raise BoardError(f"reply is for command 0x{cmd:02X}, expected 0x{command:02X} "
+                             "(out of step with the board?)")
+        return payload[0], payload[1:]
+
+    def send_raw(self, frame: bytes) -> None:
+        self.transport.write(bytes(frame))
+        self.stats["frames"] += 1
+        self.stats["bytes_out"] += len(frame)
+
+    def transact(self, frame: bytes) -> bytes:
+        """Send one request frame (``uart_protocol.encode_*``), return the reply's data
+        (raises :class:`BoardReplyError` on an error status)."""
+        command = frame[1]
+        self.send_raw(frame)
+        status, data = self.read_reply(command)
+        if status != proto.STATUS["OK"]:
+            raise BoardReplyError(command, status)
+        return data
+
+    # ---- commands ----------------------------------------------------------------------------
+    def ping(self) -> proto.BoardId:
+        """The board's identity (:class:`~nmaccel.model.uart_protocol.BoardId`)."""
+        data = self.transact(proto.encode_ping())
+        try:
+            return proto.parse_id(data)
+        except proto.FrameError as exc:
+            raise BoardMismatch(str(exc)) from None
+
+    def check(self) -> proto.BoardId:
+        """PING and compare with the driver's config; raises :class:`BoardMismatch`."""
+        got, want = self.ping(), proto.BoardId.of(self.config)
+        if got != want:
+            raise BoardMismatch("the board runs a different design than this config: "
+                                + "; ".join(f"{d} (board vs config)" for d in got.differences(want)))
+        self.checked = True
+        return got
+
+    def _check_range(self, addr: int, n: int) -> None:
+        if not isinstance(addr, int) or addr < 0 or addr + n > self.addr_limit:
+            raise ValueError(f"addresses {addr!r}..+{n} are outside the host address space "
+                             f"[0, {self.addr_limit})")
+
+    def write(self, addr: int, words: Sequence[int]) -> None:
+        """Write 32-bit ``words`` to ``addr``, ``addr + 1``, ... (split into frames)."""
+        words = [int(w) for w in words]
+        self._check_range(addr, len(words))
+        for i in range(0, len(words), proto.MAX_WORDS):
+            chunk = words[i:i + proto.MAX_WORDS]
+            self.transact(proto.encode_write(addr + i, chunk))
+
+    def read(self, addr: int, n: int) -> list[int]:
+        """Read ``n`` 32-bit words from ``addr``, ``addr + 1``, ..."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, not {n!r}")
+        self._check_range(addr, n)
+        out: list[int] = []
+        for i in range(0, n, proto.MAX_WORDS):
+            k = min(proto.MAX_WORDS, n - i)
+            data = self.transact(proto.encode_read(addr + i, k))
+            if len(data) != 4 * k:
+                raise BoardError(f"READ of {k} words answered with {len(data)} bytes")
+            out += [int.from_bytes(data[4 * j:4 * j + 4], "little") for j in range(k)]
+        return out
+
+    def read_many(self, addrs: Sequence[int]) -> list[int]:
+        """Read any list of addresses (consecutive ones share frames), in order."""
+        out: list[int] = []
+        for a, n in contiguous_runs(list(addrs)):
+            out += self.read(a, n)
+        return out
+
+    def start(self, count: int) -> None:
+        """Run CBUF[0 .. count-1] (writes CSR START; clears the counters)."""
+        self.transact(proto.encode_start(count))
+
+    def status(self) -> dict:
+        """CSR STATUS decoded: ``raw``, ``busy``, ``done``, ``error``, ``code``, ``index``,
+        ``message``."""
+        raw = self.read(sta_isa.host_address(self.config, "CSR", CSR["STATUS"]), 1)[0]
+        code = (raw >> 8) & 0xFF
+        return {"raw": raw, "busy": bool(raw & 1), "done": bool(raw & 2), "error": bool(raw & 4),
+                "code": code, "index": raw >> 16, "message": sta_isa.error_name(code)}
+
+    def counters(self) -> dict:
+        """The run counters (:data:`nmaccel.sim.sta_host.COUNTERS`) by name."""
+        addrs = [sta_isa.host_address(self.config, "CSR", CSR[name]) for name in COUNTERS]
+        return dict(zip(COUNTERS, self.read_many(addrs)))
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Poll STATUS until done or error; returns the raw STATUS (raises :class:`BoardTimeout`
+        after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        addr = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+        while True:
+            raw = self.read(addr, 1)[0]
+            if raw & 6:
+                return raw
+            if time.monotonic() > deadline:
+                raise BoardTimeout(f"the STA did not finish within {timeout} s (STATUS 0x{raw:08X})")
+
+    def run(self, program: StaProgram, raise_on_error: bool = True,
+            timeout: float = 60.0) -> RunResult:
+        """Load ``program``, START it, wait, read status, counters, cycle log and outputs
+        (the steps of :func:`~nmaccel.sim.sta_host.host_script`) -> ``RunResult``."""
+        if program.cfg != self.config:
+            raise ValueError("program was compiled for a different StaConfig than the board's")
+        if not self.checked:
+            self.check()
+        script = host_script(program)
+        t0 = time.perf_counter()
+        writes = script["writes"]
+        data = {a: d for a, d in writes}
+        for a, n in contiguous_runs([a for a, _ in writes]):
+            self.write(a, [data[a + i] for i in range(n)])
+        start_addr, count = script["start"]
+        if start_addr != sta_isa.host_address(self.config, "CSR", CSR["START"]):
+            raise BoardError(f"host script starts at 0x{start_addr:X}, not CSR START")
+        t_load = time.perf_counter()
+        self.start(count)
+        status = self.wait(timeout)
+        t_run = time.perf_counter()
+        counters = self.read_many(script["counters"])
+        cyclog = self.read_many(script["cyclog"])
+        outputs = [] if status & 4 else self.read_many(script["outputs"])
+        t1 = time.perf_counter()
+        result = finish_run(program, script, status, counters, cyclog, outputs, self.name,
+                            raise_on_error=raise_on_error, wall_seconds=t1 - t0,
+                            run_seconds=t_run - t_load)
+        result.extra.update(load_seconds=t_load - t0, load_writes=len(writes), **self.stats)
+        return result
+
+    def selftest(self) -> dict:
+        """Send malformed frames and check each gets its error reply and that the link still
+        works after it; returns ``{case: status name}`` (raises :class:`BoardError` if a
+        case gets the wrong reply). Needs a read timeout longer than the bridge's timeout."""
+        csr_status = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+        good = proto.encode_read(csr_status, 1)
+        bad_crc = bytearray(good)
+        bad_crc[-1] ^= 0x5A
+        cases = {
+            "bad_crc": (bytes(bad_crc), proto.READ, "CRC"),
+            "unknown_command": (proto.encode_frame(0x7E), 0x7E, "COMMAND"),
+            "bad_length": (proto.encode_frame(proto.READ, good[3:-2]), proto.READ, "LENGTH"),
+            "read_count_zero": (proto.encode_frame(proto.READ, good[3:-2] + b"\0"), proto.READ,
+                                "LENGTH"),
+            "address": (proto.encode_read(self.addr_limit - 1, 2), proto.READ, "ADDRESS"),
+            "truncated": (good[:-2], proto.READ, "TIMEOUT"),
+        }
+        seen = {}
+        for case, (frame, command, want) in cases.items():
+            self.send_raw(frame)
+            status, _ = self.read_reply(command)
+            name = proto.STATUS_NAMES.get(status, str(status))
+            if name != want:
+                raise BoardError(f"selftest {case}: expected a {want} reply, got {name}")
+            self.read(csr_status, 1)            # the link still works
+            seen[case] = name
+        return seen

