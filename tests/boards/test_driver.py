@@ -1,0 +1,198 @@
+"""Host driver errors and framing without a board: wrong PING identity, missing serial port,
+reply timeout, corrupt or out-of-step replies, error replies, argument checks, and chunking
+of long writes/reads into frames (against a transport that answers like the bridge does, from
+the frames it receives)."""
+
+from __future__ import annotations
+
+import pytest
+from nmaccel.boards.driver import (BoardError, BoardMismatch, BoardReplyError, BoardTimeout,
+                                   SerialTransport, StaBoard, contiguous_runs)
+from nmaccel.hw.config import StaConfig, sta_preset
+from nmaccel.model import sta_isa
+from nmaccel.model import uart_protocol as proto
+
+CFG = sta_preset("tiny")
+
+
+class RecordingTransport:
+    """Answers each request frame from a memory of words, as the bridge's protocol says
+    (``reply`` overrides the answer); records the frames."""
+
+    def __init__(self, cfg=CFG, ident_cfg=None, reply=None):
+        self.cfg, self.ident_cfg, self.reply = cfg, ident_cfg or cfg, reply
+        self.frames, self.pending, self.mem = [], b"", {}
+
+    def write(self, data):
+        cmd, payload = proto.decode_frame(data)
+        self.frames.append((cmd, payload))
+        if self.reply is not None:
+            self.pending += self.reply(cmd, payload)
+            return
+        if cmd == proto.PING:
+            self.pending += proto.encode_reply(cmd, 0, proto.id_bytes(self.ident_cfg))
+        elif cmd == proto.WRITE:
+            addr = int.from_bytes(payload[:4], "little")
+            for i in range(4, len(payload), 4):
+                self.mem[addr + (i - 4) // 4] = int.from_bytes(payload[i:i + 4], "little")
+            self.pending += proto.encode_reply(cmd, 0)
+        elif cmd == proto.READ:
+            addr, n = int.from_bytes(payload[:4], "little"), payload[4]
+            data = b"".join(self.mem.get(addr + i, 0).to_bytes(4, "little") for i in range(n))
+            self.pending += proto.encode_reply(cmd, 0, data)
+        else:
+            self.pending += proto.encode_reply(cmd, proto.STATUS["COMMAND"])
+
+    def read(self, n):
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+
+def test_check_accepts_matching_board_and_rejects_other_design():
+    board = StaBoard(RecordingTransport(), CFG)
+    assert board.check() == proto.BoardId.of(CFG)
+    other = StaBoard(RecordingTransport(ident_cfg=CFG.replace(rows=4, wbuf_depth=4096)), CFG)
+    with pytest.raises(BoardMismatch, match=r"different design .*rows: 4 vs 2 \(board vs config\)"
+                                            r".*config_hash"):
+        other.check()
+
+
+def test_ping_with_wrong_magic():
+    bad = lambda cmd, payload: proto.encode_reply(cmd, 0, b"ABCD" + bytes(12))  # noqa: E731
+    with pytest.raises(BoardMismatch, match=r"magic is b.ABCD., expected b.nmST. \(not an nmaccel STA UART bridge"):
+        StaBoard(RecordingTransport(reply=bad), CFG).ping()
+
+
+def test_reply_timeout_is_a_clear_error():
+    silent = lambda cmd, payload: b""  # noqa: E731
+    with pytest.raises(BoardTimeout, match="no reply from the board: got 0 of 1 bytes of the "
+                                           "PING reply"):
+        StaBoard(RecordingTransport(reply=silent), CFG).ping()
+    cut = lambda cmd, payload: proto.encode_reply(cmd, 0, bytes(8))[:6]  # noqa: E731
+    with pytest.raises(BoardTimeout, match="got 3 of 10 bytes of the READ reply"):
+        StaBoard(RecordingTransport(reply=cut), CFG).read(0, 2)
+
+
+def test_corrupt_and_out_of_step_replies():
+    def flip(cmd, payload):
+        frame = bytearray(proto.encode_reply(cmd, 0, bytes(4)))
+        frame[4] ^= 1
+        return bytes(frame)
+    with pytest.raises(BoardError, match="corrupt READ reply: CRC mismatch"):
+        StaBoard(RecordingTransport(reply=flip), CFG).read(0, 1)
+    other = lambda cmd, payload: proto.encode_reply(proto.WRITE, 0)  # noqa: E731
+    with pytest.raises(BoardError, match="reply is for command 0x02, expected 0x03"):
+        StaBoard(RecordingTransport(reply=other), CFG).read(0, 1)
+    noise = lambda cmd, payload: bytes(2000)  # noqa: E731
+    with pytest.raises(BoardError, match="no sync byte 0xA5 in 1024 bytes .*wrong baud rate"):
+        StaBoard(RecordingTransport(reply=noise), CFG).ping()
+    junk_first = lambda cmd, payload: b"\0\x13" + proto.encode_reply(cmd, 0, bytes(4))  # noqa: E731
+    assert StaBoard(RecordingTransport(reply=junk_first), CFG).read(0, 1) == [0]
+
+
+def test_error_reply_names_the_status():
+    reject = lambda cmd, payload: proto.encode_reply(cmd, proto.STATUS["ADDRESS"])  # noqa: E731
+    with pytest.raises(BoardReplyError, match="board rejected READ with ADDRESS "
+                                              r"\(address out of range\)") as info:
+        StaBoard(RecordingTransport(reply=reject), CFG).read(0, 1)
+    assert info.value.status == proto.STATUS["ADDRESS"] and info.value.command == proto.READ
+
+
+def test_long_writes_and_reads_are_chunked():
+    transport = RecordingTransport()
+    board = StaBoard(transport, CFG)
+    base = sta_isa.host_address(CFG, "WBUF", 10)
+    words = list(range(1000, 1150))
+    board.write(base, words)
+    assert [len(p) for c, p in transport.frames] == [4 + 4 * 62, 4 + 4 * 62, 4 + 4 * 26]
+    assert board.read(base, 150) == words
+    assert [p[4] for c, p in transport.frames[3:]] == [62, 62, 26]
+    assert board.read_many([base + 5, base + 6, base + 100, base + 7]) == [1005, 1006, 1100, 1007]
+    assert contiguous_runs([1, 2, 3, 7, 8, 2], limit=2) == [(1, 2), (3, 1), (7, 2), (2, 1)]
+    assert board.stats["frames"] == 9
+
+
+def test_status_and_counters_decode_csrs():
+    transport = RecordingTransport()
+    board = StaBoard(transport, CFG)
+    csr = lambda name: sta_isa.host_address(CFG, "CSR", sta_isa.CSR[name])  # noqa: E731
+    transport.mem[csr("STATUS")] = 4 | (3 << 8) | (5 << 16)
+    transport.mem[csr("CYCLES")] = 1234
+    transport.mem[csr("BARRIER_WAIT")] = 9
+    st = board.status()
+    assert st["error"] and not st["done"] and st["code"] == 3 and st["index"] == 5
+    assert st["message"] == sta_isa.error_name(3)
+    counters = board.counters()
+    assert counters["CYCLES"] == 1234 and counters["BARRIER_WAIT"] == 9
+    assert [p[4] for c, p in transport.frames[-2:]] == [6, 4]    # CSR 2..7 and 9..12
+
+
+def test_argument_checks():
+    board = StaBoard(RecordingTransport(), CFG)
+    limit = 1 << sta_isa.addr_bits(CFG)
+    with pytest.raises(ValueError, match=r"outside the host address space \[0, "):
+        board.read(limit - 1, 2)
+    with pytest.raises(ValueError, match="n must be a positive integer, not 0"):
+        board.read(0, 0)
+    with pytest.raises(TypeError, match="config must be a StaConfig, not str"):
+        StaBoard(RecordingTransport(), "tiny")
+    with pytest.raises(TypeError, match="transport must have a write"):
+        StaBoard(object(), CFG)
+    from nmaccel.model.sta_program import StaProgram
+    with pytest.raises(ValueError, match="different StaConfig"):
+        board.run(StaProgram(StaConfig()))
+
+
+def test_serial_port_missing_is_a_clear_error():
+    with pytest.raises(BoardError, match="cannot open serial port '/dev/nmaccel-no-such-port' "
+                                         "at 115200 baud"):
+        SerialTransport("/dev/nmaccel-no-such-port", 115200)
+    with pytest.raises(ValueError, match="baud must be a positive integer, not 0"):
+        SerialTransport("/dev/ttyUSB0", 0)
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        SerialTransport("/dev/ttyUSB0", 9600, timeout=0)
+
+
+def test_serial_transport_round_trip_over_a_pty():
+    """SerialTransport on a pseudo-terminal; the far end answers one PING like the bridge."""
+    import os
+    import pty
+    import threading
+    master, slave = pty.openpty()
+    name = os.ttyname(slave)
+
+    def far_end():
+        request = b""
+        while len(request) < 4:
+            request += os.read(master, 4 - len(request))
+        assert proto.decode_frame(request) == (proto.PING, b"")
+        os.write(master, proto.encode_reply(proto.PING, 0, proto.id_bytes(CFG)))
+
+    thread = threading.Thread(target=far_end, daemon=True)
+    thread.start()
+    transport = SerialTransport(name, 115200, timeout=2.0)
+    try:
+        assert StaBoard(transport, CFG).check() == proto.BoardId.of(CFG)
+    finally:
+        transport.close()
+        thread.join(2)
+        os.close(master)
+        os.close(slave)
+
+
+def test_serial_transport_reply_timeout_over_a_pty():
+    """A silent far end: the read timeout ends the wait with BoardTimeout (no hang)."""
+    import os
+    import pty
+    import time
+    master, slave = pty.openpty()
+    transport = SerialTransport(os.ttyname(slave), 115200, timeout=0.2)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(BoardTimeout, match="no reply from the board"):
+            StaBoard(transport, CFG).ping()
+    finally:
+        transport.close()
+        os.close(master)
+        os.close(slave)
+    assert time.monotonic() - t0 < 2
