@@ -5,7 +5,7 @@
 each, exactly as ``StaBoard(SerialTransport(...), cfg).run(program)`` does on a board.
 :func:`board_session` runs any list of driver actions (:func:`execute_actions`) in one
 simulation. Builds are cached like :mod:`nmaccel.sim.sta_rtl`'s (``$NMACCEL_BUILD_DIR`` or
-``~/.cache/nmaccel/builds``), keyed by the Verilog text (config, divisor, timeout).
+``~/.cache/nmaccel/builds``), keyed by the Verilog text (config, divisor, timeout) without source-location attributes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
     from nmaccel.boards.uart_top import TOPLEVEL, verilog
     sim = activate(find_simulator(simulator))
     src = verilog(cfg, divisor, timeout=timeout)
-    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}".encode()).hexdigest()[:16]
+    # Source-location attributes change with every edit of a Python file; the logic does not.
+    logic = re.sub(r'\(\* src = "[^"]*" \*\)', "", src)
+    key = hashlib.sha256(f"{logic}|{sim.name}|{sim.version}".encode()).hexdigest()[:16]
     bdir = cache_root() / f"uart_{sim.name}_{key}"
     marker = bdir / "nmaccel_built"
     if not marker.exists():
@@ -96,10 +99,13 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
     "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-    from nmaccel.hw.common.bridge import UartBridge
-    bridge = UartBridge(cfg, divisor, timeout=timeout)   # validates the arguments early
+    from nmaccel.hw.common.bridge import check_timeout
+    from nmaccel.hw.common.uart import check_divisor
+    if not isinstance(cfg, StaConfig):
+        raise TypeError(f"cfg must be a StaConfig, not {type(cfg).__name__}")
+    bridge_timeout = check_timeout(timeout, check_divisor(divisor))
     if read_timeout is None:
-        read_timeout = bridge.timeout + 64 * 10 * divisor
+        read_timeout = bridge_timeout + 64 * 10 * divisor
     t0 = time.perf_counter()
     bdir, sim_name, top = build(cfg, divisor, timeout, simulator)
     build_s = time.perf_counter() - t0

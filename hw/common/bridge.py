@@ -27,12 +27,22 @@ from nmaccel.hw.sta.isa import read_layout, write_layout
 from nmaccel.model import sta_isa
 from nmaccel.model import uart_protocol as proto
 
-__all__ = ["UartBridge", "crc8_next", "default_timeout"]
+__all__ = ["UartBridge", "check_timeout", "crc8_next", "default_timeout"]
 
 
 def default_timeout(divisor: int) -> int:
     """Default inter-byte timeout: 256 byte times (``256 * 10 * divisor`` cycles)."""
     return 256 * 10 * divisor
+
+
+def check_timeout(timeout, divisor: int) -> int:
+    """``timeout`` validated (``None``: :func:`default_timeout`); needs ``divisor`` valid."""
+    if timeout is None:
+        return default_timeout(divisor)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 20 * divisor:
+        raise ValueError(f"timeout must be an integer >= 2 byte times "
+                         f"(20 * divisor = {20 * divisor} cycles), not {timeout!r}")
+    return timeout
 
 
 def crc8_next(crc, byte):
@@ -72,12 +82,7 @@ class UartBridge(wiring.Component):
             raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
         self.config = config
         self.divisor = check_divisor(divisor)
-        if timeout is None:
-            timeout = default_timeout(divisor)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 20 * divisor:
-            raise ValueError(f"timeout must be an integer >= 2 byte times "
-                             f"(20 * divisor = {20 * divisor} cycles), not {timeout!r}")
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout, divisor)
         self.id_bytes = proto.id_bytes(config)
         super().__init__({
             "rx": In(1, init=1),
