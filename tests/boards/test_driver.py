@@ -5,6 +5,7 @@ the frames it receives)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from nmaccel.boards.driver import (BoardError, BoardMismatch, BoardReplyError, BoardTimeout,
                                    SerialTransport, StaBoard, contiguous_runs)
@@ -196,3 +197,18 @@ def test_serial_transport_reply_timeout_over_a_pty():
         os.close(master)
         os.close(slave)
     assert time.monotonic() - t0 < 2
+
+
+def test_board_command_errors():
+    import argparse
+    from nmaccel.boards import board_cli
+    from nmaccel.sim.cli import CommandError
+    parser = argparse.ArgumentParser()
+    board_cli.add_arguments(parser)
+    with pytest.raises(CommandError, match="cannot open serial port '/dev/nmaccel-no-such-port'"):
+        board_cli.run(parser.parse_args(["ping", "--port", "/dev/nmaccel-no-such-port"]))
+    with pytest.raises(ValueError, match="k must be a multiple of m=4 .* not 30"):
+        board_cli.run(parser.parse_args(["gemm", "--port", "/dev/x", "-k", "30"]))
+    program = board_cli.random_sparse_gemm(CFG, 3, 5, 8, seed=1)
+    assert program.expected["y"].shape == (3, 5) and len(program.commands) == 1
+    assert np.abs(program.expected["y"]).max() > 20          # scaled into the int8 range
