@@ -19,9 +19,6 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import numpy as np
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "random_sparse_gemm", "run"]

@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa

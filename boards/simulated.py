@@ -16,8 +16,8 @@ import pickle
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from nmaccel.hw.config import StaConfig
 from nmaccel.model.sta_program import StaProgram

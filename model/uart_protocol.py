@@ -65,10 +65,33 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "CMD_NAMES", "COMMANDS", "FrameError", "ID_BYTES", "MAGIC", "MAX_WORDS", "PING", "READ",
-    "START", "STATUS", "STATUS_NAMES", "SYNC", "VERSION", "WRITE", "BoardId", "config_hash",
-    "crc8", "crc8_update", "decode_frame", "encode_frame", "encode_ping", "encode_read",
-    "encode_reply", "encode_start", "encode_write", "id_bytes", "parse_id",
+    "CMD_NAMES",
+    "COMMANDS",
+    "ID_BYTES",
+    "MAGIC",
+    "MAX_WORDS",
+    "PING",
+    "READ",
+    "START",
+    "STATUS",
+    "STATUS_NAMES",
+    "SYNC",
+    "VERSION",
+    "WRITE",
+    "BoardId",
+    "FrameError",
+    "config_hash",
+    "crc8",
+    "crc8_update",
+    "decode_frame",
+    "encode_frame",
+    "encode_ping",
+    "encode_read",
+    "encode_reply",
+    "encode_start",
+    "encode_write",
+    "id_bytes",
+    "parse_id",
 ]
 
 SYNC = 0xA5
@@ -197,12 +220,12 @@ class BoardId:
     config_hash: int
 
     @classmethod
-    def of(cls, cfg) -> "BoardId":
+    def of(cls, cfg) -> BoardId:
         from nmaccel.model.sta_isa import addr_bits
         return cls(VERSION, MAX_WORDS, addr_bits(cfg), cfg.rows, cfg.cols, cfg.lanes, cfg.n,
                    cfg.m, config_hash(cfg))
 
-    def differences(self, other: "BoardId") -> list[str]:
+    def differences(self, other: BoardId) -> list[str]:
         """``"field: self vs other"`` for every field that differs."""
         return [f"{name}: {getattr(self, name)} vs {getattr(other, name)}"
                 for name in self.__dataclass_fields__ if getattr(self, name) != getattr(other, name)]

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nmaccel.boards.driver import (BoardError, BoardMismatch, BoardReplyError, BoardTimeout,
-                                   SerialTransport, StaBoard, contiguous_runs)
+from nmaccel.boards.driver import (
+    BoardError,
+    BoardMismatch,
+    BoardReplyError,
+    BoardTimeout,
+    SerialTransport,
+    StaBoard,
+    contiguous_runs,
+)
 from nmaccel.hw.config import StaConfig, sta_preset
 from nmaccel.model import sta_isa
 from nmaccel.model import uart_protocol as proto
@@ -59,17 +66,17 @@ def test_check_accepts_matching_board_and_rejects_other_design():
 
 
 def test_ping_with_wrong_magic():
-    bad = lambda cmd, payload: proto.encode_reply(cmd, 0, b"ABCD" + bytes(12))  # noqa: E731
+    bad = lambda cmd, payload: proto.encode_reply(cmd, 0, b"ABCD" + bytes(12))
     with pytest.raises(BoardMismatch, match=r"magic is b.ABCD., expected b.nmST. \(not an nmaccel STA UART bridge"):
         StaBoard(RecordingTransport(reply=bad), CFG).ping()
 
 
 def test_reply_timeout_is_a_clear_error():
-    silent = lambda cmd, payload: b""  # noqa: E731
+    silent = lambda cmd, payload: b""
     with pytest.raises(BoardTimeout, match="no reply from the board: got 0 of 1 bytes of the "
                                            "PING reply"):
         StaBoard(RecordingTransport(reply=silent), CFG).ping()
-    cut = lambda cmd, payload: proto.encode_reply(cmd, 0, bytes(8))[:6]  # noqa: E731
+    cut = lambda cmd, payload: proto.encode_reply(cmd, 0, bytes(8))[:6]
     with pytest.raises(BoardTimeout, match="got 3 of 10 bytes of the READ reply"):
         StaBoard(RecordingTransport(reply=cut), CFG).read(0, 2)
 
@@ -81,18 +88,18 @@ def test_corrupt_and_out_of_step_replies():
         return bytes(frame)
     with pytest.raises(BoardError, match="corrupt READ reply: CRC mismatch"):
         StaBoard(RecordingTransport(reply=flip), CFG).read(0, 1)
-    other = lambda cmd, payload: proto.encode_reply(proto.WRITE, 0)  # noqa: E731
+    other = lambda cmd, payload: proto.encode_reply(proto.WRITE, 0)
     with pytest.raises(BoardError, match="reply is for command 0x02, expected 0x03"):
         StaBoard(RecordingTransport(reply=other), CFG).read(0, 1)
-    noise = lambda cmd, payload: bytes(2000)  # noqa: E731
+    noise = lambda cmd, payload: bytes(2000)
     with pytest.raises(BoardError, match="no sync byte 0xA5 in 1024 bytes .*wrong baud rate"):
         StaBoard(RecordingTransport(reply=noise), CFG).ping()
-    junk_first = lambda cmd, payload: b"\0\x13" + proto.encode_reply(cmd, 0, bytes(4))  # noqa: E731
+    junk_first = lambda cmd, payload: b"\0\x13" + proto.encode_reply(cmd, 0, bytes(4))
     assert StaBoard(RecordingTransport(reply=junk_first), CFG).read(0, 1) == [0]
 
 
 def test_error_reply_names_the_status():
-    reject = lambda cmd, payload: proto.encode_reply(cmd, proto.STATUS["ADDRESS"])  # noqa: E731
+    reject = lambda cmd, payload: proto.encode_reply(cmd, proto.STATUS["ADDRESS"])
     with pytest.raises(BoardReplyError, match="board rejected READ with ADDRESS "
                                               r"\(address out of range\)") as info:
         StaBoard(RecordingTransport(reply=reject), CFG).read(0, 1)
@@ -116,7 +123,7 @@ def test_long_writes_and_reads_are_chunked():
 def test_status_and_counters_decode_csrs():
     transport = RecordingTransport()
     board = StaBoard(transport, CFG)
-    csr = lambda name: sta_isa.host_address(CFG, "CSR", sta_isa.CSR[name])  # noqa: E731
+    csr = lambda name: sta_isa.host_address(CFG, "CSR", sta_isa.CSR[name])
     transport.mem[csr("STATUS")] = 4 | (3 << 8) | (5 << 16)
     transport.mem[csr("CYCLES")] = 1234
     transport.mem[csr("BARRIER_WAIT")] = 9
@@ -201,6 +208,7 @@ def test_serial_transport_reply_timeout_over_a_pty():
 
 def test_board_command_errors():
     import argparse
+
     from nmaccel.boards import board_cli
     from nmaccel.sim.cli import CommandError
     parser = argparse.ArgumentParser()

@@ -18,7 +18,12 @@ from nmaccel.hw.common.uart import UartRx, UartTx, uart_divisor
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
 from nmaccel.model import uart_protocol as proto
-from nmaccel.sim.uart_amaranth import uart_recv, uart_recv_byte, uart_send, uart_send_byte
+from nmaccel.sim.uart_amaranth import (
+    uart_recv,
+    uart_recv_byte,
+    uart_send,
+    uart_send_byte,
+)
 
 CFG = StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2, max_seq=64, wbuf_depth=64,
                 abuf_depth=32, obuf_depth=32, pbuf_depth=16, cbuf_depth=8, vbuf_depth=32)

@@ -19,7 +19,7 @@ from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hw"))
-from test_sta_core import random_spec  # noqa: E402  (shared scenario builder)
+from test_sta_core import random_spec
 
 DIVISOR = 8
 
