@@ -337,3 +337,49 @@ def test_bridge_validation_messages():
                                          r"\(20 \* divisor = 160 cycles\), not 100"):
         UartBridge(CFG, 8, timeout=100)
     assert UartBridge(CFG, 8).timeout == default_timeout(8) == 20480
+
+
+def split_frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames, i = [], 0
+    while i < len(data):
+        assert data[i] == proto.SYNC, f"reply byte {i} is 0x{data[i]:02X}, not SYNC"
+        n = 4 + data[i + 2]
+        frames.append(proto.decode_frame(data[i:i + n]))
+        i += n
+    return frames
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_bridge_survives_random_garbage(seed):
+    """Random bytes (many of them SYNC) then silence: every reply is a well-formed frame, at
+    most one per SYNC-started frame, and the next good frame is answered normally."""
+    rng = random.Random(seed)
+    garbage = bytes(rng.choice([proto.SYNC, proto.READ, 0, 1, 2, 3, 4, 5, rng.randrange(256)])
+                    for _ in range(80))
+    dut = UartBridge(CFG, D, timeout=TIMEOUT)
+    model = HostPortModel(dut, seed)
+    line = bytearray()
+    checked = []
+
+    async def monitor(ctx):
+        while True:
+            line.append(await uart_recv_byte(ctx, dut.tx, D, timeout=10**9))
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(3)
+        await uart_send(ctx, dut.rx, garbage, D, gaps=[rng.choice([0, 0, 5, TIMEOUT + 10])
+                                                        for _ in garbage])
+        await ctx.tick().repeat(TIMEOUT * 2 + 260 * 10 * D)
+        replies = split_frames(bytes(line))
+        assert 1 <= len(replies) <= garbage.count(proto.SYNC)
+        assert all(payload and payload[0] in proto.STATUS_NAMES for _, payload in replies)
+        n = len(line)
+        await uart_send(ctx, dut.rx, proto.encode_read(sta_isa.host_address(CFG, "CSR", 3), 2), D)
+        await ctx.tick().repeat(20 * 10 * D)
+        cmd, payload = split_frames(bytes(line[n:]))[0]
+        assert cmd == proto.READ and payload[0] == proto.STATUS["OK"] and len(payload) == 9
+        checked.append(len(replies))
+
+    run(dut, host, background=[model.process, monitor])
+    assert checked
