@@ -13,7 +13,9 @@ buffer, then go out on ``wr`` at one word per 2 cycles; READ issues one ``rd`` r
 word and sends each answer as it comes. Every request gets one reply frame. A frame that
 stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing error inside a frame skips
 bytes until the line is quiet for ``timeout`` cycles, then gets a FRAMING reply. The parser
-then hunts for SYNC again, so the bridge never hangs on bad input.
+then hunts for SYNC again, so the bridge never hangs on bad input. The host sends a request
+only after the previous reply (request/reply, no pipelining): while a reply goes out the
+receiver holds one byte and drops further ones (``UartRx.overrun``).
 """
 
 from __future__ import annotations
