@@ -281,6 +281,12 @@ def markdown(data: dict) -> str:
            f"({m['machine']['cores']} cores, {m['jobs']} parallel jobs"
            f"{', Dask ' + m['dask'] if m.get('dask') else ''}). "
            "Every number below was measured in that run.", ""]
+    if m.get("load_average_start"):
+        out += [f"Load average (1/5/15 min) at the start {m['load_average_start']}, at the end "
+                f"{m.get('load_average_end')}: other jobs shared the "
+                f"{m['machine']['cores']} cores, which slows every wall-clock figure here "
+                "(simulator cycles/s, PyTorch medians, build times); RTL cycle counts are "
+                "exact and unaffected.", ""]
     # ---- sweep
     sw = data["sweep"]
     out += ["## N:M sweep: MiniLM-L6 layer on the STA RTL", "",
@@ -288,8 +294,9 @@ def markdown(data: dict) -> str:
             "on-chip attention and softmax, LayerNorm, GELU, residuals); Verilator, hardware "
             "counters. An N:M point runs on an RTL build for that pattern (`n`, `m` of the "
             "preset replaced); dense runs in dense mode on the preset's own build and is the "
-            "speedup baseline. `model` = the analytic cycle model; utilization = useful MACs "
-            "÷ (multipliers × cycles). Projected time = cycles ÷ post-route fmax of the "
+            "speedup baseline. `model` = the analytic cycle model; utilization = multiplications "
+            "done (N of every M weights of the projections, all of attention) ÷ "
+            "(multipliers × cycles). Projected time = cycles ÷ post-route fmax of the "
             "board build (the fmax of the preset's own pattern is used for all patterns: "
             "the mux width changes with M, so other patterns may close timing a little "
             "differently).", "",
@@ -318,12 +325,14 @@ def markdown(data: dict) -> str:
                    f"{_fmt_cell(p['utilization'], 'pct')} | "
                    f"{_fmt_cell(p['fmax_mhz'], 'mhz') if p['fmax_mhz'] else 'not measured'} | "
                    f"{_fmt_cell(p['projected_us'], 'us')} | {p['sim_cycles_per_second']} |")
-    out += ["", "Cycle breakdown per command class (hardware counters; `linear` = sparse or "
-            "dense-mode projection GEMMs, `attention` = Q·Kᵀ and P·V GEMMs minus their "
-            "softmax waits, `softmax wait` = GEMMs waiting for the softmax path, `vector` = "
-            "LayerNorm/requant commands; `stalls` are issue stalls inside the GEMM classes):",
-            "", "| preset | pattern | linear | attention | softmax wait | vector | stalls | "
-            "softmax busy (overlapped) | total |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out += ["", "Cycle breakdown per command class (hardware counters): `sparse-mode GEMM` = "
+            "the six projections of an N:M run (compressed weights through the M:1 muxes); "
+            "`dense-mode GEMM` = Q·Kᵀ and P·V (and, in the dense run, the projections too) "
+            "minus their softmax waits; `softmax wait` = GEMM cycles spent waiting for the "
+            "softmax path; `vector` = LayerNorm/requant commands; `stalls` = issue stalls "
+            "(inside the GEMM classes); `softmax busy` overlaps the array and is not added.",
+            "", "| preset | pattern | sparse-mode GEMM | dense-mode GEMM | softmax wait | vector | "
+            "stalls | softmax busy | total |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in sw["points"]:
         c = p["cycles"]
         out.append(f"| {p['preset']} | {p['nm']} | {c['sparse_gemm']} | "
@@ -435,8 +444,9 @@ def plot(data: dict, path: Path) -> None:
     first = [p for p in pts if p["preset"] == presets[0]]
     names = [p["nm"] for p in first]
     ax = axes[0]
-    parts = [("linear GEMMs", lambda c: c["sparse_gemm"]),
-             ("attention GEMMs", lambda c: c["dense_gemm"] - c["softmax_wait"]),
+    parts = [("sparse-mode GEMMs (N:M projections)", lambda c: c["sparse_gemm"]),
+             ("dense-mode GEMMs (attention; dense run: all)",
+              lambda c: c["dense_gemm"] - c["softmax_wait"]),
              ("softmax wait", lambda c: c["softmax_wait"]), ("vector", lambda c: c["vector"])]
     bottom = [0] * len(first)
     for label, fn in parts:
@@ -536,6 +546,15 @@ def _resources_summary(res: dict) -> dict:
             "source": res["source"]}
 
 
+def _loadavg() -> Optional[list]:
+    """1/5/15-minute load averages (other work on the machine slows every timing here)."""
+    import os
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -550,6 +569,7 @@ def collect(args, client=None) -> dict:
     from nmaccel.sim.sweep import StaPoint, map_parallel, run_sweep
     progress = not args.no_progress
     t0 = time.perf_counter()
+    load_start = _loadavg()
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     # Software baselines first, while no simulation competes for the cores.
     say("measuring PyTorch CPU baselines ...")
@@ -586,6 +606,7 @@ def collect(args, client=None) -> dict:
     data = {"meta": {"command": args.command_line, "date": datetime.datetime.now(
         datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git": _git_rev(),
         "machine": machine(), "jobs": args.jobs, "dask": args.dask,
+        "load_average_start": load_start, "load_average_end": _loadavg(),
         "python": platform.python_version()},
         "paper": PAPER, "baselines": base, "sweep": sweep}
     nets = [e for e in extras if "net" in e]
@@ -629,7 +650,7 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     from nmaccel.sim.cli import board, jobs, nm_list, preset_names
-    p.add_argument("--presets", type=preset_names, default="ulx3s,large",
+    p.add_argument("--presets", type=preset_names, default="ulx3s",
                    help="comma-separated STA presets (the first one is the README headline)")
     p.add_argument("--nm", type=nm_list, default=REPORT_PATTERNS,
                    help="weight patterns of the first preset ('dense' is the speedup baseline)")
@@ -725,6 +746,8 @@ def run(args) -> int:
     finally:
         if client is not None:
             client.close()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n")   # raw, before deriving
     written = write_outputs(data, out, readme, args.board)
     h = data["headline"]
     print(markdown(data).split("## Software baselines")[0])

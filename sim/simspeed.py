@@ -20,7 +20,7 @@ __all__ = ["speed_workload", "measure_simulator", "simulation_speed", "SIMULATOR
 SIMULATORS = ("amaranth", "icarus", "verilator")
 
 
-def speed_workload(cfg, tokens: int = 16, features: int = 32):
+def speed_workload(cfg, tokens: int = 32, features: int = 64):
     """``(programs, combine, golden output, K)`` of the speed workload on ``cfg``."""
     from nmaccel.model.nm import compress, decompress
     from nmaccel.model.sta_program import GemmSpec, plan_gemm, run_gemm_golden
@@ -36,7 +36,7 @@ def speed_workload(cfg, tokens: int = 16, features: int = 32):
     return programs, combine, run_gemm_golden(spec, cfg), spec.x.shape[1]
 
 
-def measure_simulator(name: str, cfg, tokens: int = 16, features: int = 32) -> dict:
+def measure_simulator(name: str, cfg, tokens: int = 32, features: int = 64) -> dict:
     """Run the speed workload on simulator ``name``; cycles/s or why it could not run."""
     from nmaccel.sim.simulators import SimulatorNotFound
     if name not in SIMULATORS:
@@ -68,7 +68,7 @@ def measure_simulator(name: str, cfg, tokens: int = 16, features: int = 32) -> d
             "bit_exact": bool(np.array_equal(out, want)), "programs": len(programs)}
 
 
-def simulation_speed(cfg, simulators=SIMULATORS, tokens: int = 16, features: int = 32,
+def simulation_speed(cfg, simulators=SIMULATORS, tokens: int = 32, features: int = 64,
                      progress: Optional[callable] = None) -> dict:
     """Measure every simulator in ``simulators`` on the same design and program."""
     k = speed_workload(cfg, tokens, features)[3]

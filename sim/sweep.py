@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 __all__ = ["StaPoint", "build_point", "run_point", "map_parallel", "run_sweep",
-           "connect_dask", "DaskUnreachable", "use_verilog_cache", "verilog_key"]
+           "connect_dask", "DaskUnreachable", "use_verilog_cache", "verilog_key", "source_closure"]
 
 
 class DaskUnreachable(ConnectionError):
@@ -62,21 +62,59 @@ class StaPoint:
         return (self.config().to_json(sort_keys=True), self.simulator)
 
 
+def _module_file(name: str) -> Optional[Path]:
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def source_closure(module: str) -> list[Path]:
+    """Source files of ``module`` and every ``nmaccel`` module it imports, transitively
+    (read from the import statements, nothing is executed)."""
+    import ast
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        if path.name == "__init__.py":
+            pkg = name
+        else:
+            pkg = name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("nmaccel")]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = pkg.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                if base.startswith("nmaccel"):
+                    todo.append(base)
+                    todo += [f"{base}.{a.name}" for a in node.names]
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return sorted(seen.values())
+
+
 def verilog_key(cfg) -> str:
     """Cache key of the STA Verilog for ``cfg``: the config, the Amaranth version and the
-    source of every module under ``nmaccel.hw`` and ``nmaccel.model`` (what the core's
-    elaboration can depend on)."""
+    source of :mod:`nmaccel.hw.sta.core` and every ``nmaccel`` module it imports."""
     import amaranth
-
-    import nmaccel.hw
-    import nmaccel.model
     h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
-    for pkg in (nmaccel.hw, nmaccel.model):
-        root = Path(pkg.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    for path in source_closure("nmaccel.hw.sta.core"):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:20]
 
 
@@ -131,15 +169,35 @@ def run_point(point: StaPoint) -> dict:
     run = res["runs"][0]
     cfg = point.config()
     c = run["cycles"]
+    macs = layer_macs(run["tokens"], point.nm)
+    if macs["dense_equivalent"] != run["useful_macs"]:
+        raise RuntimeError(f"MAC count {macs['dense_equivalent']} differs from the compiled "
+                           f"layer's {run['useful_macs']}")
     return {"preset": point.preset, "nm": point.pattern, "layer": point.layer,
             "seq": run["tokens"], "simulator": point.simulator,
             "array": [cfg.rows, cfg.cols, cfg.lanes], "multipliers": cfg.multipliers,
             "bit_exact": run["bit_exact"], "cycles": c, "useful_macs": run["useful_macs"],
-            # useful MACs per multiplier-cycle (a sparse beat does lanes useful MACs)
-            "utilization": round(run["useful_macs"] / (cfg.multipliers * c["total"]), 4),
+            "macs": macs,
+            # multiplications done (pruned weights skipped) per multiplier-cycle
+            "utilization": round(macs["performed"] / (cfg.multipliers * c["total"]), 4),
+            "array_busy": round(c["mac_active"] / c["total"], 4),
             "segments": run["segments"], "sim_run_seconds": run["run_seconds"],
             "sim_cycles_per_second": res["sim_cycles_per_second"],
             "wall_seconds": round(time.perf_counter() - t0, 2), "worker": _dask_worker()}
+
+
+def layer_macs(seq: int, nm) -> dict:
+    """MACs of one MiniLM-L6 layer on ``seq`` tokens: ``linear`` (the six projections),
+    ``attention`` (Q·Kᵀ and P·V), ``dense_equivalent`` (their sum) and ``performed``
+    (multiplications the array does: N/M of the linear ones under an N:M pattern)."""
+    from nmaccel.model.minilm import load_config
+    mc = load_config()
+    d, f = mc.d_model, mc.d_ff
+    linear = seq * (4 * d * d + 2 * d * f)
+    attention = 2 * seq * seq * d
+    kept = linear if nm is None else linear * nm[0] // nm[1]
+    return {"linear": linear, "attention": attention, "dense_equivalent": linear + attention,
+            "performed": kept + attention}
 
 
 def _dask_worker() -> Optional[str]:
