@@ -37,6 +37,7 @@ COMMANDS = {
     "verilog": "nmaccel.sim.cli",
     "sim": "nmaccel.sim.cli",
     "build": "nmaccel.boards.cli",
+    "board": "nmaccel.boards.board_cli",
     "report": "nmaccel.sim.report",
     "idp": "nmaccel.sim.idp_cli",
 }

@@ -15,6 +15,10 @@ Cycle classes (hardware counters, summed over a layer's segments)
     ``vector``: LAYERNORM/REQUANT commands; ``stalls``: issue stalls for the drain.
     ``gemm_only`` = sparse + dense − softmax_wait; ``overhead`` = total / gemm_only − 1 (what
     softmax and vector work add on top of the GEMMs).
+    By command (the per-command cycle log, classified by the decoded command):
+    ``linear_gemm`` (W from WBUF: Q/K/V/O/FFN projections, sparse or dense mode),
+    ``attention_gemm`` (W from ABUF: Q·Kᵀ and P·V, including their softmax waits),
+    ``vector_cmd`` (LAYERNORM/REQUANT) and ``tail`` (total − the three: the final drain).
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
             "VECTOR_CYCLES": "vector", "STALLS": "stalls", "BARRIER_WAIT": "barrier_wait",
             "MAC_ACTIVE": "mac_active"}
     out = {v: sum(r.counters[k] for r in results) for k, v in keys.items()}
+    by_cmd = {"linear_gemm": 0, "attention_gemm": 0, "vector_cmd": 0}
+    for r, p in zip(results, segments):
+        for word, cyc in zip(p.commands, r.per_command):
+            cmd = sta_isa.command_from_word(cfg, word)
+            if isinstance(cmd, sta_isa.GemmCommand):
+                by_cmd["attention_gemm" if cmd.wsrc == sta_isa.SRC_ABUF else "linear_gemm"] += cyc
+            elif cmd is not None:
+                by_cmd["vector_cmd"] += cyc
+    out.update(by_cmd)
+    out["tail"] = out["total"] - sum(by_cmd.values())
     out["gemm_only"] = out["sparse_gemm"] + out["dense_gemm"] - out["softmax_wait"]
     out["overhead"] = round(out["total"] / out["gemm_only"] - 1, 4) if out["gemm_only"] else None
     out["predicted"] = sum(program_cycles(cfg, p.commands).total for p in segments)
@@ -139,7 +153,7 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
 
 def format_encoder_table(res: dict) -> str:
     lines = [f"{'seq':>3} {'layer':>5} {'tokens':>6} {'cycles':>9} {'model':>9} {'err':>7} "
-             f"{'sparse':>8} {'attn':>7} {'smwait':>6} {'vector':>7} {'ovhd':>6} exact"]
+             f"{'sp.mode':>8} {'dn.mode':>7} {'smwait':>6} {'vector':>7} {'ovhd':>6} exact"]
     for r in res["runs"]:
         c = r["cycles"]
         lines.append(f"{r['sequence']:>3} {r['layer']:>5} {r['tokens']:>6} {c['total']:>9} "
