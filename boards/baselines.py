@@ -50,9 +50,12 @@ def summary_markdown(results: list[dict]) -> str:
             used, avail = res[key]
             return f"{used} / {avail} ({100.0 * used / avail:.0f}%)" if avail else str(used)
 
+        if not r.get("fits", True):
+            fmax, timing = "–", "**does not fit**: " + ", ".join(r["overused"])
+        else:
+            fmax, timing = f"{r['fmax_mhz']:.2f}", "met" if r["timing_met"] else "**missed**"
         lines.append(f"| {r['board_title']} | {r['design']} | `{r['preset']}` | "
-                     f"{r['target_mhz']:g} | {r['fmax_mhz']:.2f} | "
-                     f"{'met' if r['timing_met'] else '**missed**'} | {cell('LUT')} | "
+                     f"{r['target_mhz']:g} | {fmax} | {timing} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('DSP')} | {cell('BRAM')} | {r['build_seconds']:.0f} | "
                      f"{r['host_link']} |")
     lines += ["", "Per target: [`reports/boards/`](boards/). Build times are wall-clock on the "

@@ -20,7 +20,7 @@ import json
 import pathlib
 import re
 
-__all__ = ["read_nextpnr_report", "count_yosys_ffs", "resources", "fmax_for", "markdown"]
+__all__ = ["read_nextpnr_report", "parse_utilisation", "count_yosys_ffs", "resources", "fmax_for", "markdown"]
 
 _MAP = {
     "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
@@ -37,12 +37,25 @@ def read_nextpnr_report(path) -> dict:
     return json.loads(path.read_text())
 
 
+def parse_utilisation(tim_text: str) -> dict:
+    """nextpnr's "Device utilisation" lines (``TYPE: used/ available pct%``) as the report's
+    ``utilization`` dict; used when placement failed and no JSON report was written."""
+    util = {}
+    block = tim_text[tim_text.rfind("Device utilisation"):]
+    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", block, re.M):
+        util.setdefault(m.group(1), {"used": int(m.group(2)), "available": int(m.group(3))})
+    return util
+
+
 def count_yosys_ffs(log_text: str) -> int:
     """Flip-flops in the last ``stat`` of a Yosys log (iCE40 ``SB_DFF*`` cells)."""
     # The last statistics block of synth_ice40 lists cells as "<count> <type>" (Yosys ≥ 0.4x)
     # or "<type> <count>" (older); take the last block only.
     start = log_text.rfind("Printing statistics")
     block = log_text[start:] if start >= 0 else log_text
+    # a flattened design has one module; skip the "design hierarchy" repeat of the totals
+    if "=== design hierarchy ===" in block:
+        block = block[:block.index("=== design hierarchy ===")]
     total = 0
     for line in block.splitlines():
         m = re.match(r"\s*(\d+)\s+(?:[\d.]+\s+)?(SB_DFF\w*)\s*$", line) or \
@@ -60,7 +73,7 @@ def resources(family: str, report: dict, yosys_log: str = "") -> dict:
     for key, bel in _MAP[family].items():
         if bel in util:
             out[key] = [int(util[bel]["used"]), int(util[bel]["available"])]
-    if family == "ice40":
+    if family == "ice40" and "LUT" in out:
         out["FF"] = [count_yosys_ffs(yosys_log), out["LUT"][1]]
     order = ["LUT", "FF", "DSP", "BRAM", "SPRAM", "LUTRAM"]
     return {k: out[k] for k in order if k in out}
@@ -83,8 +96,12 @@ def markdown(result: dict) -> str:
              f"- host link: {result['host_link']}",
              f"- clock: {result['pll']['f_in_mhz']:g} MHz → PLL → {result['pll']['f_out_mhz']:g} MHz "
              f"({result['pll']['primitive']} {result['pll']['params']})",
-             f"- post-route fmax: **{result['fmax_mhz']:.2f} MHz** (target "
-             f"{result['target_mhz']:g} MHz): timing **{'met' if result['timing_met'] else 'NOT met'}**",
+             (f"- post-route fmax: **{result['fmax_mhz']:.2f} MHz** (target "
+              f"{result['target_mhz']:g} MHz): timing "
+              f"**{'met' if result['timing_met'] else 'NOT met'}**"
+              if result.get("fits", True) else
+              f"- **does not fit** the device: {', '.join(result['overused'])} "
+              f"(placement stopped; no fmax)"),
              f"- build time: {result['build_seconds']:.0f} s (synthesis {result['stage_seconds'].get('synth', 0):.0f} s, "
              f"place and route {result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}",
              f"- tools: {result['tools']}",

