@@ -163,6 +163,7 @@ def run_point(point: StaPoint) -> dict:
     from nmaccel.hw.config import sta_preset
     from nmaccel.sim.sta_encoder import run_encoder
     use_verilog_cache()
+    os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")   # no GPI start-up banner per run
     t0 = time.perf_counter()
     res = run_encoder(sta_preset(point.preset), point.nm, [point.layer], point.seq,
                       simulator=point.simulator, progress=False)
