@@ -130,14 +130,14 @@ def _us(v: Optional[float]) -> str:
 
 
 def format_rtl_table(res: dict) -> str:
-    head = (f"{'workload':<27} {'engine':<17} {'exact':>5} {'cycles':>9} {'util':>6} "
+    head = (f"{'workload':<29} {'engine':<17} {'exact':>5} {'cycles':>9} {'util':>6} "
             f"{'time @ fmax':>17} {'torch fp32':>10} {'torch int8':>10} {'vs fp32':>8} "
             f"{'accuracy':>8}")
     lines = [head, "-" * len(head)]
     for r in res["rows"]:
         ratio = (f"{r['torch_fp32_us'] / r['projected_us']:.2f}x" if r["projected_us"] else "—")
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
-        lines.append(f"{r['workload']:<27} {r['engine']:<17} {'yes' if r['bit_exact'] else 'NO':>5} "
+        lines.append(f"{r['workload']:<29} {r['engine']:<17} {'yes' if r['bit_exact'] else 'NO':>5} "
                      f"{r['cycles']:>9} {100 * r['utilization']:>5.1f}% "
                      f"{_us(r['projected_us']):>17} {_us(r['torch_fp32_us']):>10} "
                      f"{_us(r['torch_int8_us']) if r['torch_int8_us'] else '—':>10} "
