@@ -103,7 +103,8 @@ def build(board_name: str, design: str, preset: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     plat = board.platform()
     top = BoardTop(board, built.component, pll)
-    nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed)]
+    nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
+                    *board.nextpnr_opts]
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = list(board.synth_opts.get(design, ()))
     env = yowasp_env()

@@ -52,6 +52,7 @@ class BoardTarget:
     notes: str = ""
     timing_floor_mhz: dict = field(default_factory=dict)   # design -> required fmax (issue)
     synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
+    nextpnr_opts: tuple = ()                               # extra nextpnr options
 
     def platform(self):
         """A fresh amaranth-boards platform instance with this project's resource additions."""
@@ -103,7 +104,10 @@ BOARDS: dict[str, BoardTarget] = {
         # The STA's R*C*L int8 multipliers (256 for ulx3s) outnumber the 156 MULT18X18D:
         # Yosys would map every one to a DSP and nextpnr could not place them, so the STA's
         # multipliers go to LUTs.
-        synth_opts={"sta": ["-nodsp"]}),
+        synth_opts={"sta": ["-nodsp"]},
+        # router1 (the default) needed > 10 min for 25k LUTs under WebAssembly; router2 is
+        # nextpnr's faster router for large ECP5 designs.
+        nextpnr_opts=("--router", "router2")),
 }
 
 

@@ -148,3 +148,25 @@ def test_report_parsing_ice40_and_ecp5():
     with pytest.raises(FileNotFoundError, match="nextpnr report"):
         build_report.read_nextpnr_report("/nonexistent/top.report.json")
     json.dumps(res)
+
+
+def test_design_not_supported_on_a_board_is_named():
+    import dataclasses
+    from nmaccel.boards.targets import check_design
+    board = dataclasses.replace(board_target("icebreaker"), presets={"sta": "tiny"})
+    with pytest.raises(BoardError, match="design 'conv' is not supported on board "
+                                         "'icebreaker'; it supports: sta"):
+        check_design(board, "conv")
+
+
+def test_preset_may_be_a_config_json(tmp_path, capsys):
+    from nmaccel.hw.config import sta_preset
+    path = tmp_path / "small_bufs.json"
+    path.write_text(sta_preset("ulx3s").replace(wbuf_depth=1024).to_json())
+    board, preset, cfg, pll = plan_build("ulx3s", "sta", str(path))
+    assert preset == "small_bufs" and cfg.wbuf_depth == 1024 and pll.f_out == 100e6
+    assert main(["build", "--board", "ulx3s", "--preset", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+    path.write_text('{"rows": 0}')
+    assert main(["build", "--board", "ulx3s", "--preset", str(path)]) == 2
+    assert "rows must be a positive integer, not 0" in capsys.readouterr().err
