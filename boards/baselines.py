@@ -64,9 +64,15 @@ def summary_markdown(results: list[dict]) -> str:
 
 
 def write_summary(reports_dir) -> None:
+    """Rebuild ``boards.json`` and ``boards.md`` (``boards/notes.md``, when present, is
+    appended to the Markdown: findings that are not one build's figures)."""
     reports = pathlib.Path(reports_dir)
     results = _load_all(reports)
+    notes = reports / "boards" / "notes.md"
     (reports / "boards.json").write_text(json.dumps(
         [{k: r[k] for k in r if k not in ("config", "bitstream")} for r in results],
         indent=2) + "\n")
-    (reports / "boards.md").write_text(summary_markdown(results))
+    text = summary_markdown(results)
+    if notes.is_file():
+        text += "\n" + notes.read_text()
+    (reports / "boards.md").write_text(text)
