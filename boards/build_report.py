@@ -20,7 +20,7 @@ import json
 import pathlib
 import re
 
-__all__ = ["read_nextpnr_report", "parse_utilisation", "count_yosys_ffs", "resources", "fmax_for", "markdown"]
+__all__ = ["count_yosys_ffs", "fmax_for", "markdown", "parse_utilisation", "read_nextpnr_report", "resources"]
 
 _MAP = {
     "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
@@ -42,7 +42,7 @@ def parse_utilisation(tim_text: str) -> dict:
     ``utilization`` dict; used when placement failed and no JSON report was written."""
     util = {}
     block = tim_text[tim_text.rfind("Device utilisation"):]
-    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", block, re.M):
+    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", block, re.MULTILINE):
         util.setdefault(m.group(1), {"used": int(m.group(2)), "available": int(m.group(3))})
     return util
 
@@ -94,16 +94,18 @@ def markdown(result: dict) -> str:
     lines = [f"# {result['board_title']}: {result['design']} `{result['preset']}`", "",
              f"- command: `{result['command']}`",
              f"- host link: {result['host_link']}",
-             f"- clock: {result['pll']['f_in_mhz']:g} MHz → PLL → {result['pll']['f_out_mhz']:g} MHz "
-             f"({result['pll']['primitive']} {result['pll']['params']})",
+             (f"- clock: {result['pll']['f_in_mhz']:g} MHz → PLL → "
+              f"{result['pll']['f_out_mhz']:g} MHz "
+              f"({result['pll']['primitive']} {result['pll']['params']})"),
              (f"- post-route fmax: **{result['fmax_mhz']:.2f} MHz** (target "
               f"{result['target_mhz']:g} MHz): timing "
               f"**{'met' if result['timing_met'] else 'NOT met'}**"
               if result.get("fits", True) else
               f"- **does not fit** the device: {', '.join(result['overused'])} "
               f"(placement stopped; no fmax)"),
-             f"- build time: {result['build_seconds']:.0f} s (synthesis {result['stage_seconds'].get('synth', 0):.0f} s, "
-             f"place and route {result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}",
+             (f"- build time: {result['build_seconds']:.0f} s (synthesis "
+              f"{result['stage_seconds'].get('synth', 0):.0f} s, place and route "
+              f"{result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}"),
              f"- tools: {result['tools']}",
              "", "| resource | used | available | % |", "|---|---:|---:|---:|"]
     for key, (used, avail) in result["resources"].items():

@@ -22,7 +22,7 @@ import subprocess
 
 from nmaccel.boards.targets import BOARDS, DESIGNS
 
-__all__ = ["HELP", "DESCRIPTION", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
 HELP = "build a design for an FPGA board (YoWASP yosys/nextpnr): bitstream, resources, fmax"
 DESCRIPTION = __doc__
@@ -51,8 +51,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from nmaccel.boards.flow import BuildFailed, build, plan_build
     from nmaccel.boards.build_report import markdown
+    from nmaccel.boards.flow import BuildFailed, build, plan_build
     from nmaccel.boards.targets import BoardError
     from nmaccel.sim.cli import CommandError
 
@@ -91,7 +91,7 @@ def run(args) -> int:
     if args.program:
         board_arg = {"icebreaker": "ice40_generic", "upduino3": "ice40_generic",
                      "ulx3s": "ulx3s"}[board.name]
-        proc = subprocess.run([loader, "-b", board_arg, result["bitstream"]])
+        proc = subprocess.run([loader, "-b", board_arg, result["bitstream"]], check=False)
         if proc.returncode:
             raise CommandError(f"openFPGALoader failed (exit {proc.returncode})")
     return 0 if result["timing_met"] else 1

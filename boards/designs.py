@@ -21,9 +21,15 @@ from dataclasses import dataclass
 
 from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BoardError
-from nmaccel.hw.config import ConfigError, ConvConfig, StaConfig, conv_preset, sta_preset
+from nmaccel.hw.config import (
+    ConfigError,
+    ConvConfig,
+    StaConfig,
+    conv_preset,
+    sta_preset,
+)
 
-__all__ = ["BuiltDesign", "make_design", "design_config", "uart_divisor_for"]
+__all__ = ["BuiltDesign", "design_config", "make_design", "uart_divisor_for"]
 
 
 @dataclass

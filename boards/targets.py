@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["BoardError", "BoardTarget", "BOARDS", "board_target", "DESIGNS"]
+__all__ = ["BOARDS", "DESIGNS", "BoardError", "BoardTarget", "board_target"]
 
 #: design name -> what it is
 DESIGNS = {

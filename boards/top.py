@@ -10,9 +10,8 @@ synchronizer.
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.cdc import FFSynchronizer
-
 from nmaccel.boards.targets import BoardTarget
 from nmaccel.hw.common.pll import Ecp5Pll, Ice40Pll, PllSettings
 

@@ -25,10 +25,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    Elaboratable,
+    Instance,
+    Module,
+    Signal,
+)
 from amaranth.lib.cdc import ResetSynchronizer
 
-__all__ = ["PllSettings", "ice40_pll_params", "ecp5_pll_params", "Ice40Pll", "Ecp5Pll"]
+__all__ = ["Ecp5Pll", "Ice40Pll", "PllSettings", "ecp5_pll_params", "ice40_pll_params"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-
 from nmaccel.boards import build_report
 from nmaccel.boards.flow import _script_commands, plan_build
 from nmaccel.boards.serial_ports import SerialPortShell
@@ -152,6 +151,7 @@ def test_report_parsing_ice40_and_ecp5():
 
 def test_design_not_supported_on_a_board_is_named():
     import dataclasses
+
     from nmaccel.boards.targets import check_design
     board = dataclasses.replace(board_target("icebreaker"), presets={"sta": "tiny"})
     with pytest.raises(BoardError, match="design 'conv' is not supported on board "
@@ -163,7 +163,7 @@ def test_preset_may_be_a_config_json(tmp_path, capsys):
     from nmaccel.hw.config import sta_preset
     path = tmp_path / "small_bufs.json"
     path.write_text(sta_preset("ulx3s").replace(wbuf_depth=1024).to_json())
-    board, preset, cfg, pll = plan_build("ulx3s", "sta", str(path))
+    _, preset, cfg, pll = plan_build("ulx3s", "sta", str(path))
     assert preset == "small_bufs" and cfg.wbuf_depth == 1024 and pll.f_out == 100e6
     assert main(["build", "--board", "ulx3s", "--preset", str(tmp_path / "missing.json")]) == 2
     assert "cannot read config file" in capsys.readouterr().err

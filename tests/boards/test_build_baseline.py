@@ -13,7 +13,6 @@ import pathlib
 import shutil
 
 import pytest
-
 from nmaccel.boards.flow import build
 
 BASELINE = pathlib.Path(__file__).resolve().parents[2] / "reports" / "boards" / \

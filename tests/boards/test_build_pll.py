@@ -1,7 +1,6 @@
 """PLL divider search (iCE40 SB_PLL40, ECP5 EHXPLLL): exact known settings and the limits."""
 
 import pytest
-
 from nmaccel.hw.common.pll import PllSettings, ecp5_pll_params, ice40_pll_params
 
 
