@@ -230,7 +230,11 @@ class StaConfig(_ConfigBase):
         return self.softmax_exp_bits + 1 + self.softmax_max_shift + clog2(self.max_seq + 1)
 
 
-#: Named configurations. ``tiny`` fits an iCE40UP5K (iCEBreaker), ``ulx3s`` an ECP5-85F,
+#: Named configurations. ``tiny`` was meant for an iCE40UP5K (iCEBreaker) and ``ulx3s`` for an
+#: ECP5-85F, but measured builds (``reports/boards.md``) show neither fits its device yet:
+#: ``tiny`` needs 5.7x the UP5K's logic cells and 7x its EBR (wide memories, two read ports),
+#: ``ulx3s`` has 12.7 Mbit of buffers against the 85F's 3.8 Mbit of block RAM. They are the
+#: simulation configurations of the reports; board-sized presets are still to come.
 #: ``large`` is for simulation studies.
 STA_PRESETS: dict[str, StaConfig] = {
     "tiny": StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2,
