@@ -252,7 +252,7 @@ def parse_readme_block(text: str) -> dict:
                 if not m:
                     raise ValueError(f"cannot read {key} from {cell!r}")
                 v = float(m.group(0))
-                row[key] = v / 100 if kind == "pct" else (int(v) if kind == "int" else v)
+                row[key] = round(v / 100, 4) if kind == "pct" else (int(v) if kind == "int" else v)
         rows.append(row)
     return {"rows": rows}
 
@@ -281,6 +281,9 @@ def markdown(data: dict) -> str:
            f"({m['machine']['cores']} cores, {m['jobs']} parallel jobs"
            f"{', Dask ' + m['dask'] if m.get('dask') else ''}). "
            "Every number below was measured in that run.", ""]
+    for key in ("note", "extras_note"):
+        if m.get(key):
+            out += [f"Note: {m[key]}.", ""]
     if m.get("load_average_start"):
         out += [f"Load average (1/5/15 min) at the start {m['load_average_start']}, at the end "
                 f"{m.get('load_average_end')}: other jobs shared the "
