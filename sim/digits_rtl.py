@@ -20,14 +20,12 @@ import copy
 import statistics
 import sys
 import time
-from typing import Optional, Sequence
 
 import numpy as np
-
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
 
-__all__ = ["train_idp_digits", "run_digits_rtl", "format_digits_rtl"]
+__all__ = ["format_digits_rtl", "run_digits_rtl", "train_idp_digits"]
 
 
 def train_idp_digits(nm=(2, 4), seed: int = 0, dense_steps: int = 3000, budget: int = 1000,
@@ -37,10 +35,13 @@ def train_idp_digits(nm=(2, 4), seed: int = 0, dense_steps: int = 3000, budget: 
 
     Returns ``(dense_model, pruned_model, data)``; reproducible for a given ``seed``.
     """
-    from tqdm import tqdm
-
-    from nmaccel.model.digits_transformer import classification_loss, digits_data, train_dense
+    from nmaccel.model.digits_transformer import (
+        classification_loss,
+        digits_data,
+        train_dense,
+    )
     from nmaccel.model.idp import prune_nm
+    from tqdm import tqdm
 
     data = digits_data()
     bar = tqdm(total=dense_steps + budget, disable=not progress, desc="train dense + IDP",
@@ -112,7 +113,7 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     run_s = sum(r.run_seconds for r in results)
     out = {
         "config": cfg.to_dict(), "nm": "dense" if program.nm is None else
-        f"{program.nm[0]}:{program.nm[1]}", "simulator": simulator, "images": int(len(images)),
+        f"{program.nm[0]}:{program.nm[1]}", "simulator": simulator, "images": len(images),
         "layers": len(program.layers), "segments": len(programs),
         "bit_exact_layers": all(exact),
         "predictions_identical": bool(np.array_equal(rtl_pred, golden)),
