@@ -45,7 +45,7 @@ from nmaccel.model.sta_isa import (DEST_ABUF, DEST_ABUF_T, DEST_OBUF, DEST_SOFTM
                                    SRC_SBUF, GemmCommand, VectorCommand)
 from nmaccel.model.sta_program import StaProgram, VectorRegion, pack_vector_entries, pack_weight_entries
 
-__all__ = ["LayerProgram", "compile_layer", "command_class", "CLASSES"]
+__all__ = ["LayerProgram", "compile_layer", "layer_fit_problem", "command_class", "CLASSES"]
 
 #: command classes the reports break cycles down by
 CLASSES = ("sparse_gemm", "dense_gemm", "attention_gemm", "vector")
@@ -93,33 +93,41 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _check_layer(layer: IntEncoderLayer, x: np.ndarray, cfg: StaConfig) -> None:
-    mc = layer.model_cfg
-    seq = x.shape[0]
-    if x.ndim != 2 or x.shape[1] != mc.d_model:
-        raise ValueError(f"layer input must be (tokens, {mc.d_model}), not {x.shape}")
+def layer_fit_problem(model_cfg, cfg: StaConfig, seq: int, nm=None) -> Optional[str]:
+    """Why an encoder layer of ``model_cfg`` (``nm``-pruned or dense) with ``seq`` tokens cannot
+    be compiled for ``cfg``, or ``None`` when it can as far as shapes go (buffer capacity is
+    checked while compiling). Used by :func:`compile_layer` and by sweeps to skip points."""
     if not 1 <= seq <= cfg.max_seq:
-        raise ValueError(f"sequence length {seq} exceeds the configured maximum max_seq="
-                         f"{cfg.max_seq} (StaConfig max_seq)" if seq > cfg.max_seq else
-                         "sequence length must be at least 1")
+        return (f"sequence length {seq} exceeds the configured maximum max_seq="
+                f"{cfg.max_seq} (StaConfig max_seq)" if seq > cfg.max_seq else
+                "sequence length must be at least 1")
     why = sta_isa.attention_supported(cfg)
     if why:
-        raise ValueError(why)
-    hd = mc.head_dim
+        return why
+    hd = model_cfg.head_dim
     for what, unit in (("rows", cfg.rows), ("dense window", cfg.dense_window),
                        ("lanes", cfg.lanes)):
         if hd % unit:
-            raise ValueError(f"head dim {hd} does not fit this array: it must be a multiple of "
-                             f"the {what} ({unit})")
-    mode = MODE_SPARSE if layer.linears["q"].nm else MODE_DENSE
-    w = sta_isa.window(cfg, mode)
-    for name, dim in (("d_model", mc.d_model), ("ffn_dim", mc.d_ff)):
+            return (f"head dim {hd} does not fit this array: it must be a multiple of "
+                    f"the {what} ({unit})")
+    w = sta_isa.window(cfg, MODE_SPARSE if nm else MODE_DENSE)
+    for name, dim in (("d_model", model_cfg.d_model), ("ffn_dim", model_cfg.d_ff)):
         if dim % w or dim % cfg.rows:
-            raise ValueError(f"{name}={dim} must be a multiple of the activation window ({w}) "
-                             f"and of rows ({cfg.rows})")
-    if layer.linears["q"].nm and tuple(layer.linears["q"].nm) != (cfg.n, cfg.m):
-        raise ValueError(f"layer is pruned {layer.linears['q'].nm[0]}:{layer.linears['q'].nm[1]} "
-                         f"but the STA config is {cfg.n}:{cfg.m} (StaConfig n, m)")
+            return (f"{name}={dim} must be a multiple of the activation window ({w}) "
+                    f"and of rows ({cfg.rows})")
+    if nm and tuple(nm) != (cfg.n, cfg.m):
+        return (f"layer is pruned {nm[0]}:{nm[1]} but the STA config is {cfg.n}:{cfg.m} "
+                "(StaConfig n, m)")
+    return None
+
+
+def _check_layer(layer: IntEncoderLayer, x: np.ndarray, cfg: StaConfig) -> None:
+    mc = layer.model_cfg
+    if x.ndim != 2 or x.shape[1] != mc.d_model:
+        raise ValueError(f"layer input must be (tokens, {mc.d_model}), not {x.shape}")
+    why = layer_fit_problem(mc, cfg, x.shape[0], layer.linears["q"].nm)
+    if why:
+        raise ValueError(why)
 
 
 def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) -> LayerProgram:

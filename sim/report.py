@@ -292,6 +292,8 @@ def markdown(data: dict) -> str:
                 "exact and unaffected.", ""]
     # ---- sweep
     sw = data["sweep"]
+    for sk in data.get("skipped", []):
+        out += [f"Not run: {sk['preset']} {sk['nm']}: {sk['reason']} (compiler check).", ""]
     out += ["## N:M sweep: MiniLM-L6 layer on the STA RTL", "",
             f"Layer {h['layer']}, {h['seq']} real tokens, the whole layer on chip (GEMMs, "
             "on-chip attention and softmax, LayerNorm, GELU, residuals); Verilator, hardware "
@@ -581,6 +583,9 @@ def collect(args, client=None) -> dict:
     points = [StaPoint(name, pat, args.layer, args.seq)
               for i, name in enumerate(args.presets)
               for pat in (args.nm if i == 0 else args.nm_others)]
+    points, skipped = split_runnable(points)
+    for sk in skipped:
+        say(f"skipping {sk['preset']} {sk['nm']}: {sk['reason']}")
     say(f"sweep: {len(points)} points on {len(args.presets)} preset(s)")
     partial = Path(args.out) / "report.partial.json"
     done: dict = {}
@@ -612,6 +617,8 @@ def collect(args, client=None) -> dict:
         "load_average_start": load_start, "load_average_end": _loadavg(),
         "python": platform.python_version()},
         "paper": PAPER, "baselines": base, "sweep": sweep}
+    if skipped:
+        data["skipped"] = skipped
     nets = [e for e in extras if "net" in e]
     if nets:
         from nmaccel.hw.config import conv_preset
@@ -629,6 +636,22 @@ def collect(args, client=None) -> dict:
     data["meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     partial.unlink(missing_ok=True)
     return data
+
+
+def split_runnable(points) -> tuple[list, list]:
+    """``(runnable points, skipped)``: a point whose layer the compiler cannot map onto its
+    config (e.g. 1:16 on ``ulx3s``: the dense window of 64 exceeds the head dim of 32) is
+    skipped with the compiler's reason instead of building an RTL model it cannot use."""
+    from nmaccel.model.minilm import MiniLMConfig
+    from nmaccel.model.sta_layer import layer_fit_problem
+    runnable, skipped = [], []
+    for p in points:
+        why = layer_fit_problem(MiniLMConfig(), p.config(), p.seq, p.nm)
+        if why:
+            skipped.append({"preset": p.preset, "nm": p.pattern, "reason": why})
+        else:
+            runnable.append(p)
+    return runnable, skipped
 
 
 def _call_safely(task):

@@ -212,3 +212,17 @@ def test_run_sweep_on_a_dask_cluster():
             assert map_parallel(operator.neg, [1, 2], client=client, progress=False) == [-1, -2]
         finally:
             client.close()
+
+
+def test_sweep_skips_points_the_compiler_cannot_map():
+    """1:16 on ulx3s: the dense window (4 lanes x 16) exceeds MiniLM's head dim of 32, so the
+    point is reported as skipped with the compiler's reason instead of aborting the sweep."""
+    from nmaccel.sim.report import split_runnable
+    from nmaccel.sim.sweep import StaPoint
+    runnable, skipped = split_runnable([StaPoint("ulx3s", (2, 4), 0, 32),
+                                        StaPoint("ulx3s", (1, 16), 0, 32),
+                                        StaPoint("ulx3s", None, 0, 300)])
+    assert [p.pattern for p in runnable] == ["2:4"]
+    assert skipped[0]["nm"] == "1:16"
+    assert "multiple of the dense window (64)" in skipped[0]["reason"]
+    assert "exceeds the configured maximum max_seq=256" in skipped[1]["reason"]
