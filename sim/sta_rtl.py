@@ -23,7 +23,8 @@ from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.simulators import activate, find_simulator
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
-__all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root"]
+__all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root",
+           "verilog_key", "source_closure"]
 
 TOPLEVEL = "sta_core"
 
@@ -33,10 +34,78 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "nmaccel" / "builds"
 
 
+def _module_file(name: str) -> Optional[Path]:
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def source_closure(module: str) -> list[Path]:
+    """Source files of ``module`` and every ``nmaccel`` module it imports, transitively
+    (read from the import statements, nothing is executed)."""
+    import ast
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        if path.name == "__init__.py":
+            pkg = name
+        else:
+            pkg = name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("nmaccel")]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = pkg.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                if base.startswith("nmaccel"):
+                    todo.append(base)
+                    todo += [f"{base}.{a.name}" for a in node.names]
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return sorted(seen.values())
+
+
+def verilog_key(cfg) -> str:
+    """Cache key of the STA Verilog for ``cfg``: the config, the Amaranth version and the
+    source of :mod:`nmaccel.hw.sta.core` and every ``nmaccel`` module it imports."""
+    import amaranth
+    h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
+    h.update(amaranth.__version__.encode())
+    for path in source_closure("nmaccel.hw.sta.core"):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
 def verilog_source(cfg: StaConfig) -> str:
+    """The core's Verilog for ``cfg``. Elaborating and converting ``ulx3s`` takes a minute or
+    more, and :func:`build` needs the text on every call to find its cached model, so the text
+    is kept in ``<cache_root>/verilog/``, keyed by :func:`verilog_key` (config, Amaranth
+    version, the source of every module the core imports)."""
+    path = cache_root() / "verilog" / f"sta_{verilog_key(cfg)}.v"
+    if path.exists():
+        return path.read_text()
     from amaranth.back import verilog
     from nmaccel.hw.sta.core import StaCore
-    return verilog.convert(StaCore(cfg), name=TOPLEVEL)
+    text = verilog.convert(StaCore(cfg), name=TOPLEVEL)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return text
 
 
 def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> tuple[Path, str]:

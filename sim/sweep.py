@@ -28,6 +28,8 @@ from typing import Callable, Optional, Sequence
 __all__ = ["StaPoint", "build_point", "run_point", "map_parallel", "run_sweep",
            "connect_dask", "DaskUnreachable", "use_verilog_cache", "verilog_key", "source_closure"]
 
+from nmaccel.sim.sta_rtl import source_closure, verilog_key  # noqa: E402  (re-exported)
+
 
 class DaskUnreachable(ConnectionError):
     """The Dask scheduler address could not be reached."""
@@ -62,89 +64,9 @@ class StaPoint:
         return (self.config().to_json(sort_keys=True), self.simulator)
 
 
-def _module_file(name: str) -> Optional[Path]:
-    import importlib.util
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def source_closure(module: str) -> list[Path]:
-    """Source files of ``module`` and every ``nmaccel`` module it imports, transitively
-    (read from the import statements, nothing is executed)."""
-    import ast
-    seen: dict[str, Path] = {}
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        path = _module_file(name)
-        if path is None:
-            continue
-        seen[name] = path
-        if path.name == "__init__.py":
-            pkg = name
-        else:
-            pkg = name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names if a.name.startswith("nmaccel")]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = pkg.split(".")
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-                if base.startswith("nmaccel"):
-                    todo.append(base)
-                    todo += [f"{base}.{a.name}" for a in node.names]
-        parent = name.rpartition(".")[0]
-        if parent:
-            todo.append(parent)
-    return sorted(seen.values())
-
-
-def verilog_key(cfg) -> str:
-    """Cache key of the STA Verilog for ``cfg``: the config, the Amaranth version and the
-    source of :mod:`nmaccel.hw.sta.core` and every ``nmaccel`` module it imports."""
-    import amaranth
-    h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
-    h.update(amaranth.__version__.encode())
-    for path in source_closure("nmaccel.hw.sta.core"):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:20]
-
-
 def use_verilog_cache() -> None:
-    """Make :func:`nmaccel.sim.sta_rtl.build` reuse the Verilog text of a config instead of
-    elaborating and converting the core again (about a minute for ``ulx3s`` on a busy
-    2-core machine, and ``build`` needs it on every call to find its cached model).
-
-    The text is kept next to the builds (``<cache_root>/verilog/``), keyed by
-    :func:`verilog_key`. This wraps ``sta_rtl.verilog_source`` in this process only; the
-    lasting fix belongs in ``sta_rtl.build`` (key the build on the sources, as
-    ``conv_harness`` does)."""
-    from nmaccel.sim import sta_rtl
-    if getattr(sta_rtl.verilog_source, "_nmaccel_cached", False):
-        return
-    original = sta_rtl.verilog_source
-
-    def verilog_source(cfg) -> str:
-        path = sta_rtl.cache_root() / "verilog" / f"sta_{verilog_key(cfg)}.v"
-        if path.exists():
-            return path.read_text()
-        text = original(cfg)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return text
-
-    verilog_source._nmaccel_cached = True
-    sta_rtl.verilog_source = verilog_source
+    """Kept for callers: :func:`nmaccel.sim.sta_rtl.verilog_source` now caches the Verilog
+    text itself (keyed by :func:`nmaccel.sim.sta_rtl.verilog_key`)."""
 
 
 def build_point(point: StaPoint) -> dict:
