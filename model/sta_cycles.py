@@ -56,6 +56,13 @@ def capture_delay(cfg: StaConfig) -> int:
     return 1 + 1 + pe_latency(cfg) + 1
 
 
+def drain_tail(cfg: StaConfig) -> int:
+    """Cycles from the last tile-completing beat until its results are in the buffer: capture,
+    one drain of ``rows`` shadow rows, the drain unit and the post-ops. A program ending in a
+    GEMM ends this long after its last beat."""
+    return capture_delay(cfg) + cfg.rows + DRAIN_LATENCY + post_latency(cfg)
+
+
 @dataclass
 class CycleReport:
     total: int = 0
@@ -100,7 +107,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     rep = CycleReport()
     t = 0                       # cycle of the current command's FETCH (first busy cycle = 0)
     last_issue = None           # cycle of the most recent tile-completing beat
-    drain_tail = capture_delay(cfg) + R + DRAIN_LATENCY + post_latency(cfg)
+    tail = drain_tail(cfg)
     full, rd_end, written = [], [], []      # per softmax block
     rep.softmax_wait = rep.barrier_wait = rep.vector = 0
 
@@ -137,7 +144,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         sync = t + RUN_START - 1
         ready = sync
         if (f.get("barrier", 0) or post or not gemm) and last_issue is not None:
-            ready = max(ready, last_issue + drain_tail)
+            ready = max(ready, last_issue + tail)
         rep.barrier_wait += ready - sync
         issued = len(full)
         # the softmax blocks issued so far must have known times before we can wait on them
@@ -188,7 +195,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         t += cycles
     end = t
     if last_issue is not None:
-        end = max(end, last_issue + drain_tail)
+        end = max(end, last_issue + tail)
     while len(written) < len(full):
         block_times(len(written), sm_len[len(written)])
     if written:

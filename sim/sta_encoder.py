@@ -53,6 +53,7 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
                 by_cmd["vector_cmd"] += cyc
     out.update(by_cmd)
     out["tail"] = out["total"] - sum(by_cmd.values())
+    out["segments"] = len(segments)
     out["gemm_only"] = out["sparse_gemm"] + out["dense_gemm"] - out["softmax_wait"]
     out["overhead"] = round(out["total"] / out["gemm_only"] - 1, 4) if out["gemm_only"] else None
     out["predicted"] = sum(program_cycles(cfg, p.commands).total for p in segments)

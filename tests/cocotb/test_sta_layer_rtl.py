@@ -26,6 +26,8 @@ def test_minilm_layer0_whole_layer_on_rtl(nm):
     # per-command classes (cycle log) partition the total; the final drain is a short tail
     assert c["linear_gemm"] > 0 and c["attention_gemm"] > 0 and c["vector_cmd"] > 0
     assert c["linear_gemm"] + c["attention_gemm"] + c["vector_cmd"] + c["tail"] == c["total"]
-    assert 0 <= c["tail"] < 100, c
+    # each segment ends at most one drain (capture, R shadow rows, drain unit, post-ops) late
+    from nmaccel.model.sta_cycles import drain_tail
+    assert 0 <= c["tail"] <= c["segments"] * (drain_tail(sta_preset("ulx3s")) + 1), c
     if nm is not None:     # 2:4: every linear GEMM runs in sparse mode, attention in dense mode
         assert c["sparse_gemm"] == c["linear_gemm"], c
