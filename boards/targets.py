@@ -99,7 +99,8 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.ulx3s", platform_class="ULX3S_85F_Platform",
         family="ecp5", clock="clk25", pll="ehxplll",
         leds=(("led", 0), ("led", 1), ("led", 2)),
-        presets={"sta": "ulx3s", "conv": "ulx3s"}, freqs_mhz={"sta": 100.0, "conv": 100.0},
+        presets={"sta": "ulx3s_board", "conv": "ulx3s"},
+        freqs_mhz={"sta": 100.0, "conv": 100.0},
         timing_floor_mhz={"sta": 100.0},
         # The STA's R*C*L int8 multipliers (256 for ulx3s) outnumber the 156 MULT18X18D:
         # Yosys would map every one to a DSP and nextpnr could not place them, so the STA's

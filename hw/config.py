@@ -231,10 +231,12 @@ class StaConfig(_ConfigBase):
 
 
 #: Named configurations. ``tiny`` was meant for an iCE40UP5K (iCEBreaker) and ``ulx3s`` for an
-#: ECP5-85F, but measured builds (``reports/boards.md``) show neither fits its device yet:
+#: ECP5-85F, but measured builds (``reports/boards.md``) show neither fits its device:
 #: ``tiny`` needs 5.7x the UP5K's logic cells and 7x its EBR (wide memories, two read ports),
-#: ``ulx3s`` has 12.7 Mbit of buffers against the 85F's 3.8 Mbit of block RAM. They are the
-#: simulation configurations of the reports; board-sized presets are still to come.
+#: ``ulx3s`` has 12.7 Mbit of buffers against the 85F's 3.8 Mbit of block RAM. ``ulx3s`` is
+#: the simulation configuration of the reports. ``ulx3s_board`` is the same 8x8x4 array with
+#: buffers sized for the 85F's 208 DP16KD (about 2 Mbit: 1024-word WBUF/ABUF, enough for a
+#: MiniLM-L6 layer of up to 32 tokens; a longer one is refused by the compiler).
 #: ``large`` is for simulation studies.
 STA_PRESETS: dict[str, StaConfig] = {
     "tiny": StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2,
@@ -246,6 +248,9 @@ STA_PRESETS: dict[str, StaConfig] = {
     # only slow down Verilog generation (every word gets a zero initialiser).
     "large": StaConfig(rows=16, cols=16, lanes=8, n=2, m=4, softmax_lanes=16, max_seq=512,
                        wbuf_depth=4096, abuf_depth=2048, obuf_depth=4096, vbuf_depth=4096),
+    "ulx3s_board": StaConfig(rows=8, cols=8, lanes=4, n=2, m=4, softmax_lanes=8, max_seq=128,
+                             wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
+                             vbuf_depth=2048),
 }
 
 

@@ -159,8 +159,11 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
     alloc("k", d // Wd, NT)
     alloc("vt", _ceil(NT * C, Wd), d // C)
     alloc("ctx", d // Wl, NT)
-    alloc("h8", d // Wl, NT)
-    alloc("g", ffn // Wl, NT)
+    # The FFN half reuses the attention half's words: x8 is dead once V is projected, q, k, vᵀ
+    # and ctx once the O projection has run (LayerNorm 1, which writes h8, waits for its drain).
+    top = 0
+    alloc("h8", d // Wl, NT)            # over x8 (same shape)
+    alloc("g", ffn // Wl, NT)           # over q, k, vᵀ, ctx and beyond if it needs more
     if NT * d > cfg.vbuf_depth:
         raise ValueError(f"sequence length {seq} needs {NT * d} VBUF words but vbuf_depth="
                          f"{cfg.vbuf_depth} (StaConfig vbuf_depth)")

@@ -23,7 +23,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.hw.config import STA_PRESETS, StaConfig
 from nmaccel.model.minilm import (DEMO_SENTENCES, embed_sentences_float, get_default_tokenizer,
                                   get_default_weights, tokenize)
 from nmaccel.model.nm import bits_per_weight
@@ -240,7 +240,7 @@ DESCRIPTION = ("Runs MiniLM-L6 layer 0 (32 tokens) on the STA RTL in an N:M patt
 
 def add_arguments(p) -> None:
     from nmaccel.sim.cli import board, jobs, nm, preset
-    p.add_argument("--preset", type=preset, default="ulx3s", help="STA preset (tiny, ulx3s, large)")
+    p.add_argument("--preset", type=preset, default="ulx3s", help=f"STA preset ({', '.join(STA_PRESETS)})")
     p.add_argument("--nm", type=nm, default="2:4",
                    help="N:M pattern of the sparse STA run (its RTL is built for it)")
     p.add_argument("--layer", type=int, choices=range(6), default=0, metavar="{0..5}",

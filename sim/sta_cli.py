@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from nmaccel.hw.config import ConfigError, StaConfig, sta_preset
+from nmaccel.hw.config import STA_PRESETS, ConfigError, StaConfig, sta_preset
 from nmaccel.sim.cli import nm, positive_int
 
 __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", "run_sim",
@@ -36,7 +36,7 @@ SIM_DESCRIPTION = ("Run MiniLM-L6 encoder layers entirely on the STA RTL (GEMMs,
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="ulx3s", help="STA preset (tiny, ulx3s, large)")
+    p.add_argument("--preset", default="ulx3s", help=f"STA preset ({', '.join(STA_PRESETS)})")
     for name in ("rows", "cols", "lanes", "n", "m"):
         p.add_argument(f"--{name}", type=positive_int, default=None,
                        help=f"override the preset's {name}")

@@ -24,7 +24,7 @@ from nmaccel.sim.cli import main
      "unknown design 'gpu'; expected one of: sta, conv"),
     (["--board", "ulx3s", "--design", "gpu"], "unknown design 'gpu'; expected one of: sta, conv"),
     (["--board", "ulx3s", "--preset", "huge"],
-     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large"),
+     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board"),
     (["--board", "ulx3s", "--design", "conv", "--preset", "tiny"],
      "unknown conv preset 'tiny'"),
     (["--board", "icebreaker", "--freq", "12"], "f_out must be a frequency in [16, 275] MHz"),
