@@ -130,14 +130,15 @@ def _us(v: Optional[float]) -> str:
 
 
 def format_rtl_table(res: dict) -> str:
-    head = (f"{'workload':<29} {'engine':<17} {'exact':>5} {'cycles':>9} {'util':>6} "
+    we = max([17] + [len(r["engine"]) for r in res["rows"]])
+    head = (f"{'workload':<29} {'engine':<{we}} {'exact':>5} {'cycles':>9} {'util':>6} "
             f"{'time @ fmax':>17} {'torch fp32':>10} {'torch int8':>10} {'vs fp32':>8} "
             f"{'accuracy':>8}")
     lines = [head, "-" * len(head)]
     for r in res["rows"]:
         ratio = (f"{r['torch_fp32_us'] / r['projected_us']:.2f}x" if r["projected_us"] else "—")
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
-        lines.append(f"{r['workload']:<29} {r['engine']:<17} {'yes' if r['bit_exact'] else 'NO':>5} "
+        lines.append(f"{r['workload']:<29} {r['engine']:<{we}} {'yes' if r['bit_exact'] else 'NO':>5} "
                      f"{r['cycles']:>9} {100 * r['utilization']:>5.1f}% "
                      f"{_us(r['projected_us']):>17} {_us(r['torch_fp32_us']):>10} "
                      f"{_us(r['torch_int8_us']) if r['torch_int8_us'] else '—':>10} "
@@ -240,7 +241,8 @@ DESCRIPTION = ("Runs MiniLM-L6 layer 0 (32 tokens) on the STA RTL in an N:M patt
 
 def add_arguments(p) -> None:
     from nmaccel.sim.cli import board, jobs, nm, preset
-    p.add_argument("--preset", type=preset, default="ulx3s", help=f"STA preset ({', '.join(STA_PRESETS)})")
+    p.add_argument("--preset", type=preset, default="ulx3s_board",
+                   help=f"STA preset ({', '.join(STA_PRESETS)})")
     p.add_argument("--nm", type=nm, default="2:4",
                    help="N:M pattern of the sparse STA run (its RTL is built for it)")
     p.add_argument("--layer", type=int, choices=range(6), default=0, metavar="{0..5}",
