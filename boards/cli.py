@@ -84,10 +84,14 @@ def run(args) -> int:
         from nmaccel.boards.baselines import write_baseline
         print(f"baseline: {write_baseline(result, args.baseline)}")
     r = result["resources"]
+    used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in r.items())
+    if not result.get("fits", True):
+        print(f"{board.title}: does NOT fit ({', '.join(result['overused'])}); {used}; "
+              f"{result['build_seconds']:.0f} s; no bitstream")
+        return 1
     print(f"{board.title}: fmax {result['fmax_mhz']:.2f} MHz (target {result['target_mhz']:g}, "
-          f"timing {'met' if result['timing_met'] else 'NOT met'}); "
-          + ", ".join(f"{k} {u}/{a}" for k, (u, a) in r.items())
-          + f"; {result['build_seconds']:.0f} s; bitstream {result['bitstream']}")
+          f"timing {'met' if result['timing_met'] else 'NOT met'}); {used}"
+          f"; {result['build_seconds']:.0f} s; bitstream {result['bitstream']}")
     if args.program:
         board_arg = {"icebreaker": "ice40_generic", "upduino3": "ice40_generic",
                      "ulx3s": "ulx3s"}[board.name]

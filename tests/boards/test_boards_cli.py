@@ -4,6 +4,7 @@ These run without place and route (the real build is tests/boards/test_build_bas
 """
 
 import json
+import pathlib
 
 import pytest
 from amaranth.hdl import Module, Signal
@@ -16,6 +17,8 @@ from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BOARDS, BoardError, board_target
 from nmaccel.boards.top import BoardTop
 from nmaccel.sim.cli import main
+
+REPORTS = pathlib.Path(__file__).resolve().parents[2] / "reports"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -170,3 +173,20 @@ def test_preset_may_be_a_config_json(tmp_path, capsys):
     path.write_text('{"rows": 0}')
     assert main(["build", "--board", "ulx3s", "--preset", str(path)]) == 2
     assert "rows must be a positive integer, not 0" in capsys.readouterr().err
+
+
+def test_a_design_that_does_not_fit_is_reported_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """nextpnr's 'no BELs remaining' ends the build with a report of the over-used resources
+    (measured: the ulx3s_board STA needs 256,086 TRELLIS_COMB of 83,640); exit status 1."""
+    from nmaccel.boards import flow
+    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_board.json").read_text())
+    assert result["fits"] is False
+    def fake_build(board, design, preset, freq, out, **kwargs):
+        out.mkdir(parents=True)                 # the real build leaves its tree there
+        return dict(result)
+    monkeypatch.setattr(flow, "build", fake_build)
+    assert main(["build", "--board", "ulx3s", "--out", str(tmp_path / "b"),
+                 "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "does NOT fit (TRELLIS_COMB 256086/83640); LUT 256086/83640, FF 32494/83640" in out
+    assert json.loads((tmp_path / "r.json").read_text())["fits"] is False
