@@ -54,7 +54,7 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
              board: str = "ulx3s", jobs: int = 2, progress: bool = True) -> dict:
     """Run the demo's RTL simulations and baselines; returns a JSON-ready dict."""
     from nmaccel.sim.baselines import conv_net_baseline, minilm_layer_baseline
-    from nmaccel.sim.report import board_fmax, conv_point
+    from nmaccel.sim.report import board_fmax, conv_point, fmax_missing
     from nmaccel.sim.sweep import StaPoint, build_point, map_parallel, run_point
     if nm is None:
         raise ValueError("--nm must be an N:M pattern (dense runs anyway), not 'dense'")
@@ -83,6 +83,7 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
                            on_result=lambda i, r: bar.update(1))
     bar.close()
     fmax_sta = board_fmax(board, "sta", preset)
+    fmax_note = None if fmax_sta else fmax_missing(board, "sta", preset)
     fmax_conv = board_fmax(board, "conv", _board_conv_preset(board))
     b = base["minilm_layer"]
     rows = []
@@ -110,6 +111,7 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
     rows[0]["speedup_vs_dense"] = round(dense_cycles / rows[0]["cycles"], 3)
     return {"preset": preset, "nm": f"{nm[0]}:{nm[1]}", "layer": layer, "seq": seq,
             "images": images, "board": board, "rows": rows, "baselines": base,
+            "fmax_note": fmax_note,
             "seconds": {"baselines": round(t_build - t0, 1), "build": round(t_run - t_build, 1),
                         "simulate": round(time.perf_counter() - t_run, 1),
                         "total": round(time.perf_counter() - t0, 1)}}
@@ -307,8 +309,7 @@ def run_demo(args) -> int:
     fmax = r0["fmax_mhz"]
     print(f"{res['nm']} speedup over dense on the same array: {r0['speedup_vs_dense']:.2f}x; "
           + (f"time @ fmax = cycles / {fmax:.1f} MHz (post-route, {args.board} board build)"
-             if fmax else f"fmax not measured: no {args.board} board build in "
-                          "reports/boards.json yet (nmaccel build)")
+             if fmax else f"fmax not measured: {res.get('fmax_note') or 'no board build'}")
           + f"; wall {res['seconds']['total']:.0f} s (build {res['seconds']['build']:.0f} s).")
     if args.png:
         plot_demo(res, Path(args.png))

@@ -65,6 +65,21 @@ def board_fmax(board: str, design: str, preset: str,
     return None if entry is None else float(entry["fmax_mhz"])
 
 
+def fmax_missing(board: str, design: str, preset: str, reports: Optional[Path] = None) -> str:
+    """Why ``reports/boards.json`` has no fmax for ``design``/``preset`` on ``board``."""
+    path = Path(reports or ROOT / "reports") / "boards.json"
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        entries = []
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict) and e.get("design") == design and e.get("preset") == preset \
+                and e.get("fits") is False:
+            return (f"the `{preset}` {design} build does not fit the {e.get('board_title', e.get('board'))}"
+                    f" ({', '.join(e.get('overused') or [])}; reports/boards.md)")
+    return f"no {board} board build of `{preset}` in reports/boards.json"
+
+
 def board_entry(board: str, design: str, preset: str, reports: Optional[Path] = None):
     path = Path(reports or ROOT / "reports") / "boards.json"
     try:
@@ -118,6 +133,8 @@ def derive(data: dict, board: str, reports: Optional[Path] = None) -> dict:
             p["fmax_mhz"] = None if entry is None else float(entry["fmax_mhz"])
             p["fmax_board"] = fmax_board
             p["fmax_source"] = None if entry is None else "post-route, reports/boards.json"
+            p["fmax_note"] = None if entry is not None else fmax_missing(board, "sta", preset,
+                                                                          reports)
             if p["fmax_mhz"]:
                 p["projected_us"] = round(c["total"] / p["fmax_mhz"], 2)
                 if base:
@@ -189,6 +206,7 @@ def headline(data: dict) -> dict:
     first = next(p for p in pts if p["preset"] == preset)
     return {"preset": preset, "layer": first["layer"], "seq": first["seq"],
             "fmax_mhz": first.get("fmax_mhz"), "fmax_board": first.get("fmax_board"),
+            "fmax_note": first.get("fmax_note"),
             "torch_fp32_us": round(base["fp32"]["min_s"] * 1e6, 1) if base else None,
             "torch_int8_us": round(base["int8_dynamic"]["min_s"] * 1e6, 1) if base else None,
             "rows": rows}
@@ -207,7 +225,8 @@ def readme_block(data: dict, png: str = "reports/report.png") -> str:
     """The README's generated block (between :data:`README_BEGIN` and :data:`README_END`)."""
     h = data["headline"]
     fmax = (f"post-route fmax {h['fmax_mhz']:.1f} MHz ({h['fmax_board']} board build)"
-            if h["fmax_mhz"] else "fmax not measured yet (no board build in reports/boards.json)")
+            if h["fmax_mhz"] else "fmax not measured: "
+            + (h.get("fmax_note") or "no board build in reports/boards.json"))
     lines = [README_BEGIN, "",
              f"MiniLM-L6 layer {h['layer']}, {h['seq']} tokens, whole layer on the STA "
              f"`{h['preset']}` RTL (Verilator, hardware counters); {fmax}. PyTorch on this "

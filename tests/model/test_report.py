@@ -69,6 +69,19 @@ def test_derive_without_fmax_says_not_measured(tmp_path):
     assert [r["nm"] for r in data["headline"]["rows"]] == ["dense", "2:4", "1:8"]
 
 
+def test_a_build_that_does_not_fit_is_named_as_the_reason(tmp_path):
+    assert "no ulx3s board build of `ulx3s`" in report.readme_block(
+        report.derive(fake_data(), "ulx3s", tmp_path))
+    write_boards(tmp_path, [{"board": "ulx3s", "board_title": "ULX3S 85F", "design": "sta",
+                             "preset": "ulx3s", "fits": False, "fmax_mhz": None,
+                             "overused": ["TRELLIS_COMB 256086/83640"]}])
+    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+    data = report.derive(fake_data(), "ulx3s", tmp_path)
+    assert all(p["projected_us"] is None for p in data["sweep"]["points"])
+    assert ("fmax not measured: the `ulx3s` sta build does not fit the ULX3S 85F "
+            "(TRELLIS_COMB 256086/83640; reports/boards.md)") in report.readme_block(data)
+
+
 def test_derive_with_fmax_projects_time_and_ratios(tmp_path):
     write_boards(tmp_path, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s",
                              "fmax_mhz": 100.0}])
