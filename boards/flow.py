@@ -104,7 +104,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
                     *board.nextpnr_opts]
     kwargs = {"nextpnr_opts": nextpnr_opts}
-    kwargs["synth_opts"] = list(board.synth_opts.get(design, ()))
+    kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()
     start = time.perf_counter()
     plan = plat.build(top, name="top", build_dir=str(out), do_build=False, **kwargs)

@@ -53,6 +53,17 @@ class BoardTarget:
     timing_floor_mhz: dict = field(default_factory=dict)   # design -> required fmax (issue)
     synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
     nextpnr_opts: tuple = ()                               # extra nextpnr options
+    dsp_blocks: int = 0              # hard multipliers of the device (MULT18X18D, SB_MAC16)
+
+    def synth_options(self, design: str, cfg) -> list:
+        """Extra synth options for ``design`` built with ``cfg``: an STA whose array has no
+        more multipliers than the device has DSP blocks drops ``-nodsp`` (its multipliers and
+        the post-ops' go to DSPs); a bigger array keeps every multiplier in LUTs."""
+        opts = list(self.synth_opts.get(design, ()))
+        if design == "sta" and "-nodsp" in opts and self.dsp_blocks \
+                and getattr(cfg, "multipliers", self.dsp_blocks + 1) <= self.dsp_blocks:
+            opts.remove("-nodsp")
+        return opts
 
     def platform(self):
         """A fresh amaranth-boards platform instance with this project's resource additions."""
@@ -105,7 +116,7 @@ BOARDS: dict[str, BoardTarget] = {
         # The STA's R*C*L int8 multipliers (256 for ulx3s) outnumber the 156 MULT18X18D:
         # Yosys would map every one to a DSP and nextpnr could not place them, so the STA's
         # multipliers go to LUTs.
-        synth_opts={"sta": ["-nodsp"]},
+        synth_opts={"sta": ["-nodsp"]}, dsp_blocks=156,
         # router1 (the default) needed > 10 min for 25k LUTs under WebAssembly; router2 is
         # nextpnr's faster router for large ECP5 designs.
         nextpnr_opts=("--router", "router2")),

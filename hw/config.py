@@ -251,6 +251,11 @@ STA_PRESETS: dict[str, StaConfig] = {
     "ulx3s_board": StaConfig(rows=8, cols=8, lanes=4, n=2, m=4, softmax_lanes=8, max_seq=128,
                              wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
                              vbuf_depth=2048),
+    # 4x4x2: 32 array multipliers, so the array and the post-ops' wide multipliers can all
+    # use the 85F's 156 MULT18X18D (the ECP5 build drops -nodsp); 8x fewer MACs per cycle.
+    "ulx3s_lite": StaConfig(rows=4, cols=4, lanes=2, n=2, m=4, softmax_lanes=4, max_seq=128,
+                            wbuf_depth=2048, abuf_depth=4096, obuf_depth=512, pbuf_depth=1024,
+                            vbuf_depth=4096),
 }
 
 

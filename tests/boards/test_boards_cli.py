@@ -27,7 +27,7 @@ REPORTS = pathlib.Path(__file__).resolve().parents[2] / "reports"
      "unknown design 'gpu'; expected one of: sta, conv"),
     (["--board", "ulx3s", "--design", "gpu"], "unknown design 'gpu'; expected one of: sta, conv"),
     (["--board", "ulx3s", "--preset", "huge"],
-     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board"),
+     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board, ulx3s_lite"),
     (["--board", "ulx3s", "--design", "conv", "--preset", "tiny"],
      "unknown conv preset 'tiny'"),
     (["--board", "icebreaker", "--freq", "12"], "f_out must be a frequency in [16, 275] MHz"),
@@ -190,3 +190,12 @@ def test_a_design_that_does_not_fit_is_reported_not_a_traceback(tmp_path, capsys
     out = capsys.readouterr().out
     assert "does NOT fit (TRELLIS_COMB 256086/83640); LUT 256086/83640, FF 32494/83640" in out
     assert json.loads((tmp_path / "r.json").read_text())["fits"] is False
+
+
+def test_sta_multipliers_go_to_dsps_only_when_the_device_has_enough():
+    from nmaccel.hw.config import sta_preset
+    ulx3s = board_target("ulx3s")
+    assert sta_preset("ulx3s_board").multipliers == 256 > ulx3s.dsp_blocks == 156
+    assert ulx3s.synth_options("sta", sta_preset("ulx3s_board")) == ["-nodsp"]
+    assert ulx3s.synth_options("sta", sta_preset("ulx3s_lite")) == []
+    assert ulx3s.synth_options("conv", None) == []
