@@ -60,8 +60,7 @@ class BoardTarget:
         more multipliers than the device has DSP blocks drops ``-nodsp`` (its multipliers and
         the post-ops' go to DSPs); a bigger array keeps every multiplier in LUTs."""
         opts = list(self.synth_opts.get(design, ()))
-        if design == "sta" and "-nodsp" in opts and self.dsp_blocks \
-                and getattr(cfg, "multipliers", self.dsp_blocks + 1) <= self.dsp_blocks:
+        if design == "sta" and "-nodsp" in opts and cfg.multipliers <= self.dsp_blocks:
             opts.remove("-nodsp")
         return opts
 

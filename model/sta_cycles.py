@@ -28,6 +28,7 @@ __all__ = [
     "DRAIN_LATENCY",
     "CycleReport",
     "capture_delay",
+    "drain_tail",
     "gemm_cycles",
     "pe_latency",
     "program_cycles",
@@ -176,8 +177,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
                 cur = want + 1
             rep.mac_active += tiles * k
             if softmax:
-                full.append(last_issue + capture_delay(cfg) + R - 1 + DRAIN_LATENCY
-                            + post_latency(cfg))
+                full.append(last_issue + tail - 1)
                 sm_len.append(f["length"])
             end = cur                                  # NEXT
         else:

@@ -65,31 +65,31 @@ def board_fmax(board: str, design: str, preset: str,
     return None if entry is None else float(entry["fmax_mhz"])
 
 
-def fmax_missing(board: str, design: str, preset: str, reports: Optional[Path] = None) -> str:
-    """Why ``reports/boards.json`` has no fmax for ``design``/``preset`` on ``board``."""
+def _board_entries(reports: Optional[Path] = None) -> list[dict]:
+    """The build entries of ``reports/boards.json`` (``[]`` if missing or unreadable)."""
     path = Path(reports or ROOT / "reports") / "boards.json"
     try:
         entries = json.loads(path.read_text())
     except (OSError, ValueError):
-        entries = []
-    for e in entries if isinstance(entries, list) else []:
-        if isinstance(e, dict) and e.get("design") == design and e.get("preset") == preset \
-                and e.get("fits") is False:
-            return (f"the `{preset}` {design} build does not fit the {e.get('board_title', e.get('board'))}"
+        return []
+    if isinstance(entries, dict):
+        entries = entries.get("builds") or entries.get("entries") or []
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def fmax_missing(board: str, design: str, preset: str, reports: Optional[Path] = None) -> str:
+    """Why ``reports/boards.json`` has no fmax for ``design``/``preset`` on ``board``."""
+    for e in _board_entries(reports):
+        if e.get("design") == design and e.get("preset") == preset and e.get("fits") is False:
+            where = e.get("board_title", e.get("board"))
+            return (f"the `{preset}` {design} build does not fit the {where}"
                     f" ({', '.join(e.get('overused') or [])}; reports/boards.md)")
     return f"no {board} board build of `{preset}` in reports/boards.json"
 
 
 def board_entry(board: str, design: str, preset: str, reports: Optional[Path] = None):
-    path = Path(reports or ROOT / "reports") / "boards.json"
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(entries, dict):
-        entries = entries.get("builds") or entries.get("entries") or []
-    for e in entries:
-        if (isinstance(e, dict) and e.get("board") == board and e.get("design") == design
+    for e in _board_entries(reports):
+        if (e.get("board") == board and e.get("design") == design
                 and e.get("preset") == preset and e.get("fmax_mhz")):
             return e
     return None
@@ -101,16 +101,8 @@ def _preset_board(preset: str, design: str, board: str, reports) -> tuple[Option
     e = board_entry(board, design, preset, reports)
     if e is not None:
         return board, e
-    path = Path(reports or ROOT / "reports") / "boards.json"
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None, None
-    if isinstance(entries, dict):
-        entries = entries.get("builds") or entries.get("entries") or []
-    for e in entries:
-        if isinstance(e, dict) and e.get("design") == design and e.get("preset") == preset \
-                and e.get("fmax_mhz"):
+    for e in _board_entries(reports):
+        if e.get("design") == design and e.get("preset") == preset and e.get("fmax_mhz"):
             return e.get("board"), e
     return None, None
 
@@ -125,6 +117,7 @@ def derive(data: dict, board: str, reports: Optional[Path] = None) -> dict:
         mine = [p for p in pts if p["preset"] == preset]
         dense = next((p for p in mine if p["nm"] == "dense"), None)
         fmax_board, entry = _preset_board(preset, "sta", board, reports)
+        note = None if entry is not None else fmax_missing(board, "sta", preset, reports)
         for p in mine:
             c = p["cycles"]
             p["speedup_vs_dense"] = round(dense["cycles"]["total"] / c["total"], 3) \
@@ -133,8 +126,7 @@ def derive(data: dict, board: str, reports: Optional[Path] = None) -> dict:
             p["fmax_mhz"] = None if entry is None else float(entry["fmax_mhz"])
             p["fmax_board"] = fmax_board
             p["fmax_source"] = None if entry is None else "post-route, reports/boards.json"
-            p["fmax_note"] = None if entry is not None else fmax_missing(board, "sta", preset,
-                                                                          reports)
+            p["fmax_note"] = note
             if p["fmax_mhz"]:
                 p["projected_us"] = round(c["total"] / p["fmax_mhz"], 2)
                 if base:
