@@ -131,18 +131,28 @@ def _dask_worker() -> Optional[str]:
         return None
 
 
-def connect_dask(address: str, timeout: float = 5.0):
+def connect_dask(address: str, timeout: float = 5.0, loop=None):
     """A ``distributed.Client`` for the scheduler at ``address``; :class:`DaskUnreachable`
-    (a clear one-line message) if it does not answer within ``timeout`` seconds."""
+    (a clear one-line message) if it does not answer within ``timeout`` seconds.
+
+    ``loop``: an already running Tornado ``IOLoop`` to run the client on (for example an
+    in-process ``LocalCluster``'s ``cluster.loop``); by default the client starts its own IO
+    loop thread. An error that is not a network one names the file and line it came from,
+    since distributed's own assertions carry no message."""
     try:
         from distributed import Client
     except ImportError as exc:  # pragma: no cover - distributed is a dependency
         raise DaskUnreachable(f"--dask needs the 'distributed' package ({exc})") from None
     try:
-        return Client(address, timeout=timeout)
+        return Client(address, timeout=timeout, loop=loop)
     except Exception as exc:  # OSError, TimeoutError, ValueError (bad address), ...
+        where = ""
+        if not isinstance(exc, (OSError, TimeoutError, ValueError)):
+            import traceback
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f" at {Path(frame.filename).name}:{frame.lineno} `{frame.line}`"
         raise DaskUnreachable(f"cannot reach Dask scheduler at {address} within {timeout:g} s "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({type(exc).__name__}{where}: {exc})") from None
 
 
 def _check_jobs(jobs) -> None:

@@ -163,6 +163,18 @@ def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, capsys):
         connect_dask("not-an-address", timeout=1)
 
 
+def test_an_unexpected_dask_error_names_where_it_came_from(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    def client_that_asserts(*args, **kwargs):
+        assert kwargs["timeout"] == 10
+
+    monkeypatch.setattr(distributed, "Client", client_that_asserts)
+    with pytest.raises(DaskUnreachable, match=r"within 3 s \(AssertionError at test_report.py:\d+ "
+                                              r"`assert kwargs\[\"timeout\"\] == 10`"):
+        connect_dask("tcp://127.0.0.1:8786", timeout=3.0)
+
+
 def test_map_parallel_local_processes_keep_order():
     seen = []
     assert map_parallel(math.factorial, [5, 3, 7, 1], jobs=2, progress=False,
@@ -212,7 +224,10 @@ def test_run_sweep_on_a_dask_cluster():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        client = connect_dask(cluster.scheduler_address, timeout=10)
+        # the client shares the cluster's IO loop (as distributed's own tests do) instead of
+        # starting a second loop thread: distributed waits a fixed 10 s for that thread, and on
+        # a loaded CI machine this once failed with a bare AssertionError
+        client = connect_dask(cluster.scheduler_address, timeout=10, loop=cluster.loop)
         try:
             points = [FakePoint("a", 1), FakePoint("b", 2), FakePoint("a", 3)]
             res = run_sweep(points, jobs=1, client=client, progress=False,
