@@ -146,15 +146,24 @@ class Ice40Pll(Elaboratable):
         m.domains.sync = cd_sync = ClockDomain("sync")
         p = self.settings.params
         ref = {"i_PACKAGEPIN": self.ref.io} if self.pad else {"i_REFERENCECLK": self.ref}
+        clkout = Signal(attrs=_KEEP)   # the net the clock constraint names (see _KEEP)
         m.submodules.pll = Instance(
             "SB_PLL40_PAD" if self.pad else "SB_PLL40_CORE",
             p_FEEDBACK_PATH=p["FEEDBACK_PATH"], p_DIVR=p["DIVR"], p_DIVF=p["DIVF"],
             p_DIVQ=p["DIVQ"], p_FILTER_RANGE=p["FILTER_RANGE"],
-            i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=cd_sync.clk, o_LOCK=self.locked, **ref)
+            i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=clkout, o_LOCK=self.locked, **ref)
+        m.d.comb += cd_sync.clk.eq(clkout)
         if platform is not None:
-            platform.add_clock_constraint(cd_sync.clk, self.settings.f_out)
+            platform.add_clock_constraint(clkout, self.settings.f_out)
         m.submodules.rst_sync = ResetSynchronizer(~self.locked, domain="sync")
         return m
+
+
+# Yosys keeps one name per net when it flattens a large design and may drop the PLL output's
+# (on the ULX3S STA build the clock net came out as ``accel.bridge.clk``, and nextpnr warned
+# "net 'pll.clkop' does not exist in design, ignoring clock constraint"). ``keep`` makes the
+# constrained name survive synthesis.
+_KEEP = {"keep": 1}
 
 
 class Ecp5Pll(Elaboratable):
@@ -171,7 +180,7 @@ class Ecp5Pll(Elaboratable):
         m = Module()
         m.domains.sync = cd_sync = ClockDomain("sync")
         p = self.settings.params
-        clkop = Signal()
+        clkop = Signal(attrs=_KEEP)    # the net the clock constraint names (see _KEEP)
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{self.settings.f_in / 1e6:g}",

@@ -25,7 +25,9 @@ Ports
     ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
     ``o_valid`` Out 1
 
-Latency 2 (terms registered, then row sums registered); one beat per cycle.
+Latency 3 (inputs registered, terms registered, then row sums registered); one beat per
+cycle. The input register takes the weight/line-buffer block RAM outputs off the multiplier
+path (on the ECP5 the unregistered path limited the engine to 35 MHz).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _tree_sum(values):
 class PEArray(wiring.Component):
     """``p_out`` × ``p_in`` adder / binary / int8 PEs (see the module docstring)."""
 
-    latency = 2
+    latency = 3
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -94,6 +96,14 @@ class PEArray(wiring.Component):
         is_mul = self.mode == Mode.MUL
         is_bin = self.mode == Mode.BINARY
 
+        # stage 0: inputs registered (block RAM outputs feed this stage directly)
+        act = Signal.like(self.act, name="act_r")
+        wt = Signal.like(self.wt, name="wt_r")
+        chan = Signal.like(self.chan, name="chan_r")
+        sval, valid0 = Signal(name="sval_r"), Signal(name="valid_r")
+        m.d.sync += [act.eq(self.act), wt.eq(self.wt), chan.eq(self.chan), sval.eq(self.sval),
+                     valid0.eq(self.valid)]
+
         # stage 1: terms
         terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}") for i in range(pi)]
                  for o in range(po)]
@@ -101,19 +111,19 @@ class PEArray(wiring.Component):
         abits = [Signal(name=f"ab_{i}") for i in range(pi)]
         mbits = [Signal(name=f"mb_{i}") for i in range(pi)]
         valid1 = Signal()
-        m.d.sync += valid1.eq(self.valid)
+        m.d.sync += valid1.eq(valid0)
         for i in range(pi):
-            a = self.act[i]
-            mask = self.chan[i] & self.sval
+            a = act[i]
+            mask = chan[i] & sval
             if "binary" in modes:
                 m.d.sync += [abits[i].eq(a[0] & mask & is_bin), mbits[i].eq(mask & is_bin)]
             for o in range(po):
-                w = self.wt[o][i]
+                w = wt[o][i]
                 term = 0
                 if "adder" in modes:
-                    a_eff = Mux(self.sval, a, 0)
+                    a_eff = Mux(sval, a, 0)
                     diff = a_eff.as_unsigned() - (w.as_signed() << 1)
-                    term = Mux(is_add & self.chan[i], abs(diff), term)
+                    term = Mux(is_add & chan[i], abs(diff), term)
                 if "mul" in modes:
                     term = Mux(is_mul & mask, a.as_signed() * w.as_signed(), term)
                 if "binary" in modes:

@@ -17,7 +17,9 @@ Ports
     ``binarize``, ``out_bits`` (4), ``out_signed`` In  -- layer settings
     ``valid`` In 1;  ``q`` Out ``ArrayLayout(unsigned(8), p_out)``;
     ``v`` Out ``ArrayLayout(signed(bias_bits), p_out)``;  ``o_valid`` Out 1
-Latency 3 (affine, multiply, round/saturate), fully pipelined.
+Latency 8, fully pipelined: inputs registered; the four counter products; two partial sums;
+``v``; ``v·mult``; + half; ``>> shift``; saturate / binarize. Every stage is one DSP product
+or one carry chain, so the block sits off the critical path at 100 MHz on the ECP5.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def param_layout(config: ConvConfig) -> data.StructLayout:
 class PostProcess(wiring.Component):
     """Affine + requantize/binarize (see the module docstring)."""
 
-    latency = 3
+    latency = 8
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -63,16 +65,73 @@ class PostProcess(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        vb = cfg.bias_bits
-        v1 = [Signal(signed(vb), name=f"v1_{o}") for o in range(cfg.p_out)]
-        mult1 = [Signal(unsigned(cfg.mult_bits), name=f"mult1_{o}") for o in range(cfg.p_out)]
-        sh1 = [Signal(6, name=f"sh1_{o}") for o in range(cfg.p_out)]
-        v2 = [Signal(signed(vb), name=f"v2_{o}") for o in range(cfg.p_out)]
-        prod2 = [Signal(signed(vb + cfg.mult_bits + 1), name=f"prod2_{o}")
-                 for o in range(cfg.p_out)]
-        sh2 = [Signal(6, name=f"sh2_{o}") for o in range(cfg.p_out)]
-        valid1, valid2 = Signal(), Signal()
-        m.d.sync += [valid1.eq(self.valid), valid2.eq(valid1), self.o_valid.eq(valid2)]
+        po, vb, mb = cfg.p_out, cfg.bias_bits, cfg.mult_bits
+        pw = vb + mb + 1                                   # v·mult (and the rounded value)
+
+        def regs(name, shape):
+            return [Signal(shape, name=f"{name}_{o}") for o in range(po)]
+
+        def delay(sigs, name, shape):
+            """``sigs`` one stage later."""
+            out = regs(name, shape)
+            m.d.sync += [d.eq(s_) for d, s_ in zip(out, sigs)]
+            return out
+
+        valid = [self.valid]
+        for j in range(self.latency):
+            nv = Signal(name=f"valid{j + 1}")
+            m.d.sync += nv.eq(valid[-1])
+            valid.append(nv)
+        m.d.comb += self.o_valid.eq(valid[-1])
+
+        # S1: inputs and parameters registered (the parameter memory's block RAM and the
+        # accumulators feed this stage directly)
+        s0 = delay([self.s0[o] for o in range(po)], "s0_1", signed(cfg.acc_bits))
+        s3 = delay([self.s3[o] for o in range(po)], "s3_1", unsigned(cfg.count_bits))
+        s1, s2 = Signal.like(self.s1, name="s1_1"), Signal.like(self.s2, name="s2_1")
+        m.d.sync += [s1.eq(self.s1), s2.eq(self.s2)]
+        par = [Signal(param_layout(cfg), name=f"par1_{o}") for o in range(po)]
+        m.d.sync += [par[o].eq(self.params[o]) for o in range(po)]
+
+        # S2: the four counter products
+        prods = []
+        for j, (src, shared) in enumerate(((s0, False), (s1, True), (s2, True), (s3, False))):
+            prods.append([Signal(signed(cfg.coef_bits + cfg.acc_bits + 1), name=f"p{j}_2_{o}")
+                          for o in range(po)])
+            for o in range(po):
+                c = getattr(par[o], f"c{j}")
+                m.d.sync += prods[j][o].eq(c * (src if shared else src[o]))
+        bias2 = delay([par[o].bias for o in range(po)], "bias2", signed(vb))
+        mult2 = delay([par[o].mult for o in range(po)], "mult2", unsigned(mb))
+        sh2 = delay([par[o].shift for o in range(po)], "sh2", unsigned(cfg.shift_bits))
+
+        # S3: two partial sums; S4: v = their sum + bias, kept as signed bias_bits
+        psb = cfg.coef_bits + cfg.acc_bits + 2
+        pa = regs("pa3", signed(psb))
+        pb = regs("pb3", signed(psb))
+        m.d.sync += [pa[o].eq(prods[0][o] + prods[1][o]) for o in range(po)]
+        m.d.sync += [pb[o].eq(prods[2][o] + prods[3][o]) for o in range(po)]
+        bias3 = delay(bias2, "bias3", signed(vb))
+        mult3 = delay(mult2, "mult3", unsigned(mb))
+        sh3 = delay(sh2, "sh3", unsigned(cfg.shift_bits))
+        v4 = regs("v4", signed(vb))
+        m.d.sync += [v4[o].eq(pa[o] + pb[o] + bias3[o]) for o in range(po)]
+        mult4 = delay(mult3, "mult4", unsigned(mb))
+        sh4 = delay(sh3, "sh4", unsigned(cfg.shift_bits))
+
+        # S5: v·mult; S6: + half (round half up); S7: >> shift; S8: saturate / binarize
+        prod5 = regs("prod5", signed(pw))
+        m.d.sync += [prod5[o].eq(v4[o] * mult4[o]) for o in range(po)]
+        v5 = delay(v4, "v5", signed(vb))
+        sh5 = delay(sh4, "sh5", unsigned(cfg.shift_bits))
+        tw = max(pw, (1 << cfg.shift_bits) - 1) + 1        # + half for any shift, exactly
+        t6 = regs("t6", signed(tw))
+        m.d.sync += [t6[o].eq(prod5[o] + ((Const(1, pw) << sh5[o]) >> 1)) for o in range(po)]
+        v6 = delay(v5, "v6", signed(vb))
+        sh6 = delay(sh5, "sh6", unsigned(cfg.shift_bits))
+        r7 = regs("r7", signed(tw))
+        m.d.sync += [r7[o].eq(t6[o] >> sh6[o]) for o in range(po)]
+        v7 = delay(v6, "v7", signed(vb))
 
         b = self.out_bits
         one = Const(1, 10)
@@ -80,15 +139,9 @@ class PostProcess(wiring.Component):
         half_range = (one << b) >> 1
         m.d.comb += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
                      lo.eq(Mux(self.out_signed, -half_range, 0))]
-        for o in range(cfg.p_out):
-            p = self.params[o]
-            v = (p.c0 * self.s0[o] + p.c1 * self.s1 + p.c2 * self.s2 + p.c3 * self.s3[o]
-                 + p.bias)
-            m.d.sync += [v1[o].eq(v), mult1[o].eq(p.mult), sh1[o].eq(p.shift)]
-            m.d.sync += [v2[o].eq(v1[o]), prod2[o].eq(v1[o] * mult1[o]), sh2[o].eq(sh1[o])]
-            half = (Const(1, vb + cfg.mult_bits + 1) << sh2[o]) >> 1
-            r = (prod2[o] + half) >> sh2[o]
+        for o in range(po):
+            r = r7[o]
             sat = Mux(r > hi, hi, Mux(r < lo, lo, r))
-            q = Mux(self.binarize, v2[o] > 0, sat)
-            m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(v2[o])]
+            q = Mux(self.binarize, v7[o] > 0, sat)
+            m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(v7[o])]
         return m

@@ -40,33 +40,58 @@ def test_postprocess_requant_and_binarize():
         bias = rng.integers(-10**6, 10**6, 2)
         mult = rng.integers(0, 1 << 16, 2)
         shift = rng.integers(0, 30, 2) if n % 5 else np.zeros(2, dtype=np.int64)
+        if n % 13 == 1:
+            shift = rng.integers(40, 63, 2)     # past the product's width: + half still exact
         out_bits = int(rng.integers(2, 9))
         signed = bool(rng.integers(0, 2))
         binarize = bool(n % 7 == 0)
         cases.append((s, coef, bias, mult, shift, out_bits, signed, binarize))
 
+    def expect(case):
+        s, coef, bias, mult, shift, out_bits, signed, binarize = case
+        v = (coef * s).sum(1) + bias
+        want = (v > 0).astype(int) if binarize else requant(v, mult, shift, out_bits, signed,
+                                                            mult_bits=16)
+        return [int(x) for x in v], [int(x) & 0xFF for x in want]
+
+    # one case per cycle (fully pipelined), with a bubble every 11th cycle; the layer
+    # settings (out_bits, signed, binarize) are static while a beat is in flight, so the
+    # cases are grouped by them and the pipeline drains between groups
+    groups = {}
+    for c in cases:
+        groups.setdefault(c[5:], []).append(c)
+
     async def tb(ctx):
-        for s, coef, bias, mult, shift, out_bits, signed, binarize in cases:
-            for o in range(2):
-                ctx.set(dut.s0[o], int(s[o, 0]))
-                ctx.set(dut.s3[o], int(s[o, 3]))
-                ctx.set(dut.params[o].as_value(), _pack(list(coef[o]) + [bias[o], mult[o],
-                                                                         shift[o]], widths))
-            ctx.set(dut.s1, int(s[0, 1]))
-            ctx.set(dut.s2, int(s[0, 2]))
+        checked = 0
+        for (out_bits, signed, binarize), group in groups.items():
             ctx.set(dut.out_bits, out_bits)
             ctx.set(dut.out_signed, signed)
             ctx.set(dut.binarize, binarize)
-            ctx.set(dut.valid, 1)
-            for _ in range(PostProcess.latency):
+            sent, got, n = list(group), [], 0
+            while len(got) < len(group):
+                bubble = n % 11 == 10 or not sent
+                n += 1
+                if bubble:
+                    ctx.set(dut.valid, 0)
+                else:
+                    s, coef, bias, mult, shift = sent.pop(0)[:5]
+                    for o in range(2):
+                        ctx.set(dut.s0[o], int(s[o, 0]))
+                        ctx.set(dut.s3[o], int(s[o, 3]))
+                        ctx.set(dut.params[o].as_value(),
+                                _pack(list(coef[o]) + [bias[o], mult[o], shift[o]], widths))
+                    ctx.set(dut.s1, int(s[0, 1]))
+                    ctx.set(dut.s2, int(s[0, 2]))
+                    ctx.set(dut.valid, 1)
                 await ctx.tick()
-            assert ctx.get(dut.o_valid)
-            v = (coef * s).sum(1) + bias
-            want = (v > 0).astype(int) if binarize else requant(v, mult, shift, out_bits,
-                                                                signed, mult_bits=16)
-            for o in range(2):
-                assert ctx.get(dut.v[o]) == v[o]
-                assert ctx.get(dut.q[o]) == int(want[o]) & 0xFF, (v[o], mult[o], shift[o])
+                if ctx.get(dut.o_valid):
+                    got.append(([ctx.get(dut.v[o]) for o in range(2)],
+                                [ctx.get(dut.q[o]) for o in range(2)], n))
+            assert got[0][2] == PostProcess.latency      # the first beat's output tick
+            for case, (v, q, n_out) in zip(group, got):
+                assert (v, q) == expect(case), case
+            checked += len(got)
+        assert checked == len(cases)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -81,39 +106,55 @@ def test_pe_array_terms(modes):
     dut = PEArray(cfg)
     rng = np.random.default_rng(1)
 
+    def case(n):
+        return (modes[n % len(modes)], rng.integers(0, 256, 3), rng.integers(0, 256, (2, 3)),
+                rng.integers(0, 2, 3), int(rng.integers(0, 2)))
+
+    def check(ctx, c):
+        mode, act, wt, chan, sval = c
+        ws = np.where(wt >= 128, wt - 256, wt)
+        as_ = np.where(act >= 128, act - 256, act)
+        m = chan * sval
+        if mode == "adder":
+            want = (np.abs(act * sval - 2 * ws) * chan).sum(1)
+        elif mode == "mul":
+            want = (as_ * ws * m).sum(1)
+        else:
+            want = ((1 - ((act & 1) ^ (wt & 1))) * m).sum(1)
+            for o in range(2):
+                assert ctx.get(dut.pw[o]) == int(((wt[o] & 1) * m).sum())
+            assert ctx.get(dut.pa) == int(((act & 1) * m).sum())
+            assert ctx.get(dut.n) == int(m.sum())
+        for o in range(2):
+            assert ctx.get(dut.sum0[o]) == int(want[o]), (mode, o)
+
     async def tb(ctx):
-        for n in range(60):
-            mode = modes[n % len(modes)]
-            act = rng.integers(0, 256, 3)
-            wt = rng.integers(0, 256, (2, 3))
-            chan = rng.integers(0, 2, 3)
-            sval = int(rng.integers(0, 2))
-            for i in range(3):
-                ctx.set(dut.act[i], int(act[i]))
-                for o in range(2):
-                    ctx.set(dut.wt[o][i], int(wt[o, i]))
-            ctx.set(dut.chan, int(sum(int(c) << i for i, c in enumerate(chan))))
-            ctx.set(dut.sval, sval)
+        # one beat per cycle within a mode (the mode is a layer setting), a bubble every
+        # 7th cycle; each output is checked PEArray.latency cycles after its beat
+        for mode in modes:
             ctx.set(dut.mode, int({"adder": Mode.ADDER, "binary": Mode.BINARY,
                                    "mul": Mode.MUL}[mode]))
-            ctx.set(dut.valid, 1)
-            await ctx.tick()
-            await ctx.tick()
-            ws = np.where(wt >= 128, wt - 256, wt)
-            as_ = np.where(act >= 128, act - 256, act)
-            m = chan * sval
-            if mode == "adder":
-                want = (np.abs(act * sval - 2 * ws) * chan).sum(1)
-            elif mode == "mul":
-                want = (as_ * ws * m).sum(1)
-            else:
-                want = ((1 - ((act & 1) ^ (wt & 1))) * m).sum(1)
-                for o in range(2):
-                    assert ctx.get(dut.pw[o]) == int(((wt[o] & 1) * m).sum())
-                assert ctx.get(dut.pa) == int(((act & 1) * m).sum())
-                assert ctx.get(dut.n) == int(m.sum())
-            for o in range(2):
-                assert ctx.get(dut.sum0[o]) == int(want[o]), (mode, o)
+            inflight, checked = [None] * (PEArray.latency - 1), 0
+            for n in range(40 + PEArray.latency):
+                c = case(0)[1:] if n < 40 and n % 7 != 6 else None
+                if c is not None:
+                    c = (mode,) + c
+                    _, act, wt, chan, sval = c
+                    for i in range(3):
+                        ctx.set(dut.act[i], int(act[i]))
+                        for o in range(2):
+                            ctx.set(dut.wt[o][i], int(wt[o, i]))
+                    ctx.set(dut.chan, int(sum(int(x) << i for i, x in enumerate(chan))))
+                    ctx.set(dut.sval, sval)
+                ctx.set(dut.valid, c is not None)
+                await ctx.tick()
+                inflight.append(c)
+                done = inflight.pop(0)
+                assert ctx.get(dut.o_valid) == (done is not None)
+                if done is not None:
+                    check(ctx, done)
+                    checked += 1
+            assert checked == sum(1 for n in range(40) if n % 7 != 6)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
