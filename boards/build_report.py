@@ -106,7 +106,8 @@ def markdown(result: dict) -> str:
              (f"- build time: {result['build_seconds']:.0f} s (synthesis "
               f"{result['stage_seconds'].get('synth', 0):.0f} s, place and route "
               f"{result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}"),
-             f"- tools: {result['tools']}",
+             f"- tools: {result['tools']}" + (f", nextpnr {result['router']}, seed "
+                                              f"{result['seed']}" if result.get("router") else ""),
              "", "| resource | used | available | % |", "|---|---:|---:|---:|"]
     for key, (used, avail) in result["resources"].items():
         pct = 100.0 * used / avail if avail else 0.0

@@ -40,6 +40,8 @@ def add_arguments(p) -> None:
                    help="target clock frequency (default: the board's target for the design)")
     p.add_argument("--baud", type=positive_int, default=115200, help="UART baud rate")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--router", choices=("router1", "router2"), default=None,
+                   help="nextpnr router (default: the board's; ulx3s uses router2)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")
@@ -71,7 +73,7 @@ def run(args) -> int:
     print(f"building {args.build_design} `{preset}` for {board.title} into {out} ...", flush=True)
     try:
         result = build(board.name, args.build_design, args.preset, args.freq, out, baud=args.baud,
-                       seed=args.seed, command=cmd)
+                       seed=args.seed, command=cmd, router=args.router)
     except BuildFailed as exc:
         raise CommandError(str(exc)) from None
     text = json.dumps(result, indent=2) + "\n"
@@ -109,4 +111,6 @@ def _argv(args, board: str, preset: str) -> list[str]:
         argv += ["--baud", str(args.baud)]
     if args.seed != 1:
         argv += ["--seed", str(args.seed)]
+    if args.router is not None:
+        argv += ["--router", args.router]
     return argv

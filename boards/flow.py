@@ -91,10 +91,27 @@ def _tool_version(env, tool_var) -> str:
         return "?"
 
 
+ROUTERS = ("router1", "router2")
+
+
+def with_router(opts, router: str | None) -> list:
+    """nextpnr options ``opts`` with ``--router router`` in place of any router they name."""
+    opts = list(opts)
+    if router is None:
+        return opts
+    if "--router" in opts:
+        i = opts.index("--router")
+        del opts[i:i + 2]
+    return opts + ["--router", router]
+
+
 def build(board_name: str, design: str, preset: str | None = None,
           freq_mhz: float | None = None, out_dir="build/boards", baud: int = DEFAULT_BAUD,
-          seed: int = 1, command: str = "") -> dict:
-    """Build and report (see the module docstring). ``out_dir`` receives the build tree."""
+          seed: int = 1, command: str = "", router: str | None = None) -> dict:
+    """Build and report (see the module docstring). ``out_dir`` receives the build tree.
+    ``router`` (``router1``/``router2``) overrides the board's nextpnr router."""
+    if router is not None and router not in ROUTERS:
+        raise BoardError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     built = make_design(design, cfg, pll.f_out, baud)
     out = pathlib.Path(out_dir)
@@ -102,7 +119,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     plat = board.platform()
     top = BoardTop(board, built.component, pll)
     nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
-                    *board.nextpnr_opts]
+                    *with_router(board.nextpnr_opts, router)]
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()
@@ -135,12 +152,12 @@ def build(board_name: str, design: str, preset: str | None = None,
     total = time.perf_counter() - start
     return collect_result(board_name, design, preset, freq_mhz, out, baud=baud, seed=seed,
                           command=command, stages=stages, total_seconds=total,
-                          host_link=built.host_link, divisor=built.divisor)
+                          host_link=built.host_link, divisor=built.divisor, router=router)
 
 
 def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
                    seed: int, command: str, stages: dict, total_seconds: float,
-                   host_link: str, divisor) -> dict:
+                   host_link: str, divisor, router: str | None = None) -> dict:
     """The result dict of a finished build tree ``out_dir`` (reports of yosys and nextpnr)."""
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     target = pll.f_out_mhz
@@ -179,6 +196,8 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
                 "f_out_mhz": round(pll.f_out_mhz, 4), "f_vco_mhz": round(pll.f_vco / 1e6, 3),
                 "params": pll.params},
         "seed": seed,
+        "router": (router or dict(zip(board.nextpnr_opts[::2], board.nextpnr_opts[1::2]))
+                   .get("--router", "router1")) if board.family == "ecp5" else None,
         "critical_path": crit,
         "bitstream": (str(out / BITSTREAM_NAME[board.family])
                       if (out / BITSTREAM_NAME[board.family]).is_file() else None),

@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from nmaccel.boards import build_report
-from nmaccel.boards.flow import _script_commands, plan_build
+from nmaccel.boards.flow import _script_commands, build, plan_build, with_router
 from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BOARDS, BoardError, board_target
 from nmaccel.boards.top import BoardTop
@@ -94,6 +94,19 @@ def test_board_top_pins_pll_and_clock_constraint(tmp_path, name, freq, primitive
         assert f"{int(freq * 1e6)} HZ" in lpf or f"{freq * 1e6} HZ" in lpf
     cmds = _script_commands((tmp_path / "build_top.sh").read_text())
     assert len(cmds) == 3 and cmds[0].endswith("top.ys")
+    # the PLL output net the constraint names is kept through synthesis (without `keep`
+    # Yosys renamed it in the flattened STA and nextpnr ignored the 100 MHz constraint)
+    net = {"ice40": "pll.clkout", "ecp5": "pll.clkop"}[board.family]
+    assert net in (tmp_path / ("top.pcf" if board.family == "ice40" else "top.lpf")).read_text()
+    assert f"attribute \\keep 1\n  wire width 1 \\{net.split('.')[1]}\n" in il
+
+
+def test_router_choice():
+    assert with_router(("--router", "router2"), "router1") == ["--router", "router1"]
+    assert with_router(("--router", "router2"), None) == ["--router", "router2"]
+    assert with_router((), "router2") == ["--router", "router2"]
+    with pytest.raises(BoardError, match="router must be one of router1, router2, not 'r3'"):
+        build("ulx3s", "conv", router="r3")
 
 
 def test_serial_port_shell_drives_inputs_and_shifts_outputs_out():
