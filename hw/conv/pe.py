@@ -96,20 +96,22 @@ class PEArray(wiring.Component):
         is_mul = self.mode == Mode.MUL
         is_bin = self.mode == Mode.BINARY
 
+        # Datapath registers have no reset (only the valid bits do): fewer control sets for
+        # the packer and no reset net to route to every pipeline bit.
         # stage 0: inputs registered (block RAM outputs feed this stage directly)
-        act = Signal.like(self.act, name="act_r")
-        wt = Signal.like(self.wt, name="wt_r")
-        chan = Signal.like(self.chan, name="chan_r")
-        sval, valid0 = Signal(name="sval_r"), Signal(name="valid_r")
+        act = Signal.like(self.act, name="act_r", reset_less=True)
+        wt = Signal.like(self.wt, name="wt_r", reset_less=True)
+        chan = Signal.like(self.chan, name="chan_r", reset_less=True)
+        sval, valid0 = Signal(name="sval_r", reset_less=True), Signal(name="valid_r")
         m.d.sync += [act.eq(self.act), wt.eq(self.wt), chan.eq(self.chan), sval.eq(self.sval),
                      valid0.eq(self.valid)]
 
         # stage 1: terms
-        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}") for i in range(pi)]
+        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True) for i in range(pi)]
                  for o in range(po)]
-        wbits = [[Signal(name=f"wb_{o}_{i}") for i in range(pi)] for o in range(po)]
-        abits = [Signal(name=f"ab_{i}") for i in range(pi)]
-        mbits = [Signal(name=f"mb_{i}") for i in range(pi)]
+        wbits = [[Signal(name=f"wb_{o}_{i}", reset_less=True) for i in range(pi)] for o in range(po)]
+        abits = [Signal(name=f"ab_{i}", reset_less=True) for i in range(pi)]
+        mbits = [Signal(name=f"mb_{i}", reset_less=True) for i in range(pi)]
         valid1 = Signal()
         m.d.sync += valid1.eq(valid0)
         for i in range(pi):

@@ -69,7 +69,7 @@ class PostProcess(wiring.Component):
         pw = vb + mb + 1                                   # v·mult (and the rounded value)
 
         def regs(name, shape):
-            return [Signal(shape, name=f"{name}_{o}") for o in range(po)]
+            return [Signal(shape, name=f"{name}_{o}", reset_less=True) for o in range(po)]
 
         def delay(sigs, name, shape):
             """``sigs`` one stage later."""
@@ -84,19 +84,22 @@ class PostProcess(wiring.Component):
             valid.append(nv)
         m.d.comb += self.o_valid.eq(valid[-1])
 
+        # Datapath registers have no reset (only the valid bits do).
         # S1: inputs and parameters registered (the parameter memory's block RAM and the
         # accumulators feed this stage directly)
         s0 = delay([self.s0[o] for o in range(po)], "s0_1", signed(cfg.acc_bits))
         s3 = delay([self.s3[o] for o in range(po)], "s3_1", unsigned(cfg.count_bits))
-        s1, s2 = Signal.like(self.s1, name="s1_1"), Signal.like(self.s2, name="s2_1")
+        s1 = Signal.like(self.s1, name="s1_1", reset_less=True)
+        s2 = Signal.like(self.s2, name="s2_1", reset_less=True)
         m.d.sync += [s1.eq(self.s1), s2.eq(self.s2)]
-        par = [Signal(param_layout(cfg), name=f"par1_{o}") for o in range(po)]
+        par = [Signal(param_layout(cfg), name=f"par1_{o}", reset_less=True) for o in range(po)]
         m.d.sync += [par[o].eq(self.params[o]) for o in range(po)]
 
         # S2: the four counter products
         prods = []
         for j, (src, shared) in enumerate(((s0, False), (s1, True), (s2, True), (s3, False))):
-            prods.append([Signal(signed(cfg.coef_bits + cfg.acc_bits + 1), name=f"p{j}_2_{o}")
+            prods.append([Signal(signed(cfg.coef_bits + cfg.acc_bits + 1), name=f"p{j}_2_{o}",
+                                 reset_less=True)
                           for o in range(po)])
             for o in range(po):
                 c = getattr(par[o], f"c{j}")
