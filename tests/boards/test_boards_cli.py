@@ -107,6 +107,19 @@ def test_router_choice():
     assert with_router((), "router2") == ["--router", "router2"]
     with pytest.raises(BoardError, match="router must be one of router1, router2, not 'r3'"):
         build("ulx3s", "conv", router="r3")
+    ulx3s = board_target("ulx3s")
+    # router2 did not converge on the ulx3s_lite STA; router1 routed it
+    assert ulx3s.router("sta") == "router1" and ulx3s.router("conv") == "router2"
+    assert ulx3s.router("sta", "router2") == "router2"
+
+
+def test_ulx3s_default_sta_preset_is_the_one_that_fits():
+    """Measured (reports/boards/): ulx3s_lite places and routes on the 85F, ulx3s_board
+    does not fit; `nmaccel build --board ulx3s` builds the one that fits."""
+    assert plan_build("ulx3s", "sta")[1] == "ulx3s_lite"
+    fits = {p: json.loads((REPORTS / "boards" / f"ulx3s-sta-{p}.json").read_text())["fits"]
+            for p in ("ulx3s_lite", "ulx3s_board")}
+    assert fits == {"ulx3s_lite": True, "ulx3s_board": False}
 
 
 def test_serial_port_shell_drives_inputs_and_shifts_outputs_out():
@@ -198,8 +211,8 @@ def test_a_design_that_does_not_fit_is_reported_not_a_traceback(tmp_path, capsys
         out.mkdir(parents=True)                 # the real build leaves its tree there
         return dict(result)
     monkeypatch.setattr(flow, "build", fake_build)
-    assert main(["build", "--board", "ulx3s", "--out", str(tmp_path / "b"),
-                 "--json", str(tmp_path / "r.json")]) == 1
+    assert main(["build", "--board", "ulx3s", "--preset", "ulx3s_board",
+                 "--out", str(tmp_path / "b"), "--json", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     assert "does NOT fit (TRELLIS_COMB 256086/83640); LUT 256086/83640, FF 32494/83640" in out
     assert json.loads((tmp_path / "r.json").read_text())["fits"] is False
