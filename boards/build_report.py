@@ -113,19 +113,39 @@ def markdown(result: dict) -> str:
         pct = 100.0 * used / avail if avail else 0.0
         lines.append(f"| {key} | {used} | {avail} | {pct:.1f} |")
     if result.get("critical_path"):
+        cp = result["critical_path"]
         lines += ["", "Critical path (nextpnr, start → end):", "",
-                  f"`{result['critical_path']['from']}` → `{result['critical_path']['to']}`"]
+                  f"`{cp['from']}` → `{cp['to']}`"]
+        if "logic_ns" in cp:
+            lines += ["", f"{cp['delay_ns']:.2f} ns: {cp['logic_ns']:.2f} ns logic, "
+                          f"{cp['routing_ns']:.2f} ns routing"]
+        if cp.get("sources"):
+            lines += ["", "Its logic comes from: " + ", ".join(f"`{x}`" for x in cp["sources"])]
     return "\n".join(lines) + "\n"
 
 
 def critical_path(report: dict) -> dict | None:
-    """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path."""
+    """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path,
+    its logic and routing shares, and the project source lines its logic comes from (in path
+    order, Yosys' own cell libraries left out)."""
+    import pathlib
+    root = str(pathlib.Path(__file__).resolve().parents[1]) + "/"
     for path in report.get("critical_paths", []):
         steps = path.get("path", [])
         if steps:
+            sources: list[str] = []
+            for step in steps:
+                for src in step.get("sources", []):
+                    if src.startswith(root) and src[len(root):] not in sources:
+                        sources.append(src[len(root):])
+            share = {t: round(sum(float(s.get("delay", 0)) for s in steps
+                                  if (s.get("type") == "routing") == (t == "routing")), 3)
+                     for t in ("logic", "routing")}
             return {"from": steps[0].get("from", {}).get("cell", "?"),
                     "to": steps[-1].get("to", {}).get("cell", "?"),
                     "delay_ns": round(sum(float(s.get("delay", 0)) for s in steps), 3),
+                    "logic_ns": share["logic"], "routing_ns": share["routing"],
+                    "sources": sources,
                     "clock": f"{path.get('from', '?')} -> {path.get('to', '?')}"}
     return None
 

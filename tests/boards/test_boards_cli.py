@@ -225,3 +225,21 @@ def test_sta_multipliers_go_to_dsps_only_when_the_device_has_enough():
     assert ulx3s.synth_options("sta", sta_preset("ulx3s_board")) == ["-nodsp"]
     assert ulx3s.synth_options("sta", sta_preset("ulx3s_lite")) == []
     assert ulx3s.synth_options("conv", None) == []
+
+
+def test_critical_path_names_its_project_source_lines():
+    root = str(pathlib.Path(build_report.__file__).resolve().parents[1])
+    step = lambda kind, delay, srcs, cell: {"type": kind, "delay": delay, "sources": srcs,
+                                            "from": {"cell": cell}, "to": {"cell": cell}}
+    report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+        step("clk-to-q", 0.5, [], "a_FF"),
+        step("routing", 1.25, ["/share/lattice/cells_map_trellis.v:108.23-108.24"], "a_FF"),
+        step("logic", 0.75, [f"{root}/hw/sta/vector.py:121", "/share/x.v:1"], "lut"),
+        step("logic", 0.5, [f"{root}/hw/sta/vector.py:133", f"{root}/hw/sta/vector.py:121"],
+             "lut2"),
+        step("routing", 2.0, [], "b_FF"), step("setup", 0.25, [], "b_FF")]}]}
+    cp = build_report.critical_path(report)
+    assert (cp["from"], cp["to"], cp["delay_ns"]) == ("a_FF", "b_FF", 5.25)
+    assert (cp["logic_ns"], cp["routing_ns"]) == (2.0, 3.25)
+    assert cp["sources"] == ["hw/sta/vector.py:121", "hw/sta/vector.py:133"]
+    assert build_report.critical_path({"critical_paths": []}) is None
