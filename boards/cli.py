@@ -41,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--baud", type=positive_int, default=115200, help="UART baud rate")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--router", choices=("router1", "router2"), default=None,
-                   help="nextpnr router (default: the board's; ulx3s uses router2)")
+                   help="nextpnr router (default: the board's, router1 on ulx3s)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")

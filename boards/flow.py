@@ -119,7 +119,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     plat = board.platform()
     top = BoardTop(board, built.component, pll)
     nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
-                    *with_router(board.nextpnr_opts, board.router(design, router))]
+                    *with_router(board.nextpnr_opts, router)]
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()
@@ -196,7 +196,7 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
                 "f_out_mhz": round(pll.f_out_mhz, 4), "f_vco_mhz": round(pll.f_vco / 1e6, 3),
                 "params": pll.params},
         "seed": seed,
-        "router": board.router(design, router) if board.family == "ecp5" else None,
+        "router": board.router(router) if board.family == "ecp5" else None,
         "critical_path": crit,
         "bitstream": (str(out / BITSTREAM_NAME[board.family])
                       if (out / BITSTREAM_NAME[board.family]).is_file() else None),

@@ -53,7 +53,6 @@ class BoardTarget:
     timing_floor_mhz: dict = field(default_factory=dict)   # design -> required fmax (issue)
     synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
     nextpnr_opts: tuple = ()                               # extra nextpnr options
-    routers: dict = field(default_factory=dict)            # design -> nextpnr router
     dsp_blocks: int = 0              # hard multipliers of the device (MULT18X18D, SB_MAC16)
 
     def synth_options(self, design: str, cfg) -> list:
@@ -65,10 +64,10 @@ class BoardTarget:
             opts.remove("-nodsp")
         return opts
 
-    def router(self, design: str, override: str | None = None) -> str:
-        """The nextpnr router a build of ``design`` uses (``override`` if given)."""
+    def router(self, override: str | None = None) -> str:
+        """The nextpnr router a build uses (``override`` if given)."""
         opts = dict(zip(self.nextpnr_opts[::2], self.nextpnr_opts[1::2]))
-        return override or self.routers.get(design) or opts.get("--router", "router1")
+        return override or opts.get("--router", "router1")
 
     def platform(self):
         """A fresh amaranth-boards platform instance with this project's resource additions."""
@@ -124,11 +123,11 @@ BOARDS: dict[str, BoardTarget] = {
         # Yosys would map every one to a DSP and nextpnr could not place them, so the STA's
         # multipliers go to LUTs.
         synth_opts={"sta": ["-nodsp"]}, dsp_blocks=156,
-        # router1 (the default) needed > 10 min for 25k LUTs under WebAssembly; router2 is
-        # nextpnr's faster router for large ECP5 designs, but on the ulx3s_lite STA it did
-        # not converge (overuse 992 wires at iteration 30, 5,314 at 54) where router1
-        # routed it (40 min).
-        nextpnr_opts=("--router", "router2"), routers={"sta": "router1"}),
+        # router1, nextpnr's default: router2 is faster but converged on neither the
+        # ulx3s_lite STA (overuse 992 wires at iteration 30, 5,314 at 54) nor the pipelined
+        # conv engine (overuse stuck near 11,000 from iteration 8 to 16); router1 routed both
+        # (40 and 63 min under WebAssembly on a loaded 2-core machine).
+        nextpnr_opts=("--router", "router1")),
 }
 
 

@@ -108,9 +108,8 @@ def test_router_choice():
     with pytest.raises(BoardError, match="router must be one of router1, router2, not 'r3'"):
         build("ulx3s", "conv", router="r3")
     ulx3s = board_target("ulx3s")
-    # router2 did not converge on the ulx3s_lite STA; router1 routed it
-    assert ulx3s.router("sta") == "router1" and ulx3s.router("conv") == "router2"
-    assert ulx3s.router("sta", "router2") == "router2"
+    # router2 converged on neither the ulx3s_lite STA nor the pipelined conv engine
+    assert ulx3s.router() == "router1" and ulx3s.router("router2") == "router2"
 
 
 def test_ulx3s_default_sta_preset_is_the_one_that_fits():
