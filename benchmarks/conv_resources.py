@@ -21,10 +21,6 @@ from nmaccel.hw.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
 from nmaccel.hw.conv.pe import PEArray
 
-def synth(component, top: str, nodsp: bool, booth: bool = False) -> dict:
-    return synth_ecp5_stats(component, top, nodsp, booth)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +37,7 @@ def main(argv=None) -> int:
         for nodsp, booth in ((False, False), (True, False), (True, True)):
             if booth and mode != "mul":
                 continue      # no multipliers: identical to the plain -nodsp run
-            r = synth(PEArray(cfg), "pe_array", nodsp, booth)
+            r = synth_ecp5_stats(PEArray(cfg), "pe_array", nodsp, booth)
             r.update(block="PE array", mode=mode, nodsp=nodsp, booth=booth)
             rows.append(r)
             print(f"{mode:7s} {'nodsp' if nodsp else 'dsp  '}{'+booth' if booth else ''} "
@@ -49,7 +45,7 @@ def main(argv=None) -> int:
                   f"LUT4 {r['lut4']:6d} CCU2C {r['ccu2c']:5d} FF {r['ff']:5d} DSP {r['dsp']:3d}",
                   flush=True)
     if not args.no_engine:
-        r = synth(ConvEngine(base), "conv_top", False)
+        r = synth_ecp5_stats(ConvEngine(base), "conv_top", False)
         r.update(block="engine (all modes)", mode="adder+binary+mul", nodsp=False, booth=False)
         rows.append(r)
         print(f"engine  LUT(total) {r['luts_total']} FF {r['ff']} DSP {r['dsp']} cells "

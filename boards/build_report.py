@@ -128,7 +128,6 @@ def critical_path(report: dict) -> dict | None:
     """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path,
     its logic and routing shares, and the project source lines its logic comes from (in path
     order, Yosys' own cell libraries left out)."""
-    import pathlib
     root = str(pathlib.Path(__file__).resolve().parents[1]) + "/"
     for path in report.get("critical_paths", []):
         steps = path.get("path", [])
@@ -138,13 +137,12 @@ def critical_path(report: dict) -> dict | None:
                 for src in step.get("sources", []):
                     if src.startswith(root) and src[len(root):] not in sources:
                         sources.append(src[len(root):])
-            share = {t: round(sum(float(s.get("delay", 0)) for s in steps
-                                  if (s.get("type") == "routing") == (t == "routing")), 3)
-                     for t in ("logic", "routing")}
+            total = sum(float(s.get("delay", 0)) for s in steps)
+            routing = sum(float(s.get("delay", 0)) for s in steps if s.get("type") == "routing")
             return {"from": steps[0].get("from", {}).get("cell", "?"),
                     "to": steps[-1].get("to", {}).get("cell", "?"),
-                    "delay_ns": round(sum(float(s.get("delay", 0)) for s in steps), 3),
-                    "logic_ns": share["logic"], "routing_ns": share["routing"],
+                    "delay_ns": round(total, 3),
+                    "logic_ns": round(total - routing, 3), "routing_ns": round(routing, 3),
                     "sources": sources,
                     "clock": f"{path.get('from', '?')} -> {path.get('to', '?')}"}
     return None

@@ -20,7 +20,7 @@ import shlex
 import shutil
 import subprocess
 
-from nmaccel.boards.targets import BOARDS, DESIGNS
+from nmaccel.boards.targets import BOARDS, DESIGNS, ROUTERS
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
@@ -40,7 +40,7 @@ def add_arguments(p) -> None:
                    help="target clock frequency (default: the board's target for the design)")
     p.add_argument("--baud", type=positive_int, default=115200, help="UART baud rate")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    p.add_argument("--router", choices=("router1", "router2"), default=None,
+    p.add_argument("--router", choices=ROUTERS, default=None,
                    help="nextpnr router (default: the board's, router1 on ulx3s)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")

@@ -21,7 +21,7 @@ import time
 
 from nmaccel.boards import build_report
 from nmaccel.boards.designs import design_config, make_design
-from nmaccel.boards.targets import BoardError, board_target, check_design
+from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
 
@@ -89,9 +89,6 @@ def _tool_version(env, tool_var) -> str:
         return f"{env[tool_var]} ({m.group(0)})" if m else lines[0].strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
-
-
-ROUTERS = ("router1", "router2")
 
 
 def with_router(opts, router: str | None) -> list:

@@ -36,6 +36,10 @@ class BoardError(ValueError):
     """Unknown board, or a design/preset/frequency the board does not support."""
 
 
+#: nextpnr's routers (``nmaccel build --router``).
+ROUTERS = ("router1", "router2")
+
+
 @dataclass(frozen=True)
 class BoardTarget:
     name: str

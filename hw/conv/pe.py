@@ -107,9 +107,10 @@ class PEArray(wiring.Component):
                      valid0.eq(self.valid)]
 
         # stage 1: terms
-        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True) for i in range(pi)]
+        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
+                  for i in range(pi)] for o in range(po)]
+        wbits = [[Signal(name=f"wb_{o}_{i}", reset_less=True) for i in range(pi)]
                  for o in range(po)]
-        wbits = [[Signal(name=f"wb_{o}_{i}", reset_less=True) for i in range(pi)] for o in range(po)]
         abits = [Signal(name=f"ab_{i}", reset_less=True) for i in range(pi)]
         mbits = [Signal(name=f"mb_{i}", reset_less=True) for i in range(pi)]
         valid1 = Signal()

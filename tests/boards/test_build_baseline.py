@@ -2,8 +2,9 @@
 
 Smallest target: the conv engine ``small`` on the iCEBreaker (iCE40UP5K): 20 s to 4 minutes
 on the 2-core machine, depending on its load (baseline ``build_seconds``). It does not fit the
-UP5K (logic cells, EBR and DSP over-used; ``reports/boards.md``), so nextpnr stops at placement and the comparison is of the
-utilisation: LUT and FF within ±10 %, DSP and BRAM exact, the same fit verdict. Whenever the
+UP5K (logic cells, EBR and DSP over-used; ``reports/boards.md``), so nextpnr stops at
+placement and the comparison is of the utilisation: LUT and FF within ±10 %, DSP and BRAM
+exact, the same kinds of resource over-used. Whenever the
 baseline has a post-route fmax (a target that routes), the fresh fmax must be ≥ 90 % of it and
 timing must be met.
 """
