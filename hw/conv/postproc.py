@@ -17,9 +17,11 @@ Ports
     ``binarize``, ``out_bits`` (4), ``out_signed`` In  -- layer settings
     ``valid`` In 1;  ``q`` Out ``ArrayLayout(unsigned(8), p_out)``;
     ``v`` Out ``ArrayLayout(signed(bias_bits), p_out)``;  ``o_valid`` Out 1
-Latency 8, fully pipelined: inputs registered; the four counter products; two partial sums;
-``v``; ``v·mult``; + half; ``>> shift``; saturate / binarize. The 32×16-bit ``v·mult`` stage
-is still the conv engine's critical path on the ECP5 (17.2 ns, ``reports/boards/``).
+Latency ``7 + MUL_LATENCY`` (10), fully pipelined: inputs registered; the four counter
+products; two partial sums; ``v``; ``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit
+chunks and summed over registered adder levels by
+:class:`nmaccel.hw.common.arith.PipelinedMultiplier`, see :mod:`nmaccel.hw.common.arith`);
++ half; ``>> shift``; saturate / binarize.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.hw.common.arith import PipelinedMultiplier
+from nmaccel.hw.config import MUL_LATENCY, ConvConfig
 from nmaccel.model.conv_ref import param_fields
 
 __all__ = ["PostProcess", "param_layout"]
@@ -43,7 +46,7 @@ def param_layout(config: ConvConfig) -> data.StructLayout:
 class PostProcess(wiring.Component):
     """Affine + requantize/binarize (see the module docstring)."""
 
-    latency = 8
+    latency = 8 - 1 + MUL_LATENCY
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -122,19 +125,26 @@ class PostProcess(wiring.Component):
         mult4 = delay(mult3, "mult4", unsigned(mb))
         sh4 = delay(sh3, "sh4", unsigned(cfg.shift_bits))
 
-        # S5: v·mult; S6: + half (round half up); S7: >> shift; S8: saturate / binarize
-        prod5 = regs("prod5", signed(pw))
-        m.d.sync += [prod5[o].eq(v4[o] * mult4[o]) for o in range(po)]
-        v5 = delay(v4, "v5", signed(vb))
-        sh5 = delay(sh4, "sh5", unsigned(cfg.shift_bits))
+        # S5..S(4+MUL_LATENCY): v·mult (PipelinedMultiplier); then + half (round half up),
+        # >> shift, saturate / binarize. v and shift travel beside the product.
+        prod = []
+        for o in range(po):
+            m.submodules[f"vmul{o}"] = mul = PipelinedMultiplier(signed(vb), unsigned(mb))
+            assert mul.o_shape.width <= pw
+            m.d.comb += [mul.a.eq(v4[o]), mul.b.eq(mult4[o])]
+            prod.append(mul.o)
+        vd, shd = v4, sh4
+        for j in range(MUL_LATENCY):
+            vd = delay(vd, f"v{5 + j}", signed(vb))
+            shd = delay(shd, f"sh{5 + j}", unsigned(cfg.shift_bits))
         tw = max(pw, (1 << cfg.shift_bits) - 1) + 1        # + half for any shift, exactly
-        t6 = regs("t6", signed(tw))
-        m.d.sync += [t6[o].eq(prod5[o] + ((Const(1, pw) << sh5[o]) >> 1)) for o in range(po)]
-        v6 = delay(v5, "v6", signed(vb))
-        sh6 = delay(sh5, "sh6", unsigned(cfg.shift_bits))
-        r7 = regs("r7", signed(tw))
-        m.d.sync += [r7[o].eq(t6[o] >> sh6[o]) for o in range(po)]
-        v7 = delay(v6, "v7", signed(vb))
+        th = regs("t_half", signed(tw))
+        m.d.sync += [th[o].eq(prod[o] + ((Const(1, pw) << shd[o]) >> 1)) for o in range(po)]
+        vh = delay(vd, "v_half", signed(vb))
+        shh = delay(shd, "sh_half", unsigned(cfg.shift_bits))
+        rs = regs("r_shift", signed(tw))
+        m.d.sync += [rs[o].eq(th[o] >> shh[o]) for o in range(po)]
+        vs = delay(vh, "v_shift", signed(vb))
 
         b = self.out_bits
         one = Const(1, 10)
@@ -143,8 +153,8 @@ class PostProcess(wiring.Component):
         m.d.comb += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
                      lo.eq(Mux(self.out_signed, -half_range, 0))]
         for o in range(po):
-            r = r7[o]
+            r = rs[o]
             sat = Mux(r > hi, hi, Mux(r < lo, lo, r))
-            q = Mux(self.binarize, v7[o] > 0, sat)
-            m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(v7[o])]
+            q = Mux(self.binarize, vs[o] > 0, sat)
+            m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(vs[o])]
         return m
