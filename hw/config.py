@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset"]
+__all__ = ["ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset", "MUL_CHUNK_BITS",
+           "MUL_LATENCY", "ROUND_SATURATE_LATENCY", "REQUANT_LATENCY"]
 
 
 class ConfigError(ValueError):
@@ -270,6 +271,21 @@ def _lookup_preset(table: dict, what: str, name: str):
     except (KeyError, TypeError):
         raise ConfigError(f"unknown {what} preset {name!r}; expected one of: "
                           f"{', '.join(table)}") from None
+
+
+# ============================================================================== arithmetic
+#: Operand chunk of :class:`nmaccel.hw.common.arith.PipelinedMultiplier`: a wide product is
+#: split into partial products of at most 17-bit unsigned (or 18-bit signed top) chunks,
+#: each one ECP5 MULT18X18D (a 16×16 SB_MAC16 on the iCE40 takes two for full chunks).
+MUL_CHUNK_BITS: int = 17
+#: Register stages of a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`: the partial
+#: products, then two adder-tree levels.
+MUL_LATENCY: int = 3
+#: Register stages of :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`: the barrel
+#: shift, the rounding add (with the zero point), the saturation.
+ROUND_SATURATE_LATENCY: int = 3
+#: Register stages of :class:`nmaccel.hw.sta.requant.RequantUnit`: product, then rounding.
+REQUANT_LATENCY: int = MUL_LATENCY + ROUND_SATURATE_LATENCY
 
 
 # ==================================================================================== conv

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.hw.config import REQUANT_LATENCY, StaConfig, clog2
 from nmaccel.model import sta_isa
 from nmaccel.model.vector_cycles import gelu_latency, residual_latency
 
@@ -37,7 +37,7 @@ __all__ = [
 
 COMMAND_OVERHEAD = 6     # FETCH, DECODE1, DECODE2, CHECK, SYNC, NEXT
 RUN_START = 5            # cycles from a command's FETCH to its first beat
-DRAIN_LATENCY = 4        # DrainUnit.latency
+DRAIN_LATENCY = 2 + REQUANT_LATENCY        # DrainUnit.latency: row, bias, RequantUnit
 
 
 def post_latency(cfg: StaConfig) -> int:
@@ -90,7 +90,7 @@ def vector_cycles(cfg: StaConfig, op: int, n_tiles: int, length: int) -> int:
     """Cycles a vector command spends in the VEC state (first cycle to ``vec_done``)."""
     from nmaccel.model.vector_cycles import LAYERNORM_LATENCY, layernorm_block_interval
     if op == sta_isa.OP_REQUANT:
-        return VEC_START + n_tiles * length + 2 + VEC_TAIL - 1      # RequantUnit.latency = 2
+        return VEC_START + n_tiles * length + REQUANT_LATENCY + VEC_TAIL - 1
     return VEC_START + n_tiles * layernorm_block_interval(cfg, length) + LAYERNORM_LATENCY \
         + VEC_TAIL - 1
 

@@ -1,15 +1,16 @@
 """Cycle model of the STA vector unit (:mod:`nmaccel.hw.sta.vector`), FINN style.
 
 Pure Python (no Amaranth import): the compiler and the cycle model read it, and the RTL
-components import their pipeline depths and iteration counts from here, so the prediction
-and the hardware share one source of truth. The tests compare every number with cycles
+components import their pipeline depths and iteration counts from here (built from the
+arithmetic latencies of :mod:`nmaccel.hw.config`), so the prediction and the hardware share
+one source of truth. The tests compare every number with cycles
 measured in simulation.
 
 Conventions
     *Latency* ``L`` of a pipeline: data presented (and accepted) in cycle ``t`` appears on the
     output (``o``/``o_valid``, or the output stream's payload/valid) in cycle ``t + L``.
 
-ResidualAddLanes (``RESIDUAL_LATENCY = 3``) and GeluLanes (``GELU_LATENCY = 6``)
+ResidualAddLanes (``RESIDUAL_LATENCY = 7``) and GeluLanes (``GELU_LATENCY = 14``)
     Fully pipelined, one beat per cycle, no back-pressure: with beats presented in cycles
     ``0 .. beats − 1`` the last output appears in cycle ``beats − 1 + latency``.
 
@@ -23,6 +24,8 @@ LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
 """
 
 from __future__ import annotations
+
+from nmaccel.hw.config import MUL_LATENCY, REQUANT_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = [
     "GELU_LATENCY",
@@ -42,13 +45,15 @@ __all__ = [
     "residual_latency",
 ]
 
-#: ResidualAddLanes: products; sum; round half up + shift + saturate.
-RESIDUAL_LATENCY = 3
-#: GeluLanes: clip; square; polynomial; x·poly; ·mult; round/shift/zero/saturate.
-GELU_LATENCY = 6
-#: LayerNormUnit phase-1 pipeline: c = d·x − Σx; c·R; round_shift; ·gamma + beta; ·mult;
-#: round/shift/saturate (16-bit y); the int8 copy through a 2-stage RequantUnit.
-LAYERNORM_LATENCY = 8
+#: ResidualAddLanes: products (a PipelinedMultiplier); sum; round/shift/saturate (3 stages).
+RESIDUAL_LATENCY = MUL_LATENCY + 1 + ROUND_SATURATE_LATENCY
+#: GeluLanes: clip; square; polynomial; x·poly; ·mult (three PipelinedMultipliers);
+#: round/shift/zero/saturate.
+GELU_LATENCY = 1 + MUL_LATENCY + 1 + MUL_LATENCY + MUL_LATENCY + ROUND_SATURATE_LATENCY
+#: LayerNormUnit phase-1 pipeline: d·x, then − Σx; c·R; round_shift; ·gamma, then + beta;
+#: ·mult; round/shift/saturate (16-bit y); the int8 copy through a RequantUnit.
+LAYERNORM_LATENCY = (MUL_LATENCY + 1) + MUL_LATENCY + 1 + (MUL_LATENCY + 1) + MUL_LATENCY \
+    + ROUND_SATURATE_LATENCY + REQUANT_LATENCY
 #: LayerNormUnit cycles for V = d·Σx² − (Σx)² once both products are done.
 LAYERNORM_SUB_CYCLES = 1
 #: Largest feature count ``d`` (the ``features`` port is 16 bits wide).

@@ -22,14 +22,14 @@ Ports
     (``tag_bits`` wide: the core's per-tile destination record).
     ``busy`` Out: a drain is in flight.
 
-Latency: row ``r`` is written ``latency = 4`` cycles after it is read; a whole tile takes
+Latency: row ``r`` is written ``latency = 2 + REQUANT_LATENCY = 8`` cycles after it is read; a whole tile takes
 ``R + latency`` cycles. Throughput: one row per cycle; ``start`` pulses at least ``R`` cycles
 apart.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.config import StaConfig, clog2
@@ -43,7 +43,7 @@ __all__ = ["DrainUnit"]
 class DrainUnit(wiring.Component):
     """Pipelined per-row requantizer between the array's shadow and OBUF (module docstring)."""
 
-    latency = 4
+    latency = 2 + RequantUnit.latency
 
     def __init__(self, config: StaConfig, tag_bits: int = 1) -> None:
         if not isinstance(config, StaConfig):
@@ -109,7 +109,7 @@ class DrainUnit(wiring.Component):
         row1 = Signal(data.ArrayLayout(signed(AB), C))
         o1, osel1, v1 = Signal(self.o_aw), Signal(3), Signal()
         m.d.sync += [row1.eq(self.row), o1.eq(cur_o), osel1.eq(cur_osel), v1.eq(read)]
-        # Row index and tag ride beside the pipeline (4 stages).
+        # Row index and tag ride beside the pipeline.
         tags, rows = [cur_tag], [cur_row]
         for i in range(self.latency):
             t, r_ = Signal(self.tag_bits, name=f"tag{i + 1}"), Signal(range(R), name=f"row{i + 1}")
@@ -132,7 +132,7 @@ class DrainUnit(wiring.Component):
             o2.eq(o1), osel2.eq(osel1), v2.eq(v1),
         ]
 
-        # Stages 3-4: C requant units (saturating to acc_bits), address/format alongside.
+        # Stages 3..: C requant units (saturating to acc_bits), address/format alongside.
         outs = []
         for c in range(C):
             rq = RequantUnit(cfg, out_bits=AB, signed=True)
@@ -140,9 +140,17 @@ class DrainUnit(wiring.Component):
             m.d.comb += [rq.acc.eq(sum2[c]), rq.mult.eq(mult2), rq.shift.eq(shift2),
                          rq.valid.eq(v2)]
             outs.append(rq)
-        o3, osel3, o4, osel4 = Signal(self.o_aw), Signal(3), Signal(self.o_aw), Signal(3)
-        v3 = Signal()
-        m.d.sync += [o3.eq(o2), osel3.eq(osel2), o4.eq(o3), osel4.eq(osel3), v3.eq(v2)]
+        # Address, format and a busy bit travel beside the requant units.
+        o_k, osel_k, v_k = [o2], [osel2], [v2]
+        for k in range(RequantUnit.latency):
+            o_n = Signal(self.o_aw, name=f"o{k + 3}", reset_less=True)
+            osel_n = Signal(3, name=f"osel{k + 3}", reset_less=True)
+            v_n = Signal(name=f"v{k + 3}")
+            m.d.sync += [o_n.eq(o_k[-1]), osel_n.eq(osel_k[-1]), v_n.eq(v_k[-1])]
+            o_k.append(o_n)
+            osel_k.append(osel_n)
+            v_k.append(v_n)
+        o4, osel4 = o_k[-1], osel_k[-1]
 
         # Output: saturate to the selected width (composition of clamps = the narrow clamp).
         for c, rq in enumerate(outs):
@@ -160,5 +168,5 @@ class DrainUnit(wiring.Component):
                     m.d.comb += lane.eq(v)
             m.d.comb += [self.o_wr_data[c * AB:(c + 1) * AB].eq(lane), self.o_lanes[c].eq(lane)]
         m.d.comb += [self.o_wr_addr.eq(o4), self.o_wr_en.eq(outs[0].o_valid)]
-        m.d.comb += self.busy.eq(self.start | running | v1 | v2 | v3 | outs[0].o_valid)
+        m.d.comb += self.busy.eq(self.start | running | v1 | Cat(*v_k).any())
         return m

@@ -7,20 +7,23 @@ Bit-exact with :func:`nmaccel.model.quant.requant`::
 
 followed by saturation to the signed (default) or unsigned ``out_bits`` range.
 
-Pipeline (``latency = 2``)
-    1. ``acc * mult`` registered (with ``shift`` and ``valid``);
-    2. add rounding constant, arithmetic shift, saturate; registered into ``o`` / ``o_valid``.
+Pipeline (``latency = REQUANT_LATENCY = 6``, :mod:`nmaccel.hw.config`)
+    1–3. ``acc * mult`` in a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`;
+    4–6. round half up, arithmetic shift, saturate in a
+    :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`.
 
-Inputs sampled by clock tick ``t`` appear on ``o`` right after tick ``t + 1``; ``o_valid``
-follows ``valid`` with the same delay. The unit is fully pipelined (one result per cycle).
+Inputs sampled by clock tick ``t`` appear on ``o`` right after tick ``t + latency − 1``;
+``o_valid`` follows ``valid`` with the same delay. The unit is fully pipelined (one result
+per cycle).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.config import StaConfig
+from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate
+from nmaccel.hw.config import REQUANT_LATENCY, StaConfig
 
 __all__ = ["SHIFT_BITS", "RequantUnit"]
 
@@ -46,7 +49,7 @@ class RequantUnit(wiring.Component):
         ``signed``   signed (default) or unsigned saturation
     """
 
-    latency = 2
+    latency = REQUANT_LATENCY
 
     def __init__(self, config: StaConfig, out_bits: int = 8, signed: bool = True) -> None:
         if not isinstance(config, StaConfig):
@@ -75,28 +78,22 @@ class RequantUnit(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
-
-        # Stage 1: multiply.
-        prod = Signal(_signed(cfg.acc_bits + cfg.requant_mult_bits + 1))
-        shift1 = Signal(unsigned(SHIFT_BITS))
-        valid1 = Signal()
-        m.d.sync += [
-            prod.eq(self.acc * self.mult),
-            shift1.eq(self.shift),
-            valid1.eq(self.valid),
-        ]
-
-        # Stage 2: round half up, arithmetic shift, saturate.
-        half = Signal(unsigned(1 << SHIFT_BITS))            # 2**(shift-1), 0 for shift = 0
-        m.d.comb += half.eq((Const(1, 1) << shift1) >> 1)
-        rounded = Signal(_signed(max(len(prod), len(half)) + 2))
-        m.d.comb += rounded.eq(prod + half)
-        shifted = Signal.like(rounded)
-        m.d.comb += shifted.eq(rounded >> shift1)            # signed: arithmetic shift
-        m.d.sync += [
-            self.o.eq(Mux(shifted > self.hi, self.hi,
-                          Mux(shifted < self.lo, self.lo, shifted))),
-            self.o_valid.eq(valid1),
+        m.submodules.mul = mul = PipelinedMultiplier(_signed(cfg.acc_bits),
+                                                     unsigned(cfg.requant_mult_bits))
+        m.submodules.rss = rss = RoundShiftSaturate(mul.o_shape, self.out_bits,
+                                                    out_signed=self.is_signed)
+        shifts = [self.shift]
+        valids = [self.valid]
+        for k in range(self.latency):
+            sh = Signal(unsigned(SHIFT_BITS), name=f"shift{k + 1}", reset_less=True)
+            vl = Signal(name=f"valid{k + 1}")
+            m.d.sync += [sh.eq(shifts[-1]), vl.eq(valids[-1])]
+            shifts.append(sh)
+            valids.append(vl)
+        m.d.comb += [
+            mul.a.eq(self.acc), mul.b.eq(self.mult),
+            rss.value.eq(mul.o), rss.shift.eq(shifts[mul.latency]),
+            self.o.eq(rss.o), self.o_valid.eq(valids[self.latency]),
         ]
         return m
 

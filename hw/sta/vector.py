@@ -5,12 +5,13 @@ Each component is bit-exact with its golden operator in :mod:`nmaccel.model.into
 saturation). Pipeline depths and LayerNorm's iteration counts come from
 :mod:`nmaccel.model.vector_cycles`, which the cycle model reads too.
 
-:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 3``)
+:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 7``)
     ``o = saturate(round_shift(a·mult_a + b·mult_b, shift), vec_bits)`` per lane
-    (:func:`~nmaccel.model.intops.residual_add`). Stages: both products; their sum;
-    round half up + arithmetic shift + saturation.
+    (:func:`~nmaccel.model.intops.residual_add`). Stages: both products (a
+    :class:`~nmaccel.hw.common.arith.PipelinedMultiplier` each); their sum; round half up +
+    arithmetic shift + saturation (a :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`).
 
-:class:`GeluLanes` (``latency = GELU_LATENCY = 6``)
+:class:`GeluLanes` (``latency = GELU_LATENCY = 14``)
     I-BERT i-GELU (:func:`~nmaccel.model.intops.gelu_int`) per lane::
 
         u    = min(|x|, clip)
@@ -22,9 +23,10 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     bits); ``|x·poly| < 2**(V−1)·2**max(2V, 32)``, times an unsigned ``requant_mult_bits``
     multiplier. Every intermediate is kept at its full width (no truncation). For ``x = 0``
     the product is 0 whatever ``poly`` is. Stages: clip distance; square; polynomial;
-    ``x·poly``; ``·mult``; round, shift, zero point, saturate.
+    ``x·poly``; ``·mult`` (the products pipelined multipliers); round, shift, zero point,
+    saturate.
 
-:class:`LayerNormUnit` (phase-1 ``latency = LAYERNORM_LATENCY = 8``)
+:class:`LayerNormUnit` (phase-1 ``latency = LAYERNORM_LATENCY = 24``)
     Integer LayerNorm (:func:`~nmaccel.model.intops.layernorm_int` with ``out_bits =
     vec_bits``) of ``lanes`` independent rows (the lanes are tokens), walking the ``d``
     features serially, one feature of all lanes per beat, in two passes over the same data:
@@ -66,17 +68,18 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     ``advance = ~o.valid | o.ready`` (the whole phase-1 pipeline stalls when the output is
     stalled, so ``o``'s payload is stable while ``o.valid & ~o.ready``; ``o.valid`` is a
     register and never depends on ``o.ready``). Phase 0 of the next row block may start while
-    the previous block's outputs are still draining; the statistics of a block start only
-    once the previous block's last beat has left the first pipeline stage (its reciprocal
-    register is then free). One beat per cycle in both phases when ``o.ready`` is high.
+    the previous block's outputs are still draining; the reciprocal division of a block starts only once the previous block's last beat has
+    passed the ``c·R`` multiplier's input (the reciprocal register is then free); ``Σx``
+    travels with each beat to the subtraction. One beat per cycle in both phases when ``o.ready`` is high.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.config import StaConfig
+from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate
+from nmaccel.hw.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
 from nmaccel.model.vector_cycles import (
     GELU_LATENCY,
@@ -110,27 +113,14 @@ def _check_args(config, lanes) -> None:
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
 
 
-def _round_shift(value, shift):
-    """``round_shift(value, shift)`` (round half up) without a wide rounding constant.
-
-    For ``s > 0``: ``floor((v + 2**(s−1)) / 2**s) = floor((floor(v / 2**(s−1)) + 1) / 2)``,
-    i.e. ``((v >> (s − 1)) + 1) >> 1`` with arithmetic shifts; ``s = 0`` passes ``v``.
-    Exact for every shift 0..63, one bit wider than ``value``.
-    """
-    pre = value >> (shift - 1)[:len(shift)]
-    return Mux(shift == 0, value, (pre + 1) >> 1)
-
-
-def _round_shift_saturate(value, shift, lo: int, hi: int, zero=None):
-    """``saturate(round_shift(value, shift) [+ zero], lo..hi)`` as a combinational expression."""
-    shifted = _round_shift(value, shift)
-    if zero is not None:
-        shifted = shifted + zero
-    return _saturate(shifted, lo, hi)
-
-
-def _saturate(value, lo: int, hi: int):
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+def _carry(m, sig, upto: int, name: str, *, reset_less: bool = True) -> list:
+    """``[sig, sig delayed 1, …, sig delayed upto]``."""
+    regs = [sig]
+    for k in range(1, upto + 1):
+        r = Signal.like(sig, name=f"{name}_{k}", reset_less=reset_less)
+        m.d.sync += r.eq(regs[-1])
+        regs.append(r)
+    return regs
 
 
 def _srange(bits: int) -> tuple[int, int]:
@@ -177,20 +167,22 @@ class ResidualAddLanes(wiring.Component):
         vb, mb = cfg.vec_bits, cfg.requant_mult_bits
         lo, hi = _srange(vb)
 
-        v1, v2 = Signal(), Signal()
-        shift1, shift2 = Signal(SHIFT_BITS), Signal(SHIFT_BITS)   # shift travels with its data
-        m.d.sync += [v1.eq(self.valid), v2.eq(v1), self.o_valid.eq(v2),
-                     shift1.eq(self.shift), shift2.eq(shift1)]
+        # Stages: products (MUL_LATENCY); their sum (1); round/shift/saturate.
+        t_sum = MUL_LATENCY + 1
+        valid = _carry(m, self.valid, self.latency - 1, "valid", reset_less=False)
+        shift = _carry(m, self.shift, t_sum, "shift")          # shift travels with its data
+        m.d.sync += self.o_valid.eq(valid[self.latency - 1])
         for lane in range(self.lanes):
-            pa = Signal(signed(vb + mb + 1), name=f"pa{lane}")
-            pb = Signal(signed(vb + mb + 1), name=f"pb{lane}")
-            total = Signal(signed(vb + mb + 2), name=f"sum{lane}")
-            m.d.sync += [
-                pa.eq(self.a[lane] * self.mult_a),
-                pb.eq(self.b[lane] * self.mult_b),
-                total.eq(pa + pb),
-                self.o[lane].eq(_round_shift_saturate(total, shift2, lo, hi)),
-            ]
+            ma = m.submodules[f"mul_a{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
+            mb_ = m.submodules[f"mul_b{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
+            total = Signal(signed(len(ma.o) + 1), name=f"sum{lane}", reset_less=True)
+            rss = m.submodules[f"rss{lane}"] = RoundShiftSaturate(total.shape(), vb)
+            m.d.comb += [ma.a.eq(self.a[lane]), ma.b.eq(self.mult_a),
+                         mb_.a.eq(self.b[lane]), mb_.b.eq(self.mult_b),
+                         rss.value.eq(total), rss.shift.eq(shift[t_sum]),
+                         self.o[lane].eq(rss.o)]
+            m.d.sync += total.eq(ma.o + mb_.o)
+        assert t_sum + rss.latency == self.latency, "pipeline depth differs from the cycle model"
         return m
 
 
@@ -242,47 +234,46 @@ class GeluLanes(wiring.Component):
         g_bits = vb + poly_bits
         stages = self.latency
 
+        # Stage times (the cycle in which a value sits in its register, input = 0).
+        t_dist = 1
+        t_sq = t_dist + MUL_LATENCY
+        t_poly = t_sq + 1
+        t_g = t_poly + MUL_LATENCY
+        t_prod = t_g + MUL_LATENCY
+        assert t_prod + ROUND_SATURATE_LATENCY == self.latency, \
+            "pipeline depth differs from the cycle model"
         # Parameters travel with the data: param[k] holds the values of stage k's data.
-        def carry(sig, upto):
-            regs = [sig]
-            for k in range(1, upto + 1):
-                r = Signal.like(sig, name=f"{sig.name}_{k}")
-                m.d.sync += r.eq(regs[-1])
-                regs.append(r)
-            return regs
-
-        valid = carry(self.valid, stages - 1)
-        cp = carry(self.cp, 2)
-        mult = carry(self.mult, 4)
-        shift = carry(self.shift, 5)
-        zero = carry(self.zero, 5)
-        m.d.sync += self.o_valid.eq(valid[stages - 1])
+        valid = _carry(m, self.valid, self.latency - 1, "valid", reset_less=False)
+        cp = _carry(m, self.cp, t_sq, "cp")
+        mult = _carry(m, self.mult, t_g, "mult")
+        shift = _carry(m, self.shift, t_prod, "shift")
+        zero = _carry(m, self.zero, t_prod, "zero")
+        m.d.sync += self.o_valid.eq(valid[self.latency - 1])
 
         for lane in range(self.lanes):
-            x = [self.x[lane]]
-            for k in range(1, 4):
-                r = Signal(signed(vb), name=f"x{lane}_{k}")
-                m.d.sync += r.eq(x[-1])
-                x.append(r)
+            x = _carry(m, self.x[lane], t_poly, f"x{lane}")
             # 1: distance to the clip point, clip − min(|x|, clip) ∈ [0, 2**vb).
             ax = Signal(unsigned(vb), name=f"abs{lane}")
             m.d.comb += ax.eq(Mux(x[0] < 0, -x[0], x[0]))
-            dist = Signal(unsigned(vb), name=f"dist{lane}")
+            dist = Signal(unsigned(vb), name=f"dist{lane}", reset_less=True)
             m.d.sync += dist.eq(Mux(ax < self.clip, self.clip - ax, 0))
-            # 2: square.
-            sq = Signal(unsigned(sq_bits), name=f"sq{lane}")
-            m.d.sync += sq.eq(dist * dist)
-            # 3: polynomial (x = 0 makes the product 0 whichever branch is taken).
-            poly = Signal(signed(poly_bits), name=f"poly{lane}")
-            m.d.sync += poly.eq(Mux(x[2] < 0, sq, (cp[2] << 1) - sq))
-            # 4: x · poly.
-            g = Signal(signed(g_bits), name=f"g{lane}")
-            m.d.sync += g.eq(x[3] * poly)
-            # 5: · mult.
-            prod = Signal(signed(g_bits + mb + 1), name=f"gm{lane}")
-            m.d.sync += prod.eq(g * mult[4])
-            # 6: round half up, shift, zero point, saturate.
-            m.d.sync += self.o[lane].eq(_round_shift_saturate(prod, shift[5], lo, hi, zero[5]))
+            # square.
+            sq = m.submodules[f"sq{lane}"] = PipelinedMultiplier(unsigned(vb), unsigned(vb))
+            m.d.comb += [sq.a.eq(dist), sq.b.eq(dist)]
+            # polynomial (x = 0 makes the product 0 whichever branch is taken).
+            poly = Signal(signed(poly_bits), name=f"poly{lane}", reset_less=True)
+            m.d.sync += poly.eq(Mux(x[t_sq] < 0, sq.o, (cp[t_sq] << 1) - sq.o))
+            # x · poly.
+            g = m.submodules[f"g{lane}"] = PipelinedMultiplier(signed(vb), signed(poly_bits))
+            m.d.comb += [g.a.eq(x[t_poly]), g.b.eq(poly)]
+            # · mult.
+            gm = m.submodules[f"gm{lane}"] = PipelinedMultiplier(g.o_shape, unsigned(mb))
+            m.d.comb += [gm.a.eq(g.o), gm.b.eq(mult[t_g])]
+            # round half up, shift, zero point, saturate.
+            rss = m.submodules[f"rss{lane}"] = RoundShiftSaturate(
+                gm.o_shape, cfg.act_bits, zero_bits=cfg.act_bits)
+            m.d.comb += [rss.value.eq(gm.o), rss.shift.eq(shift[t_prod]),
+                         rss.zero.eq(zero[t_prod]), self.o[lane].eq(rss.o)]
         return m
 
 
@@ -364,7 +355,7 @@ class LayerNormUnit(wiring.Component):
         mul_step, in_sub = Signal(), Signal()
         sqrt_step, div_step, div_first = Signal(), Signal(), Signal()
         d = Signal(unsigned(FEATURE_BITS))         # features of the current row block
-        v1 = Signal()                              # pipeline stage 1 holds a beat (it reads R)
+        v1 = Signal()                              # a beat still has to read R (stages 1..t_c)
         count = Signal(range(max(NM, NS, ND) + 1))
         mul_bit = Signal(range(NM))                # bit of d and |S| that the shift-add takes
         m.d.comb += mul_bit.eq(NM - 1 - count)
@@ -378,12 +369,11 @@ class LayerNormUnit(wiring.Component):
                 with m.If(self.i.valid & pay.last):
                     m.d.sync += [d.eq(self.features), count.eq(0)]
                     m.next = "MUL"
-            with m.State("MUL"):                   # d·Q and S², MSB first, one bit per cycle;
-                m.d.comb += mul_step.eq(~v1)       # R is free once stage 1 is empty
-                with m.If(mul_step):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == NM - 1):
-                        m.next = "SUB"
+            with m.State("MUL"):                   # d·Q and S², MSB first, one bit per cycle
+                m.d.comb += mul_step.eq(1)
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == NM - 1):
+                    m.next = "SUB"
             with m.State("SUB"):                   # V = d·Q − S²
                 m.d.comb += in_sub.eq(1)
                 m.d.sync += [bit.eq(1 << (WV - 2)), count.eq(0)]
@@ -394,12 +384,13 @@ class LayerNormUnit(wiring.Component):
                 with m.If(count == NS - 1):
                     m.d.sync += count.eq(0)
                     m.next = "DIV"
-            with m.State("DIV"):                   # one quotient bit per cycle
-                m.d.comb += [div_step.eq(1), div_first.eq(count == 0)]
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == ND - 1):
-                    m.d.sync += count.eq(0)
-                    m.next = "NORM"
+            with m.State("DIV"):                   # one quotient bit per cycle; R is free
+                with m.If(~v1):                    # once no old beat still needs it
+                    m.d.comb += [div_step.eq(1), div_first.eq(count == 0)]
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == ND - 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "NORM"
             with m.State("NORM"):
                 m.d.comb += [self.i.ready.eq(advance), accept_norm.eq(self.i.valid & advance)]
                 with m.If(accept_norm & pay.last):
@@ -451,20 +442,36 @@ class LayerNormUnit(wiring.Component):
             recips.append(recip)
 
         # -- phase-1 pipeline (advances together; stalls when the output is stalled) ------
-        def stage_regs(name, shape, n):
-            return [Signal(shape, name=f"{name}{k}") for k in range(n + 1)]
+        # Stage times: a beat accepted in cycle t sits in stage k's registers in cycle t + k.
+        t_dx = MUL_LATENCY                        # d·x
+        t_c = t_dx + 1                            # c = d·x − Σx
+        t_cr = t_c + MUL_LATENCY                  # c·R
+        t_n = t_cr + 1                            # n = round_shift(c·R, K − F)
+        t_ng = t_n + MUL_LATENCY                  # n·gamma
+        t_y = t_ng + 1                            # + beta
+        t_ym = t_y + MUL_LATENCY                  # ·mult
+        t_out = t_ym + ROUND_SATURATE_LATENCY     # 16-bit y
+        assert t_out + RequantUnit.latency == self.latency, \
+            "pipeline depth differs from the cycle model"
 
-        valid = stage_regs("v", 1, 6)
-        last = stage_regs("last", 1, 8)
-        gamma = stage_regs("gamma", signed(gb), 3)
-        beta = stage_regs("beta", signed(ab), 3)
-        mult = stage_regs("mult", unsigned(mb), 4)
-        shift = stage_regs("shift", unsigned(SHIFT_BITS), 5)
-        mult8 = stage_regs("mult8_", unsigned(mb), 6)
-        shift8 = stage_regs("shift8_", unsigned(SHIFT_BITS), 6)
+        def stage_regs(name, shape, n, reset_less=True):
+            return [Signal(shape, name=f"{name}{k}", reset_less=reset_less and k > 0)
+                    for k in range(n + 1)]
+
+        valid = stage_regs("v", 1, t_out, reset_less=False)
+        last = stage_regs("last", 1, self.latency, reset_less=False)
+        gamma = stage_regs("gamma", signed(gb), t_n)
+        beta = stage_regs("beta", signed(ab), t_ng)
+        mult = stage_regs("mult", unsigned(mb), t_y)
+        shift = stage_regs("shift", unsigned(SHIFT_BITS), t_ym)
+        mult8 = stage_regs("mult8_", unsigned(mb), t_out)
+        shift8 = stage_regs("shift8_", unsigned(SHIFT_BITS), t_out)
         m.d.comb += [valid[0].eq(accept_norm), last[0].eq(pay.last), gamma[0].eq(pay.gamma),
                      beta[0].eq(pay.beta), mult[0].eq(self.mult), shift[0].eq(self.shift),
-                     mult8[0].eq(self.mult8), shift8[0].eq(self.shift8), v1.eq(valid[1])]
+                     mult8[0].eq(self.mult8), shift8[0].eq(self.shift8)]
+        # R is read at the c·R multiplier's input (stage t_c): the next block's reciprocal
+        # division waits until no beat is in stages 1..t_c.
+        m.d.comb += v1.eq(Cat(*valid[1:t_c + 1]).any())
 
         # The int8 copy reuses RequantUnit with an accumulator port exactly as wide as y
         # (no wider than the multiplier needs; acc_bits ≥ act_bits + weight_bits is kept).
@@ -473,36 +480,47 @@ class LayerNormUnit(wiring.Component):
         for regs in (valid, last, gamma, beta, mult, shift, mult8, shift8):
             with m.If(advance):
                 m.d.sync += [regs[k].eq(regs[k - 1]) for k in range(1, len(regs))]
+        y_shape = signed(max(self.norm_bits + gb, ab) + 1)
+
+        def stalled(name, unit):
+            m.submodules[name] = EnableInserter(advance)(unit)
+            return unit
+
         for lane in range(L):
-            c1 = Signal(signed(vb + 17), name=f"c{lane}")               # |c| < d·2**vb
-            cr2 = Signal(signed(vb + 17 + K + 1), name=f"cr{lane}")     # c·R, full width
-            n3 = Signal(signed(self.norm_bits), name=f"n{lane}")        # proven bound
-            y4 = Signal(signed(max(self.norm_bits + gb, ab) + 1), name=f"y{lane}")
-            p5 = Signal(signed(len(y4) + mb + 1), name=f"ym{lane}")
-            out6 = Signal(signed(vb), name=f"out{lane}")
-            y7 = Signal(signed(vb), name=f"y7_{lane}")
-            y8 = Signal(signed(vb), name=f"y8_{lane}")
-            with m.If(advance):
-                m.d.sync += [
-                    c1.eq(d * pay.x[lane] - sums[lane]),
-                    cr2.eq(c1 * recips[lane]),
-                    n3.eq((cr2 + half) >> (K - F)),
-                    y4.eq(n3 * gamma[3] + beta[3]),
-                    p5.eq(y4 * mult[4]),
-                    out6.eq(_round_shift_saturate(p5, shift[5], lo_y, hi_y)),
-                    y7.eq(out6),
-                    y8.eq(y7),
-                ]
-            rq = RequantUnit(rq_cfg, out_bits=cfg.act_bits)
-            m.submodules[f"rq8_{lane}"] = EnableInserter(advance)(rq)
+            dx = stalled(f"dx{lane}", PipelinedMultiplier(unsigned(FEATURE_BITS), signed(vb)))
+            s_k = stage_regs(f"s{lane}_", signed(vb + 16), t_dx)   # Σx travels with the beat
+            c = Signal(signed(vb + 17), name=f"c{lane}", reset_less=True)   # |c| < d·2**vb
+            cr = stalled(f"cr{lane}", PipelinedMultiplier(c.shape(), unsigned(K + 1)))
+            n = Signal(signed(self.norm_bits), name=f"n{lane}", reset_less=True)  # proven bound
+            ng = stalled(f"ng{lane}", PipelinedMultiplier(n.shape(), signed(gb)))
+            y = Signal(y_shape, name=f"y{lane}", reset_less=True)
+            ym = stalled(f"ym{lane}", PipelinedMultiplier(y_shape, unsigned(mb)))
+            rss = stalled(f"rss{lane}", RoundShiftSaturate(ym.o_shape, vb, lo=lo_y, hi=hi_y))
+            y16 = stage_regs(f"y16_{lane}_", signed(vb), RequantUnit.latency)
             m.d.comb += [
-                rq.acc.eq(out6), rq.mult.eq(mult8[6]), rq.shift.eq(shift8[6]),
-                rq.valid.eq(valid[6]),
-                self.o.payload.y[lane].eq(y8),
+                dx.a.eq(d), dx.b.eq(pay.x[lane]), s_k[0].eq(sums[lane]),
+                cr.a.eq(c), cr.b.eq(recips[lane]),
+                ng.a.eq(n), ng.b.eq(gamma[t_n]),
+                ym.a.eq(y), ym.b.eq(mult[t_y]),
+                rss.value.eq(ym.o), rss.shift.eq(shift[t_ym]),
+                y16[0].eq(rss.o),
+            ]
+            with m.If(advance):
+                m.d.sync += [s_k[k].eq(s_k[k - 1]) for k in range(1, len(s_k))]
+                m.d.sync += [y16[k].eq(y16[k - 1]) for k in range(1, len(y16))]
+                m.d.sync += [
+                    c.eq(dx.o - s_k[t_dx]),
+                    n.eq((cr.o + half) >> (K - F)),
+                    y.eq(ng.o + beta[t_ng]),
+                ]
+            rq = stalled(f"rq8_{lane}", RequantUnit(rq_cfg, out_bits=cfg.act_bits))
+            m.d.comb += [
+                rq.acc.eq(rss.o), rq.mult.eq(mult8[t_out]), rq.shift.eq(shift8[t_out]),
+                rq.valid.eq(valid[t_out]),
+                self.o.payload.y[lane].eq(y16[-1]),
                 self.o.payload.y8[lane].eq(rq.o),
             ]
             if lane == 0:
                 m.d.comb += self.o.valid.eq(rq.o_valid)
-        m.d.comb += self.o.payload.last.eq(last[8])
-        assert 6 + RequantUnit.latency == self.latency, "pipeline depth differs from the cycle model"
+        m.d.comb += self.o.payload.last.eq(last[self.latency])
         return m

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.hw.config import REQUANT_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.model.quant import requant
 
@@ -98,7 +98,7 @@ def test_requant_small_config():
 
 def test_requant_ports_and_latency():
     dut = RequantUnit(StaConfig(), out_bits=16)
-    assert dut.latency == 2
+    assert dut.latency == REQUANT_LATENCY == 6
     assert len(dut.acc) == 32 and dut.acc.shape().signed
     assert len(dut.mult) == 16 and not dut.mult.shape().signed
     assert len(dut.shift) == 6

@@ -279,8 +279,8 @@ def test_layernorm_random_bit_exact_with_stalls():
 def test_layernorm_long_stall_overlaps_next_block():
     """The output stalls right after a block's last phase-1 beat (still in the first pipeline
     stage): the next block's phase 0 runs meanwhile, but its statistics wait until the old
-    beat has left stage 1, so the reciprocal it uses is not overwritten."""
-    lanes, d = 2, 10                       # d > LAYERNORM_LATENCY: the pipeline is full
+    beat has passed the c·R multiplier, so the reciprocal it uses is not overwritten."""
+    lanes, d = 2, vc.LAYERNORM_LATENCY + 6  # d > LAYERNORM_LATENCY: the pipeline is full
     rng = np.random.default_rng(10)
     blocks = [_float_block(CFG, rng, lanes, d, spread=s) for s in (3.0, 0.2, 1.0)]
     stall = d + vc.layernorm_stats_cycles(CFG) + 20
@@ -380,7 +380,7 @@ def test_latency_constants_shared():
     unit = LayerNormUnit(CFG, 2)
     assert unit.latency == vc.LAYERNORM_LATENCY
     assert unit.stats_cycles == vc.layernorm_stats_cycles(CFG) == 31 + 1 + 31 + 31
-    assert vc.layernorm_cycles(CFG, 384, 8) == 2 * 384 + 94 + 8
+    assert vc.layernorm_cycles(CFG, 384, 8) == 2 * 384 + 94 + vc.LAYERNORM_LATENCY == 886
 
 
 def test_ports():
