@@ -276,9 +276,23 @@ class StaCore(wiring.Component):
             m.d.sync += [err_code.eq(code), err_cmd.eq(pc), error.eq(1), busy.eq(0)]
             m.next = "IDLE"
 
+        # Products of the extents (DECODE2), registered in DECODE1 from the CBUF word.
+        cw = command_layout(cfg)(cmd_word)
+        xp_next = {
+            "w": (cw.m_tiles - 1) * cw.w_stride,
+            "mk": cw.m_tiles * cw.k_steps,
+            "a": (cw.n_tiles - 1) * cw.a_stride,
+            "nm": cw.n_tiles * cw.m_tiles,
+            "on": (cw.n_tiles - 1) * cw.o_stride,
+            "om": (cw.m_tiles - 1) * cw.o_stride,
+        }
+        xp = {k: Signal(v.shape(), name=f"xp_{k}") for k, v in xp_next.items()}
         steps = Mux(dense, (cmd.k_steps + (ratio - 1)) // ratio if ratio > 1 else cmd.k_steps,
                     cmd.k_steps)
         w_lay = Mux(cmd.olay, Wd, Ws)
+
+        def by_lay(x):                   # x · w_lay with constant factors (no multiplier)
+            return Mux(cmd.olay, x * Wd, x * Ws)
         post_prm = Mux(cmd.post == sta_isa.POST_GELU, 2, Mux(cmd.post == sta_isa.POST_ADD, 1, 0))
         need_barrier = cmd.barrier | (is_gemm & (cmd.post != sta_isa.POST_NONE)) | is_vec
         drain_idle = ~inflight & ~drain.busy & ~post_busy
@@ -315,43 +329,43 @@ class StaCore(wiring.Component):
                     m.next = "DECODE1"
             with m.State("DECODE1"):            # CBUF data valid
                 m.d.sync += cmd.as_value().eq(cmd_word)
+                # The extents' products, one cycle ahead of their sums (timing).
+                m.d.sync += [xp[k].eq(v) for k, v in xp_next.items()]
                 m.next = "DECODE2"
             with m.State("DECODE2"):            # extents (scaled: entries · window + slots)
                 with m.If(is_gemm):
                     m.d.sync += [
-                        ext["w"].eq(Mux(cmd.wsrc, cmd.w_base + (cmd.m_tiles - 1) * cmd.w_stride + steps,
-                                        cmd.w_base + cmd.m_tiles * cmd.k_steps)),
+                        ext["w"].eq(Mux(cmd.wsrc, cmd.w_base + xp["w"] + steps,
+                                        cmd.w_base + xp["mk"])),
                         ext["wlim"].eq(Mux(cmd.wsrc, cfg.abuf_depth, cfg.wbuf_depth)),
-                        ext["a"].eq(cmd.a_base + (cmd.n_tiles - 1) * cmd.a_stride + steps),
+                        ext["a"].eq(cmd.a_base + xp["a"] + steps),
                         ext["alim"].eq(Mux(cmd.asrc, cfg.sbuf_depth, cfg.abuf_depth)),
                         ext["p"].eq(cmd.p_base + cmd.m_tiles * R + post_prm),
                     ]
                     with m.Switch(cmd.dest):
                         with m.Case(sta_isa.DEST_OBUF):
-                            m.d.sync += [ext["o"].eq(cmd.o_base + cmd.n_tiles * cmd.m_tiles * R),
+                            m.d.sync += [ext["o"].eq(cmd.o_base + xp["nm"] * R),
                                          ext["olim"].eq(cfg.obuf_depth)]
                         with m.Case(sta_isa.DEST_VBUF):
-                            m.d.sync += [ext["o"].eq(cmd.o_base + (cmd.n_tiles - 1) * cmd.o_stride
-                                                     + cmd.m_tiles * R),
+                            m.d.sync += [ext["o"].eq(cmd.o_base + xp["on"] + cmd.m_tiles * R),
                                          ext["olim"].eq(cfg.vbuf_depth)]
                         with m.Case(sta_isa.DEST_ABUF):
-                            m.d.sync += [ext["o"].eq((cmd.o_base + (cmd.n_tiles - 1) * cmd.o_stride)
-                                                     * w_lay + cmd.m_tiles * R),
-                                         ext["olim"].eq(cfg.abuf_depth * w_lay)]
+                            m.d.sync += [ext["o"].eq(by_lay(cmd.o_base + xp["on"])
+                                                     + cmd.m_tiles * R),
+                                         ext["olim"].eq(by_lay(cfg.abuf_depth))]
                         with m.Case(sta_isa.DEST_ABUF_T):
-                            m.d.sync += [ext["o"].eq((cmd.o_base + (cmd.m_tiles - 1) * cmd.o_stride)
-                                                     * w_lay + cmd.n_tiles * C),
-                                         ext["olim"].eq(cfg.abuf_depth * w_lay)]
+                            m.d.sync += [ext["o"].eq(by_lay(cmd.o_base + xp["om"])
+                                                     + cmd.n_tiles * C),
+                                         ext["olim"].eq(by_lay(cfg.abuf_depth))]
                         with m.Default():       # softmax: the probability block in SBUF
                             m.d.sync += [ext["o"].eq(cmd.o_base * Wd + cmd.length),
                                          ext["olim"].eq(cfg.sbuf_depth * Wd)]
                 with m.Else():                  # vector commands
                     m.d.sync += [
-                        ext["a"].eq(cmd.a_base + (cmd.n_tiles - 1) * cmd.a_stride + cmd.length),
+                        ext["a"].eq(cmd.a_base + xp["a"] + cmd.length),
                         ext["alim"].eq(cfg.vbuf_depth),
-                        ext["o"].eq((cmd.o_base + (cmd.n_tiles - 1) * cmd.o_stride) * w_lay
-                                    + cmd.length),
-                        ext["olim"].eq(cfg.abuf_depth * w_lay),
+                        ext["o"].eq(by_lay(cmd.o_base + xp["on"]) + cmd.length),
+                        ext["olim"].eq(by_lay(cfg.abuf_depth)),
                         ext["p"].eq(cmd.p_base + Mux(is_ln, cmd.length + 2, 1)),
                     ]
                 m.next = "CHECK"
