@@ -296,9 +296,9 @@ CONV_KERNELS: tuple[int, ...] = (1, 3)
 CONV_STRIDES: tuple[int, ...] = (1, 2)
 CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
 #: Register stages of the conv engine from issuing a beat to writing its output beat into
-#: the output FIFO (memory read 1, PE array 3, accumulate 1, post-processing 10); the engine
+#: the output FIFO (memory read 1, PE array 4, accumulate 1, post-processing 10); the engine
 #: asserts it is built with exactly this depth, and the cycle prediction reads it.
-CONV_ENGINE_LATENCY: int = 15
+CONV_ENGINE_LATENCY: int = 16
 
 
 @dataclass(frozen=True)

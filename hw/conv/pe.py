@@ -25,9 +25,11 @@ Ports
     ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
     ``o_valid`` Out 1
 
-Latency 3 (inputs registered, terms registered, then row sums registered); one beat per
-cycle. The input register takes the weight/line-buffer block RAM outputs off the multiplier
-path (on the ECP5 the unregistered path limited the engine to 35 MHz).
+Latency 4 (inputs registered; adder/binary terms and the int8 product registered; the
+selected term registered; row sums registered); one beat per cycle. The input register
+takes the weight/line-buffer block RAM outputs off the multiplier path (on the ECP5 the
+unregistered path limited the engine to 35 MHz); the product register keeps the DSP's
+output off the mode mux (the next critical path, 16.2 ns).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _tree_sum(values):
 class PEArray(wiring.Component):
     """``p_out`` × ``p_in`` adder / binary / int8 PEs (see the module docstring)."""
 
-    latency = 3
+    latency = 4
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -106,20 +108,27 @@ class PEArray(wiring.Component):
         m.d.sync += [act.eq(self.act), wt.eq(self.wt), chan.eq(self.chan), sval.eq(self.sval),
                      valid0.eq(self.valid)]
 
-        # stage 1: terms
-        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
-                  for i in range(pi)] for o in range(po)]
+        # stage 1: adder / binary terms; the int8 product in its own register (the DSP's
+        # output: on the ECP5 the unregistered product and the mode mux behind it were the
+        # critical path, 16.2 ns, with the MULT18X18D across the chip from both registers).
+        t1 = [[Signal(signed(self.term_bits), name=f"t1_{o}_{i}", reset_less=True)
+               for i in range(pi)] for o in range(po)]
+        p1 = [[Signal(signed(2 * cfg.data_bits), name=f"p1_{o}_{i}", reset_less=True)
+               for i in range(pi)] for o in range(po)]
+        use_p1 = [Signal(name=f"use_p1_{i}", reset_less=True) for i in range(pi)]
         wbits = [[Signal(name=f"wb_{o}_{i}", reset_less=True) for i in range(pi)]
                  for o in range(po)]
         abits = [Signal(name=f"ab_{i}", reset_less=True) for i in range(pi)]
         mbits = [Signal(name=f"mb_{i}", reset_less=True) for i in range(pi)]
-        valid1 = Signal()
-        m.d.sync += valid1.eq(valid0)
+        valid1, valid2 = Signal(), Signal()
+        m.d.sync += [valid1.eq(valid0), valid2.eq(valid1)]
         for i in range(pi):
             a = act[i]
             mask = chan[i] & sval
             if "binary" in modes:
                 m.d.sync += [abits[i].eq(a[0] & mask & is_bin), mbits[i].eq(mask & is_bin)]
+            if "mul" in modes:
+                m.d.sync += use_p1[i].eq(is_mul & mask)
             for o in range(po):
                 w = wt[o][i]
                 term = 0
@@ -128,18 +137,33 @@ class PEArray(wiring.Component):
                     diff = a_eff.as_unsigned() - (w.as_signed() << 1)
                     term = Mux(is_add & chan[i], abs(diff), term)
                 if "mul" in modes:
-                    term = Mux(is_mul & mask, a.as_signed() * w.as_signed(), term)
+                    m.d.sync += p1[o][i].eq(a.as_signed() * w.as_signed())
                 if "binary" in modes:
                     term = Mux(is_bin & mask, ~(a[0] ^ w[0]), term)
                     m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)
-                m.d.sync += terms[o][i].eq(term)
+                m.d.sync += t1[o][i].eq(term)
 
-        # stage 2: row sums
-        m.d.sync += self.o_valid.eq(valid1)
+        # stage 2: terms (the product or the other modes' term); the bit counts wait here.
+        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
+                  for i in range(pi)] for o in range(po)]
+        for o in range(po):
+            for i in range(pi):
+                pick = Mux(use_p1[i], p1[o][i], t1[o][i]) if "mul" in modes else t1[o][i]
+                m.d.sync += terms[o][i].eq(pick)
+        wbits2 = [[Signal(name=f"wb2_{o}_{i}", reset_less=True) for i in range(pi)]
+                  for o in range(po)]
+        abits2 = [Signal(name=f"ab2_{i}", reset_less=True) for i in range(pi)]
+        mbits2 = [Signal(name=f"mb2_{i}", reset_less=True) for i in range(pi)]
+        if "binary" in modes:
+            m.d.sync += [d.eq(s_) for d, s_ in zip(abits2 + mbits2, abits + mbits)]
+            m.d.sync += [wbits2[o][i].eq(wbits[o][i]) for o in range(po) for i in range(pi)]
+
+        # stage 3: row sums
+        m.d.sync += self.o_valid.eq(valid2)
         for o in range(po):
             m.d.sync += self.sum0[o].eq(_tree_sum(terms[o]))
             if "binary" in modes:
-                m.d.sync += self.pw[o].eq(_tree_sum(wbits[o]))
+                m.d.sync += self.pw[o].eq(_tree_sum(wbits2[o]))
         if "binary" in modes:
-            m.d.sync += [self.pa.eq(_tree_sum(abits)), self.n.eq(_tree_sum(mbits))]
+            m.d.sync += [self.pa.eq(_tree_sum(abits2)), self.n.eq(_tree_sum(mbits2))]
         return m
