@@ -14,7 +14,8 @@ Ports
     ``unsigned(count_bits)``; ``s3`` In ``ArrayLayout(unsigned(count_bits), p_out)``
     ``params`` In ``ArrayLayout(param lane, p_out)`` (fields of
     :func:`nmaccel.model.conv_ref.param_fields`)
-    ``binarize``, ``out_bits`` (4), ``out_signed`` In  -- layer settings
+    ``binarize``, ``out_bits`` (4), ``out_signed`` In  -- layer settings (the saturation range
+    is registered from them: hold them from one cycle before a layer's first beat arrives)
     ``valid`` In 1;  ``q`` Out ``ArrayLayout(unsigned(8), p_out)``;
     ``v`` Out ``ArrayLayout(signed(bias_bits), p_out)``;  ``o_valid`` Out 1
 Latency ``7 + MUL_LATENCY`` (10), fully pipelined: inputs registered; the four counter
@@ -148,9 +149,12 @@ class PostProcess(wiring.Component):
 
         b = self.out_bits
         one = Const(1, 10)
-        hi, lo = Signal(signed(11)), Signal(signed(11))
+        # The output range comes from the layer settings (constant over a layer, which
+        # reaches this stage many cycles after it is set): registered, off the compare path.
+        hi = Signal(signed(11), name="sat_hi", reset_less=True)
+        lo = Signal(signed(11), name="sat_lo", reset_less=True)
         half_range = (one << b) >> 1
-        m.d.comb += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
+        m.d.sync += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
                      lo.eq(Mux(self.out_signed, -half_range, 0))]
         for o in range(po):
             r = rs[o]
