@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
 
-__all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "mul_chunks", "product_shape"]
+__all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "delay_chain", "mul_chunks",
+           "product_shape"]
 
 #: Width of the ``shift`` port of :class:`RoundShiftSaturate` (shifts 0..63).
 SHIFT_BITS = 6
@@ -42,6 +43,16 @@ def _shape(value, what: str) -> Shape:
         raise TypeError(f"{what} must be a signed or unsigned shape at least 1 bit wide, "
                         f"not {value!r}")
     return value
+
+
+def delay_chain(m, sig, upto: int, name: str, *, reset_less: bool = True) -> list:
+    """``[sig, sig delayed 1, …, sig delayed upto]``: what travels beside a pipeline."""
+    regs = [sig]
+    for k in range(1, upto + 1):
+        r = Signal.like(sig, name=f"{name}_{k}", reset_less=reset_less)
+        m.d.sync += r.eq(regs[-1])
+        regs.append(r)
+    return regs
 
 
 def mul_chunks(shape) -> list[tuple[int, int, bool]]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from nmaccel.hw.common.arith import delay_chain
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.isa import param_layout
 from nmaccel.hw.sta.requant import RequantUnit
@@ -141,16 +142,9 @@ class DrainUnit(wiring.Component):
                          rq.valid.eq(v2)]
             outs.append(rq)
         # Address, format and a busy bit travel beside the requant units.
-        o_k, osel_k, v_k = [o2], [osel2], [v2]
-        for k in range(RequantUnit.latency):
-            o_n = Signal(self.o_aw, name=f"o{k + 3}", reset_less=True)
-            osel_n = Signal(3, name=f"osel{k + 3}", reset_less=True)
-            v_n = Signal(name=f"v{k + 3}")
-            m.d.sync += [o_n.eq(o_k[-1]), osel_n.eq(osel_k[-1]), v_n.eq(v_k[-1])]
-            o_k.append(o_n)
-            osel_k.append(osel_n)
-            v_k.append(v_n)
-        o4, osel4 = o_k[-1], osel_k[-1]
+        o4 = delay_chain(m, o2, RequantUnit.latency, "o_rq")[-1]
+        osel4 = delay_chain(m, osel2, RequantUnit.latency, "osel_rq")[-1]
+        v_k = delay_chain(m, v2, RequantUnit.latency, "v_rq", reset_less=False)
 
         # Output: saturate to the selected width (composition of clamps = the narrow clamp).
         for c, rq in enumerate(outs):

@@ -19,10 +19,10 @@ per cycle).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate
+from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
 from nmaccel.hw.config import REQUANT_LATENCY, StaConfig
 
 __all__ = ["SHIFT_BITS", "RequantUnit"]
@@ -82,14 +82,8 @@ class RequantUnit(wiring.Component):
                                                      unsigned(cfg.requant_mult_bits))
         m.submodules.rss = rss = RoundShiftSaturate(mul.o_shape, self.out_bits,
                                                     out_signed=self.is_signed)
-        shifts = [self.shift]
-        valids = [self.valid]
-        for k in range(self.latency):
-            sh = Signal(unsigned(SHIFT_BITS), name=f"shift{k + 1}", reset_less=True)
-            vl = Signal(name=f"valid{k + 1}")
-            m.d.sync += [sh.eq(shifts[-1]), vl.eq(valids[-1])]
-            shifts.append(sh)
-            valids.append(vl)
+        shifts = delay_chain(m, self.shift, mul.latency, "shift")
+        valids = delay_chain(m, self.valid, self.latency, "valid", reset_less=False)
         m.d.comb += [
             mul.a.eq(self.acc), mul.b.eq(self.mult),
             rss.value.eq(mul.o), rss.shift.eq(shifts[mul.latency]),

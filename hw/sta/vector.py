@@ -68,9 +68,10 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     ``advance = ~o.valid | o.ready`` (the whole phase-1 pipeline stalls when the output is
     stalled, so ``o``'s payload is stable while ``o.valid & ~o.ready``; ``o.valid`` is a
     register and never depends on ``o.ready``). Phase 0 of the next row block may start while
-    the previous block's outputs are still draining; the reciprocal division of a block starts only once the previous block's last beat has
-    passed the ``c·R`` multiplier's input (the reciprocal register is then free); ``Σx``
-    travels with each beat to the subtraction. One beat per cycle in both phases when ``o.ready`` is high.
+    the previous block's outputs are still draining; the reciprocal division of a block
+    starts only once the previous block's last beat has passed the ``c·R`` multiplier's input
+    (the reciprocal register is then free); ``Σx`` travels with each beat to the subtraction.
+    One beat per cycle in both phases when ``o.ready`` is high.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate
+from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
 from nmaccel.hw.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
 from nmaccel.model.vector_cycles import (
@@ -111,16 +112,6 @@ def _check_args(config, lanes) -> None:
         raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-
-
-def _carry(m, sig, upto: int, name: str, *, reset_less: bool = True) -> list:
-    """``[sig, sig delayed 1, …, sig delayed upto]``."""
-    regs = [sig]
-    for k in range(1, upto + 1):
-        r = Signal.like(sig, name=f"{name}_{k}", reset_less=reset_less)
-        m.d.sync += r.eq(regs[-1])
-        regs.append(r)
-    return regs
 
 
 def _srange(bits: int) -> tuple[int, int]:
@@ -169,8 +160,8 @@ class ResidualAddLanes(wiring.Component):
 
         # Stages: products (MUL_LATENCY); their sum (1); round/shift/saturate.
         t_sum = MUL_LATENCY + 1
-        valid = _carry(m, self.valid, self.latency - 1, "valid", reset_less=False)
-        shift = _carry(m, self.shift, t_sum, "shift")          # shift travels with its data
+        valid = delay_chain(m, self.valid, self.latency - 1, "valid", reset_less=False)
+        shift = delay_chain(m, self.shift, t_sum, "shift")          # shift travels with its data
         m.d.sync += self.o_valid.eq(valid[self.latency - 1])
         for lane in range(self.lanes):
             ma = m.submodules[f"mul_a{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
@@ -243,15 +234,15 @@ class GeluLanes(wiring.Component):
         assert t_prod + ROUND_SATURATE_LATENCY == self.latency, \
             "pipeline depth differs from the cycle model"
         # Parameters travel with the data: param[k] holds the values of stage k's data.
-        valid = _carry(m, self.valid, self.latency - 1, "valid", reset_less=False)
-        cp = _carry(m, self.cp, t_sq, "cp")
-        mult = _carry(m, self.mult, t_g, "mult")
-        shift = _carry(m, self.shift, t_prod, "shift")
-        zero = _carry(m, self.zero, t_prod, "zero")
+        valid = delay_chain(m, self.valid, self.latency - 1, "valid", reset_less=False)
+        cp = delay_chain(m, self.cp, t_sq, "cp")
+        mult = delay_chain(m, self.mult, t_g, "mult")
+        shift = delay_chain(m, self.shift, t_prod, "shift")
+        zero = delay_chain(m, self.zero, t_prod, "zero")
         m.d.sync += self.o_valid.eq(valid[self.latency - 1])
 
         for lane in range(self.lanes):
-            x = _carry(m, self.x[lane], t_poly, f"x{lane}")
+            x = delay_chain(m, self.x[lane], t_poly, f"x{lane}")
             # 1: distance to the clip point, clip − min(|x|, clip) ∈ [0, 2**vb).
             ax = Signal(unsigned(vb), name=f"abs{lane}")
             m.d.comb += ax.eq(Mux(x[0] < 0, -x[0], x[0]))
