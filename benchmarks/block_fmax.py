@@ -1,0 +1,146 @@
+"""Post-route fmax of each STA and conv-engine block placed and routed alone on the ULX3S 85F.
+
+Every block is synthesized with the board's options and placed and routed out of context by
+:func:`nmaccel.boards.block_timing.place_route_block` (nextpnr-ecp5 ``--out-of-context``,
+speed grade of the board). A block below the target alone has register-to-register logic
+that is too deep; a block above it alone but slow in the full build loses its time to
+routing across the chip. Writes ``reports/block_fmax.{json,md,png}``.
+
+Usage: ``python benchmarks/block_fmax.py [--sta-preset ulx3s_lite] [--conv-preset ulx3s]
+[--freq 100] [--only NAME ...] [--whole]`` (``--whole`` adds the whole STA core and conv
+engine, tens of minutes each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nmaccel.boards.block_timing import place_route_block  # noqa: E402
+from nmaccel.hw.config import CONV_PRESETS, STA_PRESETS, conv_preset, sta_preset  # noqa: E402
+
+
+def block_list(sta_cfg, conv_cfg, whole: bool):
+    """``(design, name, count, factory, cfg)`` of every block to place and route."""
+    from sta_resources import blocks as sta_blocks
+    from nmaccel.hw.conv.line_buffer import LineBuffer
+    from nmaccel.hw.conv.pe import PEArray
+    from nmaccel.hw.conv.postproc import PostProcess
+    from nmaccel.hw.conv.window import WindowGenerator
+    out = [("sta", name, count, make, sta_cfg) for name, count, make, _ in sta_blocks(sta_cfg)]
+    out += [("conv", "LineBuffer", 1, lambda: LineBuffer(conv_cfg), conv_cfg),
+            ("conv", "WindowGenerator", 1, lambda: WindowGenerator(conv_cfg), conv_cfg),
+            ("conv", "PEArray", 1, lambda: PEArray(conv_cfg), conv_cfg),
+            ("conv", "PostProcess", 1, lambda: PostProcess(conv_cfg), conv_cfg)]
+    if whole:
+        from nmaccel.hw.conv.engine import ConvEngine
+        from nmaccel.hw.sta.core import StaCore
+        out += [("sta", "StaCore", 1, lambda: StaCore(sta_cfg), sta_cfg),
+                ("conv", "ConvEngine", 1, lambda: ConvEngine(conv_cfg), conv_cfg)]
+    return out
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# Block fmax on the ULX3S 85F (ECP5 LFE5U-85F, speed {res['speed']})", "",
+             f"Each block placed and routed alone (nextpnr-ecp5 `--out-of-context`, "
+             f"{res['router']}, target {res['freq_mhz']:g} MHz) by `{res['command']}`; STA "
+             f"preset `{res['sta_preset']}`, conv preset `{res['conv_preset']}`. The full "
+             "board builds (reports/boards/) reach less: their blocks share the chip and its "
+             "routing.", "",
+             "| design | block | fmax MHz | met | LUT | FF | DSP | BRAM | critical path "
+             "(ns: logic + routing) | its logic comes from |",
+             "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+    for r in res["rows"]:
+        cp = r.get("critical_path") or {}
+        rs = r["resources"]
+        src = ", ".join(f"`{s}`" for s in cp.get("sources", [])[:4])
+        path = (f"{cp['delay_ns']:.1f} ({cp['logic_ns']:.1f} + {cp['routing_ns']:.1f})"
+                if cp else "")
+        lines.append(f"| {r['design']} | {r['block']} | {r['fmax_mhz']:.1f} | "
+                     f"{'yes' if r['timing_met'] else '**no**'} | {rs.get('LUT', [0])[0]} | "
+                     f"{rs.get('FF', [0])[0]} | {rs.get('DSP', [0])[0]} | "
+                     f"{rs.get('BRAM', [0])[0]} | {path} | {src} |")
+    slow = [r for r in res["rows"] if not r["timing_met"]]
+    lines += ["", f"{len(slow)} of {len(res['rows'])} blocks miss {res['freq_mhz']:g} MHz "
+                  "alone" + (": " + ", ".join(f"{r['design']} {r['block']} "
+                                              f"({r['fmax_mhz']:.1f} MHz)" for r in slow)
+                             if slow else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = res["rows"]
+    names = [f"{r['design']}: {r['block']}" for r in rows]
+    fmax = [r["fmax_mhz"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    colors = ["tab:green" if r["timing_met"] else "tab:red" for r in rows]
+    ax.barh(names, fmax, color=colors)
+    ax.axvline(res["freq_mhz"], color="k", linestyle="--", label=f"target {res['freq_mhz']:g} MHz")
+    ax.invert_yaxis()
+    ax.set_xlabel("post-route fmax alone (MHz)")
+    ax.set_title(f"Blocks alone on the LFE5U-85F (STA {res['sta_preset']}, conv "
+                 f"{res['conv_preset']})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sta-preset", default="ulx3s_lite", choices=list(STA_PRESETS))
+    ap.add_argument("--conv-preset", default="ulx3s", choices=list(CONV_PRESETS))
+    ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--only", nargs="*", default=None, help="block names to run")
+    ap.add_argument("--whole", action="store_true",
+                    help="also the whole StaCore and ConvEngine (tens of minutes each)")
+    ap.add_argument("--out", default="reports")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from tqdm import tqdm
+    sta_cfg, conv_cfg = sta_preset(args.sta_preset), conv_preset(args.conv_preset)
+    todo = block_list(sta_cfg, conv_cfg, args.whole)
+    if args.only is not None:
+        known = {name for _, name, *_ in todo}
+        bad = sorted(set(args.only) - known)
+        if bad:
+            ap.error(f"--only names unknown blocks {bad}; known: {sorted(known)}")
+        todo = [t for t in todo if t[1] in args.only]
+    rows = []
+    bar = tqdm(todo, unit="block", disable=args.no_progress)
+    for design, name, count, make, cfg in bar:
+        bar.set_description(f"{design} {name}")
+        r = place_route_block(make(), name, "ulx3s", design, cfg, args.freq)
+        r.update(design=design, count=count)
+        rows.append(r)
+        tqdm.write(f"{design:4s} {name:18s} {r['fmax_mhz']:7.1f} MHz  "
+                   f"LUT {r['resources'].get('LUT', [0])[0]:6d}  ({r['seconds']['total']} s)")
+    from nmaccel.boards.targets import board_target
+    plat = board_target("ulx3s").platform()
+    cmd = "python benchmarks/block_fmax.py" + "".join(
+        f" {k} {v}" for k, v, d in (("--sta-preset", args.sta_preset, "ulx3s_lite"),
+                                   ("--conv-preset", args.conv_preset, "ulx3s"),
+                                   ("--freq", f"{args.freq:g}", "100")) if v != d) + (
+        " --whole" if args.whole else "")
+    res = {"command": cmd, "sta_preset": args.sta_preset, "conv_preset": args.conv_preset,
+           "freq_mhz": args.freq, "device": f"{plat.device}-{plat.package}",
+           "speed": plat.speed, "router": board_target("ulx3s").router(), "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "block_fmax.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / "block_fmax.md").write_text(markdown(res))
+    plot(res, out / "block_fmax.png")
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

