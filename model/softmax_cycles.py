@@ -4,17 +4,18 @@ Pure Python (no Amaranth): the RTL reads its pipeline depths and buffer size fro
 this module is the one source of truth for its timing.
 
 Pipeline (cycle ``a``: the last input beat of a row is accepted)
-    pass 1      ``SOFTMAX_PASS1_STAGES`` = 4 register stages: lane max, ``δ``/table read,
-                shifted terms summed, running (M, S) combine -> the row's (M, S_r);
+    pass 1      ``SOFTMAX_PASS1_STAGES`` = 7 register stages: per-lane ceiling, their max,
+                ``δ``/table read, shifted terms (and the running max), their sum, running
+                (M, S) combine, the finished row's (M, S_r) into the divider;
     divider     ``softmax_quotient_bits(cfg)`` = ``Q`` stages, one quotient bit each, the last
                 one writing ``R`` into the reciprocal FIFO (``SOFTMAX_FIFO_STAGES`` = 1 more
                 cycle until it can be read);
     pass 2      the row's first beat is re-read from the beat buffer in cycle
-                ``a + softmax_issue_delay(cfg)`` (= ``a + Q + 5``), then one beat per cycle;
-                ``SOFTMAX_PASS2_STAGES`` = 4 stages (buffer read, table read, ``e·R``,
-                round/clamp) later it is valid on ``o``.
+                ``a + softmax_issue_delay(cfg)`` (= ``a + Q + 8``), then one beat per cycle;
+                ``SOFTMAX_PASS2_STAGES`` = 5 stages (buffer read, table read, ``e = T >> q``,
+                ``e·R``, round/clamp) later it is valid on ``o``.
 
-``softmax_latency(cfg) = Q + 9`` cycles from accepting a row's last input beat to
+``softmax_latency(cfg) = Q + 13`` cycles from accepting a row's last input beat to
 transferring its first output beat, when nothing stalls and the output side is free.
 
 Throughput: one lane group (beat) per cycle on both sides. Pass 2 of a row cannot start
@@ -44,13 +45,14 @@ __all__ = [
 ]
 
 #: Register stages of pass 1 from the accepting clock edge of a beat to the row's
-#: (M, S_r) entering the divider (lane max, δ/table read, term sum, running combine).
-SOFTMAX_PASS1_STAGES = 4
+#: (M, S_r) entering the divider (per-lane ceiling, lane max, δ/table read, shifted terms
+#: and running max, term sum, running combine, divider entry).
+SOFTMAX_PASS1_STAGES = 7
 #: Cycles from writing a reciprocal into the FIFO to reading it (synchronous FIFO).
 SOFTMAX_FIFO_STAGES = 1
 #: Register stages of pass 2 from issuing a buffer read to the output register
-#: (buffer read, table read, product e·R, round and clamp).
-SOFTMAX_PASS2_STAGES = 4
+#: (buffer read, table read, shift e = T >> q, product e·R, round and clamp).
+SOFTMAX_PASS2_STAGES = 5
 
 
 def _check_cfg(cfg) -> None:
@@ -90,7 +92,7 @@ def softmax_buffer_beats(cfg: StaConfig) -> int:
 
 def softmax_latency(cfg: StaConfig) -> int:
     """Cycles from accepting a row's last input beat to transferring its first output beat
-    (no stalls, output side idle): ``out_bits + K - E + 1 + 9``."""
+    (no stalls, output side idle): ``out_bits + K - E + 1 + 13``."""
     return softmax_issue_delay(cfg) + SOFTMAX_PASS2_STAGES
 
 

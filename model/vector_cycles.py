@@ -31,6 +31,7 @@ __all__ = [
     "GELU_LATENCY",
     "LAYERNORM_LATENCY",
     "LAYERNORM_MAX_FEATURES",
+    "LAYERNORM_LOAD_CYCLES",
     "LAYERNORM_SUB_CYCLES",
     "RESIDUAL_LATENCY",
     "gelu_latency",
@@ -54,6 +55,8 @@ GELU_LATENCY = 1 + MUL_LATENCY + 1 + MUL_LATENCY + MUL_LATENCY + ROUND_SATURATE_
 #: ·mult; round/shift/saturate (16-bit y); the int8 copy through a RequantUnit.
 LAYERNORM_LATENCY = (MUL_LATENCY + 1) + MUL_LATENCY + 1 + (MUL_LATENCY + 1) + MUL_LATENCY \
     + ROUND_SATURATE_LATENCY + REQUANT_LATENCY
+#: LayerNormUnit cycles loading |Σx| and d into the shift-add registers (Σx is final).
+LAYERNORM_LOAD_CYCLES = 1
 #: LayerNormUnit cycles for V = d·Σx² − (Σx)² once both products are done.
 LAYERNORM_SUB_CYCLES = 1
 #: Largest feature count ``d`` (the ``features`` port is 16 bits wide).
@@ -115,8 +118,8 @@ def layernorm_div_cycles(cfg) -> int:
 
 def layernorm_stats_cycles(cfg) -> int:
     """Cycles between the phases (``i.ready`` low) while σ and the reciprocal are computed."""
-    return (layernorm_mul_cycles(cfg) + LAYERNORM_SUB_CYCLES + layernorm_sqrt_cycles(cfg)
-            + layernorm_div_cycles(cfg))
+    return (LAYERNORM_LOAD_CYCLES + layernorm_mul_cycles(cfg) + LAYERNORM_SUB_CYCLES
+            + layernorm_sqrt_cycles(cfg) + layernorm_div_cycles(cfg))
 
 
 def _check_features(features) -> None:
@@ -138,7 +141,7 @@ def layernorm_cycles(cfg, features: int, lanes: int) -> int:
     accepted to the cycle the last output beat is taken (input always valid, output always
     ready)::
 
-        2·features + (vec_bits + 15) + 1 + (vec_bits + 15) + (ln_recip_frac + 1)
+        2·features + 1 + (vec_bits + 15) + 1 + (vec_bits + 15) + (ln_recip_frac + 1)
                    + LAYERNORM_LATENCY
 
     i.e. ``layernorm_block_interval(cfg, features) + LAYERNORM_LATENCY``. ``lanes`` (tokens

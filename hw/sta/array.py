@@ -42,6 +42,7 @@ from amaranth.lib.wiring import In, Out
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.pe import NMProcessingElement
 from nmaccel.model import sta_isa
+from nmaccel.model.sta_cycles import pe_latency
 
 __all__ = ["UnifiedMacArray"]
 
@@ -58,7 +59,7 @@ class UnifiedMacArray(wiring.Component):
         self.ratio = sta_isa.dense_ratio(cfg)
         self.w_bits = sta_isa.space_width(cfg, "WBUF")
         self.a_bits = sta_isa.space_width(cfg, "ABUF")
-        self.pe_latency = 2 + clog2(cfg.lanes)
+        self.pe_latency = pe_latency(cfg)
         self.latency = 1 + self.pe_latency
         super().__init__({
             "valid": In(1),

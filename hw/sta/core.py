@@ -57,6 +57,7 @@ import math
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from nmaccel.hw.common.arith import delay_chain
 from nmaccel.hw.config import StaConfig, clog2
 from nmaccel.hw.sta.array import UnifiedMacArray
 from nmaccel.hw.sta.drain import DrainUnit
@@ -80,7 +81,7 @@ class StaCore(wiring.Component):
         if not isinstance(config, StaConfig):
             raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
         self.config = config
-        self.array_latency = 1 + 2 + clog2(config.lanes)
+        self.array_latency = 1 + sta_cycles.pe_latency(config)
         #: cycles from a beat's issue (read address) to the array's ``captured`` pulse
         self.capture_delay = self.array_latency + 2
         #: cycles from the drain unit's output to the buffer write (post-op pipeline)
@@ -652,14 +653,8 @@ class StaCore(wiring.Component):
         ]
         lp = self.post_latency - 1
 
-        def delay(sig, n, name):
-            layout = sig.shape() if isinstance(sig, data.View) else None
-            raw = sig.as_value() if layout is not None else sig
-            for i in range(n):
-                nxt = Signal(len(raw), name=f"{name}_d{i}")
-                m.d.sync += nxt.eq(raw)
-                raw = nxt
-            return layout(raw) if layout is not None else raw
+        def delay(sig, n, name):                 # sig n cycles later (registers reset)
+            return delay_chain(m, sig, n, name, reset_less=False)[-1]
 
         z_lanes = delay(e_lanes, lp, "lanes")
         z_tag = delay(e_tag, lp, "tag")

@@ -14,7 +14,7 @@ Dense mode (``mode = 1``)
     Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
     ignored and only ``act[0:L]`` is used).
 
-Pipeline (``latency = 2 + clog2(L)`` register stages)
+Pipeline (``latency = 2 + clog2(L)`` register stages, :func:`nmaccel.model.sta_cycles.pe_latency`)
     1. activation mux (combinational) + multiply, products registered;
     2. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
     3. accumulate, registered into ``acc``.
@@ -34,6 +34,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.model.sta_cycles import pe_latency
 
 __all__ = ["NMProcessingElement"]
 
@@ -69,7 +70,7 @@ class NMProcessingElement(wiring.Component):
         self.index_bits = max(config.index_bits, 1)
         self.product_bits = config.act_bits + 1 + config.weight_bits
         self.tree_levels = clog2(config.lanes)
-        self.latency = 2 + self.tree_levels
+        self.latency = pe_latency(config)
         super().__init__({
             "w_value": In(data.ArrayLayout(signed(config.weight_bits), config.lanes)),
             "w_index": In(data.ArrayLayout(unsigned(self.index_bits), config.lanes)),

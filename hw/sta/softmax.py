@@ -21,18 +21,20 @@ Ports
                  and ``count > P`` is read as ``P``.
 
 Micro-architecture
-    Pass 1 (on the input stream, never stalls): per beat the lane max, the chunk's integer
-    max ``M_c = ceil(max z / 2**F)``, table reads ``T[r_i]`` (one ROM per lane), the exact
-    chunk sum ``S_c = Σ T[r_i]·2**(G - q_i)`` and the running combine
-    ``M' = max(M, M_c)``, ``S' = (S >> (M' - M)) + (S_c >> (M' - M_c))``. Every stored
-    beat is also written into a circular beat buffer. At the row's last beat ``(M, S >> G)``
-    enters a pipelined restoring divider (one quotient bit per stage, ``Q`` stages) that
-    writes ``R = floor(omax·2**K / S_r)`` into a FIFO. Pass 2 re-reads the row from the
-    buffer one beat per cycle and computes ``p = min(omax, ((T[r] >> q)·R + 2**(K-1)) >> K)``.
-    Back-pressure on ``o`` stalls pass 2; the buffer then fills and ``i.ready`` drops.
+    Pass 1 (on the input stream, never stalls): per beat the chunk's integer max
+    ``M_c = ceil(max z / 2**F)`` (as the max of the lanes' ceilings), table reads
+    ``T[r_i]`` (one ROM per lane), the exact chunk sum ``S_c = Σ T[r_i]·2**(G - q_i)`` and
+    the running combine ``M' = max(M, M_c)``, ``S' = (S >> (M' - M)) + (S_c >> (M' - M_c))``
+    (``M`` of the row so far is tracked one stage ahead, so the shift and its direction
+    come from registers). Every stored beat is also written into a circular beat buffer.
+    At the row's last beat ``(M, S >> G)`` enters a pipelined restoring divider (one
+    quotient bit per stage, ``Q`` stages) that writes ``R = floor(omax·2**K / S_r)`` into a
+    FIFO. Pass 2 re-reads the row from the buffer one beat per cycle and computes
+    ``p = min(omax, ((T[r] >> q)·R + 2**(K-1)) >> K)``. Back-pressure on ``o`` stalls
+    pass 2; the buffer then fills and ``i.ready`` drops.
 
 Timing (one source of truth: :mod:`nmaccel.model.softmax_cycles`)
-    ``latency = softmax_latency(cfg) = Q + 9`` cycles from accepting a row's last beat to
+    ``latency = softmax_latency(cfg) = Q + 13`` cycles from accepting a row's last beat to
     transferring its first output beat, ``Q = out_bits + K - E + 1``. Throughput one beat
     per cycle on both sides for any mix of row lengths (buffer of
     ``ceil(max_seq/P) + Q + 5`` beats); :func:`~nmaccel.model.softmax_cycles.softmax_cycles`
@@ -212,63 +214,86 @@ class StreamingSoftmax(wiring.Component):
                      s1_cnt.eq(st_cnt)]
         m.d.sync += [s1_z[k].eq(self.i.payload.data[k]) for k in range(P)]
 
-        # s1 -> s2: max over the valid lanes.
+        # s1 -> s2: per valid lane ceil(z / 2**F) (the lowest value for the others).
         s2_valid, s2_store, s2_last = Signal(), Signal(), Signal()
         s2_mask = Signal(P)
-        s2_zmax = Signal(signed(B))
+        s2_c = [Signal(signed(MB), name=f"s2_c{k}") for k in range(P)]
         s2_z = [Signal(signed(B), name=f"s2_z{k}") for k in range(P)]
         s1_mask = Cat(*[s1_cnt > k for k in range(P)])
+        cmin = zmin >> F                            # = ceil(zmin / 2**F): zmin is a multiple
         m.d.sync += [s2_valid.eq(s1_valid), s2_store.eq(s1_store), s2_last.eq(s1_last),
-                     s2_mask.eq(s1_mask),
-                     s2_zmax.eq(_max_tree(Mux(s1_mask[k], s1_z[k], zmin) for k in range(P)))]
+                     s2_mask.eq(s1_mask)]
+        m.d.sync += [s2_c[k].eq(Mux(s1_mask[k], (s1_z[k] + ((1 << F) - 1)) >> F, cmin))
+                     for k in range(P)]
         m.d.sync += [s2_z[k].eq(s1_z[k]) for k in range(P)]
 
-        # s2 -> s3: chunk max M_c = ceil(zmax / 2**F), δ = M_c·2**F - z, table reads.
+        # s2 -> s2x: chunk max M_c = max ceil(z / 2**F) = ceil(max z / 2**F).
+        s2x_valid, s2x_store, s2x_last = Signal(), Signal(), Signal()
+        s2x_mask = Signal(P)
         mc2 = Signal(signed(MB))
-        m.d.comb += mc2.eq((s2_zmax + ((1 << F) - 1)) >> F)
+        s2x_z = [Signal(signed(B), name=f"s2x_z{k}") for k in range(P)]
+        m.d.sync += [s2x_valid.eq(s2_valid), s2x_store.eq(s2_store), s2x_last.eq(s2_last),
+                     s2x_mask.eq(s2_mask), mc2.eq(_max_tree(s2_c))]
+        m.d.sync += [s2x_z[k].eq(s2_z[k]) for k in range(P)]
+
+        # s2x -> s3: δ = M_c·2**F - z, table reads.
         s3_valid, s3_store, s3_last = Signal(), Signal(), Signal()
         s3_mask = Signal(P)
         s3_mc = Signal(signed(MB))
         s3_q = [Signal(QW, name=f"s3_q{k}") for k in range(P)]
-        m.d.sync += [s3_valid.eq(s2_valid), s3_store.eq(s2_store), s3_last.eq(s2_last),
-                     s3_mask.eq(s2_mask), s3_mc.eq(mc2)]
+        m.d.sync += [s3_valid.eq(s2x_valid), s3_store.eq(s2x_store), s3_last.eq(s2x_last),
+                     s3_mask.eq(s2x_mask), s3_mc.eq(mc2)]
         for k in range(P):
             delta = Signal(signed(B + 2), name=f"p1_delta{k}")
-            m.d.comb += [delta.eq((mc2 << F) - s2_z[k]),
+            m.d.comb += [delta.eq((mc2 << F) - s2x_z[k]),
                          rd1[k].addr.eq(delta[:F])]
             m.d.sync += s3_q[k].eq(delta[F:F + QW])
 
-        # s3 -> s4: chunk sum S_c = Σ T[r]·2**(G - q) (exact: q <= G).
+        # s3 -> s4: shifted terms T[r]·2**(G - q) (exact: q <= G), masked; the running max
+        # of the row so far is kept here, one stage ahead of the sums, so that the combine
+        # in s5 gets its shift amount and direction from registers.
         s4_valid, s4_store, s4_last = Signal(), Signal(), Signal()
         s4_mc = Signal(signed(MB))
-        s4_sc = Signal(SB)
-        terms = []
-        for k in range(P):
-            term = Signal(E + 1 + G, name=f"p1_term{k}")
-            m.d.comb += term.eq(Mux(s3_mask[k], (rd1[k].data << G) >> s3_q[k], 0))
-            terms.append(term)
+        s4_term = [Signal(E + 1 + G, name=f"s4_term{k}") for k in range(P)]
         m.d.sync += [s4_valid.eq(s3_valid), s4_store.eq(s3_store), s4_last.eq(s3_last),
-                     s4_mc.eq(s3_mc), s4_sc.eq(_sum_tree(terms))]
+                     s4_mc.eq(s3_mc)]
+        m.d.sync += [s4_term[k].eq(Mux(s3_mask[k], (rd1[k].data << G) >> s3_q[k], 0))
+                     for k in range(P)]
+        pm_has = Signal()                           # stored beats of the row before s4's
+        pm = Signal(signed(MB))                     # their max M
+        d = Signal(signed(MB + 1))
+        m.d.comb += d.eq(s4_mc - pm)
+        s5_first = Signal()                         # the beat starts the running (M, S)
+        s5_up = Signal()                            # the chunk raises the max
+        s5_sh = Signal(MB)                          # |M_c - M|
+        with m.If(s4_valid):
+            with m.If(s4_store):
+                m.d.sync += [pm.eq(Mux(pm_has & (d <= 0), pm, s4_mc)), pm_has.eq(~s4_last)]
+            with m.Elif(s4_last):
+                m.d.sync += pm_has.eq(0)
+        m.d.sync += [s5_first.eq(~pm_has), s5_up.eq(d > 0), s5_sh.eq(Mux(d > 0, d, -d))]
 
-        # s4: running combine; at the row's end (M, S_r, beats) enter the divider.
+        # s4 -> s5: chunk sum S_c.
+        s5_valid, s5_store, s5_last = Signal(), Signal(), Signal()
+        s5_mc = Signal(signed(MB))
+        s5_sc = Signal(SB)
+        m.d.sync += [s5_valid.eq(s4_valid), s5_store.eq(s4_store), s5_last.eq(s4_last),
+                     s5_mc.eq(s4_mc), s5_sc.eq(_sum_tree(s4_term))]
+
+        # s5: running combine S' = big + (small >> |M_c - M|); at the row's end
+        # (M, S_r, beats) enter the divider.
         run_has = Signal()                          # the current row has stored beats
         run_m = Signal(signed(MB))
         run_s = Signal(SB)
         run_nb = Signal(NB)
-        d = Signal(signed(MB + 1))
-        m.d.comb += d.eq(s4_mc - run_m)
-        up = Signal()                                # the chunk raises the max
-        m.d.comb += up.eq(d > 0)
-        sh = Signal(MB)
-        m.d.comb += sh.eq(Mux(up, d, -d))
-        big = Mux(up, s4_sc, run_s)
-        small = Mux(up, run_s, s4_sc)
+        big = Mux(s5_up, s5_sc, run_s)
+        small = Mux(s5_up, run_s, s5_sc)
         new_m, new_s, new_nb = Signal(signed(MB)), Signal(SB), Signal(NB)
-        with m.If(run_has):
-            m.d.comb += [new_m.eq(Mux(up, s4_mc, run_m)), new_s.eq(big + (small >> sh)),
-                         new_nb.eq(run_nb + 1)]
+        with m.If(s5_first):
+            m.d.comb += [new_m.eq(s5_mc), new_s.eq(s5_sc), new_nb.eq(1)]
         with m.Else():
-            m.d.comb += [new_m.eq(s4_mc), new_s.eq(s4_sc), new_nb.eq(1)]
+            m.d.comb += [new_m.eq(Mux(s5_up, s5_mc, run_m)), new_s.eq(big + (small >> s5_sh)),
+                         new_nb.eq(run_nb + 1)]
 
         dv_valid = [Signal(name=f"dv{j}_valid") for j in range(QB)]
         dv_d = [Signal(DB, name=f"dv{j}_d") for j in range(QB)]
@@ -278,21 +303,19 @@ class StreamingSoftmax(wiring.Component):
         dv_nb = [Signal(NB, name=f"dv{j}_nb") for j in range(QB)]
 
         numer = omax << K
-        m.d.sync += dv_valid[0].eq(0)
-        with m.If(s4_valid):
-            with m.If(s4_store):
+        s6_fin = Signal()                           # the row's (M, S, beats) are final
+        m.d.sync += s6_fin.eq(0)
+        with m.If(s5_valid):
+            with m.If(s5_store):
                 m.d.sync += [run_m.eq(new_m), run_s.eq(new_s), run_nb.eq(new_nb),
-                             run_has.eq(~s4_last)]
-            with m.Elif(s4_last):
+                             run_has.eq(~s5_last)]
+            with m.Elif(s5_last):
                 m.d.sync += run_has.eq(0)
-            with m.If(s4_last & (run_has | s4_store)):
-                m.d.sync += [
-                    dv_valid[0].eq(1),
-                    dv_d[0].eq(Mux(s4_store, new_s, run_s)[G:]),
-                    dv_rem[0].eq(numer >> QB),
-                    dv_m[0].eq(Mux(s4_store, new_m, run_m)),
-                    dv_nb[0].eq(Mux(s4_store, new_nb, run_nb)),
-                ]
+            m.d.sync += s6_fin.eq(s5_last & (run_has | s5_store))
+        # s6: the finished row enters the divider from the running registers (a next row's
+        # first beat overwrites them only at the end of this cycle).
+        m.d.sync += [dv_valid[0].eq(s6_fin), dv_d[0].eq(run_s[G:]), dv_rem[0].eq(numer >> QB),
+                     dv_m[0].eq(run_m), dv_nb[0].eq(run_nb)]
 
         # ---------------------------------------------------------------- divider
         # Restoring division of the constant omax·2**K by S_r, quotient bit QB-1-j in stage j.
@@ -376,10 +399,20 @@ class StreamingSoftmax(wiring.Component):
             m.d.sync += [p2_valid.eq(p1_valid), p2_last.eq(p1_last), p2_r.eq(p1_r),
                          p2_cnt.eq(p1_cnt)]
 
-        # p2: e = T[r] >> q, product e·R.
+        # p2: e = T[r] >> q.
+        p25_valid, p25_last = Signal(), Signal()
+        p25_r = Signal(QB)
+        p25_cnt = Signal(CB)
+        p25_e = [Signal(E + 1, name=f"p25_e{k}") for k in range(P)]
         with m.If(ce):
-            m.d.sync += [p3_valid.eq(p2_valid), p3_last.eq(p2_last), p3_cnt.eq(p2_cnt)]
-            m.d.sync += [p3_prod[k].eq((rd2[k].data >> p2_q[k]) * p2_r) for k in range(P)]
+            m.d.sync += [p25_valid.eq(p2_valid), p25_last.eq(p2_last), p25_r.eq(p2_r),
+                         p25_cnt.eq(p2_cnt)]
+            m.d.sync += [p25_e[k].eq(rd2[k].data >> p2_q[k]) for k in range(P)]
+
+        # p2.5: product e·R.
+        with m.If(ce):
+            m.d.sync += [p3_valid.eq(p25_valid), p3_last.eq(p25_last), p3_cnt.eq(p25_cnt)]
+            m.d.sync += [p3_prod[k].eq(p25_e[k] * p25_r) for k in range(P)]
 
         # p3: round, clamp, mask -> output register.
         with m.If(ce):
@@ -390,10 +423,10 @@ class StreamingSoftmax(wiring.Component):
                 m.d.sync += self.o.payload.data[k].eq(
                     Mux(p3_cnt > k, Mux(rounded > omax, omax, rounded), 0))
 
-        m.d.comb += self.busy.eq((occupancy != 0) | p1_valid | p2_valid | p3_valid |
-                                 self.o.valid)
+        m.d.comb += self.busy.eq((occupancy != 0) | p1_valid | p2_valid | p25_valid |
+                                 p3_valid | self.o.valid)
 
         # The stage counts above are what the cycle model assumes.
-        assert SOFTMAX_PASS1_STAGES == 4 and SOFTMAX_FIFO_STAGES == 1
-        assert SOFTMAX_PASS2_STAGES == 4
+        assert SOFTMAX_PASS1_STAGES == 7 and SOFTMAX_FIFO_STAGES == 1
+        assert SOFTMAX_PASS2_STAGES == 5
         return m

@@ -34,8 +34,9 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     * phase 0 (``d`` beats, ``last`` on feature ``d − 1``): per lane ``S = Σx`` and
       ``Q = Σx²``; ``features`` is sampled with the last beat.
     * statistics (``i.ready`` low, :func:`~nmaccel.model.vector_cycles.layernorm_stats_cycles`
-      cycles, all lanes in parallel): ``d·Q`` and ``S²`` by shift-add (one bit of ``|S|``
-      per cycle: these run once per block, so they take no hardware multipliers), then
+      cycles, all lanes in parallel): one cycle loads ``|S|`` and ``d`` into shift
+      registers, then ``d·Q`` and ``S²`` by shift-add (one bit of ``|S|`` per cycle: these
+      run once per block, so they take no hardware multipliers), then
       ``V = d·Q − S²`` (= ``Σc²/d`` exactly, since ``Σc² = d·(d·Q − S²)`` with
       ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract (one bit per cycle),
       ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one quotient bit per cycle).
@@ -348,10 +349,8 @@ class LayerNormUnit(wiring.Component):
         d = Signal(unsigned(FEATURE_BITS))         # features of the current row block
         v1 = Signal()                              # a beat still has to read R (stages 1..t_c)
         count = Signal(range(max(NM, NS, ND) + 1))
-        mul_bit = Signal(range(NM))                # bit of d and |S| that the shift-add takes
-        m.d.comb += mul_bit.eq(NM - 1 - count)
-        d_bit = Signal()
-        m.d.comb += d_bit.eq(d.as_unsigned().bit_select(mul_bit, 1) & (mul_bit < FEATURE_BITS))
+        load = Signal()                            # the shift-add operands are loaded
+        d_sh = Signal(unsigned(NM))                # d, shifted left once per step (MSB used)
         bit = Signal(unsigned(WV))                 # one-hot trial bit of the square root
 
         with m.FSM(name="ln_fsm"):
@@ -359,9 +358,14 @@ class LayerNormUnit(wiring.Component):
                 m.d.comb += [self.i.ready.eq(1), accept_acc.eq(self.i.valid)]
                 with m.If(self.i.valid & pay.last):
                     m.d.sync += [d.eq(self.features), count.eq(0)]
-                    m.next = "MUL"
+                    m.next = "LOAD"
+            with m.State("LOAD"):                  # S and Q are final: load the shift-adds
+                m.d.comb += load.eq(1)
+                m.d.sync += d_sh.eq(d)
+                m.next = "MUL"
             with m.State("MUL"):                   # d·Q and S², MSB first, one bit per cycle
                 m.d.comb += mul_step.eq(1)
+                m.d.sync += d_sh.eq(d_sh << 1)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == NM - 1):
                     m.next = "SUB"
@@ -402,12 +406,16 @@ class LayerNormUnit(wiring.Component):
             dq = Signal(unsigned(WV), name=f"dq{lane}")           # d·Q < 2**WV
             ss = Signal(unsigned(WV), name=f"ss{lane}")           # S² < 2**WV
             abs_s = Signal(unsigned(NM), name=f"abs_s{lane}")     # |S| < 2**(vb+15)
-            m.d.comb += abs_s.eq(Mux(s < 0, -s, s))
+            s_sh = Signal(unsigned(NM), name=f"s_sh{lane}")       # |S| shifted left per step
+            with m.If(load):
+                m.d.sync += [abs_s.eq(Mux(s < 0, -s, s)), s_sh.eq(Mux(s < 0, -s, s))]
+            with m.Elif(mul_step):
+                m.d.sync += s_sh.eq(s_sh << 1)
             with m.If(clear):
                 m.d.sync += [dq.eq(0), ss.eq(0)]
             with m.Elif(mul_step):
-                m.d.sync += [dq.eq((dq << 1) + Mux(d_bit, q, 0)),
-                             ss.eq((ss << 1) + Mux(abs_s.bit_select(mul_bit, 1), abs_s, 0))]
+                m.d.sync += [dq.eq((dq << 1) + Mux(d_sh[NM - 1], q, 0)),
+                             ss.eq((ss << 1) + Mux(s_sh[NM - 1], abs_s, 0))]
             rem = Signal(unsigned(WV), name=f"rem{lane}")
             root = Signal(unsigned(WV), name=f"root{lane}")
             recip = Signal(unsigned(K + 1), name=f"recip{lane}")  # R ≤ 2**K
@@ -419,9 +427,11 @@ class LayerNormUnit(wiring.Component):
             m.d.comb += part.eq(Mux(div_first, 1, rem[:NS] << 1))
             with m.If(in_sub):
                 m.d.sync += [rem.eq(dq - ss), root.eq(0)]
+            rem_t = Signal(signed(WV + 2), name=f"rem_t{lane}")   # rem − trial (≥ 0: bit set)
+            m.d.comb += rem_t.eq(rem - trial)
             with m.If(sqrt_step):
-                with m.If(rem >= trial):
-                    m.d.sync += [rem.eq(rem - trial), root.eq((root >> 1) + bit)]
+                with m.If(rem_t >= 0):
+                    m.d.sync += [rem.eq(rem_t[:WV]), root.eq((root >> 1) + bit)]
                 with m.Else():
                     m.d.sync += root.eq(root >> 1)
             with m.If(div_step):

@@ -356,8 +356,8 @@ def test_softmax_ports_and_attributes():
     assert len(dut.o.payload.as_value()) == P * cfg.softmax_out_bits + clog2(P + 1) + 1
     assert dut.i.payload.data[0].shape().signed and len(dut.i.payload.data[0]) == 16
     assert not dut.o.payload.data[0].shape().signed and len(dut.o.payload.data[0]) == 8
-    assert dut.latency == softmax_latency(cfg) == softmax_quotient_bits(cfg) + 9 == 35
-    assert dut.buffer_beats == softmax_buffer_beats(cfg) == 256 // 8 + 26 + 5
+    assert dut.latency == softmax_latency(cfg) == softmax_quotient_bits(cfg) + 13 == 39
+    assert dut.buffer_beats == softmax_buffer_beats(cfg) == 256 // 8 + 26 + 8
 
 
 @pytest.mark.parametrize("arg,exc,msg", [
