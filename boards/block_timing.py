@@ -1,7 +1,7 @@
 """Post-route timing of one Amaranth component placed and routed alone on an ECP5.
 
 :func:`place_route_block` converts a component, wrapped as the submodule of a top with the
-same ports, to RTLIL (as Amaranth's own build does), synthesizes it with YoWASP's
+same ports (or, if this Yosys trips on that, as the top itself), to RTLIL, synthesizes it with YoWASP's
 Yosys (``synth_ecp5``, the board's options) and places and routes it with
 ``nextpnr-ecp5 --out-of-context`` (no IO buffers, no global clock network: the component's
 ports stay unplaced) on the board's device, then reads nextpnr's JSON report: fmax,
@@ -51,8 +51,8 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
 
     ``design``/``cfg`` select the board's synthesis options for that design (e.g.
     ``-nodsp`` for an STA with more multipliers than the device has DSPs); without
-    ``design``, plain ``synth_ecp5``. Returns ``{"block", "fmax_mhz", "target_mhz",
-    "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the RTLIL,
+    ``design``, plain ``synth_ecp5``. Returns ``{"block", "fmax_mhz", "synthesized_as",
+    "target_mhz", "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the RTLIL,
     netlist and reports there.
     """
     board = board_target(board_name)
@@ -70,11 +70,20 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        (work / "blk.il").write_text(rtlil.convert(_wrapped(component), name="blk"))
         start = time.perf_counter()
-        _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
-              f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
-             work, env, "yosys", "blk.rpt")
+        # This Yosys (0.70) sometimes trips an assertion in its ABC reintegration, depending
+        # on the netlist's names: the block is tried as a submodule first, then as the top.
+        for top in ("submodule", "top"):
+            elab = _wrapped(component) if top == "submodule" else component
+            (work / "blk.il").write_text(rtlil.convert(elab, name="blk"))
+            try:
+                _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
+                      f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
+                     work, env, "yosys", "blk.rpt")
+                break
+            except RuntimeError as exc:
+                if top == "top" or "ERROR: Assert" not in str(exc):
+                    raise
         synth_s = time.perf_counter() - start
         speed = str(plat.speed)
         # the platform's own device/package tables (what its build script passes nextpnr)
@@ -90,6 +99,7 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
     fmax = report.get("fmax", {})
     achieved = min((float(v["achieved"]) for v in fmax.values()), default=None)
     return {"block": name, "fmax_mhz": None if achieved is None else round(achieved, 2),
+            "synthesized_as": top,
             "target_mhz": freq_mhz,
             "timing_met": None if achieved is None else achieved >= freq_mhz,
             "resources": build_report.resources("ecp5", report),
