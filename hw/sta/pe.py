@@ -14,7 +14,8 @@ Dense mode (``mode = 1``)
     Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
     ignored and only ``act[0:L]`` is used).
 
-Pipeline (``latency = 2 + clog2(L)`` register stages, :func:`nmaccel.model.sta_cycles.pe_latency`)
+Pipeline (``latency = 2 + clog2(L)`` register stages,
+:func:`nmaccel.model.sta_cycles.pe_latency`)
     1. activation mux (combinational) + multiply, products registered;
     2. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
     3. accumulate, registered into ``acc``.

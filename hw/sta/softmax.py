@@ -37,7 +37,7 @@ Timing (one source of truth: :mod:`nmaccel.model.softmax_cycles`)
     ``latency = softmax_latency(cfg) = Q + 13`` cycles from accepting a row's last beat to
     transferring its first output beat, ``Q = out_bits + K - E + 1``. Throughput one beat
     per cycle on both sides for any mix of row lengths (buffer of
-    ``ceil(max_seq/P) + Q + 5`` beats); :func:`~nmaccel.model.softmax_cycles.softmax_cycles`
+    ``ceil(max_seq/P) + Q + 8`` beats); :func:`~nmaccel.model.softmax_cycles.softmax_cycles`
     gives the exact cycles of a batch of rows.
 """
 

@@ -407,8 +407,10 @@ class LayerNormUnit(wiring.Component):
             ss = Signal(unsigned(WV), name=f"ss{lane}")           # S² < 2**WV
             abs_s = Signal(unsigned(NM), name=f"abs_s{lane}")     # |S| < 2**(vb+15)
             s_sh = Signal(unsigned(NM), name=f"s_sh{lane}")       # |S| shifted left per step
+            abs_now = Signal(unsigned(NM), name=f"abs_now{lane}")
+            m.d.comb += abs_now.eq(Mux(s < 0, -s, s))
             with m.If(load):
-                m.d.sync += [abs_s.eq(Mux(s < 0, -s, s)), s_sh.eq(Mux(s < 0, -s, s))]
+                m.d.sync += [abs_s.eq(abs_now), s_sh.eq(abs_now)]
             with m.Elif(mul_step):
                 m.d.sync += s_sh.eq(s_sh << 1)
             with m.If(clear):
