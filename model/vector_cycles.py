@@ -10,7 +10,7 @@ Conventions
     *Latency* ``L`` of a pipeline: data presented (and accepted) in cycle ``t`` appears on the
     output (``o``/``o_valid``, or the output stream's payload/valid) in cycle ``t + L``.
 
-ResidualAddLanes (``RESIDUAL_LATENCY = 7``) and GeluLanes (``GELU_LATENCY = 14``)
+ResidualAddLanes (``RESIDUAL_LATENCY = 8``) and GeluLanes (``GELU_LATENCY = 14``)
     Fully pipelined, one beat per cycle, no back-pressure: with beats presented in cycles
     ``0 .. beats − 1`` the last output appears in cycle ``beats − 1 + latency``.
 
@@ -46,8 +46,9 @@ __all__ = [
     "residual_latency",
 ]
 
-#: ResidualAddLanes: products (a PipelinedMultiplier); sum; round/shift/saturate (3 stages).
-RESIDUAL_LATENCY = MUL_LATENCY + 1 + ROUND_SATURATE_LATENCY
+#: ResidualAddLanes: input register (``b`` comes straight from a VBUF block RAM); products
+#: (a PipelinedMultiplier); sum; round/shift/saturate (3 stages).
+RESIDUAL_LATENCY = 1 + MUL_LATENCY + 1 + ROUND_SATURATE_LATENCY
 #: GeluLanes: clip; square; polynomial; x·poly; ·mult (three PipelinedMultipliers);
 #: round/shift/zero/saturate.
 GELU_LATENCY = 1 + MUL_LATENCY + 1 + MUL_LATENCY + MUL_LATENCY + ROUND_SATURATE_LATENCY

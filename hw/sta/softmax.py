@@ -282,7 +282,6 @@ class StreamingSoftmax(wiring.Component):
 
         # s5: running combine S' = big + (small >> |M_c - M|); at the row's end
         # (M, S_r, beats) enter the divider.
-        run_has = Signal()                          # the current row has stored beats
         run_m = Signal(signed(MB))
         run_s = Signal(SB)
         run_nb = Signal(NB)
@@ -307,11 +306,9 @@ class StreamingSoftmax(wiring.Component):
         m.d.sync += s6_fin.eq(0)
         with m.If(s5_valid):
             with m.If(s5_store):
-                m.d.sync += [run_m.eq(new_m), run_s.eq(new_s), run_nb.eq(new_nb),
-                             run_has.eq(~s5_last)]
-            with m.Elif(s5_last):
-                m.d.sync += run_has.eq(0)
-            m.d.sync += s6_fin.eq(s5_last & (run_has | s5_store))
+                m.d.sync += [run_m.eq(new_m), run_s.eq(new_s), run_nb.eq(new_nb)]
+            # ~s5_first: the row had stored beats before this one (pm_has one stage earlier).
+            m.d.sync += s6_fin.eq(s5_last & (~s5_first | s5_store))
         # s6: the finished row enters the divider from the running registers (a next row's
         # first beat overwrites them only at the end of this cycle).
         m.d.sync += [dv_valid[0].eq(s6_fin), dv_d[0].eq(run_s[G:]), dv_rem[0].eq(numer >> QB),

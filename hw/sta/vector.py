@@ -5,9 +5,11 @@ Each component is bit-exact with its golden operator in :mod:`nmaccel.model.into
 saturation). Pipeline depths and LayerNorm's iteration counts come from
 :mod:`nmaccel.model.vector_cycles`, which the cycle model reads too.
 
-:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 7``)
+:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 8``)
     ``o = saturate(round_shift(a·mult_a + b·mult_b, shift), vec_bits)`` per lane
-    (:func:`~nmaccel.model.intops.residual_add`). Stages: both products (a
+    (:func:`~nmaccel.model.intops.residual_add`). Stages: the inputs (in the core ``b`` is a
+    VBUF block RAM's read data, which fed the multipliers directly and was the ULX3S build's
+    critical path); both products (a
     :class:`~nmaccel.hw.common.arith.PipelinedMultiplier` each); their sum; round half up +
     arithmetic shift + saturation (a :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`).
 
@@ -159,18 +161,23 @@ class ResidualAddLanes(wiring.Component):
         vb, mb = cfg.vec_bits, cfg.requant_mult_bits
         lo, hi = _srange(vb)
 
-        # Stages: products (MUL_LATENCY); their sum (1); round/shift/saturate.
-        t_sum = MUL_LATENCY + 1
+        # Stages: inputs (1); products (MUL_LATENCY); their sum (1); round/shift/saturate.
+        t_sum = 1 + MUL_LATENCY + 1
         valid = delay_chain(m, self.valid, self.latency - 1, "valid", reset_less=False)
         shift = delay_chain(m, self.shift, t_sum, "shift")          # shift travels with its data
         m.d.sync += self.o_valid.eq(valid[self.latency - 1])
+        a_r = Signal.like(self.a, name="a_r", reset_less=True)
+        b_r = Signal.like(self.b, name="b_r", reset_less=True)
+        ma_r = Signal.like(self.mult_a, name="mult_a_r", reset_less=True)
+        mb_r = Signal.like(self.mult_b, name="mult_b_r", reset_less=True)
+        m.d.sync += [a_r.eq(self.a), b_r.eq(self.b), ma_r.eq(self.mult_a), mb_r.eq(self.mult_b)]
         for lane in range(self.lanes):
             ma = m.submodules[f"mul_a{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
             mb_ = m.submodules[f"mul_b{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
             total = Signal(signed(len(ma.o) + 1), name=f"sum{lane}", reset_less=True)
             rss = m.submodules[f"rss{lane}"] = RoundShiftSaturate(total.shape(), vb)
-            m.d.comb += [ma.a.eq(self.a[lane]), ma.b.eq(self.mult_a),
-                         mb_.a.eq(self.b[lane]), mb_.b.eq(self.mult_b),
+            m.d.comb += [ma.a.eq(a_r[lane]), ma.b.eq(ma_r),
+                         mb_.a.eq(b_r[lane]), mb_.b.eq(mb_r),
                          rss.value.eq(total), rss.shift.eq(shift[t_sum]),
                          self.o[lane].eq(rss.o)]
             m.d.sync += total.eq(ma.o + mb_.o)
