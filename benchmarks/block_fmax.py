@@ -15,27 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from nmaccel.boards.block_timing import place_route_block  # noqa: E402
-from nmaccel.hw.config import CONV_PRESETS, STA_PRESETS, conv_preset, sta_preset  # noqa: E402
+from nmaccel.boards.block_timing import place_route_block
+from nmaccel.boards.blocks import conv_blocks, sta_blocks
+from nmaccel.hw.config import CONV_PRESETS, STA_PRESETS, conv_preset, sta_preset
 
 
 def block_list(sta_cfg, conv_cfg, whole: bool):
     """``(design, name, count, factory, cfg)`` of every block to place and route."""
-    from sta_resources import blocks as sta_blocks
-    from nmaccel.hw.conv.line_buffer import LineBuffer
-    from nmaccel.hw.conv.pe import PEArray
-    from nmaccel.hw.conv.postproc import PostProcess
-    from nmaccel.hw.conv.window import WindowGenerator
     out = [("sta", name, count, make, sta_cfg) for name, count, make, _ in sta_blocks(sta_cfg)]
-    out += [("conv", "LineBuffer", 1, lambda: LineBuffer(conv_cfg), conv_cfg),
-            ("conv", "WindowGenerator", 1, lambda: WindowGenerator(conv_cfg), conv_cfg),
-            ("conv", "PEArray", 1, lambda: PEArray(conv_cfg), conv_cfg),
-            ("conv", "PostProcess", 1, lambda: PostProcess(conv_cfg), conv_cfg)]
+    out += [("conv", name, count, make, conv_cfg)
+            for name, count, make, _ in conv_blocks(conv_cfg)]
     if whole:
         from nmaccel.hw.conv.engine import ConvEngine
         from nmaccel.hw.sta.core import StaCore

@@ -16,32 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
+from nmaccel.boards.blocks import sta_blocks
 from nmaccel.boards.synth_stats import synth_ecp5_stats, yosys_version
 from nmaccel.hw.config import STA_PRESETS, sta_preset
-
-
-def blocks(cfg):
-    """``(name, count in the core, factory, what it holds)`` per block."""
-    from nmaccel.hw.sta.array import UnifiedMacArray
-    from nmaccel.hw.sta.drain import DrainUnit
-    from nmaccel.hw.sta.requant import RequantUnit
-    from nmaccel.hw.sta.softmax import StreamingSoftmax
-    from nmaccel.hw.sta.vector import GeluLanes, LayerNormUnit, ResidualAddLanes
-    C = cfg.cols
-    return [
-        ("UnifiedMacArray", 1, lambda: UnifiedMacArray(cfg),
-         f"{cfg.rows}x{cfg.cols} PEs x {cfg.lanes} int8 multipliers, adder trees, accumulators"),
-        ("DrainUnit", 1, lambda: DrainUnit(cfg),
-         f"shadow rows, {C} requant units (acc x mult, rounding shift)"),
-        ("StreamingSoftmax", 1, lambda: StreamingSoftmax(cfg),
-         f"{cfg.softmax_lanes} lanes: exp ROMs, running max/sum, reciprocal, scaling"),
-        ("LayerNormUnit", 1, lambda: LayerNormUnit(cfg, C),
-         f"{C} lanes: statistics, isqrt, divider, c*R, *gamma, *mult, int8 requant"),
-        ("GeluLanes", 1, lambda: GeluLanes(cfg, C), f"{C} lanes of integer GELU"),
-        ("ResidualAddLanes", 1, lambda: ResidualAddLanes(cfg, C), f"{C} lanes of a*ma + b*mb"),
-        ("RequantUnit", C, lambda: RequantUnit(cfg, out_bits=cfg.act_bits, signed=True),
-         "the vector path's requant (one per column)"),
-    ]
 
 
 def main(argv=None) -> int:
@@ -52,7 +29,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = sta_preset(args.preset)
     rows = []
-    for name, count, make, what in blocks(cfg):
+    for name, count, make, what in sta_blocks(cfg):
         for nodsp in (True, False):
             r = synth_ecp5_stats(make(), "blk", nodsp)
             r.update(block=name, count=count, what=what, nodsp=nodsp)
@@ -79,7 +56,7 @@ def main(argv=None) -> int:
              "| block | what | count | LUT(total) -nodsp | × count | FF | LUT(total) with DSP "
              "| DSP × count |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     total_nodsp = total_dsp = dsp = 0
-    for name, count, _, what in blocks(cfg):
+    for name, count, _, what in sta_blocks(cfg):
         a = next(r for r in rows if r["block"] == name and r["nodsp"])
         b = next(r for r in rows if r["block"] == name and not r["nodsp"])
         total_nodsp += a["luts_total"] * count
