@@ -99,7 +99,9 @@ def markdown(result: dict) -> str:
               f"({result['pll']['primitive']} {result['pll']['params']})"),
              (f"- post-route fmax: **{result['fmax_mhz']:.2f} MHz** (target "
               f"{result['target_mhz']:g} MHz): timing "
-              f"**{'met' if result['timing_met'] else 'NOT met'}**"
+              f"**{'met' if result['timing_met'] else 'NOT met'}**" +
+              (f"; a bitstream that runs reliably needs `--freq {result['safe_freq_mhz']:g}` "
+               f"or lower" if result.get("safe_freq_mhz") else "")
               if result.get("fits", True) else
               f"- **does not fit** the device: {', '.join(result['overused'])} "
               f"(placement stopped; no fmax)"),

@@ -49,7 +49,11 @@ def add_arguments(p) -> None:
                    help="also record the result as the committed baseline under "
                         "REPORTS/boards/ and refresh REPORTS/boards.{md,json}")
     p.add_argument("--program", action="store_true",
-                   help="program the board with openFPGALoader after the build")
+                   help="program the board with openFPGALoader after the build (only a "
+                        "bitstream that meets timing; see --force)")
+    p.add_argument("--force", action="store_true",
+                   help="with --program: program the bitstream even if it misses timing (its "
+                        "clock then runs faster than its fmax: results may be wrong)")
 
 
 def run(args) -> int:
@@ -64,6 +68,8 @@ def run(args) -> int:
     except BoardError as exc:
         raise CommandError(str(exc)) from None
     loader = shutil.which("openFPGALoader")
+    if args.force and not args.program:
+        raise CommandError("--force only applies with --program")
     if args.program and loader is None:
         raise CommandError("--program needs openFPGALoader on PATH (https://github.com/"
                            "trabucayre/openFPGALoader); build without --program and load "
@@ -94,6 +100,16 @@ def run(args) -> int:
     print(f"{board.title}: fmax {result['fmax_mhz']:.2f} MHz (target {result['target_mhz']:g}, "
           f"timing {'met' if result['timing_met'] else 'NOT met'}); {used}"
           f"; {result['build_seconds']:.0f} s; bitstream {result['bitstream']}")
+    if not result["timing_met"]:
+        safe = result.get("safe_freq_mhz")
+        print(f"warning: this bitstream clocks the design at {result['target_mhz']:g} MHz, "
+              f"above its {result['fmax_mhz']:.2f} MHz fmax: it can compute wrong results. " +
+              (f"Rebuild with --freq {safe:g} for a clock below the fmax (the rebuild's report "
+               "says whether it meets timing)." if safe else
+               "No clock the board's PLL can make is that slow."))
+        if args.program and not args.force:
+            raise CommandError("not programming a bitstream that misses timing; rebuild at a "
+                               "lower --freq, or pass --force to program it anyway")
     if args.program:
         board_arg = {"icebreaker": "ice40_generic", "upduino3": "ice40_generic",
                      "ulx3s": "ulx3s"}[board.name]

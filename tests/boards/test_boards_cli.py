@@ -217,6 +217,79 @@ def test_a_design_that_does_not_fit_is_reported_not_a_traceback(tmp_path, capsys
     assert json.loads((tmp_path / "r.json").read_text())["fits"] is False
 
 
+def _missed_timing_build(monkeypatch):
+    """``flow.build`` replaced by the committed ulx3s_lite STA baseline (100 MHz target,
+    routed at 48.95 MHz)."""
+    from nmaccel.boards import flow
+    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_lite.json").read_text())
+    assert result["fits"] and not result["timing_met"]
+    result["safe_freq_mhz"] = flow.safe_freq_mhz("ulx3s", "sta", result["fmax_mhz"])
+
+    def fake_build(board, design, preset, freq, out, **kwargs):
+        out.mkdir(parents=True)
+        return dict(result)
+    monkeypatch.setattr(flow, "build", fake_build)
+    return result
+
+
+def test_missed_timing_warns_and_names_a_frequency_below_the_fmax(tmp_path, capsys,
+                                                                  monkeypatch):
+    result = _missed_timing_build(monkeypatch)
+    assert main(["build", "--board", "ulx3s", "--out", str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    safe = result["safe_freq_mhz"]
+    assert 0 < safe <= result["fmax_mhz"]
+    assert (f"warning: this bitstream clocks the design at 100 MHz, above its "
+            f"{result['fmax_mhz']:.2f} MHz fmax: it can compute wrong results. "
+            f"Rebuild with --freq {safe:g}") in out
+    assert f"needs `--freq {safe:g}` or lower" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_program_refuses_a_bitstream_that_misses_timing(tmp_path, capsys, monkeypatch):
+    _missed_timing_build(monkeypatch)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    loader = bindir / "openFPGALoader"
+    log = tmp_path / "programmed"
+    loader.write_text(f"#!/bin/sh\necho \"$@\" > {log}\n")
+    loader.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    assert main(["build", "--board", "ulx3s", "--out", str(tmp_path / "b"), "--program"]) == 2
+    err = capsys.readouterr().err
+    assert "not programming a bitstream that misses timing" in err and not log.exists()
+    assert main(["build", "--board", "ulx3s", "--out", str(tmp_path / "c"), "--program",
+                 "--force"]) == 1                         # programmed; timing still missed
+    assert log.read_text().startswith("-b ulx3s ")
+
+
+def test_force_needs_program(capsys):
+    assert main(["build", "--board", "ulx3s", "--force"]) == 2
+    assert "--force only applies with --program" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("board, design, fmax, expected_pll_mhz", [
+    ("ulx3s", "sta", 48.95, 46.875),      # 25 MHz * 15 / 8: the PLL's nearest output below
+    ("ulx3s", "conv", 66.1, 65.625),
+    ("icebreaker", "sta", 30.2, 30.0),
+])
+def test_safe_freq_is_the_fastest_pll_output_at_or_below_the_fmax(board, design, fmax,
+                                                                  expected_pll_mhz):
+    from nmaccel.boards.flow import safe_freq_mhz
+    f = safe_freq_mhz(board, design, fmax)
+    pll = plan_build(board, design, None, f)[3]
+    assert pll.f_out_mhz == pytest.approx(expected_pll_mhz) and pll.f_out_mhz <= fmax
+    assert safe_freq_mhz(board, design, expected_pll_mhz) == pytest.approx(f, abs=0.5)
+
+
+def test_safe_freq_below_the_pll_range_is_none_and_bad_fmax_is_an_error():
+    from nmaccel.boards.flow import safe_freq_mhz
+    assert safe_freq_mhz("icebreaker", "sta", 12.0) is None        # iCE40 PLL: >= 16 MHz
+    with pytest.raises(BoardError, match="fmax_mhz must be a positive frequency in MHz, not 0"):
+        safe_freq_mhz("ulx3s", "sta", 0)
+    with pytest.raises(BoardError, match="unknown board 'nexys'"):
+        safe_freq_mhz("nexys", "sta", 50)
+
+
 def test_sta_multipliers_go_to_dsps_only_when_the_device_has_enough():
     from nmaccel.hw.config import sta_preset
     ulx3s = board_target("ulx3s")
