@@ -315,3 +315,12 @@ def test_critical_path_names_its_project_source_lines():
     assert (cp["logic_ns"], cp["routing_ns"]) == (2.0, 3.25)
     assert cp["sources"] == ["hw/sta/vector.py:121", "hw/sta/vector.py:133"]
     assert build_report.critical_path({"critical_paths": []}) is None
+
+
+def test_summary_names_a_frequency_below_the_fmax_of_a_missed_build():
+    from nmaccel.boards.baselines import summary_markdown
+    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_lite.json").read_text())
+    result.update(fmax_mhz=48.95, timing_met=False)
+    result.pop("safe_freq_mhz", None)                   # baselines older than the field
+    assert "**missed** (below fmax: `--freq 47`)" in summary_markdown([result])
+    assert "below fmax" not in summary_markdown([dict(result, timing_met=True)])
