@@ -239,8 +239,19 @@ class StaCore(wiring.Component):
         vec_done = Signal()
         vec_go = Signal()
 
-        m.d.comb += [rp["CBUF"].addr.eq(pc)]
+        # The CBUF is read one state ahead: NEXT (and the start cycle) present the next pc, so
+        # the command word is on the read port in FETCH, where it is registered (``cw_r``); the
+        # extent products of DECODE1 start from that register, not from the block RAM's output
+        # (that path was a ULX3S critical path). ``cb_addr_q`` is the address whose word is on
+        # the port; FETCH waits a cycle if it is not pc (a host read of a buffer accepted in
+        # the start cycle keeps the port).
+        cb_next = Signal.like(pc)
+        cb_first = Signal()                      # start cycle: present the first command
+        m.d.comb += [cb_next.eq(Mux(cb_first, 0, pc)), rp["CBUF"].addr.eq(cb_next)]
+        cb_addr_q = Signal.like(rp["CBUF"].addr)
+        m.d.sync += cb_addr_q.eq(rp["CBUF"].addr)
         cmd_word = rp["CBUF"].data[:len(cmd.as_value())]
+        cw_r = Signal(len(cmd_word))
 
         # ``gap``: cycles since the last tile-completing beat was issued (saturates at R).
         with m.If(issue_last):
@@ -277,8 +288,8 @@ class StaCore(wiring.Component):
             m.d.sync += [err_code.eq(code), err_cmd.eq(pc), error.eq(1), busy.eq(0)]
             m.next = "IDLE"
 
-        # Products of the extents (DECODE2), registered in DECODE1 from the CBUF word.
-        cw = command_layout(cfg)(cmd_word)
+        # Products of the extents (DECODE2), registered in DECODE1 from the registered CBUF word.
+        cw = command_layout(cfg)(cw_r)
         xp_next = {
             "w": (cw.m_tiles - 1) * cw.w_stride,
             "mk": cw.m_tiles * cw.k_steps,
@@ -322,14 +333,16 @@ class StaCore(wiring.Component):
                           | (self.wr.payload.data > cfg.cbuf_depth)):
                     m.d.sync += [err_code.eq(_ERR["count"]), error.eq(1), busy.eq(0)]
                 with m.Else():
+                    m.d.comb += cb_first.eq(1)
                     m.next = "FETCH"
-            with m.State("FETCH"):              # CBUF address = pc
+            with m.State("FETCH"):              # CBUF word of pc on the port (see cw_r)
                 with m.If(array.meta_err):
                     fail(_ERR["meta"])
-                with m.Else():
+                with m.Elif(cb_addr_q == pc[:len(cb_addr_q)]):
+                    m.d.sync += cw_r.eq(cmd_word)
                     m.next = "DECODE1"
-            with m.State("DECODE1"):            # CBUF data valid
-                m.d.sync += cmd.as_value().eq(cmd_word)
+            with m.State("DECODE1"):
+                m.d.sync += cmd.as_value().eq(cw_r)
                 # The extents' products, one cycle ahead of their sums (timing).
                 m.d.sync += [xp[k].eq(v) for k, v in xp_next.items()]
                 m.next = "DECODE2"
@@ -516,6 +529,7 @@ class StaCore(wiring.Component):
                             m.d.sync += sl.eq(sl + 1)
             with m.State("NEXT"):
                 m.d.comb += [log_wp.addr.eq(pc), log_wp.data.eq(cmd_cyc + 1), log_wp.en.eq(1)]
+                m.d.comb += cb_next.eq(pc + 1)
                 m.d.sync += [pc.eq(pc + 1), cmd_cyc.eq(0), c_cmds.eq(c_cmds + 1)]
                 with m.If(is_gemm):
                     with m.If(cmd.mode == sta_isa.MODE_SPARSE):
@@ -935,7 +949,9 @@ class StaCore(wiring.Component):
             rp["OBUF"].addr.eq(host_entry["OBUF"]),
             rp["CYCLOG"].addr.eq(host_entry["CYCLOG"]),
         ]
-        with m.If(~busy):
+        host_acc = Signal()                      # a host read is accepted (its address used)
+        with m.If(~busy & ~(cb_first & ~host_acc)):
+            # the host's address, except in the start cycle if no host read takes the port
             m.d.comb += rp["CBUF"].addr.eq(host_entry["CBUF"])
         csr_vals = {
             CSR["START"]: count,
@@ -950,7 +966,8 @@ class StaCore(wiring.Component):
         }
         with m.FSM(name="host_rd"):
             with m.State("ACCEPT"):
-                m.d.comb += self.rd.ready.eq(~(shared & busy))
+                m.d.comb += [self.rd.ready.eq(~(shared & busy)),
+                             host_acc.eq(self.rd.valid & self.rd.ready)]
                 with m.If(self.rd.valid & self.rd.ready):
                     m.d.sync += [l_space.eq(r_space), l_sub.eq(self.rd.payload.addr),
                                  l_entry.eq(self.rd.payload.addr[:SS])]

@@ -175,3 +175,65 @@ def test_host_side_checks_match_hardware_rules():
         sta_isa.encode_command(cfg, op=1, m_tiles=1 << 16)
     with pytest.raises(ValueError, match="unknown command field"):
         sta_isa.encode_command(cfg, opcode=1)
+
+
+def test_host_read_in_the_start_cycle_delays_the_first_fetch_by_one_cycle():
+    """The controller presents the first command's CBUF address in the start cycle (the word
+    is registered in FETCH). A host read accepted in that same cycle keeps the read port:
+    FETCH then waits one cycle, the read returns its own word and the run is still exact."""
+    from amaranth.sim import Simulator
+    from nmaccel.hw.sta.core import StaCore
+    from nmaccel.sim.amaranth_streams import stream_get, stream_put
+    from nmaccel.sim.sta_host import COUNTERS, host_script
+
+    cfg = small_cfg(rows=2, cols=2, lanes=4)
+    rng = np.random.default_rng(5)
+    program = StaProgram(cfg)
+    bases = dict(w_base=0, a_base=0, o_base=0, p_base=0)
+    for i, mode in enumerate((sta_isa.MODE_SPARSE, sta_isa.MODE_DENSE)):
+        compile_gemm(random_spec(rng, cfg, mode, 3, 2, 8, 0, f"g{i}"), cfg, program, **bases)
+        for space, (base, count) in program.gemm_commands()[-1].extents(cfg).items():
+            key = {"WBUF": "w_base", "ABUF": "a_base", "OBUF": "o_base", "PBUF": "p_base"}[space]
+            bases[key] = base + count
+    script = host_script(program)
+    dut = StaCore(cfg)
+    got = {}
+
+    async def tb(ctx):
+        for addr, data in script["writes"]:
+            await stream_put(ctx, dut.wr, {"addr": addr, "data": data})
+        start_addr, n = script["start"]
+        probe = sta_isa.host_address(cfg, "CBUF", 1)        # the second command's low word
+        ctx.set(dut.wr.payload, {"addr": start_addr, "data": n})
+        ctx.set(dut.rd.payload, {"addr": probe})
+        ctx.set(dut.wr.valid, 1)
+        ctx.set(dut.rd.valid, 1)
+        assert ctx.get(dut.wr.ready) and ctx.get(dut.rd.ready)
+        await ctx.tick()
+        ctx.set(dut.wr.valid, 0)
+        ctx.set(dut.rd.valid, 0)
+        got["probe"] = await stream_get(ctx, dut.rd_data)
+        while not (ctx.get(dut.done) or ctx.get(dut.error)):
+            await ctx.tick()
+
+        async def read(addr):
+            await stream_put(ctx, dut.rd, {"addr": addr})
+            return await stream_get(ctx, dut.rd_data)
+        got["status"] = await read(script["status"])
+        got["counters"] = dict(zip(COUNTERS, [await read(a) for a in script["counters"]]))
+        got["outputs"] = [await read(a) for a in script["outputs"]]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got["probe"] == program.commands[1] & 0xFFFFFFFF
+    assert got["status"] & 2 and not got["status"] & 4           # done, no error
+    model = program_cycles(cfg, program.commands)
+    assert got["counters"]["CYCLES"] == model.total + 1           # the one FETCH wait
+    assert got["counters"]["COMMANDS"] == 2
+    from nmaccel.sim.sta_host import finish_run
+    res = finish_run(program, script, got["status"], list(got["counters"].values()),
+                     [0, 0], got["outputs"], "amaranth")
+    for name, want in program.expected.items():
+        assert np.array_equal(res.outputs[name], want), name
