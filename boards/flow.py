@@ -65,11 +65,15 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
     return board, preset, cfg, pll
 
 
+def _check_mhz(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BoardError(f"{name} must be a positive frequency in MHz, not {value!r}")
+
+
 def _plan_clock(board, design: str, target, baud: int):
     """PLL settings for ``target`` MHz on ``board``; :class:`BoardError` when the PLL cannot
     produce it (within 0.5%) or the UART cannot run at ``baud`` from it."""
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0:
-        raise BoardError(f"freq must be a positive frequency in MHz, not {target!r}")
+    _check_mhz("freq", target)
     f_in = board.platform().lookup(board.clock, 0).clock.frequency
     try:
         pll = (ice40_pll_params if board.family == "ice40" else ecp5_pll_params)(f_in,
@@ -96,8 +100,7 @@ def safe_freq_mhz(board_name: str, design: str, fmax_mhz: float, baud: int = DEF
     """
     board = board_target(board_name)
     check_design(board, design)
-    if isinstance(fmax_mhz, bool) or not isinstance(fmax_mhz, (int, float)) or fmax_mhz <= 0:
-        raise BoardError(f"fmax_mhz must be a positive frequency in MHz, not {fmax_mhz!r}")
+    _check_mhz("fmax_mhz", fmax_mhz)
     f = int(fmax_mhz / step) * step
     while f > 0:
         try:

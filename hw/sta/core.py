@@ -38,8 +38,8 @@ above), [PARAM0..2 for post-ops and vector commands], then one beat per cycle, t
 last beat of a tile waits while the previous tile's last beat is fewer than ``R`` cycles old
 (the drain reads the shadow one row per cycle). After the last command the core waits for the
 array, drain, post-op and softmax pipelines to empty. FETCH takes one cycle more only when a
-host read is accepted in the very cycle of the START write (the read keeps the CBUF port). :mod:`nmaccel.model.sta_cycles` follows
-these rules and is held to the RTL by tests.
+host read is accepted in the very cycle of the START write (the read keeps the CBUF port).
+:mod:`nmaccel.model.sta_cycles` follows these rules and is held to the RTL by tests.
 
 Errors (CSR STATUS, codes in :data:`nmaccel.model.sta_isa.ERRORS`) stop the run.
 
