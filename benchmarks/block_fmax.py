@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nmaccel.boards.block_timing import place_route_block
 from nmaccel.boards.blocks import conv_blocks, sta_blocks
-from nmaccel.hw.config import CONV_PRESETS, STA_PRESETS, conv_preset, sta_preset
+from nmaccel.spec.config import CONV_PRESETS, STA_PRESETS, conv_preset, sta_preset
 
 
 def block_list(sta_cfg, conv_cfg, whole: bool):

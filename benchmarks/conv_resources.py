@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from nmaccel.boards.synth_stats import synth_ecp5_stats, yosys_version
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
 from nmaccel.hw.conv.pe import PEArray
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.cli import nm_list
     from nmaccel.sim.sta_encoder import format_encoder_table, run_encoder
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

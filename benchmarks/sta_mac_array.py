@@ -28,8 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nmaccel.hw.config import sta_preset
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import sta_preset
+from nmaccel.spec import sta_isa
 from nmaccel.model.nm import decompress
 from nmaccel.model.sta_program import GemmSpec, run_gemm_golden
 from nmaccel.model.sta_workloads import minilm_layer_gemms

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nmaccel.boards.blocks import sta_blocks
 from nmaccel.boards.synth_stats import synth_ecp5_stats, yosys_version
-from nmaccel.hw.config import STA_PRESETS, sta_preset
+from nmaccel.spec.config import STA_PRESETS, sta_preset
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ studies cover the same blocks built the way the core and the engine build them.
 
 from __future__ import annotations
 
-from nmaccel.hw.config import ConvConfig, StaConfig
+from nmaccel.spec.config import ConvConfig, StaConfig
 
 __all__ = ["conv_blocks", "sta_blocks"]
 

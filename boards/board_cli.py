@@ -83,7 +83,7 @@ def _report(command: str, value, program=None) -> int:
 
 def run(args) -> int:
     from nmaccel.boards.driver import BoardError, SerialTransport, StaBoard
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.cli import CommandError
     command = args.board_command
     cfg = sta_preset(args.preset)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BoardError
-from nmaccel.hw.config import (
+from nmaccel.spec.config import (
     ConfigError,
     ConvConfig,
     StaConfig,

@@ -1,6 +1,6 @@
 """Host driver for the STA on a board (or a simulated board) over the UART bridge.
 
-:class:`StaBoard` speaks the framed protocol of :mod:`nmaccel.model.uart_protocol` through a
+:class:`StaBoard` speaks the framed protocol of :mod:`nmaccel.spec.uart_protocol` through a
 *transport*: any object with ``write(data: bytes)`` and ``read(n) -> bytes`` (returning fewer
 than ``n`` bytes when its read timeout runs out). Transports:
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
-from nmaccel.model import uart_protocol as proto
-from nmaccel.model.sta_isa import CSR
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.sta_isa import CSR
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.sta_host import COUNTERS, RunResult, finish_run, host_script
 
@@ -105,7 +105,7 @@ def contiguous_runs(addrs: Sequence[int], limit: int = proto.MAX_WORDS) -> list[
 class StaBoard:
     """The STA behind a UART bridge, reached through ``transport`` (see the module docstring).
 
-    ``config`` is the :class:`~nmaccel.hw.config.StaConfig` the board's design was built for;
+    ``config`` is the :class:`~nmaccel.spec.config.StaConfig` the board's design was built for;
     :meth:`check` compares it with the board's PING answer. Every request waits for its reply;
     a missing reply raises :class:`BoardTimeout`, an error status :class:`BoardReplyError`.
     """
@@ -176,7 +176,7 @@ class StaBoard:
 
     # ---- commands ----------------------------------------------------------------------------
     def ping(self) -> proto.BoardId:
-        """The board's identity (:class:`~nmaccel.model.uart_protocol.BoardId`)."""
+        """The board's identity (:class:`~nmaccel.spec.uart_protocol.BoardId`)."""
         data = self.transact(proto.encode_ping())
         try:
             return proto.parse_id(data)

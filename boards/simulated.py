@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.simulators import activate, build_logged, find_simulator
 from nmaccel.sim.sta_host import RunResult

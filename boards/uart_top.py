@@ -10,7 +10,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.bridge import UartBridge
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.hw.sta.core import StaCore
 
 __all__ = ["TOPLEVEL", "StaUartTop", "verilog"]

@@ -31,12 +31,11 @@ Engine formats (the RTL builds its layouts from these same functions):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import numpy as np
 
-from nmaccel.hw.config import (CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig,
-                               clog2)
+from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
+from nmaccel.spec.conv_format import COUNTERS, Mode, param_fields, settings_fields
 
 
 __all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pack_weights",
@@ -45,14 +44,7 @@ __all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pa
            "layer_input", "INPUT_TRANSFORMS", "out_shape", "COUNTERS", "job_macs"]
 
 
-class Mode(IntEnum):
-    ADDER = 0
-    BINARY = 1
-    MUL = 2
-
-
 _MODE_NAMES = {"adder": Mode.ADDER, "binary": Mode.BINARY, "mul": Mode.MUL}
-COUNTERS = 4
 _OUT_MODES = ("requant", "binarize")
 
 
@@ -318,23 +310,6 @@ def check_job_fits(job: ConvLayerJob, cfg: ConvConfig) -> None:
         raise ValueError(f"mult must be below 2**{cfg.mult_bits}, got {job.mult.max()}")
 
 
-def param_fields(cfg: ConvConfig) -> list[tuple[str, int, bool]]:
-    """Per-lane post-processing parameters ``(name, bits, signed)``, LSB first."""
-    return ([(f"c{j}", cfg.coef_bits, True) for j in range(COUNTERS)] +
-            [("bias", cfg.bias_bits, True), ("mult", cfg.mult_bits, False),
-             ("shift", cfg.shift_bits, False)])
-
-
-def settings_fields(cfg: ConvConfig) -> list[tuple[str, int]]:
-    """Run-time layer settings of the engine ``(name, bits)``, LSB first."""
-    return [("mode", 2), ("k3", 1), ("stride2", 1), ("pad", 1),
-            ("height", clog2(cfg.max_height + 1)), ("width", clog2(cfg.max_width + 1)),
-            ("cin", clog2(cfg.max_in_channels + 1)),
-            ("in_tiles", clog2(cfg.max_in_tiles + 1)),
-            ("out_tiles", clog2(cfg.max_out_tiles + 1)),
-            ("binarize", 1), ("out_bits", 4), ("out_signed", 1)]
-
-
 def _pack(values, widths) -> int:
     word, pos = 0, 0
     for v, b in zip(values, widths):
@@ -454,7 +429,7 @@ def get_exp_cycles(job: ConvLayerJob, cfg: ConvConfig) -> dict[str, int]:
     ``pe_slots`` = p_out·p_in·compute, ``macs`` the useful PE operations
     (utilization = macs / (p_out·p_in·total)).
     """
-    from nmaccel.hw.config import CONV_ENGINE_LATENCY
+    from nmaccel.spec.config import CONV_ENGINE_LATENCY
     ho, wo = job.out_hw
     it_n = -(-job.cin // cfg.p_in)
     ot_n = -(-job.cout // cfg.p_out)

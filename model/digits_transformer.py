@@ -38,7 +38,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model.digits import load_digits_split
 from nmaccel.model.encoder_int import (
     IntEncoderLayer,

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm as nmfmt
 from nmaccel.model.intops import (AddParams, GeluParams, LayerNormParams, gelu_int, gemm_dense,
                                   gemm_sparse, layernorm_int, matmul, residual_add)

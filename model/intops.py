@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model.quant import (as_int64, qrange, quantize_multiplier, requant, round_shift,
                                  saturate)
 

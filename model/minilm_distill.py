@@ -213,7 +213,7 @@ def minilm_study(patterns, methods: Sequence[str], budget: int, seeds: int = 1,
     ``weights`` (default the packaged model) and ``texts`` = ``(train, held_out)`` (default
     :func:`distill_sentences`, :func:`eval_sentences`) can be swapped for small ones in tests.
     """
-    from nmaccel.sim.idp_cli import METHOD_SPECS
+    from nmaccel.model.idp import METHOD_SPECS
     budget = check_budget(budget)
     weights = weights if weights is not None else get_default_weights()
     tokenizer = get_default_tokenizer()
@@ -273,7 +273,7 @@ def minilm_study(patterns, methods: Sequence[str], budget: int, seeds: int = 1,
 
 
 def minilm_markdown(res: dict, command: str, wall: float) -> str:
-    from nmaccel.sim.idp_cli import METHOD_LABELS
+    from nmaccel.model.idp import METHOD_LABELS
     methods = res["methods"]
     b = res["budget"]
     lines = ["# MiniLM-L6: IDP vs one-shot vs SR-STE with layer-wise distillation", "",

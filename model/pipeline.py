@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model.encoder_int import (IntEncoderLayer, calibrate_layer, prune_layer_weights,
                                        quantize_layer)
 from nmaccel.model.minilm import (MiniLMWeights, default_model_dir, embed_tokens,

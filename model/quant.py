@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 
 __all__ = [
     "qrange", "saturate", "round_shift", "quantize_multiplier", "requant",

@@ -3,12 +3,13 @@
 It follows the controller's rules (:mod:`nmaccel.hw.sta.core`) at tile granularity, so it is
 exact, and tests hold it to the RTL's counters:
 
-* every command spends ``COMMAND_OVERHEAD = 5`` cycles (FETCH, DECODE1, DECODE2, CHECK, NEXT);
+* every command spends ``COMMAND_OVERHEAD`` cycles (FETCH, DECODE1, DECODE2, CHECK, SYNC,
+  NEXT; :mod:`nmaccel.spec.sta_timing` holds every controller and pipeline latency);
 * a GEMM issues ``m_tiles · n_tiles · k_steps`` beats, one per cycle;
 * the last beat of a tile waits until the previous tile's last beat is ``R`` cycles old (the
   drain unit reads the shadow registers one array row per cycle): stall cycles;
 * after the last command, the run ends when the final tile has left the pipeline:
-  ``capture_delay + R + DRAIN_LATENCY`` cycles after its last beat.
+  ``drain_tail`` cycles after its last beat (capture, drain, post-ops).
 
 Utilization: useful MACs ÷ (R·C·L·cycles) in dense mode, ÷ (R·C·L·(M/N)·cycles) in sparse mode
 (a sparse beat does the work of ``M/N`` dense beats); useful MACs are the GEMM's dense-equivalent
@@ -19,49 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nmaccel.hw.config import REQUANT_LATENCY, StaConfig, clog2
-from nmaccel.model import sta_isa
-from nmaccel.model.vector_cycles import gelu_latency, residual_latency
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
+from nmaccel.spec.sta_timing import (COMMAND_OVERHEAD, RUN_START, SM_FIRST_IN, SM_READ_START,
+                                     VEC_START, VEC_TAIL, drain_tail)
 
-__all__ = [
-    "COMMAND_OVERHEAD",
-    "DRAIN_LATENCY",
-    "CycleReport",
-    "capture_delay",
-    "drain_tail",
-    "gemm_cycles",
-    "pe_latency",
-    "program_cycles",
-    "utilization",
-]
-
-COMMAND_OVERHEAD = 6     # FETCH, DECODE1, DECODE2, CHECK, SYNC, NEXT
-RUN_START = 5            # cycles from a command's FETCH to its first beat
-DRAIN_LATENCY = 2 + REQUANT_LATENCY        # DrainUnit.latency: row, bias, RequantUnit
-
-
-def post_latency(cfg: StaConfig) -> int:
-    """Cycles from the drain unit's output to the buffer write: one register (the residual
-    operand's VBUF read), then the longer of the GELU and residual-add pipelines."""
-    return 1 + max(gelu_latency(cfg), residual_latency(cfg))
-
-
-def pe_latency(cfg: StaConfig) -> int:
-    """NMProcessingElement.latency: multiply, ``clog2(L)`` adder-tree levels, accumulate."""
-    return 2 + clog2(cfg.lanes)
-
-
-def capture_delay(cfg: StaConfig) -> int:
-    """Cycles from a beat's issue to the array's ``captured`` pulse: operand read (1), array
-    input register (1), PE pipeline, shadow capture (1)."""
-    return 1 + 1 + pe_latency(cfg) + 1
-
-
-def drain_tail(cfg: StaConfig) -> int:
-    """Cycles from the last tile-completing beat until its results are in the buffer: capture,
-    one drain of ``rows`` shadow rows, the drain unit and the post-ops. A program ending in a
-    GEMM ends this long after its last beat."""
-    return capture_delay(cfg) + cfg.rows + DRAIN_LATENCY + post_latency(cfg)
+__all__ = ["CycleReport", "gemm_cycles", "program_cycles", "utilization", "vector_cycles"]
 
 
 @dataclass
@@ -79,16 +43,9 @@ class CycleReport:
                 "per_command": list(self.per_command)}
 
 
-#: calibration of the softmax path against the RTL (cycles; see :func:`program_cycles`)
-SM_READ_START = 2        # bank FULL → first score read (start_ok, rd_active)
-SM_FIRST_IN = 2          # score read → beat offered to the softmax unit (read, FIFO)
-VEC_START = 2            # VEC state → first VBUF read issued (start, issue)
-VEC_TAIL = 1             # last unit output → vec_done seen by the controller
-
-
 def vector_cycles(cfg: StaConfig, op: int, n_tiles: int, length: int) -> int:
     """Cycles a vector command spends in the VEC state (first cycle to ``vec_done``)."""
-    from nmaccel.model.vector_cycles import LAYERNORM_LATENCY, layernorm_block_interval
+    from nmaccel.spec.vector_timing import LAYERNORM_LATENCY, layernorm_block_interval
     if op == sta_isa.OP_REQUANT:
         return VEC_START + n_tiles * length + REQUANT_LATENCY + VEC_TAIL - 1
     return VEC_START + n_tiles * layernorm_block_interval(cfg, length) + LAYERNORM_LATENCY \
@@ -103,7 +60,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     vector commands), the beats (GEMM) or the vector unit (VEC), NEXT. The softmax path is
     followed block by block (bank full → reader → :func:`softmax_cycles` → SBUF writer).
     """
-    from nmaccel.model.softmax_cycles import softmax_cycles
+    from nmaccel.spec.softmax_timing import softmax_cycles
     R, C = cfg.rows, cfg.cols
     rep = CycleReport()
     t = 0                       # cycle of the current command's FETCH (first busy cycle = 0)

@@ -34,12 +34,12 @@ from typing import Optional
 
 import numpy as np
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm as nmfmt
-from nmaccel.model import sta_isa
+from nmaccel.spec import sta_isa
 from nmaccel.model.encoder_int import IntEncoderLayer
 from nmaccel.model.quant import as_int64
-from nmaccel.model.sta_isa import (DEST_ABUF, DEST_ABUF_T, DEST_OBUF, DEST_SOFTMAX, DEST_VBUF,
+from nmaccel.spec.sta_isa import (DEST_ABUF, DEST_ABUF_T, DEST_OBUF, DEST_SOFTMAX, DEST_VBUF,
                                    MODE_DENSE, MODE_SPARSE, OP_LAYERNORM, OP_REQUANT, OSEL_ACT,
                                    OSEL_SCORE, OSEL_VEC, POST_ADD, POST_GELU, POST_NONE, SRC_ABUF,
                                    SRC_SBUF, GemmCommand, VectorCommand)

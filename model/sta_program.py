@@ -1,7 +1,7 @@
 """STA programs: memory images + command list, and the GEMM compiler.
 
 A :class:`StaProgram` is what a host driver loads into the accelerator: per memory space a
-dict ``entry -> word`` (:mod:`nmaccel.model.sta_isa` formats), the encoded commands, and
+dict ``entry -> word`` (:mod:`nmaccel.spec.sta_isa` formats), the encoded commands, and
 :class:`OutputRegion` descriptors that say how to read results back. The same program runs on
 the golden model (:meth:`StaProgram.golden`), on RTL (``nmaccel.sim``) and on a board.
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm as nmfmt
-from nmaccel.model import sta_isa
+from nmaccel.spec import sta_isa
 from nmaccel.model.intops import gemm_dense, gemm_sparse
 from nmaccel.model.quant import as_int64, requant
-from nmaccel.model.sta_isa import MODE_DENSE, MODE_SPARSE, GemmCommand, osel_bits
+from nmaccel.spec.sta_isa import MODE_DENSE, MODE_SPARSE, GemmCommand, osel_bits
 
 __all__ = [
     "GemmSpec",

@@ -84,7 +84,7 @@ def positive_int(text: str) -> int:
 
 def preset(name: str):
     """argparse type: an STA preset name -> ``StaConfig``."""
-    from nmaccel.hw.config import ConfigError, sta_preset
+    from nmaccel.spec.config import ConfigError, sta_preset
     try:
         return sta_preset(name)
     except ConfigError as exc:

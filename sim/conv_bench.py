@@ -24,7 +24,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.model.conv_ref import (layer_input, pack_inputs, pack_params, pack_settings,
                                     pack_weights, unpack_outputs)
 from nmaccel.sim.cocotb_streams import reset, start_clock, stream_get, stream_put, write_words

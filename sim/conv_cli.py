@@ -27,7 +27,7 @@ HELP = "adder / binary convolution engine (AdderNet + AdaBin PEs, int8 first/las
 
 
 def _preset(name: str):
-    from nmaccel.hw.config import ConfigError, conv_preset
+    from nmaccel.spec.config import ConfigError, conv_preset
     try:
         return conv_preset(name)
     except ConfigError as exc:
@@ -66,7 +66,7 @@ def _prob(text: str) -> float:
 
 
 def _config(args):
-    from nmaccel.hw.config import ConfigError, ConvConfig
+    from nmaccel.spec.config import ConfigError, ConvConfig
     from nmaccel.sim.cli import CommandError
     if getattr(args, "config", None):
         try:

@@ -1,7 +1,7 @@
 """Run conv-engine layers and whole digits nets on the RTL (Amaranth → Verilog → cocotb).
 
 :func:`build` converts :class:`~nmaccel.hw.conv.engine.ConvEngine` for a
-:class:`~nmaccel.hw.config.ConvConfig` to Verilog and compiles it once per simulator and
+:class:`~nmaccel.spec.config.ConvConfig` to Verilog and compiles it once per simulator and
 Verilog text (build directories are cached under ``<cache>/conv_build/<sim>_<hash>``, so
 a (p_out, p_in, ...) shape is compiled once and every mode / bit width / kernel / stride
 runs on it). :func:`run_jobs` and :func:`run_net` send a request to
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
 
 __all__ = ["verilog_text", "build", "run_jobs", "run_net", "RtlResult", "TOP"]
@@ -38,7 +38,7 @@ def _source_key(cfg: ConvConfig) -> str:
     (cheaper than generating the Verilog to hash it)."""
     import amaranth
 
-    import nmaccel.hw.config as config_mod
+    import nmaccel.spec.config as config_mod
     import nmaccel.hw.conv as conv_pkg
     import nmaccel.model.conv_ref as ref_mod
     h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())

@@ -23,7 +23,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from nmaccel.hw.config import STA_PRESETS, StaConfig
+from nmaccel.spec.config import STA_PRESETS, StaConfig
 from nmaccel.model.minilm import (DEMO_SENTENCES, embed_sentences_float, get_default_tokenizer,
                                   get_default_weights, tokenize)
 from nmaccel.model.nm import bits_per_weight
@@ -38,7 +38,7 @@ CONV_PRESET = "digits"
 
 # ------------------------------------------------------------------------------ RTL demo
 def _conv_build(preset: str) -> dict:
-    from nmaccel.hw.config import conv_preset
+    from nmaccel.spec.config import conv_preset
     from nmaccel.sim.conv_harness import build
     t0 = time.perf_counter()
     build(conv_preset(preset))
@@ -281,7 +281,7 @@ def _images(text: str) -> int:
 
 
 def _preset_name(cfg: StaConfig) -> str:
-    from nmaccel.hw.config import STA_PRESETS
+    from nmaccel.spec.config import STA_PRESETS
     return next(name for name, c in STA_PRESETS.items() if c == cfg)
 
 

@@ -22,8 +22,8 @@ import sys
 import time
 
 import numpy as np
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 
 __all__ = ["format_digits_rtl", "run_digits_rtl", "train_idp_digits"]
 

@@ -27,6 +27,7 @@ import time
 from typing import Optional
 
 import torch
+from nmaccel.model.idp import METHOD_LABELS, METHOD_SPECS
 from nmaccel.sim.cli import CommandError, nm_list, positive_int, preset
 from tqdm import tqdm
 
@@ -37,10 +38,6 @@ HELP = "N:M pruning study: IDP vs one-shot vs SR-STE (digits Transformer, MiniLM
 DESCRIPTION = __doc__
 
 #: CLI method name -> (prune_nm method, idp_mask)
-METHOD_SPECS = {"idp": ("idp", "dynamic"), "idp-fixed": ("idp", "fixed"),
-                "oneshot": ("oneshot", "dynamic"), "srste": ("srste", "dynamic")}
-METHOD_LABELS = {"idp": "IDP", "idp-fixed": "IDP (fixed masks)", "oneshot": "one-shot + FT",
-                 "srste": "SR-STE"}
 DEFAULT_PATTERNS = "4:8,2:4,1:4,2:8,1:8"
 
 
@@ -572,7 +569,7 @@ def _read_json(path: pathlib.Path, option: str) -> dict:
 
 
 def _presets() -> dict:
-    from nmaccel.hw.config import STA_PRESETS
+    from nmaccel.spec.config import STA_PRESETS
     return STA_PRESETS
 
 
@@ -586,7 +583,7 @@ def _run_rtl(args, ip) -> int:
     if not isinstance(args.rtl_seed, int) or args.rtl_seed < 0:
         raise CommandError(f"--rtl-seed must be a non-negative integer, not {args.rtl_seed}")
     cfg = args.preset.replace(n=nm[0], m=nm[1])
-    from nmaccel.model import sta_isa
+    from nmaccel.spec import sta_isa
     why = sta_isa.attention_supported(cfg)
     if why:
         raise CommandError(f"--preset: {why}")

@@ -510,7 +510,7 @@ def plot(data: dict, path: Path) -> None:
 def conv_point(task: tuple) -> dict:
     """One conv net on RTL plus its PyTorch time (a sweep task: ``(net, images, preset)``)."""
     net, images, preset = task
-    from nmaccel.hw.config import conv_preset
+    from nmaccel.spec.config import conv_preset
     from nmaccel.sim.conv_cli import simulate_net
     cfg = conv_preset(preset)
     r = simulate_net(net, cfg, images, progress=False)
@@ -524,7 +524,7 @@ def conv_point(task: tuple) -> dict:
 
 def simspeed_point(task: tuple) -> dict:
     """Simulation speed of ``(preset, n, m)`` on every simulator (a sweep task)."""
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.simspeed import simulation_speed
     preset, n, m = task
     res = simulation_speed(sta_preset(preset).replace(n=n, m=m))
@@ -634,7 +634,7 @@ def collect(args, client=None) -> dict:
         data["skipped"] = skipped
     nets = [e for e in extras if "net" in e]
     if nets:
-        from nmaccel.hw.config import conv_preset
+        from nmaccel.spec.config import conv_preset
         for n in nets:
             t = base["conv"][n["net"]]
             n["torch"] = {"per_image_min_s": t["fp32"]["min_s"] / t["images"],

@@ -13,7 +13,7 @@ lanes) with random idle cycles on ``i`` and random back-pressure on ``o``; every
 is compared bit for bit with :func:`nmaccel.model.softmax.softmax_int` and its beat
 structure with the input's. Phase 2 streams rows back to back with ``o`` always ready and
 checks one beat per cycle in and the cycles equal to
-:func:`nmaccel.model.softmax_cycles.softmax_cycles`.
+:func:`nmaccel.spec.softmax_timing.softmax_cycles`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.model.softmax import softmax_int
-from nmaccel.model.softmax_cycles import softmax_cycles, softmax_latency
+from nmaccel.spec.softmax_timing import softmax_cycles, softmax_latency
 from nmaccel.sim.cocotb_streams import reset, start_clock
 
 __all__ = ["TOP", "corner_rows", "pack_in", "softmax_request", "unpack_out"]

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from nmaccel.hw.config import STA_PRESETS, ConfigError, StaConfig, sta_preset
+from nmaccel.spec.config import STA_PRESETS, ConfigError, StaConfig, sta_preset
 from nmaccel.sim.cli import nm, positive_int
 
 __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", "run_sim",

@@ -29,8 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 
 __all__ = ["run_encoder", "layer_cycles"]
 

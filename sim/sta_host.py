@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from nmaccel.model import sta_isa
-from nmaccel.model.sta_isa import CSR
+from nmaccel.spec import sta_isa
+from nmaccel.spec.sta_isa import CSR
 from nmaccel.model.sta_program import StaProgram
 
 __all__ = ["COUNTERS", "RunResult", "StaRunError", "finish_run", "host_script"]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.simulators import activate, build_logged, find_simulator, log_tail
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script

@@ -56,7 +56,7 @@ class StaPoint:
 
     def config(self):
         """The StaConfig the RTL is built for (the preset with ``n``, ``m`` = the pattern)."""
-        from nmaccel.hw.config import sta_preset
+        from nmaccel.spec.config import sta_preset
         cfg = sta_preset(self.preset)
         return cfg if self.nm is None else cfg.replace(n=self.nm[0], m=self.nm[1])
 
@@ -82,7 +82,7 @@ def build_point(point: StaPoint) -> dict:
 def run_point(point: StaPoint) -> dict:
     """Run ``point`` on RTL (:func:`nmaccel.sim.sta_encoder.run_encoder`) and summarize it:
     cycles per command class, model prediction, utilization, bit-exact verdict."""
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.sta_encoder import run_encoder
     use_verilog_cache()
     os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")   # no GPI start-up banner per run

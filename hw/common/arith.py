@@ -27,7 +27,7 @@ from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed, unsi
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
+from nmaccel.spec.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "delay_chain", "mul_chunks",
            "product_shape"]

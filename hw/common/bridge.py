@@ -1,4 +1,4 @@
-"""``UartBridge``: the framed UART protocol of :mod:`nmaccel.model.uart_protocol` to the STA
+"""``UartBridge``: the framed UART protocol of :mod:`nmaccel.spec.uart_protocol` to the STA
 core's host streams.
 
 Block diagram::
@@ -24,10 +24,10 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.hw.sta.isa import read_layout, write_layout
-from nmaccel.model import sta_isa
-from nmaccel.model import uart_protocol as proto
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
 
 __all__ = ["UartBridge", "check_timeout", "crc8_next", "default_timeout"]
 
@@ -48,9 +48,9 @@ def check_timeout(timeout, divisor: int) -> int:
 
 
 def crc8_next(crc, byte):
-    """CRC-8 register (:func:`nmaccel.model.uart_protocol.crc8_update`) after ``byte``, as a
+    """CRC-8 register (:func:`nmaccel.spec.uart_protocol.crc8_update`) after ``byte``, as a
     combinational Amaranth expression: the CRC is linear, so each output bit is the XOR of the
-    bits of ``crc ^ byte`` that :func:`~nmaccel.model.uart_protocol.crc8_update` maps onto it."""
+    bits of ``crc ^ byte`` that :func:`~nmaccel.spec.uart_protocol.crc8_update` maps onto it."""
     v = crc ^ byte
     columns = [proto.crc8_update(0, 1 << i) for i in range(8)]
     bits = []
@@ -66,7 +66,7 @@ def crc8_next(crc, byte):
 class UartBridge(wiring.Component):
     """UART framed-protocol master for :class:`~nmaccel.hw.sta.core.StaCore`'s host port.
 
-    Parameters: ``config`` (:class:`~nmaccel.hw.config.StaConfig`, sizes the address and the
+    Parameters: ``config`` (:class:`~nmaccel.spec.config.StaConfig`, sizes the address and the
     PING identity), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte timeout in
     cycles, at least 2 byte times; default :func:`default_timeout`).
 

@@ -6,6 +6,6 @@
 * :mod:`.postproc`    -- :class:`PostProcess`, per-channel affine + requantize/binarize
 * :mod:`.engine`      -- :class:`ConvEngine`, the streaming engine with cycle counters
 
-Parameters come from :class:`nmaccel.hw.config.ConvConfig`; formats, the bit-exact
+Parameters come from :class:`nmaccel.spec.config.ConvConfig`; formats, the bit-exact
 integer reference and the cycle prediction are in :mod:`nmaccel.model.conv_ref`.
 """

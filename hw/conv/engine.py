@@ -45,8 +45,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import CONV_ENGINE_LATENCY, ConvConfig, clog2
-from nmaccel.model.conv_ref import settings_fields
+from nmaccel.spec.config import CONV_ENGINE_LATENCY, ConvConfig, clog2
+from nmaccel.spec.conv_format import settings_fields
 
 from .line_buffer import LineBuffer
 from .pe import PEArray

@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import ConvConfig, clog2
+from nmaccel.spec.config import ConvConfig, clog2
 
 __all__ = ["LineBuffer"]
 

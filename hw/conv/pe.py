@@ -38,8 +38,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import ConvConfig, clog2
-from nmaccel.model.conv_ref import Mode
+from nmaccel.spec.config import ConvConfig, clog2
+from nmaccel.spec.conv_format import Mode
 
 __all__ = ["PEArray"]
 

@@ -32,8 +32,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.arith import PipelinedMultiplier
-from nmaccel.hw.config import MUL_LATENCY, ConvConfig
-from nmaccel.model.conv_ref import param_fields
+from nmaccel.spec.config import MUL_LATENCY, ConvConfig
+from nmaccel.spec.conv_format import param_fields
 
 __all__ = ["PostProcess", "param_layout"]
 

@@ -23,7 +23,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.config import ConvConfig, clog2
+from nmaccel.spec.config import ConvConfig, clog2
 
 __all__ = ["WindowGenerator"]
 

@@ -13,7 +13,7 @@ A beat with ``last = 1`` completes every PE's dot product; its sums are copied i
 **shadow** register file (``R × C`` accumulators) from which the drain unit reads one array
 row per cycle (``row_sel`` → ``row``) while the PEs already accumulate the next tile.
 
-Word formats (from :mod:`nmaccel.model.sta_isa`, :mod:`nmaccel.model.nm`)
+Word formats (from :mod:`nmaccel.spec.sta_isa`, :mod:`nmaccel.model.nm`)
     ``w_word``: row ``r`` at bits ``[r·WW, (r+1)·WW)``, ``WW = L·(wb+ib)``; sparse entry ``j`` at
     ``j·(wb+ib)`` (value low, index high); dense value ``j`` at ``j·wb``.
     ``a_word``: column ``c`` at bits ``[c·A, (c+1)·A)``, ``A = acts_per_cycle·ab``.
@@ -39,10 +39,10 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.pe import NMProcessingElement
-from nmaccel.model import sta_isa
-from nmaccel.model.sta_cycles import pe_latency
+from nmaccel.spec import sta_isa
+from nmaccel.spec.sta_timing import pe_latency
 
 __all__ = ["UnifiedMacArray"]
 

@@ -12,11 +12,11 @@ Block diagram::
                                    SBUF ◄─ writer ◄─ StreamingSoftmax ◄─ reader ◄─ SCBUF ◄─┘
                  vector unit: VBUF ─► LayerNormUnit | requant ─► VBUF (in place) + ABUF
 
-Memories and the host address map are those of :mod:`nmaccel.model.sta_isa`. SCBUF (scores,
+Memories and the host address map are those of :mod:`nmaccel.spec.sta_isa`. SCBUF (scores,
 two banks) and SBUF (probabilities, two blocks) are internal: attention scores never reach
 host-visible memory.
 
-Commands (:mod:`nmaccel.model.sta_isa`)
+Commands (:mod:`nmaccel.spec.sta_isa`)
     **GEMM**: the array tiles it (token tiles outer, feature tiles inner, ``k_steps`` beats
     per tile). Operands: W from WBUF (weights) or ABUF (dense × dense, ``rows == cols``); A
     from ABUF or SBUF (unsigned probabilities). Drained rows (requantized to ``osel``) go,
@@ -41,7 +41,7 @@ array, drain, post-op and softmax pipelines to empty. FETCH takes one cycle more
 host read is accepted in the very cycle of the START write (the read keeps the CBUF port).
 :mod:`nmaccel.model.sta_cycles` follows these rules and is held to the RTL by tests.
 
-Errors (CSR STATUS, codes in :data:`nmaccel.model.sta_isa.ERRORS`) stop the run.
+Errors (CSR STATUS, codes in :data:`nmaccel.spec.sta_isa.ERRORS`) stop the run.
 
 Ports
     ``wr``      In  stream of ``{addr, data}``: 32-bit host writes (always ready).
@@ -59,15 +59,15 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.arith import delay_chain
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.array import UnifiedMacArray
 from nmaccel.hw.sta.drain import DrainUnit
 from nmaccel.hw.sta.isa import command_layout, padded_bits, param_layout, read_layout, write_layout
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.hw.sta.softmax import StreamingSoftmax
 from nmaccel.hw.sta.vector import GeluLanes, LayerNormUnit, ResidualAddLanes
-from nmaccel.model import sta_cycles, sta_isa
-from nmaccel.model.sta_isa import CSR, SPACES
+from nmaccel.spec import sta_isa, sta_timing
+from nmaccel.spec.sta_isa import CSR, SPACES
 
 __all__ = ["StaCore"]
 
@@ -82,11 +82,11 @@ class StaCore(wiring.Component):
         if not isinstance(config, StaConfig):
             raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
         self.config = config
-        self.array_latency = 1 + sta_cycles.pe_latency(config)
+        self.array_latency = 1 + sta_timing.pe_latency(config)
         #: cycles from a beat's issue (read address) to the array's ``captured`` pulse
         self.capture_delay = self.array_latency + 2
         #: cycles from the drain unit's output to the buffer write (post-op pipeline)
-        self.post_latency = sta_cycles.post_latency(config)
+        self.post_latency = sta_timing.post_latency(config)
         super().__init__({
             "wr": In(stream.Signature(write_layout(config))),
             "rd": In(stream.Signature(read_layout(config))),

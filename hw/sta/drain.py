@@ -5,7 +5,7 @@ adds the row's bias, requantizes all ``C`` lanes in parallel (``C`` :class:`Requ
 instances, the golden model's rule :func:`nmaccel.model.quant.requant`) and writes the row to
 the output buffer as ``C`` lanes of ``acc_bits``.
 
-Output formats (``osel``, :func:`nmaccel.model.sta_isa.osel_bits`)
+Output formats (``osel``, :func:`nmaccel.spec.sta_isa.osel_bits`)
     0: ``saturate(round_shift((acc + bias) · mult, shift), act_bits)``
     1: the same, saturated to ``vec_bits``; 3: saturated to ``softmax_in_bits``
     2: ``acc + bias`` (``acc_bits``; mult and shift are ignored)
@@ -33,10 +33,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.arith import delay_chain
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.isa import param_layout
 from nmaccel.hw.sta.requant import RequantUnit
-from nmaccel.model import sta_isa
+from nmaccel.spec import sta_isa
 
 __all__ = ["DrainUnit"]
 

@@ -1,6 +1,6 @@
 """Amaranth layouts of the STA command word, requant parameters and host port payloads.
 
-Built from the field tables of :mod:`nmaccel.model.sta_isa` (the one definition that the
+Built from the field tables of :mod:`nmaccel.spec.sta_isa` (the one definition that the
 compiler and host drivers also read), so hardware and software cannot disagree.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 
 __all__ = ["command_layout", "padded_bits", "param_layout", "read_layout", "write_layout"]
 

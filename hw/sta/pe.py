@@ -15,7 +15,7 @@ Dense mode (``mode = 1``)
     ignored and only ``act[0:L]`` is used).
 
 Pipeline (``latency = 2 + clog2(L)`` register stages,
-:func:`nmaccel.model.sta_cycles.pe_latency`)
+:func:`nmaccel.spec.sta_timing.pe_latency`)
     1. activation mux (combinational) + multiply, products registered;
     2. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
     3. accumulate, registered into ``acc``.
@@ -34,8 +34,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.config import StaConfig, clog2
-from nmaccel.model.sta_cycles import pe_latency
+from nmaccel.spec.config import StaConfig, clog2
+from nmaccel.spec.sta_timing import pe_latency
 
 __all__ = ["NMProcessingElement"]
 

@@ -7,7 +7,7 @@ Bit-exact with :func:`nmaccel.model.quant.requant`::
 
 followed by saturation to the signed (default) or unsigned ``out_bits`` range.
 
-Pipeline (``latency = REQUANT_LATENCY = 6``, :mod:`nmaccel.hw.config`)
+Pipeline (``latency = REQUANT_LATENCY = 6``, :mod:`nmaccel.spec.config`)
     1–3. ``acc * mult`` in a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`;
     4–6. round half up, arithmetic shift, saturate in a
     :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`.
@@ -23,7 +23,7 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
-from nmaccel.hw.config import REQUANT_LATENCY, StaConfig
+from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 
 __all__ = ["SHIFT_BITS", "RequantUnit"]
 

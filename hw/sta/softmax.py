@@ -33,11 +33,11 @@ Micro-architecture
     ``p = min(omax, ((T[r] >> q)·R + 2**(K-1)) >> K)``. Back-pressure on ``o`` stalls
     pass 2; the buffer then fills and ``i.ready`` drops.
 
-Timing (one source of truth: :mod:`nmaccel.model.softmax_cycles`)
+Timing (one source of truth: :mod:`nmaccel.spec.softmax_timing`)
     ``latency = softmax_latency(cfg) = Q + 13`` cycles from accepting a row's last beat to
     transferring its first output beat, ``Q = out_bits + K - E + 1``. Throughput one beat
     per cycle on both sides for any mix of row lengths (buffer of
-    ``ceil(max_seq/P) + Q + 8`` beats); :func:`~nmaccel.model.softmax_cycles.softmax_cycles`
+    ``ceil(max_seq/P) + Q + 8`` beats); :func:`~nmaccel.spec.softmax_timing.softmax_cycles`
     gives the exact cycles of a batch of rows.
 """
 
@@ -48,9 +48,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.config import StaConfig, clog2
-from nmaccel.model.softmax import exp2_table
-from nmaccel.model.softmax_cycles import (
+from nmaccel.spec.config import StaConfig, clog2
+from nmaccel.spec.softmax_format import exp2_table
+from nmaccel.spec.softmax_timing import (
     SOFTMAX_FIFO_STAGES,
     SOFTMAX_PASS1_STAGES,
     SOFTMAX_PASS2_STAGES,
@@ -129,7 +129,7 @@ class StreamingSoftmax(wiring.Component):
 
     def get_exp_cycles(self, row_lengths) -> int:
         """Cycles for rows of these lengths, input always valid and output always ready
-        (:func:`~nmaccel.model.softmax_cycles.softmax_cycles`)."""
+        (:func:`~nmaccel.spec.softmax_timing.softmax_cycles`)."""
         return softmax_cycles(self.config, row_lengths)
 
     def elaborate(self, platform) -> Module:

@@ -3,7 +3,7 @@
 Each component is bit-exact with its golden operator in :mod:`nmaccel.model.intops`
 (rounding everywhere :func:`nmaccel.model.quant.round_shift`, round half up, then
 saturation). Pipeline depths and LayerNorm's iteration counts come from
-:mod:`nmaccel.model.vector_cycles`, which the cycle model reads too.
+:mod:`nmaccel.spec.vector_timing`, which the cycle model reads too.
 
 :class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 8``)
     ``o = saturate(round_shift(a·mult_a + b·mult_b, shift), vec_bits)`` per lane
@@ -35,7 +35,7 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
 
     * phase 0 (``d`` beats, ``last`` on feature ``d − 1``): per lane ``S = Σx`` and
       ``Q = Σx²``; ``features`` is sampled with the last beat.
-    * statistics (``i.ready`` low, :func:`~nmaccel.model.vector_cycles.layernorm_stats_cycles`
+    * statistics (``i.ready`` low, :func:`~nmaccel.spec.vector_timing.layernorm_stats_cycles`
       cycles, all lanes in parallel): one cycle loads ``|S|`` and ``d`` into shift
       registers, then ``d·Q`` and ``S²`` by shift-add (one bit of ``|S|`` per cycle: these
       run once per block, so they take no hardware multipliers), then
@@ -83,9 +83,9 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsig
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
-from nmaccel.hw.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
+from nmaccel.spec.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
-from nmaccel.model.vector_cycles import (
+from nmaccel.spec.vector_timing import (
     GELU_LATENCY,
     LAYERNORM_LATENCY,
     RESIDUAL_LATENCY,

@@ -5,7 +5,7 @@ from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 
 from nmaccel.boards.blocks import conv_blocks, sta_blocks
-from nmaccel.hw.config import conv_preset, sta_preset
+from nmaccel.spec.config import conv_preset, sta_preset
 
 
 @pytest.mark.parametrize("blocks,cfg", [(sta_blocks, sta_preset("tiny")),

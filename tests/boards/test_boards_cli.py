@@ -188,7 +188,7 @@ def test_design_not_supported_on_a_board_is_named():
 
 
 def test_preset_may_be_a_config_json(tmp_path, capsys):
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     path = tmp_path / "small_bufs.json"
     path.write_text(sta_preset("ulx3s").replace(wbuf_depth=1024).to_json())
     _, preset, cfg, pll = plan_build("ulx3s", "sta", str(path))
@@ -291,7 +291,7 @@ def test_safe_freq_below_the_pll_range_is_none_and_bad_fmax_is_an_error():
 
 
 def test_sta_multipliers_go_to_dsps_only_when_the_device_has_enough():
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     ulx3s = board_target("ulx3s")
     assert sta_preset("ulx3s_board").multipliers == 256 > ulx3s.dsp_blocks == 156
     assert ulx3s.synth_options("sta", sta_preset("ulx3s_board")) == ["-nodsp"]

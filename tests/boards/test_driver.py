@@ -16,9 +16,9 @@ from nmaccel.boards.driver import (
     StaBoard,
     contiguous_runs,
 )
-from nmaccel.hw.config import StaConfig, sta_preset
-from nmaccel.model import sta_isa
-from nmaccel.model import uart_protocol as proto
+from nmaccel.spec.config import StaConfig, sta_preset
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
 
 CFG = sta_preset("tiny")
 

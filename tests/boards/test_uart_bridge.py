@@ -15,9 +15,9 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 from nmaccel.hw.common.bridge import UartBridge, default_timeout
 from nmaccel.hw.common.uart import UartRx, UartTx, uart_divisor
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
-from nmaccel.model import uart_protocol as proto
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
 from nmaccel.sim.uart_amaranth import (
     uart_recv,
     uart_recv_byte,

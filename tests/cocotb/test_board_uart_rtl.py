@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nmaccel.hw.config import sta_preset
-from nmaccel.model import sta_isa
-from nmaccel.model import uart_protocol as proto
+from nmaccel.spec.config import sta_preset
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator

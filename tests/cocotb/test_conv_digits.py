@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.sim.simulators import activate, require_simulator
 
 # the "4x2" engine of test_conv_engine.py (shared Verilator build)

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from nmaccel.hw.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
+from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
 from nmaccel.model.conv_ref import get_exp_cycles, random_job, run_job
 from nmaccel.sim.simulators import activate, require_simulator
 

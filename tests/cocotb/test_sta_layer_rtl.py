@@ -8,7 +8,7 @@ most 10% to the GEMMs' cycles, and the analytic model predicts the layer within 
 
 import pytest
 
-from nmaccel.hw.config import sta_preset
+from nmaccel.spec.config import sta_preset
 from nmaccel.sim.simulators import require_simulator
 
 
@@ -27,7 +27,7 @@ def test_minilm_layer0_whole_layer_on_rtl(nm):
     assert c["linear_gemm"] > 0 and c["attention_gemm"] > 0 and c["vector_cmd"] > 0
     assert c["linear_gemm"] + c["attention_gemm"] + c["vector_cmd"] + c["tail"] == c["total"]
     # each segment ends at most one drain (capture, R shadow rows, drain unit, post-ops) late
-    from nmaccel.model.sta_cycles import drain_tail
+    from nmaccel.spec.sta_timing import drain_tail
     assert 0 <= c["tail"] <= c["segments"] * (drain_tail(sta_preset("ulx3s")) + 1), c
     if nm is not None:     # 2:4: every linear GEMM runs in sparse mode, attention in dense mode
         assert c["sparse_gemm"] == c["linear_gemm"], c

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from nmaccel.hw.config import StaConfig, sta_preset
+from nmaccel.spec.config import StaConfig, sta_preset
 from nmaccel.sim.simulators import activate, require_simulator
 from nmaccel.sim.softmax_bench import TOP, pack_in, unpack_out
 

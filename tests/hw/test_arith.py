@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from nmaccel.hw.common.arith import (PipelinedMultiplier, RoundShiftSaturate, mul_chunks,
                                      product_shape)
-from nmaccel.hw.config import MUL_LATENCY, ROUND_SATURATE_LATENCY
+from nmaccel.spec.config import MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 
 def _edges(shape, rng, n):

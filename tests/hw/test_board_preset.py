@@ -8,7 +8,7 @@ splits the weights into more segments and must fit a layer's activations into 10
 
 import pytest
 
-from nmaccel.hw.config import sta_preset
+from nmaccel.spec.config import sta_preset
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_layer import compile_layer
 from nmaccel.model.pipeline import QuantizedMiniLM

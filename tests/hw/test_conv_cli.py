@@ -50,7 +50,7 @@ def test_bad_config_file(tmp_path, capsys):
 def test_harness_refuses_bad_input_before_simulating():
     import numpy as np
 
-    from nmaccel.hw.config import ConvConfig
+    from nmaccel.spec.config import ConvConfig
     from nmaccel.hw.conv.engine import ConvEngine
     from nmaccel.model.conv_ref import random_job
     from nmaccel.sim.conv_harness import run_jobs, run_net
@@ -65,5 +65,5 @@ def test_harness_refuses_bad_input_before_simulating():
     with pytest.raises(ValueError, match=r"images must have shape \(N, 8, 8\)"):
         run_net(cfg, None, np.zeros((1, 8, 9)))
     with pytest.raises(TypeError, match="config must be a ConvConfig, not StaConfig"):
-        from nmaccel.hw.config import StaConfig
+        from nmaccel.spec.config import StaConfig
         ConvEngine(StaConfig())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
 from nmaccel.model.conv_ref import (get_exp_cycles, random_job, pack_inputs, pack_params,
                                     pack_settings, pack_weights, run_job, unpack_outputs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.config import ConvConfig
+from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.pe import PEArray
 from nmaccel.hw.conv.postproc import PostProcess
 from nmaccel.model.conv_ref import Mode, param_fields

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.pe import NMProcessingElement
 from nmaccel.model.nm import (compress, entry_bits, nm_mask, pack_dense_words, pack_words)
 

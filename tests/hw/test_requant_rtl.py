@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.config import REQUANT_LATENCY, StaConfig
+from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.model.quant import requant
 

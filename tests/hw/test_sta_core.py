@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 from nmaccel.model.nm import compress, nm_mask
 from nmaccel.model.sta_cycles import program_cycles
-from nmaccel.model.sta_isa import GemmCommand
+from nmaccel.spec.sta_isa import GemmCommand
 from nmaccel.model.sta_program import GemmSpec, StaProgram, compile_gemm
 from nmaccel.sim.sta_amaranth import run_amaranth
 from nmaccel.sim.sta_host import StaRunError

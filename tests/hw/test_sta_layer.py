@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.hw.config import StaConfig
-from nmaccel.model import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec import sta_isa
 from nmaccel.model.encoder_int import calibrate_layer, prune_layer_weights, quantize_layer
 from nmaccel.model.minilm import LayerWeights, MiniLMConfig
 from nmaccel.model.quant import quantize_activation

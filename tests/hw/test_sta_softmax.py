@@ -3,7 +3,7 @@
 exact per row: random rows of random lengths, length 1, all-equal, very negative,
 max-magnitude and huge-spread rows, garbage in the unused lanes, random idle cycles on the
 input and random back-pressure on the output; the beat structure, ``busy`` and the
-throughput / cycle count against nmaccel.model.softmax_cycles (exact); overflow on too-long
+throughput / cycle count against nmaccel.spec.softmax_timing (exact); overflow on too-long
 rows (and recovery after ``clear``); out-of-spec counts never hang; bad arguments."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from nmaccel.hw.config import ConvConfig, StaConfig, clog2, sta_preset
+from nmaccel.spec.config import ConvConfig, StaConfig, clog2, sta_preset
 from nmaccel.hw.sta.softmax import StreamingSoftmax
 from nmaccel.model.softmax import softmax_int, softmax_row_online
-from nmaccel.model.softmax_cycles import (
+from nmaccel.spec.softmax_timing import (
     softmax_buffer_beats,
     softmax_cycles,
     softmax_latency,
@@ -381,6 +381,6 @@ def test_softmax_cycles_bad_args_and_no_amaranth():
     with pytest.raises(TypeError, match="row_lengths must be an iterable"):
         softmax_cycles(cfg, 5)
     assert softmax_cycles(cfg, []) == 0
-    code = ("import sys, nmaccel.model.softmax_cycles; "
+    code = ("import sys, nmaccel.spec.softmax_timing; "
             "sys.exit(any(m.startswith('amaranth') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

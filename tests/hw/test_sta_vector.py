@@ -11,9 +11,9 @@ import random
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from nmaccel.hw.config import StaConfig, sta_preset
+from nmaccel.spec.config import StaConfig, sta_preset
 from nmaccel.hw.sta.vector import GeluLanes, LayerNormUnit, ResidualAddLanes
-from nmaccel.model import vector_cycles as vc
+from nmaccel.spec import vector_timing as vc
 from nmaccel.model.intops import (
     AddParams,
     GeluParams,

@@ -1,6 +1,6 @@
 """The STA Verilog text cache of :mod:`nmaccel.sim.sta_rtl` (keyed by config and sources)."""
 
-from nmaccel.hw.config import sta_preset
+from nmaccel.spec.config import sta_preset
 from nmaccel.sim import sta_rtl
 
 

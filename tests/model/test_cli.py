@@ -2,7 +2,7 @@
 
 
 import pytest
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.sim.cli import main
 
 
@@ -39,7 +39,7 @@ def test_config_prints_round_trippable_json(capsys):
 
 def test_golden_demo_pipelines():
     """The golden-pipeline table behind ``nmaccel demo --golden`` (no RTL)."""
-    from nmaccel.hw.config import sta_preset
+    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.demo import demo_results, format_table
     data = demo_results(sta_preset("ulx3s"), [(2, 4)],
                         ["Sparse accelerators skip pruned weights.", "The cat sat on the mat."],

@@ -1,11 +1,11 @@
-"""Tests of ``nmaccel.hw.config``: presets, JSON round trips, validation and derived sizes."""
+"""Tests of ``nmaccel.spec.config``: presets, JSON round trips, validation and derived sizes."""
 
 import json
 import math
 
 import pytest
 
-from nmaccel.hw.config import STA_PRESETS, ConfigError, StaConfig, clog2, sta_preset
+from nmaccel.spec.config import STA_PRESETS, ConfigError, StaConfig, clog2, sta_preset
 
 
 @pytest.mark.parametrize("name", sorted(STA_PRESETS))

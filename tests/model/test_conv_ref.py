@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmaccel.hw.config import ConfigError, ConvConfig, conv_preset
+from nmaccel.spec.config import ConfigError, ConvConfig, conv_preset
 from nmaccel.model.adabin import adabin_popcounts
 from nmaccel.model.adder import adder_conv2d_int
 from nmaccel.model.conv_ref import (ConvLayerJob, check_job_fits, counters, get_exp_cycles,

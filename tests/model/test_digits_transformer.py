@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from nmaccel.hw.config import sta_preset
+from nmaccel.spec.config import sta_preset
 from nmaccel.model.digits import TEST_IMAGES
 from nmaccel.model.digits_transformer import (
     DigitsTransformer,

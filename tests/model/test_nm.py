@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.ao.pruning import WeightNormSparsifier
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model.nm import (
     NMCompressed,
     NMSparseLinear,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm
 from nmaccel.model.intops import (AddParams, GeluParams, LayerNormParams, gelu_int, gemm_dense,
                                   gemm_sparse, isqrt, layernorm_int, matmul, residual_add)

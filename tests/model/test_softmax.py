@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nmaccel.hw.config import STA_PRESETS, StaConfig
+from nmaccel.spec.config import STA_PRESETS, StaConfig
 from nmaccel.model.quant import qrange
 from nmaccel.model.softmax import (exp2_table, softmax_float_reference, softmax_int,
                                    softmax_row_online)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nmaccel.hw.config import StaConfig
+from nmaccel.spec.config import StaConfig
 
 __all__ = [
     "SOFTMAX_FIFO_STAGES",

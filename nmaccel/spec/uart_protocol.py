@@ -31,7 +31,7 @@ Commands
     0x04    START   count u32 (LEN 4)                    none; writes ``count`` to CSR START
     ======  ======  ===================================  ======================================
 
-    Host addresses are those of :mod:`nmaccel.model.sta_isa` (``host_address``); STATUS and the
+    Host addresses are those of :mod:`nmaccel.spec.sta_isa` (``host_address``); STATUS and the
     counters are READs of CSR addresses. A READ of a buffer the core is using waits until the
     run ends (the core holds such reads back while busy).
 
@@ -221,7 +221,7 @@ class BoardId:
 
     @classmethod
     def of(cls, cfg) -> BoardId:
-        from nmaccel.model.sta_isa import addr_bits
+        from nmaccel.spec.sta_isa import addr_bits
         return cls(VERSION, MAX_WORDS, addr_bits(cfg), cfg.rows, cfg.cols, cfg.lanes, cfg.n,
                    cfg.m, config_hash(cfg))
 

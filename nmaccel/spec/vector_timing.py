@@ -2,7 +2,7 @@
 
 Pure Python (no Amaranth import): the compiler and the cycle model read it, and the RTL
 components import their pipeline depths and iteration counts from here (built from the
-arithmetic latencies of :mod:`nmaccel.hw.config`), so the prediction and the hardware share
+arithmetic latencies of :mod:`nmaccel.spec.config`), so the prediction and the hardware share
 one source of truth. The tests compare every number with cycles
 measured in simulation.
 
@@ -25,7 +25,7 @@ LayerNormUnit (one row block = ``lanes`` tokens × ``features`` features)
 
 from __future__ import annotations
 
-from nmaccel.hw.config import MUL_LATENCY, REQUANT_LATENCY, ROUND_SATURATE_LATENCY
+from nmaccel.spec.config import MUL_LATENCY, REQUANT_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = [
     "GELU_LATENCY",

@@ -2,7 +2,7 @@
 
 The RTL (``nmaccel.hw.sta``) builds its command ``StructLayout`` and address decoder from the
 tables here; the compiler and host drivers encode programs and memory images with the same
-functions. Everything is sized from a :class:`~nmaccel.hw.config.StaConfig`.
+functions. Everything is sized from a :class:`~nmaccel.spec.config.StaConfig`.
 
 Host memory map
     The host sees one space of 32-bit words. A host address is
@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from nmaccel.hw.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = [
     "CSR",
