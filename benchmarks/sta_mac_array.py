@@ -50,7 +50,7 @@ def run_point(preset: str, n: int, m: int, seq: int, heads: int) -> dict:
                             include=("linear", "scores") if heads else ("linear",))
     specs, refs, kinds = [], {}, {}
     for spec in wl.gemms:
-        if spec.mode == sta_isa.MODE_SPARSE:
+        if spec.mode == sta_isa.Mode.SPARSE:
             dense = as_dense(spec)
             for kind, s_ in (("sparse", spec), ("dense", dense)):
                 specs.append(s_)

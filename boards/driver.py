@@ -27,7 +27,8 @@ from nmaccel.spec import sta_isa
 from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.sta_isa import CSR
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.sta_host import COUNTERS, RunResult, finish_run, host_script
+from nmaccel.sim.sta_host import RunResult, finish_run, host_script
+from nmaccel.spec.sta_isa import COUNTERS, decode_status
 
 __all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "SerialTransport",
            "StaBoard", "contiguous_runs"]
@@ -234,12 +235,12 @@ class StaBoard:
         """CSR STATUS decoded: ``raw``, ``busy``, ``done``, ``error``, ``code``, ``index``,
         ``message``."""
         raw = self.read(sta_isa.host_address(self.config, "CSR", CSR["STATUS"]), 1)[0]
-        code = (raw >> 8) & 0xFF
-        return {"raw": raw, "busy": bool(raw & 1), "done": bool(raw & 2), "error": bool(raw & 4),
-                "code": code, "index": raw >> 16, "message": sta_isa.error_name(code)}
+        st = decode_status(raw)
+        return {"raw": raw, "busy": st.busy, "done": st.done, "error": st.error,
+                "code": st.code, "index": st.command, "message": st.message}
 
     def counters(self) -> dict:
-        """The run counters (:data:`nmaccel.sim.sta_host.COUNTERS`) by name."""
+        """The run counters (:data:`nmaccel.spec.sta_isa.COUNTERS`) by name."""
         addrs = [sta_isa.host_address(self.config, "CSR", CSR[name]) for name in COUNTERS]
         return dict(zip(COUNTERS, self.read_many(addrs)))
 
@@ -250,7 +251,8 @@ class StaBoard:
         addr = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
         while True:
             raw = self.read(addr, 1)[0]
-            if raw & 6:
+            st = decode_status(raw)
+            if st.done or st.error:
                 return raw
             if time.monotonic() > deadline:
                 raise BoardTimeout(f"the STA did not finish within {timeout} s (STATUS 0x{raw:08X})")
@@ -278,7 +280,7 @@ class StaBoard:
         t_run = time.perf_counter()
         counters = self.read_many(script["counters"])
         cyclog = self.read_many(script["cyclog"])
-        outputs = [] if status & 4 else self.read_many(script["outputs"])
+        outputs = [] if decode_status(status).error else self.read_many(script["outputs"])
         t1 = time.perf_counter()
         result = finish_run(program, script, status, counters, cyclog, outputs, self.name,
                             raise_on_error=raise_on_error, wall_seconds=t1 - t0,

@@ -46,7 +46,7 @@ class CycleReport:
 def vector_cycles(cfg: StaConfig, op: int, n_tiles: int, length: int) -> int:
     """Cycles a vector command spends in the VEC state (first cycle to ``vec_done``)."""
     from nmaccel.spec.vector_timing import LAYERNORM_LATENCY, layernorm_block_interval
-    if op == sta_isa.OP_REQUANT:
+    if op == sta_isa.Opcode.REQUANT:
         return VEC_START + n_tiles * length + REQUANT_LATENCY + VEC_TAIL - 1
     return VEC_START + n_tiles * layernorm_block_interval(cfg, length) + LAYERNORM_LATENCY \
         + VEC_TAIL - 1
@@ -85,19 +85,19 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     sm_len = []
     for c in commands:
         if c is None:
-            f = {"op": sta_isa.OP_NOP}
+            f = {"op": sta_isa.Opcode.NOP}
         elif hasattr(c, "fields"):
             f = c.fields(cfg)
         else:
             f = sta_isa.decode_command(cfg, c)
         op = f["op"]
-        if op == sta_isa.OP_NOP:
+        if op == sta_isa.Opcode.NOP:
             rep.per_command.append(COMMAND_OVERHEAD - 1)
             t += COMMAND_OVERHEAD - 1
             continue
-        if op not in (sta_isa.OP_GEMM, sta_isa.OP_LAYERNORM, sta_isa.OP_REQUANT):
+        if op not in (sta_isa.Opcode.GEMM, sta_isa.Opcode.LAYERNORM, sta_isa.Opcode.REQUANT):
             raise ValueError(f"unknown opcode {op} (known: {sta_isa.OPCODES})")
-        gemm = op == sta_isa.OP_GEMM
+        gemm = op == sta_isa.Opcode.GEMM
         post = f.get("post", 0) if gemm else 0
         sync = t + RUN_START - 1
         ready = sync
@@ -114,7 +114,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
             sm_ready = max(sm_ready, written[issued - 1] + 1)
         elif ws == 2 and issued >= 2:
             sm_ready = max(sm_ready, written[issued - 2] + 1)
-        softmax = gemm and f.get("dest", 0) == sta_isa.DEST_SOFTMAX
+        softmax = gemm and f.get("dest", 0) == sta_isa.Dest.SOFTMAX
         if softmax and issued >= 2:
             sm_ready = max(sm_ready, rd_end[issued - 2] + 2)
         rep.softmax_wait += sm_ready - ready
@@ -143,7 +143,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         rep.stalls += stalls
         rep.per_command.append(cycles)
         if gemm:
-            if f["mode"] == sta_isa.MODE_SPARSE:
+            if f["mode"] == sta_isa.Mode.SPARSE:
                 rep.sparse += cycles
             else:
                 rep.dense += cycles

@@ -39,10 +39,7 @@ from nmaccel.model import nm as nmfmt
 from nmaccel.spec import sta_isa
 from nmaccel.model.encoder_int import IntEncoderLayer
 from nmaccel.model.quant import as_int64
-from nmaccel.spec.sta_isa import (DEST_ABUF, DEST_ABUF_T, DEST_OBUF, DEST_SOFTMAX, DEST_VBUF,
-                                   MODE_DENSE, MODE_SPARSE, OP_LAYERNORM, OP_REQUANT, OSEL_ACT,
-                                   OSEL_SCORE, OSEL_VEC, POST_ADD, POST_GELU, POST_NONE, SRC_ABUF,
-                                   SRC_SBUF, GemmCommand, VectorCommand)
+from nmaccel.spec.sta_isa import ASrc, Dest, GemmCommand, Mode, Opcode, Osel, Post, VectorCommand, WSrc
 from nmaccel.model.sta_program import StaProgram, VectorRegion, pack_vector_entries, pack_weight_entries
 
 __all__ = ["LayerProgram", "compile_layer", "layer_fit_problem", "command_class", "CLASSES"]
@@ -54,9 +51,9 @@ CLASSES = ("sparse_gemm", "dense_gemm", "attention_gemm", "vector")
 def command_class(cmd) -> str:
     if isinstance(cmd, VectorCommand):
         return "vector"
-    if cmd.dest == DEST_SOFTMAX or cmd.asrc == SRC_SBUF:
+    if cmd.dest == Dest.SOFTMAX or cmd.asrc == ASrc.SBUF:
         return "attention_gemm"
-    return "sparse_gemm" if cmd.mode == MODE_SPARSE else "dense_gemm"
+    return "sparse_gemm" if cmd.mode == Mode.SPARSE else "dense_gemm"
 
 
 @dataclass
@@ -110,7 +107,7 @@ def layer_fit_problem(model_cfg, cfg: StaConfig, seq: int, nm=None) -> Optional[
         if hd % unit:
             return (f"head dim {hd} does not fit this array: it must be a multiple of "
                     f"the {what} ({unit})")
-    w = sta_isa.window(cfg, MODE_SPARSE if nm else MODE_DENSE)
+    w = sta_isa.window(cfg, Mode.SPARSE if nm else Mode.DENSE)
     for name, dim in (("d_model", model_cfg.d_model), ("ffn_dim", model_cfg.d_ff)):
         if dim % w or dim % cfg.rows:
             return (f"{name}={dim} must be a multiple of the activation window ({w}) "
@@ -138,7 +135,7 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
     mc = layer.model_cfg
     seq, d, hd, heads, ffn = x.shape[0], mc.d_model, mc.head_dim, mc.heads, mc.d_ff
     R, C, L = cfg.rows, cfg.cols, cfg.lanes
-    lin_mode = MODE_SPARSE if layer.linears["q"].nm else MODE_DENSE
+    lin_mode = Mode.SPARSE if layer.linears["q"].nm else Mode.DENSE
     Wl, Wd = sta_isa.window(cfg, lin_mode), cfg.dense_window
     NT = _ceil(seq, C)
     mb = cfg.requant_mult_bits
@@ -176,12 +173,12 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
                for i in range(len(bias))]
         return out + [0] * (rows - len(out))
 
-    def linear(name, ql, a_region, dest, out_region=None, post=POST_NONE, post_words=(),
-               osel=OSEL_ACT, barrier=0, olay=0):
+    def linear(name, ql, a_region, dest, out_region=None, post=Post.NONE, post_words=(),
+               osel=Osel.ACT, barrier=0, olay=0):
         F, K = ql.w.shape
         weight = ql.compressed if ql.compressed is not None else ql.w
         _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
-        unit = math.lcm(R, Wl if dest == DEST_ABUF else C if dest == DEST_ABUF_T else 1)
+        unit = math.lcm(R, Wl if dest == Dest.ABUF else C if dest == Dest.ABUF_T else 1)
         max_rows = min(cfg.wbuf_depth // k_steps * R,
                        cfg.pbuf_depth - len(post_words))
         chunk = max(unit, max_rows // unit * unit)
@@ -191,9 +188,9 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         for f0 in range(0, F, chunk):
             f1 = min(F, f0 + chunk)
             w_entries, m_tiles, ks = pack_weight_entries(_rows(weight, f0, f1), cfg, lin_mode)
-            if dest == DEST_VBUF:
+            if dest == Dest.VBUF:
                 o_base, o_stride = f0, d
-            elif dest == DEST_ABUF_T:           # feature (dim) tile f0 // C is the "token" tile
+            elif dest == Dest.ABUF_T:           # feature (dim) tile f0 // C is the "token" tile
                 base, o_stride = regions[out_region]
                 o_base = base + (f0 // C) * o_stride
             else:
@@ -208,15 +205,15 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
                            macs=seq * (f1 - f0) * K))
 
     # 1. x8
-    ops.append(_Op(VectorCommand(op=OP_REQUANT, n_tiles=NT, length=d, a_base=0, a_stride=d,
+    ops.append(_Op(VectorCommand(op=Opcode.REQUANT, n_tiles=NT, length=d, a_base=0, a_stride=d,
                                  o_base=regions["x8"][0], o_stride=regions["x8"][1],
-                                 dest=DEST_ABUF, olay=lin_mode),
+                                 dest=Dest.ABUF, olay=lin_mode),
                    [], [sta_isa.encode_params(cfg, 0, layer.x8_mult, layer.x8_shift)], "x8"))
     # 2. Q, K, Vᵀ
     lin = layer.linears
-    linear("q", lin["q"], "x8", DEST_ABUF, "q", olay=MODE_DENSE)
-    linear("k", lin["k"], "x8", DEST_ABUF, "k", olay=MODE_DENSE)
-    linear("v", lin["v"], "x8", DEST_ABUF_T, "vt", olay=MODE_DENSE)
+    linear("q", lin["q"], "x8", Dest.ABUF, "q", olay=Mode.DENSE)
+    linear("k", lin["k"], "x8", Dest.ABUF, "k", olay=Mode.DENSE)
+    linear("v", lin["v"], "x8", Dest.ABUF_T, "vt", olay=Mode.DENSE)
     # 3. attention, software-pipelined over (head, query tile)
     score_p = [sta_isa.encode_params(cfg, 0, layer.score_mult, layer.score_shift)] * R
     pv_p = [sta_isa.encode_params(cfg, 0, layer.pv_mult, layer.pv_shift)] * hd
@@ -228,21 +225,21 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
 
     def qk(j):
         h, i = blocks[j]
-        cmd = GemmCommand(mode=MODE_DENSE, m_tiles=1, n_tiles=NT, k_steps=hd // L,
-                          wsrc=SRC_ABUF, w_base=q_base + i * q_stride + h * hd // Wd, w_stride=0,
+        cmd = GemmCommand(mode=Mode.DENSE, m_tiles=1, n_tiles=NT, k_steps=hd // L,
+                          wsrc=WSrc.ABUF, w_base=q_base + i * q_stride + h * hd // Wd, w_stride=0,
                           a_base=k_base + h * hd // Wd, a_stride=k_stride,
-                          o_base=(j % 2) * sblock, dest=DEST_SOFTMAX, length=seq,
-                          osel=OSEL_SCORE, barrier=1 if j == 0 else 0)
+                          o_base=(j % 2) * sblock, dest=Dest.SOFTMAX, length=seq,
+                          osel=Osel.SCORE, barrier=1 if j == 0 else 0)
         return _Op(cmd, [], list(score_p), f"qk h{h} t{i}", shared="score",
                    macs=min(C, seq - i * C) * seq * hd)
 
     def pv(j):
         h, i = blocks[j]
-        cmd = GemmCommand(mode=MODE_DENSE, m_tiles=hd // R, n_tiles=1, k_steps=_ceil(seq, L),
-                          wsrc=SRC_ABUF, w_base=vt_base + (h * hd // C) * vt_stride,
-                          w_stride=vt_stride, asrc=SRC_SBUF, a_base=(j % 2) * sblock, a_stride=0,
+        cmd = GemmCommand(mode=Mode.DENSE, m_tiles=hd // R, n_tiles=1, k_steps=_ceil(seq, L),
+                          wsrc=WSrc.ABUF, w_base=vt_base + (h * hd // C) * vt_stride,
+                          w_stride=vt_stride, asrc=ASrc.SBUF, a_base=(j % 2) * sblock, a_stride=0,
                           o_base=ctx_base + i * ctx_stride + h * hd // Wl, o_stride=ctx_stride,
-                          dest=DEST_ABUF, olay=lin_mode, osel=OSEL_ACT,
+                          dest=Dest.ABUF, olay=lin_mode, osel=Osel.ACT,
                           wait_sm=2 if j + 1 < len(blocks) else 1)
         return _Op(cmd, [], list(pv_p), f"pv h{h} t{i}", shared="pv",
                    macs=min(C, seq - i * C) * seq * hd)
@@ -254,17 +251,17 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         ops.append(pv(j))
     # 4. O + residual, LayerNorm 1
     add1 = layer.add1
-    linear("o", lin["o"], "ctx", DEST_VBUF, post=POST_ADD, osel=OSEL_VEC, barrier=1,
+    linear("o", lin["o"], "ctx", Dest.VBUF, post=Post.ADD, osel=Osel.VEC, barrier=1,
            post_words=[sta_isa.encode_add_params(cfg, add1.mult_a, add1.mult_b, add1.shift)])
     ops.append(_layernorm(cfg, layer.ln1, NT, d, regions["h8"], lin_mode,
                           (layer.h8_mult, layer.h8_shift), "ln1"))
     # 5. FFN1 + GELU, FFN2 + residual, LayerNorm 2
     g = layer.gelu
-    linear("ffn1", lin["ffn1"], "h8", DEST_ABUF, "g", post=POST_GELU, osel=OSEL_VEC,
+    linear("ffn1", lin["ffn1"], "h8", Dest.ABUF, "g", post=Post.GELU, osel=Osel.VEC,
            olay=lin_mode, post_words=sta_isa.encode_gelu_params(cfg, g.clip, g.cp, g.mult, g.shift,
                                                                  g.zero))
     add2 = layer.add2
-    linear("ffn2", lin["ffn2"], "g", DEST_VBUF, post=POST_ADD, osel=OSEL_VEC, barrier=1,
+    linear("ffn2", lin["ffn2"], "g", Dest.VBUF, post=Post.ADD, osel=Osel.VEC, barrier=1,
            post_words=[sta_isa.encode_add_params(cfg, add2.mult_a, add2.mult_b, add2.shift)])
     ops.append(_layernorm(cfg, layer.ln2, NT, d, None, lin_mode, None, "ln2"))
 
@@ -288,9 +285,9 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         if op.shared and op.shared not in placed:
             placed[op.shared] = ptop
         if isinstance(cmd, GemmCommand):
-            cmd = replace(cmd, p_base=p_base, w_base=cmd.w_base if cmd.wsrc == SRC_ABUF else wtop)
+            cmd = replace(cmd, p_base=p_base, w_base=cmd.w_base if cmd.wsrc == WSrc.ABUF else wtop)
             cur.useful_macs += op.macs
-            cur.executed_macs += op.macs * cfg.n // cfg.m if cmd.mode == MODE_SPARSE else op.macs
+            cur.executed_macs += op.macs * cfg.n // cfg.m if cmd.mode == Mode.SPARSE else op.macs
         else:
             cmd = replace(cmd, p_base=ptop)
         cmd.check(cfg)
@@ -324,7 +321,7 @@ def _layernorm(cfg, p, NT, d, h8_region, olay, copy, name) -> _Op:
     m8, s8 = copy if copy else (0, 0)
     words.append(sta_isa.encode_params(cfg, 0, m8, s8))
     o_base, o_stride = h8_region if h8_region else (0, 0)
-    cmd = VectorCommand(op=OP_LAYERNORM, n_tiles=NT, length=d, a_base=0, a_stride=d,
+    cmd = VectorCommand(op=Opcode.LAYERNORM, n_tiles=NT, length=d, a_base=0, a_stride=d,
                         o_base=o_base, o_stride=o_stride,
-                        dest=DEST_ABUF if h8_region else DEST_OBUF, olay=olay)
+                        dest=Dest.ABUF if h8_region else Dest.OBUF, olay=olay)
     return _Op(cmd, [], words, name)

@@ -20,7 +20,7 @@ from nmaccel.model import nm as nmfmt
 from nmaccel.spec import sta_isa
 from nmaccel.model.intops import gemm_dense, gemm_sparse
 from nmaccel.model.quant import as_int64, requant
-from nmaccel.spec.sta_isa import MODE_DENSE, MODE_SPARSE, GemmCommand, osel_bits
+from nmaccel.spec.sta_isa import GemmCommand, Mode, osel_bits
 
 __all__ = [
     "GemmSpec",
@@ -170,7 +170,7 @@ class StaProgram:
         out = []
         for word in self.commands:
             f = sta_isa.decode_command(self.cfg, word)
-            if f["op"] == sta_isa.OP_GEMM:
+            if f["op"] == sta_isa.Opcode.GEMM:
                 out.append(sta_isa.command_from_word(self.cfg, word))
         return out
 
@@ -187,7 +187,7 @@ def pack_weight_entries(weight, cfg: StaConfig, mode: int) -> tuple[np.ndarray, 
     """
     R = cfg.rows
     WW = cfg.lanes * (cfg.weight_bits + cfg.index_bits)
-    if mode == MODE_SPARSE:
+    if mode == Mode.SPARSE:
         if not isinstance(weight, nmfmt.NMCompressed):
             raise ValueError("a sparse GEMM needs an NMCompressed weight (nm.compress)")
         if (weight.n, weight.m) != (cfg.n, cfg.m):
@@ -234,7 +234,7 @@ def pack_activation_entries(x, cfg: StaConfig, mode: int, k_steps: int
     stride = sta_isa.a_stride(cfg, mode, k_steps)
     tokens, K = x.shape
     n_tiles = -(-tokens // C)
-    if mode == MODE_SPARSE:
+    if mode == Mode.SPARSE:
         span = stride * W
         xp = np.zeros((n_tiles * C, span), dtype=np.int64)
         xp[:tokens, :min(K, span)] = x[:, :span]
@@ -272,11 +272,11 @@ class GemmSpec:
 
     @property
     def mode(self) -> int:
-        return MODE_SPARSE if isinstance(self.weight, nmfmt.NMCompressed) else MODE_DENSE
+        return Mode.SPARSE if isinstance(self.weight, nmfmt.NMCompressed) else Mode.DENSE
 
     @property
     def features(self) -> int:
-        return self.weight.rows if self.mode == MODE_SPARSE else np.asarray(self.weight).shape[0]
+        return self.weight.rows if self.mode == Mode.SPARSE else np.asarray(self.weight).shape[0]
 
     def params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         F = self.features
@@ -294,7 +294,7 @@ def run_gemm_golden(spec: GemmSpec, cfg: StaConfig) -> np.ndarray:
     """The golden result of ``spec`` (exactly what the RTL must produce)."""
     bits = osel_bits(cfg, spec.osel)
     bias, mult, shift = spec.params()
-    if spec.mode == MODE_SPARSE:
+    if spec.mode == Mode.SPARSE:
         acc = gemm_sparse(spec.x, spec.weight, bias, cfg)
     else:
         acc = gemm_dense(spec.x, spec.weight, bias, cfg)
@@ -313,7 +313,7 @@ def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: StaProgram | None = No
     program = program or StaProgram(cfg)
     x = as_int64(spec.x, "x")
     K = x.shape[1] if x.ndim == 2 else -1
-    kw = spec.weight.cols if spec.mode == MODE_SPARSE else as_int64(spec.weight, "weight").shape[-1]
+    kw = spec.weight.cols if spec.mode == Mode.SPARSE else as_int64(spec.weight, "weight").shape[-1]
     if x.ndim != 2 or K != kw:
         raise ValueError(f"x must be (tokens, {kw}) for this weight, not shape {x.shape}")
     w_entries, m_tiles, k_steps = pack_weight_entries(spec.weight, cfg, spec.mode)
@@ -342,13 +342,13 @@ def compile_gemm(spec: GemmSpec, cfg: StaConfig, program: StaProgram | None = No
         program.expected[spec.name] = run_gemm_golden(spec, cfg)
     dense_macs = x.shape[0] * F * K
     program.useful_macs += dense_macs
-    program.executed_macs += dense_macs * cfg.n // cfg.m if spec.mode == MODE_SPARSE else dense_macs
+    program.executed_macs += dense_macs * cfg.n // cfg.m if spec.mode == Mode.SPARSE else dense_macs
     return program
 
 
 def _slice_spec(spec: GemmSpec, f0: int, f1: int, t0: int, t1: int, name: str) -> GemmSpec:
     bias, mult, shift = spec.params()
-    if spec.mode == MODE_SPARSE:
+    if spec.mode == Mode.SPARSE:
         w = spec.weight
         weight = nmfmt.NMCompressed(values=w.values[f0:f1], indices=w.indices[f0:f1],
                                     n=w.n, m=w.m, cols=w.cols)

@@ -19,6 +19,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from nmaccel.spec.sta_isa import decode_status
 
 
 class StaHostDriver:
@@ -107,7 +108,7 @@ async def run_sta_job(dut):
         counters = [await host.read(a) for a in script["counters"]]
         cyclog = [await host.read(a) for a in script["cyclog"]]
         obuf = None
-        if status & 4:
+        if decode_status(status).error:
             outputs = []
         elif backdoor:
             outputs = []

@@ -48,7 +48,7 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
         for word, cyc in zip(p.commands, r.per_command):
             cmd = sta_isa.command_from_word(cfg, word)
             if isinstance(cmd, sta_isa.GemmCommand):
-                by_cmd["attention_gemm" if cmd.wsrc == sta_isa.SRC_ABUF else "linear_gemm"] += cyc
+                by_cmd["attention_gemm" if cmd.wsrc == sta_isa.WSrc.ABUF else "linear_gemm"] += cyc
             elif cmd is not None:
                 by_cmd["vector_cmd"] += cyc
     out.update(by_cmd)

@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from nmaccel.spec import sta_isa
-from nmaccel.spec.sta_isa import CSR
+from nmaccel.spec.sta_isa import COUNTERS, CSR
 from nmaccel.model.sta_program import StaProgram
 
-__all__ = ["COUNTERS", "RunResult", "StaRunError", "finish_run", "host_script"]
-
-COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS",
-            "SOFTMAX_BUSY", "SOFTMAX_WAIT", "VECTOR_CYCLES", "BARRIER_WAIT")
+__all__ = ["RunResult", "StaRunError", "finish_run", "host_script"]
 
 
 class StaRunError(RuntimeError):
@@ -88,10 +85,11 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
     ``outputs`` are the 32-bit reads of ``script["outputs"]``; alternatively ``obuf_words``
     gives whole memory words (``{"space:entry": word}``, from a simulator backdoor).
     """
-    code, index = (status >> 8) & 0xFF, (status >> 16) & 0xFFFF
-    if raise_on_error and status & 4:
+    st = sta_isa.decode_status(status)
+    code, index = st.code, st.command
+    if raise_on_error and st.error:
         raise StaRunError(code, index, f"STA stopped with error {code} "
-                                       f"({sta_isa.error_name(code)}) at command {index}")
+                                       f"({st.message}) at command {index}")
     slices = {}
     if obuf_words is not None:
         for key, word in obuf_words.items():
@@ -101,7 +99,7 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
                 slices[(space, int(entry), sub)] = part
     for (addr, space, entry, sub), data in zip(program.output_reads(), outputs):
         slices[(space, entry, sub)] = int(data)
-    results = program.unpack_outputs(slices) if not status & 4 else {}
+    results = program.unpack_outputs(slices) if not st.error else {}
     return RunResult(outputs=results, counters=dict(zip(COUNTERS, (int(c) for c in counters))),
                      per_command=[int(c) for c in cyclog], status=int(status), error_code=code,
                      error_index=index, backend=backend, **timing)

@@ -212,7 +212,7 @@ def run_gemms(cfg: StaConfig, specs, references=None, **kwargs) -> list[dict]:
         rs, ps = results[start:start + count], programs[start:start + count]
         out = combine([r.outputs for r in rs])
         want = references[spec.name] if references is not None else run_gemm_golden(spec, cfg)
-        sparse = spec.mode == sta_isa.MODE_SPARSE
+        sparse = spec.mode == sta_isa.Mode.SPARSE
         per_program = [r.cycles for r in rs]
         per_program_model = [program_cycles(cfg, p.commands).total for p in ps]
         cycles = sum(per_program)

@@ -219,10 +219,10 @@ class StaCore(wiring.Component):
         post_busy = Signal()
         stall = Signal()
         prm = [Signal(param_layout(cfg), name=f"prm{i}") for i in range(2)]
-        is_gemm = cmd.op == sta_isa.OP_GEMM
-        is_vec = (cmd.op == sta_isa.OP_LAYERNORM) | (cmd.op == sta_isa.OP_REQUANT)
-        is_ln = cmd.op == sta_isa.OP_LAYERNORM
-        dense = cmd.mode == sta_isa.MODE_DENSE
+        is_gemm = cmd.op == sta_isa.Opcode.GEMM
+        is_vec = (cmd.op == sta_isa.Opcode.LAYERNORM) | (cmd.op == sta_isa.Opcode.REQUANT)
+        is_ln = cmd.op == sta_isa.Opcode.LAYERNORM
+        dense = cmd.mode == sta_isa.Mode.DENSE
 
         # softmax bookkeeping
         bank_state = Array([Signal(2, name=f"bank{i}_state") for i in range(2)])
@@ -306,13 +306,13 @@ class StaCore(wiring.Component):
 
         def by_lay(x):                   # x · w_lay with constant factors (no multiplier)
             return Mux(cmd.olay, x * Wd, x * Ws)
-        post_prm = Mux(cmd.post == sta_isa.POST_GELU, 2, Mux(cmd.post == sta_isa.POST_ADD, 1, 0))
-        need_barrier = cmd.barrier | (is_gemm & (cmd.post != sta_isa.POST_NONE)) | is_vec
+        post_prm = Mux(cmd.post == sta_isa.Post.GELU, 2, Mux(cmd.post == sta_isa.Post.ADD, 1, 0))
+        need_barrier = cmd.barrier | (is_gemm & (cmd.post != sta_isa.Post.NONE)) | is_vec
         drain_idle = ~inflight & ~drain.busy & ~post_busy
         sm_diff = sm_issued - sm_written
         sm_ok = Mux(cmd.wait_sm == 1, sm_diff == 0, Mux(cmd.wait_sm == 2, sm_diff <= 1, 1))
-        bank_ok = ~(is_gemm & (cmd.dest == sta_isa.DEST_SOFTMAX)) | (bank_state[sm_bank] == _FREE)
-        need_params = is_vec | (is_gemm & (cmd.post != sta_isa.POST_NONE))
+        bank_ok = ~(is_gemm & (cmd.dest == sta_isa.Dest.SOFTMAX)) | (bank_state[sm_bank] == _FREE)
+        need_params = is_vec | (is_gemm & (cmd.post != sta_isa.Post.NONE))
         prm_addr0 = Mux(is_gemm, cmd.p_base + cmd.m_tiles * R,
                         Mux(is_ln, cmd.p_base + cmd.length, cmd.p_base))
         prm_addr = Signal(aw("PBUF") + 1)
@@ -358,17 +358,17 @@ class StaCore(wiring.Component):
                         ext["p"].eq(cmd.p_base + cmd.m_tiles * R + post_prm),
                     ]
                     with m.Switch(cmd.dest):
-                        with m.Case(sta_isa.DEST_OBUF):
+                        with m.Case(sta_isa.Dest.OBUF):
                             m.d.sync += [ext["o"].eq(cmd.o_base + xp["nm"] * R),
                                          ext["olim"].eq(cfg.obuf_depth)]
-                        with m.Case(sta_isa.DEST_VBUF):
+                        with m.Case(sta_isa.Dest.VBUF):
                             m.d.sync += [ext["o"].eq(cmd.o_base + xp["on"] + cmd.m_tiles * R),
                                          ext["olim"].eq(cfg.vbuf_depth)]
-                        with m.Case(sta_isa.DEST_ABUF):
+                        with m.Case(sta_isa.Dest.ABUF):
                             m.d.sync += [ext["o"].eq(by_lay(cmd.o_base + xp["on"])
                                                      + cmd.m_tiles * R),
                                          ext["olim"].eq(by_lay(cfg.abuf_depth))]
-                        with m.Case(sta_isa.DEST_ABUF_T):
+                        with m.Case(sta_isa.Dest.ABUF_T):
                             m.d.sync += [ext["o"].eq(by_lay(cmd.o_base + xp["om"])
                                                      + cmd.n_tiles * C),
                                          ext["olim"].eq(by_lay(cfg.abuf_depth))]
@@ -390,27 +390,27 @@ class StaCore(wiring.Component):
                              o_tile.eq(cmd.o_base), p_tile.eq(cmd.p_base),
                              o_ct.eq(cmd.o_base), o_rt.eq(cmd.o_base), f0.eq(0), win0.eq(0),
                              slot0.eq(0), tw.eq(0), tslot.eq(0)]
-                dest_bad = (cmd.dest > sta_isa.DEST_SOFTMAX) | (cmd.post > sta_isa.POST_ADD) \
-                    | ((cmd.post == sta_isa.POST_ADD) & (cmd.dest != sta_isa.DEST_VBUF))
+                dest_bad = (cmd.dest > sta_isa.Dest.SOFTMAX) | (cmd.post > sta_isa.Post.ADD) \
+                    | ((cmd.post == sta_isa.Post.ADD) & (cmd.dest != sta_isa.Dest.VBUF))
                 for olay in (0, 1):
                     if not sta_isa.layout_supported(cfg, olay):
-                        dest_bad = dest_bad | ((cmd.dest == sta_isa.DEST_ABUF) & (cmd.olay == olay))
+                        dest_bad = dest_bad | ((cmd.dest == sta_isa.Dest.ABUF) & (cmd.olay == olay))
                 shape_bad = Const(0)
                 if R != C:
-                    shape_bad = cmd.wsrc | (cmd.dest == sta_isa.DEST_ABUF_T)
+                    shape_bad = cmd.wsrc | (cmd.dest == sta_isa.Dest.ABUF_T)
                 for olay in (0, 1):
                     if sta_isa.window(cfg, olay) % C:
-                        shape_bad = shape_bad | ((cmd.dest == sta_isa.DEST_ABUF_T) & (cmd.olay == olay))
+                        shape_bad = shape_bad | ((cmd.dest == sta_isa.Dest.ABUF_T) & (cmd.olay == olay))
                 shape_bad = shape_bad | ((cmd.wsrc | cmd.asrc) & ~dense)
                 if not attention:
-                    shape_bad = shape_bad | (cmd.dest == sta_isa.DEST_SOFTMAX)
-                seq_bad = (cmd.dest == sta_isa.DEST_SOFTMAX) & (
+                    shape_bad = shape_bad | (cmd.dest == sta_isa.Dest.SOFTMAX)
+                seq_bad = (cmd.dest == sta_isa.Dest.SOFTMAX) & (
                     (cmd.m_tiles != 1) | (cmd.length == 0) | (cmd.length > cfg.max_seq)
                     | (cmd.length > cmd.n_tiles * C) | (cmd.n_tiles > T))
-                with m.If(cmd.op == sta_isa.OP_NOP):
+                with m.If(cmd.op == sta_isa.Opcode.NOP):
                     m.next = "NEXT"
                 with m.Elif(is_gemm):
-                    with m.If(cmd.osel > sta_isa.OSEL_SCORE):
+                    with m.If(cmd.osel > sta_isa.Osel.SCORE):
                         fail(_ERR["osel"])
                     with m.Elif(dest_bad):
                         fail(_ERR["dest"])
@@ -425,15 +425,15 @@ class StaCore(wiring.Component):
                     with m.Elif(ext["a"] > ext["alim"]):
                         fail(_ERR["abuf"])
                     with m.Elif(ext["o"] > ext["olim"]):
-                        fail(Mux(cmd.dest == sta_isa.DEST_VBUF, _ERR["vbuf"],
-                                 Mux((cmd.dest == sta_isa.DEST_ABUF) | (cmd.dest == sta_isa.DEST_ABUF_T),
+                        fail(Mux(cmd.dest == sta_isa.Dest.VBUF, _ERR["vbuf"],
+                                 Mux((cmd.dest == sta_isa.Dest.ABUF) | (cmd.dest == sta_isa.Dest.ABUF_T),
                                      _ERR["abuf"], _ERR["obuf"])))
                     with m.Elif(ext["p"] > cfg.pbuf_depth):
                         fail(_ERR["pbuf"])
                     with m.Else():
                         m.next = "SYNC"
                 with m.Elif(is_vec):
-                    with m.If(cmd.dest > sta_isa.DEST_ABUF):
+                    with m.If(cmd.dest > sta_isa.Dest.ABUF):
                         fail(_ERR["dest"])
                     with m.Elif((cmd.n_tiles == 0) | (cmd.length == 0)):
                         fail(_ERR["zero"])
@@ -456,7 +456,7 @@ class StaCore(wiring.Component):
                 with m.Elif(~sm_ok | ~bank_ok):
                     m.d.sync += c_smwait.eq(c_smwait + 1)
                 with m.Else():
-                    with m.If(is_gemm & (cmd.dest == sta_isa.DEST_SOFTMAX)):
+                    with m.If(is_gemm & (cmd.dest == sta_isa.Dest.SOFTMAX)):
                         m.d.comb += claim.eq(1)
                         m.d.sync += [cmd_bank.eq(sm_bank), sm_bank.eq(~sm_bank),
                                      sm_issued.eq(sm_issued + 1),
@@ -533,7 +533,7 @@ class StaCore(wiring.Component):
                 m.d.comb += cb_next.eq(pc + 1)
                 m.d.sync += [pc.eq(pc + 1), cmd_cyc.eq(0), c_cmds.eq(c_cmds + 1)]
                 with m.If(is_gemm):
-                    with m.If(cmd.mode == sta_isa.MODE_SPARSE):
+                    with m.If(cmd.mode == sta_isa.Mode.SPARSE):
                         m.d.sync += c_sparse.eq(c_sparse + cmd_cyc + 1)
                     with m.Else():
                         m.d.sync += c_dense.eq(c_dense + cmd_cyc + 1)
@@ -581,13 +581,13 @@ class StaCore(wiring.Component):
         tag = Signal(tag_layout)
         scores_addr = Mux(cmd_bank, R * T, 0) + ct
         with m.Switch(cmd.dest):
-            with m.Case(sta_isa.DEST_OBUF):
+            with m.Case(sta_isa.Dest.OBUF):
                 m.d.comb += tag.addr.eq(o_tile)
-            with m.Case(sta_isa.DEST_VBUF):
+            with m.Case(sta_isa.Dest.VBUF):
                 m.d.comb += tag.addr.eq(o_ct + f0)
-            with m.Case(sta_isa.DEST_ABUF):
+            with m.Case(sta_isa.Dest.ABUF):
                 m.d.comb += [tag.addr.eq(o_ct + win0), tag.slot.eq(slot0)]
-            with m.Case(sta_isa.DEST_ABUF_T):
+            with m.Case(sta_isa.Dest.ABUF_T):
                 m.d.comb += [tag.addr.eq(o_rt + tw), tag.slot.eq(tslot)]
             with m.Default():
                 m.d.comb += tag.addr.eq(scores_addr)
@@ -625,7 +625,7 @@ class StaCore(wiring.Component):
         d_addr = Signal(len(d_tag.addr) + 1)
         d_slot = Signal(len(d_tag.slot))
         with m.Switch(d_tag.dest):
-            with m.Case(sta_isa.DEST_ABUF):
+            with m.Case(sta_isa.Dest.ABUF):
                 for olay in (0, 1):
                     W = sta_isa.window(cfg, olay)
                     with m.If(d_tag.olay == olay):
@@ -637,9 +637,9 @@ class StaCore(wiring.Component):
                                     with m.Case(r):
                                         m.d.comb += [d_addr.eq(d_tag.addr + r // W),
                                                      d_slot.eq(r % W)]
-            with m.Case(sta_isa.DEST_ABUF_T):
+            with m.Case(sta_isa.Dest.ABUF_T):
                 m.d.comb += [d_addr.eq(d_tag.addr), d_slot.eq(d_tag.slot)]
-            with m.Case(sta_isa.DEST_SOFTMAX):
+            with m.Case(sta_isa.Dest.SOFTMAX):
                 m.d.comb += d_addr.eq(d_tag.addr + d_row * T)
             with m.Default():
                 m.d.comb += d_addr.eq(d_tag.addr + d_row)
@@ -659,10 +659,10 @@ class StaCore(wiring.Component):
                          radd.b[c].eq(vb_data[c * VB:(c + 1) * VB].as_signed())]
         zero_bits = prm[1].mult[:AB]
         m.d.comb += [
-            gelu.valid.eq(e_valid & (e_tag.post == sta_isa.POST_GELU)),
+            gelu.valid.eq(e_valid & (e_tag.post == sta_isa.Post.GELU)),
             gelu.clip.eq(prm[1].bias[:VB]), gelu.cp.eq(prm[0].bias[:31]), gelu.mult.eq(prm[0].mult),
             gelu.shift.eq(prm[0].shift), gelu.zero.eq(zero_bits.as_signed()),
-            radd.valid.eq(e_valid & (e_tag.post == sta_isa.POST_ADD)),
+            radd.valid.eq(e_valid & (e_tag.post == sta_isa.Post.ADD)),
             radd.mult_a.eq(prm[0].mult), radd.mult_b.eq(prm[0].bias[:cfg.requant_mult_bits]),
             radd.shift.eq(prm[0].shift),
         ]
@@ -694,20 +694,20 @@ class StaCore(wiring.Component):
 
         out_lanes = Signal(data.ArrayLayout(signed(ACC), C))
         with m.Switch(z_tag.post):
-            with m.Case(sta_isa.POST_GELU):
+            with m.Case(sta_isa.Post.GELU):
                 for c in range(C):
                     m.d.comb += out_lanes[c].eq(g_out[c])
-            with m.Case(sta_isa.POST_ADD):
+            with m.Case(sta_isa.Post.ADD):
                 for c in range(C):
                     m.d.comb += out_lanes[c].eq(a_out[c])
             with m.Default():
                 m.d.comb += out_lanes.eq(z_lanes)
-        m.d.comb += [o_wp.addr.eq(z_addr), o_wp.en.eq(z_valid & (z_tag.dest == sta_isa.DEST_OBUF))]
+        m.d.comb += [o_wp.addr.eq(z_addr), o_wp.en.eq(z_valid & (z_tag.dest == sta_isa.Dest.OBUF))]
         for c in range(C):
             m.d.comb += o_wp.data[c * ACC:(c + 1) * ACC].eq(out_lanes[c])
         # VBUF writes: drain post stage or the vector unit
         vec_vb_addr, vec_vb_data, vec_vb_en = Signal(aw("VBUF")), Signal(C * VB), Signal()
-        post_vb_en = z_valid & (z_tag.dest == sta_isa.DEST_VBUF)
+        post_vb_en = z_valid & (z_tag.dest == sta_isa.Dest.VBUF)
         with m.If(post_vb_en | vec_vb_en):
             m.d.comb += [wp["VBUF"].addr.eq(Mux(post_vb_en, z_addr, vec_vb_addr)),
                          wp["VBUF"].en.eq(-1)]
@@ -715,24 +715,24 @@ class StaCore(wiring.Component):
                 m.d.comb += wp["VBUF"].data[c * VB:(c + 1) * VB].eq(
                     Mux(post_vb_en, out_lanes[c][:VB], vec_vb_data[c * VB:(c + 1) * VB]))
         # Scores into the bank
-        m.d.comb += [sc_wp.addr.eq(z_addr), sc_wp.en.eq(z_valid & (z_tag.dest == sta_isa.DEST_SOFTMAX))]
+        m.d.comb += [sc_wp.addr.eq(z_addr), sc_wp.en.eq(z_valid & (z_tag.dest == sta_isa.Dest.SOFTMAX))]
         for c in range(C):
             m.d.comb += sc_wp.data[c * cfg.softmax_in_bits:(c + 1) * cfg.softmax_in_bits].eq(
                 out_lanes[c][:cfg.softmax_in_bits])
         m.d.comb += [
-            bank_full_set.eq(z_valid & (z_tag.dest == sta_isa.DEST_SOFTMAX) & z_tag.lastcmd
+            bank_full_set.eq(z_valid & (z_tag.dest == sta_isa.Dest.SOFTMAX) & z_tag.lastcmd
                              & (z_row == R - 1)),
             bank_full_idx.eq(z_tag.bank),
         ]
         # ABUF slot writes from the post stage
         post_a_en = Signal(C * Ws)
         post_a_data = Signal(C * Ws * AB)
-        with m.If(z_valid & (z_tag.dest == sta_isa.DEST_ABUF)):
+        with m.If(z_valid & (z_tag.dest == sta_isa.Dest.ABUF)):
             for c in range(C):
                 for j in range(Ws):
                     m.d.comb += [post_a_data[(c * Ws + j) * AB:(c * Ws + j + 1) * AB].eq(out_lanes[c][:AB]),
                                  post_a_en[c * Ws + j].eq(z_slot == j)]
-        with m.Elif(z_valid & (z_tag.dest == sta_isa.DEST_ABUF_T)):
+        with m.Elif(z_valid & (z_tag.dest == sta_isa.Dest.ABUF_T)):
             for c in range(C):
                 for j in range(Ws):
                     m.d.comb += post_a_data[(c * Ws + j) * AB:(c * Ws + j + 1) * AB].eq(
@@ -911,7 +911,7 @@ class StaCore(wiring.Component):
                      vec_a_addr.eq((vw_orow + vw_win)[:aw("ABUF")])]
         for c in range(C):
             m.d.comb += vec_vb_data[c * VB:(c + 1) * VB].eq(ln.o.payload.y[c])
-        a_on = out_v & (~is_ln | (cmd.dest == sta_isa.DEST_ABUF))
+        a_on = out_v & (~is_ln | (cmd.dest == sta_isa.Dest.ABUF))
         with m.If(a_on):
             for c in range(C):
                 v8 = Mux(is_ln, ln.o.payload.y8[c], rq_units[c].o)
@@ -960,8 +960,7 @@ class StaCore(wiring.Component):
             CSR["CYCLES"]: c_total, CSR["MAC_ACTIVE"]: c_active, CSR["STALLS"]: c_stall,
             CSR["SPARSE_CYCLES"]: c_sparse, CSR["DENSE_CYCLES"]: c_dense,
             CSR["COMMANDS"]: c_cmds,
-            CSR["CONFIG"]: Const(cfg.rows | cfg.cols << 8 | cfg.lanes << 16 | cfg.n << 24
-                                 | (cfg.m & 0xF) << 28, 32),
+            CSR["CONFIG"]: Const(sta_isa.config_word(cfg), 32),
             CSR["SOFTMAX_BUSY"]: c_smbusy, CSR["SOFTMAX_WAIT"]: c_smwait,
             CSR["VECTOR_CYCLES"]: c_vec, CSR["BARRIER_WAIT"]: c_barrier,
         }

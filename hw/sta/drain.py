@@ -126,7 +126,7 @@ class DrainUnit(wiring.Component):
         o2, osel2, v2 = Signal(self.o_aw), Signal(3), Signal()
         for c in range(C):
             m.d.sync += sum2[c].eq(row1[c] + self.p_data.bias)
-        raw = osel1 == sta_isa.OSEL_ACC
+        raw = osel1 == sta_isa.Osel.ACC
         m.d.sync += [
             mult2.eq(Mux(raw, 1, self.p_data.mult)),
             shift2.eq(Mux(raw, 0, self.p_data.shift)),

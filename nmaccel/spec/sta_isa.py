@@ -45,67 +45,90 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = [
-    "CSR",
-    "DIM_BITS",
-    "ERRORS",
-    "ERROR_CODES",
-    "MODE_DENSE",
-    "MODE_SPARSE",
-    "OPCODES",
-    "OP_BITS",
-    "OP_GEMM",
-    "OP_NOP",
-    "OSEL_ACT", "OSEL_VEC", "OSEL_ACC", "OSEL_SCORE", "osel_bits", "window",
-    "layout_supported", "attention_supported", "DEST_OBUF", "DEST_ABUF", "DEST_ABUF_T",
-    "DEST_VBUF", "DEST_SOFTMAX", "DEST_NAMES", "POST_NONE", "POST_GELU", "POST_ADD",
-    "POST_NAMES", "SRC_WBUF", "SRC_ABUF", "SRC_SBUF", "OP_LAYERNORM", "OP_REQUANT",
-    "VectorCommand", "command_from_word", "encode_ln_params", "encode_gelu_params",
+    # enums and command word
+    "Opcode", "Mode", "Osel", "Dest", "Post", "WSrc", "ASrc", "ENUM_FIELDS", "OP_BITS",
+    "DIM_BITS", "SHIFT_BITS", "OPCODES", "OPNAME", "OSEL_NAMES", "DEST_NAMES", "POST_NAMES",
+    "command_fields", "command_bits", "encode_command", "decode_command", "command_from_word",
+    "GemmCommand", "VectorCommand", "osel_bits", "window", "layout_supported",
+    "attention_supported", "dense_ratio", "a_stride",
+    # parameters
+    "param_fields", "encode_params", "encode_ln_params", "encode_gelu_params",
     "encode_add_params",
-    "OSEL_NAMES",
-    "SHIFT_BITS",
-    "SPACES",
-    "GemmCommand",
-    "a_stride",
-    "addr_bits",
-    "command_bits",
-    "command_fields",
-    "decode_command",
-    "dense_ratio",
-    "encode_command",
-    "encode_params",
-    "error_name",
-    "host_address",
-    "join_entry",
-    "param_fields",
-    "space_depth",
-    "space_shift",
-    "space_width",
-    "split_entry",
-    "sub_bits",
-    "sub_words",
+    # host memory map and CSRs
+    "SPACES", "CSR", "CSR_DEPTH", "COUNTERS", "STATUS_FIELDS", "CONFIG_FIELDS", "Status",
+    "decode_status", "encode_status", "config_word", "decode_config", "ERRORS", "ERROR_CODES",
+    "error_name", "space_width", "space_depth", "sub_words", "sub_bits", "space_shift",
+    "addr_bits", "host_address", "split_entry", "join_entry",
 ]
 
 OP_BITS = 4
-OP_NOP, OP_GEMM, OP_LAYERNORM, OP_REQUANT = 0, 1, 2, 3
-OPCODES = {"NOP": OP_NOP, "GEMM": OP_GEMM, "LAYERNORM": OP_LAYERNORM, "REQUANT": OP_REQUANT}
-MODE_SPARSE, MODE_DENSE = 0, 1
-#: Output formats of a GEMM (``osel``); :func:`osel_bits` gives the saturation width.
-OSEL_ACT, OSEL_VEC, OSEL_ACC, OSEL_SCORE = 0, 1, 2, 3
-OSEL_NAMES = {OSEL_ACT: "act", OSEL_VEC: "vec", OSEL_ACC: "acc", OSEL_SCORE: "score"}
-#: Where a GEMM's drained rows go (``dest``).
-DEST_OBUF, DEST_ABUF, DEST_ABUF_T, DEST_VBUF, DEST_SOFTMAX = 0, 1, 2, 3, 4
-DEST_NAMES = {DEST_OBUF: "OBUF", DEST_ABUF: "ABUF", DEST_ABUF_T: "ABUF transposed",
-              DEST_VBUF: "VBUF", DEST_SOFTMAX: "softmax"}
-#: Element-wise op on a GEMM's requantized rows before they are written (``post``).
-POST_NONE, POST_GELU, POST_ADD = 0, 1, 2
-POST_NAMES = {POST_NONE: "none", POST_GELU: "GELU", POST_ADD: "residual add"}
-#: Operand sources: ``wsrc`` 0 WBUF / 1 ABUF (dense only), ``asrc`` 0 ABUF / 1 SBUF (unsigned).
-SRC_WBUF, SRC_ABUF, SRC_SBUF = 0, 1, 1
+
+
+class Opcode(IntEnum):
+    """Command opcodes (``op``, :data:`OP_BITS` wide)."""
+    NOP = 0
+    GEMM = 1
+    LAYERNORM = 2
+    REQUANT = 3
+
+
+class Mode(IntEnum):
+    """GEMM mode (``mode``): sparse N:M weights through the activation muxes, or dense."""
+    SPARSE = 0
+    DENSE = 1
+
+
+class Osel(IntEnum):
+    """Output format of a GEMM (``osel``); :func:`osel_bits` gives the saturation width."""
+    ACT = 0
+    VEC = 1
+    ACC = 2
+    SCORE = 3
+
+
+class Dest(IntEnum):
+    """Where a GEMM's drained rows go (``dest``)."""
+    OBUF = 0
+    ABUF = 1
+    ABUF_T = 2
+    VBUF = 3
+    SOFTMAX = 4
+
+
+class Post(IntEnum):
+    """Element-wise op on a GEMM's requantized rows before they are written (``post``)."""
+    NONE = 0
+    GELU = 1
+    ADD = 2
+
+
+class WSrc(IntEnum):
+    """W operand memory (``wsrc``): WBUF, or ABUF (dense × dense only)."""
+    WBUF = 0
+    ABUF = 1
+
+
+class ASrc(IntEnum):
+    """A operand memory (``asrc``): ABUF, or SBUF (unsigned probabilities, dense only)."""
+    ABUF = 0
+    SBUF = 1
+
+
+#: Width of each enum-valued command field (the RTL's enum shapes read these).
+ENUM_FIELDS = {"op": (Opcode, OP_BITS), "mode": (Mode, 1), "osel": (Osel, 3),
+               "dest": (Dest, 3), "post": (Post, 2), "wsrc": (WSrc, 1), "asrc": (ASrc, 1)}
+
+OPCODES = {op.name: op for op in Opcode}
+OSEL_NAMES = {Osel.ACT: "act", Osel.VEC: "vec", Osel.ACC: "acc", Osel.SCORE: "score"}
+DEST_NAMES = {Dest.OBUF: "OBUF", Dest.ABUF: "ABUF", Dest.ABUF_T: "ABUF transposed",
+              Dest.VBUF: "VBUF", Dest.SOFTMAX: "softmax"}
+POST_NAMES = {Post.NONE: "none", Post.GELU: "GELU", Post.ADD: "residual add"}
 SHIFT_BITS = 6
 DIM_BITS = 16
 
@@ -130,6 +153,65 @@ CSR = {
     "BARRIER_WAIT": 12,  # R: cycles commands waited for the drain (barriers, post-op setup)
 }
 CSR_DEPTH = 16
+
+#: The run counters (CSRs cleared by START), in the order hosts read them.
+COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS",
+            "SOFTMAX_BUSY", "SOFTMAX_WAIT", "VECTOR_CYCLES", "BARRIER_WAIT")
+
+#: CSR STATUS, (name, width) LSB first: run state, error code (:data:`ERRORS`) and the index
+#: of the command that raised it. ``reserved`` bits read 0.
+STATUS_FIELDS = (("busy", 1), ("done", 1), ("error", 1), ("reserved", 5), ("code", 8),
+                 ("command", 16))
+#: CSR CONFIG, (name, width) LSB first: the array the design was built for (``m`` mod 16).
+CONFIG_FIELDS = (("rows", 8), ("cols", 8), ("lanes", 8), ("n", 4), ("m", 4))
+
+
+def _unpack(fields, word: int) -> dict[str, int]:
+    out, pos = {}, 0
+    for name, width in fields:
+        out[name] = (int(word) >> pos) & ((1 << width) - 1)
+        pos += width
+    return out
+
+
+@dataclass(frozen=True)
+class Status:
+    """A decoded STATUS word."""
+    busy: bool
+    done: bool
+    error: bool
+    code: int
+    command: int
+
+    @property
+    def message(self) -> str:
+        return error_name(self.code)
+
+
+def decode_status(word: int) -> Status:
+    """The fields of a STATUS read (:data:`STATUS_FIELDS`)."""
+    f = _unpack(STATUS_FIELDS, word)
+    return Status(busy=bool(f["busy"]), done=bool(f["done"]), error=bool(f["error"]),
+                  code=f["code"], command=f["command"])
+
+
+def encode_status(busy: int = 0, done: int = 0, error: int = 0, code: int = 0,
+                  command: int = 0) -> int:
+    """The STATUS word for these fields (for models and tests of the decoders)."""
+    return _pack(STATUS_FIELDS, {"busy": busy, "done": done, "error": error, "code": code,
+                                 "command": command}, "STATUS")
+
+
+def config_word(cfg: StaConfig) -> int:
+    """CSR CONFIG of a design built for ``cfg`` (:data:`CONFIG_FIELDS`)."""
+    return _pack(CONFIG_FIELDS, {"rows": cfg.rows & 0xFF, "cols": cfg.cols & 0xFF,
+                                 "lanes": cfg.lanes & 0xFF, "n": cfg.n & 0xF,
+                                 "m": cfg.m & 0xF}, "CONFIG")
+
+
+def decode_config(word: int) -> dict[str, int]:
+    return _unpack(CONFIG_FIELDS, word)
+
 
 #: Error codes in STATUS[15:8] by short name (the RTL raises them by these names).
 ERROR_CODES = {"opcode": 1, "zero": 2, "wbuf": 3, "abuf": 4, "obuf": 5, "pbuf": 6, "meta": 7,
@@ -164,6 +246,10 @@ def _aw(depth: int) -> int:
     return max(clog2(depth), 1)
 
 
+def _ew(name: str) -> int:
+    return ENUM_FIELDS[name][1]
+
+
 def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
     """(name, width) of the command word, LSB first."""
     wbase = max(_aw(cfg.wbuf_depth), _aw(cfg.abuf_depth))
@@ -171,8 +257,9 @@ def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
     obase = max(_aw(cfg.obuf_depth), _aw(cfg.abuf_depth), _aw(cfg.vbuf_depth),
                 _aw(cfg.sbuf_depth))
     return [
-        ("op", OP_BITS), ("mode", 1), ("osel", 3), ("dest", 3), ("post", 2), ("olay", 1),
-        ("wsrc", 1), ("asrc", 1), ("barrier", 1), ("wait_sm", 2),
+        ("op", _ew("op")), ("mode", _ew("mode")), ("osel", _ew("osel")), ("dest", _ew("dest")),
+        ("post", _ew("post")), ("olay", 1), ("wsrc", _ew("wsrc")), ("asrc", _ew("asrc")),
+        ("barrier", 1), ("wait_sm", 2),
         ("m_tiles", DIM_BITS), ("n_tiles", DIM_BITS), ("k_steps", DIM_BITS),
         ("w_base", wbase), ("a_base", abase), ("o_base", obase), ("p_base", _aw(cfg.pbuf_depth)),
         ("a_stride", DIM_BITS), ("w_stride", DIM_BITS), ("o_stride", DIM_BITS),
@@ -182,8 +269,8 @@ def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
 
 def osel_bits(cfg: StaConfig, osel: int) -> int:
     """Saturation width of output format ``osel`` (act, vec, acc or softmax-input bits)."""
-    table = {OSEL_ACT: cfg.act_bits, OSEL_VEC: cfg.vec_bits, OSEL_ACC: cfg.acc_bits,
-             OSEL_SCORE: cfg.softmax_in_bits}
+    table = {Osel.ACT: cfg.act_bits, Osel.VEC: cfg.vec_bits, Osel.ACC: cfg.acc_bits,
+             Osel.SCORE: cfg.softmax_in_bits}
     if osel not in table:
         raise ValueError(f"osel must be one of {sorted(table)} ({', '.join(OSEL_NAMES.values())}), "
                          f"not {osel!r}")
@@ -192,7 +279,7 @@ def osel_bits(cfg: StaConfig, osel: int) -> int:
 
 def window(cfg: StaConfig, olay: int) -> int:
     """Activations per ABUF window in the layout a consumer of ``olay`` (0 sparse, 1 dense) reads."""
-    return cfg.acts_per_cycle if olay == MODE_SPARSE else cfg.dense_window
+    return cfg.acts_per_cycle if olay == Mode.SPARSE else cfg.dense_window
 
 
 def layout_supported(cfg: StaConfig, olay: int) -> bool:
@@ -214,7 +301,7 @@ def attention_supported(cfg: StaConfig) -> str | None:
     if cfg.dense_window % cfg.cols:
         return (f"on-chip attention needs the dense window ({cfg.dense_window} activations) "
                 f"to be a multiple of cols ({cfg.cols})")
-    if not layout_supported(cfg, MODE_DENSE):
+    if not layout_supported(cfg, Mode.DENSE):
         return f"rows ({cfg.rows}) and the dense window ({cfg.dense_window}) must divide one another"
     return None
 
@@ -259,11 +346,8 @@ def encode_command(cfg: StaConfig, **fields: int) -> int:
 
 
 def decode_command(cfg: StaConfig, word: int) -> dict[str, int]:
-    out, pos = {}, 0
-    for name, width in command_fields(cfg):
-        out[name] = (int(word) >> pos) & ((1 << width) - 1)
-        pos += width
-    return out
+    """The fields of a command word (inverse of :func:`encode_command`)."""
+    return _unpack(command_fields(cfg), word)
 
 
 def encode_params(cfg: StaConfig, bias: int, mult: int, shift: int) -> int:
@@ -387,7 +471,7 @@ def dense_ratio(cfg: StaConfig) -> int:
 
 def a_stride(cfg: StaConfig, mode: int, k_steps: int) -> int:
     """ABUF entries per token tile of a GEMM."""
-    if mode == MODE_SPARSE:
+    if mode == Mode.SPARSE:
         return k_steps
     r = dense_ratio(cfg)
     return -(-k_steps // r)
@@ -411,10 +495,10 @@ class GemmCommand:
     o_base: int = 0
     p_base: int = 0
     osel: int = 0
-    dest: int = DEST_OBUF
-    post: int = POST_NONE
+    dest: int = Dest.OBUF
+    post: int = Post.NONE
     olay: int = 0
-    wsrc: int = SRC_WBUF
+    wsrc: int = WSrc.WBUF
     asrc: int = 0
     barrier: int = 0
     wait_sm: int = 0
@@ -429,7 +513,7 @@ class GemmCommand:
             if cfg is None:
                 raise ValueError("a_stride is derived from the config: pass cfg")
             stride = a_stride(cfg, self.mode, self.k_steps)
-        out = {"op": OP_GEMM, "a_stride": stride}
+        out = {"op": Opcode.GEMM, "a_stride": stride}
         for name in ("mode", "osel", "dest", "post", "olay", "wsrc", "asrc", "barrier", "wait_sm",
                      "m_tiles", "n_tiles", "k_steps", "w_base", "a_base", "o_base", "p_base",
                      "w_stride", "o_stride", "length"):
@@ -441,7 +525,7 @@ class GemmCommand:
 
     def post_params(self) -> int:
         """PBUF entries after the per-feature ones that the post-op reads."""
-        return {POST_NONE: 0, POST_GELU: 2, POST_ADD: 1}.get(self.post, 0)
+        return {Post.NONE: 0, Post.GELU: 2, Post.ADD: 1}.get(self.post, 0)
 
     def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
         """(first entry, entries) used in each memory (output extents are upper bounds of the
@@ -449,39 +533,39 @@ class GemmCommand:
         f = self.fields(cfg)
         R, C = cfg.rows, cfg.cols
         ratio = dense_ratio(cfg)
-        steps = -(-self.k_steps // ratio) if self.mode == MODE_DENSE else self.k_steps
+        steps = -(-self.k_steps // ratio) if self.mode == Mode.DENSE else self.k_steps
         out = {}
-        wspace = "ABUF" if self.wsrc == SRC_ABUF else "WBUF"
-        if self.wsrc == SRC_ABUF:
+        wspace = "ABUF" if self.wsrc == WSrc.ABUF else "WBUF"
+        if self.wsrc == WSrc.ABUF:
             out[wspace] = (self.w_base, (self.m_tiles - 1) * self.w_stride + steps)
         else:
             out[wspace] = (self.w_base, self.m_tiles * self.k_steps)
-        aspace = "SBUF" if self.asrc == SRC_SBUF else "ABUF"
+        aspace = "SBUF" if self.asrc == ASrc.SBUF else "ABUF"
         a_ext = (self.a_base, (self.n_tiles - 1) * f["a_stride"] + steps)
         if aspace == "ABUF" and "ABUF" in out:
             out["ABUF2"] = a_ext
         else:
             out[aspace] = a_ext
         feats = self.m_tiles * R
-        if self.dest == DEST_OBUF:
+        if self.dest == Dest.OBUF:
             out["OBUF"] = (self.o_base, self.n_tiles * self.m_tiles * R)
-        elif self.dest == DEST_VBUF:
+        elif self.dest == Dest.VBUF:
             out["VBUF"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + feats)
-        elif self.dest == DEST_ABUF:
+        elif self.dest == Dest.ABUF:
             w = window(cfg, self.olay)
             out["ABUF3"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + -(-feats // w))
-        elif self.dest == DEST_ABUF_T:
+        elif self.dest == Dest.ABUF_T:
             w = window(cfg, self.olay)
             out["ABUF3"] = (self.o_base, (self.m_tiles - 1) * self.o_stride
                             + -(-(self.n_tiles * C) // w))
-        elif self.dest == DEST_SOFTMAX:
+        elif self.dest == Dest.SOFTMAX:
             out["SBUF"] = (self.o_base, -(-max(self.length, 1) // cfg.dense_window))
         out["PBUF"] = (self.p_base, feats + self.post_params())
         return out
 
     def check(self, cfg: StaConfig) -> GemmCommand:
         """Host-side check of everything the hardware checks (clear errors, same rules)."""
-        if self.mode not in (MODE_SPARSE, MODE_DENSE):
+        if self.mode not in (Mode.SPARSE, Mode.DENSE):
             raise ValueError(f"mode must be 0 (sparse) or 1 (dense), not {self.mode!r}")
         osel_bits(cfg, self.osel)
         if self.dest not in DEST_NAMES:
@@ -492,21 +576,21 @@ class GemmCommand:
             v = getattr(self, name)
             if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
                 raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
-        if self.wsrc == SRC_ABUF or self.dest == DEST_ABUF_T:
+        if self.wsrc == WSrc.ABUF or self.dest == Dest.ABUF_T:
             if cfg.rows != cfg.cols:
                 raise ValueError(f"an ABUF weight operand or a transposed output needs rows == cols, "
                                  f"not {cfg.rows}x{cfg.cols}")
-        if self.wsrc == SRC_ABUF and self.mode != MODE_DENSE:
+        if self.wsrc == WSrc.ABUF and self.mode != Mode.DENSE:
             raise ValueError("an ABUF weight operand (wsrc=1) needs a dense-mode GEMM")
-        if self.asrc == SRC_SBUF and self.mode != MODE_DENSE:
+        if self.asrc == ASrc.SBUF and self.mode != Mode.DENSE:
             raise ValueError("an SBUF activation operand (asrc=1) needs a dense-mode GEMM")
-        if self.dest == DEST_ABUF and not layout_supported(cfg, self.olay):
+        if self.dest == Dest.ABUF and not layout_supported(cfg, self.olay):
             raise ValueError(f"rows ({cfg.rows}) and the output window ({window(cfg, self.olay)}) "
                              f"must divide one another")
-        if self.dest == DEST_ABUF_T and window(cfg, self.olay) % cfg.cols:
+        if self.dest == Dest.ABUF_T and window(cfg, self.olay) % cfg.cols:
             raise ValueError(f"a transposed output needs windows ({window(cfg, self.olay)}) that are "
                              f"a multiple of cols ({cfg.cols})")
-        if self.dest == DEST_SOFTMAX:
+        if self.dest == Dest.SOFTMAX:
             why = attention_supported(cfg)
             if why:
                 raise ValueError(why)
@@ -530,7 +614,7 @@ class VectorCommand:
 
     Input word of token tile ``ct``, feature ``f``: VBUF ``a_base + ct * a_stride + f`` (``length``
     features). LAYERNORM writes its ``vec_bits`` result back in place and, with
-    ``dest = DEST_ABUF``, an ``act_bits`` copy scattered into ABUF windows (``olay`` layout) at
+    ``dest = Dest.ABUF``, an ``act_bits`` copy scattered into ABUF windows (``olay`` layout) at
     ``o_base + ct * o_stride``; REQUANT writes only that ABUF copy. Parameters: LAYERNORM
     PBUF ``p_base + f`` = (gamma, beta) per feature (:func:`encode_ln_params`), then
     ``(mult, shift)`` of the output and ``(mult8, shift8)`` of the ABUF copy; REQUANT one
@@ -544,7 +628,7 @@ class VectorCommand:
     o_base: int = 0
     o_stride: int = 0
     p_base: int = 0
-    dest: int = DEST_ABUF
+    dest: int = Dest.ABUF
     olay: int = 0
     barrier: int = 1
 
@@ -558,28 +642,28 @@ class VectorCommand:
         return encode_command(cfg, **self.fields(cfg))
 
     def params(self) -> int:
-        return self.length + 2 if self.op == OP_LAYERNORM else 1
+        return self.length + 2 if self.op == Opcode.LAYERNORM else 1
 
     def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
         out = {"VBUF": (self.a_base, (self.n_tiles - 1) * self.a_stride + self.length),
                "PBUF": (self.p_base, self.params())}
-        if self.dest == DEST_ABUF or self.op == OP_REQUANT:
+        if self.dest == Dest.ABUF or self.op == Opcode.REQUANT:
             w = window(cfg, self.olay)
             out["ABUF"] = (self.o_base, (self.n_tiles - 1) * self.o_stride + -(-self.length // w))
         return out
 
     def check(self, cfg: StaConfig) -> VectorCommand:
-        if self.op not in (OP_LAYERNORM, OP_REQUANT):
-            raise ValueError(f"vector op must be LAYERNORM ({OP_LAYERNORM}) or REQUANT "
-                             f"({OP_REQUANT}), not {self.op!r}")
+        if self.op not in (Opcode.LAYERNORM, Opcode.REQUANT):
+            raise ValueError(f"vector op must be LAYERNORM ({Opcode.LAYERNORM}) or REQUANT "
+                             f"({Opcode.REQUANT}), not {self.op!r}")
         for name in ("n_tiles", "length"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
                 raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
-        if self.dest not in (DEST_OBUF, DEST_ABUF):
+        if self.dest not in (Dest.OBUF, Dest.ABUF):
             raise ValueError(f"a vector command writes VBUF (dest 0) and optionally ABUF (dest 1), "
                              f"not dest {self.dest!r}")
-        if (self.dest == DEST_ABUF or self.op == OP_REQUANT) and window(cfg, self.olay) < 1:
+        if (self.dest == Dest.ABUF or self.op == Opcode.REQUANT) and window(cfg, self.olay) < 1:
             raise ValueError("bad output layout")
         for space, (base, count) in self.extents(cfg).items():
             depth = space_depth(cfg, space)
@@ -596,12 +680,12 @@ def command_from_word(cfg: StaConfig, word: int):
     """The :class:`GemmCommand` / :class:`VectorCommand` (or ``None`` for NOP) of a word."""
     f = decode_command(cfg, word)
     op = f.pop("op")
-    if op == OP_GEMM:
+    if op == Opcode.GEMM:
         return GemmCommand(**f)
-    if op in (OP_LAYERNORM, OP_REQUANT):
+    if op in (Opcode.LAYERNORM, Opcode.REQUANT):
         return VectorCommand(op=op, **{k: f[k] for k in ("n_tiles", "length", "a_base", "a_stride",
                                                            "o_base", "o_stride", "p_base", "dest",
                                                            "olay", "barrier")})
-    if op == OP_NOP:
+    if op == Opcode.NOP:
         return None
     raise ValueError(f"unknown opcode {op} (known: {OPCODES})")

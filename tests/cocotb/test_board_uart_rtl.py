@@ -26,7 +26,7 @@ DIVISOR = 8
 
 def sparse_program(cfg, seed: int, tokens: int = 5, features: int = 6, k: int = 16) -> StaProgram:
     rng = np.random.default_rng(seed)
-    spec = random_spec(rng, cfg, sta_isa.MODE_SPARSE, tokens, features, k, 0, f"y{seed}")
+    spec = random_spec(rng, cfg, sta_isa.Mode.SPARSE, tokens, features, k, 0, f"y{seed}")
     return compile_gemm(spec, cfg)
 
 

@@ -32,7 +32,7 @@ def random_sparse(rng, features, k, n, m):
 
 def random_spec(rng, cfg, mode, tokens, features, k, osel, name):
     x = rng.integers(-128, 128, (tokens, k))
-    if mode == sta_isa.MODE_SPARSE:
+    if mode == sta_isa.Mode.SPARSE:
         weight = compress(random_sparse(rng, features, k, cfg.n, cfg.m), cfg.n, cfg.m)
         macs = k * cfg.n // cfg.m
     else:
@@ -76,9 +76,9 @@ def test_random_gemms_both_modes(shape):
     program = StaProgram(cfg)
     k_sparse = m * rng.integers(1, 5)             # odd sizes: partial words, tiles and tokens
     specs = [
-        (sta_isa.MODE_SPARSE, int(rng.integers(1, 3 * R)), int(rng.integers(1, 2 * C + 2)), int(k_sparse), 0),
-        (sta_isa.MODE_DENSE, int(rng.integers(1, 2 * R + 1)), int(rng.integers(1, 2 * C + 1)), int(rng.integers(1, 3 * L)), 1),
-        (sta_isa.MODE_SPARSE, R, C, m, 2),        # one word per dot product: stalls
+        (sta_isa.Mode.SPARSE, int(rng.integers(1, 3 * R)), int(rng.integers(1, 2 * C + 2)), int(k_sparse), 0),
+        (sta_isa.Mode.DENSE, int(rng.integers(1, 2 * R + 1)), int(rng.integers(1, 2 * C + 1)), int(rng.integers(1, 3 * L)), 1),
+        (sta_isa.Mode.SPARSE, R, C, m, 2),        # one word per dot product: stalls
     ]
     bases = dict(w_base=0, a_base=0, o_base=0, p_base=0)
     for i, (mode, features, tokens, k, osel) in enumerate(specs):
@@ -94,14 +94,14 @@ def test_random_gemms_both_modes(shape):
 def test_stalls_when_dot_products_are_shorter_than_the_drain():
     cfg = small_cfg(rows=4, cols=2, lanes=4, n=2, m=4)
     rng = np.random.default_rng(5)
-    program = compile_gemm(random_spec(rng, cfg, sta_isa.MODE_SPARSE, 4, 12, 8, 0, "y"), cfg)
+    program = compile_gemm(random_spec(rng, cfg, sta_isa.Mode.SPARSE, 4, 12, 8, 0, "y"), cfg)
     res = check(program)
     assert res.counters["STALLS"] > 0            # k_steps = 1 < R = 4
 
 
 def _error(program, code):
     res = run_amaranth(program, raise_on_error=False)
-    assert res.status & 4 and res.error_code == code, (res.status, sta_isa.error_name(res.error_code))
+    assert sta_isa.decode_status(res.status).error and res.error_code == code, (res.status, sta_isa.error_name(res.error_code))
     with pytest.raises(StaRunError, match=sta_isa.error_name(code).split(" (")[0]):
         run_amaranth(program)
 
@@ -131,14 +131,14 @@ def test_range_errors_for_each_buffer():
     _error(_raw_program(cfg, **{**ok, "p_base": 31}), 6)
     _error(_raw_program(cfg, **{**ok, "osel": 7}), 9)
     _error(_raw_program(cfg, **{**ok, "dest": 6}), 10)
-    _error(_raw_program(cfg, **{**ok, "dest": sta_isa.DEST_VBUF, "o_base": cfg.vbuf_depth - 1}), 11)
-    _error(_raw_program(cfg, **{**ok, "post": sta_isa.POST_ADD}), 10)     # add needs dest VBUF
+    _error(_raw_program(cfg, **{**ok, "dest": sta_isa.Dest.VBUF, "o_base": cfg.vbuf_depth - 1}), 11)
+    _error(_raw_program(cfg, **{**ok, "post": sta_isa.Post.ADD}), 10)     # add needs dest VBUF
 
 
 def test_bad_nm_metadata_is_flagged():
     cfg = small_cfg(rows=2, cols=2, lanes=4, n=2, m=4)
     rng = np.random.default_rng(3)
-    program = compile_gemm(random_spec(rng, cfg, sta_isa.MODE_SPARSE, 2, 2, 8, 0, "y"), cfg)
+    program = compile_gemm(random_spec(rng, cfg, sta_isa.Mode.SPARSE, 2, 2, 8, 0, "y"), cfg)
     E = cfg.weight_bits + cfg.index_bits
     word = program.images["WBUF"][0]
     idx0 = (word >> cfg.weight_bits) & 3
@@ -158,7 +158,7 @@ def test_bad_command_count():
     assert res.cycles == program_cycles(cfg, program.commands).total
     for count in (0, cfg.cbuf_depth + 1):
         res = run_amaranth(program, count=count, raise_on_error=False)
-        assert res.status & 4 and res.error_code == 8
+        assert sta_isa.decode_status(res.status).error and res.error_code == 8
 
 
 def test_error_tables_agree():
@@ -184,13 +184,14 @@ def test_host_read_in_the_start_cycle_delays_the_first_fetch_by_one_cycle():
     from amaranth.sim import Simulator
     from nmaccel.hw.sta.core import StaCore
     from nmaccel.sim.amaranth_streams import stream_get, stream_put
-    from nmaccel.sim.sta_host import COUNTERS, host_script
+    from nmaccel.sim.sta_host import host_script
+    from nmaccel.spec.sta_isa import COUNTERS
 
     cfg = small_cfg(rows=2, cols=2, lanes=4)
     rng = np.random.default_rng(5)
     program = StaProgram(cfg)
     bases = dict(w_base=0, a_base=0, o_base=0, p_base=0)
-    for i, mode in enumerate((sta_isa.MODE_SPARSE, sta_isa.MODE_DENSE)):
+    for i, mode in enumerate((sta_isa.Mode.SPARSE, sta_isa.Mode.DENSE)):
         compile_gemm(random_spec(rng, cfg, mode, 3, 2, 8, 0, f"g{i}"), cfg, program, **bases)
         for space, (base, count) in program.gemm_commands()[-1].extents(cfg).items():
             key = {"WBUF": "w_base", "ABUF": "a_base", "OBUF": "o_base", "PBUF": "p_base"}[space]

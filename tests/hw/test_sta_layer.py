@@ -84,13 +84,13 @@ def test_hardware_flags_bad_softmax_block():
     cfg = small_cfg()
     p = StaProgram(cfg)
     p.commands.append(sta_isa.encode_command(cfg, op=1, mode=1, m_tiles=1, n_tiles=8, k_steps=1,
-                                             dest=sta_isa.DEST_SOFTMAX, length=cfg.max_seq + 1,
+                                             dest=sta_isa.Dest.SOFTMAX, length=cfg.max_seq + 1,
                                              wsrc=1, a_stride=1))
     res = run_amaranth(p, raise_on_error=False)
-    assert res.status & 4 and res.error_code == sta_isa.ERROR_CODES["seq"]
+    assert sta_isa.decode_status(res.status).error and res.error_code == sta_isa.ERROR_CODES["seq"]
     with pytest.raises(ValueError, match="softmax row length must be in"):
         sta_isa.GemmCommand(mode=1, m_tiles=1, n_tiles=8, k_steps=1, wsrc=1, a_stride=1,
-                            dest=sta_isa.DEST_SOFTMAX, length=cfg.max_seq + 1).check(cfg)
+                            dest=sta_isa.Dest.SOFTMAX, length=cfg.max_seq + 1).check(cfg)
 
 
 def test_layernorm_params_must_fit_the_pbuf_field():
