@@ -1,37 +1,29 @@
-"""Committed resource/fmax baselines: ``reports/boards/<board>-<design>-<preset>.{json,md}``,
-the summary table ``reports/boards.md`` and the list ``reports/boards.json`` (one entry per
-target: board, design, preset, fmax_mhz, target_mhz, timing_met, resources, command,
-build_seconds, ...), rebuilt from every per-target JSON in ``reports/boards/``."""
+"""Committed resource/fmax baselines. The record of a build (board, design, preset, fmax_mhz,
+target_mhz, timing_met, resources, command, build_seconds, ...) goes into the package's
+measured builds (:mod:`nmaccel.boards.measured`); its Markdown view into
+``<reports>/boards/<board>-<design>-<preset>.md`` and the summary table ``<reports>/boards.md``
+is rebuilt from every record."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from nmaccel.boards.build_report import markdown
+from nmaccel.boards.measured import MEASURED, record_name, records
+from nmaccel.files import write_atomic, write_json
 
-__all__ = ["baseline_name", "summary_markdown", "write_baseline", "write_summary"]
-
-
-def baseline_name(result: dict) -> str:
-    return f"{result['board']}-{result['design']}-{result['preset']}"
+__all__ = ["summary_markdown", "write_baseline", "write_summary"]
 
 
-def write_baseline(result: dict, reports_dir) -> pathlib.Path:
-    """Write one target's JSON and Markdown under ``reports_dir/boards`` and refresh the
-    summaries; returns the JSON path."""
-    reports = pathlib.Path(reports_dir)
-    (reports / "boards").mkdir(parents=True, exist_ok=True)
-    stem = reports / "boards" / baseline_name(result)
-    path = stem.with_suffix(".json")
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
-    write_summary(reports)
+def write_baseline(result: dict, reports_dir, measured=MEASURED) -> pathlib.Path:
+    """Record one target's build in ``measured`` (default: the package's measured builds),
+    write its Markdown under ``reports_dir/boards`` and refresh the summary; returns the
+    record's path."""
+    path = write_json(pathlib.Path(measured) / f"{record_name(result)}.json", result)
+    write_atomic(pathlib.Path(reports_dir) / "boards" / f"{record_name(result)}.md",
+                 markdown(result))
+    write_summary(reports_dir, measured)
     return path
-
-
-def _load_all(reports: pathlib.Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((reports / "boards").glob("*.json"))]
 
 
 def _safe_freq(result: dict):
@@ -70,21 +62,20 @@ def summary_markdown(results: list[dict]) -> str:
                      f"{r['target_mhz']:g} | {fmax} | {timing} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('DSP')} | {cell('BRAM')} | "
                      f"{r['build_seconds']:.0f} | {r['host_link']} |")
-    lines += ["", ("Per target: [`reports/boards/`](boards/). Build times are wall-clock on the "
-                   "machine named in each report (YoWASP = WebAssembly builds of the tools).")]
+    lines += ["", ("Per target: [`reports/boards/`](boards/); the records themselves ship with "
+                   "the package ([`boards/measured/`](../boards/measured/)). Build times are "
+                   "wall-clock on the machine named in each report (YoWASP = WebAssembly builds "
+                   "of the tools).")]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(reports_dir) -> None:
-    """Rebuild ``boards.json`` and ``boards.md`` (``boards/notes.md``, when present, is
-    appended to the Markdown: findings that are not one build's figures)."""
+def write_summary(reports_dir, measured=MEASURED) -> None:
+    """Rebuild ``<reports_dir>/boards.md`` from every record in ``measured``
+    (``<reports_dir>/boards/notes.md``, when present, is appended: findings that are not one
+    build's figures)."""
     reports = pathlib.Path(reports_dir)
-    results = _load_all(reports)
     notes = reports / "boards" / "notes.md"
-    (reports / "boards.json").write_text(json.dumps(
-        [{k: r[k] for k in r if k not in ("config", "bitstream")} for r in results],
-        indent=2) + "\n")
-    text = summary_markdown(results)
+    text = summary_markdown(records(measured))
     if notes.is_file():
         text += "\n" + notes.read_text()
-    (reports / "boards.md").write_text(text)
+    write_atomic(reports / "boards.md", text)

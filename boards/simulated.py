@@ -4,16 +4,13 @@
 :func:`run_over_uart` runs programs and returns a :class:`~nmaccel.sim.sta_host.RunResult`
 each, exactly as ``StaBoard(SerialTransport(...), cfg).run(program)`` does on a board.
 :func:`board_session` runs any list of driver actions (:func:`execute_actions`) in one
-simulation. Builds are cached like :mod:`nmaccel.sim.sta_rtl`'s (``$NMACCEL_BUILD_DIR`` or
-``~/.cache/nmaccel/builds``), keyed by the Verilog text (config, divisor, timeout) without source-location attributes.
+simulation. Builds live in the one build cache (:mod:`nmaccel.sim.build_cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,9 +18,8 @@ from pathlib import Path
 
 from nmaccel.spec.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, build_logged, find_simulator
+from nmaccel.sim.build_cache import cached_verilog, simulation_build
 from nmaccel.sim.sta_host import RunResult
-from nmaccel.sim.sta_rtl import cache_root
 
 __all__ = ["DEFAULT_DIVISOR", "board_session", "build", "execute_actions", "run_over_uart"]
 
@@ -35,24 +31,11 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
           simulator: str = "verilator") -> tuple[Path, str, str]:
     """Build (or reuse) StaUartTop; returns ``(build_dir, simulator name, toplevel)``."""
     from nmaccel.boards.uart_top import TOPLEVEL, verilog
-    sim = activate(find_simulator(simulator))
-    src = verilog(cfg, divisor, timeout=timeout)
-    # Source-location attributes change with every edit of a Python file; the logic does not.
-    logic = re.sub(r'\(\* src = "[^"]*" \*\)', "", src)
-    key = hashlib.sha256(f"{logic}|{sim.name}|{sim.version}".encode()).hexdigest()[:16]
-    bdir = cache_root() / f"uart_{sim.name}_{key}"
-    marker = bdir / "nmaccel_built"
-    if not marker.exists():
-        from cocotb_tools.runner import get_runner
-        bdir.mkdir(parents=True, exist_ok=True)
-        (bdir / f"{TOPLEVEL}.v").write_text(src)
-        extra = {"build_args": ["-Wno-fatal", "-O3"]} if sim.name == "verilator" \
-            else {"timescale": ("1ns", "1ps")}
-        build_logged(get_runner(sim.name), bdir / "build.log", pch_fix=True,
-                     sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                     always=True, **extra)
-        marker.write_text(key)
-    return bdir, sim.name, TOPLEVEL
+    text = cached_verilog("uart", ["nmaccel.boards.uart_top"],
+                          f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{TOPLEVEL}",
+                          lambda: verilog(cfg, divisor, timeout=timeout))
+    bdir, sim = simulation_build("uart", text, TOPLEVEL, simulator)
+    return bdir, sim, TOPLEVEL
 
 
 def execute_actions(board, actions: Sequence[tuple]) -> list:

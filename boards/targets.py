@@ -58,6 +58,7 @@ class BoardTarget:
     synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
     nextpnr_opts: tuple = ()                               # extra nextpnr options
     dsp_blocks: int = 0              # hard multipliers of the device (MULT18X18D, SB_MAC16)
+    loader_board: str = ""           # openFPGALoader's -b name for this board
 
     def synth_options(self, design: str, cfg) -> list:
         """Extra synth options for ``design`` built with ``cfg``: an STA whose array has no
@@ -98,7 +99,7 @@ def _upduino3_extra(plat):
 
 BOARDS: dict[str, BoardTarget] = {
     "icebreaker": BoardTarget(
-        name="icebreaker", title="iCEBreaker (iCE40UP5K)",
+        name="icebreaker", title="iCEBreaker (iCE40UP5K)", loader_board="ice40_generic",
         platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
         family="ice40", clock="clk12", pll="pad",
         leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
@@ -106,7 +107,7 @@ BOARDS: dict[str, BoardTarget] = {
         extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0},
         synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]}),
     "upduino3": BoardTarget(
-        name="upduino3", title="UPduino v3 (iCE40UP5K)",
+        name="upduino3", title="UPduino v3 (iCE40UP5K)", loader_board="ice40_generic",
         platform_module="amaranth_boards.upduino_v3", platform_class="UpduinoV3Platform",
         family="ice40", clock="clk12", pll="core",
         leds=(("rgb_led", 0, "b"), ("rgb_led", 0, "g"), ("rgb_led", 0, "r")),
@@ -114,7 +115,7 @@ BOARDS: dict[str, BoardTarget] = {
         extra_resources="_upduino3_extra", synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]},
         notes="solder the OSC jumper (12 MHz to pin 20); UART on J5 pins 23/25"),
     "ulx3s": BoardTarget(
-        name="ulx3s", title="ULX3S 85F (ECP5 LFE5U-85F)",
+        name="ulx3s", title="ULX3S 85F (ECP5 LFE5U-85F)", loader_board="ulx3s",
         platform_module="amaranth_boards.ulx3s", platform_class="ULX3S_85F_Platform",
         family="ecp5", clock="clk25", pll="ehxplll",
         leds=(("led", 0), ("led", 1), ("led", 2)),

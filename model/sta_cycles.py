@@ -11,9 +11,9 @@ exact, and tests hold it to the RTL's counters:
 * after the last command, the run ends when the final tile has left the pipeline:
   ``drain_tail`` cycles after its last beat (capture, drain, post-ops).
 
-Utilization: useful MACs ÷ (R·C·L·cycles) in dense mode, ÷ (R·C·L·(M/N)·cycles) in sparse mode
-(a sparse beat does the work of ``M/N`` dense beats); useful MACs are the GEMM's dense-equivalent
-work ``tokens · features · K`` (padding of partial tiles and words is not useful work).
+Utilization (:func:`utilization`, the one definition the reports use): multiplications done ÷
+(R·C·L·cycles). A dense GEMM does its dense-equivalent work ``tokens · features · K``; a sparse
+one N/M of it (:func:`performed_macs`; padding of partial tiles and words is not useful work).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 from nmaccel.spec.sta_timing import (COMMAND_OVERHEAD, RUN_START, SM_FIRST_IN, SM_READ_START,
                                      VEC_START, VEC_TAIL, drain_tail)
 
-__all__ = ["CycleReport", "gemm_cycles", "program_cycles", "utilization", "vector_cycles"]
+__all__ = ["CycleReport", "gemm_cycles", "performed_macs", "program_cycles", "utilization",
+           "vector_cycles"]
 
 
 @dataclass
@@ -166,9 +167,14 @@ def gemm_cycles(cfg: StaConfig, command) -> int:
     return program_cycles(cfg, [command]).total
 
 
-def utilization(cfg: StaConfig, useful_macs: int, cycles: int, sparse: bool) -> float:
-    """Useful MACs ÷ peak work in ``cycles`` (sparse beats count ``M/N`` dense MACs)."""
-    peak = cfg.rows * cfg.cols * cfg.lanes * cycles
-    if sparse:
-        peak = peak * cfg.m / cfg.n
-    return useful_macs / peak if peak else 0.0
+def performed_macs(cfg: StaConfig, useful_macs: int, sparse: bool) -> float:
+    """Multiplications the array does for ``useful_macs`` dense-equivalent MACs: all of them
+    in dense mode, ``N/M`` of them in sparse mode (pruned weights are skipped)."""
+    return useful_macs * cfg.n / cfg.m if sparse else useful_macs
+
+
+def utilization(cfg: StaConfig, performed: float, cycles: int) -> float:
+    """The one definition of utilization: multiplications done (:func:`performed_macs`) ÷
+    (multipliers × cycles)."""
+    peak = cfg.multipliers * cycles
+    return performed / peak if peak else 0.0

@@ -138,7 +138,6 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
     lin_mode = Mode.SPARSE if layer.linears["q"].nm else Mode.DENSE
     Wl, Wd = sta_isa.window(cfg, lin_mode), cfg.dense_window
     NT = _ceil(seq, C)
-    mb = cfg.requant_mult_bits
 
     # -- ABUF plan --------------------------------------------------------------------------
     regions, top = {}, 0

@@ -27,7 +27,8 @@ from nmaccel.model.quant import quantize_activation
 from nmaccel.spec.sta_isa import OSEL_NAMES, osel_bits
 from nmaccel.model.sta_program import GemmSpec
 
-__all__ = ["LayerWorkload", "minilm_layer", "minilm_tokens", "minilm_layer_gemms", "osel_for_bits"]
+__all__ = ["LayerWorkload", "minilm_layer", "minilm_tokens", "minilm_layer_gemms", "osel_for_bits",
+           "random_sparse_gemm"]
 
 #: inputs of each linear in the integer layer's trace
 _LINEAR_INPUTS = {"q": "x8", "k": "x8", "v": "x8", "o": "ctx", "ffn1": "ln1_8", "ffn2": "gelu"}
@@ -125,3 +126,23 @@ def minilm_layer_gemms(cfg: StaConfig, nm: Optional[tuple[int, int]], seq: int, 
             gemms.append(spec)
             refs[f"scores{h}"] = trace["scores"][h]
     return LayerWorkload(layer, x, trace, gemms, refs)
+
+
+def random_sparse_gemm(cfg, tokens: int, features: int, k: int, seed: int = 0):
+    """A :class:`~nmaccel.model.sta_program.StaProgram` of one random ``n``:``m`` sparse GEMM
+    (int8 outputs, scaled to spread over the int8 range) with its golden output."""
+    from nmaccel.model.nm import compress, nm_mask
+    from nmaccel.model.sta_program import GemmSpec, compile_gemm
+    if k % cfg.m:
+        raise ValueError(f"k must be a multiple of m={cfg.m} for an N:M sparse GEMM, not {k}")
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, (features, k))
+    w = w * nm_mask(np.abs(w) + rng.random(w.shape), cfg.n, cfg.m).astype(np.int64)
+    x = rng.integers(-128, 128, (tokens, k))
+    shift = 20
+    span = 128 * 128 * np.sqrt(k * cfg.n / cfg.m)
+    mult = np.full(features, int(max(1, min((1 << cfg.requant_mult_bits) - 1,
+                                             100 / span * (1 << shift)))))
+    spec = GemmSpec(x, compress(w, cfg.n, cfg.m), bias=rng.integers(-5000, 5000, features),
+                    mult=mult, shift=np.full(features, shift), osel=0, name="y")
+    return compile_gemm(spec, cfg)

@@ -2,15 +2,13 @@
 
 :func:`build` converts :class:`~nmaccel.hw.conv.engine.ConvEngine` for a
 :class:`~nmaccel.spec.config.ConvConfig` to Verilog and compiles it once per simulator and
-Verilog text (build directories are cached under ``<cache>/conv_build/<sim>_<hash>``, so
-a (p_out, p_in, ...) shape is compiled once and every mode / bit width / kernel / stride
-runs on it). :func:`run_jobs` and :func:`run_net` send a request to
+Verilog text in the build cache (:mod:`nmaccel.sim.build_cache`), so a (p_out, p_in, ...)
+shape is compiled once and every mode / bit width / kernel / stride runs on it. :func:`run_jobs` and :func:`run_net` send a request to
 :mod:`nmaccel.sim.conv_bench` and return its answer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import numpy as np
 
 from nmaccel.spec.config import ConvConfig
 from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
+from nmaccel.sim.build_cache import cached_verilog, simulation_build
 
 __all__ = ["verilog_text", "build", "run_jobs", "run_net", "RtlResult", "TOP"]
 
@@ -27,26 +26,14 @@ TOP = "conv_top"
 
 
 def verilog_text(cfg: ConvConfig) -> str:
-    from amaranth.back import verilog
+    """Verilog of :class:`~nmaccel.hw.conv.engine.ConvEngine` for ``cfg`` (cached)."""
+    def make() -> str:
+        from amaranth.back import verilog
 
-    from nmaccel.hw.conv.engine import ConvEngine
-    return verilog.convert(ConvEngine(cfg), name=TOP)
-
-
-def _source_key(cfg: ConvConfig) -> str:
-    """Build-cache key: the config plus the source of everything the Verilog depends on
-    (cheaper than generating the Verilog to hash it)."""
-    import amaranth
-
-    import nmaccel.spec.config as config_mod
-    import nmaccel.hw.conv as conv_pkg
-    import nmaccel.model.conv_ref as ref_mod
-    h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
-    h.update(amaranth.__version__.encode())
-    files = sorted(Path(conv_pkg.__file__).parent.glob("*.py"))
-    for path in files + [Path(config_mod.__file__), Path(ref_mod.__file__)]:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+        from nmaccel.hw.conv.engine import ConvEngine
+        return verilog.convert(ConvEngine(cfg), name=TOP)
+    return cached_verilog("conv", ["nmaccel.hw.conv.engine"],
+                          f"{cfg.to_json(sort_keys=True)}|{TOP}", make)
 
 
 @dataclass
@@ -58,27 +45,10 @@ class _Build:
 def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
     """Compile the engine for ``cfg`` on ``simulator`` (cached); raises
     :class:`~nmaccel.sim.simulators.SimulatorNotFound` if it is not installed."""
-    from cocotb_tools.runner import get_runner
-
-    from nmaccel.model.conv_nets import cache_dir
-    from nmaccel.sim.simulators import activate, build_logged, find_simulator
-    sim = activate(find_simulator(simulator))
-    key = _source_key(cfg)
-    bdir = cache_dir() / "conv_build" / f"{sim.name}_{key}"
-    bdir.mkdir(parents=True, exist_ok=True)
-    stamp = bdir / "built.ok"
-    if not stamp.exists():
-        src = bdir / f"{TOP}.v"
-        src.write_text(verilog_text(cfg))
-        runner = get_runner(sim.name)
-        # one C++ file: the split build of larger designs races on the precompiled header
-        extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
-                 if sim.name == "verilator"
-                 else {"timescale": ("1ns", "1ps")})
-        build_logged(runner, bdir / "build.log", sources=[src], hdl_toplevel=TOP,
-                     build_dir=bdir / "sim", always=True, **extra)
-        stamp.write_text(key)
-    return _Build(sim.name, bdir)
+    # one C++ file: the split build of larger designs races on the precompiled header
+    bdir, sim = simulation_build("conv", verilog_text(cfg), TOP, simulator,
+                                 flags=("--output-split", "0"))
+    return _Build(sim, bdir)
 
 
 def _request(cfg: ConvConfig, req: dict, simulator: str):
@@ -96,7 +66,7 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
         kw = {"timescale": ("1ns", "1ps")} if b.sim == "icarus" else {}
         xml = runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
                           test_module="nmaccel.sim.conv_bench",
-                          build_dir=b.build_dir / "sim", test_dir=tmp,
+                          build_dir=b.build_dir, test_dir=tmp,
                           results_xml=str(tmp / "results.xml"),
                           extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
                                      "NMACCEL_CONV_REQUEST": str(rq),

@@ -1,15 +1,14 @@
 """Run STA programs on the generated Verilog with cocotb 2.x (Verilator or Icarus).
 
 :func:`build` converts :class:`~nmaccel.hw.sta.core.StaCore` for a config to Verilog and
-builds it once per (Verilog, simulator) in a cache directory (``$NMACCEL_BUILD_DIR`` or
-``~/.cache/nmaccel/builds``); :func:`run_programs` loads and runs any number of programs in
+builds it once per (Verilog, simulator) in the build cache (:mod:`nmaccel.sim.build_cache`);
+:func:`run_programs` loads and runs any number of programs in
 one simulator process (:mod:`nmaccel.sim.sta_bench`) and returns a
 :class:`~nmaccel.sim.sta_host.RunResult` per program.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,112 +19,18 @@ from typing import Optional, Sequence
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec import sta_isa
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, build_logged, find_simulator, log_tail
+from nmaccel.sim.build_cache import simulation_build, sta_verilog
+from nmaccel.sim.simulators import log_tail
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
-__all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root",
-           "verilog_key", "source_closure"]
+__all__ = ["build", "run_programs", "run_program", "run_gemms", "TOPLEVEL"]
 
 TOPLEVEL = "sta_core"
 
 
-def cache_root() -> Path:
-    root = os.environ.get("NMACCEL_BUILD_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "nmaccel" / "builds"
-
-
-def _module_file(name: str) -> Optional[Path]:
-    import importlib.util
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def source_closure(module: str) -> list[Path]:
-    """Source files of ``module`` and every ``nmaccel`` module it imports, transitively
-    (read from the import statements, nothing is executed)."""
-    import ast
-    seen: dict[str, Path] = {}
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        path = _module_file(name)
-        if path is None:
-            continue
-        seen[name] = path
-        if path.name == "__init__.py":
-            pkg = name
-        else:
-            pkg = name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names if a.name.startswith("nmaccel")]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = pkg.split(".")
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-                if base.startswith("nmaccel"):
-                    todo.append(base)
-                    todo += [f"{base}.{a.name}" for a in node.names]
-        parent = name.rpartition(".")[0]
-        if parent:
-            todo.append(parent)
-    return sorted(seen.values())
-
-
-def verilog_key(cfg) -> str:
-    """Cache key of the STA Verilog for ``cfg``: the config, the Amaranth version and the
-    source of :mod:`nmaccel.hw.sta.core` and every ``nmaccel`` module it imports."""
-    import amaranth
-    h = hashlib.sha256(cfg.to_json(sort_keys=True).encode())
-    h.update(amaranth.__version__.encode())
-    for path in source_closure("nmaccel.hw.sta.core"):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:20]
-
-
-def verilog_source(cfg: StaConfig) -> str:
-    """The core's Verilog for ``cfg``. Elaborating and converting ``ulx3s`` takes a minute or
-    more, and :func:`build` needs the text on every call to find its cached model, so the text
-    is kept in ``<cache_root>/verilog/``, keyed by :func:`verilog_key` (config, Amaranth
-    version, the source of every module the core imports)."""
-    path = cache_root() / "verilog" / f"sta_{verilog_key(cfg)}.v"
-    if path.exists():
-        return path.read_text()
-    from amaranth.back import verilog
-    from nmaccel.hw.sta.core import StaCore
-    text = verilog.convert(StaCore(cfg), name=TOPLEVEL)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return text
-
-
 def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> tuple[Path, str]:
     """Build (or reuse) the simulation model; returns ``(build_dir, simulator name)``."""
-    sim = activate(find_simulator(simulator))
-    src = verilog_source(cfg)
-    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}|{waves}".encode()).hexdigest()[:16]
-    bdir = cache_root() / f"sta_{sim.name}_{key}"
-    marker = bdir / "nmaccel_built"
-    if not marker.exists():
-        from cocotb_tools.runner import get_runner
-        bdir.mkdir(parents=True, exist_ok=True)
-        (bdir / f"{TOPLEVEL}.v").write_text(src)
-        runner = get_runner(sim.name)
-        extra = {"build_args": ["-Wno-fatal", "-O3"] + (["--trace-fst"] if waves else [])} \
-            if sim.name == "verilator" else {"timescale": ("1ns", "1ps")}
-        build_logged(runner, bdir / "build.log", pch_fix=True, sources=[bdir / f"{TOPLEVEL}.v"],
-                     hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True, waves=waves, **extra)
-        marker.write_text(key)
-    return bdir, sim.name
+    return simulation_build("sta", sta_verilog(cfg, TOPLEVEL), TOPLEVEL, simulator, waves=waves)
 
 
 def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
@@ -199,7 +104,7 @@ def run_gemms(cfg: StaConfig, specs, references=None, **kwargs) -> list[dict]:
     golden GEMM).
     """
     import numpy as np
-    from nmaccel.model.sta_cycles import program_cycles, utilization
+    from nmaccel.model.sta_cycles import performed_macs, program_cycles, utilization
     from nmaccel.model.sta_program import plan_gemm, run_gemm_golden
     programs, pieces = [], []
     for spec in specs:
@@ -223,7 +128,8 @@ def run_gemms(cfg: StaConfig, specs, references=None, **kwargs) -> list[dict]:
             "predicted": sum(per_program_model),
             "program_cycles": per_program, "program_predicted": per_program_model,
             "stalls": sum(r.counters["STALLS"] for r in rs),
-            "utilization": utilization(cfg, sum(p.useful_macs for p in ps), cycles, sparse),
+            "utilization": utilization(
+                cfg, performed_macs(cfg, sum(p.useful_macs for p in ps), sparse), cycles),
             "bit_exact": bool(np.array_equal(out, want)), "programs": count,
             "run_seconds": sum(r.run_seconds for r in rs),
             "build_seconds": rs[0].extra.get("build_seconds"),

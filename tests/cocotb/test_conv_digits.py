@@ -18,7 +18,7 @@ CFG = ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128
 @pytest.mark.parametrize("net", ["adder", "binary"])
 def test_digits_net_through_rtl(net):
     activate(require_simulator("verilator"))
-    from nmaccel.sim.conv_cli import simulate_net
+    from nmaccel.sim.conv_digits import simulate_net
     res = simulate_net(net, CFG, images=20, seed=1, progress=False)
     assert res["verdict"] == "PASS" and res["logits_identical"]
     assert res["predictions_identical"]
@@ -34,7 +34,7 @@ def test_sim_conv_command_writes_json(tmp_path, capsys):
     activate(require_simulator("verilator"))
     import json
 
-    from nmaccel.sim.cli import main
+    from nmaccel.cli import main
     cfg = tmp_path / "engine.json"
     cfg.write_text(CFG.to_json())
     out = tmp_path / "out.json"

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from nmaccel.sim.cli import main
+from nmaccel.cli import main
 from nmaccel.sim.simulators import require_simulator
 
 

@@ -225,7 +225,7 @@ def test_dynamic_idp_can_regrow_pruned_weights(task):
     (["--idp-final-share", "1.5"], "idp_final_share must be a fraction in (0, 1), not 1.5"),
 ])
 def test_cli_bad_arguments_give_one_line_errors(argv, message, capsys, tmp_path):
-    from nmaccel.sim.cli import main
+    from nmaccel.cli import main
     code = None
     try:
         code = main(["idp", "--no-progress", "--dense-steps", "1", "--json",
@@ -241,7 +241,7 @@ def test_cli_bad_arguments_give_one_line_errors(argv, message, capsys, tmp_path)
 def test_cli_digits_study_end_to_end(tmp_path, capsys):
     import json
 
-    from nmaccel.sim.cli import main
+    from nmaccel.cli import main
     paths = {ext: tmp_path / f"d.{ext}" for ext in ("json", "md", "png")}
     assert main(["idp", "--no-progress", "--patterns", "2:4,1:8", "--seeds", "2", "--budget", "8",
                  "--dense-steps", "40", "--json", str(paths["json"]), "--md", str(paths["md"]),
@@ -274,7 +274,7 @@ def test_cli_digits_study_end_to_end(tmp_path, capsys):
 
 
 def test_cli_idp_final_share_moves_steps_to_the_target_phase():
-    from nmaccel.sim.idp_cli import idp_phase_steps
+    from nmaccel.studies.idp import idp_phase_steps
     steps = idp_phase_steps(1000, (1, 8), 0.5)
     assert len(steps) == 7 and sum(steps) == 1000 and steps[-1] >= 490 and max(steps[:-1]) <= 90
     assert idp_phase_steps(1000, (2, 4), 0.75) == [250, 750]

@@ -98,7 +98,7 @@ def test_study_end_to_end_on_one_layer(one_layer, texts, tmp_path):
     import json
 
     from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
-    from nmaccel.sim.cli import main
+    from nmaccel.cli import main
     res = minilm_study([(2, 4), (1, 4)], ["idp", "oneshot", "srste"], 4, progress=False,
                        weights=one_layer, texts=(texts, eval_sentences()[:4]), batch_size=4)
     assert res["patterns"] == ["2:4", "1:4"]

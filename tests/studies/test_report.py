@@ -8,9 +8,10 @@ import operator
 
 import pytest
 
-from nmaccel.sim import report
-from nmaccel.sim.cli import main
-from nmaccel.sim.sweep import DaskUnreachable, connect_dask, map_parallel, run_sweep
+from nmaccel.boards.measured import board_fmax, fmax_missing
+from nmaccel.studies import report
+from nmaccel.cli import main
+from nmaccel.studies.sweep import DaskUnreachable, connect_dask, map_parallel, run_sweep
 
 
 def fake_point(preset, nm, total, exact=True):
@@ -42,18 +43,27 @@ def fake_data():
 
 
 def write_boards(tmp_path, entries):
-    (tmp_path / "boards.json").write_text(json.dumps(entries))
+    """A folder of build records (as ``nmaccel build`` writes them) for ``source=``."""
+    for i, e in enumerate(entries):
+        (tmp_path / f"build{i}.json").write_text(json.dumps(e))
     return tmp_path
 
 
-def test_board_fmax_reads_boards_json_and_is_none_when_missing(tmp_path):
-    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+def test_board_fmax_reads_records_and_is_none_when_missing(tmp_path):
+    assert board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
     write_boards(tmp_path, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s",
                              "fmax_mhz": 104.2, "target_mhz": 100, "timing_met": True}])
-    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) == 104.2
-    assert report.board_fmax("ulx3s", "conv", "ulx3s", tmp_path) is None
-    (tmp_path / "boards.json").write_text("{not json")
-    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+    assert board_fmax("ulx3s", "sta", "ulx3s", tmp_path) == 104.2
+    assert board_fmax("ulx3s", "conv", "ulx3s", tmp_path) is None
+    (tmp_path / "build0.json").write_text("{not json")
+    assert board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+
+
+def test_packaged_records_give_the_measured_fmax():
+    """The demo and report read these (an installed package has them too)."""
+    assert board_fmax("ulx3s", "sta", "ulx3s_lite") == pytest.approx(48.95, abs=0.01)
+    assert board_fmax("ulx3s", "conv", "ulx3s") == pytest.approx(66.10, abs=0.01)
+    assert "does not fit" in fmax_missing("ulx3s", "sta", "ulx3s_board")
 
 
 def test_derive_without_fmax_says_not_measured(tmp_path):
@@ -75,7 +85,7 @@ def test_a_build_that_does_not_fit_is_named_as_the_reason(tmp_path):
     write_boards(tmp_path, [{"board": "ulx3s", "board_title": "ULX3S 85F", "design": "sta",
                              "preset": "ulx3s", "fits": False, "fmax_mhz": None,
                              "overused": ["TRELLIS_COMB 256086/83640"]}])
-    assert report.board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
+    assert board_fmax("ulx3s", "sta", "ulx3s", tmp_path) is None
     data = report.derive(fake_data(), "ulx3s", tmp_path)
     assert all(p["projected_us"] is None for p in data["sweep"]["points"])
     assert ("fmax not measured: the `ulx3s` sta build does not fit the ULX3S 85F "
@@ -118,14 +128,18 @@ def test_write_outputs_and_reuse_cli(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# t\n")
     (out / "report.json").write_text(json.dumps(fake_data()))
-    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme)]) == 0
+    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme),
+                 "--boards", str(tmp_path)]) == 0
     for name in ("report.json", "report.md", "report.png"):
         assert (out / name).stat().st_size > 0
     data = json.loads((out / "report.json").read_text())
     assert report.parse_readme_block(readme.read_text())["rows"] == data["headline"]["rows"]
     # a board build landing later: --reuse refreshes the fmax columns without simulating
-    write_boards(out, [{"board": "ulx3s", "design": "sta", "preset": "ulx3s", "fmax_mhz": 50.0}])
-    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme)]) == 0
+    (tmp_path / "boards").mkdir()
+    boards = write_boards(tmp_path / "boards", [{"board": "ulx3s", "design": "sta",
+                                                 "preset": "ulx3s", "fmax_mhz": 50.0}])
+    assert main(["report", "--reuse", "--out", str(out), "--readme", str(readme),
+                 "--boards", str(boards)]) == 0
     data = json.loads((out / "report.json").read_text())
     assert data["headline"]["rows"][0]["projected_us"] == 8000.0
     assert "8000.0" in readme.read_text()
@@ -245,8 +259,8 @@ def test_run_sweep_on_a_dask_cluster():
 def test_sweep_skips_points_the_compiler_cannot_map():
     """1:16 on ulx3s: the dense window (4 lanes x 16) exceeds MiniLM's head dim of 32, so the
     point is reported as skipped with the compiler's reason instead of aborting the sweep."""
-    from nmaccel.sim.report import split_runnable
-    from nmaccel.sim.sweep import StaPoint
+    from nmaccel.studies.report import split_runnable
+    from nmaccel.studies.sweep import StaPoint
     runnable, skipped = split_runnable([StaPoint("ulx3s", (2, 4), 0, 32),
                                         StaPoint("ulx3s", (1, 16), 0, 32),
                                         StaPoint("ulx3s", None, 0, 300)])

@@ -19,32 +19,16 @@ Examples::
 
 from __future__ import annotations
 
-import numpy as np
+import argparse
+import math
 
-__all__ = ["DESCRIPTION", "HELP", "add_arguments", "random_sparse_gemm", "run"]
+from nmaccel.boards.flow import DEFAULT_BAUD
+from nmaccel.cli.args import CommandError, positive_int, preset
+
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
 HELP = "talk to an STA board over UART (ping, selftest, run a GEMM), or to the simulated board"
 DESCRIPTION = __doc__
-
-
-def random_sparse_gemm(cfg, tokens: int, features: int, k: int, seed: int = 0):
-    """A :class:`~nmaccel.model.sta_program.StaProgram` of one random ``n``:``m`` sparse GEMM
-    (int8 outputs, scaled to spread over the int8 range) with its golden output."""
-    from nmaccel.model.nm import compress, nm_mask
-    from nmaccel.model.sta_program import GemmSpec, compile_gemm
-    if k % cfg.m:
-        raise ValueError(f"k must be a multiple of m={cfg.m} for an N:M sparse GEMM, not {k}")
-    rng = np.random.default_rng(seed)
-    w = rng.integers(-127, 128, (features, k))
-    w = w * nm_mask(np.abs(w) + rng.random(w.shape), cfg.n, cfg.m).astype(np.int64)
-    x = rng.integers(-128, 128, (tokens, k))
-    shift = 20
-    span = 128 * 128 * np.sqrt(k * cfg.n / cfg.m)
-    mult = np.full(features, int(max(1, min((1 << cfg.requant_mult_bits) - 1,
-                                             100 / span * (1 << shift)))))
-    spec = GemmSpec(x, compress(w, cfg.n, cfg.m), bias=rng.integers(-5000, 5000, features),
-                    mult=mult, shift=np.full(features, shift), osel=0, name="y")
-    return compile_gemm(spec, cfg)
 
 
 def add_arguments(p) -> None:
@@ -54,14 +38,31 @@ def add_arguments(p) -> None:
     link.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB0")
     link.add_argument("--simulate", choices=["verilator", "icarus"],
                       help="run against the simulated board (StaUartTop RTL) instead")
-    p.add_argument("--baud", type=int, default=115200, help="serial baud rate")
-    p.add_argument("--timeout", type=float, default=1.0, help="serial read timeout (s)")
-    p.add_argument("--preset", default="tiny", help="STA preset the board was built for")
-    p.add_argument("--divisor", type=int, default=8, help="simulation: clock cycles per bit")
-    p.add_argument("--tokens", type=int, default=8, help="gemm: tokens")
-    p.add_argument("--features", type=int, default=8, help="gemm: output features")
-    p.add_argument("-k", type=int, default=32, help="gemm: inner dimension (multiple of m)")
+    p.add_argument("--baud", type=positive_int, default=DEFAULT_BAUD, help="serial baud rate")
+    p.add_argument("--timeout", type=_seconds, default=1.0, help="serial read timeout (s)")
+    p.add_argument("--preset", type=preset, default="tiny",
+                   help="STA preset the board was built for")
+    p.add_argument("--divisor", type=positive_int, default=8,
+                   help="simulation: clock cycles per bit")
+    p.add_argument("--tokens", type=positive_int, default=8, help="gemm: tokens")
+    p.add_argument("--features", type=positive_int, default=8, help="gemm: output features")
+    p.add_argument("-k", type=positive_int, default=32,
+                   help="gemm: inner dimension (multiple of m)")
     p.add_argument("--seed", type=int, default=0, help="gemm: random seed")
+
+
+#: Longest per-read timeout ``--timeout`` accepts (s).
+MAX_TIMEOUT = 3600.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not (math.isfinite(v) and 0 < v <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, {MAX_TIMEOUT:g}], not {text}")
+    return v
 
 
 def _report(command: str, value, program=None) -> int:
@@ -83,10 +84,9 @@ def _report(command: str, value, program=None) -> int:
 
 def run(args) -> int:
     from nmaccel.boards.driver import BoardError, SerialTransport, StaBoard
-    from nmaccel.spec.config import sta_preset
-    from nmaccel.sim.cli import CommandError
+    from nmaccel.model.sta_workloads import random_sparse_gemm
     command = args.board_command
-    cfg = sta_preset(args.preset)
+    cfg = args.preset
     program = random_sparse_gemm(cfg, args.tokens, args.features, args.k, args.seed) \
         if command == "gemm" else None
     try:

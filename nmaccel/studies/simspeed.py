@@ -50,8 +50,6 @@ def measure_simulator(name: str, cfg, tokens: int = 32, features: int = 64) -> d
             build_s = None
         else:
             from nmaccel.sim.sta_rtl import build, run_programs
-            from nmaccel.sim.sweep import use_verilog_cache
-            use_verilog_cache()
             b0 = time.perf_counter()
             build(cfg, name)
             build_s = time.perf_counter() - b0

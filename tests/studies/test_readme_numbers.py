@@ -8,8 +8,11 @@ import json
 
 import pytest
 
-from nmaccel.sim.report import ROOT, headline, parse_readme_block
+from pathlib import Path
 
+from nmaccel.studies.report import headline, parse_readme_block
+
+ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "report.json"
 README = ROOT / "README.md"
 

@@ -14,13 +14,12 @@ Exit status 0 when timing is met, 1 when the design routed but missed the target
 
 from __future__ import annotations
 
-import json
-import pathlib
 import shlex
-import shutil
-import subprocess
 
+from nmaccel.boards.flow import DEFAULT_BAUD
 from nmaccel.boards.targets import BOARDS, DESIGNS, ROUTERS
+from nmaccel.cli.args import CommandError, check_output_dir, check_output_file, positive_int
+from nmaccel.files import write_atomic, write_json
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
@@ -29,7 +28,6 @@ DESCRIPTION = __doc__
 
 
 def add_arguments(p) -> None:
-    from nmaccel.sim.cli import positive_int
     p.add_argument("--board", required=True,
                    help=f"target board, one of: {', '.join(BOARDS)}")
     p.add_argument("--design", dest="build_design", metavar="DESIGN", default="sta",
@@ -38,7 +36,7 @@ def add_arguments(p) -> None:
                    help="hardware preset of the design (default: the board's preset)")
     p.add_argument("--freq", type=float, default=None, metavar="MHZ",
                    help="target clock frequency (default: the board's target for the design)")
-    p.add_argument("--baud", type=positive_int, default=115200, help="UART baud rate")
+    p.add_argument("--baud", type=positive_int, default=DEFAULT_BAUD, help="UART baud rate")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--router", choices=ROUTERS, default=None,
                    help="nextpnr router (default: the board's, router1 on ulx3s)")
@@ -46,8 +44,9 @@ def add_arguments(p) -> None:
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")
     p.add_argument("--baseline", metavar="REPORTS", default=None,
-                   help="also record the result as the committed baseline under "
-                        "REPORTS/boards/ and refresh REPORTS/boards.{md,json}")
+                   help="also record the result as the committed baseline (the package's "
+                        "measured builds, boards/measured/ in a source checkout) and refresh "
+                        "REPORTS/boards.md and REPORTS/boards/")
     p.add_argument("--program", action="store_true",
                    help="program the board with openFPGALoader after the build (only a "
                         "bitstream that meets timing; see --force)")
@@ -59,22 +58,26 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from nmaccel.boards.build_report import markdown
     from nmaccel.boards.flow import BuildFailed, build, plan_build
+    from nmaccel.boards.program import ProgramError, find_loader, program_board
     from nmaccel.boards.targets import BoardError
-    from nmaccel.sim.cli import CommandError
 
     try:   # validate everything before the (long) build
         board, preset, _, _ = plan_build(args.board, args.build_design, args.preset,
                                             args.freq, args.baud)
     except BoardError as exc:
         raise CommandError(str(exc)) from None
-    loader = shutil.which("openFPGALoader")
     if args.force and not args.program:
         raise CommandError("--force only applies with --program")
-    if args.program and loader is None:
-        raise CommandError("--program needs openFPGALoader on PATH (https://github.com/"
-                           "trabucayre/openFPGALoader); build without --program and load "
-                           "the bitstream with your own tool")
-    out = pathlib.Path(args.out or f"build/boards/{board.name}-{args.build_design}-{preset}")
+    if args.program:
+        try:
+            find_loader()
+        except ProgramError as exc:
+            raise CommandError(str(exc)) from None
+    out = check_output_dir(args.out or f"build/boards/{board.name}-{args.build_design}-{preset}",
+                           "--out")
+    json_out = check_output_file(args.json, "--json") if args.json else None
+    if args.baseline:
+        check_output_dir(args.baseline, "--baseline")
     cmd = "nmaccel build " + " ".join(shlex.quote(a) for a in _argv(args, board.name, preset))
     print(f"building {args.build_design} `{preset}` for {board.title} into {out} ...", flush=True)
     try:
@@ -82,12 +85,10 @@ def run(args) -> int:
                        seed=args.seed, command=cmd, router=args.router)
     except BuildFailed as exc:
         raise CommandError(str(exc)) from None
-    text = json.dumps(result, indent=2) + "\n"
-    (out / "report.json").write_text(text)
-    (out / "report.md").write_text(markdown(result))
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(text)
+    write_json(out / "report.json", result)
+    write_atomic(out / "report.md", markdown(result))
+    if json_out:
+        write_json(json_out, result)
     if args.baseline:
         from nmaccel.boards.baselines import write_baseline
         print(f"baseline: {write_baseline(result, args.baseline)}")
@@ -111,11 +112,10 @@ def run(args) -> int:
             raise CommandError("not programming a bitstream that misses timing; rebuild at a "
                                "lower --freq, or pass --force to program it anyway")
     if args.program:
-        board_arg = {"icebreaker": "ice40_generic", "upduino3": "ice40_generic",
-                     "ulx3s": "ulx3s"}[board.name]
-        proc = subprocess.run([loader, "-b", board_arg, result["bitstream"]], check=False)
-        if proc.returncode:
-            raise CommandError(f"openFPGALoader failed (exit {proc.returncode})")
+        try:
+            program_board(board.name, result["bitstream"])
+        except ProgramError as exc:
+            raise CommandError(str(exc)) from None
     return 0 if result["timing_met"] else 1
 
 
@@ -123,7 +123,7 @@ def _argv(args, board: str, preset: str) -> list[str]:
     argv = ["--board", board, "--design", args.build_design, "--preset", preset]
     if args.freq is not None:
         argv += ["--freq", f"{args.freq:g}"]
-    if args.baud != 115200:
+    if args.baud != DEFAULT_BAUD:
         argv += ["--baud", str(args.baud)]
     if args.seed != 1:
         argv += ["--seed", str(args.seed)]

@@ -5,8 +5,8 @@ MiniLM-L6 layer on the STA RTL for one preset and N:M pattern). :func:`run_sweep
 points in two stages so that no simulator model is ever built twice or twice at once:
 
 1. **build** — one task per distinct build (:meth:`StaPoint.build_key`: the RTL config and
-   simulator; dense runs on the preset's own build), in parallel; builds land in the cache
-   of :mod:`nmaccel.sim.sta_rtl` (``$NMACCEL_BUILD_DIR``);
+   simulator; dense runs on the preset's own build), in parallel; builds land in the build
+   cache (:mod:`nmaccel.sim.build_cache`);
 2. **run** — one task per point, in parallel, each in a fresh process (local pool with
    ``max_tasks_per_child=1``); on Dask each point runs on the worker that built its model.
 
@@ -16,7 +16,6 @@ the report for builds, points and the conv workloads, and by the tests with chea
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import time
@@ -26,9 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 __all__ = ["StaPoint", "build_point", "run_point", "map_parallel", "run_sweep",
-           "connect_dask", "DaskUnreachable", "use_verilog_cache", "verilog_key", "source_closure"]
-
-from nmaccel.sim.sta_rtl import source_closure, verilog_key  # noqa: E402  (re-exported)
+           "connect_dask", "DaskUnreachable", "layer_macs"]
 
 
 class DaskUnreachable(ConnectionError):
@@ -64,15 +61,9 @@ class StaPoint:
         return (self.config().to_json(sort_keys=True), self.simulator)
 
 
-def use_verilog_cache() -> None:
-    """Kept for callers: :func:`nmaccel.sim.sta_rtl.verilog_source` now caches the Verilog
-    text itself (keyed by :func:`nmaccel.sim.sta_rtl.verilog_key`)."""
-
-
 def build_point(point: StaPoint) -> dict:
     """Build (or find in the cache) the simulation model ``point`` runs on."""
     from nmaccel.sim.sta_rtl import build
-    use_verilog_cache()
     t0 = time.perf_counter()
     bdir, sim = build(point.config(), point.simulator)
     return {"point": point.label, "build_dir": str(bdir), "simulator": sim,
@@ -82,9 +73,9 @@ def build_point(point: StaPoint) -> dict:
 def run_point(point: StaPoint) -> dict:
     """Run ``point`` on RTL (:func:`nmaccel.sim.sta_encoder.run_encoder`) and summarize it:
     cycles per command class, model prediction, utilization, bit-exact verdict."""
-    from nmaccel.spec.config import sta_preset
+    from nmaccel.model.sta_cycles import utilization
     from nmaccel.sim.sta_encoder import run_encoder
-    use_verilog_cache()
+    from nmaccel.spec.config import sta_preset
     os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")   # no GPI start-up banner per run
     t0 = time.perf_counter()
     res = run_encoder(sta_preset(point.preset), point.nm, [point.layer], point.seq,
@@ -101,8 +92,7 @@ def run_point(point: StaPoint) -> dict:
             "array": [cfg.rows, cfg.cols, cfg.lanes], "multipliers": cfg.multipliers,
             "bit_exact": run["bit_exact"], "cycles": c, "useful_macs": run["useful_macs"],
             "macs": macs,
-            # multiplications done (pruned weights skipped) per multiplier-cycle
-            "utilization": round(macs["performed"] / (cfg.multipliers * c["total"]), 4),
+            "utilization": round(utilization(cfg, macs["performed"], c["total"]), 4),
             "array_busy": round(c["mac_active"] / c["total"], 4),
             "segments": run["segments"], "sim_run_seconds": run["run_seconds"],
             "sim_cycles_per_second": res["sim_cycles_per_second"],

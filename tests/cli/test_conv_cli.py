@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nmaccel.sim.cli import main
+from nmaccel.cli import main
 
 
 def test_verilog_conv_writes_engine(tmp_path, capsys):
@@ -26,7 +26,7 @@ def test_verilog_conv_writes_engine(tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["sim", "conv", "--net", "resnet"], "invalid choice: 'resnet'"),
     (["sim", "conv", "--net", "adder", "--images", "361"], r"images must be in \[1, 360\]"),
-    (["sim", "conv", "--net", "adder", "--seed", "-1"], "seed must be >= 0"),
+    (["sim", "conv", "--net", "adder", "--seed", "-1"], "expected a non-negative integer, not -1"),
     (["sim", "conv", "--net", "adder", "--bits", "5"], "invalid choice: 5"),
     (["sim", "conv", "--net", "adder", "--stall", "1.5"], r"must be in \[0, 1\)"),
     (["verilog", "conv", "--preset", "huge"], "unknown conv preset 'huge'"),

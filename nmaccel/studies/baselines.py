@@ -160,7 +160,7 @@ def conv_net_baseline(net: str, images: int = 50, seed: int = 0, repeats: int = 
     import torch
     from nmaccel.model.conv_nets import PIXEL_MAX, load_trained
     from nmaccel.model.digits import load_digits_split
-    from nmaccel.sim.conv_cli import select_images
+    from nmaccel.sim.conv_digits import select_images
 
     if net not in ("adder", "binary"):
         raise ValueError(f"net must be 'adder' or 'binary', not {net!r}")

@@ -16,9 +16,9 @@ from nmaccel.boards.flow import _script_commands, build, plan_build, with_router
 from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BOARDS, BoardError, board_target
 from nmaccel.boards.top import BoardTop
-from nmaccel.sim.cli import main
+from nmaccel.cli import main
 
-REPORTS = pathlib.Path(__file__).resolve().parents[2] / "reports"
+from nmaccel.boards.measured import MEASURED  # noqa: E402
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -113,10 +113,10 @@ def test_router_choice():
 
 
 def test_ulx3s_default_sta_preset_is_the_one_that_fits():
-    """Measured (reports/boards/): ulx3s_lite places and routes on the 85F, ulx3s_board
+    """Measured (boards/measured/): ulx3s_lite places and routes on the 85F, ulx3s_board
     does not fit; `nmaccel build --board ulx3s` builds the one that fits."""
     assert plan_build("ulx3s", "sta")[1] == "ulx3s_lite"
-    fits = {p: json.loads((REPORTS / "boards" / f"ulx3s-sta-{p}.json").read_text())["fits"]
+    fits = {p: json.loads((MEASURED / f"ulx3s-sta-{p}.json").read_text())["fits"]
             for p in ("ulx3s_lite", "ulx3s_board")}
     assert fits == {"ulx3s_lite": True, "ulx3s_board": False}
 
@@ -204,7 +204,7 @@ def test_a_design_that_does_not_fit_is_reported_not_a_traceback(tmp_path, capsys
     """nextpnr's 'no BELs remaining' ends the build with a report of the over-used resources
     (measured: the ulx3s_board STA needs 256,086 TRELLIS_COMB of 83,640); exit status 1."""
     from nmaccel.boards import flow
-    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_board.json").read_text())
+    result = json.loads((MEASURED / "ulx3s-sta-ulx3s_board.json").read_text())
     assert result["fits"] is False
     def fake_build(board, design, preset, freq, out, **kwargs):
         out.mkdir(parents=True)                 # the real build leaves its tree there
@@ -221,7 +221,7 @@ def _missed_timing_build(monkeypatch):
     """``flow.build`` replaced by the committed ulx3s_lite STA baseline (100 MHz target,
     routed at 48.95 MHz)."""
     from nmaccel.boards import flow
-    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_lite.json").read_text())
+    result = json.loads((MEASURED / "ulx3s-sta-ulx3s_lite.json").read_text())
     assert result["fits"] and not result["timing_met"]
     result["safe_freq_mhz"] = flow.safe_freq_mhz("ulx3s", "sta", result["fmax_mhz"])
 
@@ -319,7 +319,7 @@ def test_critical_path_names_its_project_source_lines():
 
 def test_summary_names_a_frequency_below_the_fmax_of_a_missed_build():
     from nmaccel.boards.baselines import summary_markdown
-    result = json.loads((REPORTS / "boards" / "ulx3s-sta-ulx3s_lite.json").read_text())
+    result = json.loads((MEASURED / "ulx3s-sta-ulx3s_lite.json").read_text())
     result.update(fmax_mhz=48.95, timing_met=False)
     result.pop("safe_freq_mhz", None)                   # baselines older than the field
     assert "**missed** (below fmax: `--freq 47`)" in summary_markdown([result])

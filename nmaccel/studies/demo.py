@@ -1,13 +1,13 @@
 """``nmaccel demo``: real workloads on the RTL, next to PyTorch on this machine's CPU.
 
 * MiniLM-L6 layer ``--layer`` (``--seq`` real tokens) on the STA ``--preset`` RTL, whole layer
-  on chip, in the ``--nm`` pattern and in dense mode (:func:`nmaccel.sim.sweep.run_point`);
+  on chip, in the ``--nm`` pattern and in dense mode (:func:`nmaccel.studies.sweep.run_point`);
 * ``--images`` digits test images through the adder and binary conv nets on the conv engine
-  RTL (:func:`nmaccel.sim.report.conv_point`);
-* PyTorch CPU time for the same work (:mod:`nmaccel.sim.baselines`).
+  RTL (:func:`nmaccel.studies.report.conv_point`);
+* PyTorch CPU time for the same work (:mod:`nmaccel.studies.baselines`).
 
 Prints bit-exact verdicts, cycles, utilization, projected time at the board's post-route fmax
-(``reports/boards.json``; "fmax not measured" until a board build exists) and the PyTorch
+(:mod:`nmaccel.boards.measured`; "fmax not measured" until a board build exists) and the PyTorch
 time, as a table, and draws one PNG. The RTL models build first (both at once with ``--jobs
 2``; cached afterwards), then the four simulations run ``--jobs`` at a time. ``--golden`` adds
 the older golden-pipeline table (sentence-embedding cosine of int8 dense / N:M vs float).
@@ -15,22 +15,22 @@ the older golden-pipeline table (sentence-embedding cosine of int8 dense / N:M v
 
 from __future__ import annotations
 
-import json
-import sys
+from nmaccel.files import save_figure
+
 import time
 from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
 
-from nmaccel.spec.config import STA_PRESETS, StaConfig
-from nmaccel.model.minilm import (DEMO_SENTENCES, embed_sentences_float, get_default_tokenizer,
+from nmaccel.spec.config import StaConfig
+from nmaccel.model.minilm import (embed_sentences_float, get_default_tokenizer,
                                   get_default_weights, tokenize)
 from nmaccel.model.nm import bits_per_weight
 from nmaccel.model.pipeline import QuantizedMiniLM, cosine
 
-__all__ = ["run_demo", "rtl_demo", "format_rtl_table", "plot_demo", "demo_results",
-           "format_table", "HELP", "add_arguments", "run"]
+__all__ = ["rtl_demo", "format_rtl_table", "plot_demo", "demo_results", "format_table",
+           "CONV_PRESET"]
 
 #: the conv preset the digits nets run on (8x8 PEs, the shape of the board's conv build)
 CONV_PRESET = "digits"
@@ -53,9 +53,10 @@ def _call(task):
 def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
              board: str = "ulx3s", jobs: int = 2, progress: bool = True) -> dict:
     """Run the demo's RTL simulations and baselines; returns a JSON-ready dict."""
-    from nmaccel.sim.baselines import conv_net_baseline, minilm_layer_baseline
-    from nmaccel.sim.report import board_fmax, conv_point, fmax_missing
-    from nmaccel.sim.sweep import StaPoint, build_point, map_parallel, run_point
+    from nmaccel.studies.baselines import conv_net_baseline, minilm_layer_baseline
+    from nmaccel.boards.measured import board_fmax, fmax_missing
+    from nmaccel.studies.report import conv_point
+    from nmaccel.studies.sweep import StaPoint, build_point, map_parallel, run_point
     if nm is None:
         raise ValueError("--nm must be an N:M pattern (dense runs anyway), not 'dense'")
     t0 = time.perf_counter()
@@ -174,7 +175,7 @@ def plot_demo(res: dict, path: Path) -> None:
                  else "PyTorch CPU (board fmax not measured yet)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -232,100 +233,3 @@ def format_table(results: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ CLI
-HELP = "MiniLM-L6 (2:4 and dense) and digits conv nets on the RTL vs PyTorch CPU"
-DESCRIPTION = ("Runs MiniLM-L6 layer 0 (32 tokens) on the STA RTL in an N:M pattern and in "
-               "dense mode, and digits test images through the adder and binary conv nets on "
-               "the conv engine RTL (Verilator); prints bit-exact verdicts, cycles, "
-               "utilization, projected time at the board's post-route fmax and PyTorch CPU "
-               "time for the same work, and draws one PNG. --golden adds the golden-pipeline "
-               "embedding table (cosine of int8 dense / N:M vs float).")
-
-
-def add_arguments(p) -> None:
-    from nmaccel.sim.cli import board, jobs, nm, preset
-    p.add_argument("--preset", type=preset, default="ulx3s_board",
-                   help=f"STA preset ({', '.join(STA_PRESETS)})")
-    p.add_argument("--nm", type=nm, default="2:4",
-                   help="N:M pattern of the sparse STA run (its RTL is built for it)")
-    p.add_argument("--layer", type=int, choices=range(6), default=0, metavar="{0..5}",
-                   help="MiniLM-L6 layer")
-    p.add_argument("--seq", type=_seq, default=32, help="sequence length (real tokens)")
-    p.add_argument("--images", type=_images, default=50,
-                   help="digits test images per conv net (0 skips the conv engine)")
-    p.add_argument("--board", type=board, default="ulx3s",
-                   help="board whose post-route fmax projects time (reports/boards.json)")
-    p.add_argument("--jobs", type=jobs, default=2, help="parallel simulator processes")
-    p.add_argument("--png", default="nmaccel_demo.png", help="where to draw the PNG")
-    p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
-    p.add_argument("--golden", action="store_true",
-                   help="also embed 8 sentences through the golden pipelines (float, int8 "
-                        "dense, int8 N:M) and print their cosine to float")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def _seq(text: str) -> int:
-    from nmaccel.sim.cli import positive_int
-    return positive_int(text)
-
-
-def _images(text: str) -> int:
-    import argparse
-    from nmaccel.model.digits import TEST_IMAGES
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--images must be an integer, not {text!r}") from None
-    if not 0 <= v <= TEST_IMAGES:
-        raise argparse.ArgumentTypeError(f"--images must be in 0..{TEST_IMAGES}, not {v}")
-    return v
-
-
-def _preset_name(cfg: StaConfig) -> str:
-    from nmaccel.spec.config import STA_PRESETS
-    return next(name for name, c in STA_PRESETS.items() if c == cfg)
-
-
-def run(args) -> int:
-    return run_demo(args)
-
-
-def run_demo(args) -> int:
-    from nmaccel.sim.cli import CommandError
-    from nmaccel.sim.simulators import SimulatorNotFound
-    if args.nm is None:
-        raise CommandError("--nm must be an N:M pattern (the dense run is always included), "
-                           "not 'dense'")
-    preset = _preset_name(args.preset)
-    try:
-        res = rtl_demo(preset, args.nm, args.layer, args.seq, args.images, args.board,
-                       args.jobs, progress=not args.no_progress)
-    except SimulatorNotFound as exc:
-        raise CommandError(str(exc)) from None
-    r0 = res["rows"][0]
-    print(f"STA {preset} ({args.preset.rows}x{args.preset.cols} PEs x {args.preset.lanes} "
-          f"lanes) and conv engine `{CONV_PRESET}` on Verilator; PyTorch {r0['torch_fp32_us']:.0f} µs"
-          f" is the best of the timed calls on this machine's CPU:")
-    print(format_rtl_table(res))
-    fmax = r0["fmax_mhz"]
-    print(f"{res['nm']} speedup over dense on the same array: {r0['speedup_vs_dense']:.2f}x; "
-          + (f"time @ fmax = cycles / {fmax:.1f} MHz (post-route, {args.board} board build)"
-             if fmax else f"fmax not measured: {res.get('fmax_note') or 'no board build'}")
-          + f"; wall {res['seconds']['total']:.0f} s (build {res['seconds']['build']:.0f} s).")
-    if args.png:
-        plot_demo(res, Path(args.png))
-        print(f"wrote {args.png}")
-    if args.golden:
-        texts = DEMO_SENTENCES
-        gold = demo_results(args.preset, [args.nm], texts, progress=not args.no_progress)
-        print(f"\nGolden pipelines, MiniLM-L6, {len(texts)} sentences "
-              f"({sum(gold['tokens'])} tokens); cos = cosine to the float32 embedding, N:M "
-              "magnitude-pruned without fine-tuning:")
-        print(format_table(gold))
-        res["golden"] = gold
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json}")
-    ok = all(r["bit_exact"] for r in res["rows"])
-    if not ok:
-        print("NOT bit-exact: see the rows marked NO", file=sys.stderr)
-    return 0 if ok else 1

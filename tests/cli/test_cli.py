@@ -3,7 +3,7 @@
 
 import pytest
 from nmaccel.spec.config import StaConfig
-from nmaccel.sim.cli import main
+from nmaccel.cli import main
 
 
 def test_help_lists_subcommands_and_defaults(capsys):
@@ -40,7 +40,7 @@ def test_config_prints_round_trippable_json(capsys):
 def test_golden_demo_pipelines():
     """The golden-pipeline table behind ``nmaccel demo --golden`` (no RTL)."""
     from nmaccel.spec.config import sta_preset
-    from nmaccel.sim.demo import demo_results, format_table
+    from nmaccel.studies.demo import demo_results, format_table
     data = demo_results(sta_preset("ulx3s"), [(2, 4)],
                         ["Sparse accelerators skip pruned weights.", "The cat sat on the mat."],
                         progress=False)

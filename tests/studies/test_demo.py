@@ -3,8 +3,8 @@ input. The RTL run itself (a few minutes) is exercised by ``nmaccel demo``, not 
 
 import pytest
 
-from nmaccel.sim.cli import main
-from nmaccel.sim.demo import format_rtl_table, plot_demo
+from nmaccel.cli import main
+from nmaccel.studies.demo import format_rtl_table, plot_demo
 
 
 def fake_demo(fmax=None):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nmaccel.sim.cli import main
+from nmaccel.cli import main
 
 
 def test_verilog_sta_writes_the_core(tmp_path, capsys):

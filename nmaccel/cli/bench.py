@@ -1,0 +1,152 @@
+"""``nmaccel bench STUDY``: the benchmark studies that regenerate figures in ``reports/``.
+
+Each study lives in :mod:`nmaccel.studies` and writes its JSON, Markdown and (where it has
+one) PNG under ``--out`` (default: ``reports`` in the current folder). ``benchmarks/*.py`` in a
+source checkout are thin wrappers around these commands.
+"""
+
+from __future__ import annotations
+
+from nmaccel.cli.args import (CommandError, Formatter, check_output_dir, nm_list, positive_int,
+                              preset_names)
+from nmaccel.spec.config import CONV_PRESETS, STA_PRESETS
+
+__all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "STUDIES"]
+
+HELP = "benchmark studies: sta-layer, sta-mac-array, conv-report, conv-resources, ..."
+DESCRIPTION = __doc__
+
+
+def _sta_layer(p):
+    p.add_argument("--seq", type=positive_int, default=32, help="real tokens")
+    p.add_argument("--nm", type=nm_list, default="dense,2:4", help="weight patterns")
+    p.add_argument("--preset", choices=list(STA_PRESETS), default="ulx3s", help="STA preset")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_sta_layer(args, command):
+    from nmaccel.studies.sta_layer import run
+    return run(seq=args.seq, nm=args.nm, preset=args.preset, out=args.out / "sta_layer",
+               command=command)
+
+
+def _points(text: str) -> list[tuple[str, int, int]]:
+    import argparse
+    points = []
+    for item in text.split(","):
+        try:
+            preset, n, m = item.split(":")
+            points.append((preset_names(preset)[0], int(n), int(m)))
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"--points entries must look like ulx3s:2:4, "
+                                             f"not {item!r}") from None
+    return points
+
+
+def _sta_mac_array(p):
+    p.add_argument("--seq", type=positive_int, default=128, help="real tokens")
+    p.add_argument("--heads", type=positive_int, default=2, help="heads whose Q·Kᵀ is run")
+    p.add_argument("--quick", action="store_true", help="ulx3s 2:4 only, seq 32")
+    p.add_argument("--points", type=_points, default=None,
+                   help="comma-separated PRESET:N:M points (default: the study's four)")
+    p.add_argument("--append", action="store_true",
+                   help="add the points to the existing JSON instead of starting anew")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_sta_mac_array(args, command):
+    from nmaccel.studies.sta_mac_array import run
+    if args.append and not args.points:
+        raise CommandError("--append needs --points (the points to add)")
+    return run(seq=args.seq, heads=args.heads, quick=args.quick,
+               out=args.out / "sta_mac_array", points=args.points, append=args.append,
+               command=command)
+
+
+def _conv_report(p):
+    p.add_argument("--train-timing", action="store_true",
+                   help="retrain both nets from scratch and time it")
+    p.add_argument("--ptq", action="store_true",
+                   help="also the adder net's golden accuracy at 4/6/8 bits and without BN "
+                        "re-estimation")
+    p.add_argument("--out", default="reports",
+                   help="folder with conv_digits_*.json and conv_resources.json; output folder")
+
+
+def _run_conv_report(args, command):
+    from nmaccel.studies.conv_report import run
+    return run(reports=args.out, train_timing=args.train_timing, ptq=args.ptq)
+
+
+def _conv_resources(p):
+    p.add_argument("--p-out", type=positive_int, default=8, help="PE array rows")
+    p.add_argument("--p-in", type=positive_int, default=8, help="PE array columns")
+    p.add_argument("--no-engine", action="store_true", help="skip the full-engine synthesis")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_conv_resources(args, command):
+    from nmaccel.studies.conv_resources import run
+    run(p_out=args.p_out, p_in=args.p_in, out=args.out, engine=not args.no_engine)
+    return 0
+
+
+def _sta_resources(p):
+    p.add_argument("--preset", choices=list(STA_PRESETS), default="ulx3s_board")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_sta_resources(args, command):
+    from nmaccel.studies.sta_resources import run
+    return run(preset=args.preset, out=args.out)
+
+
+def _block_fmax(p):
+    p.add_argument("--sta-preset", choices=list(STA_PRESETS), default="ulx3s_lite")
+    p.add_argument("--conv-preset", choices=list(CONV_PRESETS), default="ulx3s")
+    p.add_argument("--freq", type=float, default=100.0, help="target MHz")
+    p.add_argument("--only", nargs="*", default=None, help="block names to run")
+    p.add_argument("--whole", action="store_true",
+                   help="also the whole StaCore and ConvEngine (tens of minutes each)")
+    p.add_argument("--out", default="reports", help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _run_block_fmax(args, command):
+    from nmaccel.studies.block_fmax import run
+    return run(sta_preset_name=args.sta_preset, conv_preset_name=args.conv_preset,
+               freq=args.freq, only=args.only, whole=args.whole, out=args.out,
+               progress=not args.no_progress)
+
+
+#: study name -> (one-line help, add_arguments, run(args, command))
+STUDIES = {
+    "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
+                  _sta_layer, _run_sta_layer),
+    "sta-mac-array": ("MAC-array utilization and sparse speedup on RTL -> sta_mac_array.*",
+                      _sta_mac_array, _run_sta_mac_array),
+    "conv-report": ("conv-engine summary of the digits runs -> conv_summary.*",
+                    _conv_report, _run_conv_report),
+    "conv-resources": ("ECP5 resources of the conv PE array per mode -> conv_resources.*",
+                       _conv_resources, _run_conv_resources),
+    "sta-resources": ("ECP5 resources of each STA block -> sta_resources.*",
+                      _sta_resources, _run_sta_resources),
+    "block-fmax": ("each block placed and routed alone on the 85F -> block_fmax.*",
+                   _block_fmax, _run_block_fmax),
+}
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="study", metavar="STUDY")
+    sub.required = True
+    for name, (help_, add, _) in STUDIES.items():
+        sp = sub.add_parser(name, formatter_class=Formatter, help=help_, description=help_)
+        add(sp)
+
+
+def run(args) -> int:
+    import sys
+    args.out = check_output_dir(args.out, "--out")
+    command = "nmaccel bench " + " ".join(sys.argv[2:]) \
+        if len(sys.argv) > 2 and sys.argv[1] == "bench" else f"nmaccel bench {args.study}"
+    return int(STUDIES[args.study][2](args, command) or 0)

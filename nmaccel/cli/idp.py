@@ -1,0 +1,268 @@
+"""``nmaccel idp``: IDP vs one-shot magnitude pruning vs SR-STE (:mod:`nmaccel.studies.idp`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+from nmaccel.cli.args import CommandError, check_output_file, nm_list, positive_int, preset
+from nmaccel.files import write_atomic, write_json
+from nmaccel.model.idp import METHOD_SPECS
+from nmaccel.studies import idp as _study
+from nmaccel.studies.idp import (DEFAULT_PATTERNS, digits_markdown, digits_plot, digits_study,
+                                 rtl_markdown)
+
+__all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "command_line"]
+
+HELP = "N:M pruning study: IDP vs one-shot vs SR-STE (digits Transformer, MiniLM-L6)"
+DESCRIPTION = _study.__doc__
+
+
+
+def _method_list(text: str) -> list[str]:
+    methods = [p.strip() for p in text.split(",") if p.strip()]
+    for meth in methods:
+        if meth not in METHOD_SPECS:
+            raise argparse.ArgumentTypeError(
+                f"unknown method {meth!r}; expected some of: {', '.join(METHOD_SPECS)}")
+    if not methods:
+        raise argparse.ArgumentTypeError("methods must name at least one method")
+    return methods
+
+
+def _sparse_patterns(text: str) -> list[tuple[int, int]]:
+    pats = nm_list(text)
+    if any(p is None for p in pats) or not pats:
+        raise argparse.ArgumentTypeError("patterns must be N:M patterns such as 2:4 (not 'dense')")
+    return pats
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", choices=("digits", "minilm", "both", "rtl"), default="digits",
+                   help="which study to run; 'rtl': train one IDP model at --int-pattern "
+                        "(seed --rtl-seed) and classify the digits test set on the STA RTL")
+    p.add_argument("--patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
+                   help="target N:M patterns (digits)")
+    p.add_argument("--methods", type=_method_list, default="idp,oneshot,srste",
+                   help=f"pruning methods, some of {', '.join(METHOD_SPECS)}")
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="number of seeds (0..S-1): each trains its own dense model")
+    p.add_argument("--budget", type=int, default=1000,
+                   help="fine-tuning budget per pruned model, in optimizer steps "
+                        "(batch --batch-size); IDP splits it over its phases")
+    p.add_argument("--dense-steps", type=positive_int, default=3000,
+                   help="optimizer steps to train each dense model")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (AdamW, "
+                   "cosine decay per phase)")
+    p.add_argument("--layers", type=positive_int, default=2, help="encoder layers")
+    p.add_argument("--idp-final-share", type=float, default=None, metavar="F",
+                   help="give IDP's target phase this fraction of the budget (the earlier phases "
+                        "share the rest equally); default: equal split over all phases")
+    p.add_argument("--int-pattern", type=nm_list, default="2:4",
+                   help="run the integer golden model of the IDP model at this pattern "
+                        "('' to skip)")
+    p.add_argument("--preset", type=preset, default="ulx3s",
+                   help="STA preset whose number formats the integer model follows")
+    p.add_argument("--json", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.json"),
+                   help="digits results JSON")
+    p.add_argument("--md", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.md"),
+                   help="digits results Markdown")
+    p.add_argument("--png", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.png"),
+                   help="digits accuracy-vs-sparsity plot")
+    g = p.add_argument_group("MiniLM study")
+    g.add_argument("--minilm-patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
+                   help="target N:M patterns (MiniLM)")
+    g.add_argument("--minilm-budget", type=int, default=40,
+                   help="distillation budget per layer, in optimizer steps")
+    g.add_argument("--minilm-lr", type=float, default=1e-3, help="distillation learning rate")
+    g.add_argument("--minilm-batch-size", type=positive_int, default=8,
+                   help="sentences per distillation mini-batch")
+    g.add_argument("--minilm-seeds", type=positive_int, default=1, help="number of seeds")
+    g.add_argument("--minilm-json", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
+    g.add_argument("--minilm-md", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_minilm.md"), help="MiniLM results Markdown")
+    g = p.add_argument_group("RTL study (--study rtl)")
+    g.add_argument("--rtl-seed", type=int, default=0, help="seed of the dense + IDP model")
+    g.add_argument("--rtl-images", type=positive_int, default=360,
+                   help="test images to classify on the RTL (the test set has 360)")
+    g.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                   help="HDL simulator (cocotb)")
+    g.add_argument("--rtl-json", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_digits_rtl.json"), help="RTL results JSON")
+    g.add_argument("--rtl-md", type=pathlib.Path,
+                   default=pathlib.Path("reports/idp_digits_rtl.md"), help="RTL results Markdown")
+    p.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
+                   help="rewrite --md/--png (digits) or --minilm-md (MiniLM) from a saved "
+                        "study JSON (no training)")
+    p.add_argument("--baseline", type=pathlib.Path, default=None, metavar="JSON",
+                   help="digits: add paired per-seed differences of this run's IDP against the "
+                        "methods of a saved digits JSON (e.g. an --idp-final-share ablation vs "
+                        "the main table)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def command_line(args, study: str) -> str:
+    """The ``nmaccel idp`` command that reproduces ``args`` for ``study`` (every option spelled out)."""
+    def pats(ps):
+        return ",".join(f"{n}:{m}" for n, m in ps)
+    parts = ["nmaccel idp", f"--study {study}", f"--threads {args.threads}"]
+    if study == "digits":
+        ip = [p for p in args.int_pattern if p is not None]
+        parts += [f"--patterns {pats(args.patterns)}", f"--methods {','.join(args.methods)}",
+                  f"--seeds {args.seeds}", f"--budget {args.budget}",
+                  f"--dense-steps {args.dense_steps}", f"--batch-size {args.batch_size}",
+                  *([f"--idp-final-share {args.idp_final_share:g}"]
+                    if args.idp_final_share is not None else []),
+                  f"--lr {args.lr:g}", f"--layers {args.layers}",
+                  f"--int-pattern '{pats(ip)}'", f"--preset {args._preset_name}",
+                  f"--json {args.json}", f"--md {args.md}", f"--png {args.png}"]
+    else:
+        parts += [f"--methods {','.join(args.methods)}",
+                  f"--minilm-patterns {pats(args.minilm_patterns)}",
+                  f"--minilm-budget {args.minilm_budget}", f"--minilm-lr {args.minilm_lr:g}",
+                  f"--minilm-batch-size {args.minilm_batch_size}",
+                  f"--minilm-seeds {args.minilm_seeds}",
+                  f"--minilm-json {args.minilm_json}", f"--minilm-md {args.minilm_md}"]
+    return " ".join(parts)
+
+
+def run(args) -> int:
+    from nmaccel.model.idp import check_budget
+    try:
+        check_budget(args.budget, "--budget")
+        check_budget(args.minilm_budget, "--minilm-budget")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for opt in ("lr", "minilm_lr"):
+        if not getattr(args, opt) > 0:
+            raise CommandError(f"--{opt.replace('_', '-')} must be a positive number, "
+                               f"not {getattr(args, opt)}")
+    baseline = None
+    if args.baseline is not None:
+        baseline = _read_json(args.baseline, "--baseline")
+        if baseline.get("study") != "digits":
+            raise CommandError(f"--baseline: {args.baseline} is not a digits study JSON")
+    if args.render is not None:
+        res = _read_json(args.render, "--render")
+        check_output_file(args.md if res.get("study") == "digits" else args.minilm_md)
+        if res.get("study") == "digits":
+            write_atomic(args.md, digits_markdown(res, res["command"], res["wall_seconds"], baseline,
+                                            str(args.baseline)))
+            digits_plot(res, args.png)
+            print(f"wrote {args.md} and {args.png} from {args.render}")
+        elif res.get("study") == "minilm":
+            from nmaccel.model.minilm_distill import minilm_markdown
+            write_atomic(args.minilm_md, minilm_markdown(res, res["command"], res["wall_seconds"]))
+            print(f"wrote {args.minilm_md} from {args.render}")
+        else:
+            raise CommandError(f"--render: {args.render} is not a digits or MiniLM study JSON")
+        return 0
+    _check_outputs(args)
+    import torch
+    torch.set_num_threads(args.threads)
+    args._preset_name = next((name for name, c in _presets().items() if c == args.preset),
+                             "ulx3s")
+    ip = [p for p in args.int_pattern if p is not None]
+    if len(ip) > 1:
+        raise CommandError("--int-pattern takes one pattern")
+    if args.study == "rtl":
+        return _run_rtl(args, ip)
+    if args.study in ("digits", "both"):
+        start = time.perf_counter()
+        res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
+                           args.dense_steps, args.batch_size, args.lr, args.layers,
+                           ip[0] if ip else None, args.preset, progress=not args.no_progress,
+                           idp_final_share=args.idp_final_share)
+        wall = time.perf_counter() - start
+        command = command_line(args, "digits")
+        res["command"], res["wall_seconds"] = command, wall
+        write_json(args.json, res, indent=1)
+        md = digits_markdown(res, command, wall, baseline, str(args.baseline))
+        write_atomic(args.md, md)
+        digits_plot(res, args.png)
+        print(md)
+    if args.study in ("minilm", "both"):
+        from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
+        start = time.perf_counter()
+        res = minilm_study(args.minilm_patterns, args.methods, args.minilm_budget,
+                           seeds=args.minilm_seeds, lr=args.minilm_lr,
+                           batch_size=args.minilm_batch_size, progress=not args.no_progress)
+        wall = time.perf_counter() - start
+        command = command_line(args, "minilm")
+        res["command"], res["wall_seconds"] = command, wall
+        write_json(args.minilm_json, res, indent=1)
+        md = minilm_markdown(res, command, wall)
+        write_atomic(args.minilm_md, md)
+        print(md)
+    return 0
+
+
+def _read_json(path: pathlib.Path, option: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CommandError(f"{option}: cannot read {path}: {exc}") from None
+
+
+def _presets() -> dict:
+    from nmaccel.spec.config import STA_PRESETS
+    return STA_PRESETS
+
+
+def _check_outputs(args) -> None:
+    """Every file the chosen study writes must be writable before it starts (a study runs
+    for minutes to hours)."""
+    files = {"rtl": ("rtl_json", "rtl_md"), "digits": ("json", "md", "png"),
+             "minilm": ("minilm_json", "minilm_md")}
+    studies = ("digits", "minilm") if args.study == "both" else (args.study,)
+    for study in studies:
+        for name in files[study]:
+            check_output_file(getattr(args, name), "--" + name.replace("_", "-"))
+
+
+def _run_rtl(args, ip) -> int:
+    """``--study rtl``: the IDP-pruned digits Transformer classified on the STA RTL."""
+    from nmaccel.model.digits_transformer import digits_int_program, predict
+    from nmaccel.sim.digits_rtl import format_digits_rtl, run_digits_rtl, train_idp_digits
+    if not ip:
+        raise CommandError("--study rtl needs one --int-pattern (the N:M the RTL runs)")
+    nm = ip[0]
+    if not isinstance(args.rtl_seed, int) or args.rtl_seed < 0:
+        raise CommandError(f"--rtl-seed must be a non-negative integer, not {args.rtl_seed}")
+    cfg = args.preset.replace(n=nm[0], m=nm[1])
+    from nmaccel.spec import sta_isa
+    why = sta_isa.attention_supported(cfg)
+    if why:
+        raise CommandError(f"--preset: {why}")
+    start = time.perf_counter()
+    dense, model, data = train_idp_digits(nm, seed=args.rtl_seed, dense_steps=args.dense_steps,
+                                          budget=args.budget, layers=args.layers,
+                                          batch_size=args.batch_size, lr=args.lr,
+                                          progress=not args.no_progress)
+    train_s = time.perf_counter() - start
+    n = min(args.rtl_images, len(data.x_test))
+    images, labels = data.x_test[:n], data.y_test[:n]
+    prog = digits_int_program(model, cfg, nm)
+    res = run_digits_rtl(prog, images.numpy(), labels.numpy(), simulator=args.simulator,
+                         progress=not args.no_progress,
+                         float_predictions=predict(model, images).numpy())
+    res["dense_float_accuracy"] = float((predict(dense, images).numpy() == labels.numpy()).mean())
+    res["train_seconds"] = round(train_s, 1)
+    res["wall_seconds"] = round(time.perf_counter() - start, 1)
+    res["macs_per_image"] = prog.macs()
+    res["command"] = (f"nmaccel idp --study rtl --int-pattern {nm[0]}:{nm[1]} "
+                      f"--preset {args._preset_name} --rtl-seed {args.rtl_seed} "
+                      f"--rtl-images {args.rtl_images} --dense-steps {args.dense_steps} "
+                      f"--budget {args.budget} --layers {args.layers} --batch-size "
+                      f"{args.batch_size} --lr {args.lr:g} --simulator {args.simulator}")
+    write_json(args.rtl_json, res, indent=1)
+    write_atomic(args.rtl_md, rtl_markdown(res))
+    print(format_digits_rtl(res))
+    return 0 if res["predictions_identical"] and res["bit_exact_layers"] else 1
+
+

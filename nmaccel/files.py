@@ -1,0 +1,46 @@
+"""Writing result files safely: every output is written to a temporary file in the same
+folder and renamed over the target, so an interrupted run never leaves a half-written file.
+Imports nothing else of nmaccel (any layer may use it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+__all__ = ["write_atomic", "write_json", "save_figure"]
+
+
+def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> Path:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` through a temporary file and an
+    atomic rename; creates missing parent folders. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_json(path: Union[str, os.PathLike], obj: Any, indent: int = 2) -> Path:
+    """``obj`` as JSON (with a final newline) at ``path``, atomically."""
+    return write_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def save_figure(fig, path: Union[str, os.PathLike], **kwargs) -> Path:
+    """A matplotlib figure saved (format from the suffix) to ``path`` atomically."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    return write_atomic(path, buf.getvalue())

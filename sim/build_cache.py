@@ -1,0 +1,197 @@
+"""One build cache for every simulated design (STA core, conv engine, UART board top, ...).
+
+Two levels, both under :func:`cache_root` (``$NMACCEL_BUILD_DIR`` or
+``~/.cache/nmaccel/builds``):
+
+``verilog/<tag>_<key>.v``
+    The Verilog text of a design. Elaborating and converting a large core takes a minute or
+    more, so the text is kept, keyed by :func:`design_key`: the design's parameters, the
+    Amaranth version, and the source of the top module and of every ``nmaccel`` module it
+    imports, transitively (:func:`source_closure`, read from the import statements). A change
+    to any file the gateware is built from (an arithmetic helper, a spec constant) changes
+    the key; nothing else does.
+``<tag>_<simulator>_<key>/``
+    A compiled simulation model, keyed by the Verilog text (without Yosys' source-location
+    attributes, which move with every unrelated edit of a Python file), the simulator's name
+    and version, the build flags and whether waveforms are traced.
+
+A build happens once per key; concurrent processes that need the same model wait for the
+first one's build (a lock with a time limit), and a failed build leaves no marker behind, so
+the next call rebuilds it.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import hashlib
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+from nmaccel.files import write_atomic
+from nmaccel.sim.simulators import activate, build_logged, find_simulator
+
+__all__ = ["cache_root", "source_closure", "design_key", "cached_verilog", "simulation_build",
+           "sta_verilog", "logic_text", "BUILD_LOCK_SECONDS"]
+
+#: Longest wait for another process's build of the same model before giving up.
+BUILD_LOCK_SECONDS = 45 * 60
+
+_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\)')
+
+
+def cache_root() -> Path:
+    """Where builds are kept: ``$NMACCEL_BUILD_DIR`` or ``~/.cache/nmaccel/builds``."""
+    root = os.environ.get("NMACCEL_BUILD_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "nmaccel" / "builds"
+
+
+def _module_file(name: str) -> Optional[Path]:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _imported_modules(path: Path, name: str) -> list[str]:
+    """``nmaccel`` modules named by the import statements of ``path`` (module ``name``)."""
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("nmaccel")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = pkg.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if base.startswith("nmaccel"):
+                found.append(base)
+                found += [f"{base}.{a.name}" for a in node.names]
+    return found
+
+
+def source_closure(*modules: str) -> dict[str, Path]:
+    """``{module name: source file}`` of ``modules`` and every ``nmaccel`` module they import,
+    transitively, parent packages included (nothing is executed)."""
+    seen: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        todo += _imported_modules(path, name)
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return dict(sorted(seen.items()))
+
+
+def design_key(modules: Sequence[str], params: str) -> str:
+    """Key of a design built by ``modules`` with ``params`` (any text that fixes the design:
+    config JSON, top-level name, generator arguments): see the module docstring."""
+    import amaranth
+    h = hashlib.sha256(params.encode())
+    h.update(f"|amaranth {amaranth.__version__}".encode())
+    for name, path in source_closure(*modules).items():
+        h.update(f"|{name}|".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def cached_verilog(tag: str, modules: Sequence[str], params: str,
+                   make: Callable[[], str]) -> str:
+    """The Verilog of a design: ``make()`` on a cache miss, the kept text otherwise."""
+    path = cache_root() / "verilog" / f"{tag}_{design_key(modules, params)}.v"
+    if path.exists():
+        return path.read_text()
+    text = make()
+    write_atomic(path, text)
+    return text
+
+
+def sta_verilog(cfg, name: str = "sta_core") -> str:
+    """Verilog of :class:`~nmaccel.hw.sta.core.StaCore` for ``cfg`` with top-level ``name``."""
+    def make() -> str:
+        from amaranth.back import verilog
+
+        from nmaccel.hw.sta.core import StaCore
+        return verilog.convert(StaCore(cfg), name=name)
+    return cached_verilog("sta", ["nmaccel.hw.sta.core"],
+                          f"{cfg.to_json(sort_keys=True)}|{name}", make)
+
+
+def logic_text(verilog: str) -> str:
+    """``verilog`` without source-location attributes (the logic, for build keys)."""
+    return _SRC_ATTR.sub("", verilog)
+
+
+class _BuildLock:
+    """An exclusive lock file held while one process builds a model (waits at most
+    ``seconds``)."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        self.path, self.seconds = path, seconds
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "w")
+        deadline = time.monotonic() + self.seconds
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.fh.close()
+                    raise TimeoutError(f"another process has been building {self.path.stem} "
+                                       f"for more than {self.seconds:.0f} s; remove "
+                                       f"{self.path} if no build is running") from None
+                time.sleep(0.5)
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "verilator",
+                     waves: bool = False, flags: Sequence[str] = ()) -> tuple[Path, str]:
+    """Compile ``verilog`` (top module ``toplevel``) for ``simulator`` once; returns
+    ``(build_dir, simulator name)`` for ``cocotb_tools.runner``'s ``test(build_dir=...)``.
+
+    ``flags``: extra Verilator arguments (part of the key). Verilator builds always get
+    ``-Wno-fatal -O3``; Icarus builds a 1 ns / 1 ps timescale."""
+    sim = activate(find_simulator(simulator))
+    flags = list(flags)
+    key = hashlib.sha256(f"{logic_text(verilog)}|{toplevel}|{sim.name}|{sim.version}|"
+                         f"{flags}|{waves}".encode()).hexdigest()[:16]
+    bdir = cache_root() / f"{tag}_{sim.name}_{key}"
+    marker = bdir / "nmaccel_built"
+    if marker.exists():
+        return bdir, sim.name
+    with _BuildLock(bdir.with_name(bdir.name + ".lock"), BUILD_LOCK_SECONDS):
+        if marker.exists():                    # built by another process meanwhile
+            return bdir, sim.name
+        from cocotb_tools.runner import get_runner
+        bdir.mkdir(parents=True, exist_ok=True)
+        src = bdir / f"{toplevel}.v"
+        write_atomic(src, verilog)
+        if sim.name == "verilator":
+            extra = {"build_args": ["-Wno-fatal", "-O3", *flags]
+                     + (["--trace-fst"] if waves else [])}
+        else:
+            extra = {"timescale": ("1ns", "1ps")}
+        build_logged(get_runner(sim.name), bdir / "build.log", pch_fix=True, sources=[src],
+                     hdl_toplevel=toplevel, build_dir=bdir, always=True, waves=waves, **extra)
+        marker.write_text(key)
+    return bdir, sim.name
