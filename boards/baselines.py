@@ -30,7 +30,8 @@ def _safe_freq(result: dict):
     """``--freq`` below a missed build's fmax (older baselines lack ``safe_freq_mhz``)."""
     if result.get("safe_freq_mhz"):
         return result["safe_freq_mhz"]
-    from nmaccel.boards.flow import DEFAULT_BAUD, safe_freq_mhz
+    from nmaccel.boards.flow import safe_freq_mhz
+    from nmaccel.spec.uart_protocol import DEFAULT_BAUD
     return safe_freq_mhz(result["board"], result["design"], result["fmax_mhz"],
                          result.get("baud") or DEFAULT_BAUD)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from nmaccel.boards import build_report
-from nmaccel.boards.flow import yowasp_env, with_router
+from nmaccel.boards.flow import with_router, yowasp_env
 from nmaccel.boards.targets import BoardError, board_target
 
 __all__ = ["place_route_block"]

@@ -22,13 +22,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
-from nmaccel.spec import uart_protocol as proto
-from nmaccel.spec.sta_isa import CSR
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
-from nmaccel.spec.sta_isa import COUNTERS, decode_status
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.sta_isa import COUNTERS, CSR, decode_status
 
 __all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "SerialTransport",
            "StaBoard", "contiguous_runs"]
@@ -61,7 +60,7 @@ class SerialTransport:
     """A serial port (pyserial): ``port`` e.g. ``"/dev/ttyUSB0"`` or ``"COM3"``, ``baud`` bits per
     second, ``timeout`` seconds a read waits for more bytes."""
 
-    def __init__(self, port: str, baud: int = 115200, timeout: float = 1.0) -> None:
+    def __init__(self, port: str, baud: int = proto.DEFAULT_BAUD, timeout: float = 1.0) -> None:
         if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
             raise ValueError(f"baud must be a positive integer, not {baud!r}")
         if not isinstance(timeout, (int, float)) or not timeout > 0:

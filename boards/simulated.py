@@ -16,10 +16,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import cached_verilog, simulation_build
 from nmaccel.sim.sta_host import RunResult
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["DEFAULT_DIVISOR", "board_session", "build", "execute_actions", "run_over_uart"]
 
@@ -74,6 +74,7 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
     "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
+
     from nmaccel.hw.common.bridge import check_timeout
     from nmaccel.hw.common.uart import check_divisor
     if not isinstance(cfg, StaConfig):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.cdc import FFSynchronizer
+
 from nmaccel.boards.targets import BoardTarget
 from nmaccel.hw.common.pll import Ecp5Pll, Ice40Pll, PllSettings
 

@@ -37,7 +37,6 @@ import numpy as np
 from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
 from nmaccel.spec.conv_format import COUNTERS, Mode, param_fields, settings_fields
 
-
 __all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pack_weights",
            "pack_params", "unpack_outputs", "layer_settings", "settings_fields",
            "get_exp_cycles", "check_job_fits", "random_job", "im2col_input", "im2col_job",
@@ -231,7 +230,7 @@ def run_job(job: ConvLayerJob, x, v_bits: int | None = None):
                                           v.min() < -(1 << (v_bits - 1))):
         raise ValueError(f"affine value v of layer {job.name or job.mode!r} overflows "
                          f"{v_bits} bits ({v.min()}..{v.max()})")
-    from .quant import requant   # imported here: the RTL bench needs no torch
+    from .quant import requant  # imported here: the RTL bench needs no torch
     if job.out == "binarize":
         q = (v > 0).astype(np.int64)
     else:

@@ -32,13 +32,15 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from nmaccel.spec.config import StaConfig
+from torch import nn
+
 from nmaccel.model.digits import load_digits_split
 from nmaccel.model.encoder_int import (
     IntEncoderLayer,
@@ -55,7 +57,7 @@ from nmaccel.model.quant import (
     quantize_multiplier,
     requant,
 )
-from torch import nn
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["TOKENS", "CLASSES", "EncoderLayer", "DigitsTransformer", "DigitsData", "digits_data",
            "classification_loss", "predict",
@@ -107,7 +109,7 @@ class EncoderLayer(nn.Module):
 
     @classmethod
     def from_layer_weights(cls, lw: LayerWeights, heads: int, eps: float = LN_EPS
-                           ) -> "EncoderLayer":
+                           ) -> EncoderLayer:
         """A trainable copy of a MiniLM :class:`LayerWeights` layer."""
         d_ff, d_model = lw.w1.shape
         layer = cls(d_model, heads, d_ff)

@@ -27,20 +27,34 @@ trace of the same (pruned) layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm as nmfmt
-from nmaccel.model.intops import (AddParams, GeluParams, LayerNormParams, gelu_int, gemm_dense,
-                                  gemm_sparse, layernorm_int, matmul, residual_add)
+from nmaccel.model.intops import (
+    AddParams,
+    GeluParams,
+    LayerNormParams,
+    gelu_int,
+    gemm_dense,
+    gemm_sparse,
+    layernorm_int,
+    matmul,
+    residual_add,
+)
 from nmaccel.model.minilm import LayerWeights, MiniLMConfig, encoder_layer_float
-from nmaccel.model.quant import (activation_scale, quantize_multiplier, quantize_weight_per_channel,
-                                 requant)
+from nmaccel.model.quant import (
+    activation_scale,
+    quantize_multiplier,
+    quantize_weight_per_channel,
+    requant,
+)
 from nmaccel.model.softmax import softmax_int
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["QLinear", "IntEncoderLayer", "prune_layer_weights", "calibrate_layer",
            "quantize_layer", "LINEAR_NAMES", "parse_nm"]
@@ -79,7 +93,7 @@ class QLinear:
     @classmethod
     def build(cls, w: torch.Tensor, b: torch.Tensor, s_in: float, s_out: float, out_bits: int,
               cfg: StaConfig, nm: Optional[tuple[int, int]] = None, in_zero: int = 0
-              ) -> "QLinear":
+              ) -> QLinear:
         """``in_zero``: zero point of the input codes, folded exactly into the bias."""
         wq, s_w = quantize_weight_per_channel(w, cfg.weight_bits)
         acc_scale = s_in * s_w

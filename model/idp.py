@@ -44,13 +44,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import torch
-from nmaccel.model.nm import SR_STE_LAMBDA, SrSteSparsify, _is_int, check_nm, nm_mask
 from torch import nn
 from torch.nn.utils import parametrize
+
+from nmaccel.model.nm import SR_STE_LAMBDA, SrSteSparsify, _is_int, check_nm, nm_mask
 
 __all__ = ["METHODS", "IDP_MASKS", "LR_SCHEDULES", "check_budget", "idp_schedule",
            "check_schedule", "split_budget", "prunable_linears", "is_nm_sparse", "train_steps",

@@ -20,9 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmaccel.model.quant import (
+    as_int64,
+    qrange,
+    quantize_multiplier,
+    requant,
+    round_shift,
+    saturate,
+)
 from nmaccel.spec.config import StaConfig
-from nmaccel.model.quant import (as_int64, qrange, quantize_multiplier, requant, round_shift,
-                                 saturate)
 
 __all__ = [
     "gemm_dense", "gemm_sparse", "matmul", "requant", "AddParams", "residual_add",
@@ -113,7 +119,7 @@ class AddParams:
 
     @classmethod
     def from_scales(cls, scale_a: float, scale_b: float, scale_out: float, out_bits: int,
-                    mult_bits: int = StaConfig.requant_mult_bits) -> "AddParams":
+                    mult_bits: int = StaConfig.requant_mult_bits) -> AddParams:
         """Both rescale factors share one shift, set by the larger of the two."""
         ra, rb = scale_a / scale_out, scale_b / scale_out
         big_mult, shift = quantize_multiplier(max(ra, rb), mult_bits)
@@ -165,7 +171,7 @@ class LayerNormParams:
 
     @classmethod
     def from_float(cls, gamma, beta, scale_out: float, cfg: StaConfig,
-                   gamma_bits: int | None = None, out_bits: int = 8) -> "LayerNormParams":
+                   gamma_bits: int | None = None, out_bits: int = 8) -> LayerNormParams:
         gamma_bits = cfg.ln_gamma_bits if gamma_bits is None else gamma_bits
         gamma = np.asarray(gamma, dtype=np.float64)
         beta = np.asarray(beta, dtype=np.float64)
@@ -246,7 +252,7 @@ class GeluParams:
 
     @classmethod
     def from_scales(cls, scale_in: float, scale_out: float, cfg: StaConfig, zero: int = 0,
-                    out_bits: int = 8) -> "GeluParams":
+                    out_bits: int = 8) -> GeluParams:
         if not scale_in > 0 or not scale_out > 0:
             raise ValueError(f"GELU scales must be positive, not {scale_in!r}, {scale_out!r}")
         clip = math.floor(-GELU_B * math.sqrt(2.0) / scale_in)

@@ -25,8 +25,9 @@ import importlib.util
 import json
 import math
 import pathlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -121,8 +122,8 @@ class MiniLMConfig:
         return self.d_model // self.heads
 
     @classmethod
-    def from_json(cls, path: PathLike) -> "MiniLMConfig":
-        with open(path, "r", encoding="utf-8") as f:
+    def from_json(cls, path: PathLike) -> MiniLMConfig:
+        with open(path, encoding="utf-8") as f:
             c = json.load(f)
         act = c.get("hidden_act", "gelu")
         if act != "gelu":
@@ -317,13 +318,13 @@ def default_max_seq_length(model_dir: Optional[PathLike] = None) -> int:
     """``max_seq_length`` from ``sentence_bert_config.json`` (256 for this model)."""
     try:
         path = _resolve_dir(model_dir) / "sentence_bert_config.json"
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return int(json.load(f)["max_seq_length"])
     except (FileNotFoundError, KeyError, ValueError):
         return 256
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _default_max_len() -> int:
     return default_max_seq_length()
 

@@ -30,10 +30,13 @@ import pathlib
 import re
 import statistics
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
 from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.encoder_int import prune_layer_weights
 from nmaccel.model.idp import check_budget, prune_nm
@@ -48,7 +51,6 @@ from nmaccel.model.minilm import (
 )
 from nmaccel.model.nm import check_nm
 from nmaccel.model.pipeline import calibration_sentences
-from tqdm import tqdm
 
 __all__ = ["distill_sentences", "eval_sentences", "Batches", "distill_minilm", "teacher_states", "embed",
            "minilm_study", "minilm_markdown", "MAX_TOKENS"]
@@ -101,7 +103,7 @@ class Batches:
         return self.x.shape[0]
 
     @torch.no_grad()
-    def apply(self, layer: EncoderLayer) -> "Batches":
+    def apply(self, layer: EncoderLayer) -> Batches:
         """A new :class:`Batches` of ``layer``'s outputs (same padding)."""
         out = copy.copy(self)
         out.x = layer.eval()(self.x, self.mask)

@@ -238,7 +238,7 @@ class NMCompressed:
         """Dense shape ``(rows, cols)``."""
         return self.rows, self.cols
 
-    def validate(self) -> "NMCompressed":
+    def validate(self) -> NMCompressed:
         """Check shapes, index range and strict ascending order; return ``self``.
 
         Raises ``ValueError`` naming the first offending row/group (row-major order), e.g.

@@ -10,18 +10,30 @@ dequantize → mean pool → L2 normalise.
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.model.encoder_int import (IntEncoderLayer, calibrate_layer, prune_layer_weights,
-                                       quantize_layer)
-from nmaccel.model.minilm import (MiniLMWeights, default_model_dir, embed_tokens,
-                                  encoder_layer_float, get_default_tokenizer, get_default_weights,
-                                  mean_pool, tokenize)
+from nmaccel.model.encoder_int import (
+    IntEncoderLayer,
+    calibrate_layer,
+    prune_layer_weights,
+    quantize_layer,
+)
+from nmaccel.model.minilm import (
+    MiniLMWeights,
+    default_model_dir,
+    embed_tokens,
+    encoder_layer_float,
+    get_default_tokenizer,
+    get_default_weights,
+    mean_pool,
+    tokenize,
+)
 from nmaccel.model.quant import quantize_activation
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["calibration_sentences", "QuantizedMiniLM", "cosine"]
 

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmaccel.model.quant import as_int64, qrange
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec.softmax_format import exp2_table
-from nmaccel.model.quant import as_int64, qrange
 
 __all__ = ["exp2_table", "softmax_int", "softmax_row_online", "softmax_float_reference",
            "check_softmax_input"]

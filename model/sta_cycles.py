@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
-from nmaccel.spec.sta_timing import (COMMAND_OVERHEAD, RUN_START, SM_FIRST_IN, SM_READ_START,
-                                     VEC_START, VEC_TAIL, drain_tail)
+from nmaccel.spec.sta_timing import (
+    COMMAND_OVERHEAD,
+    RUN_START,
+    SM_FIRST_IN,
+    SM_READ_START,
+    VEC_START,
+    VEC_TAIL,
+    drain_tail,
+)
 
 __all__ = ["CycleReport", "gemm_cycles", "performed_macs", "program_cycles", "utilization",
            "vector_cycles"]

@@ -34,26 +34,45 @@ from typing import Optional
 
 import numpy as np
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm as nmfmt
-from nmaccel.spec import sta_isa
 from nmaccel.model.encoder_int import IntEncoderLayer
 from nmaccel.model.quant import as_int64
-from nmaccel.spec.sta_isa import ASrc, Dest, GemmCommand, Mode, Opcode, Osel, Post, VectorCommand, WSrc
-from nmaccel.model.sta_program import StaProgram, VectorRegion, pack_vector_entries, pack_weight_entries
+from nmaccel.model.sta_program import (
+    StaProgram,
+    VectorRegion,
+    pack_vector_entries,
+    pack_weight_entries,
+)
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.sta_isa import (
+    ASrc,
+    Dest,
+    GemmCommand,
+    Mode,
+    Opcode,
+    Osel,
+    Post,
+    VectorCommand,
+    WSrc,
+)
 
-__all__ = ["LayerProgram", "compile_layer", "layer_fit_problem", "command_class", "CLASSES"]
+__all__ = ["LayerProgram", "compile_layer", "layer_fit_problem", "command_class",
+           "COMMAND_CLASSES"]
 
-#: command classes the reports break cycles down by
-CLASSES = ("sparse_gemm", "dense_gemm", "attention_gemm", "vector")
+#: The classes the reports break a layer's per-command cycles into (:func:`command_class`).
+COMMAND_CLASSES = ("linear_gemm", "attention_gemm", "vector_cmd")
 
 
-def command_class(cmd) -> str:
+def command_class(cmd) -> str | None:
+    """``linear_gemm`` (W from WBUF: the Q/K/V/O/FFN projections, sparse or dense mode),
+    ``attention_gemm`` (W from ABUF: Q·Kᵀ and P·V), ``vector_cmd`` (LAYERNORM/REQUANT), or
+    ``None`` for a NOP."""
+    if cmd is None:
+        return None
     if isinstance(cmd, VectorCommand):
-        return "vector"
-    if cmd.dest == Dest.SOFTMAX or cmd.asrc == ASrc.SBUF:
-        return "attention_gemm"
-    return "sparse_gemm" if cmd.mode == Mode.SPARSE else "dense_gemm"
+        return "vector_cmd"
+    return "attention_gemm" if cmd.wsrc == WSrc.ABUF else "linear_gemm"
 
 
 @dataclass

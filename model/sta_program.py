@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from nmaccel.spec.config import StaConfig
+
 from nmaccel.model import nm as nmfmt
-from nmaccel.spec import sta_isa
 from nmaccel.model.intops import gemm_dense, gemm_sparse
 from nmaccel.model.quant import as_int64, requant
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 from nmaccel.spec.sta_isa import GemmCommand, Mode, osel_bits
 
 __all__ = [

@@ -18,14 +18,18 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.model.encoder_int import (IntEncoderLayer, calibrate_layer, prune_layer_weights,
-                                       quantize_layer)
+from nmaccel.model.encoder_int import (
+    IntEncoderLayer,
+    calibrate_layer,
+    prune_layer_weights,
+    quantize_layer,
+)
 from nmaccel.model.minilm import embed_tokens, get_default_tokenizer, get_default_weights
 from nmaccel.model.pipeline import calibration_sentences
 from nmaccel.model.quant import quantize_activation
-from nmaccel.spec.sta_isa import OSEL_NAMES, osel_bits
 from nmaccel.model.sta_program import GemmSpec
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.sta_isa import OSEL_NAMES, osel_bits
 
 __all__ = ["LayerWorkload", "minilm_layer", "minilm_tokens", "minilm_layer_gemms", "osel_for_bits",
            "random_sparse_gemm"]

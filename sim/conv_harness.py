@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.spec.config import ConvConfig
 from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
 from nmaccel.sim.build_cache import cached_verilog, simulation_build
+from nmaccel.spec.config import ConvConfig
 
 __all__ = ["verilog_text", "build", "run_jobs", "run_net", "RtlResult", "TOP"]
 
@@ -54,6 +54,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
 def _request(cfg: ConvConfig, req: dict, simulator: str):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
+
     from nmaccel.sim.simulators import log_tail
     b = build(cfg, simulator)
     req = dict(req, config=cfg.to_dict())

@@ -22,8 +22,9 @@ import sys
 import time
 
 import numpy as np
-from nmaccel.spec.config import StaConfig
+
 from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["format_digits_rtl", "run_digits_rtl", "train_idp_digits"]
 
@@ -35,13 +36,14 @@ def train_idp_digits(nm=(2, 4), seed: int = 0, dense_steps: int = 3000, budget: 
 
     Returns ``(dense_model, pruned_model, data)``; reproducible for a given ``seed``.
     """
+    from tqdm import tqdm
+
     from nmaccel.model.digits_transformer import (
         classification_loss,
         digits_data,
         train_dense,
     )
     from nmaccel.model.idp import prune_nm
-    from tqdm import tqdm
 
     data = digits_data()
     bar = tqdm(total=dense_steps + budget, disable=not progress, desc="train dense + IDP",

@@ -11,6 +11,7 @@ import random
 import time
 
 from amaranth.sim import Simulator
+
 from nmaccel.hw.sta.core import StaCore
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.amaranth_streams import stream_get, stream_put

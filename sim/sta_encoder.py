@@ -15,22 +15,23 @@ Cycle classes (hardware counters, summed over a layer's segments)
     ``vector``: LAYERNORM/REQUANT commands; ``stalls``: issue stalls for the drain.
     ``gemm_only`` = sparse + dense − softmax_wait; ``overhead`` = total / gemm_only − 1 (what
     softmax and vector work add on top of the GEMMs).
-    By command (the per-command cycle log, classified by the decoded command):
-    ``linear_gemm`` (W from WBUF: Q/K/V/O/FFN projections, sparse or dense mode),
-    ``attention_gemm`` (W from ABUF: Q·Kᵀ and P·V, including their softmax waits),
-    ``vector_cmd`` (LAYERNORM/REQUANT) and ``tail`` (total − the three: the final drain).
+    By command (the per-command cycle log, classified by
+    :func:`nmaccel.model.sta_layer.command_class`): ``linear_gemm``, ``attention_gemm``
+    (including their softmax waits), ``vector_cmd`` and ``tail`` (total − the three: the
+    final drain).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["run_encoder", "layer_cycles"]
 
@@ -43,14 +44,13 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
             "VECTOR_CYCLES": "vector", "STALLS": "stalls", "BARRIER_WAIT": "barrier_wait",
             "MAC_ACTIVE": "mac_active"}
     out = {v: sum(r.counters[k] for r in results) for k, v in keys.items()}
-    by_cmd = {"linear_gemm": 0, "attention_gemm": 0, "vector_cmd": 0}
+    from nmaccel.model.sta_layer import COMMAND_CLASSES, command_class
+    by_cmd = dict.fromkeys(COMMAND_CLASSES, 0)
     for r, p in zip(results, segments):
         for word, cyc in zip(p.commands, r.per_command):
-            cmd = sta_isa.command_from_word(cfg, word)
-            if isinstance(cmd, sta_isa.GemmCommand):
-                by_cmd["attention_gemm" if cmd.wsrc == sta_isa.WSrc.ABUF else "linear_gemm"] += cyc
-            elif cmd is not None:
-                by_cmd["vector_cmd"] += cyc
+            kind = command_class(sta_isa.command_from_word(cfg, word))
+            if kind is not None:
+                by_cmd[kind] += cyc
     out.update(by_cmd)
     out["tail"] = out["total"] - sum(by_cmd.values())
     out["segments"] = len(segments)
@@ -70,15 +70,16 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     real tokens from the packaged prose. Returns a JSON-ready dict.
     """
     import torch
-    from nmaccel.model.minilm import mean_pool, sentence_embedding, tokenize
+
+    from nmaccel.model.minilm import MiniLMConfig, mean_pool, sentence_embedding, tokenize
     from nmaccel.model.pipeline import QuantizedMiniLM, cosine
     from nmaccel.model.sta_layer import compile_layer
     from nmaccel.model.sta_workloads import minilm_tokens
     from nmaccel.sim.sta_rtl import run_programs
-
+    mc = MiniLMConfig()
     layers = sorted(set(int(i) for i in layers))
-    if not layers or layers[0] < 0 or layers[-1] > 5:
-        raise ValueError(f"layers must be in 0..5, not {layers}")
+    if not layers or layers[0] < 0 or layers[-1] >= mc.layers:
+        raise ValueError(f"layers must be in 0..{mc.layers - 1}, not {layers}")
     if nm is not None:
         cfg = cfg.replace(n=nm[0], m=nm[1])
     if not texts and (seq is None or seq > cfg.max_seq):
@@ -87,17 +88,23 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     why = sta_isa.attention_supported(cfg)
     if why:
         raise ValueError(why)
-    t0 = time.perf_counter()
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({'dense' if nm is None else f'{nm[0]}:{nm[1]}'})")
-    qm = QuantizedMiniLM(cfg, nm, num_layers=layers[-1] + 1)
     if texts:
-        ids_list = tokenize(list(texts), qm.tokenizer, max_len=cfg.max_seq)
-        for t, ids in zip(texts, ids_list):
+        # tokenized without cutting (up to the model's positions), so that a text longer
+        # than the accelerator's max_seq is refused, before any work, instead of truncated
+        from nmaccel.model.minilm import get_default_tokenizer
+        ids_list = tokenize(list(texts), get_default_tokenizer(), max_len=mc.max_pos + 1)
+        for i, ids in enumerate(ids_list):
             if len(ids) > cfg.max_seq:
-                raise ValueError(f"text has {len(ids)} tokens, more than max_seq={cfg.max_seq}")
+                more = "+" if len(ids) > mc.max_pos else ""
+                raise ValueError(f"text {i + 1} has {len(ids)}{more} tokens, more than "
+                                 f"max_seq={cfg.max_seq} of the STA config")
     else:
         ids_list = [minilm_tokens(seq)]
+    t0 = time.perf_counter()
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    pattern = "dense" if nm is None else f"{nm[0]}:{nm[1]}"
+    say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({pattern})")
+    qm = QuantizedMiniLM(cfg, nm, num_layers=layers[-1] + 1)
     # Compile: golden inputs give each layer's expected output; layers after the first of a
     # chain take their input from VBUF (left there by the previous layer on chip).
     programs, plan = [], []

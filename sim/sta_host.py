@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from nmaccel.model.sta_program import StaProgram
 from nmaccel.spec import sta_isa
 from nmaccel.spec.sta_isa import COUNTERS, CSR
-from nmaccel.model.sta_program import StaProgram
 
 __all__ = ["RunResult", "StaRunError", "finish_run", "host_script"]
 

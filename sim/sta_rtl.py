@@ -13,15 +13,16 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import simulation_build, sta_verilog
 from nmaccel.sim.simulators import log_tail
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["build", "run_programs", "run_program", "run_gemms", "TOPLEVEL"]
 
@@ -104,6 +105,7 @@ def run_gemms(cfg: StaConfig, specs, references=None, **kwargs) -> list[dict]:
     golden GEMM).
     """
     import numpy as np
+
     from nmaccel.model.sta_cycles import performed_macs, program_cycles, utilization
     from nmaccel.model.sta_program import plan_gemm, run_gemm_golden
     programs, pieces = [], []

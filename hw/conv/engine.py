@@ -50,8 +50,8 @@ from nmaccel.spec.conv_format import settings_fields
 
 from .line_buffer import LineBuffer
 from .pe import PEArray
-from .window import WindowGenerator
 from .postproc import PostProcess, param_layout
+from .window import WindowGenerator
 
 __all__ = ["ConvEngine", "input_layout", "output_layout", "settings_layout"]
 

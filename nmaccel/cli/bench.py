@@ -7,8 +7,14 @@ source checkout are thin wrappers around these commands.
 
 from __future__ import annotations
 
-from nmaccel.cli.args import (CommandError, Formatter, check_output_dir, nm_list, positive_int,
-                              preset_names)
+from nmaccel.cli.args import (
+    CommandError,
+    Formatter,
+    check_output_dir,
+    nm_list,
+    positive_int,
+    preset_names,
+)
 from nmaccel.spec.config import CONV_PRESETS, STA_PRESETS
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "STUDIES"]

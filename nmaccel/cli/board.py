@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from nmaccel.boards.flow import DEFAULT_BAUD
 from nmaccel.cli.args import CommandError, positive_int, preset
+from nmaccel.spec.uart_protocol import DEFAULT_BAUD
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import shlex
 
-from nmaccel.boards.flow import DEFAULT_BAUD
 from nmaccel.boards.targets import BOARDS, DESIGNS, ROUTERS
 from nmaccel.cli.args import CommandError, check_output_dir, check_output_file, positive_int
 from nmaccel.files import write_atomic, write_json
+from nmaccel.spec.uart_protocol import DEFAULT_BAUD
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 

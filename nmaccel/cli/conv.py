@@ -13,8 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmaccel.cli.args import (CommandError, check_output_file, conv_preset, nonneg_int,
-                              positive_int, probability)
+from nmaccel.cli.args import (
+    CommandError,
+    check_output_file,
+    conv_preset,
+    nonneg_int,
+    positive_int,
+    probability,
+)
 from nmaccel.files import write_atomic, write_json
 
 __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", "run_sim"]

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmaccel.cli.args import (CommandError, board, check_output_file, jobs, layer, nm,
-                              positive_int, preset)
+from nmaccel.cli.args import (
+    CommandError,
+    board,
+    check_output_file,
+    jobs,
+    layer,
+    nm,
+    positive_int,
+    preset,
+)
 from nmaccel.files import write_json
 from nmaccel.spec.config import STA_PRESETS
 
@@ -70,8 +78,14 @@ def _check_fits(cfg, nm_pattern, seq: int) -> None:
 def run(args) -> int:
     from nmaccel.model.minilm import DEMO_SENTENCES
     from nmaccel.sim.simulators import SimulatorNotFound
-    from nmaccel.studies.demo import (CONV_PRESET, demo_results, format_rtl_table, format_table,
-                                      plot_demo, rtl_demo)
+    from nmaccel.studies.demo import (
+        CONV_PRESET,
+        demo_results,
+        format_rtl_table,
+        format_table,
+        plot_demo,
+        rtl_demo,
+    )
     if args.nm is None:
         raise CommandError("--nm must be an N:M pattern (the dense run is always included), "
                            "not 'dense'")

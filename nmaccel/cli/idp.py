@@ -11,8 +11,13 @@ from nmaccel.cli.args import CommandError, check_output_file, nm_list, positive_
 from nmaccel.files import write_atomic, write_json
 from nmaccel.model.idp import METHOD_SPECS
 from nmaccel.studies import idp as _study
-from nmaccel.studies.idp import (DEFAULT_PATTERNS, digits_markdown, digits_plot, digits_study,
-                                 rtl_markdown)
+from nmaccel.studies.idp import (
+    DEFAULT_PATTERNS,
+    digits_markdown,
+    digits_plot,
+    digits_study,
+    rtl_markdown,
+)
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "command_line"]
 

@@ -6,8 +6,18 @@ import json
 import sys
 from pathlib import Path
 
-from nmaccel.cli.args import (CommandError, board, check_output_dir, check_output_file, jobs,
-                              layer, nm_list, nonneg_int, positive_int, preset_names)
+from nmaccel.cli.args import (
+    CommandError,
+    board,
+    check_output_dir,
+    check_output_file,
+    jobs,
+    layer,
+    nm_list,
+    nonneg_int,
+    positive_int,
+    preset_names,
+)
 from nmaccel.files import write_json
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run"]

@@ -66,7 +66,7 @@ class _ConfigBase:
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "_ConfigBase":
+    def from_dict(cls, data: dict[str, Any]) -> _ConfigBase:
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.__name__} needs a JSON object, not {type(data).__name__}")
         data = dict(data)
@@ -81,14 +81,14 @@ class _ConfigBase:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "_ConfigBase":
+    def from_json(cls, text: str) -> _ConfigBase:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{cls.__name__} JSON is not valid: {exc}") from None
         return cls.from_dict(data)
 
-    def replace(self, **changes: Any) -> "_ConfigBase":
+    def replace(self, **changes: Any) -> _ConfigBase:
         """A copy with ``changes`` applied (and validated)."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)

@@ -13,7 +13,7 @@ from nmaccel.spec.config import StaConfig
 __all__ = ["exp2_table"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exp2_table(exp_bits: int, in_frac: int) -> np.ndarray:
     r = np.arange(1 << in_frac, dtype=np.float64)
     return np.floor(np.exp2(exp_bits - r / (1 << in_frac)) + 0.5).astype(np.int64)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+
 from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = [

@@ -65,6 +65,7 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_BAUD",
     "CMD_NAMES",
     "COMMANDS",
     "ID_BYTES",
@@ -94,6 +95,8 @@ __all__ = [
     "parse_id",
 ]
 
+#: Serial speed of the board link unless a build or a driver is told otherwise (8N1).
+DEFAULT_BAUD = 115200
 SYNC = 0xA5
 VERSION = 1
 MAGIC = b"nmST"

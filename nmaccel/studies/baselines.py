@@ -19,7 +19,8 @@ import platform
 import statistics
 import time
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 __all__ = ["time_call", "torch_encoder_layer", "minilm_layer_baseline", "conv_net_baseline",
            "machine"]
@@ -111,12 +112,17 @@ def minilm_layer_baseline(seq: int = 32, index: int = 0, repeats: int = 50, warm
     (max abs difference recorded). ``threads`` sets ``torch.set_num_threads`` for the
     measurement (default: leave PyTorch's default, all cores)."""
     import torch
-    from nmaccel.model.minilm import encoder_layer_float, get_default_weights
-    from nmaccel.model.sta_workloads import minilm_tokens
-    from nmaccel.model.minilm import embed_tokens
 
-    if not 0 <= index <= 5:
-        raise ValueError(f"index must be a MiniLM-L6 layer in 0..5, not {index}")
+    from nmaccel.model.minilm import (
+        MiniLMConfig,
+        embed_tokens,
+        encoder_layer_float,
+        get_default_weights,
+    )
+    from nmaccel.model.sta_workloads import minilm_tokens
+    n_layers = MiniLMConfig().layers
+    if not 0 <= index < n_layers:
+        raise ValueError(f"index must be a MiniLM-L6 layer in 0..{n_layers - 1}, not {index}")
     if seq < 1:
         raise ValueError(f"seq must be a positive integer, not {seq}")
     old_threads = torch.get_num_threads()
@@ -158,6 +164,7 @@ def conv_net_baseline(net: str, images: int = 50, seed: int = 0, repeats: int = 
     of ``images`` test images (the images ``nmaccel sim conv --images K --seed S`` draws)."""
     import numpy as np
     import torch
+
     from nmaccel.model.conv_nets import PIXEL_MAX, load_trained
     from nmaccel.model.digits import load_digits_split
     from nmaccel.sim.conv_digits import select_images

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from nmaccel.boards.synth_stats import synth_ecp5_stats, yosys_version
 from nmaccel.files import write_atomic, write_json
-from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
 from nmaccel.hw.conv.pe import PEArray
+from nmaccel.spec.config import ConvConfig
 
 __all__ = ["run"]
 

@@ -15,19 +15,22 @@ the older golden-pipeline table (sentence-embedding cosine of int8 dense / N:M v
 
 from __future__ import annotations
 
-from nmaccel.files import save_figure
-
 import time
 from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.model.minilm import (embed_sentences_float, get_default_tokenizer,
-                                  get_default_weights, tokenize)
+from nmaccel.files import save_figure
+from nmaccel.model.minilm import (
+    embed_sentences_float,
+    get_default_tokenizer,
+    get_default_weights,
+    tokenize,
+)
 from nmaccel.model.nm import bits_per_weight
 from nmaccel.model.pipeline import QuantizedMiniLM, cosine
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["rtl_demo", "format_rtl_table", "plot_demo", "demo_results", "format_table",
            "CONV_PRESET"]
@@ -38,8 +41,8 @@ CONV_PRESET = "digits"
 
 # ------------------------------------------------------------------------------ RTL demo
 def _conv_build(preset: str) -> dict:
-    from nmaccel.spec.config import conv_preset
     from nmaccel.sim.conv_harness import build
+    from nmaccel.spec.config import conv_preset
     t0 = time.perf_counter()
     build(conv_preset(preset))
     return {"conv_build_seconds": round(time.perf_counter() - t0, 2)}
@@ -53,8 +56,8 @@ def _call(task):
 def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
              board: str = "ulx3s", jobs: int = 2, progress: bool = True) -> dict:
     """Run the demo's RTL simulations and baselines; returns a JSON-ready dict."""
-    from nmaccel.studies.baselines import conv_net_baseline, minilm_layer_baseline
     from nmaccel.boards.measured import board_fmax, fmax_missing
+    from nmaccel.studies.baselines import conv_net_baseline, minilm_layer_baseline
     from nmaccel.studies.report import conv_point
     from nmaccel.studies.sweep import StaPoint, build_point, map_parallel, run_point
     if nm is None:

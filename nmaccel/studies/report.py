@@ -24,8 +24,6 @@ an existing ``report.json`` without simulating.
 
 from __future__ import annotations
 
-from nmaccel.files import save_figure, write_atomic, write_json
-
 import datetime
 import platform
 import re
@@ -35,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from nmaccel.files import save_figure, write_atomic, write_json
 
 __all__ = ["ReportSettings", "collect", "derive", "headline", "readme_block", "update_readme",
            "parse_readme_block", "markdown", "plot", "write_outputs", "split_runnable",
@@ -464,8 +464,8 @@ def plot(data: dict, path: Path) -> None:
 def conv_point(task: tuple) -> dict:
     """One conv net on RTL plus its PyTorch time (a sweep task: ``(net, images, preset)``)."""
     net, images, preset = task
-    from nmaccel.spec.config import conv_preset
     from nmaccel.sim.conv_digits import simulate_net
+    from nmaccel.spec.config import conv_preset
     cfg = conv_preset(preset)
     r = simulate_net(net, cfg, images, progress=False)
     return {"net": net, "verdict": r["verdict"], "accuracy_rtl": r["accuracy"]["rtl"],
@@ -591,7 +591,7 @@ def collect(args: ReportSettings, client=None) -> dict:
                 print(f"warning: {e['task']} failed: {e['error']}", file=sys.stderr)
         extras = [e for e in extras if "error" not in e]
     data = {"meta": {"command": args.command_line, "date": datetime.datetime.now(
-        datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git": _git_rev(),
+        datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "git": _git_rev(),
         "machine": machine(), "jobs": args.jobs, "dask": args.dask,
         "load_average_start": load_start, "load_average_end": _loadavg(),
         "python": platform.python_version()},

@@ -26,13 +26,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nmaccel.spec.config import sta_preset
-from nmaccel.spec import sta_isa
+from nmaccel.files import save_figure, write_atomic, write_json
 from nmaccel.model.nm import decompress
 from nmaccel.model.sta_program import GemmSpec, run_gemm_golden
 from nmaccel.model.sta_workloads import minilm_layer_gemms
-from nmaccel.files import save_figure, write_atomic, write_json
 from nmaccel.sim.sta_rtl import run_gemms
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import sta_preset
 
 POINTS = [("ulx3s", 2, 4), ("ulx3s", 1, 4), ("ulx3s", 1, 8), ("large", 2, 4)]
 

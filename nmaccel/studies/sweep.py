@@ -19,10 +19,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from pathlib import Path
+from typing import Optional
 
 __all__ = ["StaPoint", "build_point", "run_point", "map_parallel", "run_sweep",
            "connect_dask", "DaskUnreachable", "layer_macs"]

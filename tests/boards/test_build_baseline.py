@@ -10,10 +10,10 @@ timing must be met.
 """
 
 import json
-import pathlib
 import shutil
 
 import pytest
+
 from nmaccel.boards.flow import build
 from nmaccel.boards.measured import MEASURED
 

@@ -1,6 +1,7 @@
 """PLL divider search (iCE40 SB_PLL40, ECP5 EHXPLLL): exact known settings and the limits."""
 
 import pytest
+
 from nmaccel.hw.common.pll import PllSettings, ecp5_pll_params, ice40_pll_params
 
 
@@ -55,6 +56,7 @@ def test_out_of_range_frequencies_are_rejected(fn, f_in, f_out, match):
 
 def test_pll_components_reject_the_wrong_family():
     from amaranth.hdl import Signal
+
     from nmaccel.hw.common.pll import Ecp5Pll, Ice40Pll
     with pytest.raises(TypeError, match="settings must be ecp5 PllSettings"):
         Ecp5Pll(Signal(), ice40_pll_params(12e6, 24e6))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from nmaccel.boards.driver import (
     BoardError,
     BoardMismatch,
@@ -16,9 +17,9 @@ from nmaccel.boards.driver import (
     StaBoard,
     contiguous_runs,
 )
-from nmaccel.spec.config import StaConfig, sta_preset
 from nmaccel.spec import sta_isa
 from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.config import StaConfig, sta_preset
 
 CFG = sta_preset("tiny")
 

@@ -1,6 +1,6 @@
 """The per-block resource estimate used by benchmarks/{conv,sta}_resources.py."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

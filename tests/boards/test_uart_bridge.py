@@ -13,17 +13,18 @@ import random
 import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
+
 from nmaccel.hw.common.bridge import UartBridge, default_timeout
 from nmaccel.hw.common.uart import UartRx, UartTx, uart_divisor
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
-from nmaccel.spec import uart_protocol as proto
 from nmaccel.sim.uart_amaranth import (
     uart_recv,
     uart_recv_byte,
     uart_send,
     uart_send_byte,
 )
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.config import StaConfig
 
 CFG = StaConfig(rows=2, cols=2, lanes=4, n=2, m=4, softmax_lanes=2, max_seq=64, wbuf_depth=64,
                 abuf_depth=32, obuf_depth=32, pbuf_depth=16, cbuf_depth=8, vbuf_depth=32)

@@ -11,14 +11,14 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+
 from nmaccel.boards import build_report
 from nmaccel.boards.flow import _script_commands, build, plan_build, with_router
+from nmaccel.boards.measured import MEASURED  # noqa: E402
 from nmaccel.boards.serial_ports import SerialPortShell
 from nmaccel.boards.targets import BOARDS, BoardError, board_target
 from nmaccel.boards.top import BoardTop
 from nmaccel.cli import main
-
-from nmaccel.boards.measured import MEASURED  # noqa: E402
 
 
 @pytest.mark.parametrize("argv, message", [

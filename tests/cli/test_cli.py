@@ -2,8 +2,9 @@
 
 
 import pytest
-from nmaccel.spec.config import StaConfig
+
 from nmaccel.cli import main
+from nmaccel.spec.config import StaConfig
 
 
 def test_help_lists_subcommands_and_defaults(capsys):

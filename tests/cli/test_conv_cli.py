@@ -50,10 +50,10 @@ def test_bad_config_file(tmp_path, capsys):
 def test_harness_refuses_bad_input_before_simulating():
     import numpy as np
 
-    from nmaccel.spec.config import ConvConfig
     from nmaccel.hw.conv.engine import ConvEngine
     from nmaccel.model.conv_ref import random_job
     from nmaccel.sim.conv_harness import run_jobs, run_net
+    from nmaccel.spec.config import ConvConfig
     cfg = ConvConfig(p_out=2, p_in=2, max_width=8, max_height=8, max_in_channels=4,
                      max_out_channels=4)
     job, x = random_job(np.random.default_rng(0), "adder", 4, 3, 1, 3, 2, 4, 4)

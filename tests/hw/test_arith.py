@@ -8,8 +8,12 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
-from nmaccel.hw.common.arith import (PipelinedMultiplier, RoundShiftSaturate, mul_chunks,
-                                     product_shape)
+from nmaccel.hw.common.arith import (
+    PipelinedMultiplier,
+    RoundShiftSaturate,
+    mul_chunks,
+    product_shape,
+)
 from nmaccel.spec.config import MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 

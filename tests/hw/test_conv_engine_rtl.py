@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.engine import ConvEngine
-from nmaccel.model.conv_ref import (get_exp_cycles, random_job, pack_inputs, pack_params,
-                                    pack_settings, pack_weights, run_job, unpack_outputs)
+from nmaccel.model.conv_ref import (
+    get_exp_cycles,
+    pack_inputs,
+    pack_params,
+    pack_settings,
+    pack_weights,
+    random_job,
+    run_job,
+    unpack_outputs,
+)
+from nmaccel.spec.config import ConvConfig
 
 
 def run_engine_amaranth(cfg, job, x, seed=0, gaps=0.0, stall=0.0):

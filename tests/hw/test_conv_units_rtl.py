@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.spec.config import ConvConfig
 from nmaccel.hw.conv.pe import PEArray
 from nmaccel.hw.conv.postproc import PostProcess
 from nmaccel.model.conv_ref import Mode, param_fields
 from nmaccel.model.quant import requant
+from nmaccel.spec.config import ConvConfig
 
 CFG = ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
                  max_out_channels=8)

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from nmaccel.model.adabin import (AdaBinConv2d, adabin_conv_export, adabin_conv_popcount,
-                                  adabin_export, adabin_popcounts, sign_ste)
+from nmaccel.model.adabin import (
+    AdaBinConv2d,
+    adabin_conv_export,
+    adabin_conv_popcount,
+    adabin_export,
+    adabin_popcounts,
+    sign_ste,
+)
 
 
 def _layer(seed, c=4, o=6, k=3, stride=1, padding=1, dtype=torch.float64):

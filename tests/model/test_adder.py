@@ -4,10 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.model.adder import (AdderConv2d, _AdderFn, activation_range, adder_acc_bits,
-                                 adder_conv2d, adder_conv2d_int, adder_conv2d_quantized,
-                                 dequant, kmeans_1d, lossless_clamp_bias,
-                                 quantize_adder_activation, quantize_adder_layer)
+from nmaccel.model.adder import (
+    AdderConv2d,
+    _AdderFn,
+    activation_range,
+    adder_acc_bits,
+    adder_conv2d,
+    adder_conv2d_int,
+    adder_conv2d_quantized,
+    dequant,
+    kmeans_1d,
+    lossless_clamp_bias,
+    quantize_adder_activation,
+    quantize_adder_layer,
+)
 
 
 def naive_adder(x, w, stride, padding):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.model.conv_nets import (build_workload, float_accuracy, quantize_net,
-                                     run_int_net)
+from nmaccel.model.conv_nets import build_workload, float_accuracy, quantize_net, run_int_net
 from nmaccel.model.digits import load_digits_split
 
 

@@ -9,13 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmaccel.spec.config import ConfigError, ConvConfig, conv_preset
 from nmaccel.model.adabin import adabin_popcounts
 from nmaccel.model.adder import adder_conv2d_int
-from nmaccel.model.conv_ref import (ConvLayerJob, check_job_fits, counters, get_exp_cycles,
-                                    pack_inputs, pack_weights, random_job, run_job,
-                                    unpack_outputs)
+from nmaccel.model.conv_ref import (
+    ConvLayerJob,
+    check_job_fits,
+    counters,
+    get_exp_cycles,
+    pack_inputs,
+    pack_weights,
+    random_job,
+    run_job,
+    unpack_outputs,
+)
 from nmaccel.model.quant import requant
+from nmaccel.spec.config import ConfigError, ConvConfig, conv_preset
 
 CASES = [(k, s) for k in (1, 3) for s in (1, 2)]
 

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from nmaccel.spec.config import sta_preset
+
 from nmaccel.model.digits import TEST_IMAGES
 from nmaccel.model.digits_transformer import (
     DigitsTransformer,
@@ -18,6 +18,7 @@ from nmaccel.model.digits_transformer import (
 )
 from nmaccel.model.idp import is_nm_sparse, prune_nm
 from nmaccel.model.minilm import encoder_layer_float
+from nmaccel.spec.config import sta_preset
 
 torch.set_num_threads(1)
 

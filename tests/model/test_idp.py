@@ -4,6 +4,9 @@ import copy
 
 import pytest
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
 from nmaccel.model.idp import (
     check_schedule,
     idp_schedule,
@@ -13,8 +16,6 @@ from nmaccel.model.idp import (
     split_budget,
 )
 from nmaccel.model.nm import nm_mask
-from torch import nn
-from torch.nn.utils import parametrize
 
 torch.set_num_threads(1)
 

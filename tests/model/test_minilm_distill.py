@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+
 from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.idp import is_nm_sparse
 from nmaccel.model.minilm import (
@@ -97,8 +98,8 @@ def test_bad_input(one_layer, texts):
 def test_study_end_to_end_on_one_layer(one_layer, texts, tmp_path):
     import json
 
-    from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
     from nmaccel.cli import main
+    from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
     res = minilm_study([(2, 4), (1, 4)], ["idp", "oneshot", "srste"], 4, progress=False,
                        weights=one_layer, texts=(texts, eval_sentences()[:4]), batch_size=4)
     assert res["patterns"] == ["2:4", "1:4"]

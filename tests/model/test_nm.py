@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch.ao.pruning import WeightNormSparsifier
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.model.nm import (
     NMCompressed,
     NMSparseLinear,
@@ -29,6 +28,7 @@ from nmaccel.model.nm import (
     weight_word_bits,
     words_per_row,
 )
+from nmaccel.spec.config import StaConfig
 
 ALL_NM = [(n, m) for m in (2, 4, 8, 16) for n in range(1, m)]
 

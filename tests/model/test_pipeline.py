@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from nmaccel.spec.config import sta_preset
 from nmaccel.model.encoder_int import parse_nm
 from nmaccel.model.minilm import DEMO_SENTENCES, embed_sentences_float, tokenize
 from nmaccel.model.pipeline import QuantizedMiniLM, calibration_sentences, cosine
+from nmaccel.spec.config import sta_preset
 
 CFG = sta_preset("ulx3s")
 

@@ -5,12 +5,26 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.spec.config import StaConfig
 from nmaccel.model import nm
-from nmaccel.model.intops import (AddParams, GeluParams, LayerNormParams, gelu_int, gemm_dense,
-                                  gemm_sparse, isqrt, layernorm_int, matmul, residual_add)
-from nmaccel.model.quant import (quantize_multiplier, quantize_weight_per_channel, requant,
-                                 round_shift)
+from nmaccel.model.intops import (
+    AddParams,
+    GeluParams,
+    LayerNormParams,
+    gelu_int,
+    gemm_dense,
+    gemm_sparse,
+    isqrt,
+    layernorm_int,
+    matmul,
+    residual_add,
+)
+from nmaccel.model.quant import (
+    quantize_multiplier,
+    quantize_weight_per_channel,
+    requant,
+    round_shift,
+)
+from nmaccel.spec.config import StaConfig
 
 CFG = StaConfig()
 

@@ -3,10 +3,14 @@
 import numpy as np
 import pytest
 
-from nmaccel.spec.config import STA_PRESETS, StaConfig
 from nmaccel.model.quant import qrange
-from nmaccel.model.softmax import (exp2_table, softmax_float_reference, softmax_int,
-                                   softmax_row_online)
+from nmaccel.model.softmax import (
+    exp2_table,
+    softmax_float_reference,
+    softmax_int,
+    softmax_row_online,
+)
+from nmaccel.spec.config import STA_PRESETS, StaConfig
 
 #: Tested bound of |integer − float softmax| in output LSBs (1/255), per preset.
 #: Measured worst cases: ulx3s/large (and the ulx3s_board/ulx3s_lite board presets, same

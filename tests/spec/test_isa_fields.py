@@ -1,6 +1,7 @@
 """STATUS / CONFIG / command field layouts of the spec round-trip (one definition for RTL and hosts)."""
 
 import pytest
+
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import sta_preset
 

@@ -5,10 +5,9 @@ headline no longer follows from its own measurements."""
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from nmaccel.studies.report import headline, parse_readme_block
 

@@ -9,8 +9,8 @@ import operator
 import pytest
 
 from nmaccel.boards.measured import board_fmax, fmax_missing
-from nmaccel.studies import report
 from nmaccel.cli import main
+from nmaccel.studies import report
 from nmaccel.studies.sweep import DaskUnreachable, connect_dask, map_parallel, run_sweep
 
 
