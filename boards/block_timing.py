@@ -1,8 +1,8 @@
 """Post-route timing of one Amaranth component placed and routed alone on an ECP5.
 
 :func:`place_route_block` converts a component, wrapped as the submodule of a top with the
-same ports (or, if this Yosys trips on that, as the top itself), to RTLIL, synthesizes it with YoWASP's
-Yosys (``synth_ecp5``, the board's options) and places and routes it with
+same ports (or, if this Yosys trips on that, as the top itself), to RTLIL, synthesizes it with
+YoWASP's Yosys (``synth_ecp5``, the board's options) and places and routes it with
 ``nextpnr-ecp5 --out-of-context`` (no IO buffers, no global clock network: the component's
 ports stay unplaced) on the board's device, then reads nextpnr's JSON report: fmax,
 resources and the critical path with the source lines its logic comes from.
@@ -52,8 +52,8 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
     ``design``/``cfg`` select the board's synthesis options for that design (e.g.
     ``-nodsp`` for an STA with more multipliers than the device has DSPs); without
     ``design``, plain ``synth_ecp5``. Returns ``{"block", "fmax_mhz", "synthesized_as",
-    "target_mhz", "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the RTLIL,
-    netlist and reports there.
+    "target_mhz", "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the
+    RTLIL, netlist and reports there.
     """
     board = board_target(board_name)
     if board.family != "ecp5":

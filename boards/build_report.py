@@ -20,7 +20,8 @@ import json
 import pathlib
 import re
 
-__all__ = ["count_yosys_ffs", "fmax_for", "markdown", "parse_utilisation", "read_nextpnr_report", "resources"]
+__all__ = ["count_yosys_ffs", "fmax_for", "markdown", "parse_utilisation", "read_nextpnr_report",
+           "resources"]
 
 _MAP = {
     "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",

@@ -63,7 +63,8 @@ def uart_divisor_for(clk_freq: float, baud: int) -> int:
     except ImportError:                                  # pragma: no cover - bridge not there
         divisor = round(clk_freq / baud)
         if divisor < 4:
-            raise BoardError(f"baud {baud} is too fast for a {clk_freq / 1e6:g} MHz clock")
+            raise BoardError(f"baud {baud} is too fast for a {clk_freq / 1e6:g} MHz "
+                             "clock") from None
         return divisor
     try:
         return uart_divisor(clk_freq, baud)

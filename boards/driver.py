@@ -51,7 +51,8 @@ class BoardReplyError(BoardError):
     def __init__(self, command: int, status: int) -> None:
         name = proto.STATUS_NAMES.get(status, f"unknown status {status}")
         text = proto.STATUS_TEXT.get(status, "")
-        super().__init__(f"board rejected {proto.CMD_NAMES.get(command, f'command 0x{command:02X}')}"
+        super().__init__("board rejected "
+                         f"{proto.CMD_NAMES.get(command, f'command 0x{command:02X}')}"
                          f" with {name} ({text})")
         self.command, self.status = command, status
 
@@ -188,7 +189,8 @@ class StaBoard:
         got, want = self.ping(), proto.BoardId.of(self.config)
         if got != want:
             raise BoardMismatch("the board runs a different design than this config: "
-                                + "; ".join(f"{d} (board vs config)" for d in got.differences(want)))
+                                + "; ".join(f"{d} (board vs config)"
+                                            for d in got.differences(want)))
         self.checked = True
         return got
 
@@ -254,7 +256,8 @@ class StaBoard:
             if st.done or st.error:
                 return raw
             if time.monotonic() > deadline:
-                raise BoardTimeout(f"the STA did not finish within {timeout} s (STATUS 0x{raw:08X})")
+                raise BoardTimeout(f"the STA did not finish within {timeout} s "
+                                   f"(STATUS 0x{raw:08X})")
 
     def run(self, program: StaProgram, raise_on_error: bool = True,
             timeout: float = 60.0) -> RunResult:

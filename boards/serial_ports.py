@@ -40,7 +40,7 @@ class SerialPortShell(wiring.Component):
         m = Module()
         m.submodules.inner = inner = self.inner
         ins, outs = [], []
-        for path, member, value in inner.signature.flatten(inner):
+        for _path, member, value in inner.signature.flatten(inner):
             (ins if member.flow == In else outs).append(Value.cast(value))
         in_bits = sum(len(v) for v in ins)
         out_bits = sum(len(v) for v in outs)

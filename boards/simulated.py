@@ -92,7 +92,8 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
                                       "name": f"uart-{sim_name}"}))
         t1 = time.perf_counter()
         xml = get_runner(sim_name).test(
-            hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module="nmaccel.boards.cocotb_bench",
+            hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            test_module="nmaccel.boards.cocotb_bench",
             build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
             extra_env={"NMACCEL_UART_JOB": str(job), "NMACCEL_UART_OUT": str(out),
                        "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")})

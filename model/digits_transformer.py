@@ -1,4 +1,5 @@
-"""A tiny BERT-style Transformer classifier for scikit-learn's 8×8 digits, and its integer golden model.
+"""A tiny BERT-style Transformer classifier for scikit-learn's 8×8 digits, and its integer golden
+model.
 
 Model (:class:`DigitsTransformer`)
     Each of the 8 pixel rows is a token: ``Linear(8 → d)`` of the row's pixels (0..16 scaled
@@ -283,7 +284,8 @@ class DigitsIntProgram:
         return self.layers[0].in_scale
 
     def encoder_input(self, image: np.ndarray | torch.Tensor) -> np.ndarray:
-        """One image ``(8, 8)`` (pixels in [0, 1]) → layer-0 input, int ``(8, d)`` in ``vec_bits``."""
+        """One image ``(8, 8)`` (pixels in [0, 1]) → layer-0 input, int ``(8, d)`` in
+        ``vec_bits``."""
         img = torch.as_tensor(image, dtype=torch.float32)
         if tuple(img.shape) != (TOKENS, TOKENS):
             raise ValueError(f"image must be (8, 8), not {tuple(img.shape)}")
@@ -374,7 +376,8 @@ def digits_int_program(model: DigitsTransformer, cfg: StaConfig,
     pool_mult, pool_shift = quantize_multiplier(s_out / TOKENS / s_pool, mb)
     head = QLinear.build(model.head.weight.detach(), model.head.bias.detach(), s_pool, s_logit, vb,
                          cfg)
-    embed = copy.deepcopy(model).eval().embed_tokens      # frozen: later edits of model don't leak in
+    # frozen: later edits of model don't leak in
+    embed = copy.deepcopy(model).eval().embed_tokens
     return DigitsIntProgram(cfg=cfg, model_cfg=mc, nm=nm, embed=embed, layers=layers,
                             pool_mult=pool_mult, pool_shift=pool_shift, head=head,
                             scales={"in": layers[0].in_scale, "out": s_out, "pool": s_pool,

@@ -15,7 +15,8 @@ typical values below 1) from swamping int8 steps::
     r1  = residual_add(a, x);   h = layernorm_int(r1);  h8 = requant(h)   int16, int16, int8
     f   = requant(gemm(h8, W1))                                           int16 (GELU input)
     g   = gelu_int(f)                                                     int8 with a zero point
-    f2  = requant(gemm(g, W2))                                            int16 (zero point folded into bias)
+    f2  = requant(gemm(g, W2))                                            int16 (zero point
+                                                                          folded into bias)
     r2  = residual_add(f2, h);  out = layernorm_int(r2)                   int16 (next layer's x)
 
 Weights are int8 per output channel; with an N:M pattern they are pruned by magnitude
@@ -145,7 +146,8 @@ class IntEncoderLayer:
     scales: dict[str, float] = field(default_factory=dict)
 
     def forward(self, x, trace: Optional[dict] = None) -> np.ndarray:
-        """``vec_bits`` ``x`` (S, d) → ``vec_bits`` (S, d); ``trace`` receives every intermediate."""
+        """``vec_bits`` ``x`` (S, d) → ``vec_bits`` (S, d); ``trace`` receives every
+        intermediate."""
         cfg, mc = self.cfg, self.model_cfg
         x = np.asarray(x, dtype=np.int64)
         if x.ndim != 2 or x.shape[1] != mc.d_model:
@@ -226,7 +228,8 @@ def mse_range(values: torch.Tensor, bits: int = 8, zero_min: Optional[float] = N
         c = top * frac
         lo = -c if zero_min is None else zero_min
         step = (c - lo) / levels
-        err = float(((torch.clamp(torch.round((v - lo) / step), 0, levels) * step + lo - v) ** 2).sum())
+        err = float(((torch.clamp(torch.round((v - lo) / step), 0, levels) * step + lo - v) ** 2)
+                    .sum())
         best = min(best, (err, c))
     return best[1]
 
@@ -277,8 +280,10 @@ def quantize_layer(lw: LayerWeights, stats: dict[str, float], model_cfg: MiniLMC
         "ffn1": QLinear.build(lw.w1, lw.b1, s["ln1_8"], s["ffn1"], vb, cfg, nm),
         "ffn2": QLinear.build(lw.w2, lw.b2, s["gelu"], s["ffn2"], vb, cfg, nm, in_zero=gelu_zero),
     }
-    # Q·Kᵀ → base-2 log units with softmax_in_frac fraction bits (1/sqrt(d_head) and log2 e folded in).
-    score_real = s["q"] * s["k"] / math.sqrt(model_cfg.head_dim) * LOG2E * (1 << cfg.softmax_in_frac)
+    # Q·Kᵀ → base-2 log units with softmax_in_frac fraction bits (1/sqrt(d_head) and log2 e folded
+    # in).
+    score_real = (s["q"] * s["k"] / math.sqrt(model_cfg.head_dim) * LOG2E
+                  * (1 << cfg.softmax_in_frac))
     score_mult, score_shift = quantize_multiplier(score_real, mb)
     omax = (1 << cfg.softmax_out_bits) - 1
     pv_mult, pv_shift = quantize_multiplier(s["v"] / omax / s["ctx"], mb)

@@ -35,6 +35,8 @@ __all__ = [
     "LayerNormParams", "layernorm_int", "GeluParams", "gelu_int", "isqrt",
 ]
 
+_DEFAULT_CFG = StaConfig()
+
 
 def _check_acc(acc: np.ndarray, cfg: StaConfig, what: str) -> np.ndarray:
     lo, hi = qrange(cfg.acc_bits)
@@ -60,17 +62,18 @@ def _bias(bias, out: int) -> np.ndarray:
     return bias
 
 
-def gemm_dense(x, w, bias=None, cfg: StaConfig = StaConfig()) -> np.ndarray:
+def gemm_dense(x, w, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     """``x (S, K) int8 @ w (N, K).T int8 + bias (N,) int32`` → int32 ``(S, N)``."""
     x, w = as_int64(x, "x"), as_int64(w, "w")
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"gemm needs x (S, K) and w (N, K) with equal K, not {x.shape} and {w.shape}")
+        raise ValueError(f"gemm needs x (S, K) and w (N, K) with equal K, not {x.shape} and "
+                         f"{w.shape}")
     _check_operand(x, cfg.act_bits, "x")
     _check_operand(w, cfg.weight_bits, "w")
     return _check_acc(x @ w.T + _bias(bias, w.shape[0]), cfg, "gemm")
 
 
-def gemm_sparse(x, c, bias=None, cfg: StaConfig = StaConfig()) -> np.ndarray:
+def gemm_sparse(x, c, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     """Sparse-weight × dense-activation GEMM from the compressed N:M form.
 
     ``c`` is an :class:`nmaccel.model.nm.NMCompressed` (values/indices of shape
@@ -87,12 +90,12 @@ def gemm_sparse(x, c, bias=None, cfg: StaConfig = StaConfig()) -> np.ndarray:
     values = as_int64(c.values, "values")
     _check_operand(values, cfg.weight_bits, "N:M values")
     cols = (np.arange(groups)[:, None] * c.m + as_int64(c.indices, "indices"))  # (N_out, G, n)
-    gathered = x[:, cols]                                                          # (S, N_out, G, n)
+    gathered = x[:, cols]                                                       # (S, N_out, G, n)
     acc = np.einsum("sogn,ogn->so", gathered, values)
     return _check_acc(acc + _bias(bias, rows), cfg, "sparse gemm")
 
 
-def matmul(a, b, cfg: StaConfig = StaConfig(), a_signed: bool = True) -> np.ndarray:
+def matmul(a, b, cfg: StaConfig = _DEFAULT_CFG, a_signed: bool = True) -> np.ndarray:
     """Dense × dense ``a (S, K) @ b (T, K).T`` → int32 ``(S, T)``.
 
     Q·Kᵀ uses int8 × int8; P·V passes ``a`` = uint8 probabilities (``a_signed=False``;
@@ -100,7 +103,8 @@ def matmul(a, b, cfg: StaConfig = StaConfig(), a_signed: bool = True) -> np.ndar
     """
     a, b = as_int64(a, "a"), as_int64(b, "b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"matmul needs a (S, K) and b (T, K) with equal K, not {a.shape} and {b.shape}")
+        raise ValueError(f"matmul needs a (S, K) and b (T, K) with equal K, not {a.shape} and "
+                         f"{b.shape}")
     _check_operand(a, cfg.act_bits if a_signed else cfg.softmax_out_bits, "a", signed=a_signed)
     _check_operand(b, cfg.act_bits, "b")
     return _check_acc(a @ b.T, cfg, "matmul")
@@ -138,7 +142,8 @@ def residual_add(a, b, p: AddParams) -> np.ndarray:
 # -- LayerNorm ------------------------------------------------------------------------------
 
 def isqrt(v: np.ndarray) -> np.ndarray:
-    """Exact ``floor(sqrt(v))`` of non-negative int64 values (bitwise, as the RTL's shift-subtract)."""
+    """Exact ``floor(sqrt(v))`` of non-negative int64 values (bitwise, as the RTL's
+    shift-subtract)."""
     v = as_int64(v, "v")
     if v.size and v.min() < 0:
         raise ValueError("isqrt of a negative number")
@@ -183,7 +188,7 @@ class LayerNormParams:
         return cls(tuple(int(v) for v in gq), tuple(int(v) for v in bq), mult, shift, out_bits)
 
 
-def layernorm_int(x, p: LayerNormParams, cfg: StaConfig = StaConfig()) -> np.ndarray:
+def layernorm_int(x, p: LayerNormParams, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     """Integer LayerNorm (division-free but for one reciprocal per row).
 
     With ``d`` features::
@@ -202,7 +207,8 @@ def layernorm_int(x, p: LayerNormParams, cfg: StaConfig = StaConfig()) -> np.nda
     if len(p.gamma) != d:
         raise ValueError(f"LayerNorm has {len(p.gamma)} features, input has {d}")
     c = d * x - x.sum(axis=-1, keepdims=True)
-    var = (c * c).sum(axis=-1, keepdims=True)      # < d · (2d·2**(vec_bits-1))**2: 2**60 at d=384, 16 bits
+    # < d · (2d·2**(vec_bits-1))**2: 2**60 at d=384, 16 bits
+    var = (c * c).sum(axis=-1, keepdims=True)
     sigma = np.maximum(isqrt(var // d), 1)
     k = cfg.ln_recip_frac
     recip = (np.int64(1) << np.int64(k)) // sigma
@@ -265,7 +271,7 @@ class GeluParams:
         return cls(clip, cp, mult, shift, zero, out_bits)
 
 
-def gelu_int(x, p: GeluParams, cfg: StaConfig = StaConfig()) -> np.ndarray:
+def gelu_int(x, p: GeluParams, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     x = as_int64(x, "x")
     _check_operand(x, cfg.vec_bits, "GELU input")
     u = np.minimum(np.abs(x), p.clip)

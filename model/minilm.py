@@ -142,7 +142,8 @@ class MiniLMConfig:
             ln_eps=float(c.get("layer_norm_eps", 1e-12)),
         )
         if cfg.d_model % cfg.heads:
-            raise ValueError(f"{path}: hidden_size {cfg.d_model} not divisible by heads {cfg.heads}")
+            raise ValueError(f"{path}: hidden_size {cfg.d_model} not divisible by heads "
+                             f"{cfg.heads}")
         return cfg
 
 
@@ -287,7 +288,8 @@ def load_minilm_weights(
     emb = {f: get(k, shape(config)) for f, (k, shape) in _EMB_KEYS.items()}
     layers = []
     for i in range(config.layers):
-        lw = {f: get(f"encoder.layer.{i}.{k}", shape(config)) for f, (k, shape) in _LAYER_KEYS.items()}
+        lw = {f: get(f"encoder.layer.{i}.{k}", shape(config))
+              for f, (k, shape) in _LAYER_KEYS.items()}
         layers.append(LayerWeights(**lw))
     extra = prefix + f"encoder.layer.{config.layers}.attention.self.query.weight"
     if extra in tensors:

@@ -1,4 +1,5 @@
-"""MiniLM-L6 pruned to N:M by IDP / one-shot / SR-STE with layer-wise distillation from the dense model.
+"""MiniLM-L6 pruned to N:M by IDP / one-shot / SR-STE with layer-wise distillation from the dense
+model.
 
 Text (offline, shipped inside installed packages)
     Training: the prose of scikit-learn's dataset descriptions
@@ -52,8 +53,8 @@ from nmaccel.model.minilm import (
 from nmaccel.model.nm import check_nm
 from nmaccel.model.pipeline import calibration_sentences
 
-__all__ = ["distill_sentences", "eval_sentences", "Batches", "distill_minilm", "teacher_states", "embed",
-           "minilm_study", "minilm_markdown", "MAX_TOKENS"]
+__all__ = ["distill_sentences", "eval_sentences", "Batches", "distill_minilm", "teacher_states",
+           "embed", "minilm_study", "minilm_markdown", "MAX_TOKENS"]
 
 #: Sentences are truncated to this many tokens (specials included) for distillation.
 MAX_TOKENS = 64

@@ -99,7 +99,8 @@ def _check_cfg(cfg: Any) -> StaConfig:
 
 
 def nm_mask(weight: torch.Tensor | np.ndarray, n: int, m: int) -> torch.Tensor | np.ndarray:
-    """Boolean N:M mask keeping, per row and per group of ``m`` input channels, the ``n`` largest |w|.
+    """Boolean N:M mask keeping, per row and per group of ``m`` input channels, the ``n`` largest
+    |w|.
 
     ``weight`` has any leading dimensions; the last one (input channels) must be divisible by
     ``m``. Ties in |w| are broken deterministically: the lower index within the group wins.
@@ -109,7 +110,8 @@ def nm_mask(weight: torch.Tensor | np.ndarray, n: int, m: int) -> torch.Tensor |
     is_numpy = isinstance(weight, np.ndarray)
     w = torch.from_numpy(np.ascontiguousarray(weight)) if is_numpy else weight
     if not isinstance(w, torch.Tensor):
-        raise ValueError(f"weight must be a torch.Tensor or numpy array, not {type(weight).__name__}")
+        raise ValueError("weight must be a torch.Tensor or numpy array, not "
+                         f"{type(weight).__name__}")
     if w.dim() < 1:
         raise ValueError("weight must have at least one dimension (input channels)")
     _check_cols(w.shape[-1], m, "weight")
@@ -315,7 +317,8 @@ def compress(dense: np.ndarray | torch.Tensor, n: int, m: int) -> NMCompressed:
 
 
 def decompress(c: NMCompressed) -> np.ndarray:
-    """Exact inverse of :func:`compress`: the dense ``(rows, cols)`` matrix (dtype of ``values``)."""
+    """Exact inverse of :func:`compress`: the dense ``(rows, cols)`` matrix (dtype of
+    ``values``)."""
     c.validate()
     dense = np.zeros((c.rows, c.groups, c.m), dtype=c.values.dtype)
     np.put_along_axis(dense, c.indices.astype(np.int64), c.values, axis=-1)
@@ -560,5 +563,6 @@ def unpack_dense_words(words: np.ndarray, cfg: StaConfig, cols: int) -> np.ndarr
     vals = np.where(vals >= (1 << (wb - 1)), vals - (1 << wb), vals)
     if (vals[:, cols:] != 0).any():
         r, j = (int(v) for v in np.argwhere(vals[:, cols:] != 0)[0])
-        raise ValueError(f"padding value {cols + j} of row {r} must be 0, not {int(vals[r, cols + j])}")
+        raise ValueError(f"padding value {cols + j} of row {r} must be 0, not "
+                         f"{int(vals[r, cols + j])}")
     return vals[:, :cols].astype(_value_dtype(wb))

@@ -89,7 +89,8 @@ def quantize_multiplier(real: float, mult_bits: int = StaConfig.requant_mult_bit
         raise ValueError(f"rescale factor must be a finite non-negative number, not {real!r}")
     if real == 0:
         return 0, 0
-    mantissa, exponent = math.frexp(real)           # real = mantissa * 2**exponent, mantissa in [0.5, 1)
+    # real = mantissa * 2**exponent, mantissa in [0.5, 1)
+    mantissa, exponent = math.frexp(real)
     mult = int(round(mantissa * (1 << mult_bits)))
     shift = mult_bits - exponent
     if mult == 1 << mult_bits:                       # rounding carried into a new bit
@@ -104,7 +105,8 @@ def quantize_multiplier(real: float, mult_bits: int = StaConfig.requant_mult_bit
         mult = (mult + (1 << (drop - 1))) >> drop
         shift = max_shift
         if mult == 0:
-            raise ValueError(f"rescale factor {real!r} is too small for a shift of at most {max_shift}")
+            raise ValueError(f"rescale factor {real!r} is too small for a shift of at most "
+                             f"{max_shift}")
     return mult, shift
 
 

@@ -99,7 +99,8 @@ def softmax_int(z, cfg: StaConfig) -> np.ndarray:
     rows = np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape)
     np.add.at(buckets, (rows, q), table[r])
     acc = np.zeros(z.shape[0], dtype=np.int64)
-    for bucket in range(g, 0, -1):                              # floor((acc + A_q) / 2) is exact floor
+    # floor((acc + A_q) / 2) is exact floor
+    for bucket in range(g, 0, -1):
         acc = (acc + buckets[:, bucket]) >> 1
     s_r = acc + buckets[:, 0]
     return _finish(q, r, s_r, cfg)

@@ -103,7 +103,8 @@ def pack_vector_entries(x, cfg: StaConfig, v_base: int, stride: int) -> dict:
     C, VB = cfg.cols, cfg.vec_bits
     lo, hi = -(1 << (VB - 1)), (1 << (VB - 1)) - 1
     if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"VBUF values must be signed {VB}-bit (vec_bits), got {x.min()}..{x.max()}")
+        raise ValueError(f"VBUF values must be signed {VB}-bit (vec_bits), got "
+                         f"{x.min()}..{x.max()}")
     tokens, F = x.shape
     out = {}
     for ct in range(-(-tokens // C)):
@@ -162,7 +163,8 @@ class StaProgram:
         out = {}
         for region in self.outputs:
             nsub = sta_isa.sub_words(cfg, region.space)
-            words = {entry: sta_isa.join_entry([slices[(region.space, entry, k)] for k in range(nsub)])
+            words = {entry: sta_isa.join_entry([slices[(region.space, entry, k)]
+                                                for k in range(nsub)])
                      for entry in region.entries(cfg)}
             out[region.name] = region.unpack(cfg, words)
         return out

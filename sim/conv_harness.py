@@ -3,8 +3,8 @@
 :func:`build` converts :class:`~nmaccel.hw.conv.engine.ConvEngine` for a
 :class:`~nmaccel.spec.config.ConvConfig` to Verilog and compiles it once per simulator and
 Verilog text in the build cache (:mod:`nmaccel.sim.build_cache`), so a (p_out, p_in, ...)
-shape is compiled once and every mode / bit width / kernel / stride runs on it. :func:`run_jobs` and :func:`run_net` send a request to
-:mod:`nmaccel.sim.conv_bench` and return its answer.
+shape is compiled once and every mode / bit width / kernel / stride runs on it. :func:`run_jobs`
+and :func:`run_net` send a request to :mod:`nmaccel.sim.conv_bench` and return its answer.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ def run_amaranth_programs(programs, idle: float = 0.0, backpressure: float = 0.0
             raw["status"] = await read(ctx, script["status"])
             raw["counters"] = [await read(ctx, a) for a in script["counters"]]
             raw["cyclog"] = [await read(ctx, a) for a in script["cyclog"]]
-            raw["outputs"] = [] if raw["status"] & 4 else [await read(ctx, a) for a in script["outputs"]]
+            raw["outputs"] = ([] if raw["status"] & 4
+                              else [await read(ctx, a) for a in script["outputs"]])
             raws.append(raw)
             if raw["status"] & 4:
                 break

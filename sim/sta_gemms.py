@@ -58,8 +58,9 @@ def format_gemm_table(res: dict) -> str:
              f"{'util':>6} exact"]
     for r in res["gemms"]:
         shape = "x".join(str(v) for v in r["shape"])
-        lines.append(f"{r['gemm']:8} {r['mode']:6} {shape:>16} {r['cycles']:>9} {r['predicted']:>9} "
-                     f"{r['stalls']:>7} {r['utilization']:>6.3f} {'yes' if r['bit_exact'] else 'NO'}")
+        lines.append(f"{r['gemm']:8} {r['mode']:6} {shape:>16} {r['cycles']:>9} "
+                     f"{r['predicted']:>9} {r['stalls']:>7} {r['utilization']:>6.3f} "
+                     f"{'yes' if r['bit_exact'] else 'NO'}")
     t = res["totals"]
     lines.append(f"total cycles {t['cycles']} (model {t['predicted']}): sparse GEMM {t['sparse']}, "
                  f"dense GEMM {t['dense']}, stalls {t['stalls']}; "

@@ -65,7 +65,8 @@ def host_script(program: StaProgram) -> dict:
     images = {space.lower(): [[int(e), format(int(w), "x")] for e, w in sorted(entries.items())]
               for space, entries in program.images.items()}
     images["cbuf"] = [[i, format(int(w), "x")] for i, w in enumerate(program.commands)]
-    backdoor_reads = sorted({(space.lower(), entry) for _, space, entry, _ in program.output_reads()})
+    backdoor_reads = sorted({(space.lower(), entry)
+                             for _, space, entry, _ in program.output_reads()})
     return {
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
@@ -98,7 +99,7 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
             space = space.upper()
             for sub, part in enumerate(sta_isa.split_entry(program.cfg, space, int(word))):
                 slices[(space, int(entry), sub)] = part
-    for (addr, space, entry, sub), data in zip(program.output_reads(), outputs):
+    for (_addr, space, entry, sub), data in zip(program.output_reads(), outputs):
         slices[(space, entry, sub)] = int(data)
     results = program.unpack_outputs(slices) if not st.error else {}
     return RunResult(outputs=results, counters=dict(zip(COUNTERS, (int(c) for c in counters))),

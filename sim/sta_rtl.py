@@ -64,7 +64,8 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                           test_module="nmaccel.sim.sta_bench",
                           build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
                           extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
-                                     "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+                                     "COCOTB_LOG_LEVEL":
+                                         os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
                           waves=bool(waves), log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
         num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)

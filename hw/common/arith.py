@@ -56,7 +56,8 @@ def delay_chain(m, sig, upto: int, name: str, *, reset_less: bool = True) -> lis
 
 
 def mul_chunks(shape) -> list[tuple[int, int, bool]]:
-    """``(offset, width, signed)`` of each chunk :class:`PipelinedMultiplier` cuts ``shape`` into."""
+    """``(offset, width, signed)`` of each chunk :class:`PipelinedMultiplier` cuts ``shape``
+    into."""
     shape = _shape(shape, "shape")
     chunks, off = [], 0
     while off < shape.width:

@@ -112,7 +112,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command_line(args, study: str) -> str:
-    """The ``nmaccel idp`` command that reproduces ``args`` for ``study`` (every option spelled out)."""
+    """The ``nmaccel idp`` command that reproduces ``args`` for ``study`` (every option spelled
+    out)."""
     def pats(ps):
         return ",".join(f"{n}:{m}" for n, m in ps)
     parts = ["nmaccel idp", f"--study {study}", f"--threads {args.threads}"]
@@ -156,8 +157,8 @@ def run(args) -> int:
         res = _read_json(args.render, "--render")
         check_output_file(args.md if res.get("study") == "digits" else args.minilm_md)
         if res.get("study") == "digits":
-            write_atomic(args.md, digits_markdown(res, res["command"], res["wall_seconds"], baseline,
-                                            str(args.baseline)))
+            write_atomic(args.md, digits_markdown(res, res["command"], res["wall_seconds"],
+                                                  baseline, str(args.baseline)))
             digits_plot(res, args.png)
             print(f"wrote {args.md} and {args.png} from {args.render}")
         elif res.get("study") == "minilm":

@@ -161,7 +161,8 @@ class StaConfig(_ConfigBase):
     def __post_init__(self) -> None:
         for f in fields(self):
             if not _is_int(getattr(self, f.name)):
-                raise ConfigError(f"{f.name} must be a positive integer, not {getattr(self, f.name)!r}")
+                raise ConfigError(f"{f.name} must be a positive integer, not "
+                                  f"{getattr(self, f.name)!r}")
         for name in ("rows", "cols", "lanes", "softmax_lanes", "max_seq",
                      "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth",
                      "vbuf_depth", "n"):

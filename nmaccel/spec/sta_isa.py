@@ -279,7 +279,8 @@ def osel_bits(cfg: StaConfig, osel: int) -> int:
 
 
 def window(cfg: StaConfig, olay: int) -> int:
-    """Activations per ABUF window in the layout a consumer of ``olay`` (0 sparse, 1 dense) reads."""
+    """Activations per ABUF window in the layout a consumer of ``olay`` (0 sparse, 1 dense)
+    reads."""
     return cfg.acts_per_cycle if olay == Mode.SPARSE else cfg.dense_window
 
 
@@ -303,7 +304,8 @@ def attention_supported(cfg: StaConfig) -> str | None:
         return (f"on-chip attention needs the dense window ({cfg.dense_window} activations) "
                 f"to be a multiple of cols ({cfg.cols})")
     if not layout_supported(cfg, Mode.DENSE):
-        return f"rows ({cfg.rows}) and the dense window ({cfg.dense_window}) must divide one another"
+        return (f"rows ({cfg.rows}) and the dense window ({cfg.dense_window}) must divide one "
+                "another")
     return None
 
 
@@ -385,7 +387,8 @@ def encode_gelu_params(cfg: StaConfig, clip: int, cp: int, mult: int, shift: int
 def encode_add_params(cfg: StaConfig, mult_a: int, mult_b: int, shift: int) -> int:
     """The PBUF entry of a residual-add post-op: ``(mult_b, mult_a, shift)``."""
     if not 0 <= int(mult_b) < (1 << cfg.requant_mult_bits):
-        raise ValueError(f"residual mult_b must be in [0, 2**{cfg.requant_mult_bits}), not {mult_b}")
+        raise ValueError(f"residual mult_b must be in [0, 2**{cfg.requant_mult_bits}), not "
+                         f"{mult_b}")
     return encode_params(cfg, int(mult_b), int(mult_a), int(shift))
 
 
@@ -576,11 +579,12 @@ class GemmCommand:
         for name in ("m_tiles", "n_tiles", "k_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
-                raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
+                raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], "
+                                 f"not {v!r}")
         if self.wsrc == WSrc.ABUF or self.dest == Dest.ABUF_T:
             if cfg.rows != cfg.cols:
-                raise ValueError(f"an ABUF weight operand or a transposed output needs rows == cols, "
-                                 f"not {cfg.rows}x{cfg.cols}")
+                raise ValueError(f"an ABUF weight operand or a transposed output needs rows == "
+                                 f"cols, not {cfg.rows}x{cfg.cols}")
         if self.wsrc == WSrc.ABUF and self.mode != Mode.DENSE:
             raise ValueError("an ABUF weight operand (wsrc=1) needs a dense-mode GEMM")
         if self.asrc == ASrc.SBUF and self.mode != Mode.DENSE:
@@ -589,16 +593,18 @@ class GemmCommand:
             raise ValueError(f"rows ({cfg.rows}) and the output window ({window(cfg, self.olay)}) "
                              f"must divide one another")
         if self.dest == Dest.ABUF_T and window(cfg, self.olay) % cfg.cols:
-            raise ValueError(f"a transposed output needs windows ({window(cfg, self.olay)}) that are "
-                             f"a multiple of cols ({cfg.cols})")
+            raise ValueError(f"a transposed output needs windows ({window(cfg, self.olay)}) that "
+                             f"are a multiple of cols ({cfg.cols})")
         if self.dest == Dest.SOFTMAX:
             why = attention_supported(cfg)
             if why:
                 raise ValueError(why)
             if self.m_tiles != 1:
-                raise ValueError(f"a softmax GEMM computes one row tile (m_tiles=1), not {self.m_tiles}")
+                raise ValueError(f"a softmax GEMM computes one row tile (m_tiles=1), not "
+                                 f"{self.m_tiles}")
             if not 1 <= self.length <= min(cfg.max_seq, self.n_tiles * cfg.cols):
-                raise ValueError(f"softmax row length must be in [1, {min(cfg.max_seq, self.n_tiles * cfg.cols)}] "
+                raise ValueError(f"softmax row length must be in "
+                                 f"[1, {min(cfg.max_seq, self.n_tiles * cfg.cols)}] "
                                  f"(max_seq={cfg.max_seq}, key tiles x cols), not {self.length}")
         for space, (base, count) in self.extents(cfg).items():
             space = space.rstrip("23")
@@ -660,7 +666,8 @@ class VectorCommand:
         for name in ("n_tiles", "length"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 1 <= v < (1 << DIM_BITS):
-                raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], not {v!r}")
+                raise ValueError(f"{name} must be an integer in [1, {(1 << DIM_BITS) - 1}], "
+                                 f"not {v!r}")
         if self.dest not in (Dest.OBUF, Dest.ABUF):
             raise ValueError(f"a vector command writes VBUF (dest 0) and optionally ABUF (dest 1), "
                              f"not dest {self.dest!r}")
@@ -670,7 +677,8 @@ class VectorCommand:
             depth = space_depth(cfg, space)
             if base < 0 or base + count > depth:
                 raise ValueError(f"{OPNAME[self.op]} uses {space} entries [{base}, {base + count}) "
-                                 f"but {space} has {depth} entries (StaConfig {space.lower()}_depth)")
+                                 f"but {space} has {depth} entries "
+                                 f"(StaConfig {space.lower()}_depth)")
         return self
 
 

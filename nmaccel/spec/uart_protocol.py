@@ -23,7 +23,8 @@ Commands
     ======  ======  ===================================  ======================================
     code    name    request payload                      reply DATA (STATUS OK)
     ======  ======  ===================================  ======================================
-    0x01    PING    none (LEN 0)                         :data:`ID_BYTES` bytes, see :class:`BoardId`
+    0x01    PING    none (LEN 0)                         :data:`ID_BYTES` bytes, see
+                                                         :class:`BoardId`
     0x02    WRITE   addr u32, then 1..:data:`MAX_WORDS`   none; word ``i`` is written to host
                     words u32 (LEN = 4 + 4n)             address ``addr + i`` after the CRC checks
     0x03    READ    addr u32, n u8 (1..MAX_WORDS)        n words u32 read from ``addr + i``
@@ -231,7 +232,8 @@ class BoardId:
     def differences(self, other: BoardId) -> list[str]:
         """``"field: self vs other"`` for every field that differs."""
         return [f"{name}: {getattr(self, name)} vs {getattr(other, name)}"
-                for name in self.__dataclass_fields__ if getattr(self, name) != getattr(other, name)]
+                for name in self.__dataclass_fields__
+                if getattr(self, name) != getattr(other, name)]
 
 
 def id_bytes(cfg) -> bytes:

@@ -71,7 +71,8 @@ def _is_int(value) -> bool:
 def _check_cfg(cfg) -> None:
     for name in ("vec_bits", "ln_recip_frac"):
         if not _is_int(getattr(cfg, name, None)):
-            raise TypeError(f"cfg must be a StaConfig (with integer {name}), not {type(cfg).__name__}")
+            raise TypeError(f"cfg must be a StaConfig (with integer {name}), not "
+                            f"{type(cfg).__name__}")
 
 
 def residual_latency(cfg=None) -> int:
@@ -112,7 +113,8 @@ def layernorm_sqrt_cycles(cfg) -> int:
 
 
 def layernorm_div_cycles(cfg) -> int:
-    """Steps of the restoring divider ``floor(2**ln_recip_frac / σ)``: one quotient bit per cycle."""
+    """Steps of the restoring divider ``floor(2**ln_recip_frac / σ)``: one quotient bit per
+    cycle."""
     _check_cfg(cfg)
     return cfg.ln_recip_frac + 1
 

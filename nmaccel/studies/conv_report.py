@@ -54,7 +54,7 @@ def run(reports="reports", train_timing: bool = False, ptq: bool = False) -> int
     lines += ["| net | images | RTL vs golden | acc RTL | acc golden | acc float | "
               "cycles/image measured | predicted | error | PE util. |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for k, r in nets.items():
+    for _k, r in nets.items():
         a, c = r["accuracy"], r["cycles_per_image"]
         label = ("W4A4" if r["net"] == "adder" else "AdaBin 1-bit") + \
             (", conv1 im2col" if r.get("im2col_first") else "")

@@ -144,7 +144,8 @@ def format_rtl_table(res: dict) -> str:
     for r in res["rows"]:
         ratio = (f"{r['torch_fp32_us'] / r['projected_us']:.2f}x" if r["projected_us"] else "—")
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
-        lines.append(f"{r['workload']:<29} {r['engine']:<{we}} {'yes' if r['bit_exact'] else 'NO':>5} "
+        lines.append(f"{r['workload']:<29} {r['engine']:<{we}} "
+                     f"{'yes' if r['bit_exact'] else 'NO':>5} "
                      f"{r['cycles']:>9} {100 * r['utilization']:>5.1f}% "
                      f"{_us(r['projected_us']):>17} {_us(r['torch_fp32_us']):>10} "
                      f"{_us(r['torch_int8_us']) if r['torch_int8_us'] else '—':>10} "
@@ -225,7 +226,8 @@ def demo_results(cfg: StaConfig, patterns, texts, progress: bool = True) -> dict
 
 
 def format_table(results: dict) -> str:
-    head = f"{'pipeline':<18} {'cos mean':>9} {'cos min':>9} {'bits/weight':>12} {'MACs (M)':>10} {'vs dense':>9}"
+    head = (f"{'pipeline':<18} {'cos mean':>9} {'cos min':>9} {'bits/weight':>12} "
+            f"{'MACs (M)':>10} {'vs dense':>9}")
     dense = next(r["macs"] for r in results["rows"] if r["pipeline"] == "int8 dense")
     lines = [head, "-" * len(head)]
     for r in results["rows"]:

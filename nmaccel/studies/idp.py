@@ -275,8 +275,9 @@ def digits_markdown(res: dict, command: str, wall: float, baseline: Optional[dic
     lines += ["", "Training time per pruned model (s, mean over seeds and patterns):", ""]
     lines += ["| " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
               "|" + "---|" * len(methods),
-              "| " + " | ".join(f"{statistics.fmean(c[m]['seconds_mean'] for c in res['summary'].values()):.1f}"
-                                for m in methods) + " |", ""]
+              "| " + " | ".join(
+                  f"{statistics.fmean(c[m]['seconds_mean'] for c in res['summary'].values()):.1f}"
+                  for m in methods) + " |", ""]
     if "idp" in methods and any(not m.startswith("idp") for m in methods):
         deltas = [c["idp_minus_best_other"]["delta"] for c in res["summary"].values()
                   if "idp_minus_best_other" in c]

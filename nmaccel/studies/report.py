@@ -177,7 +177,8 @@ def readme_block(data: dict, png: str = "reports/report.png") -> str:
              f"MiniLM-L6 layer {h['layer']}, {h['seq']} tokens, whole layer on the STA "
              f"`{h['preset']}` RTL (Verilator, hardware counters); {fmax}. PyTorch on this "
              f"machine's CPU, same layer: fp32 {h['torch_fp32_us']} µs, dynamic int8 "
-             f"{h['torch_int8_us']} µs (best of {data['baselines']['minilm_layer']['fp32']['repeats']}"
+             f"{h['torch_int8_us']} µs (best of "
+             f"{data['baselines']['minilm_layer']['fp32']['repeats']}"
              f" calls). From [`reports/report.md`](reports/report.md), written by "
              f"`{data['meta']['command']}` in {data['meta']['wall_seconds'] / 60:.1f} min.", ""]
     lines += headline_table(h)

@@ -43,7 +43,8 @@ def run(seq: int = 32, nm=(None, (2, 4)), preset: str = "ulx3s", out="reports/st
                 "attention_gemm", "vector_cmd", "tail") if all(k in r["cycles"] for r in runs)}
         summary.append({
             "nm": res["nm"], "bit_exact": res["bit_exact"],
-            "cosine_vs_float": res["embedding"]["min_cosine_vs_float"] if res["embedding"] else None,
+            "cosine_vs_float": (res["embedding"]["min_cosine_vs_float"] if res["embedding"]
+                                else None),
             "cycles": tot, "overhead": round(tot["total"] / tot["gemm_only"] - 1, 4),
             "max_layer_overhead": max(r["cycles"]["overhead"] for r in runs),
             "model_error": round(tot["predicted"] / tot["total"] - 1, 4),
@@ -65,7 +66,8 @@ def run(seq: int = 32, nm=(None, (2, 4)), preset: str = "ulx3s", out="reports/st
              "GEMMs alone | softmax+vector add | speedup vs dense |",
              "|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        lines.append(f"| {s['nm']} | {'yes' if s['bit_exact'] else 'NO'} | {s['cosine_vs_float']} | "
+        lines.append(f"| {s['nm']} | {'yes' if s['bit_exact'] else 'NO'} | "
+                     f"{s['cosine_vs_float']} | "
                      f"{s['cycles']['total']} | {s['model_error'] * 100:+.2f}% | "
                      f"{s['cycles']['gemm_only']} | {s['overhead'] * 100:.1f}% | "
                      f"{s['speedup_vs_dense']}x |")

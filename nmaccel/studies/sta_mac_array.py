@@ -82,7 +82,8 @@ def run_point(preset: str, n: int, m: int, seq: int, heads: int) -> dict:
         "preset": preset, "n": n, "m": m, "seq": seq, "rows": cfg.rows, "cols": cfg.cols,
         "lanes": cfg.lanes, "gemms": rows,
         "speedup_linear": dense_total / sparse_total,
-        "speedup_per_gemm": {g: by[(g, "dense")]["cycles"] / by[(g, "sparse")]["cycles"] for g in linear},
+        "speedup_per_gemm": {g: by[(g, "dense")]["cycles"] / by[(g, "sparse")]["cycles"]
+                             for g in linear},
         "sparse_cycles": sparse_total, "dense_cycles": dense_total,
         "min_linear_utilization": min(r["utilization"] for r in rows if r["kind"] != "attention"),
         "bit_exact": all(r["bit_exact"] for r in rows),
@@ -117,7 +118,8 @@ def markdown(study: dict) -> str:
     for p in study["points"]:
         for r in p["gemms"]:
             out.append(f"| {p['preset']} | {p['n']}:{p['m']} | {r['gemm']} | {r['kind']} | "
-                       f"{r['tokens']}×{r['features']}×{r['k']} | {r['cycles']} | {r['predicted']} | "
+                       f"{r['tokens']}×{r['features']}×{r['k']} | {r['cycles']} | "
+                       f"{r['predicted']} | "
                        f"{r['stalls']} | {r['utilization']:.3f} |")
     out += ["", "Q·Kᵀ has K = head dim = 32: a tile is only 32/L beats long, so on arrays with "
                 "R > 32/L the drain of the shadow registers (one array row per cycle) stalls the "

@@ -140,7 +140,8 @@ def test_rx_overrun_keeps_first_byte():
 
 
 def test_uart_validation_messages():
-    with pytest.raises(ValueError, match=r"divisor must be an integer >= 4 \(clock cycles per bit\), not 0"):
+    with pytest.raises(ValueError,
+                       match=r"divisor must be an integer >= 4 \(clock cycles per bit\), not 0"):
         UartRx(0)
     with pytest.raises(ValueError, match="divisor must be an integer >= 4.*not 3"):
         UartTx(3)
@@ -161,7 +162,8 @@ def test_crc8_check_value_and_frame_round_trip():
     assert proto.crc8(b"123456789") == 0xF4          # CRC-8/SMBUS check value
     rng = random.Random(7)
     for _ in range(50):
-        cmd, payload = rng.randrange(256), bytes(rng.randrange(256) for _ in range(rng.randrange(256)))
+        cmd, payload = rng.randrange(256), bytes(rng.randrange(256)
+                                                 for _ in range(rng.randrange(256)))
         assert proto.decode_frame(proto.encode_frame(cmd, payload)) == (cmd, payload)
     frame = proto.encode_write(0x1234, [1, 0xFFFFFFFF])
     assert frame[:3] == bytes([proto.SYNC, proto.WRITE, 12])
@@ -181,7 +183,8 @@ def test_frame_errors():
         proto.decode_frame(good + b"\0")
     with pytest.raises(proto.FrameError, match="at least 4 bytes"):
         proto.decode_frame(good[:3])
-    with pytest.raises(proto.FrameError, match=r"word count must be an integer in \[1, 62\], not 63"):
+    with pytest.raises(proto.FrameError,
+                       match=r"word count must be an integer in \[1, 62\], not 63"):
         proto.encode_write(0, [0] * 63)
     with pytest.raises(proto.FrameError, match="word count .* not 0"):
         proto.encode_read(0, 0)

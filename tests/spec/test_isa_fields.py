@@ -1,4 +1,5 @@
-"""STATUS / CONFIG / command field layouts of the spec round-trip (one definition for RTL and hosts)."""
+"""STATUS / CONFIG / command field layouts of the spec round-trip (one definition for RTL and
+hosts)."""
 
 import pytest
 

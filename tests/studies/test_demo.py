@@ -16,7 +16,8 @@ def fake_demo(fmax=None):
                 "accuracy": acc}
     rows = [row("STA ulx3s 2:4", "sta", 200000, int8=700.0),
             row("STA ulx3s dense", "sta", 390000, int8=700.0),
-            row("conv adder", "conv", 161950, acc=0.98), row("conv binary", "conv", 161950, False, 0.96)]
+            row("conv adder", "conv", 161950, acc=0.98),
+            row("conv binary", "conv", 161950, False, 0.96)]
     rows[0]["speedup_vs_dense"] = 1.95
     return {"preset": "ulx3s", "nm": "2:4", "layer": 0, "seq": 32, "images": 50,
             "board": "ulx3s", "rows": rows}
@@ -51,7 +52,8 @@ def test_help_shows_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["demo", "--preset", "huge"], "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board, ulx3s_lite"),
+    (["demo", "--preset", "huge"],
+     "unknown STA preset 'huge'; expected one of: tiny, ulx3s, large, ulx3s_board, ulx3s_lite"),
     (["demo", "--nm", "4:4"], "n must satisfy 1 <= n < m (m=4), not 4"),
     (["demo", "--nm", "2:5"], "m must be a power of two"),
     (["demo", "--board", "nexys"], "unknown board 'nexys'; expected one of"),

@@ -32,7 +32,8 @@ def fake_data():
     t = {"median_s": 0.002, "min_s": 0.0018, "max_s": 0.01, "repeats": 50}
     mach = {"cpu": "test cpu", "cores": 2, "torch": "2.13", "torch_threads": 2, "python": "3.11"}
     return {"meta": {"command": "nmaccel report --jobs 2", "date": "2026-01-01 00:00 UTC",
-                     "git": "abc", "machine": mach, "jobs": 2, "dask": None, "wall_seconds": 1800.0},
+                     "git": "abc", "machine": mach, "jobs": 2, "dask": None,
+                     "wall_seconds": 1800.0},
             "paper": report.PAPER,
             "baselines": {"minilm_layer": {"workload": "MiniLM-L6 layer 0, seq 32", "seq": 32,
                                            "layer": 0, "macs": 57_000_000, "heads": 12,
