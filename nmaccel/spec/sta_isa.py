@@ -2,7 +2,8 @@
 
 The RTL (``nmaccel.hw.sta``) builds its command ``StructLayout`` and address decoder from the
 tables here; the compiler and host drivers encode programs and memory images with the same
-functions. Everything is sized from a :class:`~nmaccel.spec.config.StaConfig`.
+functions. Everything is sized from a :class:`~nmaccel.spec.config.StaConfig`; the derived
+layouts (field tables, widths, address bits) are computed once per config and cached.
 
 Host memory map
     The host sees one space of 32-bit words. A host address is
@@ -43,6 +44,7 @@ GEMM (opcode 1)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -251,13 +253,14 @@ def _ew(name: str) -> int:
     return ENUM_FIELDS[name][1]
 
 
-def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
-    """(name, width) of the command word, LSB first."""
+@functools.cache
+def command_fields(cfg: StaConfig) -> tuple[tuple[str, int], ...]:
+    """(name, width) of the command word, LSB first (computed once per config)."""
     wbase = max(_aw(cfg.wbuf_depth), _aw(cfg.abuf_depth))
     abase = max(_aw(cfg.abuf_depth), _aw(cfg.vbuf_depth), _aw(cfg.sbuf_depth))
     obase = max(_aw(cfg.obuf_depth), _aw(cfg.abuf_depth), _aw(cfg.vbuf_depth),
                 _aw(cfg.sbuf_depth))
-    return [
+    return (
         ("op", _ew("op")), ("mode", _ew("mode")), ("osel", _ew("osel")), ("dest", _ew("dest")),
         ("post", _ew("post")), ("olay", 1), ("wsrc", _ew("wsrc")), ("asrc", _ew("asrc")),
         ("barrier", 1), ("wait_sm", 2),
@@ -265,7 +268,7 @@ def command_fields(cfg: StaConfig) -> list[tuple[str, int]]:
         ("w_base", wbase), ("a_base", abase), ("o_base", obase), ("p_base", _aw(cfg.pbuf_depth)),
         ("a_stride", DIM_BITS), ("w_stride", DIM_BITS), ("o_stride", DIM_BITS),
         ("length", DIM_BITS),
-    ]
+    )
 
 
 def osel_bits(cfg: StaConfig, osel: int) -> int:
@@ -309,13 +312,15 @@ def attention_supported(cfg: StaConfig) -> str | None:
     return None
 
 
+@functools.cache
 def command_bits(cfg: StaConfig) -> int:
     return sum(w for _, w in command_fields(cfg))
 
 
-def param_fields(cfg: StaConfig) -> list[tuple[str, int]]:
+@functools.cache
+def param_fields(cfg: StaConfig) -> tuple[tuple[str, int], ...]:
     """(name, width) of a PBUF entry, LSB first; ``bias`` is two's complement."""
-    return [("bias", cfg.acc_bits), ("mult", cfg.requant_mult_bits), ("shift", SHIFT_BITS)]
+    return (("bias", cfg.acc_bits), ("mult", cfg.requant_mult_bits), ("shift", SHIFT_BITS))
 
 
 def _pack(fields: Sequence[tuple[str, int]], values: Mapping[str, int], what: str,
@@ -394,6 +399,7 @@ def encode_add_params(cfg: StaConfig, mult_a: int, mult_b: int, shift: int) -> i
 
 # -- memory map -------------------------------------------------------------------------------
 
+@functools.cache
 def space_width(cfg: StaConfig, space: str) -> int:
     """Data bits of one entry of ``space`` (before padding to 32-bit slices)."""
     ib = clog2(cfg.m)
@@ -410,6 +416,7 @@ def space_width(cfg: StaConfig, space: str) -> int:
     return widths[_space(space)]
 
 
+@functools.cache
 def space_depth(cfg: StaConfig, space: str) -> int:
     depths = {"CSR": CSR_DEPTH, "CBUF": cfg.cbuf_depth, "WBUF": cfg.wbuf_depth,
               "ABUF": cfg.abuf_depth, "PBUF": cfg.pbuf_depth, "OBUF": cfg.obuf_depth,
@@ -423,20 +430,24 @@ def _space(space: str) -> str:
     return space
 
 
+@functools.cache
 def sub_words(cfg: StaConfig, space: str) -> int:
     """32-bit slices per entry of ``space``."""
     return -(-space_width(cfg, space) // 32)
 
 
+@functools.cache
 def sub_bits(cfg: StaConfig, space: str) -> int:
     return clog2(sub_words(cfg, space))
 
 
+@functools.cache
 def space_shift(cfg: StaConfig) -> int:
     """Position of the space number in a host address."""
     return max(clog2(space_depth(cfg, s)) + sub_bits(cfg, s) for s in SPACES)
 
 
+@functools.cache
 def addr_bits(cfg: StaConfig) -> int:
     return space_shift(cfg) + clog2(len(SPACES))
 
