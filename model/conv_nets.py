@@ -46,6 +46,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nmaccel.cachekey import cache_dir as _cache_dir
+
 from .adabin import AdaBinConv2d, adabin_export
 from .adder import AdderConv2d, activation_range, quantize_adder_layer
 from .conv_ref import ConvLayerJob, im2col_job, layer_input, run_job
@@ -61,9 +63,8 @@ PIXEL_MAX = 16
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """Where trained nets are cached (:func:`nmaccel.cachekey.cache_dir`)."""
+    return _cache_dir()
 
 
 class DigitsConvNet(nn.Module):

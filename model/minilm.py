@@ -368,6 +368,20 @@ def get_default_weights() -> MiniLMWeights:
     return load_minilm_weights(default_model_dir())
 
 
+def weights_fingerprint(weights: MiniLMWeights) -> str:
+    """SHA-256 (hex) of every tensor of ``weights`` and its config: a cache key part that
+    changes with any weight (the packaged weights hash in about 0.1 s)."""
+    import hashlib
+    h = hashlib.sha256(repr(weights.config).encode())
+    tensors = [weights.word_emb, weights.pos_emb, weights.type_emb, weights.emb_ln_g,
+               weights.emb_ln_b]
+    for lw in weights.layers:
+        tensors += [getattr(lw, f) for f in _LAYER_KEYS]
+    for t in tensors:
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def get_default_tokenizer():
     """Tokenizer from :func:`default_model_dir`, loaded once."""

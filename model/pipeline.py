@@ -9,6 +9,8 @@ dequantize → mean pool → L2 normalise.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Optional
@@ -16,6 +18,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from nmaccel.cachekey import cache_dir, source_digest
+from nmaccel.files import write_atomic
 from nmaccel.model.encoder_int import (
     IntEncoderLayer,
     calibrate_layer,
@@ -31,11 +35,12 @@ from nmaccel.model.minilm import (
     get_default_weights,
     mean_pool,
     tokenize,
+    weights_fingerprint,
 )
 from nmaccel.model.quant import quantize_activation
 from nmaccel.spec.config import StaConfig
 
-__all__ = ["calibration_sentences", "QuantizedMiniLM", "cosine"]
+__all__ = ["calibration_sentences", "calibration_key", "QuantizedMiniLM", "cosine"]
 
 
 def calibration_sentences(limit: int = 16, min_words: int = 6) -> list[str]:
@@ -61,6 +66,20 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
 
 
+def calibration_key(cfg: StaConfig, nm, weights: MiniLMWeights, tokenizer,
+                    texts: Sequence[str], num_layers: int) -> str:
+    """Key of calibrated integer layers: config, pattern, layer count, calibration texts,
+    weights, tokenizer vocabulary size, PyTorch version and the source of every module the
+    integer layers are computed by."""
+    h = hashlib.sha256()
+    for part in (cfg.to_json(sort_keys=True), repr(nm), str(num_layers), "\x1f".join(texts),
+                 weights_fingerprint(weights), str(tokenizer.get_vocab_size()),
+                 torch.__version__, source_digest("nmaccel.model.pipeline")):
+        h.update(part.encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:24]
+
+
 class QuantizedMiniLM:
     """MiniLM-L6 as int8 integer layers (dense, or N:M pruned by magnitude).
 
@@ -72,33 +91,56 @@ class QuantizedMiniLM:
     calib_texts : calibration sentences (default :func:`calibration_sentences`).
     progress : optional callable invoked once per calibrated layer (for progress bars).
     num_layers : quantize only the first ``num_layers`` layers (default all).
+    cache : reuse the calibrated layers of an earlier run with the same inputs (kept in
+        ``$NMACCEL_CACHE/calibration``; the key covers the config, pattern, layer count,
+        calibration texts, weights, PyTorch version and the quantizer's source code).
     """
 
     def __init__(self, cfg: StaConfig, nm: Optional[tuple[int, int]] = None,
                  weights: Optional[MiniLMWeights] = None, tokenizer=None,
                  calib_texts: Optional[Sequence[str]] = None,
                  progress: Optional[Callable[[], None]] = None,
-                 num_layers: Optional[int] = None):
+                 num_layers: Optional[int] = None, cache: bool = True):
         self.cfg = cfg
         self.nm = nm
         self.weights = weights if weights is not None else get_default_weights()
         self.tokenizer = tokenizer if tokenizer is not None else get_default_tokenizer()
         self.model_cfg = self.weights.config
         texts = list(calib_texts) if calib_texts is not None else calibration_sentences()
-        ids = tokenize(texts, self.tokenizer, max_len=cfg.max_seq)
+        n = len(self.weights.layers) if num_layers is None else num_layers
+        key = calibration_key(cfg, nm, self.weights, self.tokenizer, texts, n)
+        path = cache_dir("calibration") / f"{key}.pkl" if cache else None
+        if path is not None and path.exists():
+            try:
+                self.layers = pickle.loads(path.read_bytes())
+            except Exception:  # a truncated or stale file: calibrate again
+                self.layers = []
+            if len(self.layers) == n:
+                if progress is not None:
+                    for _ in range(n):
+                        progress()
+                return
+        self.layers = self._calibrate(texts, n, progress)
+        if path is not None:
+            write_atomic(path, pickle.dumps(self.layers))
+
+    def _calibrate(self, texts, num_layers: int, progress) -> list[IntEncoderLayer]:
+        ids = tokenize(texts, self.tokenizer, max_len=self.cfg.max_seq)
         xs = [embed_tokens(self.weights, i) for i in ids]
-        self.layers: list[IntEncoderLayer] = []
+        layers: list[IntEncoderLayer] = []
         in_scale = None
         with torch.no_grad():
             for lw in self.weights.layers[:num_layers]:
-                pruned = prune_layer_weights(lw, nm)
+                pruned = prune_layer_weights(lw, self.nm)
                 stats = calibrate_layer(pruned, xs, self.model_cfg)
-                layer = quantize_layer(pruned, stats, self.model_cfg, cfg, nm, in_scale)
-                self.layers.append(layer)
+                layer = quantize_layer(pruned, stats, self.model_cfg, self.cfg, self.nm,
+                                       in_scale)
+                layers.append(layer)
                 in_scale = layer.out_scale
                 xs = [encoder_layer_float(pruned, x, self.model_cfg) for x in xs]
                 if progress is not None:
                     progress()
+        return layers
 
     @property
     def in_scale(self) -> float:

@@ -7,9 +7,9 @@ Two levels, both under :func:`cache_root` (``$NMACCEL_BUILD_DIR`` or
     The Verilog text of a design. Elaborating and converting a large core takes a minute or
     more, so the text is kept, keyed by :func:`design_key`: the design's parameters, the
     Amaranth version, and the source of the top module and of every ``nmaccel`` module it
-    imports, transitively (:func:`source_closure`, read from the import statements). A change
+    imports, transitively (read from the import statements). A change
     to any file the gateware is built from (an arithmetic helper, a spec constant) changes
-    the key; nothing else does.
+    the key; nothing else does (:mod:`nmaccel.cachekey`).
 ``<tag>_<simulator>_<key>/``
     A compiled simulation model, keyed by the Verilog text (without Yosys' source-location
     attributes, which move with every unrelated edit of a Python file), the simulator's name
@@ -22,21 +22,19 @@ the next call rebuilds it.
 
 from __future__ import annotations
 
-import ast
 import fcntl
 import hashlib
-import importlib.util
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
 
+from nmaccel.cachekey import source_digest
 from nmaccel.files import write_atomic
 from nmaccel.sim.simulators import activate, build_logged, find_simulator
 
-__all__ = ["cache_root", "source_closure", "design_key", "cached_verilog", "simulation_build",
+__all__ = ["cache_root", "design_key", "cached_verilog", "simulation_build",
            "sta_verilog", "logic_text", "BUILD_LOCK_SECONDS"]
 
 #: Longest wait for another process's build of the same model before giving up.
@@ -51,61 +49,13 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "nmaccel" / "builds"
 
 
-def _module_file(name: str) -> Optional[Path]:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def _imported_modules(path: Path, name: str) -> list[str]:
-    """``nmaccel`` modules named by the import statements of ``path`` (module ``name``)."""
-    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("nmaccel")]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = pkg.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            if base.startswith("nmaccel"):
-                found.append(base)
-                found += [f"{base}.{a.name}" for a in node.names]
-    return found
-
-
-def source_closure(*modules: str) -> dict[str, Path]:
-    """``{module name: source file}`` of ``modules`` and every ``nmaccel`` module they import,
-    transitively, parent packages included (nothing is executed)."""
-    seen: dict[str, Path] = {}
-    todo = list(modules)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        path = _module_file(name)
-        if path is None:
-            continue
-        seen[name] = path
-        todo += _imported_modules(path, name)
-        parent = name.rpartition(".")[0]
-        if parent:
-            todo.append(parent)
-    return dict(sorted(seen.items()))
-
-
 def design_key(modules: Sequence[str], params: str) -> str:
     """Key of a design built by ``modules`` with ``params`` (any text that fixes the design:
     config JSON, top-level name, generator arguments): see the module docstring."""
     import amaranth
     h = hashlib.sha256(params.encode())
-    h.update(f"|amaranth {amaranth.__version__}".encode())
-    for name, path in source_closure(*modules).items():
-        h.update(f"|{name}|".encode())
-        h.update(path.read_bytes())
+    h.update(f"|amaranth {amaranth.__version__}|".encode())
+    h.update(source_digest(*modules).encode())
     return h.hexdigest()[:20]
 
 

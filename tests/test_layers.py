@@ -1,7 +1,8 @@
 """The layer rule: every import of the package points downward (read from the source, lazy
 imports inside functions included).
 
-    spec (+ nmaccel.files)  <  hw, model (never each other)  <  sim  <  boards  <  studies  <  cli
+    spec, nmaccel.files, nmaccel.cachekey  <  hw, model (never each other)  <  sim
+        <  boards  <  studies  <  cli
 
 A module may import its own layer's modules and those of lower layers; nothing imports the
 CLI; the spec imports neither Amaranth nor PyTorch, and the golden models never Amaranth.
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-#: layer of each subpackage (the package root and nmaccel.files sit with the spec)
-LAYERS = {"nmaccel": 0, "nmaccel.files": 0, "nmaccel.spec": 0, "nmaccel.hw": 1,
-          "nmaccel.model": 1, "nmaccel.sim": 2, "nmaccel.boards": 3, "nmaccel.studies": 4,
-          "nmaccel.cli": 5}
+#: layer of each subpackage (the package root, nmaccel.files and nmaccel.cachekey sit with the
+#: spec)
+LAYERS = {"nmaccel": 0, "nmaccel.files": 0, "nmaccel.cachekey": 0, "nmaccel.spec": 0,
+          "nmaccel.hw": 1, "nmaccel.model": 1, "nmaccel.sim": 2, "nmaccel.boards": 3,
+          "nmaccel.studies": 4, "nmaccel.cli": 5}
 #: third-party packages a layer must not import
 FORBIDDEN = {"nmaccel.spec": ("amaranth", "torch"), "nmaccel.model": ("amaranth",)}
 

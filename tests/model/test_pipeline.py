@@ -81,3 +81,32 @@ def test_parse_nm(text, expected):
 def test_parse_nm_bad(text, message):
     with pytest.raises(ValueError, match=message):
         parse_nm(text)
+
+
+def test_calibration_is_cached_under_a_key_that_covers_its_inputs(tmp_path, monkeypatch):
+    """A second QuantizedMiniLM with the same inputs loads the calibrated layers (bit-equal);
+    another pattern, layer count or calibration text set calibrates anew."""
+    import numpy as np
+
+    from nmaccel.model.pipeline import QuantizedMiniLM, calibration_key
+    from nmaccel.model.sta_workloads import minilm_tokens
+    from nmaccel.spec.config import sta_preset
+    monkeypatch.setenv("NMACCEL_CACHE", str(tmp_path))
+    cfg = sta_preset("tiny").replace(max_seq=64)
+    texts = ["The quick brown fox jumps over the lazy dog.", "Sparse models run fast."]
+    first = QuantizedMiniLM(cfg, (2, 4), calib_texts=texts, num_layers=1)
+    files = list((tmp_path / "calibration").glob("*.pkl"))
+    assert len(files) == 1
+    again = QuantizedMiniLM(cfg, (2, 4), calib_texts=texts, num_layers=1)
+    ids = minilm_tokens(16)
+    assert np.array_equal(first.encode(ids), again.encode(ids))
+    def key(**change):
+        args = dict(cfg=cfg, nm=(2, 4), weights=first.weights, tokenizer=first.tokenizer,
+                    texts=texts, num_layers=1)
+        return calibration_key(**dict(args, **change))
+    keys = {key(), key(num_layers=2), key(texts=texts[:1]), key(nm=None),
+            key(cfg=cfg.replace(vec_bits=12))}
+    assert len(keys) == 5
+    files[0].write_bytes(b"truncated")                 # a broken file: calibrated again
+    assert np.array_equal(QuantizedMiniLM(cfg, (2, 4), calib_texts=texts,
+                                          num_layers=1).encode(ids), first.encode(ids))

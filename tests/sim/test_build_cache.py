@@ -3,12 +3,13 @@ built from, Verilog text is reused, builds are keyed by simulator and flags."""
 
 import pytest
 
+from nmaccel import cachekey
 from nmaccel.sim import build_cache
 from nmaccel.spec.config import conv_preset, sta_preset
 
 
 def test_source_closure_covers_the_core_and_what_it_imports():
-    names = set(build_cache.source_closure("nmaccel.hw.sta.core"))
+    names = set(cachekey.source_closure("nmaccel.hw.sta.core"))
     for want in ("nmaccel.hw.sta.core", "nmaccel.hw.sta.softmax", "nmaccel.hw.sta.vector",
                  "nmaccel.hw.common.arith", "nmaccel.spec.config", "nmaccel.spec.sta_isa",
                  "nmaccel.spec.sta_timing", "nmaccel.spec", "nmaccel"):
@@ -18,7 +19,7 @@ def test_source_closure_covers_the_core_and_what_it_imports():
 
 def test_conv_engine_closure_includes_the_arithmetic_it_imports():
     # the old hand-written file list left out hw/common/arith.py (postproc imports it)
-    names = set(build_cache.source_closure("nmaccel.hw.conv.engine"))
+    names = set(cachekey.source_closure("nmaccel.hw.conv.engine"))
     assert {"nmaccel.hw.common.arith", "nmaccel.hw.conv.postproc",
             "nmaccel.spec.conv_format"} <= names
 
@@ -28,14 +29,14 @@ def test_key_changes_with_any_source_of_the_design(tmp_path, monkeypatch):
     case that once reused a stale conv model) changes the key; other files do not."""
     modules, params = ["nmaccel.hw.conv.engine"], conv_preset("small").to_json()
     key = build_cache.design_key(modules, params)
-    closure = build_cache.source_closure(*modules)
+    closure = cachekey.source_closure(*modules)
     arith = closure["nmaccel.hw.common.arith"]
     changed = tmp_path / "arith.py"
     changed.write_text(arith.read_text().replace("return", "return 2 *", 1))
     patched = dict(closure, **{"nmaccel.hw.common.arith": changed})
-    monkeypatch.setattr(build_cache, "source_closure", lambda *m: patched)
+    monkeypatch.setattr(cachekey, "source_closure", lambda *m: patched)
     assert build_cache.design_key(modules, params) != key
-    monkeypatch.setattr(build_cache, "source_closure", lambda *m: closure)
+    monkeypatch.setattr(cachekey, "source_closure", lambda *m: closure)
     assert build_cache.design_key(modules, params) == key
     assert build_cache.design_key(modules, conv_preset("digits").to_json()) != key
 
