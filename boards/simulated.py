@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nmaccel.spec.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, build_logged, find_simulator
+from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, build_logged, find_simulator
 from nmaccel.sim.sta_host import RunResult
 from nmaccel.sim.sta_rtl import cache_root
 
@@ -39,7 +39,8 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
     src = verilog(cfg, divisor, timeout=timeout)
     # Source-location attributes change with every edit of a Python file; the logic does not.
     logic = re.sub(r'\(\* src = "[^"]*" \*\)', "", src)
-    key = hashlib.sha256(f"{logic}|{sim.name}|{sim.version}".encode()).hexdigest()[:16]
+    flags = f"|{' '.join(ICARUS_BUILD_ARGS)}" if sim.name == "icarus" else ""
+    key = hashlib.sha256(f"{logic}|{sim.name}|{sim.version}{flags}".encode()).hexdigest()[:16]
     bdir = cache_root() / f"uart_{sim.name}_{key}"
     marker = bdir / "nmaccel_built"
     if not marker.exists():
@@ -47,7 +48,7 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
         bdir.mkdir(parents=True, exist_ok=True)
         (bdir / f"{TOPLEVEL}.v").write_text(src)
         extra = {"build_args": ["-Wno-fatal", "-O3"]} if sim.name == "verilator" \
-            else {"timescale": ("1ns", "1ps")}
+            else {"timescale": ("1ns", "1ps"), "build_args": list(ICARUS_BUILD_ARGS)}
         build_logged(get_runner(sim.name), bdir / "build.log", pch_fix=True,
                      sources=[bdir / f"{TOPLEVEL}.v"], hdl_toplevel=TOPLEVEL, build_dir=bdir,
                      always=True, **extra)

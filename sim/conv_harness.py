@@ -61,9 +61,11 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
     from cocotb_tools.runner import get_runner
 
     from nmaccel.model.conv_nets import cache_dir
-    from nmaccel.sim.simulators import activate, build_logged, find_simulator
+    from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, build_logged, find_simulator
     sim = activate(find_simulator(simulator))
     key = _source_key(cfg)
+    if sim.name == "icarus":
+        key = hashlib.sha256(f"{key}|{' '.join(ICARUS_BUILD_ARGS)}".encode()).hexdigest()[:16]
     bdir = cache_dir() / "conv_build" / f"{sim.name}_{key}"
     bdir.mkdir(parents=True, exist_ok=True)
     stamp = bdir / "built.ok"
@@ -74,7 +76,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
         # one C++ file: the split build of larger designs races on the precompiled header
         extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
                  if sim.name == "verilator"
-                 else {"timescale": ("1ns", "1ps")})
+                 else {"timescale": ("1ns", "1ps"), "build_args": list(ICARUS_BUILD_ARGS)})
         build_logged(runner, bdir / "build.log", sources=[src], hdl_toplevel=TOP,
                      build_dir=bdir / "sim", always=True, **extra)
         stamp.write_text(key)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ICARUS_BUILD_ARGS",
     "MIN_VERILATOR",
     "SIMULATORS",
     "Simulator",
@@ -45,6 +46,15 @@ __all__ = [
 
 #: Oldest Verilator cocotb 2.x works with, as ``(major, minor)``.
 MIN_VERILATOR: tuple[int, int] = (5, 36)
+
+#: ``iverilog`` arguments for every Icarus build of Amaranth's Verilog (cocotb's runner passes
+#: ``-g2012`` first; a later ``-g`` wins). Yosys writes Verilog-2005 whose combinational
+#: ``always @*`` blocks are started at time 0 by a dummy ``reg ... = 0`` they are sensitive to;
+#: that works in Verilog-2005 semantics, but under ``-g2012`` declaration initializers run
+#: before time 0 without an event, so a block whose inputs keep their initial values stays
+#: ``X`` (the UART bridge's PING identity ROM, the conv engine's FIFO credit check, which then
+#: hangs the engine). Put these in the build cache key too: builds made without them are wrong.
+ICARUS_BUILD_ARGS: tuple[str, ...] = ("-g2005",)
 
 #: Names accepted by :func:`find_simulator`, in order of preference.
 SIMULATORS: tuple[str, ...] = ("verilator", "icarus")

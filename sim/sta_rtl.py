@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec import sta_isa
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import activate, build_logged, find_simulator, log_tail
+from nmaccel.sim.simulators import (ICARUS_BUILD_ARGS, activate, build_logged,
+                                    find_simulator, log_tail)
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
 __all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root",
@@ -112,7 +113,8 @@ def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> 
     """Build (or reuse) the simulation model; returns ``(build_dir, simulator name)``."""
     sim = activate(find_simulator(simulator))
     src = verilog_source(cfg)
-    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}|{waves}".encode()).hexdigest()[:16]
+    flags = f"|{' '.join(ICARUS_BUILD_ARGS)}" if sim.name == "icarus" else ""
+    key = hashlib.sha256(f"{src}|{sim.name}|{sim.version}|{waves}{flags}".encode()).hexdigest()[:16]
     bdir = cache_root() / f"sta_{sim.name}_{key}"
     marker = bdir / "nmaccel_built"
     if not marker.exists():
@@ -121,7 +123,8 @@ def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> 
         (bdir / f"{TOPLEVEL}.v").write_text(src)
         runner = get_runner(sim.name)
         extra = {"build_args": ["-Wno-fatal", "-O3"] + (["--trace-fst"] if waves else [])} \
-            if sim.name == "verilator" else {"timescale": ("1ns", "1ps")}
+            if sim.name == "verilator" else {"timescale": ("1ns", "1ps"),
+                                             "build_args": list(ICARUS_BUILD_ARGS)}
         build_logged(runner, bdir / "build.log", pch_fix=True, sources=[bdir / f"{TOPLEVEL}.v"],
                      hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True, waves=waves, **extra)
         marker.write_text(key)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from nmaccel.spec.config import StaConfig, sta_preset
-from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, require_simulator
 from nmaccel.sim.softmax_bench import TOP, pack_in, unpack_out
 
 # tiny is covered by tests/hw/test_sta_softmax.py; each Verilator build costs 25-40 s.
@@ -42,7 +42,9 @@ def build(cfg: StaConfig, simulator: str) -> Path:
     from nmaccel.hw.sta.softmax import StreamingSoftmax
     text = verilog.convert(StreamingSoftmax(cfg), name=TOP)
     # source-location attributes only move line numbers: leave them out of the key
-    key = hashlib.sha256(re.sub(r'\(\* src = "[^"]*" \*\)', "", text).encode()).hexdigest()[:16]
+    logic = re.sub(r'\(\* src = "[^"]*" \*\)', "", text)
+    flags = f"|{' '.join(ICARUS_BUILD_ARGS)}" if simulator == "icarus" else ""
+    key = hashlib.sha256(f"{logic}{flags}".encode()).hexdigest()[:16]
     bdir = _cache_dir() / f"{simulator}_{key}"
     stamp = bdir / "built.ok"
     if not stamp.exists():
@@ -50,7 +52,8 @@ def build(cfg: StaConfig, simulator: str) -> Path:
         src = bdir / f"{TOP}.v"
         src.write_text(text)
         extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
-                 if simulator == "verilator" else {"timescale": ("1ns", "1ps")})
+                 if simulator == "verilator"
+                 else {"timescale": ("1ns", "1ps"), "build_args": list(ICARUS_BUILD_ARGS)})
         get_runner(simulator).build(sources=[src], hdl_toplevel=TOP, build_dir=bdir / "sim",
                                     always=True, **extra)
         stamp.write_text(key)
