@@ -21,7 +21,8 @@ from pathlib import Path
 
 from nmaccel.spec.config import StaConfig
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, build_logged, find_simulator
+from nmaccel.sim.simulators import (ICARUS_BUILD_ARGS, activate, build_logged,
+                                    find_simulator, log_tail, run_bench)
 from nmaccel.sim.sta_host import RunResult
 from nmaccel.sim.sta_rtl import cache_root
 
@@ -108,15 +109,19 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
                                       "read_timeout": read_timeout,
                                       "name": f"uart-{sim_name}"}))
         t1 = time.perf_counter()
-        xml = get_runner(sim_name).test(
-            hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module="nmaccel.boards.cocotb_bench",
+        xml = run_bench(
+            get_runner(sim_name),
+            hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            test_module="nmaccel.boards.cocotb_bench",
             build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
             extra_env={"NMACCEL_UART_JOB": str(job), "NMACCEL_UART_OUT": str(out),
-                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")})
+                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+            log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
-        num, failed = get_results(Path(xml))
+        num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if num != 1 or failed or not out.exists():
-            raise RuntimeError(f"cocotb UART board bench failed on {sim_name} (see {xml})")
+            raise RuntimeError(f"cocotb UART board bench failed on {sim_name}; the simulation "
+                               f"log ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
         result = pickle.loads(out.read_bytes())
     result.update(build_seconds=build_s, sim_seconds=sim_s)
     return result

@@ -86,7 +86,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
 def _request(cfg: ConvConfig, req: dict, simulator: str):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-    from nmaccel.sim.simulators import log_tail
+    from nmaccel.sim.simulators import log_tail, run_bench
     b = build(cfg, simulator)
     req = dict(req, config=cfg.to_dict())
     with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
@@ -96,14 +96,14 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
             pickle.dump(req, f)
         runner = get_runner(b.sim)
         kw = {"timescale": ("1ns", "1ps")} if b.sim == "icarus" else {}
-        xml = runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                          test_module="nmaccel.sim.conv_bench",
-                          build_dir=b.build_dir / "sim", test_dir=tmp,
-                          results_xml=str(tmp / "results.xml"),
-                          extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
-                                     "NMACCEL_CONV_REQUEST": str(rq),
-                                     "NMACCEL_CONV_RESULT": str(rs)},
-                          log_file=tmp / "sim.log", **kw)
+        xml = run_bench(runner, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                        test_module="nmaccel.sim.conv_bench",
+                        build_dir=b.build_dir / "sim", test_dir=tmp,
+                        results_xml=str(tmp / "results.xml"),
+                        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
+                                   "NMACCEL_CONV_REQUEST": str(rq),
+                                   "NMACCEL_CONV_RESULT": str(rs)},
+                        log_file=tmp / "sim.log", **kw)
         n, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if n != 1 or failed or not rs.exists():
             raise RuntimeError(f"conv bench failed on {b.sim} ({n} tests, {failed} failed); "

@@ -40,6 +40,7 @@ __all__ = [
     "find_simulator",
     "find_verilator",
     "require_simulator",
+    "run_bench",
     "simulator_env",
     "why_missing",
 ]
@@ -268,6 +269,41 @@ def build_logged(runner, log_file: Path, pch_fix: bool = False, **kwargs) -> Non
                 os.environ.pop("MAKEFLAGS", None)
             else:
                 os.environ["MAKEFLAGS"] = old
+
+
+def run_bench(runner, **kwargs) -> Path:
+    """Run a cocotb bench with ``runner.test(**kwargs)`` and return its results file.
+
+    Under pytest, cocotb's runner calls ``sys.exit`` when a cocotb test fails, which would
+    surface as a bare ``SystemExit: 1`` with the bench's message left in its log. This
+    returns instead, so that the caller reads the verdict from the results file (missing if
+    the simulator crashed) and quotes the log.
+
+    Parameters
+    ----------
+    runner
+        A ``cocotb_tools.runner`` runner after its build.
+    **kwargs
+        Arguments of ``runner.test``; ``results_xml`` is required, as an absolute path.
+
+    Returns
+    -------
+    Path
+        ``results_xml``.
+
+    Raises
+    ------
+    ValueError
+        ``results_xml`` is relative (the runner would resolve it against the test name).
+    """
+    results = Path(kwargs["results_xml"])
+    if not results.is_absolute():
+        raise ValueError(f"results_xml must be an absolute path, not {results}")
+    try:
+        runner.test(**kwargs)
+    except SystemExit:
+        pass
+    return results
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

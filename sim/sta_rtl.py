@@ -21,7 +21,7 @@ from nmaccel.spec.config import StaConfig
 from nmaccel.spec import sta_isa
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.simulators import (ICARUS_BUILD_ARGS, activate, build_logged,
-                                    find_simulator, log_tail)
+                                    find_simulator, log_tail, run_bench)
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 
 __all__ = ["build", "run_programs", "run_program", "run_gemms", "verilog_source", "cache_root",
@@ -157,12 +157,13 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                                    "backdoor": backdoor}))
         runner = get_runner(sim_name)
         t1 = time.perf_counter()
-        xml = runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                          test_module="nmaccel.sim.sta_bench",
-                          build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
-                          extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
-                                     "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
-                          waves=bool(waves), log_file=Path(tmp) / "sim.log")
+        log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
+        xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                        test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
+                        results_xml=str(Path(tmp) / "results.xml"),
+                        extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
+                                   "COCOTB_LOG_LEVEL": log_level},
+                        waves=bool(waves), log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
         num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if num != 1 or failed or not out.exists():
