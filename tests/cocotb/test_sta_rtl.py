@@ -3,7 +3,8 @@ GEMMs with odd sizes (tiling and padding), random idle cycles on the host write/
 streams and random back-pressure on read data, every output bit-exact against the golden
 model and every counter equal to the analytic cycle model; a real MiniLM-L6 layer-0 case
 (2:4-pruned Q/K/V/O/FFN weights and Q·Kᵀ on real activations); bad commands and bad N:M
-metadata end in the error status on RTL too."""
+metadata end in the error status on RTL too, and so do operand sources and output layouts
+that need a square array on a non-square one (error "shape")."""
 
 from __future__ import annotations
 
@@ -117,3 +118,28 @@ def test_minilm_layer0_2to4_real_case():
         assert r["program_cycles"] == r["program_predicted"], r["name"]
         if r["name"] == "ffn1":
             assert r["mode"] == "sparse" and r["utilization"] > 0.95
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_shape_error_on_non_square_rtl(simulator):
+    """R3C2 is not square: W from ABUF (dense x dense) and the transposed ABUF output both
+    end in error 13 ("shape") before anything runs; a good program still runs after them."""
+    require_simulator(simulator)
+    from nmaccel.sim.sta_rtl import run_programs
+    cfg = make_cfg("R3C2L2-1:8")
+    assert cfg.rows != cfg.cols
+    bad = []
+    for fields in ({"wsrc": sta_isa.WSrc.ABUF}, {"dest": sta_isa.Dest.ABUF_T}):
+        program = StaProgram(cfg)
+        program.commands.append(sta_isa.encode_command(
+            cfg, op=sta_isa.Opcode.GEMM, mode=sta_isa.Mode.DENSE, m_tiles=1, n_tiles=1,
+            k_steps=1, **fields))
+        bad.append(program)
+    good = random_program(cfg, 4)
+    results = run_programs(bad + [good], simulator=simulator, raise_on_error=False)
+    assert [r.error_code for r in results] == [sta_isa.ERROR_CODES["shape"]] * 2 + [0]
+    assert [r.error_index for r in results[:2]] == [0, 0]
+    assert_run_matches(good, results[2])
+    with pytest.raises(StaRunError, match=r"error 13 \(operand source or output layout needs "
+                                          r"rows == cols"):
+        run_programs(bad[:1], simulator=simulator)
