@@ -86,10 +86,12 @@ def execute_actions(board, actions: Sequence[tuple]) -> list:
 
 def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAULT_DIVISOR,
                   timeout: int | None = None, simulator: str = "verilator",
-                  read_timeout: int | None = None) -> dict:
+                  read_timeout: int | None = None, max_cycles: int | None = None) -> dict:
     """Build the simulated board and run ``actions`` (see :func:`execute_actions`) through the
     host driver over its UART pins. ``read_timeout``: idle cycles after which a transport read
-    gives up (default: the bridge timeout plus 64 byte times). Returns ``{"outcomes": [...],
+    gives up (default: the bridge timeout plus 64 byte times). ``max_cycles``: cycles the whole
+    session may take (default :func:`nmaccel.boards.cocotb_bench.session_limit`); over it the
+    bench fails and this raises RuntimeError with its message. Returns ``{"outcomes": [...],
     "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -106,7 +108,7 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
     with tempfile.TemporaryDirectory(prefix="nmaccel_uart_") as tmp:
         job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
         job.write_bytes(pickle.dumps({"config": cfg, "divisor": divisor, "actions": list(actions),
-                                      "read_timeout": read_timeout,
+                                      "read_timeout": read_timeout, "max_cycles": max_cycles,
                                       "name": f"uart-{sim_name}"}))
         t1 = time.perf_counter()
         xml = run_bench(

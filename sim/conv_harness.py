@@ -120,8 +120,11 @@ class RtlResult:
 
 
 def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
-             gaps: float = 0.0, stall: float = 0.0) -> list[RtlResult]:
-    """Run independent layers ``[(job, x), ...]`` on the RTL (one simulation)."""
+             gaps: float = 0.0, stall: float = 0.0,
+             max_cycles: int | None = None) -> list[RtlResult]:
+    """Run independent layers ``[(job, x), ...]`` on the RTL (one simulation).
+    ``max_cycles``: cycle limit of each layer (default: the bench's
+    :func:`~nmaccel.sim.conv_bench.layer_limit`); a layer over it raises RuntimeError."""
     checked = []
     for job, x in jobs:
         if not isinstance(job, ConvLayerJob):
@@ -129,7 +132,7 @@ def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
         check_job_fits(job, cfg)
         checked.append((job, job.check_input(x)))
     out = _request(cfg, {"kind": "jobs", "jobs": checked, "seed": seed, "gaps": gaps,
-                         "stall": stall}, simulator)
+                         "stall": stall, "max_cycles": max_cycles}, simulator)
     res = []
     for (job, _), (beats, cnt) in zip(checked, out):
         v, q = unpack_outputs(job, cfg, beats)
@@ -138,9 +141,10 @@ def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
 
 
 def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: int = 0,
-            gaps: float = 0.0, stall: float = 0.0) -> dict:
+            gaps: float = 0.0, stall: float = 0.0, max_cycles: int | None = None) -> dict:
     """Run a :class:`~nmaccel.model.conv_nets.QuantNet` on the RTL for ``images``
-    (N, 8, 8): ``{"logits": (N, 10), "counters": [[per layer] per image]}``."""
+    (N, 8, 8): ``{"logits": (N, 10), "counters": [[per layer] per image]}``.
+    ``max_cycles``: cycle limit of each layer run, as in :func:`run_jobs`."""
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (8, 8):
         raise ValueError(f"images must have shape (N, 8, 8), not {images.shape}")
@@ -148,4 +152,4 @@ def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: i
         check_job_fits(job, cfg)
     return _request(cfg, {"kind": "net", "jobs": qnet.jobs, "inputs": qnet.inputs,
                           "images": images.astype(np.int64), "seed": seed, "gaps": gaps,
-                          "stall": stall}, simulator)
+                          "stall": stall, "max_cycles": max_cycles}, simulator)
