@@ -4,7 +4,8 @@ streams and random back-pressure on read data, every output bit-exact against th
 model and every counter equal to the analytic cycle model; a real MiniLM-L6 layer-0 case
 (2:4-pruned Q/K/V/O/FFN weights and Q·Kᵀ on real activations); bad commands and bad N:M
 metadata end in the error status on RTL too, and so do operand sources and output layouts
-that need a square array on a non-square one (error "shape")."""
+that need a square array on a non-square one (error "shape"); a run longer than its cycle
+limit stops the bench with a message."""
 
 from __future__ import annotations
 
@@ -143,3 +144,28 @@ def test_shape_error_on_non_square_rtl(simulator):
     with pytest.raises(StaRunError, match=r"error 13 \(operand source or output layout needs "
                                           r"rows == cols"):
         run_programs(bad[:1], simulator=simulator)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_run_over_its_cycle_limit_fails_with_a_message(simulator):
+    """The bench's watchdog: a limit below the program's length stops the simulation, and
+    run_programs raises with the bench's message (what it waited for, the cycles, the limit);
+    the default limit comes from the cycle model."""
+    require_simulator(simulator)
+    from nmaccel.sim.sta_rtl import WATCHDOG_FACTOR, predicted_cycles, run_programs
+    cfg = make_cfg("R4C4L4-2:4")
+    program = random_program(cfg, 3)
+    predicted = predicted_cycles(program)
+    assert predicted == program_cycles(cfg, program.commands).total > 50
+    limit = predicted // 4
+    n = len(program.commands)
+    with pytest.raises(RuntimeError, match=(
+            rf"(?s)STA bench failed on {simulator}.*BenchTimeout: waited {limit} cycles for "
+            rf"program 0 \({n} commands; the cycle model predicts {predicted} cycles\) to "
+            rf"finish after START, the limit \(max_cycles={limit}\): none of done/error went "
+            rf"high \(now done=0, error=0\)")):
+        run_programs([program], simulator=simulator, max_cycles=limit)
+    assert WATCHDOG_FACTOR > 1
+    # the program itself is fine: with its default limit it runs to the end
+    res = run_programs([program], simulator=simulator, backdoor=True)[0]
+    assert res.cycles == predicted
