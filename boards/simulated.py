@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import cached_verilog, simulation_build
+from nmaccel.sim.simulators import log_tail, run_bench
 from nmaccel.sim.sta_host import RunResult
 from nmaccel.spec.config import StaConfig
 
@@ -67,10 +68,12 @@ def execute_actions(board, actions: Sequence[tuple]) -> list:
 
 def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAULT_DIVISOR,
                   timeout: int | None = None, simulator: str = "verilator",
-                  read_timeout: int | None = None) -> dict:
+                  read_timeout: int | None = None, max_cycles: int | None = None) -> dict:
     """Build the simulated board and run ``actions`` (see :func:`execute_actions`) through the
     host driver over its UART pins. ``read_timeout``: idle cycles after which a transport read
-    gives up (default: the bridge timeout plus 64 byte times). Returns ``{"outcomes": [...],
+    gives up (default: the bridge timeout plus 64 byte times). ``max_cycles``: cycles the whole
+    session may take (default :func:`nmaccel.boards.cocotb_bench.session_limit`); over it the
+    bench fails and this raises RuntimeError with its message. Returns ``{"outcomes": [...],
     "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -88,19 +91,22 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
     with tempfile.TemporaryDirectory(prefix="nmaccel_uart_") as tmp:
         job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
         job.write_bytes(pickle.dumps({"config": cfg, "divisor": divisor, "actions": list(actions),
-                                      "read_timeout": read_timeout,
+                                      "read_timeout": read_timeout, "max_cycles": max_cycles,
                                       "name": f"uart-{sim_name}"}))
         t1 = time.perf_counter()
-        xml = get_runner(sim_name).test(
+        xml = run_bench(
+            get_runner(sim_name),
             hdl_toplevel=top, hdl_toplevel_lang="verilog",
             test_module="nmaccel.boards.cocotb_bench",
             build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
             extra_env={"NMACCEL_UART_JOB": str(job), "NMACCEL_UART_OUT": str(out),
-                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")})
+                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+            log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
-        num, failed = get_results(Path(xml))
+        num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if num != 1 or failed or not out.exists():
-            raise RuntimeError(f"cocotb UART board bench failed on {sim_name} (see {xml})")
+            raise RuntimeError(f"cocotb UART board bench failed on {sim_name}; the simulation "
+                               f"log ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
         result = pickle.loads(out.read_bytes())
     result.update(build_seconds=build_s, sim_seconds=sim_s)
     return result

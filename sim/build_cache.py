@@ -32,7 +32,7 @@ from pathlib import Path
 
 from nmaccel.cachekey import source_digest
 from nmaccel.files import write_atomic
-from nmaccel.sim.simulators import activate, build_logged, find_simulator
+from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, build_logged, find_simulator
 
 __all__ = ["cache_root", "design_key", "cached_verilog", "simulation_build",
            "sta_verilog", "logic_text", "BUILD_LOCK_SECONDS"]
@@ -119,10 +119,11 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
     """Compile ``verilog`` (top module ``toplevel``) for ``simulator`` once; returns
     ``(build_dir, simulator name)`` for ``cocotb_tools.runner``'s ``test(build_dir=...)``.
 
-    ``flags``: extra Verilator arguments (part of the key). Verilator builds always get
-    ``-Wno-fatal -O3``; Icarus builds a 1 ns / 1 ps timescale."""
+    ``flags``: extra Verilator arguments. Verilator builds always get ``-Wno-fatal -O3``;
+    Icarus builds :data:`~nmaccel.sim.simulators.ICARUS_BUILD_ARGS` (Verilog-2005, see there)
+    and a 1 ns / 1 ps timescale. Every argument is part of the key."""
     sim = activate(find_simulator(simulator))
-    flags = list(flags)
+    flags = list(flags) if sim.name == "verilator" else list(ICARUS_BUILD_ARGS)
     key = hashlib.sha256(f"{logic_text(verilog)}|{toplevel}|{sim.name}|{sim.version}|"
                          f"{flags}|{waves}".encode()).hexdigest()[:16]
     bdir = cache_root() / f"{tag}_{sim.name}_{key}"
@@ -140,7 +141,7 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
             extra = {"build_args": ["-Wno-fatal", "-O3", *flags]
                      + (["--trace-fst"] if waves else [])}
         else:
-            extra = {"timescale": ("1ns", "1ps")}
+            extra = {"timescale": ("1ns", "1ps"), "build_args": flags}
         build_logged(get_runner(sim.name), bdir / "build.log", pch_fix=True, sources=[src],
                      hdl_toplevel=toplevel, build_dir=bdir, always=True, waves=waves, **extra)
         marker.write_text(key)

@@ -9,21 +9,69 @@ and a beat moves when ``valid & ready`` there.
 * :func:`stream_put` sends integer payloads, idling ``valid`` at random (``idle``);
 * :func:`stream_get` receives ``count`` payloads (or until ``stop()`` is true), dropping
   ``ready`` at random (``stall``: back-pressure);
+* :func:`wait_high` sleeps (no Python per cycle) until one of some signals is high;
 * :func:`start_clock`, :func:`reset`, :func:`write_words` (a memory write port driven one
   word per cycle) for bench set-up.
+
+Every wait has a cycle limit (``max_cycles``): on expiry it raises :class:`BenchTimeout`, an
+``AssertionError`` that fails the cocotb test with a message naming what was awaited, how
+many cycles passed and the state of the handshake. Handshake bits that are ``X``/``Z`` (a
+4-state simulator's verdict on logic that was never initialised) fail with their name
+instead of ``int()``'s bare ``ValueError``.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Optional
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 
-__all__ = ["stream_ports", "stream_put", "stream_get", "start_clock", "reset",
-           "write_words"]
+__all__ = ["BenchTimeout", "bit", "stream_ports", "stream_put", "stream_get", "wait_high",
+           "start_clock", "reset", "write_words"]
+
+#: Clock period of :func:`start_clock` and of the benches' clocks, in ns.
+CLOCK_NS = 10
+
+
+class BenchTimeout(AssertionError):
+    """A bench waited longer than its cycle limit.
+
+    The design hangs or is far slower than predicted. An ``AssertionError``, so cocotb
+    reports the test as failed with the message.
+    """
+
+
+def bit(handle, what: str = "") -> int:
+    """Value of a 1-bit handshake signal as an ``int``.
+
+    Parameters
+    ----------
+    handle
+        The signal (``dut.<name>``), read in the ``ReadOnly`` phase.
+    what
+        What the bench is doing, for the message.
+
+    Returns
+    -------
+    int
+        0 or 1.
+
+    Raises
+    ------
+    AssertionError
+        The signal is ``X`` or ``Z``; the message names it and ``what``.
+    """
+    value = handle.value
+    if not value.is_resolvable:
+        doing = f" while {what}" if what else ""
+        raise AssertionError(f"{handle._path} is {value}{doing}: the design drives an "
+                             f"unknown value (uninitialised logic in a 4-state simulation)")
+    return int(value)
 
 
 def stream_ports(dut, name: str):
@@ -50,23 +98,54 @@ async def reset(dut, clk, rst=None, cycles: int = 2):
 
 
 async def stream_put(dut, name: str, beats: Iterable[int], clk, rng: Optional[random.Random] = None,
-                     idle: float = 0.0) -> int:
-    """Send ``beats`` on stream ``name``; returns the number of cycles it took.
+                     idle: float = 0.0, max_cycles: Optional[int] = None, what: str = "",
+                     hint: str = "") -> int:
+    """Send ``beats`` on stream ``name``.
 
     Call right after a rising edge; returns right after the edge that took the last beat
-    (with ``valid`` low)."""
+    (with ``valid`` low).
+
+    Parameters
+    ----------
+    dut, name, clk
+        The design, the stream port's name (``<name>__valid`` etc.) and its clock.
+    beats
+        Integer payloads, in order.
+    rng, idle
+        ``valid`` stays low in a cycle with probability ``idle``, drawn from ``rng``.
+    max_cycles
+        Cycles the transfer may take (``None``: no limit).
+    what, hint
+        What the transfer is and what to do when it overruns, for the message.
+
+    Returns
+    -------
+    int
+        The cycles the transfer took.
+
+    Raises
+    ------
+    BenchTimeout
+        Not all beats were taken within ``max_cycles`` cycles.
+    """
     valid, _ready, payload = stream_ports(dut, name)
     ready = _ready
     beats = list(beats)
     rng = rng or random.Random(0)
     i = cycles = 0
     while i < len(beats):
+        if max_cycles is not None and cycles >= max_cycles:
+            valid.value = 0
+            raise BenchTimeout(
+                f"stream_put on {name!r}{_for(what)}: the design took {i} of {len(beats)} "
+                f"beats in {cycles} cycles, the limit (max_cycles={max_cycles}); "
+                f"{name}__ready={ready.value}; {hint or _HINT}")
         send = not (idle and rng.random() < idle)
         valid.value = int(send)
         if send:
             payload.value = int(beats[i])
         await ReadOnly()
-        fire = send and int(ready.value)
+        fire = send and bit(ready, f"sending beat {i} on {name!r}{_for(what)}")
         await RisingEdge(clk)
         cycles += 1
         if fire:
@@ -77,24 +156,118 @@ async def stream_put(dut, name: str, beats: Iterable[int], clk, rng: Optional[ra
 
 async def stream_get(dut, name: str, clk, count: Optional[int] = None,
                      rng: Optional[random.Random] = None, stall: float = 0.0,
-                     stop: Optional[Callable[[], bool]] = None) -> list[int]:
-    """Receive payloads from stream ``name`` until ``count`` beats arrived or ``stop()``
-    (evaluated in the ReadOnly phase of each cycle) is true."""
+                     stop: Optional[Callable[[], bool]] = None,
+                     max_cycles: Optional[int] = None, what: str = "",
+                     hint: str = "") -> list[int]:
+    """Receive payloads from stream ``name`` until ``count`` beats arrived or ``stop()`` is
+    true.
+
+    Parameters
+    ----------
+    dut, name, clk
+        The design, the stream port's name (``<name>__valid`` etc.) and its clock.
+    count
+        Beats to receive (``None``: until ``stop()``).
+    rng, stall
+        ``ready`` stays low in a cycle with probability ``stall``, drawn from ``rng``.
+    stop
+        Evaluated in the ``ReadOnly`` phase of each cycle; true ends the transfer after
+        that cycle.
+    max_cycles
+        Cycles the transfer may take (``None``: no limit).
+    what, hint
+        What the transfer is (e.g. its ``stop`` condition) and what to do when it overruns,
+        for the message.
+
+    Returns
+    -------
+    list of int
+        The payloads received.
+
+    Raises
+    ------
+    BenchTimeout
+        Neither ``count`` beats nor ``stop()`` within ``max_cycles`` cycles.
+    """
     valid, ready, payload = stream_ports(dut, name)
     rng = rng or random.Random(1)
     got: list[int] = []
+    cycles = 0
     while count is None or len(got) < count:
+        if max_cycles is not None and cycles >= max_cycles:
+            ready.value = 0
+            wanted = f"{count} beats" if count is not None else "the stop condition"
+            raise BenchTimeout(
+                f"stream_get on {name!r}{_for(what)}: waited for {wanted}, got {len(got)} "
+                f"beats in {cycles} cycles, the limit (max_cycles={max_cycles}); "
+                f"{name}__valid={valid.value}; {hint or _HINT}")
         take = not (stall and rng.random() < stall)
         ready.value = int(take)
         await ReadOnly()
-        if take and int(valid.value):
+        if take and bit(valid, f"receiving beat {len(got)} on {name!r}{_for(what)}"):
             got.append(int(payload.value))
         halt = stop is not None and stop()
         await RisingEdge(clk)
+        cycles += 1
         if halt:
             break
     ready.value = 0
     return got
+
+
+async def wait_high(signals: dict, max_cycles: int, what: str, hint: str = "",
+                    period_ns: float = CLOCK_NS) -> list[str]:
+    """Sleep until one of ``signals`` is high, without waking Python every cycle (the
+    simulator runs free).
+
+    Parameters
+    ----------
+    signals
+        ``{name: handle}`` of 1-bit signals.
+    max_cycles
+        Clock periods to wait at most.
+    what, hint
+        What is awaited and what to do when it does not come, for the message.
+    period_ns
+        The clock period.
+
+    Returns
+    -------
+    list of str
+        The names of the signals high, in the ``ReadOnly`` phase of that time step.
+
+    Raises
+    ------
+    BenchTimeout
+        None is high after ``max_cycles`` clock periods; the message gives the cycles
+        waited and the signals' values.
+    """
+    def high():
+        return [n for n, h in signals.items() if h.value.is_resolvable and int(h.value)]
+
+    await ReadOnly()
+    now = high()
+    if now:
+        return now
+    t0 = get_sim_time("ns")
+    await First(*(RisingEdge(h) for h in signals.values()),
+                Timer(max_cycles * period_ns, unit="ns"))
+    await ReadOnly()
+    now = high()
+    if not now:
+        waited = round((get_sim_time("ns") - t0) / period_ns)
+        state = ", ".join(f"{n}={h.value}" for n, h in signals.items())
+        raise BenchTimeout(f"waited {waited} cycles for {what}, the limit "
+                           f"(max_cycles={max_cycles}): none of {'/'.join(signals)} went high "
+                           f"(now {state}){'; ' + hint if hint else ''}")
+    return now
+
+
+_HINT = "the design stalls, or max_cycles is too small for this transfer"
+
+
+def _for(what: str) -> str:
+    return f" ({what})" if what else ""
 
 
 async def write_words(clk, en, addr, data, words: Iterable[int], base: int = 0):

@@ -12,6 +12,12 @@ and pickles the answer to ``$NMACCEL_CONV_RESULT``:
 
 Inputs idle with probability ``gaps`` and the output drops ``ready`` with probability
 ``stall`` (random back-pressure), both drawn from ``seed``.
+
+Every layer run has a cycle limit: ``max_cycles`` from the request if given, else
+:func:`layer_limit` (a multiple of the cycle model's prediction, stretched for the gaps and
+stalls, plus a margin). A layer that has not raised ``done`` by then fails the test with a
+:class:`~nmaccel.sim.cocotb_streams.BenchTimeout` naming the layer, the beats moved so far and
+the limit (the harness raises it with the log tail).
 """
 
 from __future__ import annotations
@@ -24,12 +30,47 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from nmaccel.model.conv_ref import (
+    get_exp_cycles,
+    layer_input,
+    pack_inputs,
+    pack_params,
+    pack_settings,
+    pack_weights,
+    unpack_outputs,
+)
+from nmaccel.sim.cocotb_streams import bit, reset, start_clock, stream_get, stream_put, write_words
 from nmaccel.spec.config import ConvConfig
-from nmaccel.model.conv_ref import (layer_input, pack_inputs, pack_params, pack_settings,
-                                    pack_weights, unpack_outputs)
-from nmaccel.sim.cocotb_streams import reset, start_clock, stream_get, stream_put, write_words
 
 COUNTERS = ("cyc_total", "cyc_active", "cyc_load", "cyc_stall")
+
+#: Default layer limit: ``WATCHDOG_FACTOR`` times the predicted cycles (stretched by
+#: ``1 / (1 - max(gaps, stall))``) plus ``WATCHDOG_MARGIN``.
+WATCHDOG_FACTOR = 4
+WATCHDOG_MARGIN = 1000
+
+
+def layer_limit(job, cfg, gaps: float = 0.0, stall: float = 0.0) -> int:
+    """Cycles a layer may take from ``start`` to ``done`` before the bench gives up.
+
+    Parameters
+    ----------
+    job, cfg
+        The layer (:class:`~nmaccel.model.conv_ref.ConvLayerJob`) and the engine's
+        :class:`~nmaccel.spec.config.ConvConfig`.
+    gaps, stall
+        The bench's input idle and output back-pressure probabilities.
+
+    Returns
+    -------
+    int
+        The :func:`~nmaccel.model.conv_ref.get_exp_cycles` total (always-valid input,
+        always-ready output) divided by the fraction of cycles the bench lets beats move
+        (``1 - max(gaps, stall)``), times :data:`WATCHDOG_FACTOR`, plus
+        :data:`WATCHDOG_MARGIN`.
+    """
+    slow = 1.0 / max(1.0 - max(gaps, stall), 0.01)
+    return int(WATCHDOG_FACTOR * get_exp_cycles(job, cfg)["total"] * slow) + WATCHDOG_MARGIN
 
 
 async def load_layer(dut, cfg, job):
@@ -40,25 +81,55 @@ async def load_layer(dut, cfg, job):
     dut.layer.value = pack_settings(job, cfg)
 
 
-async def run_layer(dut, cfg, job, x, rng, gaps, stall):
-    """One layer on already loaded weights: returns (output beats, counters)."""
+async def run_layer(dut, cfg, job, x, rng, gaps, stall, max_cycles=None):
+    """Run one layer on already loaded weights.
+
+    Parameters
+    ----------
+    dut, cfg, job, x
+        The engine, its config, the layer and its input.
+    rng, gaps, stall
+        Random input idle cycles (``gaps``) and output back-pressure (``stall``).
+    max_cycles
+        Cycles from ``start`` to ``done`` (default :func:`layer_limit`).
+
+    Returns
+    -------
+    tuple
+        ``(output beats, counters)``.
+
+    Raises
+    ------
+    BenchTimeout
+        The input was not all taken, or ``done`` did not come, within ``max_cycles``.
+    """
+    if max_cycles is None:
+        max_cycles = layer_limit(job, cfg, gaps, stall)
+    what = (f"{job.mode} layer {job.name + ' ' if job.name else ''}{job.cin}->{job.cout} "
+            f"k={job.k} stride={job.stride} {job.height}x{job.width}")
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0
     done = []
 
     def finished():
-        if int(dut.done.value):
+        if bit(dut.done, f"running the {what}"):
             done.append(1)
         return bool(done)
 
-    put = cocotb.start_soon(stream_put(dut, "i", pack_inputs(job, cfg, x), dut.clk, rng, gaps))
-    beats = await stream_get(dut, "o", dut.clk, rng=rng, stall=stall, stop=finished)
+    hint = ("the engine hangs or is far slower than get_exp_cycles predicts; "
+            "run_jobs/run_net(max_cycles=...) sets another limit")
+    beats = pack_inputs(job, cfg, x)
+    put = cocotb.start_soon(stream_put(dut, "i", beats, dut.clk, rng, gaps, max_cycles=max_cycles,
+                                       what=f"input of the {what}", hint=hint))
+    out = await stream_get(dut, "o", dut.clk, rng=rng, stall=stall, stop=finished,
+                           max_cycles=max_cycles, what=f"outputs of the {what} until done",
+                           hint=hint)
     await put
     await ReadOnly()
     counters = {n: int(getattr(dut, n).value) for n in COUNTERS}
     await RisingEdge(dut.clk)
-    return beats, counters
+    return out, counters
 
 
 @cocotb.test()
@@ -68,6 +139,7 @@ async def conv_request(dut):
     cfg = ConvConfig.from_dict(req["config"])
     rng = random.Random(req.get("seed", 0))
     gaps, stall = req.get("gaps", 0.0), req.get("stall", 0.0)
+    limit = req.get("max_cycles")
     start_clock(dut.clk)
     dut.start.value = 0
     dut.wmem_en.value = 0
@@ -79,7 +151,7 @@ async def conv_request(dut):
         out = []
         for job, x in req["jobs"]:
             await load_layer(dut, cfg, job)
-            out.append(await run_layer(dut, cfg, job, x, rng, gaps, stall))
+            out.append(await run_layer(dut, cfg, job, x, rng, gaps, stall, limit))
     else:
         acts = [img.astype(np.int64)[None] for img in req["images"]]
         counters = [[] for _ in acts]
@@ -89,7 +161,7 @@ async def conv_request(dut):
             nxt, vs = [], []
             for n, x in enumerate(acts):
                 x = layer_input(job, x, how)
-                beats, cnt = await run_layer(dut, cfg, job, x, rng, gaps, stall)
+                beats, cnt = await run_layer(dut, cfg, job, x, rng, gaps, stall, limit)
                 v, q = unpack_outputs(job, cfg, beats)
                 nxt.append(q)
                 vs.append(v.reshape(-1))

@@ -55,7 +55,7 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    from nmaccel.sim.simulators import log_tail
+    from nmaccel.sim.simulators import log_tail, run_bench
     b = build(cfg, simulator)
     req = dict(req, config=cfg.to_dict())
     with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
@@ -65,14 +65,14 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
             pickle.dump(req, f)
         runner = get_runner(b.sim)
         kw = {"timescale": ("1ns", "1ps")} if b.sim == "icarus" else {}
-        xml = runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                          test_module="nmaccel.sim.conv_bench",
-                          build_dir=b.build_dir, test_dir=tmp,
-                          results_xml=str(tmp / "results.xml"),
-                          extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
-                                     "NMACCEL_CONV_REQUEST": str(rq),
-                                     "NMACCEL_CONV_RESULT": str(rs)},
-                          log_file=tmp / "sim.log", **kw)
+        xml = run_bench(runner, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                        test_module="nmaccel.sim.conv_bench",
+                        build_dir=b.build_dir, test_dir=tmp,
+                        results_xml=str(tmp / "results.xml"),
+                        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
+                                   "NMACCEL_CONV_REQUEST": str(rq),
+                                   "NMACCEL_CONV_RESULT": str(rs)},
+                        log_file=tmp / "sim.log", **kw)
         n, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if n != 1 or failed or not rs.exists():
             raise RuntimeError(f"conv bench failed on {b.sim} ({n} tests, {failed} failed); "
@@ -89,8 +89,11 @@ class RtlResult:
 
 
 def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
-             gaps: float = 0.0, stall: float = 0.0) -> list[RtlResult]:
-    """Run independent layers ``[(job, x), ...]`` on the RTL (one simulation)."""
+             gaps: float = 0.0, stall: float = 0.0,
+             max_cycles: int | None = None) -> list[RtlResult]:
+    """Run independent layers ``[(job, x), ...]`` on the RTL (one simulation).
+    ``max_cycles``: cycle limit of each layer (default: the bench's
+    :func:`~nmaccel.sim.conv_bench.layer_limit`); a layer over it raises RuntimeError."""
     checked = []
     for job, x in jobs:
         if not isinstance(job, ConvLayerJob):
@@ -98,7 +101,7 @@ def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
         check_job_fits(job, cfg)
         checked.append((job, job.check_input(x)))
     out = _request(cfg, {"kind": "jobs", "jobs": checked, "seed": seed, "gaps": gaps,
-                         "stall": stall}, simulator)
+                         "stall": stall, "max_cycles": max_cycles}, simulator)
     res = []
     for (job, _), (beats, cnt) in zip(checked, out):
         v, q = unpack_outputs(job, cfg, beats)
@@ -107,9 +110,10 @@ def run_jobs(cfg: ConvConfig, jobs, simulator: str = "verilator", seed: int = 0,
 
 
 def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: int = 0,
-            gaps: float = 0.0, stall: float = 0.0) -> dict:
+            gaps: float = 0.0, stall: float = 0.0, max_cycles: int | None = None) -> dict:
     """Run a :class:`~nmaccel.model.conv_nets.QuantNet` on the RTL for ``images``
-    (N, 8, 8): ``{"logits": (N, 10), "counters": [[per layer] per image]}``."""
+    (N, 8, 8): ``{"logits": (N, 10), "counters": [[per layer] per image]}``.
+    ``max_cycles``: cycle limit of each layer run, as in :func:`run_jobs`."""
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (8, 8):
         raise ValueError(f"images must have shape (N, 8, 8), not {images.shape}")
@@ -117,4 +121,4 @@ def run_net(cfg: ConvConfig, qnet, images, simulator: str = "verilator", seed: i
         check_job_fits(job, cfg)
     return _request(cfg, {"kind": "net", "jobs": qnet.jobs, "inputs": qnet.inputs,
                           "images": images.astype(np.int64), "seed": seed, "gaps": gaps,
-                          "stall": stall}, simulator)
+                          "stall": stall, "max_cycles": max_cycles}, simulator)

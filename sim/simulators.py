@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ICARUS_BUILD_ARGS",
     "MIN_VERILATOR",
     "SIMULATORS",
     "Simulator",
@@ -39,12 +40,22 @@ __all__ = [
     "find_simulator",
     "find_verilator",
     "require_simulator",
+    "run_bench",
     "simulator_env",
     "why_missing",
 ]
 
 #: Oldest Verilator cocotb 2.x works with, as ``(major, minor)``.
 MIN_VERILATOR: tuple[int, int] = (5, 36)
+
+#: ``iverilog`` arguments for every Icarus build of Amaranth's Verilog (cocotb's runner passes
+#: ``-g2012`` first; a later ``-g`` wins). Yosys writes Verilog-2005 whose combinational
+#: ``always @*`` blocks are started at time 0 by a dummy ``reg ... = 0`` they are sensitive to;
+#: that works in Verilog-2005 semantics, but under ``-g2012`` declaration initializers run
+#: before time 0 without an event, so a block whose inputs keep their initial values stays
+#: ``X`` (the UART bridge's PING identity ROM, the conv engine's FIFO credit check, which then
+#: hangs the engine). Put these in the build cache key too: builds made without them are wrong.
+ICARUS_BUILD_ARGS: tuple[str, ...] = ("-g2005",)
 
 #: Names accepted by :func:`find_simulator`, in order of preference.
 SIMULATORS: tuple[str, ...] = ("verilator", "icarus")
@@ -258,6 +269,41 @@ def build_logged(runner, log_file: Path, pch_fix: bool = False, **kwargs) -> Non
                 os.environ.pop("MAKEFLAGS", None)
             else:
                 os.environ["MAKEFLAGS"] = old
+
+
+def run_bench(runner, **kwargs) -> Path:
+    """Run a cocotb bench with ``runner.test(**kwargs)`` and return its results file.
+
+    Under pytest, cocotb's runner calls ``sys.exit`` when a cocotb test fails, which would
+    surface as a bare ``SystemExit: 1`` with the bench's message left in its log. This
+    returns instead, so that the caller reads the verdict from the results file (missing if
+    the simulator crashed) and quotes the log.
+
+    Parameters
+    ----------
+    runner
+        A ``cocotb_tools.runner`` runner after its build.
+    **kwargs
+        Arguments of ``runner.test``; ``results_xml`` is required, as an absolute path.
+
+    Returns
+    -------
+    Path
+        ``results_xml``.
+
+    Raises
+    ------
+    ValueError
+        ``results_xml`` is relative (the runner would resolve it against the test name).
+    """
+    results = Path(kwargs["results_xml"])
+    if not results.is_absolute():
+        raise ValueError(f"results_xml must be an absolute path, not {results}")
+    try:
+        runner.test(**kwargs)
+    except SystemExit:
+        pass
+    return results
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -13,7 +13,9 @@ lanes) with random idle cycles on ``i`` and random back-pressure on ``o``; every
 is compared bit for bit with :func:`nmaccel.model.softmax.softmax_int` and its beat
 structure with the input's. Phase 2 streams rows back to back with ``o`` always ready and
 checks one beat per cycle in and the cycles equal to
-:func:`nmaccel.spec.softmax_timing.softmax_cycles`.
+:func:`nmaccel.spec.softmax_timing.softmax_cycles`. Each phase has a cycle limit (20 cycles
+per beat plus 8 pipeline latencies plus 200); past it the test fails with a
+:class:`~nmaccel.sim.cocotb_streams.BenchTimeout`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
-from nmaccel.spec.config import StaConfig, clog2
+
 from nmaccel.model.softmax import softmax_int
+from nmaccel.sim.cocotb_streams import BenchTimeout, reset, start_clock
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.softmax_timing import softmax_cycles, softmax_latency
-from nmaccel.sim.cocotb_streams import reset, start_clock
 
 __all__ = ["TOP", "corner_rows", "pack_in", "softmax_request", "unpack_out"]
 
@@ -99,9 +102,15 @@ async def _stream(dut, cfg: StaConfig, rows, rng: random.Random, idle: float, st
     out, acc_cyc, out_cyc = [], [], []
     i = cycle = inside = 0
     held = None
+    # one beat per cycle is the unit's rate; the random idle and stall cost a few times that
     limit = 20 * (len(beats) + 1) + 8 * softmax_latency(cfg) + 200
     while i < len(beats) or len(out) < len(beats):
-        assert cycle < limit, f"no progress after {cycle} cycles ({len(out)} beats out)"
+        if cycle >= limit:
+            raise BenchTimeout(
+                f"waited {cycle} cycles, the limit (20 per beat + 8 latencies + 200), for the "
+                f"{len(beats)} output beats of {len(rows)} rows: {i} input beats taken, "
+                f"{len(out)} output beats out (i__ready={dut.i__ready.value}, "
+                f"o__valid={dut.o__valid.value}); the unit stalls")
         send = i < len(beats) and not (idle and rng.random() < idle)
         take = not (stall and rng.random() < stall)
         dut.i__valid.value = int(send)

@@ -1,12 +1,19 @@
 """cocotb bench that executes STA host scripts (:func:`nmaccel.sim.sta_host.host_script`).
 
 Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON file of
-``{"runs": [script, ...], "idle": p, "backpressure": p, "seed": s, "backdoor": bool}``
-(``backdoor``: deposit the memory images and read OBUF through VPI instead of the host
-port, for speed; the host port is then used only for START, STATUS and the counters); it writes the raw read data
-of every run to ``NMACCEL_STA_OUT``. Python touches the clock only while it loads memories and
-reads results: during a run it sleeps until ``done`` or ``error`` rises, so the simulator runs
-free (the cycles/s figure is taken over that window).
+``{"runs": [script, ...], "idle": p, "backpressure": p, "seed": s, "backdoor": bool,
+"max_cycles": [limit per run]}`` (``backdoor``: deposit the memory images and read OBUF
+through VPI instead of the host port, for speed; the host port is then used only for START,
+STATUS and the counters); it writes the raw read data of every run to ``NMACCEL_STA_OUT``.
+Python touches the clock only while it loads memories and reads results: during a run it
+sleeps until ``done`` or ``error`` rises, so the simulator runs free (the cycles/s figure is
+taken over that window).
+
+Every wait has a cycle limit: a run waits at most its ``max_cycles`` entry (set by
+:func:`nmaccel.sim.sta_rtl.run_programs` from the cycle model) for ``done``/``error``, a host
+port handshake at most :data:`HANDSHAKE_LIMIT` cycles (not counting the bench's own random
+idle and back-pressure cycles). Past a limit the test fails with a
+:class:`~nmaccel.sim.cocotb_streams.BenchTimeout` saying what it waited for.
 """
 
 from __future__ import annotations
@@ -18,8 +25,14 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
+
+from nmaccel.sim.cocotb_streams import CLOCK_NS, BenchTimeout, bit, wait_high
 from nmaccel.spec.sta_isa import decode_status
+
+#: Cycles a host-port handshake (``wr``/``rd`` ready, ``rd_data`` valid) may take; the core
+#: answers within a few cycles when idle.
+HANDSHAKE_LIMIT = 10_000
 
 
 class StaHostDriver:
@@ -40,12 +53,16 @@ class StaHostDriver:
         getattr(dut, f"{prefix}__payload").value = payload
         getattr(dut, f"{prefix}__valid").value = 1
         ready = getattr(dut, f"{prefix}__ready")
-        while True:
+        what = f"the host port's {prefix} request 0x{payload:x}"
+        for _ in range(HANDSHAKE_LIMIT):
             await ReadOnly()
-            ok = int(ready.value)
+            ok = bit(ready, what)
             await RisingEdge(dut.clk)
             if ok:
                 break
+        else:
+            raise BenchTimeout(f"waited {HANDSHAKE_LIMIT} cycles (the limit) for "
+                               f"{prefix}__ready to take {what}")
         getattr(dut, f"{prefix}__valid").value = 0
 
     async def write(self, addr: int, data: int):
@@ -54,16 +71,19 @@ class StaHostDriver:
     async def read(self, addr: int) -> int:
         await self._put("rd", addr)
         dut = self.dut
-        while True:
+        what = f"the answer to the host read of address 0x{addr:x}"
+        for _ in range(HANDSHAKE_LIMIT):
             await self._idle(self.backpressure)
             dut.rd_data__ready.value = 1
             await ReadOnly()
-            valid = int(dut.rd_data__valid.value)
-            data = int(dut.rd_data__payload.value)
+            valid = bit(dut.rd_data__valid, what)
+            data = dut.rd_data__payload.value
             await RisingEdge(dut.clk)
             dut.rd_data__ready.value = 0
             if valid:
-                return data
+                return int(data)
+        raise BenchTimeout(f"waited {HANDSHAKE_LIMIT} cycles (the limit) with rd_data__ready "
+                           f"high for {what} (rd_data__valid never rose)")
 
 
 @cocotb.test()
@@ -72,7 +92,7 @@ async def run_sta_job(dut):
         job = json.load(fh)
     rng = random.Random(job.get("seed", 0))
     # impl="gpi": the clock toggles in C, so Python sleeps while a run is in flight.
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
     for name in ("wr__valid", "rd__valid", "rd_data__ready"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
@@ -83,8 +103,12 @@ async def run_sta_job(dut):
     host = StaHostDriver(dut, job["addr_bits"], rng, job.get("idle", 0.0),
                          job.get("backpressure", 0.0))
     backdoor = bool(job.get("backdoor"))
+    limits = job.get("max_cycles") or []
+    if len(limits) != len(job["runs"]):
+        raise ValueError(f"the job needs one max_cycles entry per run ({len(job['runs'])}), "
+                         f"not {limits!r}")
     results = []
-    for script in job["runs"]:
+    for n, (script, limit) in enumerate(zip(job["runs"], limits)):
         t_load = time.perf_counter()
         if backdoor:
             # Deposit whole memory words through VPI (no clock cycles, no host port).
@@ -99,9 +123,12 @@ async def run_sta_job(dut):
         load_s = time.perf_counter() - t_load
         await host.write(*script["start"])
         t0 = time.perf_counter()
-        await ReadOnly()
-        if not (int(dut.done.value) or int(dut.error.value)):
-            await First(RisingEdge(dut.done), RisingEdge(dut.error))
+        predicted = (job.get("predicted_cycles") or [None] * len(limits))[n]
+        await wait_high({"done": dut.done, "error": dut.error}, limit,
+                        f"program {n} ({script['start'][1]} commands; the cycle model "
+                        f"predicts {predicted} cycles) to finish after START",
+                        "the core hangs or runs far longer than the model says; "
+                        "run_programs(max_cycles=...) sets another limit", period_ns=CLOCK_NS)
         run_s = time.perf_counter() - t0
         await RisingEdge(dut.clk)
         status = await host.read(script["status"])
@@ -117,8 +144,8 @@ async def run_sta_job(dut):
         else:
             outputs = [await host.read(a) for a in script["outputs"]]
         results.append({"status": status, "counters": counters, "cyclog": cyclog,
-                        "outputs": outputs, "obuf": obuf, "run_seconds": run_s, "load_seconds": load_s,
-                        "load_writes": len(script["writes"])})
+                        "outputs": outputs, "obuf": obuf, "run_seconds": run_s,
+                        "load_seconds": load_s, "load_writes": len(script["writes"])})
         await Timer(1, unit="ns")
     with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
         json.dump({"results": results}, fh)

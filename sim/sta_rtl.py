@@ -19,7 +19,7 @@ from typing import Optional
 
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import simulation_build, sta_verilog
-from nmaccel.sim.simulators import log_tail
+from nmaccel.sim.simulators import log_tail, run_bench
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
@@ -34,14 +34,47 @@ def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> 
     return simulation_build("sta", sta_verilog(cfg, TOPLEVEL), TOPLEVEL, simulator, waves=waves)
 
 
+#: A run's cycle limit (START to done/error) is ``WATCHDOG_FACTOR`` times the cycle model's
+#: prediction plus ``WATCHDOG_MARGIN``.
+WATCHDOG_FACTOR = 2
+WATCHDOG_MARGIN = 10_000
+
+
+def predicted_cycles(program: StaProgram) -> int:
+    """Cycles the core should take from START to done for ``program``.
+
+    Parameters
+    ----------
+    program
+        The program.
+
+    Returns
+    -------
+    int
+        :func:`~nmaccel.model.sta_cycles.program_cycles`' total; for a program the model
+        rejects (a bad command, at which the core stops with an error) that of its longest
+        accepted prefix (0 if none).
+    """
+    from nmaccel.model.sta_cycles import program_cycles
+    for n in range(len(program.commands), 0, -1):
+        try:
+            return program_cycles(program.cfg, program.commands[:n]).total
+        except ValueError:
+            continue
+    return 0
+
+
 def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                  idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
                  raise_on_error: bool = True, waves: Optional[str] = None,
-                 backdoor: bool = False) -> list[RunResult]:
+                 backdoor: bool = False, max_cycles: Optional[int] = None) -> list[RunResult]:
     """Run ``programs`` one after another on one simulated StaCore.
 
     ``backdoor``: load memories and read outputs through VPI (fast) instead of the host
-    port's streams (which get random ``idle``/``backpressure``)."""
+    port's streams (which get random ``idle``/``backpressure``). ``max_cycles``: how long
+    each run may take from START to done/error (default :data:`WATCHDOG_FACTOR` times
+    :func:`predicted_cycles` plus :data:`WATCHDOG_MARGIN`); a run over it raises
+    RuntimeError with the bench's message."""
     if not programs:
         raise ValueError("no programs to run")
     cfg = programs[0].cfg
@@ -53,20 +86,24 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
     bdir, sim_name = build(cfg, simulator, waves=bool(waves))
     build_s = time.perf_counter() - t0
     scripts = [host_script(p) for p in programs]
+    predicted = [predicted_cycles(p) for p in programs]
+    limits = [max_cycles if max_cycles is not None else WATCHDOG_FACTOR * c + WATCHDOG_MARGIN
+              for c in predicted]
     with tempfile.TemporaryDirectory(prefix="nmaccel_sta_") as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job.write_text(json.dumps({"runs": scripts, "idle": idle, "backpressure": backpressure,
                                    "seed": seed, "addr_bits": sta_isa.addr_bits(cfg),
-                                   "backdoor": backdoor}))
+                                   "backdoor": backdoor, "max_cycles": limits,
+                                   "predicted_cycles": predicted}))
         runner = get_runner(sim_name)
         t1 = time.perf_counter()
-        xml = runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                          test_module="nmaccel.sim.sta_bench",
-                          build_dir=bdir, test_dir=tmp, results_xml=str(Path(tmp) / "results.xml"),
-                          extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
-                                     "COCOTB_LOG_LEVEL":
-                                         os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
-                          waves=bool(waves), log_file=Path(tmp) / "sim.log")
+        log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
+        xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                        test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
+                        results_xml=str(Path(tmp) / "results.xml"),
+                        extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
+                                   "COCOTB_LOG_LEVEL": log_level},
+                        waves=bool(waves), log_file=Path(tmp) / "sim.log")
         sim_s = time.perf_counter() - t1
         num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
         if num != 1 or failed or not out.exists():

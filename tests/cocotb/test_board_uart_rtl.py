@@ -2,7 +2,8 @@
 per bit) under cocotb: PING identity, a sparse 2:4 GEMM bit-exact against the golden model
 with counters equal to the cycle model, malformed frames (bad CRC, unknown command, bad
 length, address out of range, truncated frame) answered with their error replies, a second
-GEMM still exact afterwards; a program that fails on the core reports its error status."""
+GEMM still exact afterwards; a program that fails on the core reports its error status; a
+session over its cycle limit stops the bench with a message."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nmaccel.spec.config import sta_preset
-from nmaccel.spec import sta_isa
-from nmaccel.spec import uart_protocol as proto
+
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator
+from nmaccel.spec import sta_isa
+from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.config import sta_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hw"))
 from test_sta_core import random_spec
@@ -94,3 +96,21 @@ def test_run_over_uart_reports_core_errors():
     assert_exact(good, results[1])
     assert results[1].backend == "uart-verilator"
     del StaRunError
+
+
+def test_session_over_its_cycle_limit_fails_with_a_message():
+    """The bench's watchdog: with a session limit that the PING fits in but the GEMM's load
+    does not, the simulation stops and board_session raises with the bench's message."""
+    require_simulator("verilator")
+    from nmaccel.boards.cocotb_bench import session_limit
+    from nmaccel.boards.simulated import board_session
+    cfg = sta_preset("tiny")
+    program = sparse_program(cfg, 1)
+    limit = 4000
+    with pytest.raises(RuntimeError, match=(
+            r"(?s)UART board bench failed on verilator.*BenchTimeout: action 2 of 2 \('run'\): "
+            rf"the simulated board session ran \d+ cycles, over its limit \(max_cycles={limit}\)"
+            r", before (sending|reading) \d+ bytes")):
+        board_session(cfg, [("check",), ("run", program)], divisor=DIVISOR, max_cycles=limit)
+    default = session_limit(cfg, DIVISOR, 10_000, [("check",), ("run", program)])
+    assert default > 10 * limit

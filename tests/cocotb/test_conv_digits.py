@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from nmaccel.spec.config import ConvConfig
 from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.spec.config import ConvConfig
 
 # the "4x2" engine of test_conv_engine.py (shared Verilator build)
 CFG = ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128,

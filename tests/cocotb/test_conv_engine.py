@@ -2,7 +2,8 @@
 every output bit-exact against :func:`nmaccel.model.conv_ref.run_job` with random input
 gaps and random output back-pressure, parametrized over simulator × (P_out, P_in) × mode,
 each case running every bit width × kernel × stride (run-time settings: one build per
-shape); measured cycles equal the prediction; the digits nets end to end on a subset.
+shape); measured cycles equal the prediction; the digits nets end to end on a subset; a
+layer over its cycle limit stops the bench with a message.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import zlib
 import numpy as np
 import pytest
 
-from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
 from nmaccel.model.conv_ref import get_exp_cycles, random_job, run_job
 from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
 
 SHAPES = {
     "2x3": ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
@@ -71,3 +72,26 @@ def test_conv_engine_cycles_match_prediction(simulator):
         assert r.counters["cyc_load"] == exp["load"]
         assert abs(r.counters["cyc_total"] - exp["total"]) <= 0.02 * exp["total"]
         assert r.counters["cyc_total"] == exp["total"]
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_layer_over_its_cycle_limit_fails_with_a_message(simulator):
+    """The bench's watchdog: a limit a few cycles short of the layer (its input all sent by
+    then, the last outputs still in the pipeline) stops the simulation and run_jobs raises
+    with the bench's message; the default limit is a multiple of the prediction."""
+    activate(require_simulator(simulator))
+    from nmaccel.sim.conv_bench import WATCHDOG_FACTOR, layer_limit
+    from nmaccel.sim.conv_harness import run_jobs
+    cfg = SHAPES["2x3"]
+    job, x = _cases("adder", 11)[1]
+    exp = get_exp_cycles(job, cfg)["total"]
+    limit = exp - 5
+    layer = (f"adder layer {job.cin}->{job.cout} k={job.k} stride={job.stride} "
+             f"{job.height}x{job.width}")
+    with pytest.raises(RuntimeError, match=(
+            rf"(?s)conv bench failed on {simulator}.*BenchTimeout: stream_get on 'o' \(outputs "
+            rf"of the {layer} until done\): waited for the stop condition, got \d+ beats in "
+            rf"{limit} cycles, the limit \(max_cycles={limit}\)")):
+        run_jobs(cfg, [(job, x)], simulator, max_cycles=limit)
+    assert layer_limit(job, cfg) >= WATCHDOG_FACTOR * exp
+    assert layer_limit(job, cfg, gaps=0.3, stall=0.8) >= 5 * layer_limit(job, cfg) - 5000

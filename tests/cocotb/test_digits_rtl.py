@@ -37,8 +37,8 @@ def test_idp_rtl_study_needs_a_pattern(capsys):
 
 
 def test_run_digits_rtl_rejects_bad_images():
-    from nmaccel.spec.config import sta_preset
     from nmaccel.sim.digits_rtl import run_digits_rtl
+    from nmaccel.spec.config import sta_preset
 
     class _Prog:
         cfg = sta_preset("ulx3s")

@@ -13,7 +13,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, require_simulator
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -42,7 +42,7 @@ def test_smoke_adder(simulator, tmp_path):
     if sim.name == "verilator":
         extra = {"build_args": ["-Wno-fatal"]}
     else:
-        extra = {"timescale": ("1ns", "1ps")}
+        extra = {"timescale": ("1ns", "1ps"), "build_args": list(ICARUS_BUILD_ARGS)}
     runner.build(sources=[source], hdl_toplevel="smoke_top",
                  build_dir=tmp_path / f"build_{sim.name}", always=True, **extra)
     results_xml = runner.test(hdl_toplevel="smoke_top", test_module="smoke_bench",

@@ -8,8 +8,8 @@ most 10% to the GEMMs' cycles, and the analytic model predicts the layer within 
 
 import pytest
 
-from nmaccel.spec.config import sta_preset
 from nmaccel.sim.simulators import require_simulator
+from nmaccel.spec.config import sta_preset
 
 
 @pytest.mark.parametrize("nm", [(2, 4), None], ids=["2:4", "dense"])

@@ -3,7 +3,9 @@ GEMMs with odd sizes (tiling and padding), random idle cycles on the host write/
 streams and random back-pressure on read data, every output bit-exact against the golden
 model and every counter equal to the analytic cycle model; a real MiniLM-L6 layer-0 case
 (2:4-pruned Q/K/V/O/FFN weights and Q·Kᵀ on real activations); bad commands and bad N:M
-metadata end in the error status on RTL too."""
+metadata end in the error status on RTL too, and so do operand sources and output layouts
+that need a square array on a non-square one (error "shape"); a run longer than its cycle
+limit stops the bench with a message."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_program import StaProgram, compile_gemm
 from nmaccel.sim.simulators import require_simulator
 from nmaccel.sim.sta_host import StaRunError
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hw"))
 from test_sta_core import random_spec  # noqa: E402  (shared scenario builder)
@@ -117,3 +119,53 @@ def test_minilm_layer0_2to4_real_case():
         assert r["program_cycles"] == r["program_predicted"], r["name"]
         if r["name"] == "ffn1":
             assert r["mode"] == "sparse" and r["utilization"] > 0.95
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_shape_error_on_non_square_rtl(simulator):
+    """R3C2 is not square: W from ABUF (dense x dense) and the transposed ABUF output both
+    end in error 13 ("shape") before anything runs; a good program still runs after them."""
+    require_simulator(simulator)
+    from nmaccel.sim.sta_rtl import run_programs
+    cfg = make_cfg("R3C2L2-1:8")
+    assert cfg.rows != cfg.cols
+    bad = []
+    for fields in ({"wsrc": sta_isa.WSrc.ABUF}, {"dest": sta_isa.Dest.ABUF_T}):
+        program = StaProgram(cfg)
+        program.commands.append(sta_isa.encode_command(
+            cfg, op=sta_isa.Opcode.GEMM, mode=sta_isa.Mode.DENSE, m_tiles=1, n_tiles=1,
+            k_steps=1, **fields))
+        bad.append(program)
+    good = random_program(cfg, 4)
+    results = run_programs(bad + [good], simulator=simulator, raise_on_error=False)
+    assert [r.error_code for r in results] == [sta_isa.ERROR_CODES["shape"]] * 2 + [0]
+    assert [r.error_index for r in results[:2]] == [0, 0]
+    assert_run_matches(good, results[2])
+    with pytest.raises(StaRunError, match=r"error 13 \(operand source or output layout needs "
+                                          r"rows == cols"):
+        run_programs(bad[:1], simulator=simulator)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_run_over_its_cycle_limit_fails_with_a_message(simulator):
+    """The bench's watchdog: a limit below the program's length stops the simulation, and
+    run_programs raises with the bench's message (what it waited for, the cycles, the limit);
+    the default limit comes from the cycle model."""
+    require_simulator(simulator)
+    from nmaccel.sim.sta_rtl import WATCHDOG_FACTOR, predicted_cycles, run_programs
+    cfg = make_cfg("R4C4L4-2:4")
+    program = random_program(cfg, 3)
+    predicted = predicted_cycles(program)
+    assert predicted == program_cycles(cfg, program.commands).total > 50
+    limit = predicted // 4
+    n = len(program.commands)
+    with pytest.raises(RuntimeError, match=(
+            rf"(?s)STA bench failed on {simulator}.*BenchTimeout: waited {limit} cycles for "
+            rf"program 0 \({n} commands; the cycle model predicts {predicted} cycles\) to "
+            rf"finish after START, the limit \(max_cycles={limit}\): none of done/error went "
+            rf"high \(now done=0, error=0\)")):
+        run_programs([program], simulator=simulator, max_cycles=limit)
+    assert WATCHDOG_FACTOR > 1
+    # the program itself is fine: with its default limit it runs to the end
+    res = run_programs([program], simulator=simulator, backdoor=True)[0]
+    assert res.cycles == predicted

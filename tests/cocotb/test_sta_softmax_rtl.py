@@ -2,21 +2,19 @@
 :mod:`nmaccel.sim.softmax_bench`: random rows and corner cases (length 1, all equal, most
 negative, max magnitude, huge spread) with random idle and back-pressure, every row bit
 exact against the golden softmax_int; back to back rows at one beat per cycle with the
-cycles equal to softmax_cycles. Builds are cached per simulator and Verilog text under
-``$NMACCEL_CACHE`` (default ``~/.cache/nmaccel``)/softmax_build."""
+cycles equal to softmax_cycles. Builds live in the one build cache
+(:mod:`nmaccel.sim.build_cache`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 from pathlib import Path
 
 import pytest
-from nmaccel.spec.config import StaConfig, sta_preset
+
 from nmaccel.sim.simulators import activate, require_simulator
 from nmaccel.sim.softmax_bench import TOP, pack_in, unpack_out
+from nmaccel.spec.config import StaConfig, sta_preset
 
 # tiny is covered by tests/hw/test_sta_softmax.py; each Verilator build costs 25-40 s.
 CONFIGS = {
@@ -27,34 +25,16 @@ CONFIGS = {
 ROWS = {"ulx3s": 16, "odd": 30}
 
 
-def _cache_dir() -> Path:
-    d = Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel"))
-    d = d / "softmax_build"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def build(cfg: StaConfig, simulator: str) -> Path:
-    """Compile the unit for ``cfg`` (cached by simulator and Verilog text, source-location
-    attributes aside); returns the runner's build directory."""
+    """Compile the unit for ``cfg`` in the build cache; returns the runner's build directory."""
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
+
     from nmaccel.hw.sta.softmax import StreamingSoftmax
-    text = verilog.convert(StreamingSoftmax(cfg), name=TOP)
-    # source-location attributes only move line numbers: leave them out of the key
-    key = hashlib.sha256(re.sub(r'\(\* src = "[^"]*" \*\)', "", text).encode()).hexdigest()[:16]
-    bdir = _cache_dir() / f"{simulator}_{key}"
-    stamp = bdir / "built.ok"
-    if not stamp.exists():
-        bdir.mkdir(parents=True, exist_ok=True)
-        src = bdir / f"{TOP}.v"
-        src.write_text(text)
-        extra = ({"build_args": ["-Wno-fatal", "-O3", "--output-split", "0"]}
-                 if simulator == "verilator" else {"timescale": ("1ns", "1ps")})
-        get_runner(simulator).build(sources=[src], hdl_toplevel=TOP, build_dir=bdir / "sim",
-                                    always=True, **extra)
-        stamp.write_text(key)
-    return bdir / "sim"
+    from nmaccel.sim.build_cache import cached_verilog, simulation_build
+    text = cached_verilog("softmax", ["nmaccel.hw.sta.softmax"],
+                          f"{cfg.to_json(sort_keys=True)}|{TOP}",
+                          lambda: verilog.convert(StreamingSoftmax(cfg), name=TOP))
+    return simulation_build("softmax", text, TOP, simulator, flags=("--output-split", "0"))[0]
 
 
 def test_bench_packing_matches_layouts():
