@@ -1,6 +1,6 @@
 """cocotb bench of :class:`nmaccel.hw.sta.softmax.StreamingSoftmax` (top ``softmax_top``).
 
-Driven by ``tests/cocotb/test_sta_softmax_rtl.py`` through environment variables:
+Driven by ``tests/sim/test_sta_softmax_rtl.py`` through environment variables:
 
 ``NMACCEL_SOFTMAX_CONFIG``  the :class:`StaConfig` as JSON;
 ``NMACCEL_SOFTMAX_SEED``    seed of the random rows and of the idle / back-pressure draws;

@@ -4,7 +4,7 @@
 A random MiniLM-shaped layer (d=32, 2 heads of 16, FFN 64) quantized like MiniLM, on a 4×4×4
 2:4 array; 6 tokens (a partial token tile). Exercises every destination, both post-ops,
 on-chip attention with the streaming softmax, LayerNorm and REQUANT, segments and the
-cycle model. The MiniLM-size layer runs on Verilator in tests/cocotb/test_sta_layer_rtl.py.
+cycle model. The MiniLM-size layer runs on Verilator in tests/sim/test_sta_layer_rtl.py.
 """
 
 from __future__ import annotations
