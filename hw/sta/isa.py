@@ -5,7 +5,9 @@ Built from the tables of :mod:`nmaccel.spec.sta_isa` (the one definition that th
 host drivers also read), so hardware and software cannot disagree. The enums here are
 :class:`amaranth.lib.enum.Enum` classes with an explicit shape (the field width of
 :data:`~nmaccel.spec.sta_isa.ENUM_FIELDS`) whose members have the spec ``IntEnum``'s names and
-values.
+values: a command field read through :func:`command_layout` is an enum view, so
+``cmd.op == Opcode.GEMM`` compares views of the same enum, and a comparison with another
+enum's member is a type error. Range checks on raw encodings use ``field.as_value()``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ Post = _shaped("post")
 WSrc = _shaped("wsrc")
 ASrc = _shaped("asrc")
 
+_ENUMS = {"op": Opcode, "mode": Mode, "osel": Osel, "dest": Dest, "post": Post, "wsrc": WSrc,
+          "asrc": ASrc}
+
 
 def padded_bits(bits: int) -> int:
     """``bits`` rounded up to whole 32-bit host slices."""
@@ -54,7 +59,10 @@ def padded_bits(bits: int) -> int:
 
 
 def command_layout(cfg: StaConfig) -> data.StructLayout:
-    return data.StructLayout({name: unsigned(width) for name, width in sta_isa.command_fields(cfg)})
+    """The command word (:func:`~nmaccel.spec.sta_isa.command_fields`); enum-valued fields
+    have the enum shapes above."""
+    return data.StructLayout({name: _ENUMS.get(name, unsigned(width))
+                              for name, width in sta_isa.command_fields(cfg)})
 
 
 def param_layout(cfg: StaConfig) -> data.StructLayout:
