@@ -43,6 +43,8 @@ Timing (one source of truth: :mod:`nmaccel.spec.softmax_timing`)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -132,46 +134,27 @@ class StreamingSoftmax(wiring.Component):
         (:func:`~nmaccel.spec.softmax_timing.softmax_cycles`)."""
         return softmax_cycles(self.config, row_lengths)
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def _formats(self) -> _Formats:
         cfg = self.config
         P, B, F = cfg.softmax_lanes, cfg.softmax_in_bits, cfg.softmax_in_frac
-        E, K, O = cfg.softmax_exp_bits, cfg.softmax_recip_frac, cfg.softmax_out_bits
-        G = cfg.softmax_max_shift
-        SB = cfg.softmax_sum_bits
-        DB = SB - G                         # bits of S_r = S >> G (the divisor)
-        QB = self.quotient_bits
-        MB = B - F + 1                      # signed integer max: M in [-G/2, G/2]
-        QW = B - F + 1                      # q = δ >> F: 0..G for valid lanes
-        CB = clog2(P + 1)
-        NB = clog2(self.max_beats + 1)      # beats of a stored row
-        C = self.buffer_beats
-        omax = (1 << O) - 1
-        zmin = -(1 << (B - 1))
-        table = [int(v) for v in exp2_table(cfg)]
+        SB, G = cfg.softmax_sum_bits, cfg.softmax_max_shift
+        return _Formats(
+            P=P, B=B, F=F, E=cfg.softmax_exp_bits, K=cfg.softmax_recip_frac,
+            O=cfg.softmax_out_bits, G=G, SB=SB,
+            DB=SB - G,                          # bits of S_r = S >> G (the divisor)
+            QB=self.quotient_bits,
+            MB=B - F + 1,                       # signed integer max: M in [-G/2, G/2]
+            QW=B - F + 1,                       # q = δ >> F: 0..G for valid lanes
+            CB=clog2(P + 1),
+            NB=clog2(self.max_beats + 1),       # beats of a stored row
+            C=self.buffer_beats,
+        )
 
-        # Exp tables: one ROM per lane, one read port for each pass.
-        rd1, rd2 = [], []
-        for k in range(P):
-            rom = Memory(shape=unsigned(E + 1), depth=1 << F, init=table)
-            m.submodules[f"exp_rom{k}"] = rom
-            rd1.append(rom.read_port())
-            rd2.append(rom.read_port())
-
-        # Beat buffer: z lanes and the stored count of every beat of the buffered rows.
-        buf = Memory(shape=unsigned(P * B + CB), depth=C, init=[])
-        m.submodules.buffer = buf
-        buf_w = buf.write_port()
-        buf_r = buf.read_port()
-        occupancy = Signal(range(C + 1))
-        wp = Signal(range(C))
-        rp = Signal(range(C))
-
-        # Reciprocal FIFO: (R, M, beats) per finished row. It can never overflow: every row
-        # in it (or in the divider) still has >= 1 beat in the buffer, which holds C beats.
-        rfifo = m.submodules.rfifo = SyncFIFO(width=QB + MB + NB, depth=C)
-
-        # ---------------------------------------------------------------- input stage
+    def _input_stage(self, m: Module, buf_w, occupancy, wp):
+        """Accepts a beat while the buffer has room, stores its lanes (at most ``max_seq``
+        elements per row); returns ``(accept, store, st_cnt)``."""
+        cfg, f = self.config, self._formats()
+        P, CB, C = f.P, f.CB, f.C
         accept = Signal()
         m.d.comb += [
             self.i.ready.eq(occupancy < C),
@@ -204,11 +187,17 @@ class StreamingSoftmax(wiring.Component):
         ]
         with m.If(accept & store):
             m.d.sync += wp.eq(Mux(wp == C - 1, 0, wp + 1))
+        return accept, store, st_cnt
 
-        # ---------------------------------------------------------------- pass 1
+    def _pass1_terms(self, m: Module, rd1, accept, store, st_cnt):
+        """Pass 1, stages s1 to s4: the chunk max ``M_c`` and the lanes' shifted table terms;
+        returns s4's ``(valid, store, last, mc, terms)``."""
+        f = self._formats()
+        P, B, F, E, G, MB, QW = f.P, f.B, f.F, f.E, f.G, f.MB, f.QW
+        zmin = -(1 << (B - 1))
         # s1: registered beat.
         s1_valid, s1_store, s1_last = Signal(), Signal(), Signal()
-        s1_cnt = Signal(CB)
+        s1_cnt = Signal(f.CB)
         s1_z = [Signal(signed(B), name=f"s1_z{k}") for k in range(P)]
         m.d.sync += [s1_valid.eq(accept), s1_store.eq(store), s1_last.eq(self.i.payload.last),
                      s1_cnt.eq(st_cnt)]
@@ -249,9 +238,7 @@ class StreamingSoftmax(wiring.Component):
                          rd1[k].addr.eq(delta[:F])]
             m.d.sync += s3_q[k].eq(delta[F:F + QW])
 
-        # s3 -> s4: shifted terms T[r]·2**(G - q) (exact: q <= G), masked; the running max
-        # of the row so far is kept here, one stage ahead of the sums, so that the combine
-        # in s5 gets its shift amount and direction from registers.
+        # s3 -> s4: shifted terms T[r]·2**(G - q) (exact: q <= G), masked.
         s4_valid, s4_store, s4_last = Signal(), Signal(), Signal()
         s4_mc = Signal(signed(MB))
         s4_term = [Signal(E + 1 + G, name=f"s4_term{k}") for k in range(P)]
@@ -259,6 +246,15 @@ class StreamingSoftmax(wiring.Component):
                      s4_mc.eq(s3_mc)]
         m.d.sync += [s4_term[k].eq(Mux(s3_mask[k], (rd1[k].data << G) >> s3_q[k], 0))
                      for k in range(P)]
+        return s4_valid, s4_store, s4_last, s4_mc, s4_term
+
+    def _pass1_combine(self, m: Module, s4_valid, s4_store, s4_last, s4_mc, s4_term):
+        """Pass 1, stages s4 to s6: the chunk sum ``S_c`` and the running combine; returns
+        ``(s6_fin, run_m, run_s, run_nb)``: the row's ``(M, S, beats)`` are final."""
+        f = self._formats()
+        MB, SB, NB = f.MB, f.SB, f.NB
+        # The running max of the row so far is kept at s4, one stage ahead of the sums, so
+        # that the combine in s5 gets its shift amount and direction from registers.
         pm_has = Signal()                           # stored beats of the row before s4's
         pm = Signal(signed(MB))                     # their max M
         d = Signal(signed(MB + 1))
@@ -280,8 +276,7 @@ class StreamingSoftmax(wiring.Component):
         m.d.sync += [s5_valid.eq(s4_valid), s5_store.eq(s4_store), s5_last.eq(s4_last),
                      s5_mc.eq(s4_mc), s5_sc.eq(_sum_tree(s4_term))]
 
-        # s5: running combine S' = big + (small >> |M_c - M|); at the row's end
-        # (M, S_r, beats) enter the divider.
+        # s5: running combine S' = big + (small >> |M_c - M|).
         run_m = Signal(signed(MB))
         run_s = Signal(SB)
         run_nb = Signal(NB)
@@ -294,14 +289,6 @@ class StreamingSoftmax(wiring.Component):
             m.d.comb += [new_m.eq(Mux(s5_up, s5_mc, run_m)), new_s.eq(big + (small >> s5_sh)),
                          new_nb.eq(run_nb + 1)]
 
-        dv_valid = [Signal(name=f"dv{j}_valid") for j in range(QB)]
-        dv_d = [Signal(DB, name=f"dv{j}_d") for j in range(QB)]
-        dv_rem = [Signal(DB, name=f"dv{j}_rem") for j in range(QB)]
-        dv_q = [Signal(max(j, 1), name=f"dv{j}_q") for j in range(QB)]
-        dv_m = [Signal(signed(MB), name=f"dv{j}_m") for j in range(QB)]
-        dv_nb = [Signal(NB, name=f"dv{j}_nb") for j in range(QB)]
-
-        numer = omax << K
         s6_fin = Signal()                           # the row's (M, S, beats) are final
         m.d.sync += s6_fin.eq(0)
         with m.If(s5_valid):
@@ -309,13 +296,23 @@ class StreamingSoftmax(wiring.Component):
                 m.d.sync += [run_m.eq(new_m), run_s.eq(new_s), run_nb.eq(new_nb)]
             # ~s5_first: the row had stored beats before this one (pm_has one stage earlier).
             m.d.sync += s6_fin.eq(s5_last & (~s5_first | s5_store))
-        # s6: the finished row enters the divider from the running registers (a next row's
-        # first beat overwrites them only at the end of this cycle).
+        return s6_fin, run_m, run_s, run_nb
+
+    def _divider(self, m: Module, rfifo, s6_fin, run_m, run_s, run_nb) -> None:
+        """s6: the finished row enters the divider from the running registers (a next row's
+        first beat overwrites them only at the end of this cycle). Restoring division of the
+        constant omax·2**K by S_r, quotient bit QB-1-j in stage j, into the reciprocal FIFO."""
+        f = self._formats()
+        G, DB, QB, MB, NB = f.G, f.DB, f.QB, f.MB, f.NB
+        numer = ((1 << f.O) - 1) << f.K
+        dv_valid = [Signal(name=f"dv{j}_valid") for j in range(QB)]
+        dv_d = [Signal(DB, name=f"dv{j}_d") for j in range(QB)]
+        dv_rem = [Signal(DB, name=f"dv{j}_rem") for j in range(QB)]
+        dv_q = [Signal(max(j, 1), name=f"dv{j}_q") for j in range(QB)]
+        dv_m = [Signal(signed(MB), name=f"dv{j}_m") for j in range(QB)]
+        dv_nb = [Signal(NB, name=f"dv{j}_nb") for j in range(QB)]
         m.d.sync += [dv_valid[0].eq(s6_fin), dv_d[0].eq(run_s[G:]), dv_rem[0].eq(numer >> QB),
                      dv_m[0].eq(run_m), dv_nb[0].eq(run_nb)]
-
-        # ---------------------------------------------------------------- divider
-        # Restoring division of the constant omax·2**K by S_r, quotient bit QB-1-j in stage j.
         for j in range(QB):
             r2 = Signal(DB + 1, name=f"dv{j}_r2")
             diff = Signal(signed(DB + 2), name=f"dv{j}_diff")
@@ -333,10 +330,11 @@ class StreamingSoftmax(wiring.Component):
                 m.d.comb += [rfifo.w_en.eq(dv_valid[j]),
                              rfifo.w_data.eq(Cat(q_next, dv_m[j], dv_nb[j]))]
 
-        # ---------------------------------------------------------------- pass 2
-        ce = Signal()                                  # pass 2 advances
-        m.d.comb += ce.eq(~self.o.valid | self.o.ready)
-
+    def _pass2_issue(self, m: Module, rfifo, buf_r, rp, ce):
+        """Pass 2 issue: re-reads each finished row from the buffer, one beat per cycle while
+        ``ce``; returns ``(issue, p1_valid, p1_last, p1_r, p1_m)``."""
+        f = self._formats()
+        QB, MB, NB, C = f.QB, f.MB, f.NB, f.C
         f_r = rfifo.r_data[:QB]
         f_m = rfifo.r_data[QB:QB + MB].as_signed()
         f_nb = rfifo.r_data[QB + MB:]
@@ -359,23 +357,10 @@ class StreamingSoftmax(wiring.Component):
                 m.d.sync += [cur_rem.eq(f_nb - 1), cur_valid.eq(f_nb != 1),
                              cur_r.eq(f_r), cur_m.eq(f_m)]
 
-        with m.Switch(Cat(accept & store, issue)):
-            with m.Case(0b01):
-                m.d.sync += occupancy.eq(occupancy + 1)
-            with m.Case(0b10):
-                m.d.sync += occupancy.eq(occupancy - 1)
-
-        # p1: buffer data arrives; δ = M·2**F - z, table reads.
+        # p1: buffer data arrives (registered row parameters beside it).
         p1_valid, p1_last = Signal(), Signal()
         p1_r = Signal(QB)
         p1_m = Signal(signed(MB))
-        p2_valid, p2_last = Signal(), Signal()
-        p2_r = Signal(QB)
-        p2_cnt = Signal(CB)
-        p2_q = [Signal(QW, name=f"p2_q{k}") for k in range(P)]
-        p3_valid, p3_last = Signal(), Signal()
-        p3_cnt = Signal(CB)
-        p3_prod = [Signal(E + 1 + QB, name=f"p3_prod{k}") for k in range(P)]
         with m.If(ce):
             m.d.sync += [
                 p1_valid.eq(issue),
@@ -383,6 +368,22 @@ class StreamingSoftmax(wiring.Component):
                 p1_r.eq(Mux(cur_valid, cur_r, f_r)),
                 p1_m.eq(Mux(cur_valid, cur_m, f_m)),
             ]
+        return issue, p1_valid, p1_last, p1_r, p1_m
+
+    def _pass2_scale(self, m: Module, buf_r, rd2, ce, p1_valid, p1_last, p1_r, p1_m):
+        """Pass 2, stages p1 to p3: ``p = min(omax, ((T[r] >> q)·R + 2**(K-1)) >> K)`` into
+        the output register; returns the stage valids ``(p2, p25, p3)``."""
+        f = self._formats()
+        P, B, F, E, K, QB, QW, CB = f.P, f.B, f.F, f.E, f.K, f.QB, f.QW, f.CB
+        omax = (1 << f.O) - 1
+        p2_valid, p2_last = Signal(), Signal()
+        p2_r = Signal(QB)
+        p2_cnt = Signal(CB)
+        p2_q = [Signal(QW, name=f"p2_q{k}") for k in range(P)]
+        p3_valid, p3_last = Signal(), Signal()
+        p3_cnt = Signal(CB)
+        p3_prod = [Signal(E + 1 + QB, name=f"p3_prod{k}") for k in range(P)]
+        # p1: δ = M·2**F - z, table reads.
         p1_cnt = buf_r.data[P * B:]
         for k in range(P):
             z = buf_r.data[k * B:(k + 1) * B].as_signed()
@@ -419,6 +420,50 @@ class StreamingSoftmax(wiring.Component):
                 rounded = (p3_prod[k] + (1 << (K - 1))) >> K
                 m.d.sync += self.o.payload.data[k].eq(
                     Mux(p3_cnt > k, Mux(rounded > omax, omax, rounded), 0))
+        return p2_valid, p25_valid, p3_valid
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, f = self.config, self._formats()
+        P, B, CB, C = f.P, f.B, f.CB, f.C
+        table = [int(v) for v in exp2_table(cfg)]
+
+        # Exp tables: one ROM per lane, one read port for each pass.
+        rd1, rd2 = [], []
+        for k in range(P):
+            rom = Memory(shape=unsigned(f.E + 1), depth=1 << f.F, init=table)
+            m.submodules[f"exp_rom{k}"] = rom
+            rd1.append(rom.read_port())
+            rd2.append(rom.read_port())
+
+        # Beat buffer: z lanes and the stored count of every beat of the buffered rows.
+        buf = Memory(shape=unsigned(P * B + CB), depth=C, init=[])
+        m.submodules.buffer = buf
+        buf_w = buf.write_port()
+        buf_r = buf.read_port()
+        occupancy = Signal(range(C + 1))
+        wp = Signal(range(C))
+        rp = Signal(range(C))
+
+        # Reciprocal FIFO: (R, M, beats) per finished row. It can never overflow: every row
+        # in it (or in the divider) still has >= 1 beat in the buffer, which holds C beats.
+        rfifo = m.submodules.rfifo = SyncFIFO(width=f.QB + f.MB + f.NB, depth=C)
+
+        accept, store, st_cnt = self._input_stage(m, buf_w, occupancy, wp)
+        s4 = self._pass1_terms(m, rd1, accept, store, st_cnt)
+        self._divider(m, rfifo, *self._pass1_combine(m, *s4))
+
+        ce = Signal()                                  # pass 2 advances
+        m.d.comb += ce.eq(~self.o.valid | self.o.ready)
+        issue, p1_valid, p1_last, p1_r, p1_m = self._pass2_issue(m, rfifo, buf_r, rp, ce)
+        p2_valid, p25_valid, p3_valid = self._pass2_scale(m, buf_r, rd2, ce, p1_valid, p1_last,
+                                                          p1_r, p1_m)
+
+        with m.Switch(Cat(accept & store, issue)):
+            with m.Case(0b01):
+                m.d.sync += occupancy.eq(occupancy + 1)
+            with m.Case(0b10):
+                m.d.sync += occupancy.eq(occupancy - 1)
 
         m.d.comb += self.busy.eq((occupancy != 0) | p1_valid | p2_valid | p25_valid |
                                  p3_valid | self.o.valid)
@@ -427,3 +472,22 @@ class StreamingSoftmax(wiring.Component):
         assert SOFTMAX_PASS1_STAGES == 7 and SOFTMAX_FIFO_STAGES == 1
         assert SOFTMAX_PASS2_STAGES == 5
         return m
+
+
+class _Formats(NamedTuple):
+    """Widths of :class:`StreamingSoftmax` (names of the module docstring)."""
+    P: int          # lanes
+    B: int          # input bits
+    F: int          # input fraction bits
+    E: int          # table entry bits
+    K: int          # reciprocal fraction bits
+    O: int          # output bits
+    G: int          # max shift
+    SB: int         # running sum bits
+    DB: int         # divisor bits
+    QB: int         # quotient bits
+    MB: int         # max bits
+    QW: int         # shift (q) bits
+    CB: int         # count bits
+    NB: int         # stored-beats bits
+    C: int          # buffer beats

@@ -79,6 +79,8 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -336,16 +338,17 @@ class LayerNormUnit(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cfg = self.config
-        L = self.lanes
-        vb, mb, gb, ab = cfg.vec_bits, cfg.requant_mult_bits, cfg.ln_gamma_bits, cfg.acc_bits
-        K, F = cfg.ln_recip_frac, cfg.ln_frac
+        control = self._control(m)
+        sums, recips = self._statistics(m, control)
+        self._normalize(m, control, sums, recips)
+        return m
+
+    def _control(self, m: Module) -> _LayerNormControl:
+        """The phase state machine (ACC → LOAD → MUL → SUB → SQRT → DIV → NORM → ACC) and the
+        strobes it gives the statistics and the phase-1 pipeline."""
         WV, NM, NS, ND = self.var_bits, self.mul_cycles, self.sqrt_cycles, self.div_cycles
         pay = self.i.payload
 
-        lo_y, hi_y = _srange(vb)
-
-        # -- control -------------------------------------------------------------------
         advance = Signal()                         # the phase-1 pipeline moves this cycle
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         accept_acc = Signal()                      # a phase-0 beat is taken
@@ -399,7 +402,22 @@ class LayerNormUnit(wiring.Component):
                     m.d.comb += clear.eq(1)
                     m.next = "ACC"
 
-        # -- per-lane statistics: S, Q → V → σ → R ---------------------------------------
+        return _LayerNormControl(advance=advance, accept_acc=accept_acc, accept_norm=accept_norm,
+                                 clear=clear, load=load, mul_step=mul_step, in_sub=in_sub,
+                                 sqrt_step=sqrt_step, div_step=div_step, div_first=div_first,
+                                 d=d, d_sh=d_sh, bit=bit, v1=v1)
+
+    def _statistics(self, m: Module, control: _LayerNormControl) -> tuple[list, list]:
+        """Per lane ``S = Σx`` and ``Q = Σx²`` (phase 0), then ``V = d·Q − S²``, σ and the
+        reciprocal ``R``; returns the lanes' ``S`` and ``R`` registers."""
+        cfg = self.config
+        L, vb, K = self.lanes, cfg.vec_bits, cfg.ln_recip_frac
+        WV, NM, NS = self.var_bits, self.mul_cycles, self.sqrt_cycles
+        pay = self.i.payload
+        clear, accept_acc, load = control.clear, control.accept_acc, control.load
+        mul_step, in_sub, sqrt_step = control.mul_step, control.in_sub, control.sqrt_step
+        div_step, div_first = control.div_step, control.div_first
+        d_sh, bit = control.d_sh, control.bit
         sums, recips = [], []
         for lane in range(L):
             x = pay.x[lane]
@@ -450,8 +468,18 @@ class LayerNormUnit(wiring.Component):
                     m.d.sync += [rem.eq(part), recip.eq(recip << 1)]
             sums.append(s)
             recips.append(recip)
+        return sums, recips
 
-        # -- phase-1 pipeline (advances together; stalls when the output is stalled) ------
+    def _normalize(self, m: Module, control: _LayerNormControl, sums, recips) -> None:
+        """The phase-1 pipeline: ``c = d·x − S``, ``n``, ``y``, ``y8`` (advances together;
+        stalls when the output is stalled)."""
+        cfg = self.config
+        L = self.lanes
+        vb, mb, gb, ab = cfg.vec_bits, cfg.requant_mult_bits, cfg.ln_gamma_bits, cfg.acc_bits
+        K, F = cfg.ln_recip_frac, cfg.ln_frac
+        pay = self.i.payload
+        lo_y, hi_y = _srange(vb)
+        advance, accept_norm, d, v1 = control.advance, control.accept_norm, control.d, control.v1
         # Stage times: a beat accepted in cycle t sits in stage k's registers in cycle t + k.
         t_dx = MUL_LATENCY                        # d·x
         t_c = t_dx + 1                            # c = d·x − Σx
@@ -533,4 +561,21 @@ class LayerNormUnit(wiring.Component):
             if lane == 0:
                 m.d.comb += self.o.valid.eq(rq.o_valid)
         m.d.comb += self.o.payload.last.eq(last[self.latency])
-        return m
+
+
+class _LayerNormControl(NamedTuple):
+    """Control signals of :class:`LayerNormUnit` (names of its ``_control``)."""
+    advance: Signal         # the phase-1 pipeline moves this cycle
+    accept_acc: Signal      # a phase-0 beat is taken
+    accept_norm: Signal     # a phase-1 beat is taken
+    clear: Signal           # the last phase-1 beat: S, Q ← 0
+    load: Signal            # the shift-add operands are loaded
+    mul_step: Signal        # one shift-add step of d·Q and S²
+    in_sub: Signal          # V = d·Q − S²
+    sqrt_step: Signal       # one square-root bit
+    div_step: Signal        # one reciprocal bit
+    div_first: Signal       # ... the first one
+    d: Signal               # features of the current row block
+    d_sh: Signal            # d, shifted left once per step (MSB used)
+    bit: Signal             # one-hot trial bit of the square root
+    v1: Signal              # a beat still has to read R (driven by the phase-1 pipeline)

@@ -13,7 +13,8 @@ from nmaccel.spec.config import REQUANT_LATENCY, StaConfig, clog2
 from nmaccel.spec.vector_timing import gelu_latency, residual_latency
 
 __all__ = ["COMMAND_OVERHEAD", "RUN_START", "DRAIN_LATENCY", "SM_READ_START", "SM_FIRST_IN",
-           "VEC_START", "VEC_TAIL", "post_latency", "pe_latency", "capture_delay", "drain_tail"]
+           "VEC_START", "VEC_TAIL", "HOST_READ_LATENCY", "READER_FIFO_DEPTH",
+           "READER_ISSUE_LIMIT", "post_latency", "pe_latency", "capture_delay", "drain_tail"]
 
 COMMAND_OVERHEAD = 6     # FETCH, DECODE1, DECODE2, CHECK, SYNC, NEXT
 RUN_START = 5            # cycles from a command's FETCH to its first beat
@@ -49,3 +50,8 @@ SM_READ_START = 2        # bank FULL → first score read (start_ok, rd_active)
 SM_FIRST_IN = 2          # score read → beat offered to the softmax unit (read, FIFO)
 VEC_START = 2            # VEC state → first VBUF read issued (start, issue)
 VEC_TAIL = 1             # last unit output → vec_done seen by the controller
+HOST_READ_LATENCY = 2    # host read request accepted → its word on rd_data (DATA, RESP)
+#: FIFO between a buffer reader (score banks, VBUF) and the unit it feeds
+READER_FIFO_DEPTH = 4
+#: a reader issues a read while the FIFO's level plus the read in flight is below this
+READER_ISSUE_LIMIT = READER_FIFO_DEPTH - 1

@@ -1,0 +1,182 @@
+"""Host port of the STA core: 32-bit host writes and reads of the buffers and the CSRs.
+
+The host address map is :mod:`nmaccel.spec.sta_isa`'s: ``(space << space_shift) | (entry <<
+sub_bits) | sub``. Writes go straight to the buffers' write ports (32-bit slices of a word);
+a write of CSR START while idle starts a run. Reads are answered in request order from the
+buffers' read ports and the CSR multiplexer.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from nmaccel.hw.sta.buffers import read_signature, write_signature
+from nmaccel.hw.sta.isa import counters_layout, read_layout, status_layout, write_layout
+from nmaccel.hw.sta.layouts import entry_bits, start_layout
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.sta_isa import CSR, SPACES
+
+__all__ = ["HOST_READ_SPACES", "HOST_WRITE_SPACES", "SHARED_SPACES", "HostPort"]
+
+#: Spaces the host writes (the others are read-only) and reads.
+HOST_WRITE_SPACES = ("CBUF", "WBUF", "PBUF", "VBUF", "ABUF")
+HOST_READ_SPACES = ("CBUF", "WBUF", "PBUF", "VBUF", "ABUF", "OBUF", "CYCLOG")
+#: Spaces whose read ports the core uses while it runs: host reads of them wait until idle.
+SHARED_SPACES = ("CBUF", "WBUF", "ABUF", "PBUF", "VBUF")
+
+
+class HostPort(wiring.Component):
+    """Host write decoder, host read state machine and CSR multiplexer.
+
+    Parameters
+    ----------
+    config : StaConfig
+
+    Attributes
+    ----------
+    wr : In(stream.Signature(write_layout))
+        Host writes (always ready). A write of CSR START while ``status.busy`` is low is passed
+        on as ``start``; other CSR writes are ignored.
+    rd : In(stream.Signature(read_layout))
+        Host read requests. Requests for :data:`SHARED_SPACES` are not accepted while
+        ``status.busy``.
+    rd_data : Out(stream.Signature(unsigned(32)))
+        One word per request, in order.
+    status : In(status_layout)
+        CSR STATUS.
+    count : In(32)
+        CSR START (the command count of the last START).
+    counters : In(counters_layout)
+        The run counters (CSRs ``CYCLES`` ... ``BARRIER_WAIT``).
+    start : Out(stream.Signature(start_layout, always_ready=True))
+        START: the command count written, in the cycle of the write.
+    read_accept : Out(1)
+        A read request is accepted this cycle (its address is on the read ports).
+    cbuf_rd, wbuf_rd, pbuf_rd, vbuf_rd, abuf_rd, obuf_rd, cyclog_rd : In(ReadPort.Signature)
+        Read ports; the address is the request's entry whenever a request is presented.
+    cbuf_wr, wbuf_wr, pbuf_wr, vbuf_wr, abuf_wr : In(WritePort.Signature)
+        Write ports: address and data always from the write request (data replicated over the
+        word's 32-bit slices), the enables of the addressed slice when the write is valid and
+        the entry is within the buffer.
+
+    Latency: a read request accepted in cycle ``t`` is answered on ``rd_data`` from cycle
+    ``t + HOST_READ_LATENCY`` (:mod:`nmaccel.spec.sta_timing`); it holds until taken, and the
+    next request is accepted in the cycle after. Throughput: one read per
+    ``HOST_READ_LATENCY + 1`` cycles with ``rd_data`` always ready; one write per cycle.
+    """
+
+    def __init__(self, config: StaConfig) -> None:
+        if not isinstance(config, StaConfig):
+            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        self.config = config
+        members = {
+            "wr": In(stream.Signature(write_layout(config))),
+            "rd": In(stream.Signature(read_layout(config))),
+            "rd_data": Out(stream.Signature(unsigned(32))),
+            "status": In(status_layout()),
+            "count": In(32),
+            "counters": In(counters_layout()),
+            "start": Out(stream.Signature(start_layout(), always_ready=True)),
+            "read_accept": Out(1),
+        }
+        members.update({f"{sp.lower()}_rd": In(read_signature(config, sp))
+                        for sp in HOST_READ_SPACES})
+        members.update({f"{sp.lower()}_wr": In(write_signature(config, sp))
+                        for sp in HOST_WRITE_SPACES})
+        super().__init__(members)
+
+    def _write_decode(self, m: Module) -> None:
+        cfg, wr = self.config, self.wr
+        shift = sta_isa.space_shift(cfg)
+        space = wr.payload.addr[shift:]
+        m.d.comb += wr.ready.eq(1)
+        for name in HOST_WRITE_SPACES:
+            port = getattr(self, f"{name.lower()}_wr")
+            sub_bits = sta_isa.sub_bits(cfg, name)
+            entry = wr.payload.addr[sub_bits:shift]
+            bits = entry_bits(cfg, name)
+            in_range = (entry >> bits) == 0 if shift - sub_bits > bits else Const(1)
+            slices = len(port.en)
+            per_slice = slices * 32 // len(port.data)      # enable bits per 32-bit slice
+            m.d.comb += [port.addr.eq(entry),
+                         port.data.eq(Cat(*([wr.payload.data] * (len(port.data) // 32))))]
+            with m.If(wr.valid & (space == SPACES[name]) & in_range):
+                if slices == 1:
+                    m.d.comb += port.en.eq(1)
+                else:
+                    m.d.comb += port.en.eq(Const((1 << per_slice) - 1, slices)
+                                           << (wr.payload.addr[:sub_bits] * per_slice))
+        m.d.comb += [
+            self.start.valid.eq(wr.valid & (space == SPACES["CSR"])
+                                & (wr.payload.addr[:shift] == CSR["START"]) & ~self.status.busy),
+            self.start.payload.count.eq(wr.payload.data),
+        ]
+
+    def _csr_values(self) -> dict:
+        values = {CSR["START"]: self.count, CSR["STATUS"]: self.status.as_value(),
+                  CSR["CONFIG"]: Const(sta_isa.config_word(self.config), 32)}
+        for name in sta_isa.COUNTERS:
+            values[CSR[name]] = getattr(self.counters, name.lower())
+        return values
+
+    def _answer_slice(self, m: Module, answer, word, space: str, sub) -> None:
+        """``answer`` ← the 32-bit slice ``sub`` of memory word ``word`` (0 beyond it)."""
+        cfg = self.config
+        slices = sta_isa.sub_words(cfg, space)
+        width = len(word)
+        padded = Cat(word, Const(0, slices * 32 - width)) if slices * 32 > width else word
+        if slices == 1:
+            m.d.sync += answer.eq(padded[:32])
+            return
+        with m.Switch(sub[:sta_isa.sub_bits(cfg, space)]):
+            for k in range(slices):
+                with m.Case(k):
+                    m.d.sync += answer.eq(padded[32 * k:32 * (k + 1)])
+            with m.Default():
+                m.d.sync += answer.eq(0)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, rd = self.config, self.rd
+        shift = sta_isa.space_shift(cfg)
+        self._write_decode(m)
+
+        space = rd.payload.addr[shift:]
+        for name in HOST_READ_SPACES:
+            m.d.comb += getattr(self, f"{name.lower()}_rd").addr.eq(
+                rd.payload.addr[sta_isa.sub_bits(cfg, name):shift])
+        shared = Cat(*[space == SPACES[name] for name in SHARED_SPACES]).any()
+        req_space = Signal(3)                    # the accepted request's space, sub and entry
+        req_sub = Signal(8)
+        req_entry = Signal(shift)
+        answer = Signal(32)
+        with m.FSM(name="host_rd"):
+            with m.State("ACCEPT"):
+                m.d.comb += [rd.ready.eq(~(shared & self.status.busy)),
+                             self.read_accept.eq(rd.valid & rd.ready)]
+                with m.If(rd.valid & rd.ready):
+                    m.d.sync += [req_space.eq(space), req_sub.eq(rd.payload.addr),
+                                 req_entry.eq(rd.payload.addr[:shift])]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                with m.Switch(req_space):
+                    for name in HOST_READ_SPACES:
+                        with m.Case(SPACES[name]):
+                            word = getattr(self, f"{name.lower()}_rd").data
+                            self._answer_slice(m, answer, word, name, req_sub)
+                    with m.Case(SPACES["CSR"]), m.Switch(req_entry):
+                        for index, value in self._csr_values().items():
+                            with m.Case(index):
+                                m.d.sync += answer.eq(value)
+                        with m.Default():
+                            m.d.sync += answer.eq(0)
+                    with m.Default():
+                        m.d.sync += answer.eq(0)
+                m.next = "RESP"
+            with m.State("RESP"):
+                m.d.comb += [self.rd_data.valid.eq(1), self.rd_data.payload.eq(answer)]
+                with m.If(self.rd_data.ready):
+                    m.next = "ACCEPT"
+        return m
