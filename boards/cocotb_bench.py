@@ -28,6 +28,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
+
 from nmaccel.sim.cocotb_streams import BenchTimeout
 
 CLOCK_NS = 10
@@ -65,8 +66,8 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         to a truncated frame comes after the bridge's timeout), plus
         :data:`WATCHDOG_MARGIN`.
     """
-    from nmaccel.spec.sta_isa import COUNTERS
     from nmaccel.sim.sta_rtl import predicted_cycles
+    from nmaccel.spec.sta_isa import COUNTERS
     byte = 10 * divisor
     work = 0
     for action in actions:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.bridge import UartBridge
-from nmaccel.spec.config import StaConfig
 from nmaccel.hw.sta.core import StaCore
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["TOPLEVEL", "StaUartTop", "verilog"]
 

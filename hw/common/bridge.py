@@ -23,11 +23,12 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
-from nmaccel.spec.config import StaConfig
 from nmaccel.hw.sta.isa import read_layout, write_layout
 from nmaccel.spec import sta_isa
 from nmaccel.spec import uart_protocol as proto
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["UartBridge", "check_timeout", "crc8_next", "default_timeout"]
 

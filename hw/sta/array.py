@@ -39,9 +39,10 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.spec.config import StaConfig, clog2
+
 from nmaccel.hw.sta.pe import NMProcessingElement
 from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
 __all__ = ["UnifiedMacArray"]
@@ -116,7 +117,8 @@ class UnifiedMacArray(wiring.Component):
                 with m.Switch(self.slice):
                     for s in range(self.ratio):
                         with m.Case(s):
-                            m.d.sync += acts[c].as_value()[:L * ab].eq(win[s * L * ab:(s + 1) * L * ab])
+                            lo = s * L * ab
+                            m.d.sync += acts[c].as_value()[:L * ab].eq(win[lo:lo + L * ab])
             with m.Else():
                 m.d.sync += acts[c].eq(win)
         v0, c0, l0, mode0, uns0 = Signal(), Signal(), Signal(), Signal(), Signal()

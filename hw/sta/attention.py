@@ -19,10 +19,15 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables
-from nmaccel.hw.sta.buffers import write_signature
-from nmaccel.hw.sta.layouts import BLOCK_COUNT_BITS, PENDING_SHAPE, bank_layout, claim_layout
-from nmaccel.hw.sta.layouts import entry_bits
+
+from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables, write_signature
+from nmaccel.hw.sta.layouts import (
+    BLOCK_COUNT_BITS,
+    PENDING_SHAPE,
+    bank_layout,
+    claim_layout,
+    entry_bits,
+)
 from nmaccel.hw.sta.softmax import StreamingSoftmax
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2

@@ -18,6 +18,7 @@ from amaranth.hdl import Cat, Module, Mux, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
 from nmaccel.hw.sta.isa import padded_bits
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig

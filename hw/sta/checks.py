@@ -14,6 +14,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.isa import ASrc, Dest, Mode, Opcode, Osel, Post, WSrc, command_layout
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig

@@ -16,11 +16,17 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.buffers import read_signature
 from nmaccel.hw.sta.checks import CommandChecker
 from nmaccel.hw.sta.isa import Dest, Opcode, Post, command_layout, param_layout, status_layout
-from nmaccel.hw.sta.layouts import PENDING_SHAPE, beat_layout, claim_layout, entry_bits
-from nmaccel.hw.sta.layouts import start_layout
+from nmaccel.hw.sta.layouts import (
+    PENDING_SHAPE,
+    beat_layout,
+    claim_layout,
+    entry_bits,
+    start_layout,
+)
 from nmaccel.hw.sta.tiling import TileWalker
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig

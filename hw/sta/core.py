@@ -63,6 +63,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
+
 from nmaccel.hw.sta.attention import AttentionMover
 from nmaccel.hw.sta.buffers import BufferPorts, buffer_specs
 from nmaccel.hw.sta.controller import StaController

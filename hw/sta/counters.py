@@ -5,6 +5,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.buffers import write_signature
 from nmaccel.hw.sta.isa import Mode, Opcode, counters_layout
 from nmaccel.spec.config import StaConfig

@@ -22,9 +22,9 @@ Ports
     (``tag_bits`` wide: the core's per-tile destination record).
     ``busy`` Out: a drain is in flight.
 
-Latency: row ``r`` is written ``latency = 2 + REQUANT_LATENCY = 8`` cycles after it is read; a whole tile takes
-``R + latency`` cycles. Throughput: one row per cycle; ``start`` pulses at least ``R`` cycles
-apart.
+Latency: row ``r`` is written ``latency = 2 + REQUANT_LATENCY = 8`` cycles after it is read; a
+whole tile takes ``R + latency`` cycles. Throughput: one row per cycle; ``start`` pulses at
+least ``R`` cycles apart.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.arith import delay_chain
-from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.isa import param_layout
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = ["DrainUnit"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.buffers import read_signature, write_signature
 from nmaccel.hw.sta.isa import counters_layout, read_layout, status_layout, write_layout
 from nmaccel.hw.sta.layouts import entry_bits, start_layout

@@ -16,6 +16,7 @@ import types
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
+
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
 

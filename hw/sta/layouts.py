@@ -11,6 +11,7 @@ from __future__ import annotations
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
+
 from nmaccel.hw.sta.isa import Dest, Osel, Post
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2

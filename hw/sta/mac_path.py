@@ -12,6 +12,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.array import UnifiedMacArray
 from nmaccel.hw.sta.buffers import read_signature
 from nmaccel.hw.sta.drain import DrainUnit

@@ -34,6 +34,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
@@ -93,7 +94,8 @@ class NMProcessingElement(wiring.Component):
         if dense:
             return -(-k_cols // self.lanes)
         if k_cols % self.m:
-            raise ValueError(f"k_cols must be a multiple of m={self.m} in sparse mode, not {k_cols}")
+            raise ValueError(f"k_cols must be a multiple of m={self.m} in sparse mode, "
+                             f"not {k_cols}")
         return -(-(k_cols // self.m) * self.n // self.lanes)
 
     def get_exp_cycles(self, k_cols: int, dense: bool = False) -> int:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.arith import delay_chain
-from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables
-from nmaccel.hw.sta.buffers import write_signature
+from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables, write_signature
 from nmaccel.hw.sta.isa import Dest, Post, param_layout
 from nmaccel.hw.sta.layouts import bank_layout, row_layout, tag_layout
 from nmaccel.hw.sta.vector import GeluLanes, ResidualAddLanes

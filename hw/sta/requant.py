@@ -22,6 +22,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
 from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 

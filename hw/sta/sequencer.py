@@ -14,8 +14,8 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
-from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables
-from nmaccel.hw.sta.buffers import write_signature
+
+from nmaccel.hw.sta.buffers import abuf_granularity, read_signature, slot_enables, write_signature
 from nmaccel.hw.sta.isa import Dest, Opcode, command_layout, param_layout
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.hw.sta.vector import LayerNormUnit

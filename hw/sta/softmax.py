@@ -50,6 +50,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.softmax_format import exp2_table
 from nmaccel.spec.softmax_timing import (

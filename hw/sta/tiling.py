@@ -14,6 +14,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.sta.isa import Dest, Mode, WSrc, command_layout
 from nmaccel.hw.sta.layouts import beat_layout
 from nmaccel.spec import sta_isa

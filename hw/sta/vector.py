@@ -17,7 +17,8 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     I-BERT i-GELU (:func:`~nmaccel.model.intops.gelu_int`) per lane::
 
         u    = min(|x|, clip)
-        poly = cp + sign(x)·(cp − (u − clip)²)    (= (clip − u)² for x < 0, 2cp − (clip − u)² for x > 0)
+        poly = cp + sign(x)·(cp − (u − clip)²)
+               (= (clip − u)² for x < 0, 2cp − (clip − u)² for x > 0)
         o    = saturate(round_shift(x·poly·mult, shift) + zero, act_bits)
 
     Bounds with V = ``vec_bits``: ``0 ≤ clip − u < 2**V`` (V bits unsigned), the square
@@ -84,9 +85,10 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from nmaccel.hw.common.arith import PipelinedMultiplier, RoundShiftSaturate, delay_chain
-from nmaccel.spec.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import SHIFT_BITS, RequantUnit
+from nmaccel.spec.config import MUL_LATENCY, ROUND_SATURATE_LATENCY, StaConfig
 from nmaccel.spec.vector_timing import (
     GELU_LATENCY,
     LAYERNORM_LATENCY,
@@ -232,8 +234,6 @@ class GeluLanes(wiring.Component):
         lo, hi = _srange(cfg.act_bits)
         sq_bits = 2 * vb
         poly_bits = max(sq_bits, self.CP_BITS + 1) + 2
-        g_bits = vb + poly_bits
-        stages = self.latency
 
         # Stage times (the cycle in which a value sits in its register, input = 0).
         t_dist = 1

@@ -8,11 +8,11 @@ splits the weights into more segments and must fit a layer's activations into 10
 
 import pytest
 
-from nmaccel.spec.config import sta_preset
+from nmaccel.model.pipeline import QuantizedMiniLM
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_layer import compile_layer
-from nmaccel.model.pipeline import QuantizedMiniLM
 from nmaccel.model.sta_workloads import minilm_tokens
+from nmaccel.spec.config import sta_preset
 
 
 def _layer0(cfg, nm, seq):

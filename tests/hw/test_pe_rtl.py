@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.hw.sta.pe import NMProcessingElement
-from nmaccel.model.nm import (compress, entry_bits, nm_mask, pack_dense_words, pack_words)
+from nmaccel.model.nm import compress, entry_bits, nm_mask, pack_dense_words, pack_words
+from nmaccel.spec.config import StaConfig, clog2
 
 CONFIGS = [(2, 4, 4), (1, 4, 4), (2, 8, 4), (4, 8, 8), (1, 8, 2)]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 from nmaccel.hw.sta.requant import RequantUnit
 from nmaccel.model.quant import requant
+from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 
 
 def _run(dut: RequantUnit, acc, mult, shift, gaps=None):
@@ -81,7 +81,8 @@ def test_requant_random_bit_exact(out_bits, signed):
     assert not bad.size, (f"first mismatch at {bad[0]}: acc={acc[bad[0]]} mult={mult[bad[0]]} "
                           f"shift={shift[bad[0]]} got {got[bad[0]]} want {want[bad[0]]}")
     # Saturation is exercised at both ends.
-    qlo, qhi = (-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1) if signed else (0, (1 << out_bits) - 1)
+    qlo, qhi = ((-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1) if signed
+                else (0, (1 << out_bits) - 1))
     assert (want == qlo).any() and (want == qhi).any()
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
+
 from nmaccel.model.nm import compress, nm_mask
 from nmaccel.model.sta_cycles import program_cycles
-from nmaccel.spec.sta_isa import GemmCommand
 from nmaccel.model.sta_program import GemmSpec, StaProgram, compile_gemm
 from nmaccel.sim.sta_amaranth import run_amaranth
 from nmaccel.sim.sta_host import StaRunError
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.sta_isa import GemmCommand
 
 SMALL = dict(wbuf_depth=128, abuf_depth=64, obuf_depth=128, pbuf_depth=32, cbuf_depth=8)
 
@@ -76,8 +77,10 @@ def test_random_gemms_both_modes(shape):
     program = StaProgram(cfg)
     k_sparse = m * rng.integers(1, 5)             # odd sizes: partial words, tiles and tokens
     specs = [
-        (sta_isa.Mode.SPARSE, int(rng.integers(1, 3 * R)), int(rng.integers(1, 2 * C + 2)), int(k_sparse), 0),
-        (sta_isa.Mode.DENSE, int(rng.integers(1, 2 * R + 1)), int(rng.integers(1, 2 * C + 1)), int(rng.integers(1, 3 * L)), 1),
+        (sta_isa.Mode.SPARSE, int(rng.integers(1, 3 * R)), int(rng.integers(1, 2 * C + 2)),
+         int(k_sparse), 0),
+        (sta_isa.Mode.DENSE, int(rng.integers(1, 2 * R + 1)), int(rng.integers(1, 2 * C + 1)),
+         int(rng.integers(1, 3 * L)), 1),
         (sta_isa.Mode.SPARSE, R, C, m, 2),        # one word per dot product: stalls
     ]
     bases = dict(w_base=0, a_base=0, o_base=0, p_base=0)
@@ -101,7 +104,8 @@ def test_stalls_when_dot_products_are_shorter_than_the_drain():
 
 def _error(program, code):
     res = run_amaranth(program, raise_on_error=False)
-    assert sta_isa.decode_status(res.status).error and res.error_code == code, (res.status, sta_isa.error_name(res.error_code))
+    assert sta_isa.decode_status(res.status).error and res.error_code == code, \
+        (res.status, sta_isa.error_name(res.error_code))
     with pytest.raises(StaRunError, match=sta_isa.error_name(code).split(" (")[0]):
         run_amaranth(program)
 
@@ -182,6 +186,7 @@ def test_host_read_in_the_start_cycle_delays_the_first_fetch_by_one_cycle():
     is registered in FETCH). A host read accepted in that same cycle keeps the read port:
     FETCH then waits one cycle, the read returns its own word and the run is still exact."""
     from amaranth.sim import Simulator
+
     from nmaccel.hw.sta.core import StaCore
     from nmaccel.sim.amaranth_streams import stream_get, stream_put
     from nmaccel.sim.sta_host import host_script

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from nmaccel.spec.config import StaConfig
-from nmaccel.spec import sta_isa
 from nmaccel.model.encoder_int import calibrate_layer, prune_layer_weights, quantize_layer
 from nmaccel.model.minilm import LayerWeights, MiniLMConfig
 from nmaccel.model.quant import quantize_activation
 from nmaccel.model.sta_cycles import program_cycles
 from nmaccel.model.sta_layer import compile_layer
 from nmaccel.sim.sta_amaranth import run_amaranth_programs
+from nmaccel.spec import sta_isa
+from nmaccel.spec.config import StaConfig
 
 MC = MiniLMConfig(d_model=32, heads=2, d_ff=64, layers=1)
 
@@ -69,7 +69,8 @@ def test_small_layer_bit_exact_and_cycles(nm):
 def test_compiler_errors_are_clear():
     cfg = small_cfg()
     layer, x = random_layer(cfg, (2, 4))
-    with pytest.raises(ValueError, match="sequence length 17 exceeds the configured maximum max_seq=16"):
+    with pytest.raises(ValueError,
+                       match="sequence length 17 exceeds the configured maximum max_seq=16"):
         compile_layer(layer, np.zeros((17, MC.d_model), np.int64), cfg)
     with pytest.raises(ValueError, match="head dim 16 does not fit this array"):
         compile_layer(layer, x, small_cfg(rows=32, cols=32, lanes=16, softmax_lanes=32))

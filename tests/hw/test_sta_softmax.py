@@ -15,9 +15,10 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from nmaccel.spec.config import ConvConfig, StaConfig, clog2, sta_preset
+
 from nmaccel.hw.sta.softmax import StreamingSoftmax
 from nmaccel.model.softmax import softmax_int, softmax_row_online
+from nmaccel.spec.config import ConvConfig, StaConfig, clog2, sta_preset
 from nmaccel.spec.softmax_timing import (
     softmax_buffer_beats,
     softmax_cycles,

@@ -11,9 +11,8 @@ import random
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from nmaccel.spec.config import StaConfig, sta_preset
+
 from nmaccel.hw.sta.vector import GeluLanes, LayerNormUnit, ResidualAddLanes
-from nmaccel.spec import vector_timing as vc
 from nmaccel.model.intops import (
     AddParams,
     GeluParams,
@@ -24,6 +23,8 @@ from nmaccel.model.intops import (
     residual_add,
 )
 from nmaccel.model.quant import quantize_multiplier, requant
+from nmaccel.spec import vector_timing as vc
+from nmaccel.spec.config import StaConfig, sta_preset
 
 CFG = StaConfig()
 
@@ -219,7 +220,8 @@ def _run_layernorm(cfg, blocks, lanes, rng=None, idle=0.0, backpressure=0.0, hol
             ctx.set(dut.o.ready, ready)
             o_valid = ctx.get(dut.o.valid)
             if prev is not None:                            # stalled beat must stay put
-                assert o_valid and ctx.get(dut.o.payload.as_value()) == prev, f"stall broken in cycle {cyc}"
+                assert o_valid and ctx.get(dut.o.payload.as_value()) == prev, \
+                    f"stall broken in cycle {cyc}"
             prev = None
             if o_valid:
                 pay = ctx.get(dut.o.payload)
@@ -235,7 +237,8 @@ def _run_layernorm(cfg, blocks, lanes, rng=None, idle=0.0, backpressure=0.0, hol
                 holding = False
             await ctx.tick()
         else:
-            raise AssertionError(f"no finish in {max_cycles} cycles: {len(got)}/{len(want)} outputs")
+            raise AssertionError(f"no finish in {max_cycles} cycles: "
+                                 f"{len(got)}/{len(want)} outputs")
 
     _simulate(dut, tb)
     for k, ((y, y8, last), (wy, wy8, wlast)) in enumerate(zip(got, want)):
@@ -269,7 +272,8 @@ def test_layernorm_random_bit_exact_with_stalls():
     edge = np.array([[5, 5, 5, 5, 5, 5],                    # all equal: σ → 1
                      [lo, lo, lo, lo, lo, lo],              # all equal at the minimum
                      [hi, lo, hi, lo, hi, lo]])             # extremes
-    blocks.append(_Block(CFG, edge, rng.normal(1, 0.2, 6), rng.normal(0, 0.3, 6), 6.0 / hi, 6.0 / 127))
+    blocks.append(_Block(CFG, edge, rng.normal(1, 0.2, 6), rng.normal(0, 0.3, 6), 6.0 / hi,
+                         6.0 / 127))
     blocks.append(_Block(CFG, np.zeros((lanes, 4), np.int64), np.ones(4), [0.5, -0.5, 0.0, 1e-3],
                          6.0 / hi, 6.0 / 127))               # zero rows: y = requant(beta)
     blocks.append(_Block(CFG, [[9], [-7], [0]], [2.0], [-0.25], 6.0 / hi, 6.0 / 127))  # d = 1
@@ -386,9 +390,11 @@ def test_latency_constants_shared():
 def test_ports():
     dut = LayerNormUnit(CFG, 4)
     assert len(dut.features) == 16 and len(dut.mult) == CFG.requant_mult_bits
-    assert len(dut.i.payload.x) == 4 and len(dut.i.payload.x.as_value()) == 4 * CFG.vec_bits and len(dut.i.payload.gamma) == CFG.ln_gamma_bits
+    assert len(dut.i.payload.x) == 4 and len(dut.i.payload.x.as_value()) == 4 * CFG.vec_bits
+    assert len(dut.i.payload.gamma) == CFG.ln_gamma_bits
     assert len(dut.i.payload.beta) == CFG.acc_bits
-    assert len(dut.o.payload.y.as_value()) == 4 * CFG.vec_bits and len(dut.o.payload.y8.as_value()) == 4 * CFG.act_bits
+    assert len(dut.o.payload.y.as_value()) == 4 * CFG.vec_bits
+    assert len(dut.o.payload.y8.as_value()) == 4 * CFG.act_bits
     g = GeluLanes(CFG, 2)
     assert len(g.cp) == 31 and len(g.clip) == CFG.vec_bits and g.zero.shape().signed
     r = ResidualAddLanes(CFG, 5)

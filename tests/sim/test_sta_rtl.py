@@ -45,8 +45,10 @@ def random_program(cfg: StaConfig, seed: int) -> StaProgram:
     bases = {"w_base": 0, "a_base": 0, "o_base": 0, "p_base": 0}
     keys = {"WBUF": "w_base", "ABUF": "a_base", "OBUF": "o_base", "PBUF": "p_base"}
     plan = [
-        (0, int(rng.integers(R + 1, 3 * R + 1)), int(rng.integers(C + 1, 3 * C + 1)), m * int(rng.integers(2, 6)), 0),
-        (1, int(rng.integers(1, 3 * R + 1)), int(rng.integers(1, 3 * C + 1)), int(rng.integers(1, 4 * L)), 1),
+        (0, int(rng.integers(R + 1, 3 * R + 1)), int(rng.integers(C + 1, 3 * C + 1)),
+         m * int(rng.integers(2, 6)), 0),
+        (1, int(rng.integers(1, 3 * R + 1)), int(rng.integers(1, 3 * C + 1)),
+         int(rng.integers(1, 4 * L)), 1),
         (0, R, C, m, 2),
         (1, 2 * R - 1, C + 1, L * sta_isa.dense_ratio(cfg) * 2 + 1, 0),
     ]
