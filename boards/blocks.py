@@ -14,8 +14,7 @@ __all__ = ["conv_blocks", "sta_blocks"]
 
 def sta_blocks(cfg: StaConfig) -> list:
     """``(name, count in the core, factory, what it holds)`` per block of ``StaCore(cfg)``."""
-    if not isinstance(cfg, StaConfig):
-        raise TypeError(f"cfg must be a StaConfig, not {type(cfg).__name__}")
+    StaConfig.require(cfg, "cfg")
     from nmaccel.hw.sta.array import UnifiedMacArray
     from nmaccel.hw.sta.drain import DrainUnit
     from nmaccel.hw.sta.requant import RequantUnit

@@ -115,8 +115,7 @@ class StaBoard:
     MAX_SKIP = 1024
 
     def __init__(self, transport, config: StaConfig, name: str = "uart") -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         for method in ("write", "read"):
             if not callable(getattr(transport, method, None)):
                 raise TypeError(f"transport must have a {method}() method "

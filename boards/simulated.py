@@ -80,8 +80,7 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
 
     from nmaccel.hw.common.bridge import check_timeout
     from nmaccel.hw.common.uart import check_divisor
-    if not isinstance(cfg, StaConfig):
-        raise TypeError(f"cfg must be a StaConfig, not {type(cfg).__name__}")
+    StaConfig.require(cfg, "cfg")
     bridge_timeout = check_timeout(timeout, check_divisor(divisor))
     if read_timeout is None:
         read_timeout = bridge_timeout + 64 * 10 * divisor

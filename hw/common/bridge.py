@@ -81,8 +81,7 @@ class UartBridge(wiring.Component):
     """
 
     def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         self.divisor = check_divisor(divisor)
         self.timeout = check_timeout(timeout, divisor)

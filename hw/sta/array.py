@@ -53,8 +53,7 @@ class UnifiedMacArray(wiring.Component):
     file for overlapped drain (see the module docstring for formats and timing)."""
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         cfg = config
         self.ratio = sta_isa.dense_ratio(cfg)

@@ -119,8 +119,7 @@ class BufferPorts(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         rd = {name: read_signature(config, name) for name in ("CBUF", "WBUF", "ABUF", "PBUF",
                                                               "VBUF")}

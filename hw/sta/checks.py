@@ -59,8 +59,7 @@ class CommandChecker(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         self.attention = sta_isa.attention_supported(config) is None
         super().__init__({

@@ -92,8 +92,7 @@ class StaController(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         cbuf = read_signature(config, "CBUF")
         super().__init__({

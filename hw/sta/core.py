@@ -97,8 +97,7 @@ class StaCore(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         self.array_latency = 1 + sta_timing.pe_latency(config)
         self.capture_delay = sta_timing.capture_delay(config)

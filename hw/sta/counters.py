@@ -52,8 +52,7 @@ class PerfCounters(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         super().__init__({
             "clear": In(1), "busy": In(1), "issue": In(1), "stall": In(1),

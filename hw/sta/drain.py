@@ -48,8 +48,7 @@ class DrainUnit(wiring.Component):
     latency = 2 + RequantUnit.latency
 
     def __init__(self, config: StaConfig, tag_bits: int = 1) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         if not isinstance(tag_bits, int) or isinstance(tag_bits, bool) or tag_bits < 1:
             raise ValueError(f"tag_bits must be a positive integer, not {tag_bits!r}")
         self.config = config

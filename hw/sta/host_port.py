@@ -69,8 +69,7 @@ class HostPort(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         members = {
             "wr": In(stream.Signature(write_layout(config))),

@@ -61,8 +61,7 @@ class MacPath(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         #: cycles from a beat's issue to the drain start of its tile
         self.capture_delay = sta_timing.capture_delay(config)

@@ -62,8 +62,7 @@ class NMProcessingElement(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         self.lanes = config.lanes
         self.n = config.n

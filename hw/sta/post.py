@@ -53,8 +53,7 @@ class PostStage(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         #: cycles from a drained row to its buffer write
         self.latency = sta_timing.post_latency(config)

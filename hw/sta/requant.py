@@ -53,8 +53,7 @@ class RequantUnit(wiring.Component):
     latency = REQUANT_LATENCY
 
     def __init__(self, config: StaConfig, out_bits: int = 8, signed: bool = True) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         if not isinstance(out_bits, int) or isinstance(out_bits, bool) or not 2 <= out_bits <= 62:
             raise ValueError(f"out_bits must be an integer in [2, 62], not {out_bits!r}")
         if not isinstance(signed, bool):

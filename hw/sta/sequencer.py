@@ -63,8 +63,7 @@ class VectorSequencer(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         super().__init__({
             "go": In(1), "done": Out(1), "active": Out(1),

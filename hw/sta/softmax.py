@@ -115,8 +115,7 @@ class StreamingSoftmax(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         cfg = self.config = config
         self.latency = softmax_latency(cfg)
         self.buffer_beats = softmax_buffer_beats(cfg)

@@ -52,8 +52,7 @@ class TileWalker(wiring.Component):
     """
 
     def __init__(self, config: StaConfig) -> None:
-        if not isinstance(config, StaConfig):
-            raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+        StaConfig.require(config)
         self.config = config
         super().__init__({
             "cmd": In(command_layout(config)),

@@ -115,8 +115,7 @@ NORM_EXTRA_BITS = 11
 
 
 def _check_args(config, lanes) -> None:
-    if not isinstance(config, StaConfig):
-        raise TypeError(f"config must be a StaConfig, not {type(config).__name__}")
+    StaConfig.require(config)
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
 

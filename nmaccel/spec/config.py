@@ -57,6 +57,14 @@ class _ConfigBase:
 
     kind: ClassVar[str] = ""
 
+    @classmethod
+    def require(cls, value: Any, name: str = "config") -> _ConfigBase:
+        """``value`` if it is one of these configs; a ``TypeError`` naming ``name`` otherwise
+        (the check every component constructor starts with)."""
+        if not isinstance(value, cls):
+            raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
+        return value
+
     # -- serialisation --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

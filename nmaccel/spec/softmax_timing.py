@@ -56,8 +56,7 @@ SOFTMAX_PASS2_STAGES = 5
 
 
 def _check_cfg(cfg) -> None:
-    if not isinstance(cfg, StaConfig):
-        raise TypeError(f"cfg must be a StaConfig, not {type(cfg).__name__}")
+    StaConfig.require(cfg, "cfg")
 
 
 def softmax_quotient_bits(cfg: StaConfig) -> int:

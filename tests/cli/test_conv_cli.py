@@ -31,12 +31,9 @@ def test_verilog_conv_writes_engine(tmp_path, capsys):
     (["sim", "conv", "--net", "adder", "--stall", "1.5"], r"must be in \[0, 1\)"),
     (["verilog", "conv", "--preset", "huge"], "unknown conv preset 'huge'"),
 ])
-def test_bad_arguments(argv, match, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
+def test_bad_arguments(argv, match, usage_error):
     import re
-    assert re.search(match, capsys.readouterr().err)
+    assert re.search(match, usage_error(argv))
 
 
 def test_bad_config_file(tmp_path, capsys):
