@@ -25,7 +25,7 @@ def test_enums_take_names_values_and_width_from_the_spec(field):
 def test_command_fields_are_enum_views():
     cfg = sta_preset("tiny")
     layout = isa.command_layout(cfg)
-    assert [(name, field.width) for name, field in layout] == sta_isa.command_fields(cfg)
+    assert tuple((name, field.width) for name, field in layout) == sta_isa.command_fields(cfg)
     cmd = Signal(layout)
     assert isinstance(cmd.op, enum.EnumView) and cmd.op.shape() is isa.Opcode
     _ = cmd.op == isa.Opcode.GEMM                                 # same enum: fine
