@@ -51,8 +51,9 @@ class BoardReplyError(BoardError):
     def __init__(self, command: int, status: int) -> None:
         name = proto.STATUS_NAMES.get(status, f"unknown status {status}")
         text = proto.STATUS_TEXT.get(status, "")
+        code, _ = proto.split_command(command)
         super().__init__("board rejected "
-                         f"{proto.CMD_NAMES.get(command, f'command 0x{command:02X}')}"
+                         f"{proto.CMD_NAMES.get(code, f'command 0x{command:02X}')}"
                          f" with {name} ({text})")
         self.command, self.status = command, status
 
@@ -88,6 +89,10 @@ class SerialTransport:
     def read(self, n: int) -> bytes:
         return self.serial.read(n)
 
+    def reset_input(self) -> None:
+        """Drop bytes received but not read (a reply nobody waits for any more)."""
+        self.serial.reset_input_buffer()
+
     def close(self) -> None:
         self.serial.close()
 
@@ -107,66 +112,121 @@ class StaBoard:
     """The STA behind a UART bridge, reached through ``transport`` (see the module docstring).
 
     ``config`` is the :class:`~nmaccel.spec.config.StaConfig` the board's design was built for;
-    :meth:`check` compares it with the board's PING answer. Every request waits for its reply;
-    a missing reply raises :class:`BoardTimeout`, an error status :class:`BoardReplyError`.
+    :meth:`check` compares it with the board's PING answer. Every request carries a tag (1..15,
+    :func:`~nmaccel.spec.uart_protocol.command_byte`) and waits for the reply with that tag: a
+    late reply to an earlier request, whose wait ran out, is recognised by its tag and skipped,
+    so the link never gets out of step. A reply that does not arrive in full within
+    ``reply_timeout`` seconds (junk and late replies included) raises :class:`BoardTimeout`,
+    an error status :class:`BoardReplyError`.
     """
 
     #: Junk bytes skipped while looking for a reply's SYNC before giving up.
     MAX_SKIP = 1024
+    #: Default ``reply_timeout`` in units of the transport's read timeout.
+    REPLY_TIMEOUTS = 4
 
-    def __init__(self, transport, config: StaConfig, name: str = "uart") -> None:
+    def __init__(self, transport, config: StaConfig, name: str = "uart",
+                 reply_timeout: float | None = None) -> None:
         StaConfig.require(config)
         for method in ("write", "read"):
             if not callable(getattr(transport, method, None)):
                 raise TypeError(f"transport must have a {method}() method "
                                 f"({type(transport).__name__} has none)")
+        if reply_timeout is None:
+            reply_timeout = self.REPLY_TIMEOUTS * float(getattr(transport, "timeout", 1.0))
+        if not isinstance(reply_timeout, (int, float)) or not 0 < reply_timeout < float("inf"):
+            raise ValueError(f"reply_timeout must be a positive finite number of seconds, "
+                             f"not {reply_timeout!r}")
         self.transport, self.config, self.name = transport, config, name
+        self.reply_timeout = float(reply_timeout)
         self.addr_limit = 1 << sta_isa.addr_bits(config)
         self.checked = False
-        self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0}
+        self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0, "late_replies": 0}
+        self._tag = 0
+        self._timed_out = False
+        self._corrupt = None
 
     # ---- frames ------------------------------------------------------------------------------
-    def _read_exact(self, n: int, what: str) -> bytes:
+    def next_tag(self) -> int:
+        """The tag of the next request: 1, 2, ..., 15, 1, ..."""
+        self._tag = self._tag % proto.MAX_TAG + 1
+        return self._tag
+
+    def _read_exact(self, n: int, what: str, deadline: float) -> bytes:
         data = b""
         while len(data) < n:
-            part = self.transport.read(n - len(data))
-            if not part:
+            if time.monotonic() > deadline:   # also when junk keeps trickling in
+                self._timed_out = True
                 raise BoardTimeout(f"no reply from the board: got {len(data)} of {n} bytes of "
-                                   f"the {what} within the transport's read timeout")
-            data += part
+                                   f"the {what} within {self.reply_timeout:g} s")
+            data += self.transport.read(n - len(data))
         self.stats["bytes_in"] += n
         return data
 
     def read_reply(self, command: int) -> tuple[int, bytes]:
-        """Read one reply frame; returns ``(status, data)`` (no status check)."""
-        what = f"{proto.CMD_NAMES.get(command, hex(command))} reply"
-        for _ in range(self.MAX_SKIP):
-            if self._read_exact(1, what)[0] == proto.SYNC:
-                break
-        else:
-            raise BoardError(f"no sync byte 0x{proto.SYNC:02X} in {self.MAX_SKIP} bytes from the "
-                             "board (wrong baud rate or not an nmaccel UART bridge?)")
-        head = self._read_exact(2, what)
-        body = self._read_exact(head[1] + 1, what)
+        """Read the reply to the request whose CMD byte is ``command``; returns
+        ``(status, data)`` (no status check). Replies with another CMD byte (late replies to
+        earlier requests) are skipped; a reply with CMD 0 answers a frame whose CMD byte was
+        lost, and counts as this request's (an error status; OK there is a protocol error)."""
+        code, _ = proto.split_command(command)
+        what = f"{proto.CMD_NAMES.get(code, hex(command))} reply"
+        deadline = time.monotonic() + self.reply_timeout
+        late = self.stats["late_replies"]
         try:
-            cmd, payload = proto.decode_frame(bytes([proto.SYNC]) + head + body)
-        except proto.FrameError as exc:
-            raise BoardError(f"corrupt {what}: {exc}") from None
-        if not payload:
-            raise BoardError(f"{what} has no status byte")
-        if cmd != command and cmd != 0:
-            raise BoardError(f"reply is for command 0x{cmd:02X}, expected 0x{command:02X} "
-                             "(out of step with the board?)")
-        return payload[0], payload[1:]
+            return self._hunt_reply(command, what, deadline)
+        except BoardTimeout as exc:
+            notes = []
+            if self.stats["late_replies"] > late:
+                notes.append(f"skipped {self.stats['late_replies'] - late} reply(ies) to "
+                             "earlier requests")
+            if self._corrupt:
+                notes.append(f"skipped a corrupt frame ({self._corrupt})")
+            raise BoardTimeout(str(exc) + (f"; {'; '.join(notes)}" if notes else "")) from None
+
+    def _hunt_reply(self, command: int, what: str, deadline: float) -> tuple[int, bytes]:
+        skipped = 0
+        self._corrupt = None
+        while True:
+            if self._read_exact(1, what, deadline)[0] != proto.SYNC:
+                skipped += 1
+                if skipped > self.MAX_SKIP:
+                    raise BoardError(f"no sync byte 0x{proto.SYNC:02X} in {self.MAX_SKIP} bytes "
+                                     "from the board (wrong baud rate or not an nmaccel UART "
+                                     "bridge?)")
+                continue
+            head = self._read_exact(2, what, deadline)
+            body = self._read_exact(head[1] + 1, what, deadline)
+            try:
+                cmd, payload = proto.decode_frame(bytes([proto.SYNC]) + head + body)
+            except proto.FrameError as exc:    # a SYNC inside other bytes: keep hunting
+                skipped += 3 + len(body)
+                self._corrupt = str(exc)
+                continue
+            if not payload:
+                raise BoardError(f"{what} has no status byte")
+            if cmd == command:
+                return payload[0], payload[1:]
+            if cmd == 0:
+                if payload[0] == proto.STATUS["OK"]:
+                    raise BoardError(f"{what}: an OK reply without a command byte "
+                                     "(protocol error)")
+                return payload[0], payload[1:]
+            self.stats["late_replies"] += 1   # a reply to an earlier request: not ours
 
     def send_raw(self, frame: bytes) -> None:
+        if self._timed_out:                   # bytes of an abandoned reply may be waiting
+            drain = getattr(self.transport, "reset_input", None)
+            if callable(drain):
+                drain()
+            self._timed_out = False
         self.transport.write(bytes(frame))
         self.stats["frames"] += 1
         self.stats["bytes_out"] += len(frame)
 
     def transact(self, frame: bytes) -> bytes:
-        """Send one request frame (``uart_protocol.encode_*``), return the reply's data
-        (raises :class:`BoardReplyError` on an error status)."""
+        """Send one request frame (``uart_protocol.encode_*`` with a tag from
+        :meth:`next_tag`), return the reply's data (raises :class:`BoardReplyError` on an
+        error status)."""
         command = frame[1]
         self.send_raw(frame)
         status, data = self.read_reply(command)
@@ -177,7 +237,7 @@ class StaBoard:
     # ---- commands ----------------------------------------------------------------------------
     def ping(self) -> proto.BoardId:
         """The board's identity (:class:`~nmaccel.spec.uart_protocol.BoardId`)."""
-        data = self.transact(proto.encode_ping())
+        data = self.transact(proto.encode_ping(self.next_tag()))
         try:
             return proto.parse_id(data)
         except proto.FrameError as exc:
@@ -204,7 +264,7 @@ class StaBoard:
         self._check_range(addr, len(words))
         for i in range(0, len(words), proto.MAX_WORDS):
             chunk = words[i:i + proto.MAX_WORDS]
-            self.transact(proto.encode_write(addr + i, chunk))
+            self.transact(proto.encode_write(addr + i, chunk, self.next_tag()))
 
     def read(self, addr: int, n: int) -> list[int]:
         """Read ``n`` 32-bit words from ``addr``, ``addr + 1``, ..."""
@@ -214,7 +274,7 @@ class StaBoard:
         out: list[int] = []
         for i in range(0, n, proto.MAX_WORDS):
             k = min(proto.MAX_WORDS, n - i)
-            data = self.transact(proto.encode_read(addr + i, k))
+            data = self.transact(proto.encode_read(addr + i, k, self.next_tag()))
             if len(data) != 4 * k:
                 raise BoardError(f"READ of {k} words answered with {len(data)} bytes")
             out += [int.from_bytes(data[4 * j:4 * j + 4], "little") for j in range(k)]
@@ -229,7 +289,7 @@ class StaBoard:
 
     def start(self, count: int) -> None:
         """Run CBUF[0 .. count-1] (writes CSR START; clears the counters)."""
-        self.transact(proto.encode_start(count))
+        self.transact(proto.encode_start(count, self.next_tag()))
 
     def status(self) -> dict:
         """CSR STATUS decoded: ``raw``, ``busy``, ``done``, ``error``, ``code``, ``index``,

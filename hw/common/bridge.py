@@ -111,7 +111,8 @@ class UartBridge(wiring.Component):
         got = Signal()                                   # a byte is taken this cycle
         m.d.comb += got.eq(urx.data.valid & urx.data.ready)
 
-        cmd = Signal(8)
+        cmd = Signal(8)                                  # the request's CMD byte (echoed)
+        code = cmd[:proto.CODE_BITS]                     # its command code; the rest: the tag
         length = Signal(8)
         idx = Signal(8)                                  # payload byte index
         arg = Signal(32)                                 # payload bytes 0..3 (addr / count)
@@ -138,12 +139,12 @@ class UartBridge(wiring.Component):
         n_write = Signal(8)
         m.d.comb += n_write.eq((length - 4) >> 2)
         n_words = Signal(8)
-        m.d.comb += n_words.eq(Mux(cmd == proto.WRITE, n_write, cnt))
+        m.d.comb += n_words.eq(Mux(code == proto.WRITE, n_write, cnt))
         end_addr = Signal(34)
         m.d.comb += end_addr.eq(arg + n_words - 1)
 
         length_ok = Signal()
-        with m.Switch(cmd):
+        with m.Switch(code):
             with m.Case(proto.PING):
                 m.d.comb += length_ok.eq(length == 0)
             with m.Case(proto.WRITE):
@@ -153,10 +154,10 @@ class UartBridge(wiring.Component):
             with m.Case(proto.START):
                 m.d.comb += length_ok.eq(length == 4)
         known = Signal()
-        m.d.comb += known.eq((cmd == proto.PING) | (cmd == proto.WRITE) | (cmd == proto.READ)
-                             | (cmd == proto.START))
+        m.d.comb += known.eq((code == proto.PING) | (code == proto.WRITE) | (code == proto.READ)
+                             | (code == proto.START))
         uses_addr = Signal()
-        m.d.comb += uses_addr.eq((cmd == proto.WRITE) | (cmd == proto.READ))
+        m.d.comb += uses_addr.eq((code == proto.WRITE) | (code == proto.READ))
         verdict = Signal(8)
         with m.If(~crc_ok):
             m.d.comb += verdict.eq(S["CRC"])
@@ -237,7 +238,7 @@ class UartBridge(wiring.Component):
                     m.d.sync += rlen.eq(1)
                     m.next = "T_SYNC"
                 with m.Else():
-                    with m.Switch(cmd):
+                    with m.Switch(code):
                         with m.Case(proto.PING):
                             m.d.sync += rlen.eq(1 + len(self.id_bytes))
                             m.next = "T_SYNC"
@@ -286,9 +287,9 @@ class UartBridge(wiring.Component):
             with m.State("T_STATUS"):
                 send(status, "T_CRC")
                 with m.If(tx_sent & (status == S["OK"])):
-                    with m.If(cmd == proto.PING):
+                    with m.If(code == proto.PING):
                         m.next = "T_ID"
-                    with m.Elif(cmd == proto.READ):
+                    with m.Elif(code == proto.READ):
                         m.next = "RD_REQ"
             with m.State("T_ID"):
                 send(id_rom[widx], "T_ID")

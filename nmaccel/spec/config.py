@@ -52,6 +52,16 @@ def _in_range(name: str, value: Any, lo: int, hi: int) -> None:
         raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
 
 
+#: Largest ``rows``, ``cols``, ``lanes``, ``softmax_lanes`` of an STA config.
+MAX_ARRAY_DIM = 64
+#: Largest ``rows * cols * lanes``.
+MAX_MULTIPLIERS = 4096
+#: Largest ``max_seq``.
+MAX_SEQ = 4096
+#: Largest buffer depth, in words (``cbuf_depth``: 2**16, the command index of STATUS).
+MAX_DEPTH = 1 << 20
+
+
 class _ConfigBase:
     """JSON round trip and validated ``replace`` shared by the config dataclasses."""
 
@@ -175,6 +185,17 @@ class StaConfig(_ConfigBase):
                      "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth",
                      "vbuf_depth", "n"):
             _positive(name, getattr(self, name))
+        # Upper bounds: the CONFIG CSR holds rows, cols, lanes in 8 bits each, and anything
+        # far beyond an FPGA's size only makes Verilog generation run for hours.
+        for name in ("rows", "cols", "lanes", "softmax_lanes"):
+            _in_range(name, getattr(self, name), 1, MAX_ARRAY_DIM)
+        if self.multipliers > MAX_MULTIPLIERS:
+            raise ConfigError(f"rows x cols x lanes must be at most {MAX_MULTIPLIERS} "
+                              f"multipliers, not {self.multipliers}")
+        _in_range("max_seq", self.max_seq, 1, MAX_SEQ)
+        for name in ("wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "vbuf_depth"):
+            _in_range(name, getattr(self, name), 1, MAX_DEPTH)
+        _in_range("cbuf_depth", self.cbuf_depth, 1, 1 << 16)
         _power_of_two("m", self.m, minimum=2)
         _in_range("m", self.m, 2, 16)
         if self.n > self.m:
@@ -368,6 +389,8 @@ class ConvConfig(_ConfigBase):
         _in_range("bias_bits", self.bias_bits, 16, 48)
         _in_range("max_width", self.max_width, 1, 4096)
         _in_range("max_height", self.max_height, 1, 4096)
+        _in_range("max_in_channels", self.max_in_channels, 1, 4096)
+        _in_range("max_out_channels", self.max_out_channels, 1, 4096)
         _in_range("out_fifo_depth", self.out_fifo_depth, 2, 1024)
         need = clog2(self.max_term * self.max_taps + 1) + 1
         _in_range("acc_bits", self.acc_bits, need, 48)

@@ -9,7 +9,8 @@ Request frame (host → board)
     byte    name       meaning
     ======  =========  =====================================================================
     0       SYNC       ``0xA5`` (bytes before it are skipped)
-    1       CMD        command code (table below)
+    1       CMD        bits 3..0: command code (table below); bits 7..4: a tag the host
+                       chooses (the driver counts 1..15), echoed in the reply
     2       LEN        payload length in bytes, 0..255
     3..     PAYLOAD    ``LEN`` bytes
     3+LEN   CRC        CRC-8 of CMD, LEN and PAYLOAD (polynomial 0x07, init 0x00, no
@@ -17,7 +18,9 @@ Request frame (host → board)
     ======  =========  =====================================================================
 
 Reply frame (board → host), one per request, same layout: SYNC, CMD (the request's command
-byte echoed), LEN (``1 + len(DATA)``), STATUS, DATA, CRC over CMD, LEN, STATUS and DATA.
+byte echoed, tag included), LEN (``1 + len(DATA)``), STATUS, DATA, CRC over CMD, LEN, STATUS
+and DATA. The tag lets the host tell its reply from a late reply to an earlier request that
+it stopped waiting for; a reply with CMD 0 answers a frame whose CMD byte never arrived.
 
 Commands
     ======  ======  ===================================  ======================================
@@ -67,6 +70,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_BAUD",
+    "CODE_BITS",
+    "MAX_TAG",
+    "command_byte",
+    "split_command",
     "CMD_NAMES",
     "COMMANDS",
     "ID_BYTES",
@@ -99,7 +106,12 @@ __all__ = [
 #: Serial speed of the board link unless a build or a driver is told otherwise (8N1).
 DEFAULT_BAUD = 115200
 SYNC = 0xA5
-VERSION = 1
+#: 2: the CMD byte carries a tag in its upper nibble (version 1 had none).
+VERSION = 2
+#: Bits of the command code in the CMD byte; the bits above hold the tag.
+CODE_BITS = 4
+#: Largest tag (tags 1..MAX_TAG are the host's; 0 is a reply to a frame without a CMD byte).
+MAX_TAG = (1 << (8 - CODE_BITS)) - 1
 MAGIC = b"nmST"
 #: Most 32-bit words one WRITE or READ frame carries (LEN and the reply's LEN fit in a byte).
 MAX_WORDS = 62
@@ -186,22 +198,35 @@ def _count(n: int) -> int:
     return n
 
 
-def encode_ping() -> bytes:
-    return encode_frame(PING)
+def command_byte(code: int, tag: int = 0) -> int:
+    """The CMD byte of command ``code`` with ``tag`` (0..:data:`MAX_TAG`) in its upper bits."""
+    if not isinstance(tag, int) or not 0 <= tag <= MAX_TAG:
+        raise FrameError(f"tag must be an integer in [0, {MAX_TAG}], not {tag!r}")
+    return code | tag << CODE_BITS
 
 
-def encode_write(addr: int, words) -> bytes:
+def split_command(byte: int) -> tuple[int, int]:
+    """``(code, tag)`` of a CMD byte."""
+    return byte & ((1 << CODE_BITS) - 1), byte >> CODE_BITS
+
+
+def encode_ping(tag: int = 0) -> bytes:
+    return encode_frame(command_byte(PING, tag))
+
+
+def encode_write(addr: int, words, tag: int = 0) -> bytes:
     words = list(words)
     _count(len(words))
-    return encode_frame(WRITE, _u32(addr, "addr") + b"".join(_u32(w, "word") for w in words))
+    return encode_frame(command_byte(WRITE, tag),
+                        _u32(addr, "addr") + b"".join(_u32(w, "word") for w in words))
 
 
-def encode_read(addr: int, n: int) -> bytes:
-    return encode_frame(READ, _u32(addr, "addr") + bytes([_count(n)]))
+def encode_read(addr: int, n: int, tag: int = 0) -> bytes:
+    return encode_frame(command_byte(READ, tag), _u32(addr, "addr") + bytes([_count(n)]))
 
 
-def encode_start(count: int) -> bytes:
-    return encode_frame(START, _u32(count, "count"))
+def encode_start(count: int, tag: int = 0) -> bytes:
+    return encode_frame(command_byte(START, tag), _u32(count, "count"))
 
 
 def config_hash(cfg) -> int:

@@ -28,6 +28,10 @@ class RecordingTransport:
     """Answers each request frame from a memory of words, as the bridge's protocol says
     (``reply`` overrides the answer); records the frames."""
 
+    #: read timeout (s): a read with nothing pending returns at once, the driver's reply
+    #: timeout is a few of these
+    timeout = 0.05
+
     def __init__(self, cfg=CFG, ident_cfg=None, reply=None):
         self.cfg, self.ident_cfg, self.reply = cfg, ident_cfg or cfg, reply
         self.frames, self.pending, self.mem = [], b"", {}
@@ -38,14 +42,15 @@ class RecordingTransport:
         if self.reply is not None:
             self.pending += self.reply(cmd, payload)
             return
-        if cmd == proto.PING:
+        code, _ = proto.split_command(cmd)
+        if code == proto.PING:
             self.pending += proto.encode_reply(cmd, 0, proto.id_bytes(self.ident_cfg))
-        elif cmd == proto.WRITE:
+        elif code == proto.WRITE:
             addr = int.from_bytes(payload[:4], "little")
             for i in range(4, len(payload), 4):
                 self.mem[addr + (i - 4) // 4] = int.from_bytes(payload[i:i + 4], "little")
             self.pending += proto.encode_reply(cmd, 0)
-        elif cmd == proto.READ:
+        elif code == proto.READ:
             addr, n = int.from_bytes(payload[:4], "little"), payload[4]
             data = b"".join(self.mem.get(addr + i, 0).to_bytes(4, "little") for i in range(n))
             self.pending += proto.encode_reply(cmd, 0, data)
@@ -88,11 +93,14 @@ def test_corrupt_and_out_of_step_replies():
         frame = bytearray(proto.encode_reply(cmd, 0, bytes(4)))
         frame[4] ^= 1
         return bytes(frame)
-    with pytest.raises(BoardError, match="corrupt READ reply: CRC mismatch"):
+    with pytest.raises(BoardTimeout, match=r"skipped a corrupt frame \(CRC mismatch"):
         StaBoard(RecordingTransport(reply=flip), CFG).read(0, 1)
     other = lambda cmd, payload: proto.encode_reply(proto.WRITE, 0)
-    with pytest.raises(BoardError, match="reply is for command 0x02, expected 0x03"):
+    with pytest.raises(BoardTimeout, match=r"skipped 1 reply\(ies\) to earlier requests"):
         StaBoard(RecordingTransport(reply=other), CFG).read(0, 1)
+    ok_without_command = lambda cmd, payload: proto.encode_reply(0, 0)
+    with pytest.raises(BoardError, match="an OK reply without a command byte"):
+        StaBoard(RecordingTransport(reply=ok_without_command), CFG).read(0, 1)
     noise = lambda cmd, payload: bytes(2000)
     with pytest.raises(BoardError, match="no sync byte 0xA5 in 1024 bytes .*wrong baud rate"):
         StaBoard(RecordingTransport(reply=noise), CFG).ping()
@@ -105,7 +113,8 @@ def test_error_reply_names_the_status():
     with pytest.raises(BoardReplyError, match="board rejected READ with ADDRESS "
                                               r"\(address out of range\)") as info:
         StaBoard(RecordingTransport(reply=reject), CFG).read(0, 1)
-    assert info.value.status == proto.STATUS["ADDRESS"] and info.value.command == proto.READ
+    assert info.value.status == proto.STATUS["ADDRESS"]
+    assert proto.split_command(info.value.command)[0] == proto.READ
 
 
 def test_long_writes_and_reads_are_chunked():
@@ -175,8 +184,9 @@ def test_serial_transport_round_trip_over_a_pty():
         request = b""
         while len(request) < 4:
             request += os.read(master, 4 - len(request))
-        assert proto.decode_frame(request) == (proto.PING, b"")
-        os.write(master, proto.encode_reply(proto.PING, 0, proto.id_bytes(CFG)))
+        cmd, payload = proto.decode_frame(request)
+        assert proto.split_command(cmd)[0] == proto.PING and payload == b""
+        os.write(master, proto.encode_reply(cmd, 0, proto.id_bytes(CFG)))
 
     thread = threading.Thread(target=far_end, daemon=True)
     thread.start()
@@ -223,3 +233,60 @@ def test_board_command_errors():
     program = random_sparse_gemm(CFG, 3, 5, 8, seed=1)
     assert program.expected["y"].shape == (3, 5) and len(program.commands) == 1
     assert np.abs(program.expected["y"]).max() > 20          # scaled into the int8 range
+
+
+class LateTransport(RecordingTransport):
+    """A board that answers the first request only after the driver gave up on it: its reply
+    comes in front of the next request's (what a busy board or a slow link does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.held = None
+
+    def write(self, data):
+        super().write(data)
+        if self.held is None:
+            self.held, self.pending = self.pending, b""       # first reply: late
+        elif self.held:
+            self.pending, self.held = self.held + self.pending, b""
+
+
+def test_a_late_reply_never_answers_the_next_request():
+    """Seen before tags: read(200) timed out, read(300) returned 200's word. Now the late
+    reply is recognised by its tag and skipped."""
+    t = LateTransport()
+    t.mem.update({200: 0xAAAA, 300: 0xBBBB})
+    board = StaBoard(t, CFG)
+    with pytest.raises(BoardTimeout):
+        board.read(200, 1)
+    assert board.read(300, 1) == [0xBBBB]
+    assert board.stats["late_replies"] == 1
+    assert board.read(200, 1) == [0xAAAA]
+    tags = [proto.split_command(cmd)[1] for cmd, _ in t.frames]
+    assert tags == [1, 2, 3] and len(set(tags)) == 3
+
+
+def test_tags_count_1_to_15():
+    board = StaBoard(RecordingTransport(), CFG)
+    assert [board.next_tag() for _ in range(17)] == list(range(1, 16)) + [1, 2]
+
+
+def test_a_trickling_port_is_bounded_by_the_reply_timeout():
+    """One junk byte per read (never a reply): the wait ends after reply_timeout, not after
+    MAX_SKIP read timeouts."""
+    import time
+
+    class Trickle(RecordingTransport):
+        def write(self, data):
+            pass
+
+        def read(self, n):
+            time.sleep(0.01)
+            return b"\x00"
+    t0 = time.monotonic()
+    with pytest.raises(BoardTimeout, match="within 0.3 s"):
+        StaBoard(Trickle(), CFG, reply_timeout=0.3).ping()
+    assert time.monotonic() - t0 < 1.0
+    for bad in (0, -1, float("inf"), float("nan"), "1"):
+        with pytest.raises(ValueError, match="reply_timeout must be a positive finite number"):
+            StaBoard(Trickle(), CFG, reply_timeout=bad)

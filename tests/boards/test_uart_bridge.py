@@ -291,6 +291,22 @@ def test_bridge_ping_write_read():
     assert replies[5] == (proto.START, b"\0") and model.writes[70:] == [(start, 5)]
 
 
+def test_bridge_echoes_the_tag():
+    """The CMD byte's upper nibble is the host's tag: executed by the command code in the
+    lower nibble, echoed whole in the reply (the driver tells its reply from late ones)."""
+    base = sta_isa.host_address(CFG, "WBUF", 5)
+    replies, model = bridge_session([
+        (proto.encode_ping(tag=9), 5 + proto.ID_BYTES),
+        (proto.encode_write(base, [0x1234], tag=15), 5),
+        (proto.encode_read(base, 1, tag=1), 9),
+        (proto.encode_frame(proto.command_byte(0xE, 3)), 5),       # unknown code, tag 3
+    ])
+    assert replies[0] == (proto.command_byte(proto.PING, 9), b"\0" + proto.id_bytes(CFG))
+    assert replies[1] == (0xF2, b"\0") and model.writes == [(base, 0x1234)]
+    assert replies[2] == (0x13, b"\0" + (0x1234).to_bytes(4, "little"))
+    assert replies[3] == (0x3E, bytes([proto.STATUS["COMMAND"]]))
+
+
 def test_bridge_error_replies_then_good_frames():
     S = proto.STATUS
     base = sta_isa.host_address(CFG, "WBUF", 0)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nmaccel.spec.config import STA_PRESETS, ConfigError, StaConfig, clog2, sta_preset
+from nmaccel.spec.config import STA_PRESETS, ConfigError, ConvConfig, StaConfig, clog2, sta_preset
 
 
 @pytest.mark.parametrize("name", sorted(STA_PRESETS))
@@ -110,3 +110,23 @@ def test_ulx3s_derived_properties():
     expected_sum_bits = (cfg.softmax_exp_bits + 1 + max_shift
                          + math.ceil(math.log2(cfg.max_seq + 1)))
     assert cfg.softmax_sum_bits == expected_sum_bits == 15 + 1 + 64 + 9
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rows": 10 ** 6}, "rows must be an integer in [1, 64], not 1000000"),
+    ({"lanes": 128, "n": 2}, "lanes must be an integer in [1, 64], not 128"),
+    ({"rows": 64, "cols": 64, "lanes": 4}, "at most 4096 multipliers, not 16384"),
+    ({"max_seq": 10 ** 5}, "max_seq must be an integer in [1, 4096]"),
+    ({"wbuf_depth": 1 << 30}, "wbuf_depth must be an integer in [1, 1048576]"),
+    ({"cbuf_depth": 1 << 17}, "cbuf_depth must be an integer in [1, 65536]"),
+])
+def test_sta_sizes_have_upper_bounds(change, message):
+    """A huge size is refused at once, not after hours of Verilog generation."""
+    with pytest.raises(ConfigError) as exc:
+        StaConfig(**change)
+    assert message in str(exc.value)
+
+
+def test_conv_sizes_have_upper_bounds():
+    with pytest.raises(ConfigError, match=r"max_in_channels must be an integer in \[1, 4096\]"):
+        ConvConfig(max_in_channels=10 ** 6)
