@@ -16,6 +16,7 @@ from nmaccel.hw.sta.core import StaCore
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.amaranth_streams import stream_get, stream_put
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
+from nmaccel.spec.sta_isa import decode_status
 
 __all__ = ["run_amaranth", "run_amaranth_programs"]
 
@@ -28,9 +29,12 @@ def run_amaranth(program: StaProgram, **kwargs) -> RunResult:
 
 def run_amaranth_programs(programs, idle: float = 0.0, backpressure: float = 0.0,
                           seed: int = 0, max_cycles: int = 2_000_000, raise_on_error: bool = True,
-                          vcd: str | None = None, count: int | None = None) -> list[RunResult]:
+                          vcd: str | None = None, count: int | None = None,
+                          stop_on_error: bool = True) -> list[RunResult]:
     """Run ``programs`` one after another on one StaCore (memories persist between them, as
-    the segments of a layer need)."""
+    the segments of a layer need). A program that ends in an error stops the sequence unless
+    ``stop_on_error`` is false; one that runs longer than ``max_cycles`` raises
+    ``TimeoutError``."""
     cfg = programs[0].cfg
     dut = StaCore(cfg)
     scripts = [host_script(p) for p in programs]
@@ -63,10 +67,10 @@ def run_amaranth_programs(programs, idle: float = 0.0, backpressure: float = 0.0
             raw["status"] = await read(ctx, script["status"])
             raw["counters"] = [await read(ctx, a) for a in script["counters"]]
             raw["cyclog"] = [await read(ctx, a) for a in script["cyclog"]]
-            raw["outputs"] = ([] if raw["status"] & 4
-                              else [await read(ctx, a) for a in script["outputs"]])
+            failed = decode_status(raw["status"]).error
+            raw["outputs"] = [] if failed else [await read(ctx, a) for a in script["outputs"]]
             raws.append(raw)
-            if raw["status"] & 4:
+            if failed and stop_on_error:
                 break
 
     sim = Simulator(dut)
