@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 import time
 
 from nmaccel.cli.args import CommandError, check_output_file, nm_list, positive_int, preset
@@ -108,6 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "methods of a saved digits JSON (e.g. an --idp-final-share ablation vs "
                         "the main table)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true",
+                   help="digits: continue an interrupted study from <json>.partial (the seeds "
+                        "it finished are not trained again)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -180,10 +184,21 @@ def run(args) -> int:
         return _run_rtl(args, ip)
     if args.study in ("digits", "both"):
         start = time.perf_counter()
-        res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
-                           args.dense_steps, args.batch_size, args.lr, args.layers,
-                           ip[0] if ip else None, args.preset, progress=not args.no_progress,
-                           idp_final_share=args.idp_final_share)
+        partial = args.json.with_name(args.json.name + ".partial")
+        if partial.exists() and not args.resume:
+            print(f"note: {partial} holds an interrupted run; --resume continues it",
+                  file=sys.stderr)
+        try:
+            res = digits_study(args.patterns, args.methods, args.seeds, args.budget,
+                               args.dense_steps, args.batch_size, args.lr, args.layers,
+                               ip[0] if ip else None, args.preset,
+                               progress=not args.no_progress,
+                               idp_final_share=args.idp_final_share, checkpoint=partial,
+                               resume=args.resume)
+        except KeyboardInterrupt:
+            raise CommandError(f"interrupted; the finished seeds are in {partial} "
+                               "(run again with --resume)") from None
+        partial.unlink(missing_ok=True)
         wall = time.perf_counter() - start
         command = command_line(args, "digits")
         res["command"], res["wall_seconds"] = command, wall

@@ -66,6 +66,9 @@ def add_arguments(p) -> None:
     p.add_argument("--readme", default=None, metavar="README",
                    help="also regenerate the headline block of this README (e.g. README.md "
                         "in a source checkout)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out/report.partial.json (its "
+                        "finished points and baselines are kept)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -96,7 +99,7 @@ def run(args) -> int:
         no_simspeed=args.no_simspeed, quick=args.quick, out=out,
         command_line="nmaccel report " + " ".join(sys.argv[2:])
         if len(sys.argv) > 1 and sys.argv[1] == "report" else "nmaccel report",
-        progress=not args.no_progress)
+        progress=not args.no_progress, resume=args.resume)
     if args.quick:
         settings.presets, settings.conv_images = ["ulx3s"], min(args.conv_images, 10)
         settings.nm = nm_list("dense,2:4")
@@ -111,6 +114,9 @@ def run(args) -> int:
             raise CommandError(str(exc)) from None
     try:
         data = collect(settings, client)
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; the finished points are in {out}/report.partial.json "
+                           "(run again with --resume)") from None
     finally:
         if client is not None:
             client.close()

@@ -17,6 +17,7 @@ MiniLM study (``--study minilm`` or ``both``)
 from __future__ import annotations
 
 import copy
+import json
 import math
 import pathlib
 import platform
@@ -27,7 +28,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from nmaccel.files import save_figure
+from nmaccel.files import save_figure, write_json
 from nmaccel.model.idp import METHOD_LABELS, METHOD_SPECS
 
 __all__ = ["digits_study", "digits_markdown", "digits_plot", "idp_phase_steps",
@@ -49,8 +50,14 @@ def _key(nm: tuple[int, int]) -> str:
 def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 3000,
                  batch_size: int = 64, lr: float = 1e-3, layers: int = 2,
                  int_pattern: Optional[tuple[int, int]] = (2, 4), cfg=None,
-                 progress: bool = True, idp_final_share: Optional[float] = None) -> dict:
-    """Run the digits study; returns the results dict written to JSON (see module docstring)."""
+                 progress: bool = True, idp_final_share: Optional[float] = None,
+                 checkpoint: Optional[pathlib.Path] = None, resume: bool = False) -> dict:
+    """Run the digits study; returns the results dict written to JSON (see module docstring).
+
+    ``checkpoint``: a file the results so far are written to after every seed (atomically);
+    with ``resume``, the seeds it holds are taken from it instead of trained again (the study
+    is seeded, so a resumed run gives what an uninterrupted one gives). A checkpoint of a
+    different plan (patterns, methods, budgets, ...) is refused."""
     from nmaccel.model.digits_transformer import (
         accuracy,
         classification_loss,
@@ -73,12 +80,19 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
     data = digits_data()
     sampler = data.sampler(batch_size)
     model_kwargs = dict(layers=layers)
-    bar = tqdm(total=seeds * (dense_steps + len(patterns) * len(methods) * budget),
+    plan = {"patterns": [_key(p) for p in patterns], "methods": list(methods),
+            "budget": budget, "dense_steps": dense_steps, "batch_size": batch_size, "lr": lr,
+            "layers": layers, "int_pattern": None if int_pattern is None else _key(int_pattern),
+            "config": None if cfg is None else cfg.to_dict(), "idp_final_share": idp_final_share}
+    saved = _load_checkpoint(checkpoint, plan) if resume else None
+    runs = saved["runs"] if saved else []
+    dense_runs = saved["dense_runs"] if saved else []
+    int_runs = saved["int_runs"] if saved else []
+    done = {r["seed"] for r in dense_runs}
+    todo = [seed for seed in range(seeds) if seed not in done]
+    bar = tqdm(total=len(todo) * (dense_steps + len(patterns) * len(methods) * budget),
                disable=not progress, desc="nmaccel idp digits", unit="step", smoothing=0.05)
-    runs = []
-    dense_runs = []
-    int_runs = []
-    for seed in range(seeds):
+    for seed in todo:
         bar.set_postfix_str(f"seed {seed} dense")
         start = time.perf_counter()
         dense = train_dense(data, seed=seed, steps=dense_steps, batch_size=batch_size,
@@ -127,13 +141,34 @@ def digits_study(patterns, methods, seeds: int, budget: int, dense_steps: int = 
                                      "agreement": float((pred_int == pred_float).mean()),
                                      "images": int(labels.size), "macs": prog.macs(),
                                      "seconds": time.perf_counter() - t0})
+        if checkpoint is not None:
+            write_json(checkpoint, {"plan": plan, "dense_runs": dense_runs, "runs": runs,
+                                    "int_runs": int_runs}, indent=1)
     bar.close()
+    keep = set(range(seeds))
+    dense_runs = sorted((r for r in dense_runs if r["seed"] in keep), key=lambda r: r["seed"])
+    runs = [r for r in runs if r["seed"] in keep]
+    int_runs = [r for r in int_runs if r["seed"] in keep]
     out = _summarise(patterns, methods, seeds, budget, dense_steps, batch_size, lr, layers,
                      dense_runs, runs, int_runs)
     out["budget"]["idp_split"] = ("equal over phases" if idp_final_share is None else
                                   f"{idp_final_share:g} of the budget to the target phase, the "
                                   "rest equal over the earlier phases")
     return out
+
+
+def _load_checkpoint(path: Optional[pathlib.Path], plan: dict) -> Optional[dict]:
+    """The finished seeds of an interrupted study at ``path`` (``None`` if there is none)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the checkpoint {path}: {exc}") from None
+    if saved.get("plan") != plan:
+        raise ValueError(f"the checkpoint {path} is of another study plan; delete it or run "
+                         "without --resume")
+    return saved
 
 
 def idp_phase_steps(budget: int, nm: tuple[int, int], final_share: Optional[float]

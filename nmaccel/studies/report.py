@@ -25,6 +25,7 @@ an existing ``report.json`` without simulating.
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import re
 import subprocess
@@ -545,6 +546,7 @@ class ReportSettings:
     out: Path = Path("reports")
     command_line: str = "nmaccel report"
     progress: bool = True
+    resume: bool = False
 
 
 def collect(args: ReportSettings, client=None) -> dict:
@@ -555,27 +557,39 @@ def collect(args: ReportSettings, client=None) -> dict:
     t0 = time.perf_counter()
     load_start = _loadavg()
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda m: None)
-    # Software baselines first, while no simulation competes for the cores.
-    say("measuring PyTorch CPU baselines ...")
-    base = {"minilm_layer": minilm_layer_baseline(args.seq, args.layer)}
-    if args.conv_images:
-        base["conv"] = {net: conv_net_baseline(net, args.conv_images)
-                        for net in ("adder", "binary")}
     points = [StaPoint(name, pat, args.layer, args.seq)
               for i, name in enumerate(args.presets)
               for pat in (args.nm if i == 0 else args.nm_others)]
     points, skipped = split_runnable(points)
+    plan = {"points": [p.label for p in points], "layer": args.layer, "seq": args.seq,
+            "conv_images": args.conv_images}
+    partial = Path(args.out) / "report.partial.json"
+    saved = _load_partial(partial, plan) if args.resume else None
+    if saved:
+        base = saved["baselines"]
+        done = {int(i): r for i, r in saved["points"].items()}
+        say(f"resuming: {len(done)} of {len(points)} points from {partial}")
+    else:
+        # Software baselines first, while no simulation competes for the cores.
+        say("measuring PyTorch CPU baselines ...")
+        base = {"minilm_layer": minilm_layer_baseline(args.seq, args.layer)}
+        if args.conv_images:
+            base["conv"] = {net: conv_net_baseline(net, args.conv_images)
+                            for net in ("adder", "binary")}
+        done = {}
     for sk in skipped:
         say(f"skipping {sk['preset']} {sk['nm']}: {sk['reason']}")
     say(f"sweep: {len(points)} points on {len(args.presets)} preset(s)")
-    partial = Path(args.out) / "report.partial.json"
-    done: dict = {}
+    todo = [i for i in range(len(points)) if i not in done]
 
-    def keep(i, result):  # a crash late in the run must not lose the finished points
-        done[i] = result
-        write_json(partial, {"baselines": base, "points": done}, indent=1)
+    def keep(j, result):  # a crash late in the run must not lose the finished points
+        done[todo[j]] = result
+        write_json(partial, {"plan": plan, "baselines": base, "points": done}, indent=1)
 
-    sweep = run_sweep(points, args.jobs, client, progress, on_result=keep)
+    write_json(partial, {"plan": plan, "baselines": base, "points": done}, indent=1)
+    sweep = run_sweep([points[i] for i in todo], args.jobs, client, progress, on_result=keep)
+    sweep["points"] = [done[i] for i in range(len(points))]
+    sweep["resumed_points"] = len(points) - len(todo)
     extra_tasks = []
     if args.conv_images:
         extra_tasks += [(conv_point, (net, args.conv_images, CONV_PRESET))
@@ -616,6 +630,21 @@ def collect(args: ReportSettings, client=None) -> dict:
     data["meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     partial.unlink(missing_ok=True)
     return data
+
+
+def _load_partial(path: Path, plan: dict) -> Optional[dict]:
+    """The finished points of an interrupted report at ``path`` (``None`` if there is none);
+    a partial file of another plan is refused."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if saved.get("plan") != plan:
+        raise ValueError(f"{path} is of another report plan (points, layer, seq or conv "
+                         "images differ); delete it or run without --resume")
+    return saved
 
 
 def split_runnable(points) -> tuple[list, list]:

@@ -47,3 +47,41 @@ def test_golden_demo_pipelines():
     assert rows["int8 2:4"]["bits_per_weight"] == 5.0
     assert rows["int8 2:4"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
     assert rows["int8 dense"]["cos_mean"] > 0.98
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sim", "sta", "--layer", "0", "--json", "{dir}"], "--json {dir} is a folder, not a file"),
+    (["sim", "sta", "--json", "{dir}/no/such/x.json"], "folder {dir}/no/such does not exist"),
+    (["sim", "conv", "--net", "adder", "--json", "{dir}"], "is a folder, not a file"),
+    (["demo", "--json", "{dir}"], "--json {dir} is a folder, not a file"),
+    (["demo", "--png", "{dir}/missing/d.png"], "does not exist"),
+    (["report", "--out", "{dir}/file"], "--out {dir}/file exists and is not a folder"),
+    (["idp", "--json", "{dir}/missing/i.json"], "--json {dir}/missing/i.json: folder"),
+    (["verilog", "sta", "--preset", "tiny", "-o", "{dir}"], "--output {dir} is a folder"),
+    (["bench", "sta-layer", "--out", "{dir}/file"], "exists and is not a folder"),
+    (["sim", "sta", "--nm", "2:4", "--n", "1"], "--nm 2:4 disagrees with --n 1"),
+    (["sim", "sta", "--heads", "2"], "--heads applies to --gemms-only"),
+    (["sim", "sta", "--rows", "100000"], "rows must be an integer in [1, 64]"),
+])
+def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
+    """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
+    within a second (nothing is simulated, trained or synthesized)."""
+    import time
+    (tmp_path / "file").write_text("x")
+    argv = [a.replace("{dir}", str(tmp_path)) for a in argv]
+    t0 = time.monotonic()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.replace("{dir}", str(tmp_path)) in err and "Traceback" not in err
+    assert time.monotonic() - t0 < 5
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130(monkeypatch, capsys):
+    from nmaccel.cli import config
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(config, "run", interrupted)
+    assert main(["config"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "nmaccel config: interrupted"

@@ -285,3 +285,39 @@ def test_cli_idp_final_share_moves_steps_to_the_target_phase():
     assert len(steps) == 7 and sum(steps) == 1000 and steps[-1] >= 490 and max(steps[:-1]) <= 90
     assert idp_phase_steps(1000, (2, 4), 0.75) == [250, 750]
     assert idp_phase_steps(1000, (3, 4), 0.5) is None and idp_phase_steps(10, (1, 8), None) is None
+
+
+def test_digits_study_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """An interrupted study keeps its finished seeds; --resume trains only the rest and gives
+    what an uninterrupted run gives (the study is seeded); another plan's checkpoint is
+    refused."""
+    import nmaccel.model.digits_transformer as dt
+    from nmaccel.studies import idp as study
+    kw = dict(patterns=[(2, 4)], methods=["oneshot"], seeds=2, budget=4, dense_steps=20,
+              int_pattern=None, progress=False)
+    whole = study.digits_study(**kw)
+    ckpt = tmp_path / "d.json.partial"
+    original, seeds = dt.train_dense, []
+
+    def interrupted_at_seed_1(*a, **k):
+        seeds.append(k["seed"])
+        if k["seed"] == 1:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+    monkeypatch.setattr(dt, "train_dense", interrupted_at_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        study.digits_study(**kw, checkpoint=ckpt)
+    assert ckpt.exists() and seeds == [0, 1]
+    seeds.clear()
+    monkeypatch.setattr(dt, "train_dense", lambda *a, **k: seeds.append(k["seed"])
+                        or original(*a, **k))
+    resumed = study.digits_study(**kw, checkpoint=ckpt, resume=True)
+    assert seeds == [1]                                  # seed 0 came from the checkpoint
+
+    def untimed(res):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in res["runs"]]
+    assert untimed(resumed) == untimed(whole)
+    assert [c["acc_mean"] for c in resumed["summary"]["2:4"].values()] == \
+        [c["acc_mean"] for c in whole["summary"]["2:4"].values()]
+    with pytest.raises(ValueError, match="of another study plan"):
+        study.digits_study(**dict(kw, budget=8), checkpoint=ckpt, resume=True)

@@ -265,3 +265,44 @@ def test_sweep_skips_points_the_compiler_cannot_map():
     assert skipped[0]["nm"] == "1:16"
     assert "multiple of the dense window (64)" in skipped[0]["reason"]
     assert "exceeds the configured maximum max_seq=256" in skipped[1]["reason"]
+
+
+def test_an_interrupted_report_resumes_from_its_partial_file(tmp_path, monkeypatch):
+    """Ctrl-C keeps the finished points (and the baselines) in report.partial.json;
+    --resume runs only the rest; a partial file of another plan is refused."""
+    from nmaccel.studies import baselines, sweep
+    base = fake_data()["baselines"]["minilm_layer"]
+    measured = []
+    monkeypatch.setattr(baselines, "minilm_layer_baseline",
+                        lambda seq, layer: measured.append(seq) or base)
+    ran = []
+
+    def fake_sweep(points, jobs, client, progress, on_result=None):
+        results = []
+        for j, p in enumerate(points):
+            ran.append(p.label)
+            if len(ran) == 2 and len(points) == 2:
+                raise KeyboardInterrupt              # the second point of the first run
+            r = fake_point(p.preset, p.pattern, 1000 if p.nm else 2000)
+            on_result(j, r)
+            results.append(r)
+        return {"builds": [], "points": results, "build_seconds": 0.0, "run_seconds": 0.0}
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    settings = report.ReportSettings(presets=["ulx3s"], nm=[None, (2, 4)], conv_images=0,
+                                     no_simspeed=True, out=tmp_path, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        report.collect(settings)
+    partial = json.loads((tmp_path / "report.partial.json").read_text())
+    assert list(partial["points"]) == ["0"] and measured == [32]
+    settings.resume = True
+    data = report.collect(settings)
+    assert ran == ["ulx3s dense", "ulx3s 2:4", "ulx3s 2:4"]      # only the missing point
+    assert measured == [32]                                        # baselines kept
+    assert [p["nm"] for p in data["sweep"]["points"]] == ["dense", "2:4"]
+    assert data["sweep"]["resumed_points"] == 1
+    assert not (tmp_path / "report.partial.json").exists()
+    (tmp_path / "report.partial.json").write_text(json.dumps(partial))
+    with pytest.raises(ValueError, match="of another report plan"):
+        report.collect(report.ReportSettings(presets=["ulx3s"], nm=[None, (1, 4)],
+                                             conv_images=0, no_simspeed=True, out=tmp_path,
+                                             progress=False, resume=True))
