@@ -55,7 +55,7 @@ def _in_range(name: str, value: Any, lo: int, hi: int) -> None:
 #: Largest ``rows``, ``cols``, ``lanes``, ``softmax_lanes`` of an STA config.
 MAX_ARRAY_DIM = 64
 #: Largest ``rows * cols * lanes``.
-MAX_MULTIPLIERS = 4096
+MAX_MULTIPLIERS = 1 << 14
 #: Largest ``max_seq``.
 MAX_SEQ = 4096
 #: Largest buffer depth, in words (``cbuf_depth``: 2**16, the command index of STATUS).

@@ -325,7 +325,7 @@ def test_bridge_error_replies_then_good_frames():
     cases = [
         (bad_crc, proto.WRITE, S["CRC"]),
         (bytes(corrupt_payload), proto.WRITE, S["CRC"]),
-        (proto.encode_frame(0x42, b"\1\2"), 0x42, S["COMMAND"]),
+        (proto.encode_frame(0x4E, b"\1\2"), 0x4E, S["COMMAND"]),     # code 0xE, tag 4
         (proto.encode_frame(proto.PING, b"\0"), proto.PING, S["LENGTH"]),
         (proto.encode_frame(proto.WRITE, bytes(6)), proto.WRITE, S["LENGTH"]),
         (proto.encode_frame(proto.READ, bytes(4)), proto.READ, S["LENGTH"]),

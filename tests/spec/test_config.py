@@ -115,7 +115,7 @@ def test_ulx3s_derived_properties():
 @pytest.mark.parametrize("change, message", [
     ({"rows": 10 ** 6}, "rows must be an integer in [1, 64], not 1000000"),
     ({"lanes": 128, "n": 2}, "lanes must be an integer in [1, 64], not 128"),
-    ({"rows": 64, "cols": 64, "lanes": 4}, "at most 4096 multipliers, not 16384"),
+    ({"rows": 64, "cols": 64, "lanes": 8}, "at most 16384 multipliers, not 32768"),
     ({"max_seq": 10 ** 5}, "max_seq must be an integer in [1, 4096]"),
     ({"wbuf_depth": 1 << 30}, "wbuf_depth must be an integer in [1, 1048576]"),
     ({"cbuf_depth": 1 << 17}, "cbuf_depth must be an integer in [1, 65536]"),
