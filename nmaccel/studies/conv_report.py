@@ -94,8 +94,9 @@ def run(reports="reports", train_timing: bool = False, ptq: bool = False) -> int
               "- Adder layers: the engine quantizes a layer's input with one scale, so the "
               "k-means weight groups must share it (they do on digits: max|w| > A in every "
               "group, so s_g = A); different group scales are refused with a clear error.",
-              "- Icarus Verilog is not installed on the machine that produced these numbers: "
-              "the Icarus cocotb cases skip with that reason (the Verilator ones ran).",
+              "- The nets are the ones shipped with the package (`model/trained/`): float "
+              "training is not bit-reproducible across CPUs, so every machine evaluates the "
+              "same weights. The Icarus cocotb cases of the engine run in CI too (4-state).",
               "- LUT counts: ABC exits silently inside this YoWASP Yosys, so LUT4 mapping uses "
               "Yosys' gate2lut + opt_lut; absolute numbers are pessimistic, most of all for "
               "gate-heavy multipliers, so the LUT-only ADDER-vs-MUL saving is an upper-side "
