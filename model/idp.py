@@ -53,20 +53,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from nmaccel.model.nm import SR_STE_LAMBDA, SrSteSparsify, _is_int, check_nm, nm_mask
+from nmaccel.model.pruning_methods import IDP_MASKS, METHOD_LABELS, METHOD_SPECS, METHODS
 
 __all__ = ["METHODS", "IDP_MASKS", "LR_SCHEDULES", "check_budget", "idp_schedule",
            "check_schedule", "split_budget", "prunable_linears", "is_nm_sparse", "train_steps",
            "PruneResult", "prune_nm", "METHOD_SPECS", "METHOD_LABELS"]
 
-#: Methods accepted by :func:`prune_nm`.
-METHODS = ("idp", "oneshot", "srste")
-#: Mask modes of IDP's phases.
-IDP_MASKS = ("dynamic", "fixed")
-#: The studies' method names: (method of :func:`prune_nm`, IDP mask mode), and their labels.
-METHOD_SPECS = {"idp": ("idp", "dynamic"), "idp-fixed": ("idp", "fixed"),
-                "oneshot": ("oneshot", "dynamic"), "srste": ("srste", "dynamic")}
-METHOD_LABELS = {"idp": "IDP", "idp-fixed": "IDP (fixed masks)", "oneshot": "one-shot + FT",
-                 "srste": "SR-STE"}
 #: Learning-rate schedules of a phase.
 LR_SCHEDULES = ("cosine", "constant")
 

@@ -55,8 +55,9 @@ class RunResult:
         return verdict
 
 
-def host_script(program: StaProgram) -> dict:
-    """The steps of one run as plain data (JSON-serialisable)."""
+def host_script(program: StaProgram, writes: bool = True) -> dict:
+    """The steps of one run as plain data (JSON-serialisable). ``writes``: include the host
+    writes that load the program (a run that loads by backdoor does not need them)."""
     cfg = program.cfg
     n = len(program.commands)
     if n == 0:
@@ -70,7 +71,7 @@ def host_script(program: StaProgram) -> dict:
     return {
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
-        "writes": program.host_writes(),
+        "writes": program.host_writes() if writes else [],
         "start": [csr["START"], n],
         "status": csr["STATUS"],
         "counters": [csr[name] for name in COUNTERS],

@@ -125,6 +125,17 @@ def _run_block_fmax(args, command):
                progress=not args.no_progress)
 
 
+def _simspeed(p):
+    p.add_argument("--presets", type=preset_names, default="tiny,ulx3s_board,large",
+                   help="comma-separated STA presets")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_simspeed(args, command):
+    from nmaccel.studies.simspeed_layer import run
+    return run(presets=args.presets, out=args.out, command=command)
+
+
 #: study name -> (one-line help, add_arguments, run(args, command))
 STUDIES = {
     "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
@@ -139,6 +150,8 @@ STUDIES = {
                       _sta_resources, _run_sta_resources),
     "block-fmax": ("each block placed and routed alone on the 85F -> block_fmax.*",
                    _block_fmax, _run_block_fmax),
+    "simspeed": ("where the wall time of a whole-layer RTL run goes -> simspeed.*",
+                 _simspeed, _run_simspeed),
 }
 
 

@@ -10,20 +10,18 @@ import time
 
 from nmaccel.cli.args import CommandError, check_output_file, nm_list, positive_int, preset
 from nmaccel.files import write_atomic, write_json
-from nmaccel.model.idp import METHOD_SPECS
-from nmaccel.studies import idp as _study
-from nmaccel.studies.idp import (
-    DEFAULT_PATTERNS,
-    digits_markdown,
-    digits_plot,
-    digits_study,
-    rtl_markdown,
-)
+from nmaccel.model.pruning_methods import DEFAULT_PATTERNS, METHOD_SPECS
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "command_line"]
 
 HELP = "N:M pruning study: IDP vs one-shot vs SR-STE (digits Transformer, MiniLM-L6)"
-DESCRIPTION = _study.__doc__
+DESCRIPTION = """IDP vs one-shot magnitude pruning vs SR-STE at equal fine-tuning budgets.
+
+Digits study (default): per seed, train the dense digits Transformer, prune a copy per N:M
+pattern and method for the same number of optimizer steps, measure test accuracy (and the
+integer golden model's at --int-pattern). MiniLM study (--study minilm or both): layer-wise
+distillation of pruned MiniLM-L6 layers, sentence-embedding cosine per pattern and method.
+RTL study (--study rtl): one IDP model classified on the STA RTL. See nmaccel.studies.idp."""
 
 
 
@@ -143,6 +141,7 @@ def command_line(args, study: str) -> str:
 
 def run(args) -> int:
     from nmaccel.model.idp import check_budget
+    from nmaccel.studies.idp import digits_markdown, digits_plot, digits_study
     try:
         check_budget(args.budget, "--budget")
         check_budget(args.minilm_budget, "--minilm-budget")
@@ -250,6 +249,7 @@ def _run_rtl(args, ip) -> int:
     """``--study rtl``: the IDP-pruned digits Transformer classified on the STA RTL."""
     from nmaccel.model.digits_transformer import digits_int_program, predict
     from nmaccel.sim.digits_rtl import format_digits_rtl, run_digits_rtl, train_idp_digits
+    from nmaccel.studies.idp import rtl_markdown
     if not ip:
         raise CommandError("--study rtl needs one --int-pattern (the N:M the RTL runs)")
     nm = ip[0]

@@ -141,6 +141,11 @@ def run_sim(args) -> int:
               f"{c['lanes']} ({args.simulator}), whole layers on chip:")
         print(format_encoder_table(res))
         print("bit-exact vs integer golden layers: " + ("yes" if res["bit_exact"] else "NO"))
+        s = res["seconds"]
+        print(f"simulation {res['sim_cycles_per_second']} cycles/s free-running, "
+              f"{res['end_to_end_cycles_per_second']} end to end; {res['wall_seconds']:.1f} s: "
+              f"prepare {s['prepare']:.1f}, build {s['build']:.1f}, simulator "
+              f"{s['simulator']:.1f}, check {s['check']:.1f}")
     else:
         if len(layers) != 1 or args.text:
             raise CommandError("--gemms-only runs one --layer on --seq tokens "

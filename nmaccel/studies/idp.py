@@ -29,13 +29,11 @@ import torch
 from tqdm import tqdm
 
 from nmaccel.files import save_figure, write_json
-from nmaccel.model.idp import METHOD_LABELS, METHOD_SPECS
+from nmaccel.model.pruning_methods import DEFAULT_PATTERNS, METHOD_LABELS, METHOD_SPECS
 
 __all__ = ["digits_study", "digits_markdown", "digits_plot", "idp_phase_steps",
            "rtl_markdown", "DEFAULT_PATTERNS"]
 
-#: the N:M patterns the studies sweep by default
-DEFAULT_PATTERNS = "4:8,2:4,1:4,2:8,1:8"
 
 
 def _ms(values: list[float]) -> tuple[float, float]:

@@ -1,0 +1,107 @@
+"""Where the wall time of a whole-layer RTL run goes: ``nmaccel bench simspeed``.
+
+For each preset (default ``tiny``, ``ulx3s_board``, ``large``) one MiniLM-L6 layer runs on the
+STA RTL (Verilator) twice through :func:`nmaccel.sim.sta_encoder.run_encoder`, as ``nmaccel
+sim sta --layer 0`` does: the first run builds the simulation model if the cache has none, the
+second finds it. Each run's wall time is split into Python before the simulator (quantize,
+compile), the model build (or its cache lookup), the simulator process (start-up, backdoor
+loading, the run, read-back) and Python after it (golden checks); cycles per second are given
+free-running (clock cycles ÷ the run's own seconds) and end to end (÷ the whole wall time).
+Writes ``<out>/simspeed.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from nmaccel.files import save_figure, write_atomic, write_json
+
+__all__ = ["run", "measure", "markdown", "plot", "PRESETS"]
+
+#: the presets the study measures by default: smallest, the board's, the biggest
+PRESETS = ("tiny", "ulx3s_board", "large")
+PARTS = ("prepare", "build", "simulator", "check")
+
+
+def measure(preset: str, nm=(2, 4), seq: int = 32) -> dict:
+    """Two runs of MiniLM-L6 layer 0 on ``preset`` (the first may build the model)."""
+    from nmaccel.sim.sta_encoder import run_encoder
+    from nmaccel.spec.config import sta_preset
+    cfg = sta_preset(preset)
+    runs = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        res = run_encoder(cfg, nm, [0], seq, progress=False)
+        r = res["runs"][0]
+        runs.append({"wall_seconds": round(time.perf_counter() - t0, 2),
+                     "seconds": res["seconds"], "cycles": r["cycles"]["total"],
+                     "bit_exact": res["bit_exact"],
+                     "free_running_cycles_per_second": res["sim_cycles_per_second"],
+                     "end_to_end_cycles_per_second": res["end_to_end_cycles_per_second"]})
+    c = res["config"]
+    return {"preset": preset, "array": [c["rows"], c["cols"], c["lanes"]],
+            "nm": f"{nm[0]}:{nm[1]}", "seq": seq, "first": runs[0], "cached": runs[1]}
+
+
+def markdown(res: dict) -> str:
+    lines = ["# Simulation speed: one MiniLM-L6 layer on the STA RTL", "",
+             f"Command: `{res['command']}` on {res['machine']} ({res['wall_seconds']:.0f} s). "
+             "Each preset runs layer 0 (2:4, 32 tokens) twice, as `nmaccel sim sta --layer 0` "
+             "does: *first* builds the Verilator model if the cache had none, *cached* finds "
+             "it. Seconds: `prepare` = Python before the simulator (quantization from the "
+             "calibration cache, compiling the layer), `build` = model build or cache lookup, "
+             "`simulator` = the simulator process (start-up, backdoor loading, the run, "
+             "read-back), `check` = golden comparison after it. Free-running cycles/s = clock "
+             "cycles ÷ the run's own seconds; end to end = ÷ the whole wall time.", "",
+             "| preset | array | run | cycles | bit-exact | wall s | prepare | build | "
+             "simulator | check | free-running cycles/s | end-to-end cycles/s |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in res["presets"]:
+        for which in ("first", "cached"):
+            r, s = p[which], p[which]["seconds"]
+            lines.append(f"| {p['preset']} | {'×'.join(map(str, p['array']))} | {which} | "
+                         f"{r['cycles']} | {'yes' if r['bit_exact'] else 'NO'} | "
+                         f"{r['wall_seconds']:.1f} | {s['prepare']:.1f} | {s['build']:.1f} | "
+                         f"{s['simulator']:.1f} | {s['check']:.1f} | "
+                         f"{r['free_running_cycles_per_second']} | "
+                         f"{r['end_to_end_cycles_per_second']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: Path) -> None:
+    """Stacked wall seconds per part, first and cached run of each preset."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    bars = [(p["preset"], w, p[w]["seconds"]) for p in res["presets"]
+            for w in ("first", "cached")]
+    labels = [f"{name}\n{w}" for name, w, _ in bars]
+    bottoms = [0.0] * len(bars)
+    for part in PARTS:
+        vals = [s[part] for _, _, s in bars]
+        ax.bar(labels, vals, bottom=bottoms, label=part)
+        bottoms = [b + v for b, v in zip(bottoms, vals)]
+    ax.set_ylabel("wall seconds")
+    ax.set_title("MiniLM-L6 layer 0 (2:4, 32 tokens) on the STA RTL, Verilator")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def run(presets=PRESETS, out="reports", command: str = "nmaccel bench simspeed") -> int:
+    import platform
+    t0 = time.perf_counter()
+    res = {"command": command, "machine": f"{platform.machine()} "
+           f"{platform.processor() or ''}".strip(),
+           "presets": [measure(p) for p in presets]}
+    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    out = Path(out)
+    write_json(out / "simspeed.json", res)
+    write_atomic(out / "simspeed.md", markdown(res))
+    plot(res, out / "simspeed.png")
+    print(markdown(res))
+    return 0 if all(p[w]["bit_exact"] for p in res["presets"] for w in ("first", "cached")) \
+        else 1
