@@ -62,6 +62,7 @@ def test_golden_demo_pipelines():
     (["sim", "sta", "--nm", "2:4", "--n", "1"], "--nm 2:4 disagrees with --n 1"),
     (["sim", "sta", "--heads", "2"], "--heads applies to --gemms-only"),
     (["sim", "sta", "--rows", "100000"], "rows must be an integer in [1, 64]"),
+    (["demo", "--seq", "200"], "sequence length 200 exceeds the configured maximum max_seq=128"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
