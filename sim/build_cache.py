@@ -115,11 +115,13 @@ class _BuildLock:
 
 
 def top_ports(verilog: str, toplevel: str) -> list[str]:
-    """Port names of module ``toplevel`` in ``verilog`` (Yosys' ``module top(a, b, ...);``)."""
+    """Port names of module ``toplevel`` in ``verilog`` (``module top(a, b, ...);``)."""
     m = re.search(rf"^module\s+{re.escape(toplevel)}\s*\((.*?)\);", verilog, re.S | re.M)
     if m is None:
         raise ValueError(f"no module {toplevel!r} in the Verilog")
-    return [p.strip() for p in m.group(1).split(",") if p.strip()]
+    # Yosys lists names only; an ANSI header ("input [7:0] a") ends each item with the name
+    items = [re.sub(r"\[[^\]]*\]", " ", p).split() for p in m.group(1).split(",")]
+    return [words[-1] for words in items if words]
 
 
 def public_control_file(toplevel: str, names: Sequence[str]) -> str:
