@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from nmaccel.files import write_atomic
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import simulation_build, sta_verilog
 from nmaccel.sim.simulators import log_tail, run_bench
@@ -116,7 +117,7 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
         if waves:
             for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
                     + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
-                Path(waves).write_bytes(cand.read_bytes())
+                write_atomic(waves, cand.read_bytes())
                 break
     results = []
     for p, script, r in zip(programs, scripts, raw):

@@ -25,6 +25,10 @@ def test_help_lists_subcommands_and_defaults(capsys):
     (["demo", "--nm", "4:4"], r"n must satisfy 1 <= n < m (m=4), not 4"),
     (["demo", "--nm", "2:5"], "m must be a power of two"),
     (["config", "--preset", "nope"], "unknown STA preset 'nope'"),
+    (["board", "ping", "--port", "/dev/null", "--timeout", "inf"],
+     "expected seconds in (0, 3600], not inf"),
+    (["board", "ping", "--port", "/dev/null", "--timeout", "0"],
+     "expected seconds in (0, 3600], not 0"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, usage_error):
     assert message in usage_error(argv)
