@@ -67,6 +67,8 @@ def test_golden_demo_pipelines():
     (["sim", "sta", "--heads", "2"], "--heads applies to --gemms-only"),
     (["sim", "sta", "--rows", "100000"], "rows must be an integer in [1, 64]"),
     (["demo", "--seq", "200"], "sequence length 200 exceeds the configured maximum max_seq=128"),
+    (["sim", "sta", "--layers", "all", "--text", "ok.", "--text", "word " * 10_000],
+     "text 2 has 513+ tokens, more than max_seq=256 of the STA config"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
