@@ -95,12 +95,18 @@ class CocotbUartTransport:
     ``dut.tx``. ``read(n)`` returns fewer than ``n`` bytes once the line has been idle for
     ``read_timeout`` clock cycles (simulated time). A ``read`` or ``write`` once the session
     has run ``max_cycles`` cycles raises :class:`~nmaccel.sim.cocotb_streams.BenchTimeout`
-    (kept in ``expired``). Call only from a :func:`cocotb.task.bridge` thread."""
+    (kept in ``expired``). Its time (``clock()``, for the driver's reply deadline) is the
+    session's clock cycles, and ``timeout`` is ``read_timeout`` in them. Call only from a
+    :func:`cocotb.task.bridge` thread."""
+
+    time_unit = "cycles"
 
     def __init__(self, dut, divisor: int, read_timeout: int, max_cycles: int) -> None:
         from cocotb.task import resume
         self.dut, self.divisor, self.read_timeout = dut, divisor, read_timeout
+        self.timeout = read_timeout
         self.max_cycles = max_cycles
+        self.cycles = 0                               # session cycles at the last read/write
         self.t0 = get_sim_time("ns")
         self.expired = ""                             # the BenchTimeout message, once raised
         self.bit_ns = divisor * CLOCK_NS
@@ -111,9 +117,13 @@ class CocotbUartTransport:
         self.read = resume(self._read)
         cocotb.start_soon(self._monitor())
 
+    def clock(self) -> int:
+        """Session clock cycles when the last ``read``/``write`` returned."""
+        return self.cycles
+
     def _check_limit(self, doing: str) -> None:
         """Raise :class:`BenchTimeout` once the session has run ``max_cycles`` cycles."""
-        cycles = round((get_sim_time("ns") - self.t0) / CLOCK_NS)
+        cycles = self.cycles = round((get_sim_time("ns") - self.t0) / CLOCK_NS)
         if cycles > self.max_cycles:
             self.expired = (f"the simulated board session ran {cycles} cycles, over its limit "
                             f"(max_cycles={self.max_cycles}), before {doing}: the core or the "
@@ -148,6 +158,7 @@ class CocotbUartTransport:
             for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
                 rx.value = bit
                 await Timer(self.bit_ns, unit="ns")
+        self.cycles = round((get_sim_time("ns") - self.t0) / CLOCK_NS)
 
     async def _read(self, n: int) -> bytes:
         self._check_limit(f"reading {n} bytes")
@@ -158,6 +169,7 @@ class CocotbUartTransport:
             await Timer(step * CLOCK_NS, unit="ns")
             idle = 0 if (len(self.received) != before or self.busy) else idle + step
         k = min(n, len(self.received))
+        self.cycles = round((get_sim_time("ns") - self.t0) / CLOCK_NS)
         return bytes(self.received.popleft() for _ in range(k))
 
 

@@ -116,8 +116,11 @@ class StaBoard:
     :func:`~nmaccel.spec.uart_protocol.command_byte`) and waits for the reply with that tag: a
     late reply to an earlier request, whose wait ran out, is recognised by its tag and skipped,
     so the link never gets out of step. A reply that does not arrive in full within
-    ``reply_timeout`` seconds (junk and late replies included) raises :class:`BoardTimeout`,
-    an error status :class:`BoardReplyError`.
+    ``reply_timeout`` (junk and late replies included) raises :class:`BoardTimeout`, an
+    error status :class:`BoardReplyError`. Time is the transport's: ``transport.clock()`` in
+    ``transport.time_unit`` if it has them (a simulated board counts clock cycles), else
+    wall-clock seconds; ``reply_timeout`` defaults to four of the transport's read timeouts
+    (``transport.timeout``).
     """
 
     #: Junk bytes skipped while looking for a reply's SYNC before giving up.
@@ -139,6 +142,8 @@ class StaBoard:
                              f"not {reply_timeout!r}")
         self.transport, self.config, self.name = transport, config, name
         self.reply_timeout = float(reply_timeout)
+        self._clock = getattr(transport, "clock", time.monotonic)
+        self._unit = getattr(transport, "time_unit", "s")
         self.addr_limit = 1 << sta_isa.addr_bits(config)
         self.checked = False
         self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0, "late_replies": 0}
@@ -155,10 +160,10 @@ class StaBoard:
     def _read_exact(self, n: int, what: str, deadline: float) -> bytes:
         data = b""
         while len(data) < n:
-            if time.monotonic() > deadline:   # also when junk keeps trickling in
+            if self._clock() > deadline:     # also when junk keeps trickling in
                 self._timed_out = True
                 raise BoardTimeout(f"no reply from the board: got {len(data)} of {n} bytes of "
-                                   f"the {what} within {self.reply_timeout:g} s")
+                                   f"the {what} within {self.reply_timeout:g} {self._unit}")
             data += self.transport.read(n - len(data))
         self.stats["bytes_in"] += n
         return data
@@ -170,7 +175,7 @@ class StaBoard:
         lost, and counts as this request's (an error status; OK there is a protocol error)."""
         code, _ = proto.split_command(command)
         what = f"{proto.CMD_NAMES.get(code, hex(command))} reply"
-        deadline = time.monotonic() + self.reply_timeout
+        deadline = self._clock() + self.reply_timeout
         late = self.stats["late_replies"]
         try:
             return self._hunt_reply(command, what, deadline)
