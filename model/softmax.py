@@ -28,6 +28,14 @@ Streaming (online) form
     bit** (see :func:`softmax_row_online`; tests compare both). The accumulator is
     ``StaConfig.softmax_sum_bits`` wide. A second pass over the buffered row produces
     ``p_i`` from ``M`` and ``R``.
+
+Split form
+    ``S`` is an exact integer (no term or partial sum is ever rounded), and integer addition
+    is associative, so any order or split of the accumulation gives the same ``S`` bit for
+    bit. :func:`softmax_row_split` keeps ``k`` independent (running max, running sum) pairs,
+    feeds the beats to them round-robin, and merges them at the row's end with the same exact
+    shift (:func:`softmax_merge`: each partial sum keeps its ``G`` guard bits relative to the
+    row's final max). The RTL uses this to give each shift-and-add loop ``k`` cycles.
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ from nmaccel.model.quant import as_int64, qrange
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec.softmax_format import exp2_table
 
-__all__ = ["exp2_table", "softmax_int", "softmax_row_online", "softmax_float_reference",
-           "check_softmax_input"]
+__all__ = ["exp2_table", "softmax_int", "softmax_row_online", "softmax_row_split",
+           "softmax_partial", "softmax_merge", "softmax_float_reference", "check_softmax_input"]
 
 
 def check_softmax_input(z, cfg: StaConfig) -> np.ndarray:
@@ -106,7 +114,74 @@ def softmax_int(z, cfg: StaConfig) -> np.ndarray:
     return _finish(q, r, s_r, cfg)
 
 
-def softmax_row_online(z, cfg: StaConfig, lanes: int | None = None) -> np.ndarray:
+def _one_row(z, cfg: StaConfig, name: str) -> np.ndarray:
+    z = check_softmax_input(z, cfg)
+    if z.shape[0] != 1:
+        raise ValueError(f"{name} takes one row, not {z.shape[0]}")
+    return z[0]
+
+
+def _beats(z: np.ndarray, lanes: int) -> list[list[int]]:
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+    return [[int(v) for v in z[s:s + lanes]] for s in range(0, len(z), lanes)]
+
+
+def softmax_partial(beats, cfg: StaConfig) -> tuple[int, int] | None:
+    """One (running max, running sum) pair over ``beats`` (lists of in-range inputs), in
+    order: the exact ``(m, S)`` with ``S = Σ T[r_i]·2**(G - q_i)`` relative to the integer
+    max ``m`` of those elements, rescaled by a shift whenever a beat raises the max; ``None``
+    for no elements. The shift is exact because every term carries ``G`` guard bits."""
+    f, g = cfg.softmax_in_frac, cfg.softmax_max_shift
+    table = exp2_table(cfg)
+    m = None
+    s = 0
+    for chunk in beats:
+        if not chunk:
+            continue
+        m_chunk = -((-max(chunk)) >> f)
+        if m is None:
+            m = m_chunk
+        elif m_chunk > m:
+            assert s & ((1 << (m_chunk - m)) - 1) == 0, "rescale would round"
+            s >>= m_chunk - m
+            m = m_chunk
+        for v in chunk:
+            delta = (m << f) - int(v)
+            s += int(table[delta & ((1 << f) - 1)]) << (g - (delta >> f))
+    if m is None:
+        return None
+    assert s.bit_length() <= cfg.softmax_sum_bits, "running sum exceeded softmax_sum_bits"
+    return m, s
+
+
+def softmax_merge(parts, cfg: StaConfig) -> tuple[int, int] | None:
+    """Merges partial ``(m_j, S_j)`` pairs (``None`` for an empty one) of one row:
+    ``M = max m_j``, ``S = Σ S_j >> (M - m_j)``. Exact (asserted): each ``S_j`` keeps its
+    ``G`` guard bits relative to the row's final max, so no shift drops a one bit. Any
+    order, any grouping gives the same ``(M, S)``; ``None`` if every part is empty."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    big = max(m for m, _ in parts)
+    total = 0
+    for m, s in parts:
+        assert big - m <= cfg.softmax_max_shift and s & ((1 << (big - m)) - 1) == 0, \
+            "merge shift would round"
+        total += s >> (big - m)
+    assert total.bit_length() <= cfg.softmax_sum_bits, "merged sum exceeded softmax_sum_bits"
+    return big, total
+
+
+def _result(z: np.ndarray, m: int, s: int, cfg: StaConfig):
+    s_r = s >> cfg.softmax_max_shift
+    q, r = _decompose(z[None, :], cfg, np.array([m], dtype=np.int64))
+    p = _finish(q, r, np.array([s_r], dtype=np.int64), cfg)[0]
+    omax = (1 << cfg.softmax_out_bits) - 1
+    return p, m, s_r, (omax << cfg.softmax_recip_frac) // s_r
+
+
+def softmax_row_online(z, cfg: StaConfig, lanes: int | None = None):
     """One-pass (online) form, as the hardware streams it, for a single row.
 
     Consumes ``lanes`` (default ``cfg.softmax_lanes``) elements per step, keeping the
@@ -114,32 +189,24 @@ def softmax_row_online(z, cfg: StaConfig, lanes: int | None = None) -> np.ndarra
     ``cfg.softmax_sum_bits`` bits; rescales by a shift when the max grows. Returns
     ``(p, M, S_r, R)`` so the RTL's internal state can be checked too.
     """
-    z = check_softmax_input(z, cfg)
-    if z.shape[0] != 1:
-        raise ValueError(f"softmax_row_online takes one row, not {z.shape[0]}")
-    z = z[0]
+    z = _one_row(z, cfg, "softmax_row_online")
     lanes = cfg.softmax_lanes if lanes is None else lanes
-    f, g = cfg.softmax_in_frac, cfg.softmax_max_shift
-    table = exp2_table(cfg)
-    m = None
-    s = 0
-    for start in range(0, len(z), lanes):
-        chunk = [int(v) for v in z[start:start + lanes]]
-        m_chunk = -((-max(chunk)) >> f)
-        if m is None:
-            m = m_chunk
-        elif m_chunk > m:
-            s >>= m_chunk - m                                   # exact: every term has G guard bits
-            m = m_chunk
-        for v in chunk:
-            delta = (m << f) - v
-            s += int(table[delta & ((1 << f) - 1)]) << (g - (delta >> f))
-    assert s.bit_length() <= cfg.softmax_sum_bits, "running sum exceeded softmax_sum_bits"
-    s_r = s >> g
-    q, r = _decompose(z[None, :], cfg, np.array([m], dtype=np.int64))
-    p = _finish(q, r, np.array([s_r], dtype=np.int64), cfg)[0]
-    omax = (1 << cfg.softmax_out_bits) - 1
-    return p, m, s_r, (omax << cfg.softmax_recip_frac) // s_r
+    m, s = softmax_partial(_beats(z, lanes), cfg)
+    return _result(z, m, s, cfg)
+
+
+def softmax_row_split(z, cfg: StaConfig, k: int, lanes: int | None = None):
+    """The online form split ``k`` ways, for a single row: beat ``b`` (``lanes`` elements,
+    default ``cfg.softmax_lanes``) goes to pair ``b mod k``, each pair is a
+    :func:`softmax_partial`, and :func:`softmax_merge` combines them at the row's end.
+    Returns ``(p, M, S_r, R)`` like :func:`softmax_row_online`, bit for bit the same for any
+    ``k >= 1`` (a row of fewer than ``k`` beats leaves pairs empty)."""
+    z = _one_row(z, cfg, "softmax_row_split")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, not {k!r}")
+    beats = _beats(z, cfg.softmax_lanes if lanes is None else lanes)
+    m, s = softmax_merge([softmax_partial(beats[j::k], cfg) for j in range(k)], cfg)
+    return _result(z, m, s, cfg)
 
 
 def softmax_float_reference(z, cfg: StaConfig) -> np.ndarray:
