@@ -3,20 +3,30 @@
 Pure Python (no Amaranth): the RTL reads its pipeline depths and buffer size from here, so
 this module is the one source of truth for its timing.
 
-Pipeline (cycle ``a``: the last input beat of a row is accepted)
-    pass 1      ``SOFTMAX_PASS1_STAGES`` = 7 register stages: per-lane ceiling, their max,
-                ``δ``/table read, shifted terms (and the running max), their sum, running
-                (M, S) combine, the finished row's (M, S_r) into the divider;
-    divider     ``softmax_quotient_bits(cfg)`` = ``Q`` stages, one quotient bit each, the last
-                one writing ``R`` into the reciprocal FIFO (``SOFTMAX_FIFO_STAGES`` = 1 more
-                cycle until it can be read);
+Pipeline (cycle ``a``: the last input beat of a row is accepted; ``L = clog2(P)`` levels of a
+lane tree, ``P = softmax_lanes``; ``k = SOFTMAX_SPLIT``)
+    pass 1      the beat is registered (cycle ``a + 1``), then
+                :func:`softmax_pass1_stages` ``= 5 + 2·L + k`` register stages:
+                per-lane ceilings, the lane max tree (one level a stage), the row's
+                running max, ``δ``/table read, the table word registered,
+                the shifted terms, the term sum tree (one level a stage), then the
+                ``k``-way split running sum (``k`` stages: ``k - 1`` for the rescale shift,
+                one add; beats of consecutive cycles go to the ``k`` partial sums in turn)
+                and the end-of-row merge of the partial sums (``k - 1`` adds, the last one
+                into the divider's first stage);
+    divider     ``softmax_quotient_bits(cfg)`` = ``Q`` stages, one quotient bit each (the
+                first is pass 1's last), the last one writing ``R`` into the reciprocal
+                FIFO (``SOFTMAX_FIFO_STAGES`` = 1 more cycle until it can be read);
     pass 2      the row's first beat is re-read from the beat buffer in cycle
-                ``a + softmax_issue_delay(cfg)`` (= ``a + Q + 8``), then one beat per cycle;
-                ``SOFTMAX_PASS2_STAGES`` = 5 stages (buffer read, table read, ``e = T >> q``,
-                ``e·R``, round/clamp) later it is valid on ``o``.
+                ``a + softmax_issue_delay(cfg)`` (= ``a + pass1 + Q + 1``), then one beat per
+                cycle; ``SOFTMAX_PASS2_STAGES`` = 9 stages (buffer read, buffer word
+                registered, table read, table word registered, ``e = T >> q``, three levels
+                of the ``e·R`` digit tree, round/clamp) later it is valid on ``o``.
 
-``softmax_latency(cfg) = Q + 13`` cycles from accepting a row's last input beat to
-transferring its first output beat, when nothing stalls and the output side is free.
+``softmax_latency(cfg) = pass1 + Q + 10`` cycles from accepting a row's last input beat to
+transferring its first output beat, when nothing stalls and the output side is free
+(``ulx3s_board``, P = 8: 14 + 26 + 10 = 50; ``ulx3s_lite``, P = 4: 12 + 26 + 10 = 48; 39
+for both before the split sum).
 
 Throughput: one lane group (beat) per cycle on both sides. Pass 2 of a row cannot start
 before the row has fully arrived, so after a long row a short one waits for the long one to
@@ -28,35 +38,58 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nmaccel.spec.config import StaConfig
+from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = [
     "SOFTMAX_FIFO_STAGES",
-    "SOFTMAX_PASS1_STAGES",
+    "SOFTMAX_PASS1_FIXED_STAGES",
     "SOFTMAX_PASS2_STAGES",
+    "SOFTMAX_SPLIT",
     "softmax_buffer_beats",
     "softmax_cycles",
     "softmax_issue_delay",
+    "softmax_lane_levels",
     "softmax_latency",
     "softmax_max_beats",
+    "softmax_pass1_stages",
     "softmax_quotient_bits",
     "softmax_row_beats",
     "softmax_schedule",
 ]
 
-#: Register stages of pass 1 from the accepting clock edge of a beat to the row's
-#: (M, S_r) entering the divider (per-lane ceiling, lane max, δ/table read, shifted terms
-#: and running max, term sum, running combine, divider entry).
-SOFTMAX_PASS1_STAGES = 7
+#: ``k``: the running (max-relative) sum is split into this many partial sums, fed beats
+#: round-robin by cycle, so each partial's shift-and-add loop has ``k`` cycles
+#: (:func:`nmaccel.model.softmax.softmax_row_split`); also the stages of that loop.
+SOFTMAX_SPLIT = 3
+#: Pass-1 register stages after the registered beat that do not depend on the lane count:
+#: the per-lane ceilings, the running max, the table read, the table word register, the
+#: shifted terms (the split sum and the merge add ``SOFTMAX_SPLIT`` more, the lane max and
+#: sum trees :func:`softmax_lane_levels` each).
+SOFTMAX_PASS1_FIXED_STAGES = 5
 #: Cycles from writing a reciprocal into the FIFO to reading it (synchronous FIFO).
 SOFTMAX_FIFO_STAGES = 1
 #: Register stages of pass 2 from issuing a buffer read to the output register
-#: (buffer read, table read, shift e = T >> q, product e·R, round and clamp).
-SOFTMAX_PASS2_STAGES = 5
+#: (buffer read, buffer word register, table read, table word register, shift e = T >> q,
+#: three adder levels of the product e·R over radix-4 digits of e, round and clamp: a block
+#: RAM's read data is registered before any logic, its clock-to-out is 5.6 ns on the 85F).
+SOFTMAX_PASS2_STAGES = 9
 
 
 def _check_cfg(cfg) -> None:
     StaConfig.require(cfg, "cfg")
+
+
+def softmax_lane_levels(cfg: StaConfig) -> int:
+    """Levels of a tree over the ``softmax_lanes`` lanes (``clog2(P)``): the lane max tree and
+    the term sum tree take one stage a level."""
+    _check_cfg(cfg)
+    return clog2(cfg.softmax_lanes)
+
+
+def softmax_pass1_stages(cfg: StaConfig) -> int:
+    """Register stages of pass 1 after the registered input beat up to the row's
+    ``(M, S_r)`` in the divider's first stage (for the row's last beat)."""
+    return SOFTMAX_PASS1_FIXED_STAGES + 2 * softmax_lane_levels(cfg) + SOFTMAX_SPLIT
 
 
 def softmax_quotient_bits(cfg: StaConfig) -> int:
@@ -79,7 +112,7 @@ def softmax_max_beats(cfg: StaConfig) -> int:
 
 def softmax_issue_delay(cfg: StaConfig) -> int:
     """Cycles from accepting a row's last beat to re-reading its first beat (pass 2)."""
-    return SOFTMAX_PASS1_STAGES + softmax_quotient_bits(cfg) + SOFTMAX_FIFO_STAGES
+    return softmax_pass1_stages(cfg) + softmax_quotient_bits(cfg) + SOFTMAX_FIFO_STAGES
 
 
 def softmax_buffer_beats(cfg: StaConfig) -> int:
@@ -91,7 +124,8 @@ def softmax_buffer_beats(cfg: StaConfig) -> int:
 
 def softmax_latency(cfg: StaConfig) -> int:
     """Cycles from accepting a row's last input beat to transferring its first output beat
-    (no stalls, output side idle): ``out_bits + K - E + 1 + 13``."""
+    (no stalls, output side idle): ``softmax_pass1_stages + Q + 1 + SOFTMAX_PASS2_STAGES``
+    with ``Q = out_bits + K - E + 1``."""
     return softmax_issue_delay(cfg) + SOFTMAX_PASS2_STAGES
 
 

@@ -3,8 +3,9 @@
 exact per row: random rows of random lengths, length 1, all-equal, very negative,
 max-magnitude and huge-spread rows, garbage in the unused lanes, random idle cycles on the
 input and random back-pressure on the output; the beat structure, ``busy`` and the
-throughput / cycle count against nmaccel.spec.softmax_timing (exact); overflow on too-long
-rows (and recovery after ``clear``); out-of-spec counts never hang; bad arguments."""
+throughput / cycle count against nmaccel.spec.softmax_timing (exact); the split running
+sum's row boundaries (short rows back to back and with gaps); overflow on too-long rows (and
+recovery after ``clear``); out-of-spec counts never hang; bad arguments."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from nmaccel.hw.sta.softmax import StreamingSoftmax
 from nmaccel.model.softmax import softmax_int, softmax_row_online
 from nmaccel.spec.config import ConvConfig, StaConfig, clog2, sta_preset
 from nmaccel.spec.softmax_timing import (
+    SOFTMAX_SPLIT,
     softmax_buffer_beats,
     softmax_cycles,
     softmax_latency,
+    softmax_pass1_stages,
     softmax_quotient_bits,
     softmax_schedule,
 )
@@ -279,6 +282,37 @@ def test_softmax_throughput_and_cycles(name):
     assert one.out_cycles[-1] - one.accept_cycles[0] + 1 == softmax_cycles(cfg, [lengths[0]])
 
 
+@pytest.mark.parametrize("name", ["tiny", "edge", "odd"])
+def test_softmax_split_sum_row_boundaries(name):
+    """The k-way split running sum (SOFTMAX_SPLIT partial sums, merged at a row's end):
+    rows of 1..k+2 beats back to back, then with idle cycles between beats, with the max in
+    the first, a middle or the last beat, ties and extreme values, so that a row's partial
+    sums leave the loop while the next rows' beats enter it."""
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(21)
+    lo, hi = _range(cfg)
+    P, one = cfg.softmax_lanes, 1 << cfg.softmax_in_frac
+    rows = []
+    for n_beats in range(1, SOFTMAX_SPLIT + 3):
+        length = min(cfg.max_seq, n_beats * P)
+        for where in (0, length // 2, length - 1):
+            for spread in (one, 40 * one, hi - lo):
+                row = [int(v) for v in np.clip(
+                    int(rng.integers(lo, hi)) - rng.integers(0, spread, length), lo, hi)]
+                row[where] = min(hi, max(row) + int(rng.integers(0, 3 * one)))
+                rows.append(row)
+            tie = [lo] * length
+            tie[where] = tie[-1 - where] = hi
+            rows.append(tie)
+    order = rng.permutation(len(rows))
+    rows = [rows[k] for k in order]
+    beats = [b for r in rows for b in beats_of(cfg, r, rng)]
+    for idle, backpressure, seed in ((0.0, 0.0, 1), (0.5, 0.0, 2), (0.3, 0.3, 3)):
+        run = run_beats(StreamingSoftmax(cfg), beats, idle=idle, backpressure=backpressure,
+                        seed=seed)
+        check_rows(cfg, rows, run)
+
+
 def test_softmax_overflow_and_clear():
     cfg = CONFIGS["odd"]                                    # P = 3, max_seq = 20
     rng = np.random.default_rng(2)
@@ -357,8 +391,10 @@ def test_softmax_ports_and_attributes():
     assert len(dut.o.payload.as_value()) == P * cfg.softmax_out_bits + clog2(P + 1) + 1
     assert dut.i.payload.data[0].shape().signed and len(dut.i.payload.data[0]) == 16
     assert not dut.o.payload.data[0].shape().signed and len(dut.o.payload.data[0]) == 8
-    assert dut.latency == softmax_latency(cfg) == softmax_quotient_bits(cfg) + 13 == 39
-    assert dut.buffer_beats == softmax_buffer_beats(cfg) == 256 // 8 + 26 + 8
+    # pass 1 after the registered beat: 5 + 3 (max tree) + 3 (sum tree) + 3 (split sum)
+    assert softmax_pass1_stages(cfg) == 14
+    assert dut.latency == softmax_latency(cfg) == 14 + softmax_quotient_bits(cfg) + 1 + 9 == 50
+    assert dut.buffer_beats == softmax_buffer_beats(cfg) == 256 // 8 + 14 + 26 + 1
 
 
 @pytest.mark.parametrize("arg,exc,msg", [
