@@ -1,21 +1,33 @@
 """Pipelined arithmetic shared by the STA and the conv engine.
 
-:class:`PipelinedMultiplier` (``latency = MUL_LATENCY = 3``)
+:class:`PipelinedMultiplier` (``latency = MUL_LATENCY = 4``)
     ``o = a · b`` at full width. Both operands are cut into chunks of ``MUL_CHUNK_BITS``
     (17) bits from the LSB (unsigned; the top chunk keeps the operand's signedness), so every
-    partial product fits one 18×18 hard multiplier (ECP5 MULT18X18D). Stage 1 registers the
-    partial products, stages 2 and 3 are two adder-tree levels (pairs for up to four partial
-    products, e.g. 34×34 or 68×17 bits; wider products sum ``ceil(sqrt(n))`` at a level; a
-    product that needs one chunk just travels through). Written this way
-    because Yosys' ``mul2dsp`` joins the chunks of a wide product with one combinational
-    adder chain behind the multipliers: 17.2 ns on the ECP5 for a 32×16-bit product.
+    partial product fits one 18×18 hard multiplier (ECP5 MULT18X18D). Stage 1 registers each
+    partial product's operands (its own copies, see below), stage 2 the partial products,
+    stages 3 and 4 are two adder-tree levels (pairs for up to four partial products, e.g.
+    34×34 or 68×17 bits; wider products sum ``ceil(sqrt(n))`` at a level; a product that
+    needs one chunk just travels through). Written this way because Yosys' ``mul2dsp`` joins
+    the chunks of a wide product with one combinational adder chain behind the multipliers:
+    17.2 ns on the ECP5 for a 32×16-bit product.
 
-:class:`RoundShiftSaturate` (``latency = ROUND_SATURATE_LATENCY = 3``)
+    The operand registers: nextpnr times a MULT18X18D as a combinational 3.9 ns, so a
+    register → DSP → register path has about 3.5 ns of routing left at 125 MHz, and an
+    operand register that fed several DSPs (the chunk of a wide product, a per-feature
+    scalar shared by every lane: ``mult``, ``gamma``) or sat among its own sources was
+    placed 2–4 ns of routing away. Each partial product now has operand registers of its
+    own, with nothing behind them but its multiplier. Identical registers would be merged
+    by Yosys, so each is zeroed when the other operand of its partial product is zero
+    (the product does not change): that makes it a function of its own pair of chunks.
+
+:class:`RoundShiftSaturate` (``latency = ROUND_SATURATE_LATENCY = 4``)
     ``o = saturate(round_shift(value, shift) + zero, lo, hi)`` with ``round_shift`` of
     :mod:`nmaccel.model.quant` (round half up, arithmetic shift; ``shift = 0`` passes the
-    value). Stages: the barrel shift ``pre = value >> (shift − 1)`` (``2·value`` for
-    ``shift = 0``); one add ``(pre + 2·zero + 1) >> 1``; the saturation (a sign-bit check for
-    the usual power-of-two ranges, comparators otherwise).
+    value). Stages: the barrel shift ``pre = (2·value) >> shift`` in two steps (by
+    ``shift & ~7``, then by ``shift & 7``: an 8:1 mux per bit each, instead of one 64:1 mux
+    behind the shift register, which fans out to every bit of every lane); one add
+    ``(pre + 2·zero + 1) >> 1``; the saturation (a sign-bit check for the usual power-of-two
+    ranges, comparators otherwise).
 
 Both are fully pipelined (one result per cycle) and hold no control: wrap them in
 ``EnableInserter`` to stall them with their pipeline.
@@ -30,10 +42,13 @@ from amaranth.lib.wiring import In, Out
 from nmaccel.spec.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "delay_chain", "mul_chunks",
-           "product_shape"]
+           "partial_products", "product_shape"]
 
 #: Width of the ``shift`` port of :class:`RoundShiftSaturate` (shifts 0..63).
 SHIFT_BITS = 6
+#: Low bits of the shift that :class:`RoundShiftSaturate` applies in its second stage (the
+#: first shifts by the multiple of ``2**FINE_BITS``): two 8:1 muxes instead of one 64:1.
+FINE_BITS = 3
 
 
 def _shape(value, what: str) -> Shape:
@@ -74,6 +89,29 @@ def product_shape(a_shape, b_shape) -> Shape:
     return signed(a.width + b.width + 1) if (a.signed or b.signed) else unsigned(a.width + b.width)
 
 
+def partial_products(m, a, b, name: str = "") -> list:
+    """The first two stages of :class:`PipelinedMultiplier` for values ``a`` and ``b``: per
+    pair of chunks (:func:`mul_chunks`) its own operand registers, each zeroed when the other
+    chunk is zero (the product is the same; the registers are then no two alike, so Yosys
+    does not merge them, and each drives one multiplier), then the partial product's
+    register. Returns ``[(partial product, bit offset)]``; their sum is ``a · b``."""
+    partials = []
+    for ia, (oa, wa, sa) in enumerate(mul_chunks(a.shape())):
+        ca = a[oa:oa + wa]
+        ca = ca.as_signed() if sa else ca
+        for ib, (ob, wb, sb) in enumerate(mul_chunks(b.shape())):
+            cb = b[ob:ob + wb]
+            cb = cb.as_signed() if sb else cb
+            ra = Signal(ca.shape(), name=f"{name}a{ia}_{ib}", reset_less=True)
+            rb = Signal(cb.shape(), name=f"{name}b{ia}_{ib}", reset_less=True)
+            m.d.sync += [ra.eq(Mux(cb == 0, 0, ca)), rb.eq(Mux(ca == 0, 0, cb))]
+            p = Signal(product_shape(ca.shape(), cb.shape()), name=f"{name}p{ia}_{ib}",
+                       reset_less=True)
+            m.d.sync += p.eq(ra * rb)
+            partials.append((p, oa + ob))
+    return partials
+
+
 class PipelinedMultiplier(wiring.Component):
     """``o = a · b`` over ``MUL_LATENCY`` register stages (module docstring).
 
@@ -94,22 +132,12 @@ class PipelinedMultiplier(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         ow = self.o_shape
-        partials = []
-        for ia, (oa, wa, sa) in enumerate(mul_chunks(self.a_shape)):
-            ca = self.a[oa:oa + wa]
-            ca = ca.as_signed() if sa else ca
-            for ib, (ob, wb, sb) in enumerate(mul_chunks(self.b_shape)):
-                cb = self.b[ob:ob + wb]
-                cb = cb.as_signed() if sb else cb
-                p = Signal(product_shape(unsigned(wa) if not sa else signed(wa),
-                                         unsigned(wb) if not sb else signed(wb)),
-                           name=f"p{ia}_{ib}", reset_less=True)
-                m.d.sync += p.eq(ca * cb)
-                partials.append((p, oa + ob))
-        # MUL_LATENCY − 1 adder-tree levels: pairs while that suffices, wider groups otherwise.
+        partials = partial_products(m, self.a, self.b)
+        # MUL_LATENCY − 2 adder-tree levels: pairs while that suffices, wider groups otherwise.
         level = [(p << off) for p, off in partials]
-        for k in range(MUL_LATENCY - 1):
-            left = MUL_LATENCY - 1 - k
+        levels = MUL_LATENCY - 2
+        for k in range(levels):
+            left = levels - k
             group = 2
             while group ** left < len(level):
                 group += 1
@@ -125,7 +153,7 @@ class PipelinedMultiplier(wiring.Component):
 
 
 class RoundShiftSaturate(wiring.Component):
-    """``o = saturate(round_shift(value, shift) + zero, lo, hi)`` over three stages.
+    """``o = saturate(round_shift(value, shift) + zero, lo, hi)`` over four stages.
 
     Ports
         ``value`` In ``value_shape``; ``shift`` In ``unsigned(6)``;
@@ -169,20 +197,26 @@ class RoundShiftSaturate(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         v = self.value_shape
-        # 1: pre = value >> (shift − 1), or 2·value for shift = 0 (then (2v + 1) >> 1 = v).
-        pre = Signal(signed(v.width + 2), name="pre", reset_less=True)
-        shift_m1 = (self.shift - 1)[:SHIFT_BITS]
-        m.d.sync += pre.eq(Mux(self.shift == 0, self.value << 1, self.value >> shift_m1))
-        # 2: (pre + 2·zero + 1) >> 1 = floor((pre + 1) / 2) + zero.
-        rw = max(v.width + 2, self.zero_bits + 2) + 1
+        # round_shift(v, s) = (((2·v) >> s) + 1) >> 1 for every s >= 0: (2v) >> s = v >> (s − 1)
+        # for s > 0, and s = 0 gives (2v + 1) >> 1 = v.
+        # 1: the coarse shift, by the multiple of 2**FINE_BITS in ``shift``;
+        w = v.width + 1
+        coarse = Signal(signed(w), name="coarse", reset_less=True)
+        fine = Signal(FINE_BITS, name="fine", reset_less=True)
+        m.d.sync += [coarse.eq((self.value << 1) >> (self.shift[FINE_BITS:] << FINE_BITS)),
+                     fine.eq(self.shift[:FINE_BITS])]
+        # 2: the fine shift, pre = (2·value) >> shift.
+        pre = Signal(signed(w), name="pre", reset_less=True)
+        m.d.sync += pre.eq(coarse >> fine)
+        # 3: (pre + 2·zero + 1) >> 1 = floor((pre + 1) / 2) + zero.
+        rw = max(w, self.zero_bits + 2) + 1
         rounded = Signal(signed(rw), name="rounded", reset_less=True)
         if self.zero_bits:
-            zero1 = Signal(signed(self.zero_bits), name="zero1", reset_less=True)
-            m.d.sync += zero1.eq(self.zero)
-            m.d.sync += rounded.eq((pre + ((zero1 << 1) | 1)) >> 1)
+            zero = delay_chain(m, self.zero, 2, "zero")[-1]
+            m.d.sync += rounded.eq((pre + ((zero << 1) | 1)) >> 1)
         else:
             m.d.sync += rounded.eq((pre + 1) >> 1)
-        # 3: saturate.
+        # 4: saturate.
         lo, hi, n = self.lo, self.hi, self.out_bits
         if self.full_range and self.out_signed:
             top = rounded[n - 1:]                     # fits iff these bits are all equal

@@ -32,8 +32,8 @@ Ports
     ``cyc_total``, ``cyc_active``, ``cyc_load``, ``cyc_stall`` Out 32 -- counters of the
     last run: busy cycles, issue cycles, accepted input beats, cycles issue waited for credit
 
-Timing: issue → memory read (1) → PE array (4) → accumulate (1) → post-process (10) → FIFO
-write; ``pipeline_latency`` = 16 (``CONV_ENGINE_LATENCY``). Throughput: ``p_out × p_in`` PE
+Timing: issue → memory read (1) → PE array (5) → accumulate (1) → post-process (12) → FIFO
+write; ``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``). Throughput: ``p_out × p_in`` PE
 operations per cycle in COMPUTE; cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
 """
 

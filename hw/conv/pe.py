@@ -25,11 +25,14 @@ Ports
     ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
     ``o_valid`` Out 1
 
-Latency 4 (inputs registered; adder/binary terms and the int8 product registered; the
-selected term registered; row sums registered); one beat per cycle. The input register
-takes the weight/line-buffer block RAM outputs off the multiplier path (on the ECP5 the
-unregistered path limited the engine to 35 MHz); the product register keeps the DSP's
-output off the mode mux (the next critical path, 16.2 ns).
+Latency 5 (inputs registered; adder/binary terms and each multiplier's operands registered;
+the int8 product registered; the selected term registered; row sums registered); one beat
+per cycle. The input register takes the weight/line-buffer block RAM outputs off the
+multiplier path (on the ECP5 the unregistered path limited the engine to 35 MHz); the
+product register keeps the DSP's output off the mode mux (the next critical path, 16.2 ns);
+the operand registers, one pair per multiplier with nothing else behind them, keep the
+routing to the MULT18X18Ds short (``act_r`` fans out to a column's multipliers and every
+row's terms: 4.3 ns of routing to one of them).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _tree_sum(values):
 class PEArray(wiring.Component):
     """``p_out`` × ``p_in`` adder / binary / int8 PEs (see the module docstring)."""
 
-    latency = 4
+    latency = 5
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -107,12 +110,21 @@ class PEArray(wiring.Component):
         sval, valid0 = Signal(name="sval_r", reset_less=True), Signal(name="valid_r")
         m.d.sync += [act.eq(self.act), wt.eq(self.wt), chan.eq(self.chan), sval.eq(self.sval),
                      valid0.eq(self.valid)]
-
-        # stage 1: adder / binary terms; the int8 product in its own register (the DSP's
-        # output: on the ECP5 the unregistered product and the mode mux behind it were the
-        # critical path, 16.2 ns, with the MULT18X18D across the chip from both registers).
+        # stage 1: adder / binary terms; each multiplier's operands in registers of its own
+        # (act_r feeds every row's terms and, through them, each multiplier of its column:
+        # that load between the register and the MULT18X18Ds across the chip was the
+        # array's critical path). The activation copy is zeroed outside MUL mode and where
+        # the PE's weight is zero: the product is the same, and Yosys keeps the copies apart
+        # instead of merging each column's into one.
+        # stage 2: the int8 product in its own register (the DSP's output: on the ECP5 the
+        # unregistered product and the mode mux behind it were the critical path, 16.2 ns);
+        # the other modes' terms wait beside it.
         t1 = [[Signal(signed(self.term_bits), name=f"t1_{o}_{i}", reset_less=True)
                for i in range(pi)] for o in range(po)]
+        a_m = [[Signal(signed(cfg.data_bits), name=f"am_{o}_{i}", reset_less=True)
+                for i in range(pi)] for o in range(po)]
+        w_m = [[Signal(signed(cfg.data_bits), name=f"wm_{o}_{i}", reset_less=True)
+                for i in range(pi)] for o in range(po)]
         p1 = [[Signal(signed(2 * cfg.data_bits), name=f"p1_{o}_{i}", reset_less=True)
                for i in range(pi)] for o in range(po)]
         use_p1 = [Signal(name=f"use_p1_{i}", reset_less=True) for i in range(pi)]
@@ -120,8 +132,8 @@ class PEArray(wiring.Component):
                  for o in range(po)]
         abits = [Signal(name=f"ab_{i}", reset_less=True) for i in range(pi)]
         mbits = [Signal(name=f"mb_{i}", reset_less=True) for i in range(pi)]
-        valid1, valid2 = Signal(), Signal()
-        m.d.sync += [valid1.eq(valid0), valid2.eq(valid1)]
+        valid1, valid2, valid3 = Signal(), Signal(), Signal()
+        m.d.sync += [valid1.eq(valid0), valid2.eq(valid1), valid3.eq(valid2)]
         for i in range(pi):
             a = act[i]
             mask = chan[i] & sval
@@ -137,18 +149,35 @@ class PEArray(wiring.Component):
                     diff = a_eff.as_unsigned() - (w.as_signed() << 1)
                     term = Mux(is_add & chan[i], abs(diff), term)
                 if "mul" in modes:
-                    m.d.sync += p1[o][i].eq(a.as_signed() * w.as_signed())
+                    m.d.sync += [a_m[o][i].eq(Mux(is_mul & w.any(), a, 0)),
+                                 w_m[o][i].eq(w),
+                                 p1[o][i].eq(a_m[o][i] * w_m[o][i])]
                 if "binary" in modes:
                     term = Mux(is_bin & mask, ~(a[0] ^ w[0]), term)
                     m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)
                 m.d.sync += t1[o][i].eq(term)
 
-        # stage 2: terms (the product or the other modes' term); the bit counts wait here.
+        # stage 2: the stage-1 terms and bits wait beside the products
+        t2 = [[Signal(signed(self.term_bits), name=f"t2_{o}_{i}", reset_less=True)
+               for i in range(pi)] for o in range(po)]
+        use_p2 = [Signal(name=f"use_p2_{i}", reset_less=True) for i in range(pi)]
+        m.d.sync += [t2[o][i].eq(t1[o][i]) for o in range(po) for i in range(pi)]
+        m.d.sync += [u2.eq(u1) for u2, u1 in zip(use_p2, use_p1)]
+        wbits1, abits1, mbits1 = wbits, abits, mbits
+        wbits = [[Signal(name=f"wb1_{o}_{i}", reset_less=True) for i in range(pi)]
+                 for o in range(po)]
+        abits = [Signal(name=f"ab1_{i}", reset_less=True) for i in range(pi)]
+        mbits = [Signal(name=f"mb1_{i}", reset_less=True) for i in range(pi)]
+        if "binary" in modes:
+            m.d.sync += [d.eq(s_) for d, s_ in zip(abits + mbits, abits1 + mbits1)]
+            m.d.sync += [wbits[o][i].eq(wbits1[o][i]) for o in range(po) for i in range(pi)]
+
+        # stage 3: terms (the product or the other modes' term); the bit counts wait here.
         terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
                   for i in range(pi)] for o in range(po)]
         for o in range(po):
             for i in range(pi):
-                pick = Mux(use_p1[i], p1[o][i], t1[o][i]) if "mul" in modes else t1[o][i]
+                pick = Mux(use_p2[i], p1[o][i], t2[o][i]) if "mul" in modes else t2[o][i]
                 m.d.sync += terms[o][i].eq(pick)
         wbits2 = [[Signal(name=f"wb2_{o}_{i}", reset_less=True) for i in range(pi)]
                   for o in range(po)]
@@ -158,8 +187,8 @@ class PEArray(wiring.Component):
             m.d.sync += [d.eq(s_) for d, s_ in zip(abits2 + mbits2, abits + mbits)]
             m.d.sync += [wbits2[o][i].eq(wbits[o][i]) for o in range(po) for i in range(pi)]
 
-        # stage 3: row sums
-        m.d.sync += self.o_valid.eq(valid2)
+        # stage 4: row sums
+        m.d.sync += self.o_valid.eq(valid3)
         for o in range(po):
             m.d.sync += self.sum0[o].eq(_tree_sum(terms[o]))
             if "binary" in modes:

@@ -18,11 +18,15 @@ Ports
     is registered from them: hold them from one cycle before a layer's first beat arrives)
     ``valid`` In 1;  ``q`` Out ``ArrayLayout(unsigned(8), p_out)``;
     ``v`` Out ``ArrayLayout(signed(bias_bits), p_out)``;  ``o_valid`` Out 1
-Latency ``7 + MUL_LATENCY`` (10), fully pipelined: inputs registered; the four counter
-products; two partial sums; ``v``; ``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit
-chunks and summed over registered adder levels by
-:class:`nmaccel.hw.common.arith.PipelinedMultiplier`, see :mod:`nmaccel.hw.common.arith`);
-+ half; ``>> shift``; saturate / binarize.
+Latency ``8 + MUL_LATENCY`` (12), fully pipelined: inputs registered; the four counter
+products' operands and their partial products (17-bit chunks, one multiplier each, with
+operand registers of their own: :func:`nmaccel.hw.common.arith.partial_products`); two
+partial sums; ``v``; ``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit chunks and
+summed over registered adder levels by :class:`nmaccel.hw.common.arith.PipelinedMultiplier`,
+see :mod:`nmaccel.hw.common.arith`); then ``round_shift(x, s) = (((2x) >> s) + 1) >> 1`` in
+three stages: ``>> (s & ~7)``; ``>> (s & 7)``, narrowed to ``NARROW`` bits with an overflow
+flag; round and saturate to the layer's range (its compares read the shifted value, beside
+the rounding add) / binarize.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.common.arith import PipelinedMultiplier
+from nmaccel.hw.common.arith import FINE_BITS, PipelinedMultiplier, partial_products
 from nmaccel.spec.config import MUL_LATENCY, ConvConfig
 from nmaccel.spec.conv_format import param_fields
 
 __all__ = ["PostProcess", "param_layout"]
+
+#: Bits of the shifted product kept for the saturation (with an overflow flag beside them):
+#: enough for every 8-bit output range after the fine shift (see ``elaborate``).
+NARROW = 20
 
 
 def param_layout(config: ConvConfig) -> data.StructLayout:
@@ -47,7 +55,7 @@ def param_layout(config: ConvConfig) -> data.StructLayout:
 class PostProcess(wiring.Component):
     """Affine + requantize/binarize (see the module docstring)."""
 
-    latency = 8 - 1 + MUL_LATENCY
+    latency = 8 + MUL_LATENCY
 
     def __init__(self, config: ConvConfig) -> None:
         if not isinstance(config, ConvConfig):
@@ -99,25 +107,31 @@ class PostProcess(wiring.Component):
         par = [Signal(param_layout(cfg), name=f"par1_{o}", reset_less=True) for o in range(po)]
         m.d.sync += [par[o].eq(self.params[o]) for o in range(po)]
 
-        # S2: the four counter products
-        prods = []
+        # S2, S3: the four counter products, in partial products of at most 17-bit chunks
+        # (one MULT18X18D each, with operand registers of their own: partial_products; c0·S0,
+        # 26-bit S0, is two), summed in S4 (Yosys would join them behind the multipliers in
+        # the same cycle)
+        parts = ([], [])                                   # S4's two partial sums
         for j, (src, shared) in enumerate(((s0, False), (s1, True), (s2, True), (s3, False))):
-            prods.append([Signal(signed(cfg.coef_bits + cfg.acc_bits + 1), name=f"p{j}_2_{o}",
-                                 reset_less=True)
-                          for o in range(po)])
             for o in range(po):
                 c = getattr(par[o], f"c{j}")
-                m.d.sync += prods[j][o].eq(c * (src if shared else src[o]))
-        bias2 = delay([par[o].bias for o in range(po)], "bias2", signed(vb))
-        mult2 = delay([par[o].mult for o in range(po)], "mult2", unsigned(mb))
-        sh2 = delay([par[o].shift for o in range(po)], "sh2", unsigned(cfg.shift_bits))
+                pp = partial_products(m, c, src if shared else src[o], name=f"c{j}_{o}_")
+                parts[j // 2].append((o, pp))
+        bias2 = delay(delay([par[o].bias for o in range(po)], "bias1", signed(vb)),
+                      "bias2", signed(vb))
+        mult2 = delay(delay([par[o].mult for o in range(po)], "mult1", unsigned(mb)),
+                      "mult2", unsigned(mb))
+        sh2 = delay(delay([par[o].shift for o in range(po)], "sh1", unsigned(cfg.shift_bits)),
+                    "sh2", unsigned(cfg.shift_bits))
 
-        # S3: two partial sums; S4: v = their sum + bias, kept as signed bias_bits
+        # S4: two partial sums; S5: v = their sum + bias, kept as signed bias_bits
         psb = cfg.coef_bits + cfg.acc_bits + 2
         pa = regs("pa3", signed(psb))
         pb = regs("pb3", signed(psb))
-        m.d.sync += [pa[o].eq(prods[0][o] + prods[1][o]) for o in range(po)]
-        m.d.sync += [pb[o].eq(prods[2][o] + prods[3][o]) for o in range(po)]
+        for dst, terms in ((pa, parts[0]), (pb, parts[1])):
+            for o in range(po):
+                m.d.sync += dst[o].eq(sum(p << off for o_, pp in terms if o_ == o
+                                          for p, off in pp))
         bias3 = delay(bias2, "bias3", signed(vb))
         mult3 = delay(mult2, "mult3", unsigned(mb))
         sh3 = delay(sh2, "sh3", unsigned(cfg.shift_bits))
@@ -126,8 +140,7 @@ class PostProcess(wiring.Component):
         mult4 = delay(mult3, "mult4", unsigned(mb))
         sh4 = delay(sh3, "sh4", unsigned(cfg.shift_bits))
 
-        # S5..S(4+MUL_LATENCY): v·mult (PipelinedMultiplier); then + half (round half up),
-        # >> shift, saturate / binarize. v and shift travel beside the product.
+        # S6..S(5+MUL_LATENCY): v·mult (PipelinedMultiplier). v and shift travel beside it.
         prod = []
         for o in range(po):
             m.submodules[f"vmul{o}"] = mul = PipelinedMultiplier(signed(vb), unsigned(mb))
@@ -136,29 +149,52 @@ class PostProcess(wiring.Component):
             prod.append(mul.o)
         vd, shd = v4, sh4
         for j in range(MUL_LATENCY):
-            vd = delay(vd, f"v{5 + j}", signed(vb))
-            shd = delay(shd, f"sh{5 + j}", unsigned(cfg.shift_bits))
-        tw = max(pw, (1 << cfg.shift_bits) - 1) + 1        # + half for any shift, exactly
-        th = regs("t_half", signed(tw))
-        m.d.sync += [th[o].eq(prod[o] + ((Const(1, pw) << shd[o]) >> 1)) for o in range(po)]
-        vh = delay(vd, "v_half", signed(vb))
-        shh = delay(shd, "sh_half", unsigned(cfg.shift_bits))
-        rs = regs("r_shift", signed(tw))
-        m.d.sync += [rs[o].eq(th[o] >> shh[o]) for o in range(po)]
-        vs = delay(vh, "v_shift", signed(vb))
+            vd = delay(vd, f"v{6 + j}", signed(vb))
+            shd = delay(shd, f"sh{6 + j}", unsigned(cfg.shift_bits))
+
+        # Then requant = saturate(round_shift(v·mult, shift)) with round_shift(x, s) =
+        # (((2x) >> s) + 1) >> 1 (round half up, any s >= 0), over three stages:
+        # coarse shift (by shift & ~7); fine shift (by shift & 7), narrowed to NARROW bits with
+        # an overflow flag; round and saturate (or binarize).
+        fb = FINE_BITS
+        coarse = regs("coarse", signed(pw + 1))
+        fine = regs("fine", unsigned(fb))
+        for o in range(po):
+            m.d.sync += [coarse[o].eq((prod[o] << 1) >> (shd[o][fb:] << fb)),
+                         fine[o].eq(shd[o][:fb])]
+        vc = delay(vd, "v_coarse", signed(vb))
+        # pre = coarse >> fine fits NARROW signed bits when coarse does; when coarse does not,
+        # |pre| >= 2**(NARROW - 1 - 7) and the rounded value lies outside every 8-bit range.
+        pre = regs("pre", signed(NARROW))
+        ovf = regs("ovf", 1)
+        neg = regs("neg", 1)
+        vpos = regs("vpos", 1)
+        for o in range(po):
+            top = coarse[o][NARROW - 1:]
+            m.d.sync += [pre[o].eq((coarse[o] >> fine[o])[:NARROW]),
+                         ovf[o].eq(~((top == 0) | (top == (1 << len(top)) - 1))),
+                         neg[o].eq(coarse[o][-1]), vpos[o].eq(vc[o] > 0)]
+        vs = delay(vc, "v_shift", signed(vb))
 
         b = self.out_bits
         one = Const(1, 10)
         # The output range comes from the layer settings (constant over a layer, which
         # reaches this stage many cycles after it is set): registered, off the compare path.
+        # rounded = floor((pre + 1) / 2) > hi iff pre >= 2·hi + 1, < lo iff pre < 2·lo − 1:
+        # the compares read pre (beside the rounding add, not behind it).
         hi = Signal(signed(11), name="sat_hi", reset_less=True)
         lo = Signal(signed(11), name="sat_lo", reset_less=True)
+        hi2 = Signal(signed(13), name="sat_hi2", reset_less=True)
+        lo2 = Signal(signed(13), name="sat_lo2", reset_less=True)
         half_range = (one << b) >> 1
         m.d.sync += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
-                     lo.eq(Mux(self.out_signed, -half_range, 0))]
+                     lo.eq(Mux(self.out_signed, -half_range, 0)),
+                     hi2.eq((hi << 1) + 1), lo2.eq((lo << 1) - 1)]
         for o in range(po):
-            r = rs[o]
-            sat = Mux(r > hi, hi, Mux(r < lo, lo, r))
-            q = Mux(self.binarize, vs[o] > 0, sat)
+            r = pre[o]
+            rounded = (r[:9] + 1)[1:]                       # the low 8 bits of (pre + 1) >> 1
+            sat = Mux(ovf[o], Mux(neg[o], lo, hi),
+                      Mux(r >= hi2, hi, Mux(r < lo2, lo, rounded)))
+            q = Mux(self.binarize, vpos[o], sat)
             m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(vs[o])]
         return m

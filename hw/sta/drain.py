@@ -22,7 +22,7 @@ Ports
     (``tag_bits`` wide: the core's per-tile destination record).
     ``busy`` Out: a drain is in flight.
 
-Latency: row ``r`` is written ``latency = 2 + REQUANT_LATENCY = 8`` cycles after it is read; a
+Latency: row ``r`` is written ``latency = 2 + REQUANT_LATENCY = 10`` cycles after it is read; a
 whole tile takes ``R + latency`` cycles. Throughput: one row per cycle; ``start`` pulses at
 least ``R`` cycles apart.
 """

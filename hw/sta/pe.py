@@ -14,11 +14,15 @@ Dense mode (``mode = 1``)
     Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
     ignored and only ``act[0:L]`` is used).
 
-Pipeline (``latency = 2 + clog2(L)`` register stages,
+Pipeline (``latency = 4 + clog2(L)`` register stages,
 :func:`nmaccel.spec.sta_timing.pe_latency`)
-    1. activation mux (combinational) + multiply, products registered;
-    2. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
-    3. accumulate, registered into ``acc``.
+    1. activation mux, the selected operand and the weight registered (the weight zeroed
+       where the operand is zero: a register of the PE's own, not the row's, which Yosys
+       would otherwise merge with the row's other PEs' into one);
+    2. both operands copied into registers that feed only their multiplier;
+    3. multiply, products registered;
+    4. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
+    5. accumulate, registered into ``acc``.
 
     ``valid`` and ``clear`` travel down the pipeline with their beat. A beat whose inputs are
     presented before clock tick ``t`` (sampled by tick ``t``) is included in ``acc`` right after
@@ -42,8 +46,8 @@ __all__ = ["NMProcessingElement"]
 
 
 class NMProcessingElement(wiring.Component):
-    """One PE: ``L`` multipliers behind ``m``:1 activation muxes, a pipelined adder tree and an
-    accumulator (see the module docstring for the exact behaviour and timing).
+    """One PE: ``L`` multipliers behind registered ``m``:1 activation muxes, a pipelined adder
+    tree and an accumulator (see the module docstring for the exact behaviour and timing).
 
     Ports
         ``w_value``  In  ``ArrayLayout(signed(weight_bits), L)``  -- weight values
@@ -57,7 +61,7 @@ class NMProcessingElement(wiring.Component):
         ``acc_valid`` Out 1 -- a valid beat was accumulated on the last tick
 
     Attributes
-        ``latency``  register stages from input to ``acc`` (``2 + clog2(L)``)
+        ``latency``  register stages from input to ``acc`` (``4 + clog2(L)``)
         ``tree_levels`` adder-tree levels (``clog2(L)``)
     """
 
@@ -108,12 +112,16 @@ class NMProcessingElement(wiring.Component):
         m = Module()
         L, n, mw = self.lanes, self.n, self.m
 
-        # Stage 1: activation mux (combinational) and registered products.
+        # Stage 1: the activation mux, its output registered per multiplier (the index mux in
+        # front of the multiplier was the array's critical path); stage 2: copies of both
+        # operands with nothing behind them but the multiplier, which the placer puts next to
+        # it (the mux output register sat among the mux's sources, 2.9 ns of routing away from
+        # its MULT18X18D); stage 3: the products.
         prods = []
         for j in range(L):
             sel = Signal(signed(self.config.act_bits), name=f"sel{j}")
-            opnd = Signal(signed(self.config.act_bits + 1), name=f"opnd{j}")
-            m.d.comb += opnd.eq(Mux(self.a_unsigned, sel.as_unsigned(), sel))
+            opnd = Signal(signed(self.config.act_bits + 1), name=f"opnd{j}", reset_less=True)
+            m.d.sync += opnd.eq(Mux(self.a_unsigned, sel.as_unsigned(), sel))
             base = (j // n) * mw
             with m.If(self.mode):
                 m.d.comb += sel.eq(self.act[j])
@@ -123,14 +131,27 @@ class NMProcessingElement(wiring.Component):
                         m.d.comb += sel.eq(self.act[base + k])
                 with m.Default():     # unreachable for index_bits == clog2(m)
                     m.d.comb += sel.eq(0)
+            # The weight is the row's (one register for all the row's PEs after Yosys merges
+            # identical registers; its fan-out to their multipliers was the critical path):
+            # zeroed where this PE's operand is zero, which leaves the product unchanged and
+            # makes the register this PE's own.
+            wv = Signal(signed(self.config.weight_bits), name=f"wv{j}", reset_less=True)
+            m.d.sync += wv.eq(Mux(sel == 0, 0, self.w_value[j]))
+            opnd2 = Signal.like(opnd, name=f"opnd{j}_m")
+            wv2 = Signal.like(wv, name=f"wv{j}_m")
+            m.d.sync += [opnd2.eq(opnd), wv2.eq(wv)]
             p = Signal(signed(self.product_bits), name=f"prod{j}")
-            m.d.sync += p.eq(self.w_value[j] * opnd)
+            m.d.sync += p.eq(wv2 * opnd2)
             prods.append(p)
         valid = Signal(name="valid_s1")
         clear = Signal(name="clear_s1")
         m.d.sync += [valid.eq(self.valid), clear.eq(self.clear)]
+        for k in (2, 3):
+            v_k, c_k = Signal(name=f"valid_s{k}"), Signal(name=f"clear_s{k}")
+            m.d.sync += [v_k.eq(valid), c_k.eq(clear)]
+            valid, clear = v_k, c_k
 
-        # Stage 2: adder tree, one register per level.
+        # Stage 4: adder tree, one register per level.
         level, width = prods, self.product_bits
         for lvl in range(self.tree_levels):
             width += 1
@@ -148,7 +169,7 @@ class NMProcessingElement(wiring.Component):
             level, valid, clear = nxt, v, c
         total = level[0]
 
-        # Stage 3: accumulate.
+        # Stage 5: accumulate.
         with m.If(valid):
             with m.If(clear):
                 m.d.sync += self.acc.eq(total)

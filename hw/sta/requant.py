@@ -7,9 +7,9 @@ Bit-exact with :func:`nmaccel.model.quant.requant`::
 
 followed by saturation to the signed (default) or unsigned ``out_bits`` range.
 
-Pipeline (``latency = REQUANT_LATENCY = 6``, :mod:`nmaccel.spec.config`)
-    1–3. ``acc * mult`` in a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`;
-    4–6. round half up, arithmetic shift, saturate in a
+Pipeline (``latency = REQUANT_LATENCY = 8``, :mod:`nmaccel.spec.config`)
+    1–4. ``acc * mult`` in a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`;
+    5–8. arithmetic shift (two stages), round half up, saturate in a
     :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`.
 
 Inputs sampled by clock tick ``t`` appear on ``o`` right after tick ``t + latency − 1``;

@@ -5,7 +5,7 @@ Each component is bit-exact with its golden operator in :mod:`nmaccel.model.into
 saturation). Pipeline depths and LayerNorm's iteration counts come from
 :mod:`nmaccel.spec.vector_timing`, which the cycle model reads too.
 
-:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 8``)
+:class:`ResidualAddLanes` (``latency = RESIDUAL_LATENCY = 10``)
     ``o = saturate(round_shift(a·mult_a + b·mult_b, shift), vec_bits)`` per lane
     (:func:`~nmaccel.model.intops.residual_add`). Stages: the inputs (in the core ``b`` is a
     VBUF block RAM's read data, which fed the multipliers directly and was the ULX3S build's
@@ -23,13 +23,15 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
 
     Bounds with V = ``vec_bits``: ``0 ≤ clip − u < 2**V`` (V bits unsigned), the square
     ``< 2**(2V)``; ``cp < 2**31`` so ``poly ∈ (−2**(2V), 2**32)`` (signed ``max(2V, 32) + 2``
-    bits); ``|x·poly| < 2**(V−1)·2**max(2V, 32)``, times an unsigned ``requant_mult_bits``
-    multiplier. Every intermediate is kept at its full width (no truncation). For ``x = 0``
-    the product is 0 whatever ``poly`` is. Stages: clip distance; square; polynomial;
-    ``x·poly``; ``·mult`` (the products pipelined multipliers); round, shift, zero point,
-    saturate.
+    bits); ``x·poly·mult`` is computed as ``(x·mult)·poly`` (exact integers, so the order does
+    not matter): ``x·mult`` runs beside the clip distance, the square and the polynomial, and
+    the shared ``mult`` enters one multiplier per lane, not every partial product of the wide
+    one. Every intermediate is kept at its full width (no truncation). For ``x = 0`` the
+    product is 0 whatever ``poly`` is. Stages: clip distance (``clip ∓ x`` for both signs side
+    by side, then one select and the clamp at 0); square; polynomial; ``(x·mult)·poly`` (the
+    products pipelined multipliers); round, shift, zero point, saturate.
 
-:class:`LayerNormUnit` (phase-1 ``latency = LAYERNORM_LATENCY = 24``)
+:class:`LayerNormUnit` (phase-1 ``latency = LAYERNORM_LATENCY = 27``)
     Integer LayerNorm (:func:`~nmaccel.model.intops.layernorm_int` with ``out_bits =
     vec_bits``) of ``lanes`` independent rows (the lanes are tokens), walking the ``d``
     features serially, one feature of all lanes per beat, in two passes over the same data:
@@ -41,13 +43,19 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
       registers, then ``d·Q`` and ``S²`` by shift-add (one bit of ``|S|`` per cycle: these
       run once per block, so they take no hardware multipliers), then
       ``V = d·Q − S²`` (= ``Σc²/d`` exactly, since ``Σc² = d·(d·Q − S²)`` with
-      ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract (one bit per cycle),
-      ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one quotient bit per cycle).
-      Per-beat multipliers per lane: ``x²`` (phase 0); ``d·x``, ``c·R``, ``n·gamma``,
-      ``y·mult``, ``y·mult8`` (phase 1).
+      ``c = d·x − S``), σ = max(1, isqrt(V)) by shift-subtract (one root bit per cycle, two
+      bits of V shifted in: the remainder stays below 2·root, so each step subtracts
+      ``vec_bits + 18`` bits, not 2·``vec_bits`` + 30),
+      ``R = floor(2**ln_recip_frac / σ)`` by a restoring divider (one quotient bit per cycle;
+      it shares the square root's remainder register and subtractor). The steps are driven
+      by registered strobes. Per-beat multipliers per lane: ``x²`` (phase 0, registered and
+      added the next cycle); ``d·x``, ``c·R``, ``n·(gamma·mult)``, ``y·mult8`` (phase 1);
+      shared by the lanes: ``gamma·mult`` and ``beta·mult``.
     * phase 1 (the same ``d`` beats again, in order, with that feature's gamma and beta):
       ``c = d·x − S``; ``n = round_shift(c·R, ln_recip_frac − ln_frac)``;
-      ``y = requant(n·gamma + beta, mult, shift, vec_bits)``;
+      ``y = requant(n·gamma + beta, mult, shift, vec_bits)``, its product computed as
+      ``n·(gamma·mult) + beta·mult`` (exact: each lane's ``n`` enters one multiplier, and the
+      shared ``mult`` and ``gamma`` enter the per-feature products only);
       ``y8 = requant(y, mult8, shift8, act_bits)``; one output beat per phase-1 beat.
 
     Widths (V = ``vec_bits``, ``d ≤ 2**16 − 1`` = the 16-bit ``features`` port): ``S`` signed
@@ -59,8 +67,8 @@ saturation). Pipeline depths and LayerNorm's iteration counts come from
     exact for every input obeying the protocol: with ``Σc = 0``, Cauchy–Schwarz gives
     ``c_i² ≤ (d−1)/d·Σc² = (d−1)·V``, and ``isqrt(V) > sqrt(V)/2`` for ``V ≥ 1``, so
     ``|c_i|/σ < 2·sqrt(d−1) < 2**9`` and ``|n| ≤ |c|·R/2**(K−F) + ½ < 2**(F+9) + 1``
-    (``V = 0`` means all ``c = 0``). ``n·gamma + beta``, its product with ``mult`` and the
-    rest are full width. MiniLM-like inputs (``d = 384``, ``|x| ≤ 2**15``) are tested exact.
+    (``V = 0`` means all ``c = 0``). ``n·(gamma·mult) + beta·mult`` and the rest are full
+    width. MiniLM-like inputs (``d = 384``, ``|x| ≤ 2**15``) are tested exact.
 
     Protocol: phase 1 must repeat phase 0's ``x`` exactly and ``features`` must equal the
     number of phase-0 beats (1..65535); otherwise the outputs are unspecified. The unit
@@ -238,41 +246,42 @@ class GeluLanes(wiring.Component):
         t_dist = 1
         t_sq = t_dist + MUL_LATENCY
         t_poly = t_sq + 1
-        t_g = t_poly + MUL_LATENCY
-        t_prod = t_g + MUL_LATENCY
+        t_xm = t_poly - MUL_LATENCY               # x·mult starts here, done with poly
+        t_prod = t_poly + MUL_LATENCY
         assert t_prod + ROUND_SATURATE_LATENCY == self.latency, \
             "pipeline depth differs from the cycle model"
         # Parameters travel with the data: param[k] holds the values of stage k's data.
         valid = delay_chain(m, self.valid, self.latency - 1, "valid", reset_less=False)
         cp = delay_chain(m, self.cp, t_sq, "cp")
-        mult = delay_chain(m, self.mult, t_g, "mult")
+        mult = delay_chain(m, self.mult, t_xm, "mult")
         shift = delay_chain(m, self.shift, t_prod, "shift")
         zero = delay_chain(m, self.zero, t_prod, "zero")
         m.d.sync += self.o_valid.eq(valid[self.latency - 1])
 
         for lane in range(self.lanes):
-            x = delay_chain(m, self.x[lane], t_poly, f"x{lane}")
-            # 1: distance to the clip point, clip − min(|x|, clip) ∈ [0, 2**vb).
-            ax = Signal(unsigned(vb), name=f"abs{lane}")
-            m.d.comb += ax.eq(Mux(x[0] < 0, -x[0], x[0]))
+            x = delay_chain(m, self.x[lane], t_sq, f"x{lane}")
+            # 1: distance to the clip point, clip − min(|x|, clip) = max(clip − |x|, 0) ∈
+            # [0, 2**vb): both signs' differences side by side, then one select and the clamp.
+            near = Signal(signed(vb + 2), name=f"near{lane}")
+            m.d.comb += near.eq(Mux(x[0] < 0, self.clip + x[0], self.clip - x[0]))
             dist = Signal(unsigned(vb), name=f"dist{lane}", reset_less=True)
-            m.d.sync += dist.eq(Mux(ax < self.clip, self.clip - ax, 0))
+            m.d.sync += dist.eq(Mux(near < 0, 0, near))
             # square.
             sq = m.submodules[f"sq{lane}"] = PipelinedMultiplier(unsigned(vb), unsigned(vb))
             m.d.comb += [sq.a.eq(dist), sq.b.eq(dist)]
             # polynomial (x = 0 makes the product 0 whichever branch is taken).
             poly = Signal(signed(poly_bits), name=f"poly{lane}", reset_less=True)
             m.d.sync += poly.eq(Mux(x[t_sq] < 0, sq.o, (cp[t_sq] << 1) - sq.o))
-            # x · poly.
-            g = m.submodules[f"g{lane}"] = PipelinedMultiplier(signed(vb), signed(poly_bits))
-            m.d.comb += [g.a.eq(x[t_poly]), g.b.eq(poly)]
-            # · mult.
-            gm = m.submodules[f"gm{lane}"] = PipelinedMultiplier(g.o_shape, unsigned(mb))
-            m.d.comb += [gm.a.eq(g.o), gm.b.eq(mult[t_g])]
+            # x · mult, beside the polynomial (mult enters one multiplier per lane).
+            xm = m.submodules[f"xm{lane}"] = PipelinedMultiplier(signed(vb), unsigned(mb))
+            m.d.comb += [xm.a.eq(x[t_xm]), xm.b.eq(mult[t_xm])]
+            # (x · mult) · poly = x · poly · mult.
+            g = m.submodules[f"g{lane}"] = PipelinedMultiplier(xm.o_shape, signed(poly_bits))
+            m.d.comb += [g.a.eq(xm.o), g.b.eq(poly)]
             # round half up, shift, zero point, saturate.
             rss = m.submodules[f"rss{lane}"] = RoundShiftSaturate(
-                gm.o_shape, cfg.act_bits, zero_bits=cfg.act_bits)
-            m.d.comb += [rss.value.eq(gm.o), rss.shift.eq(shift[t_prod]),
+                g.o_shape, cfg.act_bits, zero_bits=cfg.act_bits)
+            m.d.comb += [rss.value.eq(g.o), rss.shift.eq(shift[t_prod]),
                          rss.zero.eq(zero[t_prod]), self.o[lane].eq(rss.o)]
         return m
 
@@ -344,8 +353,10 @@ class LayerNormUnit(wiring.Component):
 
     def _control(self, m: Module) -> _LayerNormControl:
         """The phase state machine (ACC → LOAD → MUL → SUB → SQRT → DIV → NORM → ACC) and the
-        strobes it gives the statistics and the phase-1 pipeline."""
-        WV, NM, NS, ND = self.var_bits, self.mul_cycles, self.sqrt_cycles, self.div_cycles
+        strobes it gives the statistics and the phase-1 pipeline. The strobes that drive every
+        lane's statistics registers are registers of their own, set on entering their state
+        and cleared on leaving it (no state decode in front of their fan-out)."""
+        NM, NS, ND = self.mul_cycles, self.sqrt_cycles, self.div_cycles
         pay = self.i.payload
 
         advance = Signal()                         # the phase-1 pipeline moves this cycle
@@ -353,47 +364,47 @@ class LayerNormUnit(wiring.Component):
         accept_acc = Signal()                      # a phase-0 beat is taken
         accept_norm = Signal()                     # a phase-1 beat is taken
         clear = Signal()                           # the last phase-1 beat: S, Q ← 0
-        mul_step, in_sub = Signal(), Signal()
-        sqrt_step, div_step, div_first = Signal(), Signal(), Signal()
+        load = Signal()                            # LOAD: the shift-add operands are loaded
+        mul_step = Signal()                        # MUL
+        in_sub = Signal()                          # SUB
+        sqrt_step = Signal()                       # SQRT
+        in_div = Signal()                          # DIV
+        div_first = Signal()                       # no quotient bit taken yet in DIV
+        div_step = Signal()
         d = Signal(unsigned(FEATURE_BITS))         # features of the current row block
         v1 = Signal()                              # a beat still has to read R (stages 1..t_c)
         count = Signal(range(max(NM, NS, ND) + 1))
-        load = Signal()                            # the shift-add operands are loaded
         d_sh = Signal(unsigned(NM))                # d, shifted left once per step (MSB used)
-        bit = Signal(unsigned(WV))                 # one-hot trial bit of the square root
+        m.d.comb += div_step.eq(in_div & ~v1)      # R is free once no old beat still needs it
 
         with m.FSM(name="ln_fsm"):
             with m.State("ACC"):
                 m.d.comb += [self.i.ready.eq(1), accept_acc.eq(self.i.valid)]
                 with m.If(self.i.valid & pay.last):
-                    m.d.sync += [d.eq(self.features), count.eq(0)]
+                    m.d.sync += [d.eq(self.features), count.eq(0), load.eq(1)]
                     m.next = "LOAD"
             with m.State("LOAD"):                  # S and Q are final: load the shift-adds
-                m.d.comb += load.eq(1)
-                m.d.sync += d_sh.eq(d)
+                m.d.sync += [d_sh.eq(d), load.eq(0), mul_step.eq(1)]
                 m.next = "MUL"
             with m.State("MUL"):                   # d·Q and S², MSB first, one bit per cycle
-                m.d.comb += mul_step.eq(1)
                 m.d.sync += d_sh.eq(d_sh << 1)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == NM - 1):
+                    m.d.sync += [mul_step.eq(0), in_sub.eq(1)]
                     m.next = "SUB"
             with m.State("SUB"):                   # V = d·Q − S²
-                m.d.comb += in_sub.eq(1)
-                m.d.sync += [bit.eq(1 << (WV - 2)), count.eq(0)]
+                m.d.sync += [count.eq(0), in_sub.eq(0), sqrt_step.eq(1)]
                 m.next = "SQRT"
             with m.State("SQRT"):                  # one root bit per cycle
-                m.d.comb += sqrt_step.eq(1)
-                m.d.sync += [bit.eq(bit >> 2), count.eq(count + 1)]
+                m.d.sync += count.eq(count + 1)
                 with m.If(count == NS - 1):
-                    m.d.sync += count.eq(0)
+                    m.d.sync += [count.eq(0), sqrt_step.eq(0), in_div.eq(1), div_first.eq(1)]
                     m.next = "DIV"
-            with m.State("DIV"):                   # one quotient bit per cycle; R is free
-                with m.If(~v1):                    # once no old beat still needs it
-                    m.d.comb += [div_step.eq(1), div_first.eq(count == 0)]
-                    m.d.sync += count.eq(count + 1)
+            with m.State("DIV"):                   # one quotient bit per cycle
+                with m.If(~v1):
+                    m.d.sync += [count.eq(count + 1), div_first.eq(0)]
                     with m.If(count == ND - 1):
-                        m.d.sync += count.eq(0)
+                        m.d.sync += [count.eq(0), in_div.eq(0)]
                         m.next = "NORM"
             with m.State("NORM"):
                 m.d.comb += [self.i.ready.eq(advance), accept_norm.eq(self.i.valid & advance)]
@@ -403,8 +414,8 @@ class LayerNormUnit(wiring.Component):
 
         return _LayerNormControl(advance=advance, accept_acc=accept_acc, accept_norm=accept_norm,
                                  clear=clear, load=load, mul_step=mul_step, in_sub=in_sub,
-                                 sqrt_step=sqrt_step, div_step=div_step, div_first=div_first,
-                                 d=d, d_sh=d_sh, bit=bit, v1=v1)
+                                 sqrt_step=sqrt_step, in_div=in_div, div_step=div_step,
+                                 div_first=div_first, d=d, d_sh=d_sh, v1=v1)
 
     def _statistics(self, m: Module, control: _LayerNormControl) -> tuple[list, list]:
         """Per lane ``S = Σx`` and ``Q = Σx²`` (phase 0), then ``V = d·Q − S²``, σ and the
@@ -415,17 +426,26 @@ class LayerNormUnit(wiring.Component):
         pay = self.i.payload
         clear, accept_acc, load = control.clear, control.accept_acc, control.load
         mul_step, in_sub, sqrt_step = control.mul_step, control.in_sub, control.sqrt_step
-        div_step, div_first = control.div_step, control.div_first
-        d_sh, bit = control.d_sh, control.bit
+        in_div, div_step, div_first = control.in_div, control.div_step, control.div_first
+        d_sh = control.d_sh
+        # x² of a phase-0 beat is registered (a multiplier's output) and added the next
+        # cycle; Q is final when MUL's first step reads it (LOAD lies between).
+        acc1 = Signal(name="acc1")
+        m.d.sync += acc1.eq(accept_acc)
         sums, recips = [], []
         for lane in range(L):
             x = pay.x[lane]
             s = Signal(signed(vb + 16), name=f"s{lane}")          # |Σx| ≤ d·2**(vb-1)
             q = Signal(unsigned(2 * vb + 14), name=f"q{lane}")    # Σx² < d·2**(2vb-2)
+            sq = Signal(unsigned(2 * vb - 1), name=f"sq{lane}", reset_less=True)  # x²
+            m.d.sync += sq.eq(x * x)
             with m.If(clear):
                 m.d.sync += [s.eq(0), q.eq(0)]
-            with m.Elif(accept_acc):
-                m.d.sync += [s.eq(s + x), q.eq(q + x * x)]
+            with m.Else():
+                with m.If(accept_acc):
+                    m.d.sync += s.eq(s + x)
+                with m.If(acc1):
+                    m.d.sync += q.eq(q + sq)
             # d·Q and S² by shift-add (Horner, MSB first): no multipliers for once-per-block work.
             dq = Signal(unsigned(WV), name=f"dq{lane}")           # d·Q < 2**WV
             ss = Signal(unsigned(WV), name=f"ss{lane}")           # S² < 2**WV
@@ -434,44 +454,49 @@ class LayerNormUnit(wiring.Component):
             abs_now = Signal(unsigned(NM), name=f"abs_now{lane}")
             m.d.comb += abs_now.eq(Mux(s < 0, -s, s))
             with m.If(load):
-                m.d.sync += [abs_s.eq(abs_now), s_sh.eq(abs_now)]
+                m.d.sync += [abs_s.eq(abs_now), s_sh.eq(abs_now), dq.eq(0), ss.eq(0)]
             with m.Elif(mul_step):
-                m.d.sync += s_sh.eq(s_sh << 1)
-            with m.If(clear):
-                m.d.sync += [dq.eq(0), ss.eq(0)]
-            with m.Elif(mul_step):
-                m.d.sync += [dq.eq((dq << 1) + Mux(d_sh[NM - 1], q, 0)),
+                m.d.sync += [s_sh.eq(s_sh << 1),
+                             dq.eq((dq << 1) + Mux(d_sh[NM - 1], q, 0)),
                              ss.eq((ss << 1) + Mux(s_sh[NM - 1], abs_s, 0))]
-            rem = Signal(unsigned(WV), name=f"rem{lane}")
-            root = Signal(unsigned(WV), name=f"root{lane}")
+            # σ = max(1, isqrt(V)) two radicand bits per step (V shifts out of vsh, MSB first):
+            # the remainder stays below 2·root, so the step compares NS + 3 bits, not WV.
+            # R = floor(2**K / σ) by restoring division, one quotient bit per step. Both share
+            # the remainder register and one subtractor.
+            vsh = Signal(unsigned(WV), name=f"vsh{lane}")
+            rem = Signal(unsigned(NS + 1), name=f"rem{lane}")     # < 2·root + 1, or < σ
+            root = Signal(unsigned(NS), name=f"root{lane}")
+            nz = Signal(name=f"nz{lane}")                         # root > 0
             recip = Signal(unsigned(K + 1), name=f"recip{lane}")  # R ≤ 2**K
-            sigma = Signal(unsigned(NS), name=f"sigma{lane}")
-            m.d.comb += sigma.eq(Mux(root == 0, 1, root[:NS]))
-            trial = Signal(unsigned(WV + 1), name=f"trial{lane}")
-            m.d.comb += trial.eq(root + bit)
-            part = Signal(unsigned(NS + 1), name=f"part{lane}")   # 2·(remainder < σ) or 1
-            m.d.comb += part.eq(Mux(div_first, 1, rem[:NS] << 1))
+            sigma = Signal(unsigned(NS), name=f"sigma{lane}")     # max(1, root)
+            m.d.comb += sigma.eq(Cat(root[0] | ~nz, root[1:]))
+            # minuend and subtrahend: SQRT 4·rem + next two bits of V and 4·root + 1; DIV
+            # 2·rem + (first step: the dividend's leading 1, remainder still 0) and σ.
+            part = Signal(unsigned(NS + 1), name=f"part{lane}")
+            m.d.comb += part.eq(Cat(div_first, Mux(div_first, 0, rem[:NS])))
+            a = Signal(unsigned(NS + 3), name=f"a{lane}")
+            b = Signal(unsigned(NS + 2), name=f"b{lane}")
+            m.d.comb += [a.eq(Mux(in_div, part, Cat(vsh[WV - 2:], rem))),
+                         b.eq(Mux(in_div, sigma, Cat(1, 0, root)))]
+            diff = Signal(signed(NS + 4), name=f"diff{lane}")
+            m.d.comb += diff.eq(a - b)
+            ge = Signal(name=f"ge{lane}")
+            m.d.comb += ge.eq(diff >= 0)
             with m.If(in_sub):
-                m.d.sync += [rem.eq(dq - ss), root.eq(0)]
-            rem_t = Signal(signed(WV + 2), name=f"rem_t{lane}")   # rem − trial (≥ 0: bit set)
-            m.d.comb += rem_t.eq(rem - trial)
+                m.d.sync += [vsh.eq(dq - ss), rem.eq(0), root.eq(0), nz.eq(0)]
+            with m.If(sqrt_step | div_step):
+                m.d.sync += rem.eq(Mux(ge, diff, a))
             with m.If(sqrt_step):
-                with m.If(rem_t >= 0):
-                    m.d.sync += [rem.eq(rem_t[:WV]), root.eq((root >> 1) + bit)]
-                with m.Else():
-                    m.d.sync += root.eq(root >> 1)
+                m.d.sync += [vsh.eq(vsh << 2), root.eq(Cat(ge, root)), nz.eq(nz | ge)]
             with m.If(div_step):
-                with m.If(part >= sigma):
-                    m.d.sync += [rem.eq(part - sigma), recip.eq((recip << 1) | 1)]
-                with m.Else():
-                    m.d.sync += [rem.eq(part), recip.eq(recip << 1)]
+                m.d.sync += recip.eq(Cat(ge, recip))
             sums.append(s)
             recips.append(recip)
         return sums, recips
 
     def _normalize(self, m: Module, control: _LayerNormControl, sums, recips) -> None:
-        """The phase-1 pipeline: ``c = d·x − S``, ``n``, ``y``, ``y8`` (advances together;
-        stalls when the output is stalled)."""
+        """The phase-1 pipeline: ``c = d·x − S``, ``n``, ``y·mult = n·(gamma·mult) +
+        beta·mult``, ``y``, ``y8`` (advances together; stalls when the output is stalled)."""
         cfg = self.config
         L = self.lanes
         vb, mb, gb, ab = cfg.vec_bits, cfg.requant_mult_bits, cfg.ln_gamma_bits, cfg.acc_bits
@@ -484,10 +509,9 @@ class LayerNormUnit(wiring.Component):
         t_c = t_dx + 1                            # c = d·x − Σx
         t_cr = t_c + MUL_LATENCY                  # c·R
         t_n = t_cr + 1                            # n = round_shift(c·R, K − F)
-        t_ng = t_n + MUL_LATENCY                  # n·gamma
-        t_y = t_ng + 1                            # + beta
-        t_ym = t_y + MUL_LATENCY                  # ·mult
-        t_out = t_ym + ROUND_SATURATE_LATENCY     # 16-bit y
+        t_ng = t_n + MUL_LATENCY                  # n·(gamma·mult), beta·mult beside it
+        t_y = t_ng + 1                            # y·mult = their sum
+        t_out = t_y + ROUND_SATURATE_LATENCY      # 16-bit y
         assert t_out + RequantUnit.latency == self.latency, \
             "pipeline depth differs from the cycle model"
 
@@ -495,20 +519,25 @@ class LayerNormUnit(wiring.Component):
             return [Signal(shape, name=f"{name}{k}", reset_less=reset_less and k > 0)
                     for k in range(n + 1)]
 
+        # gamma·mult is ready for n (stage t_n), beta·mult for the sum (stage t_y).
+        t_gm, t_bm = t_n - MUL_LATENCY, t_ng - MUL_LATENCY
         valid = stage_regs("v", 1, t_out, reset_less=False)
         last = stage_regs("last", 1, self.latency, reset_less=False)
-        gamma = stage_regs("gamma", signed(gb), t_n)
-        beta = stage_regs("beta", signed(ab), t_ng)
-        mult = stage_regs("mult", unsigned(mb), t_y)
-        shift = stage_regs("shift", unsigned(SHIFT_BITS), t_ym)
+        gamma = stage_regs("gamma", signed(gb), t_gm)
+        beta = stage_regs("beta", signed(ab), t_bm)
+        mult = stage_regs("mult", unsigned(mb), max(t_gm, t_bm))
+        shift = stage_regs("shift", unsigned(SHIFT_BITS), t_y)
         mult8 = stage_regs("mult8_", unsigned(mb), t_out)
         shift8 = stage_regs("shift8_", unsigned(SHIFT_BITS), t_out)
         m.d.comb += [valid[0].eq(accept_norm), last[0].eq(pay.last), gamma[0].eq(pay.gamma),
                      beta[0].eq(pay.beta), mult[0].eq(self.mult), shift[0].eq(self.shift),
                      mult8[0].eq(self.mult8), shift8[0].eq(self.shift8)]
         # R is read at the c·R multiplier's input (stage t_c): the next block's reciprocal
-        # division waits until no beat is in stages 1..t_c.
-        m.d.comb += v1.eq(Cat(*valid[1:t_c + 1]).any())
+        # division waits until no beat is in stages 1..t_c. v1 is that condition, registered:
+        # next cycle's stages 1..t_c hold what stages 0..t_c − 1 hold now if the pipeline
+        # advances, else what they hold now (the OR in front of the divider's step, which
+        # fans out to every lane, was LayerNorm's critical path).
+        m.d.sync += v1.eq(Mux(advance, Cat(*valid[0:t_c]).any(), Cat(*valid[1:t_c + 1]).any()))
 
         # The int8 copy reuses RequantUnit with an accumulator port exactly as wide as y
         # (no wider than the multiplier needs; acc_bits ≥ act_bits + weight_bits is kept).
@@ -517,29 +546,33 @@ class LayerNormUnit(wiring.Component):
         for regs in (valid, last, gamma, beta, mult, shift, mult8, shift8):
             with m.If(advance):
                 m.d.sync += [regs[k].eq(regs[k - 1]) for k in range(1, len(regs))]
-        y_shape = signed(max(self.norm_bits + gb, ab) + 1)
 
         def stalled(name, unit):
             m.submodules[name] = EnableInserter(advance)(unit)
             return unit
 
+        # (n·gamma + beta)·mult = n·(gamma·mult) + beta·mult, exactly: the per-feature
+        # products are shared by the lanes, and each lane's n enters one product, not two.
+        gm = stalled("gm", PipelinedMultiplier(signed(gb), unsigned(mb)))
+        bm = stalled("bm", PipelinedMultiplier(signed(ab), unsigned(mb)))
+        m.d.comb += [gm.a.eq(gamma[t_gm]), gm.b.eq(mult[t_gm]),
+                     bm.a.eq(beta[t_bm]), bm.b.eq(mult[t_bm])]
         for lane in range(L):
             dx = stalled(f"dx{lane}", PipelinedMultiplier(unsigned(FEATURE_BITS), signed(vb)))
             s_k = stage_regs(f"s{lane}_", signed(vb + 16), t_dx)   # Σx travels with the beat
             c = Signal(signed(vb + 17), name=f"c{lane}", reset_less=True)   # |c| < d·2**vb
             cr = stalled(f"cr{lane}", PipelinedMultiplier(c.shape(), unsigned(K + 1)))
             n = Signal(signed(self.norm_bits), name=f"n{lane}", reset_less=True)  # proven bound
-            ng = stalled(f"ng{lane}", PipelinedMultiplier(n.shape(), signed(gb)))
-            y = Signal(y_shape, name=f"y{lane}", reset_less=True)
-            ym = stalled(f"ym{lane}", PipelinedMultiplier(y_shape, unsigned(mb)))
-            rss = stalled(f"rss{lane}", RoundShiftSaturate(ym.o_shape, vb, lo=lo_y, hi=hi_y))
+            ng = stalled(f"ng{lane}", PipelinedMultiplier(n.shape(), gm.o_shape))
+            ym = Signal(signed(max(len(ng.o), len(bm.o)) + 1), name=f"ym{lane}",
+                        reset_less=True)                           # y·mult
+            rss = stalled(f"rss{lane}", RoundShiftSaturate(ym.shape(), vb, lo=lo_y, hi=hi_y))
             y16 = stage_regs(f"y16_{lane}_", signed(vb), RequantUnit.latency)
             m.d.comb += [
                 dx.a.eq(d), dx.b.eq(pay.x[lane]), s_k[0].eq(sums[lane]),
                 cr.a.eq(c), cr.b.eq(recips[lane]),
-                ng.a.eq(n), ng.b.eq(gamma[t_n]),
-                ym.a.eq(y), ym.b.eq(mult[t_y]),
-                rss.value.eq(ym.o), rss.shift.eq(shift[t_ym]),
+                ng.a.eq(n), ng.b.eq(gm.o),
+                rss.value.eq(ym), rss.shift.eq(shift[t_y]),
                 y16[0].eq(rss.o),
             ]
             with m.If(advance):
@@ -548,7 +581,7 @@ class LayerNormUnit(wiring.Component):
                 m.d.sync += [
                     c.eq(dx.o - s_k[t_dx]),
                     n.eq((cr.o + half) >> (K - F)),
-                    y.eq(ng.o + beta[t_ng]),
+                    ym.eq(ng.o + bm.o),
                 ]
             rq = stalled(f"rq8_{lane}", RequantUnit(rq_cfg, out_bits=cfg.act_bits))
             m.d.comb += [
@@ -568,13 +601,13 @@ class _LayerNormControl(NamedTuple):
     accept_acc: Signal      # a phase-0 beat is taken
     accept_norm: Signal     # a phase-1 beat is taken
     clear: Signal           # the last phase-1 beat: S, Q ← 0
-    load: Signal            # the shift-add operands are loaded
-    mul_step: Signal        # one shift-add step of d·Q and S²
-    in_sub: Signal          # V = d·Q − S²
-    sqrt_step: Signal       # one square-root bit
+    load: Signal            # the shift-add operands are loaded (LOAD)
+    mul_step: Signal        # one shift-add step of d·Q and S² (MUL)
+    in_sub: Signal          # V = d·Q − S² (SUB)
+    sqrt_step: Signal       # one square-root bit (SQRT)
+    in_div: Signal          # the reciprocal's state (DIV)
     div_step: Signal        # one reciprocal bit
-    div_first: Signal       # ... the first one
+    div_first: Signal       # no reciprocal bit taken yet
     d: Signal               # features of the current row block
     d_sh: Signal            # d, shifted left once per step (MSB used)
-    bit: Signal             # one-hot trial bit of the square root
     v1: Signal              # a beat still has to read R (driven by the phase-1 pipeline)

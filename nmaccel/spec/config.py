@@ -308,12 +308,13 @@ def _lookup_preset(table: dict, what: str, name: str):
 #: split into partial products of at most 17-bit unsigned (or 18-bit signed top) chunks,
 #: each one ECP5 MULT18X18D (a 16×16 SB_MAC16 on the iCE40 takes two for full chunks).
 MUL_CHUNK_BITS: int = 17
-#: Register stages of a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`: the partial
-#: products, then two adder-tree levels.
-MUL_LATENCY: int = 3
+#: Register stages of a :class:`~nmaccel.hw.common.arith.PipelinedMultiplier`: each partial
+#: product's operands, the partial products, then two adder-tree levels.
+MUL_LATENCY: int = 4
 #: Register stages of :class:`~nmaccel.hw.common.arith.RoundShiftSaturate`: the barrel
-#: shift, the rounding add (with the zero point), the saturation.
-ROUND_SATURATE_LATENCY: int = 3
+#: shift in two steps (by the multiple of 8, then by the rest), the rounding add (with the
+#: zero point), the saturation.
+ROUND_SATURATE_LATENCY: int = 4
 #: Register stages of :class:`nmaccel.hw.sta.requant.RequantUnit`: product, then rounding.
 REQUANT_LATENCY: int = MUL_LATENCY + ROUND_SATURATE_LATENCY
 
@@ -326,9 +327,10 @@ CONV_KERNELS: tuple[int, ...] = (1, 3)
 CONV_STRIDES: tuple[int, ...] = (1, 2)
 CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
 #: Register stages of the conv engine from issuing a beat to writing its output beat into
-#: the output FIFO (memory read 1, PE array 4, accumulate 1, post-processing 10); the engine
-#: asserts it is built with exactly this depth, and the cycle prediction reads it.
-CONV_ENGINE_LATENCY: int = 16
+#: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 8 +
+#: MUL_LATENCY = 12); the engine asserts it is built with exactly this depth, and the cycle
+#: prediction reads it.
+CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (8 + MUL_LATENCY)
 
 
 @dataclass(frozen=True)

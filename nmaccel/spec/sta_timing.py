@@ -28,8 +28,9 @@ def post_latency(cfg: StaConfig) -> int:
 
 
 def pe_latency(cfg: StaConfig) -> int:
-    """NMProcessingElement.latency: multiply, ``clog2(L)`` adder-tree levels, accumulate."""
-    return 2 + clog2(cfg.lanes)
+    """NMProcessingElement.latency: operand mux, operand copies, multiply, ``clog2(L)``
+    adder-tree levels, accumulate."""
+    return 4 + clog2(cfg.lanes)
 
 
 def capture_delay(cfg: StaConfig) -> int:

@@ -10,7 +10,7 @@ Conventions
     *Latency* ``L`` of a pipeline: data presented (and accepted) in cycle ``t`` appears on the
     output (``o``/``o_valid``, or the output stream's payload/valid) in cycle ``t + L``.
 
-ResidualAddLanes (``RESIDUAL_LATENCY = 8``) and GeluLanes (``GELU_LATENCY = 14``)
+ResidualAddLanes (``RESIDUAL_LATENCY = 10``) and GeluLanes (``GELU_LATENCY = 14``)
     Fully pipelined, one beat per cycle, no back-pressure: with beats presented in cycles
     ``0 .. beats − 1`` the last output appears in cycle ``beats − 1 + latency``.
 
@@ -47,14 +47,15 @@ __all__ = [
 ]
 
 #: ResidualAddLanes: input register (``b`` comes straight from a VBUF block RAM); products
-#: (a PipelinedMultiplier); sum; round/shift/saturate (3 stages).
+#: (a PipelinedMultiplier); sum; round/shift/saturate (RoundShiftSaturate).
 RESIDUAL_LATENCY = 1 + MUL_LATENCY + 1 + ROUND_SATURATE_LATENCY
-#: GeluLanes: clip; square; polynomial; x·poly; ·mult (three PipelinedMultipliers);
+#: GeluLanes: clip; square; polynomial (x·mult alongside); (x·mult)·poly (PipelinedMultipliers);
 #: round/shift/zero/saturate.
-GELU_LATENCY = 1 + MUL_LATENCY + 1 + MUL_LATENCY + MUL_LATENCY + ROUND_SATURATE_LATENCY
-#: LayerNormUnit phase-1 pipeline: d·x, then − Σx; c·R; round_shift; ·gamma, then + beta;
-#: ·mult; round/shift/saturate (16-bit y); the int8 copy through a RequantUnit.
-LAYERNORM_LATENCY = (MUL_LATENCY + 1) + MUL_LATENCY + 1 + (MUL_LATENCY + 1) + MUL_LATENCY \
+GELU_LATENCY = 1 + MUL_LATENCY + 1 + MUL_LATENCY + ROUND_SATURATE_LATENCY
+#: LayerNormUnit phase-1 pipeline: d·x, then − Σx; c·R; round_shift; n·(gamma·mult), then
+#: + beta·mult (= y·mult, the per-feature products beside it); round/shift/saturate (16-bit y);
+#: the int8 copy through a RequantUnit.
+LAYERNORM_LATENCY = (MUL_LATENCY + 1) + MUL_LATENCY + 1 + (MUL_LATENCY + 1) \
     + ROUND_SATURATE_LATENCY + REQUANT_LATENCY
 #: LayerNormUnit cycles loading |Σx| and d into the shift-add registers (Σx is final).
 LAYERNORM_LOAD_CYCLES = 1

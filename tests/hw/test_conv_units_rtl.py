@@ -46,6 +46,33 @@ def test_postprocess_requant_and_binarize():
         signed = bool(rng.integers(0, 2))
         binarize = bool(n % 7 == 0)
         cases.append((s, coef, bias, mult, shift, out_bits, signed, binarize))
+    zero = np.zeros(2, dtype=np.int64)
+    for n in range(200):
+        out_bits = int(rng.integers(2, 9))
+        signed = bool(rng.integers(0, 2))
+        if n % 2:       # wide S0 (both of c0·S0's partial products), any shift
+            s = rng.integers(-(1 << (CFG.acc_bits - 1)), 1 << (CFG.acc_bits - 1), (2, 4))
+            s[:, 1:] = rng.integers(0, 1 << CFG.count_bits, (2, 3))
+            s[1, 1], s[1, 2] = s[0, 1], s[0, 2]
+            coef = np.concatenate([rng.integers(-50, 51, (2, 1)),
+                                   rng.integers(-1000, 1001, (2, 3))], axis=1)
+            cases.append((s, coef, rng.integers(-10**8, 10**8, 2), rng.integers(0, 1 << 16, 2),
+                          rng.integers(0, 63, 2), out_bits, signed, False))
+            continue
+        # rounding and saturation edges: S0 = edge·2**sh ± about half a step, times 1
+        hi = (1 << (out_bits - 1)) - 1 if signed else (1 << out_bits) - 1
+        lo = -(1 << (out_bits - 1)) if signed else 0
+        sh = int(rng.integers(0, 18))
+        half = (1 << sh) >> 1
+        s = np.zeros((2, 4), dtype=np.int64)
+        for o in range(2):
+            edge = int(rng.choice([hi, lo, hi + 1, lo - 1, hi - 1, lo + 1]))
+            s[o, 0] = edge * (1 << sh) + int(rng.choice([-half - 1, -half, -half + 1,
+                                                         half - 1, half, half + 1]))
+        coef = np.zeros((2, 4), dtype=np.int64)
+        coef[:, 0] = 1
+        cases.append((s, coef, zero, np.ones(2, dtype=np.int64), np.full(2, sh), out_bits,
+                      signed, False))
 
     def expect(case):
         s, coef, bias, mult, shift, out_bits, signed, binarize = case

@@ -176,15 +176,15 @@ def test_pe_acc_wraps_like_twos_complement():
 def test_pe_ports_latency_cycles():
     cfg = StaConfig(lanes=8, n=4, m=8)
     pe = NMProcessingElement(cfg)
-    assert pe.latency == 2 + clog2(8) == 5
+    assert pe.latency == 4 + clog2(8) == 7
     assert pe.acts_per_cycle == 16
     assert len(pe.acc) == 32 and pe.acc.shape().signed
     assert len(pe.w_value.as_value()) == 8 * 8
     assert len(pe.w_index.as_value()) == 8 * 3
     assert len(pe.act.as_value()) == 16 * 8
     assert pe.words(64) == 4 and pe.words(64, dense=True) == 8
-    assert pe.get_exp_cycles(64) == 4 + 5 - 1
-    assert NMProcessingElement(StaConfig(lanes=1, n=1, m=4)).latency == 2
+    assert pe.get_exp_cycles(64) == 4 + 7 - 1
+    assert NMProcessingElement(StaConfig(lanes=1, n=1, m=4)).latency == 4
     with pytest.raises(ValueError, match="multiple of m=8"):
         pe.words(12)
     with pytest.raises(ValueError, match="k_cols must be a non-negative integer, not -1"):

@@ -99,7 +99,7 @@ def test_requant_small_config():
 
 def test_requant_ports_and_latency():
     dut = RequantUnit(StaConfig(), out_bits=16)
-    assert dut.latency == REQUANT_LATENCY == 6
+    assert dut.latency == REQUANT_LATENCY == 8
     assert len(dut.acc) == 32 and dut.acc.shape().signed
     assert len(dut.mult) == 16 and not dut.mult.shape().signed
     assert len(dut.shift) == 6
