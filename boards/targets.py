@@ -63,9 +63,12 @@ class BoardTarget:
     def synth_options(self, design: str, cfg) -> list:
         """Extra synth options for ``design`` built with ``cfg``: an STA whose array has no
         more multipliers than the device has DSP blocks drops ``-nodsp`` (its multipliers and
-        the post-ops' go to DSPs); a bigger array keeps every multiplier in LUTs."""
+        the post-ops' go to DSPs), and so does one whose array builds its products in LUTs
+        (``array_lut``: only the post-ops' products are left for the DSPs); a bigger array
+        keeps every multiplier in LUTs."""
         opts = list(self.synth_opts.get(design, ()))
-        if design == "sta" and "-nodsp" in opts and cfg.multipliers <= self.dsp_blocks:
+        if (design == "sta" and "-nodsp" in opts
+                and (cfg.array_lut or cfg.multipliers <= self.dsp_blocks)):
             opts.remove("-nodsp")
         return opts
 

@@ -29,20 +29,9 @@ from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.spec.config import clog2
+from nmaccel.spec.config import booth_latency, booth_rows
 
 __all__ = ["BoothMultiplier", "booth_latency", "booth_rows"]
-
-
-def booth_rows(a_bits: int) -> int:
-    """Partial products of a radix-4 Booth product with an ``a_bits``-bit signed ``a``."""
-    return -(-a_bits // 2)
-
-
-def booth_latency(a_bits: int) -> int:
-    """Register stages of :class:`BoothMultiplier`: partial products, then ``clog2`` of the
-    operand count (rows plus the correction) adder levels."""
-    return 1 + clog2(booth_rows(a_bits) + 1)
 
 
 class BoothMultiplier(wiring.Component):

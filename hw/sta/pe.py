@@ -14,15 +14,16 @@ Dense mode (``mode = 1``)
     Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
     ignored and only ``act[0:L]`` is used).
 
-Pipeline (``latency = 4 + clog2(L)`` register stages,
-:func:`nmaccel.spec.sta_timing.pe_latency`)
+Pipeline (``latency = 4 + clog2(L)`` register stages with DSP products,
+``6 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
     1. activation mux, the selected operand and the weight registered (the weight zeroed
        where the operand is zero: a register of the PE's own, not the row's, which Yosys
        would otherwise merge with the row's other PEs' into one);
-    2. both operands copied into registers that feed only their multiplier;
-    3. multiply, products registered;
-    4. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
-    5. accumulate, registered into ``acc``.
+    2. the product: DSP products copy both operands into registers that feed only their
+       multiplier, then multiply (2 stages); ``array_lut`` builds it in LUTs and carry chains,
+       a :class:`~nmaccel.hw.common.lutmul.BoothMultiplier` (4 stages for 8-bit weights);
+    3. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
+    4. accumulate, registered into ``acc``.
 
     ``valid`` and ``clear`` travel down the pipeline with their beat. A beat whose inputs are
     presented before clock tick ``t`` (sampled by tick ``t``) is included in ``acc`` right after
@@ -39,6 +40,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.lutmul import BoothMultiplier
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
@@ -76,6 +78,8 @@ class NMProcessingElement(wiring.Component):
         self.product_bits = config.act_bits + 1 + config.weight_bits
         self.tree_levels = clog2(config.lanes)
         self.latency = pe_latency(config)
+        #: stages from the registered operands to the registered product
+        self.product_stages = self.latency - 2 - self.tree_levels
         super().__init__({
             "w_value": In(data.ArrayLayout(signed(config.weight_bits), config.lanes)),
             "w_index": In(data.ArrayLayout(unsigned(self.index_bits), config.lanes)),
@@ -108,6 +112,24 @@ class NMProcessingElement(wiring.Component):
 
     # -- hardware -------------------------------------------------------------------------------
 
+    def _product(self, m: Module, j: int, wv, opnd):
+        """Multiplier ``j``: ``wv · opnd`` (registered operands) after ``product_stages``
+        registers. DSP products: both operands copied into registers that feed only the
+        multiplier, then ``*`` (a MULT18X18D, placed next to its copies); ``array_lut``: a
+        :class:`~nmaccel.hw.common.lutmul.BoothMultiplier` recoding the weight."""
+        if self.config.array_lut:
+            mul = BoothMultiplier(self.config.weight_bits, len(opnd))
+            m.submodules[f"mul{j}"] = mul
+            m.d.comb += [mul.a.eq(wv), mul.b.eq(opnd)]
+            assert mul.latency == self.product_stages
+            return mul.p
+        opnd2 = Signal.like(opnd, name=f"opnd{j}_m")
+        wv2 = Signal.like(wv, name=f"wv{j}_m")
+        m.d.sync += [opnd2.eq(opnd), wv2.eq(wv)]
+        p = Signal(signed(self.product_bits), name=f"prod{j}")
+        m.d.sync += p.eq(wv2 * opnd2)
+        return p
+
     def elaborate(self, platform) -> Module:
         m = Module()
         L, n, mw = self.lanes, self.n, self.m
@@ -137,16 +159,11 @@ class NMProcessingElement(wiring.Component):
             # makes the register this PE's own.
             wv = Signal(signed(self.config.weight_bits), name=f"wv{j}", reset_less=True)
             m.d.sync += wv.eq(Mux(sel == 0, 0, self.w_value[j]))
-            opnd2 = Signal.like(opnd, name=f"opnd{j}_m")
-            wv2 = Signal.like(wv, name=f"wv{j}_m")
-            m.d.sync += [opnd2.eq(opnd), wv2.eq(wv)]
-            p = Signal(signed(self.product_bits), name=f"prod{j}")
-            m.d.sync += p.eq(wv2 * opnd2)
-            prods.append(p)
+            prods.append(self._product(m, j, wv, opnd))
         valid = Signal(name="valid_s1")
         clear = Signal(name="clear_s1")
         m.d.sync += [valid.eq(self.valid), clear.eq(self.clear)]
-        for k in (2, 3):
+        for k in range(2, 2 + self.product_stages):
             v_k, c_k = Signal(name=f"valid_s{k}"), Signal(name=f"clear_s{k}")
             m.d.sync += [v_k.eq(valid), c_k.eq(clear)]
             valid, clear = v_k, c_k

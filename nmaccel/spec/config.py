@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 __all__ = ["ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset", "MUL_CHUNK_BITS",
+           "booth_latency", "booth_rows",
            "MUL_LATENCY", "ROUND_SATURATE_LATENCY", "REQUANT_LATENCY"]
 
 
@@ -173,6 +174,11 @@ class StaConfig(_ConfigBase):
     pbuf_depth: int = 2048
     cbuf_depth: int = 256
     vbuf_depth: int = 8192
+    #: 1: the array's products are built in LUTs and carry chains
+    #: (:class:`~nmaccel.hw.common.lutmul.BoothMultiplier`), which leaves the FPGA's DSP blocks
+    #: to the post-ops' wide products (an array with more products than the device has DSPs);
+    #: 0: ``*`` (DSP blocks where synthesis maps them). Same results, longer PE pipeline.
+    array_lut: int = 0
 
     kind: ClassVar[str] = "sta"
 
@@ -185,6 +191,9 @@ class StaConfig(_ConfigBase):
                      "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth",
                      "vbuf_depth", "n"):
             _positive(name, getattr(self, name))
+        if self.array_lut not in (0, 1):
+            raise ConfigError(f"array_lut must be 0 (DSP products) or 1 (LUT products), not "
+                              f"{self.array_lut!r}")
         # Upper bounds: the CONFIG CSR holds rows, cols, lanes in 8 bits each, and anything
         # far beyond an FPGA's size only makes Verilog generation run for hours.
         for name in ("rows", "cols", "lanes", "softmax_lanes"):
@@ -287,6 +296,12 @@ STA_PRESETS: dict[str, StaConfig] = {
     "ulx3s_lite": StaConfig(rows=4, cols=4, lanes=2, n=2, m=4, softmax_lanes=4, max_seq=128,
                             wbuf_depth=2048, abuf_depth=4096, obuf_depth=512, pbuf_depth=1024,
                             vbuf_depth=4096),
+    # 4x4x16: 256 array multipliers in LUTs (array_lut; ~136 LUT4 each), so the 85F's DSPs
+    # are left to the post-ops of 4 columns (as ulx3s_lite); buffers for a MiniLM-L6 layer of
+    # up to 32 tokens.
+    "ulx3s_lut": StaConfig(rows=4, cols=4, lanes=16, n=2, m=4, softmax_lanes=4, max_seq=128,
+                           wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
+                           vbuf_depth=4096, array_lut=1),
 }
 
 
@@ -317,6 +332,18 @@ MUL_LATENCY: int = 4
 ROUND_SATURATE_LATENCY: int = 4
 #: Register stages of :class:`nmaccel.hw.sta.requant.RequantUnit`: product, then rounding.
 REQUANT_LATENCY: int = MUL_LATENCY + ROUND_SATURATE_LATENCY
+
+
+def booth_rows(a_bits: int) -> int:
+    """Partial products of a radix-4 Booth product with an ``a_bits``-bit signed ``a``
+    (:class:`~nmaccel.hw.common.lutmul.BoothMultiplier`)."""
+    return -(-a_bits // 2)
+
+
+def booth_latency(a_bits: int) -> int:
+    """Register stages of :class:`~nmaccel.hw.common.lutmul.BoothMultiplier`: the partial
+    products, then ``clog2`` of the operand count (rows plus the correction) adder levels."""
+    return 1 + clog2(booth_rows(a_bits) + 1)
 
 
 # ==================================================================================== conv

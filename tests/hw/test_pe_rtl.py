@@ -124,9 +124,10 @@ def _sparse_weights(rng, rows, K, n, m):
     return (w * nm_mask(w, n, m)).astype(np.int64)
 
 
+@pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
 @pytest.mark.parametrize("n,m,L", CONFIGS)
-def test_pe_sparse_random(n, m, L):
-    cfg = StaConfig(lanes=L, n=n, m=m)
+def test_pe_sparse_random(n, m, L, lut):
+    cfg = StaConfig(lanes=L, n=n, m=m, array_lut=lut)
     rng = np.random.default_rng(1000 * n + 10 * m + L)
     K = m * (3 * L // n + 1)               # several groups, last word partly padding
     w = _sparse_weights(rng, 3, K, n, m)
@@ -135,10 +136,11 @@ def test_pe_sparse_random(n, m, L):
     _check(_simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=L + n), w, x)
 
 
+@pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
 @pytest.mark.parametrize("n,m,L", CONFIGS)
-def test_pe_sparse_extreme(n, m, L):
+def test_pe_sparse_extreme(n, m, L, lut):
     """All -128 * -128 products: the largest positive sums (and largest negative ones)."""
-    cfg = StaConfig(lanes=L, n=n, m=m)
+    cfg = StaConfig(lanes=L, n=n, m=m, array_lut=lut)
     K = m * 4 * L // n
     w = np.full((2, K), -128, dtype=np.int64)
     w = (w * nm_mask(w, n, m)).astype(np.int64)
@@ -147,9 +149,10 @@ def test_pe_sparse_extreme(n, m, L):
     _check(_simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=3), w, x)
 
 
+@pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
 @pytest.mark.parametrize("n,m,L", CONFIGS)
-def test_pe_dense(n, m, L):
-    cfg = StaConfig(lanes=L, n=n, m=m)
+def test_pe_dense(n, m, L, lut):
+    cfg = StaConfig(lanes=L, n=n, m=m, array_lut=lut)
     rng = np.random.default_rng(77 + L)
     K = 3 * L + 1                          # last word padded
     w = rng.integers(-128, 128, (2, K))
@@ -159,9 +162,10 @@ def test_pe_dense(n, m, L):
     _check(_simulate(cfg, _dense_beats(cfg, w, x), dense=True, seed=L), w, x)
 
 
-def test_pe_acc_wraps_like_twos_complement():
-    """A narrow accumulator wraps modulo 2**acc_bits."""
-    cfg = StaConfig(lanes=4, n=2, m=4, act_bits=4, weight_bits=4, acc_bits=8)
+@pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
+def test_pe_acc_wraps_like_twos_complement(lut):
+    """A narrow accumulator wraps modulo 2**acc_bits (4-bit weights: a 2-row Booth product)."""
+    cfg = StaConfig(lanes=4, n=2, m=4, act_bits=4, weight_bits=4, acc_bits=8, array_lut=lut)
     rng = np.random.default_rng(5)
     K = 32
     w = rng.integers(-8, 8, (2, K))
@@ -185,6 +189,10 @@ def test_pe_ports_latency_cycles():
     assert pe.words(64) == 4 and pe.words(64, dense=True) == 8
     assert pe.get_exp_cycles(64) == 4 + 7 - 1
     assert NMProcessingElement(StaConfig(lanes=1, n=1, m=4)).latency == 4
+    # LUT products: a Booth product of the 8-bit weight (4 rows + correction: 1 + 3 stages)
+    assert NMProcessingElement(StaConfig(lanes=8, n=4, m=8, array_lut=1)).latency == 6 + 3
+    assert NMProcessingElement(StaConfig(lanes=8, n=4, m=8, array_lut=1,
+                                         weight_bits=4)).latency == 1 + 3 + 3 + 1
     with pytest.raises(ValueError, match="multiple of m=8"):
         pe.words(12)
     with pytest.raises(ValueError, match="k_cols must be a non-negative integer, not -1"):
