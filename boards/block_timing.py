@@ -75,7 +75,8 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
         # on the netlist's names: the block is tried as a submodule first, then as the top.
         for top in ("submodule", "top"):
             elab = _wrapped(component) if top == "submodule" else component
-            (work / "blk.il").write_text(rtlil.convert(elab, name="blk"))
+            # elaborated for the board's platform, as in a board build (hard-block instances)
+            (work / "blk.il").write_text(rtlil.convert(elab, name="blk", platform=plat))
             try:
                 _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
                       f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],

@@ -39,6 +39,7 @@ from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed, unsi
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.dsp import registered_product
 from nmaccel.spec.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "delay_chain", "mul_chunks",
@@ -89,12 +90,12 @@ def product_shape(a_shape, b_shape) -> Shape:
     return signed(a.width + b.width + 1) if (a.signed or b.signed) else unsigned(a.width + b.width)
 
 
-def partial_products(m, a, b, name: str = "") -> list:
+def partial_products(m, a, b, name: str = "", *, platform=None, ce=None) -> list:
     """The first two stages of :class:`PipelinedMultiplier` for values ``a`` and ``b``: per
-    pair of chunks (:func:`mul_chunks`) its own operand registers, each zeroed when the other
-    chunk is zero (the product is the same; the registers are then no two alike, so Yosys
-    does not merge them, and each drives one multiplier), then the partial product's
-    register. Returns ``[(partial product, bit offset)]``; their sum is ``a · b``."""
+    pair of chunks (:func:`mul_chunks`) a :func:`~nmaccel.hw.common.dsp.registered_product`
+    (its own operand registers, then the partial product's register; on the ECP5 both inside
+    one MULT18X18D). ``ce``: their clock enable. Returns ``[(partial product, bit offset)]``;
+    their sum is ``a · b``."""
     partials = []
     for ia, (oa, wa, sa) in enumerate(mul_chunks(a.shape())):
         ca = a[oa:oa + wa]
@@ -102,12 +103,8 @@ def partial_products(m, a, b, name: str = "") -> list:
         for ib, (ob, wb, sb) in enumerate(mul_chunks(b.shape())):
             cb = b[ob:ob + wb]
             cb = cb.as_signed() if sb else cb
-            ra = Signal(ca.shape(), name=f"{name}a{ia}_{ib}", reset_less=True)
-            rb = Signal(cb.shape(), name=f"{name}b{ia}_{ib}", reset_less=True)
-            m.d.sync += [ra.eq(Mux(cb == 0, 0, ca)), rb.eq(Mux(ca == 0, 0, cb))]
-            p = Signal(product_shape(ca.shape(), cb.shape()), name=f"{name}p{ia}_{ib}",
-                       reset_less=True)
-            m.d.sync += p.eq(ra * rb)
+            p = registered_product(m, ca, cb, product_shape(ca.shape(), cb.shape()),
+                                   platform=platform, name=f"{name}{ia}_{ib}_", ce=ce)
             partials.append((p, oa + ob))
     return partials
 
@@ -116,7 +113,10 @@ class PipelinedMultiplier(wiring.Component):
     """``o = a · b`` over ``MUL_LATENCY`` register stages (module docstring).
 
     Ports
-        ``a`` In ``a_shape``; ``b`` In ``b_shape``; ``o`` Out :func:`product_shape`.
+        ``a`` In ``a_shape``; ``b`` In ``b_shape``; ``o`` Out :func:`product_shape`;
+        ``ce`` In 1 (init 1): clock enable of the partial products (a pipeline that stalls
+        this multiplier with ``EnableInserter`` drives it with the same enable: the ECP5's
+        DSP registers are not reached by ``EnableInserter``).
 
     Inputs presented in cycle ``t`` give ``o`` in cycle ``t + latency``.
     """
@@ -127,12 +127,13 @@ class PipelinedMultiplier(wiring.Component):
         a, b = _shape(a_shape, "a_shape"), _shape(b_shape, "b_shape")
         self.a_shape, self.b_shape = a, b
         self.o_shape = product_shape(a, b)
-        super().__init__({"a": In(a), "b": In(b), "o": Out(self.o_shape)})
+        super().__init__({"a": In(a), "b": In(b), "ce": In(1, init=1),
+                          "o": Out(self.o_shape)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
         ow = self.o_shape
-        partials = partial_products(m, self.a, self.b)
+        partials = partial_products(m, self.a, self.b, platform=platform, ce=self.ce)
         # MUL_LATENCY − 2 adder-tree levels: pairs while that suffices, wider groups otherwise.
         level = [(p << off) for p, off in partials]
         levels = MUL_LATENCY - 2

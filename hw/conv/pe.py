@@ -30,8 +30,9 @@ the int8 product registered; the selected term registered; row sums registered);
 per cycle. The input register takes the weight/line-buffer block RAM outputs off the
 multiplier path (on the ECP5 the unregistered path limited the engine to 35 MHz); the
 product register keeps the DSP's output off the mode mux (the next critical path, 16.2 ns);
-the operand registers, one pair per multiplier with nothing else behind them, keep the
-routing to the MULT18X18Ds short (``act_r`` fans out to a column's multipliers and every
+the operand registers, one pair per multiplier (on the ECP5 the MULT18X18D's input
+registers, :func:`nmaccel.hw.common.dsp.registered_product`), keep the routing to the
+multipliers off the critical path (``act_r`` fans out to a column's multipliers and every
 row's terms: 4.3 ns of routing to one of them).
 """
 
@@ -41,6 +42,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.dsp import registered_product
 from nmaccel.spec.config import ConvConfig, clog2
 from nmaccel.spec.conv_format import Mode
 
@@ -113,18 +115,13 @@ class PEArray(wiring.Component):
         # stage 1: adder / binary terms; each multiplier's operands in registers of its own
         # (act_r feeds every row's terms and, through them, each multiplier of its column:
         # that load between the register and the MULT18X18Ds across the chip was the
-        # array's critical path). The activation copy is zeroed outside MUL mode and where
-        # the PE's weight is zero: the product is the same, and Yosys keeps the copies apart
-        # instead of merging each column's into one.
+        # array's critical path); the activation is zeroed outside MUL mode.
         # stage 2: the int8 product in its own register (the DSP's output: on the ECP5 the
         # unregistered product and the mode mux behind it were the critical path, 16.2 ns);
-        # the other modes' terms wait beside it.
+        # the other modes' terms wait beside it. Both stages are one registered_product: on
+        # the ECP5 the registers are the MULT18X18D's own.
         t1 = [[Signal(signed(self.term_bits), name=f"t1_{o}_{i}", reset_less=True)
                for i in range(pi)] for o in range(po)]
-        a_m = [[Signal(signed(cfg.data_bits), name=f"am_{o}_{i}", reset_less=True)
-                for i in range(pi)] for o in range(po)]
-        w_m = [[Signal(signed(cfg.data_bits), name=f"wm_{o}_{i}", reset_less=True)
-                for i in range(pi)] for o in range(po)]
         p1 = [[Signal(signed(2 * cfg.data_bits), name=f"p1_{o}_{i}", reset_less=True)
                for i in range(pi)] for o in range(po)]
         use_p1 = [Signal(name=f"use_p1_{i}", reset_less=True) for i in range(pi)]
@@ -149,9 +146,9 @@ class PEArray(wiring.Component):
                     diff = a_eff.as_unsigned() - (w.as_signed() << 1)
                     term = Mux(is_add & chan[i], abs(diff), term)
                 if "mul" in modes:
-                    m.d.sync += [a_m[o][i].eq(Mux(is_mul & w.any(), a, 0)),
-                                 w_m[o][i].eq(w),
-                                 p1[o][i].eq(a_m[o][i] * w_m[o][i])]
+                    m.d.comb += p1[o][i].eq(registered_product(
+                        m, Mux(is_mul, a.as_signed(), 0), w.as_signed(), p1[o][i].shape(),
+                        platform=platform, name=f"p1_{o}_{i}_"))
                 if "binary" in modes:
                     term = Mux(is_bin & mask, ~(a[0] ^ w[0]), term)
                     m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)

@@ -115,7 +115,8 @@ class PostProcess(wiring.Component):
         for j, (src, shared) in enumerate(((s0, False), (s1, True), (s2, True), (s3, False))):
             for o in range(po):
                 c = getattr(par[o], f"c{j}")
-                pp = partial_products(m, c, src if shared else src[o], name=f"c{j}_{o}_")
+                pp = partial_products(m, c, src if shared else src[o], name=f"c{j}_{o}_",
+                                      platform=platform)
                 parts[j // 2].append((o, pp))
         bias2 = delay(delay([par[o].bias for o in range(po)], "bias1", signed(vb)),
                       "bias2", signed(vb))

@@ -40,6 +40,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.dsp import registered_product
 from nmaccel.hw.common.lutmul import BoothMultiplier
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
@@ -112,10 +113,11 @@ class NMProcessingElement(wiring.Component):
 
     # -- hardware -------------------------------------------------------------------------------
 
-    def _product(self, m: Module, j: int, wv, opnd):
+    def _product(self, m: Module, platform, j: int, wv, opnd):
         """Multiplier ``j``: ``wv · opnd`` (registered operands) after ``product_stages``
-        registers. DSP products: both operands copied into registers that feed only the
-        multiplier, then ``*`` (a MULT18X18D, placed next to its copies); ``array_lut``: a
+        registers. DSP products: :func:`~nmaccel.hw.common.dsp.registered_product` (both
+        operands copied into registers that feed only the multiplier, then the product
+        register; on the ECP5 all three inside one MULT18X18D); ``array_lut``: a
         :class:`~nmaccel.hw.common.lutmul.BoothMultiplier` recoding the weight."""
         if self.config.array_lut:
             mul = BoothMultiplier(self.config.weight_bits, len(opnd))
@@ -123,12 +125,8 @@ class NMProcessingElement(wiring.Component):
             m.d.comb += [mul.a.eq(wv), mul.b.eq(opnd)]
             assert mul.latency == self.product_stages
             return mul.p
-        opnd2 = Signal.like(opnd, name=f"opnd{j}_m")
-        wv2 = Signal.like(wv, name=f"wv{j}_m")
-        m.d.sync += [opnd2.eq(opnd), wv2.eq(wv)]
-        p = Signal(signed(self.product_bits), name=f"prod{j}")
-        m.d.sync += p.eq(wv2 * opnd2)
-        return p
+        return registered_product(m, wv, opnd, signed(self.product_bits),
+                                  platform=platform, name=f"prod{j}_")
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -159,7 +157,7 @@ class NMProcessingElement(wiring.Component):
             # makes the register this PE's own.
             wv = Signal(signed(self.config.weight_bits), name=f"wv{j}", reset_less=True)
             m.d.sync += wv.eq(Mux(sel == 0, 0, self.w_value[j]))
-            prods.append(self._product(m, j, wv, opnd))
+            prods.append(self._product(m, platform, j, wv, opnd))
         valid = Signal(name="valid_s1")
         clear = Signal(name="clear_s1")
         m.d.sync += [valid.eq(self.valid), clear.eq(self.clear)]

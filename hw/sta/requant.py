@@ -40,6 +40,8 @@ class RequantUnit(wiring.Component):
         ``mult``    In  ``unsigned(requant_mult_bits)``
         ``shift``   In  ``unsigned(6)``
         ``valid``   In  1
+        ``ce``      In  1 (init 1) -- clock enable of the product's DSP registers (drive it with
+                    the enable of an ``EnableInserter`` that stalls the unit)
         ``o``       Out ``signed(out_bits)`` (``unsigned(out_bits)`` if ``signed=False``)
         ``o_valid`` Out 1
 
@@ -71,6 +73,7 @@ class RequantUnit(wiring.Component):
             "mult": In(unsigned(config.requant_mult_bits)),
             "shift": In(unsigned(SHIFT_BITS)),
             "valid": In(1),
+            "ce": In(1, init=1),
             "o": Out(out_shape),
             "o_valid": Out(1),
         })
@@ -85,7 +88,7 @@ class RequantUnit(wiring.Component):
         shifts = delay_chain(m, self.shift, mul.latency, "shift")
         valids = delay_chain(m, self.valid, self.latency, "valid", reset_less=False)
         m.d.comb += [
-            mul.a.eq(self.acc), mul.b.eq(self.mult),
+            mul.a.eq(self.acc), mul.b.eq(self.mult), mul.ce.eq(self.ce),
             rss.value.eq(mul.o), rss.shift.eq(shifts[mul.latency]),
             self.o.eq(rss.o), self.o_valid.eq(valids[self.latency]),
         ]

@@ -549,6 +549,8 @@ class LayerNormUnit(wiring.Component):
 
         def stalled(name, unit):
             m.submodules[name] = EnableInserter(advance)(unit)
+            if "ce" in unit.signature.members:    # DSP registers: EnableInserter misses them
+                m.d.comb += unit.ce.eq(advance)
             return unit
 
         # (n·gamma + beta)·mult = n·(gamma·mult) + beta·mult, exactly: the per-feature
