@@ -171,7 +171,7 @@ def test_ecp5_pipelined_multiplier_with_stalls_matches_in_icarus(tmp_path, a_s, 
     # the edge that advances the k-th time shows the input accepted at advance k - latency + 1.
     accepted = [(a, b) for a, b, en in vec if en]
     k = 0
-    for (a, b, en), o in zip(vec, out):
+    for (_a, _b, en), o in zip(vec, out):
         k += en
         j = k - pipe.mul.latency
         if en and j >= 0:
