@@ -46,10 +46,10 @@ def test_golden_demo_pipelines():
     data = demo_results(sta_preset("ulx3s"), [(2, 4)],
                         ["Sparse accelerators skip pruned weights.", "The cat sat on the mat."],
                         progress=False)
-    assert "int8 2:4" in format_table(data)
+    assert "int8 2:4 magnitude" in format_table(data)
     rows = {r["pipeline"]: r for r in data["rows"]}
-    assert rows["int8 2:4"]["bits_per_weight"] == 5.0
-    assert rows["int8 2:4"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
+    assert rows["int8 2:4 magnitude"]["bits_per_weight"] == 5.0
+    assert rows["int8 2:4 magnitude"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
     assert rows["int8 dense"]["cos_mean"] > 0.98
 
 
