@@ -186,7 +186,7 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
                 texts: Sequence[str], *, weights: MiniLMWeights, tokenizer=None,
                 teacher: Optional[Student] = None, seed: int = 0, lr: float = 1e-4,
                 batch_size: int = 16, qat: bool = True,
-                calib_texts: Optional[Sequence[str]] = None, calib_every: int = 50,
+                calib_texts: Optional[Sequence[str]] = None, calib_every: int = 200,
                 hidden_weight: float = 0.1, sim_weight: float = 1.0,
                 schedule: Optional[Sequence[int]] = None, idp_mask: str = "dynamic",
                 progress: Optional[Callable[[], None]] = None,
@@ -210,13 +210,32 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
         calib_texts = calibration_sentences()
     ids = tokenize(list(texts), tokenizer)
     count = len(ids)
+    if count < batch_size:
+        raise ValueError(f"need at least batch_size={batch_size} sentences, not {count}")
+    # Length bucketing: a batch is batch_size neighbours in the length-sorted order (from a
+    # random start), so little of it is padding. The teacher's states of a sentence are
+    # computed once and kept (float16) for later epochs.
+    by_length = sorted(range(count), key=lambda i: (len(ids[i]), i))
+    cache: dict[int, list[torch.Tensor]] = {}
     state = {"calls": 0, "scales": None}
 
     def sample(gen: torch.Generator):
-        idx = torch.randint(count, (batch_size,), generator=gen).tolist()
+        start = int(torch.randint(count - batch_size + 1, (1,), generator=gen))
+        idx = by_length[start:start + batch_size]
         with torch.no_grad():
             x, mask = pad_batch([embed_tokens(weights, ids[i]) for i in idx])
-            t_states = teacher(x, mask)
+            todo = [i for i in idx if i not in cache]
+            if todo:
+                tx, tmask = pad_batch([embed_tokens(weights, ids[i]) for i in todo])
+                for j, i in enumerate(todo):
+                    n = int(tmask[j].sum())
+                    cache[i] = [h[j, :n].half() for h in teacher(tx, tmask)]
+            t_states = []
+            for layer in range(len(teacher.layers)):
+                t = torch.zeros(x.shape)
+                for j, i in enumerate(idx):
+                    t[j, : len(ids[i])] = cache[i][layer].float()
+                t_states.append(t)
         return x, mask, t_states
 
     def loss_fn(model: Student, batch) -> torch.Tensor:
