@@ -94,8 +94,10 @@ def minilm_study(patterns, methods: Sequence[str], seeds: int, layer_budget: int
                  checkpoint: Optional[pathlib.Path] = None, resume: bool = False,
                  say: Callable[[str], None] = lambda s: None) -> dict:
     """Train and measure one student per pattern × method × seed (same budgets for all);
-    also measure the dense int8 pipeline and magnitude pruning. ``checkpoint``: after every
-    run the results so far are written there; ``resume`` takes finished runs from it."""
+    also measure the dense int8 pipeline and magnitude pruning. ``int8``: also measure every
+    student (and magnitude pruning) through the integer pipeline (3 min each on one CPU
+    thread). ``checkpoint``: after every run the results so far are written there;
+    ``resume`` takes finished runs from it."""
     from nmaccel.model.corpus import corpus_split
     from nmaccel.model.idp import METHOD_SPECS
     from nmaccel.model.minilm_distill import MAX_TOKENS
@@ -115,9 +117,8 @@ def minilm_study(patterns, methods: Sequence[str], seeds: int, layer_budget: int
     baselines = saved.get("baselines") or {}
     if not baselines:
         say("baselines: int8 dense, magnitude pruning")
-        if int8:
-            baselines["dense"] = {"int8": embedding_metrics(int8_embeddings(weights, None, held),
-                                                            ref)}
+        baselines["dense"] = {"int8": embedding_metrics(int8_embeddings(weights, None, held),
+                                                        ref)}
         for nm in patterns:
             baselines[_key(nm)] = evaluate_weights(_magnitude(weights, nm), nm, held, ref, int8)
     runs = list(saved.get("runs", []))

@@ -104,6 +104,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minilm-seeds", type=positive_int, default=3, help="number of seeds")
     g.add_argument("--minilm-no-qat", action="store_true",
                    help="end-to-end stage in float (no int8 fake quantization)")
+    g.add_argument("--minilm-no-int8", action="store_true",
+                   help="measure the compared students in float only (the integer pipeline "
+                        "takes ~3 min per student; the shipped students are always measured "
+                        "both ways)")
     g.add_argument("--minilm-rtl-sentences", type=nonneg_int, default=0,
                    help="run the shipped students on the STA RTL (ulx3s_board, all six "
                         "layers) for this many held-out sentences (0: skip)")
@@ -164,6 +168,8 @@ def command_line(args, study: str) -> str:
                   f"--minilm-budget {args.minilm_budget}", f"--minilm-lr {args.minilm_lr:g}",
                   f"--minilm-batch-size {args.minilm_batch_size}",
                   *(["--minilm-no-qat"] if args.minilm_no_qat else [])]
+        if study != "minilm-ship" and args.minilm_no_int8:
+            parts.append("--minilm-no-int8")
         if study == "minilm-ship":
             parts += [f"--minilm-seed {args.minilm_seed}"]
         else:
@@ -333,7 +339,8 @@ def _run_minilm(args) -> None:
                            args.minilm_layer_budget, args.minilm_budget, lr=args.minilm_lr,
                            batch_size=args.minilm_batch_size,
                            layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
-                           checkpoint=partial, resume=args.resume, say=say)
+                           int8=not args.minilm_no_int8, checkpoint=partial,
+                           resume=args.resume, say=say)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; the finished runs are in {partial} "
                            "(run again with --resume)") from None
