@@ -113,9 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "layers) for this many held-out sentences (0: skip)")
     g.add_argument("--minilm-seed", type=nonneg_int, default=0,
                    help="--study minilm-ship: the seed of the shipped student")
-    g.add_argument("--minilm-ship-dir", type=pathlib.Path, default=None,
-                   help="--study minilm-ship: folder to write the student file into (default: "
-                        "the package's model/trained)")
+    g.add_argument("--minilm-ship-dir", type=pathlib.Path, default=pathlib.Path("model/trained"),
+                   help="--study minilm-ship: folder to write the student file into (in the "
+                        "source tree, model/trained is where the package's files live)")
     g.add_argument("--minilm-json", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
     g.add_argument("--minilm-md", type=pathlib.Path,
@@ -373,7 +373,7 @@ def _run_minilm_ship(args) -> int:
             raise CommandError(f"--study minilm-ship: {nm[0]}:{nm[1]} has no shipped file name "
                                f"(shipped patterns: {', '.join(f'{a}:{b}' for a, b in SHIPPED)})")
     folder = args.minilm_ship_dir
-    if folder is not None and not folder.is_dir():
+    if not folder.is_dir():
         raise CommandError(f"--minilm-ship-dir {folder} is not a folder")
     start = time.perf_counter()
 
@@ -382,7 +382,8 @@ def _run_minilm_ship(args) -> int:
             print(f"[{time.perf_counter() - start:7.0f} s] {msg}", file=sys.stderr, flush=True)
     command = command_line(args, "minilm-ship")
     for nm in args.minilm_patterns:
-        path = shipped_path(nm) if folder is None else folder / shipped_path(nm).name
+        path = folder / shipped_path(nm).name
+        check_output_file(path, "--minilm-ship-dir")
         prov = ship_student(nm, args.methods[0], args.minilm_seed, args.minilm_layer_budget,
                             args.minilm_budget, path, command=command, lr=args.minilm_lr,
                             batch_size=args.minilm_batch_size,
