@@ -109,7 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "takes ~3 min per student; the shipped students are always measured "
                         "both ways)")
     g.add_argument("--minilm-rtl-sentences", type=nonneg_int, default=0,
-                   help="run the shipped students on the STA RTL (ulx3s_board, all six "
+                   help="run every shipped student on the STA RTL (ulx3s_board, all six "
                         "layers) for this many held-out sentences (0: skip)")
     g.add_argument("--minilm-seed", type=nonneg_int, default=0,
                    help="--study minilm-ship: the seed of the shipped student")
@@ -346,10 +346,11 @@ def _run_minilm(args) -> None:
                            "(run again with --resume)") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    res["shipped"] = shipped_summary(args.minilm_patterns)
+    from nmaccel.model.minilm_sparse import SHIPPED
+    res["shipped"] = shipped_summary(list(SHIPPED))
     if args.minilm_rtl_sentences:
         say(f"shipped students on the RTL, {args.minilm_rtl_sentences} sentences")
-        res["rtl"] = minilm_rtl(args.minilm_patterns, args.minilm_rtl_sentences,
+        res["rtl"] = minilm_rtl(list(SHIPPED), args.minilm_rtl_sentences,
                                 progress=not args.no_progress)
     wall = time.perf_counter() - start
     command = command_line(args, "minilm")
