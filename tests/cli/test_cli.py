@@ -69,6 +69,12 @@ def test_golden_demo_pipelines():
     (["demo", "--seq", "200"], "sequence length 200 exceeds the configured maximum max_seq=128"),
     (["sim", "sta", "--layers", "all", "--text", "ok.", "--text", "word " * 10_000],
      "text 2 has 513+ tokens, more than max_seq=256 of the STA config"),
+    (["idp", "--study", "minilm", "--minilm-json", "{dir}"], "--minilm-json {dir} is a folder"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp,oneshot"], "takes one --methods entry"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp", "--minilm-patterns", "2:8"],
+     "2:8 has no shipped file name"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp", "--minilm-ship-dir", "{dir}/no"],
+     "--minilm-ship-dir {dir}/no is not a folder"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
