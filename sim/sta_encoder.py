@@ -63,15 +63,27 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
 
 def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 32,
                 texts: Optional[Sequence[str]] = None, simulator: str = "verilator",
-                waves: Optional[str] = None, progress: bool = True) -> dict:
+                waves: Optional[str] = None, progress: bool = True,
+                weights: str = "auto", keep_embeddings: bool = False) -> dict:
     """Run ``layers`` (ascending, consecutive runs chain on chip) of MiniLM-L6 on RTL.
 
     Inputs: ``texts`` (each tokenized, truncated to ``max_seq``) or one sequence of ``seq``
-    real tokens from the packaged prose. Returns a JSON-ready dict.
+    real tokens from the packaged prose. ``weights``: ``"auto"`` (the shipped distilled N:M
+    student where one ships for ``nm``, else magnitude pruning), ``"shipped"`` or
+    ``"magnitude"`` (:func:`nmaccel.model.minilm_sparse.resolve_weights`). Embeddings are
+    compared with the *dense* float model (``keep_embeddings``: the RTL embeddings go into the
+    result too, as ``embedding["vectors"]``). Returns a JSON-ready dict.
     """
     import torch
 
-    from nmaccel.model.minilm import MiniLMConfig, mean_pool, sentence_embedding, tokenize
+    from nmaccel.model.minilm import (
+        MiniLMConfig,
+        get_default_weights,
+        mean_pool,
+        sentence_embedding,
+        tokenize,
+    )
+    from nmaccel.model.minilm_sparse import resolve_weights
     from nmaccel.model.pipeline import QuantizedMiniLM, cosine
     from nmaccel.model.sta_layer import compile_layer
     from nmaccel.model.sta_workloads import minilm_tokens
@@ -103,8 +115,9 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     t0 = time.perf_counter()
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     pattern = "dense" if nm is None else f"{nm[0]}:{nm[1]}"
-    say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({pattern})")
-    qm = QuantizedMiniLM(cfg, nm, num_layers=layers[-1] + 1)
+    model_weights, weights_used = resolve_weights(nm, weights)
+    say(f"quantizing MiniLM-L6 layers 0..{layers[-1]} ({pattern}, {weights_used} weights)")
+    qm = QuantizedMiniLM(cfg, nm, weights=model_weights, num_layers=layers[-1] + 1)
     # Compile: golden inputs give each layer's expected output; layers after the first of a
     # chain take their input from VBUF (left there by the previous layer on chip).
     programs, plan = [], []
@@ -142,15 +155,20 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     emb = None
     last = mc.layers - 1
     if layers[-1] == last:
-        cos_float = []
+        cos_float, vectors = [], []
         for s_idx, ids in enumerate(ids_list):
             h = torch.from_numpy(outs[(s_idx, last)].astype(np.float64)) \
                 * qm.layers[last].out_scale
             e_rtl = torch.nn.functional.normalize(mean_pool(h), dim=0)
-            e_float = sentence_embedding(qm.weights, ids).double()
+            e_float = sentence_embedding(get_default_weights(), ids).double()
             cos_float.append(float(cosine(e_rtl[None], e_float[None])[0]))
-        emb = {"cosine_vs_float": [round(c, 5) for c in cos_float],
+            vectors.append([float(v) for v in e_rtl])
+        emb = {"reference": "dense float MiniLM-L6",
+               "cosine_vs_float": [round(c, 5) for c in cos_float],
+               "mean_cosine_vs_float": round(sum(cos_float) / len(cos_float), 5),
                "min_cosine_vs_float": round(min(cos_float), 5)}
+        if keep_embeddings:
+            emb["vectors"] = vectors
     total = sum(r["cycles"]["total"] for r in rows)
     run_s = sum(r["run_seconds"] for r in rows)
     build_s = results[0].extra.get("build_seconds") or 0.0
@@ -162,7 +180,8 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
                "simulator": round(t_simulated - t_prepared - build_s, 3),
                "free_running": round(run_s, 3), "check": round(done - t_simulated, 3)}
     return {"config": cfg.to_dict(), "layers": layers,
-            "nm": "dense" if nm is None else f"{nm[0]}:{nm[1]}", "simulator": simulator,
+            "nm": "dense" if nm is None else f"{nm[0]}:{nm[1]}", "weights": weights_used,
+            "simulator": simulator,
             "sequences": [len(ids) for ids in ids_list],
             "texts": list(texts) if texts else None,
             "bit_exact": all(r["bit_exact"] for r in rows), "runs": rows,
@@ -183,6 +202,7 @@ def format_encoder_table(res: dict) -> str:
                      f"{c['dense_gemm']:>7} {c['softmax_wait']:>6} {c['vector']:>7} "
                      f"{c['overhead'] * 100:>5.1f}% {'yes' if r['bit_exact'] else 'NO'}")
     if res.get("embedding"):
-        lines.append("sentence-embedding cosine vs float model: "
+        lines.append(f"sentence-embedding cosine vs the dense float model ({res['weights']} "
+                     f"{res['nm']} weights): "
                      + ", ".join(f"{c:.4f}" for c in res["embedding"]["cosine_vs_float"]))
     return "\n".join(lines)

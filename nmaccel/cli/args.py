@@ -14,7 +14,7 @@ from typing import Optional
 
 __all__ = ["CommandError", "Formatter", "positive_int", "nonneg_int", "probability", "nm",
            "nm_list", "preset", "conv_preset", "preset_names", "jobs", "board", "layer",
-           "output_file", "output_dir", "check_output_file", "check_output_dir"]
+           "output_file", "output_dir", "check_output_file", "check_output_dir", "check_shipped"]
 
 
 class CommandError(Exception):
@@ -174,3 +174,17 @@ def _as_type(check):
 #: argparse types: a writable file / folder path, checked when the arguments are parsed.
 output_file = _as_type(check_output_file)
 output_dir = _as_type(check_output_dir)
+
+
+def check_shipped(pattern) -> None:
+    """``--weights shipped`` needs a distilled student shipped for ``pattern`` (checked before
+    any work)."""
+    from nmaccel.model.minilm_sparse import SHIPPED, shipped_patterns
+    got = "dense" if pattern is None else f"{pattern[0]}:{pattern[1]}"
+    if pattern is None or tuple(pattern) not in SHIPPED:
+        have = ", ".join(f"{a}:{b}" for a, b in SHIPPED)
+        raise CommandError(f"--weights shipped: no distilled student ships for {got} "
+                           f"(shipped: {have}); use --weights magnitude or auto")
+    if tuple(pattern) not in shipped_patterns():
+        raise CommandError(f"--weights shipped: the {got} student file is missing from this "
+                           "installation")

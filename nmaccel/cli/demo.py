@@ -9,6 +9,7 @@ from nmaccel.cli.args import (
     CommandError,
     board,
     check_output_file,
+    check_shipped,
     jobs,
     layer,
     nm,
@@ -16,6 +17,7 @@ from nmaccel.cli.args import (
     preset,
 )
 from nmaccel.files import write_json
+from nmaccel.model.pruning_methods import WEIGHT_CHOICES
 from nmaccel.spec.config import STA_PRESETS
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run"]
@@ -45,6 +47,10 @@ def add_arguments(p) -> None:
                    help=f"STA preset ({', '.join(STA_PRESETS)})")
     p.add_argument("--nm", type=nm, default="2:4",
                    help="N:M pattern of the sparse STA run (its RTL is built for it)")
+    p.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
+                   help="weights of the N:M run: 'shipped' the distilled student (2:4, 1:4), "
+                        "'magnitude' the dense model magnitude-pruned (baseline), 'auto' "
+                        "shipped where one ships, else magnitude")
     p.add_argument("--layer", type=layer, default=0, help="MiniLM-L6 layer")
     p.add_argument("--seq", type=positive_int, default=32, help="sequence length (real tokens)")
     p.add_argument("--images", type=_images, default=50,
@@ -89,13 +95,15 @@ def run(args) -> int:
     if args.nm is None:
         raise CommandError("--nm must be an N:M pattern (the dense run is always included), "
                            "not 'dense'")
+    if args.weights == "shipped":
+        check_shipped(args.nm)
     png = check_output_file(args.png, "--png") if args.png else None
     out = check_output_file(args.json, "--json") if args.json else None
     _check_fits(args.preset, args.nm, args.seq)
     name = _preset_name(args.preset)
     try:
         res = rtl_demo(name, args.nm, args.layer, args.seq, args.images, args.board,
-                       args.jobs, progress=not args.no_progress)
+                       args.jobs, progress=not args.no_progress, weights=args.weights)
     except SimulatorNotFound as exc:
         raise CommandError(str(exc)) from None
     r0 = res["rows"][0]
@@ -115,8 +123,9 @@ def run(args) -> int:
         texts = DEMO_SENTENCES
         gold = demo_results(args.preset, [args.nm], texts, progress=not args.no_progress)
         print(f"\nGolden pipelines, MiniLM-L6, {len(texts)} sentences "
-              f"({sum(gold['tokens'])} tokens); cos = cosine to the float32 embedding, N:M "
-              "magnitude-pruned without fine-tuning:")
+              f"({sum(gold['tokens'])} tokens); cos = cosine to the float32 dense embedding; "
+              "N:M magnitude: pruned without fine-tuning (baseline), shipped: the distilled "
+              "student that ships with nmaccel:")
         print(format_table(gold))
         res["golden"] = gold
     if out:

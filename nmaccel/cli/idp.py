@@ -8,7 +8,14 @@ import pathlib
 import sys
 import time
 
-from nmaccel.cli.args import CommandError, check_output_file, nm_list, positive_int, preset
+from nmaccel.cli.args import (
+    CommandError,
+    check_output_file,
+    nm_list,
+    nonneg_int,
+    positive_int,
+    preset,
+)
 from nmaccel.files import write_atomic, write_json
 from nmaccel.model.pruning_methods import DEFAULT_PATTERNS, METHOD_SPECS
 
@@ -19,8 +26,12 @@ DESCRIPTION = """IDP vs one-shot magnitude pruning vs SR-STE at equal fine-tunin
 
 Digits study (default): per seed, train the dense digits Transformer, prune a copy per N:M
 pattern and method for the same number of optimizer steps, measure test accuracy (and the
-integer golden model's at --int-pattern). MiniLM study (--study minilm or both): layer-wise
-distillation of pruned MiniLM-L6 layers, sentence-embedding cosine per pattern and method.
+integer golden model's at --int-pattern). MiniLM study (--study minilm or both): layer-wise then
+end-to-end quantization-aware distillation of N:M MiniLM-L6 students per pattern, method and
+seed; cosine and retrieval agreement with the dense model (float and integer pipeline) on the
+held-out corpus sentences, the shipped students' metrics and (--minilm-rtl-sentences) the
+shipped students on the STA RTL. --study minilm-ship trains one student (--minilm-patterns,
+the first of --methods, --minilm-seed) and writes it into the package (--minilm-ship-dir).
 RTL study (--study rtl): one IDP model classified on the STA RTL. See nmaccel.studies.idp."""
 
 
@@ -44,7 +55,8 @@ def _sparse_patterns(text: str) -> list[tuple[int, int]]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", choices=("digits", "minilm", "both", "rtl"), default="digits",
+    p.add_argument("--study", choices=("digits", "minilm", "both", "rtl", "minilm-ship"),
+                   default="digits",
                    help="which study to run; 'rtl': train one IDP model at --int-pattern "
                         "(seed --rtl-seed) and classify the digits test set on the STA RTL")
     p.add_argument("--patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
@@ -77,14 +89,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", type=pathlib.Path, default=pathlib.Path("reports/idp_digits.png"),
                    help="digits accuracy-vs-sparsity plot")
     g = p.add_argument_group("MiniLM study")
-    g.add_argument("--minilm-patterns", type=_sparse_patterns, default=DEFAULT_PATTERNS,
+    g.add_argument("--minilm-patterns", type=_sparse_patterns, default="2:4,1:4",
                    help="target N:M patterns (MiniLM)")
-    g.add_argument("--minilm-budget", type=int, default=40,
-                   help="distillation budget per layer, in optimizer steps")
-    g.add_argument("--minilm-lr", type=float, default=1e-3, help="distillation learning rate")
-    g.add_argument("--minilm-batch-size", type=positive_int, default=8,
-                   help="sentences per distillation mini-batch")
-    g.add_argument("--minilm-seeds", type=positive_int, default=1, help="number of seeds")
+    g.add_argument("--minilm-layer-budget", type=nonneg_int, default=100,
+                   help="layer-wise stage: optimizer steps per layer (batch 8; 0 skips it)")
+    g.add_argument("--minilm-layer-texts", type=positive_int, default=1000,
+                   help="layer-wise stage: training sentences it uses (the first N)")
+    g.add_argument("--minilm-budget", type=int, default=300,
+                   help="end-to-end stage: optimizer steps over the whole student")
+    g.add_argument("--minilm-lr", type=float, default=1e-4,
+                   help="end-to-end learning rate (AdamW, cosine decay)")
+    g.add_argument("--minilm-batch-size", type=positive_int, default=16,
+                   help="sentences per end-to-end mini-batch")
+    g.add_argument("--minilm-seeds", type=positive_int, default=3, help="number of seeds")
+    g.add_argument("--minilm-no-qat", action="store_true",
+                   help="end-to-end stage in float (no int8 fake quantization)")
+    g.add_argument("--minilm-no-int8", action="store_true",
+                   help="measure the compared students in float only (the integer pipeline "
+                        "takes ~3 min per student; the shipped students are always measured "
+                        "both ways)")
+    g.add_argument("--minilm-rtl-sentences", type=nonneg_int, default=0,
+                   help="run every shipped student on the STA RTL (ulx3s_board, all six "
+                        "layers) for this many held-out sentences (0: skip)")
+    g.add_argument("--minilm-seed", type=nonneg_int, default=0,
+                   help="--study minilm-ship: the seed of the shipped student")
+    g.add_argument("--minilm-ship-dir", type=pathlib.Path, default=pathlib.Path("model/trained"),
+                   help="--study minilm-ship: folder to write the student file into (in the "
+                        "source tree, model/trained is where the package's files live)")
     g.add_argument("--minilm-json", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_minilm.json"), help="MiniLM results JSON")
     g.add_argument("--minilm-md", type=pathlib.Path,
@@ -108,8 +139,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the main table)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--resume", action="store_true",
-                   help="digits: continue an interrupted study from <json>.partial (the seeds "
-                        "it finished are not trained again)")
+                   help="continue an interrupted digits or MiniLM study from <json>.partial "
+                        "(the seeds it finished are not trained again)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -132,10 +163,19 @@ def command_line(args, study: str) -> str:
     else:
         parts += [f"--methods {','.join(args.methods)}",
                   f"--minilm-patterns {pats(args.minilm_patterns)}",
+                  f"--minilm-layer-budget {args.minilm_layer_budget}",
+                  f"--minilm-layer-texts {args.minilm_layer_texts}",
                   f"--minilm-budget {args.minilm_budget}", f"--minilm-lr {args.minilm_lr:g}",
                   f"--minilm-batch-size {args.minilm_batch_size}",
-                  f"--minilm-seeds {args.minilm_seeds}",
-                  f"--minilm-json {args.minilm_json}", f"--minilm-md {args.minilm_md}"]
+                  *(["--minilm-no-qat"] if args.minilm_no_qat else [])]
+        if study != "minilm-ship" and args.minilm_no_int8:
+            parts.append("--minilm-no-int8")
+        if study == "minilm-ship":
+            parts += [f"--minilm-seed {args.minilm_seed}"]
+        else:
+            parts += [f"--minilm-seeds {args.minilm_seeds}",
+                      f"--minilm-rtl-sentences {args.minilm_rtl_sentences}",
+                      f"--minilm-json {args.minilm_json}", f"--minilm-md {args.minilm_md}"]
     return " ".join(parts)
 
 
@@ -165,8 +205,9 @@ def run(args) -> int:
             digits_plot(res, args.png)
             print(f"wrote {args.md} and {args.png} from {args.render}")
         elif res.get("study") == "minilm":
-            from nmaccel.model.minilm_distill import minilm_markdown
-            write_atomic(args.minilm_md, minilm_markdown(res, res["command"], res["wall_seconds"]))
+            from nmaccel.model.minilm_study import minilm_markdown
+            write_atomic(args.minilm_md, minilm_markdown(res, res["command"], res["wall_seconds"],
+                                                         res.get("shipped"), res.get("rtl")))
             print(f"wrote {args.minilm_md} from {args.render}")
         else:
             raise CommandError(f"--render: {args.render} is not a digits or MiniLM study JSON")
@@ -181,6 +222,8 @@ def run(args) -> int:
         raise CommandError("--int-pattern takes one pattern")
     if args.study == "rtl":
         return _run_rtl(args, ip)
+    if args.study == "minilm-ship":
+        return _run_minilm_ship(args)
     if args.study in ("digits", "both"):
         start = time.perf_counter()
         partial = args.json.with_name(args.json.name + ".partial")
@@ -207,18 +250,7 @@ def run(args) -> int:
         digits_plot(res, args.png)
         print(md)
     if args.study in ("minilm", "both"):
-        from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
-        start = time.perf_counter()
-        res = minilm_study(args.minilm_patterns, args.methods, args.minilm_budget,
-                           seeds=args.minilm_seeds, lr=args.minilm_lr,
-                           batch_size=args.minilm_batch_size, progress=not args.no_progress)
-        wall = time.perf_counter() - start
-        command = command_line(args, "minilm")
-        res["command"], res["wall_seconds"] = command, wall
-        write_json(args.minilm_json, res, indent=1)
-        md = minilm_markdown(res, command, wall)
-        write_atomic(args.minilm_md, md)
-        print(md)
+        _run_minilm(args)
     return 0
 
 
@@ -238,7 +270,7 @@ def _check_outputs(args) -> None:
     """Every file the chosen study writes must be writable before it starts (a study runs
     for minutes to hours)."""
     files = {"rtl": ("rtl_json", "rtl_md"), "digits": ("json", "md", "png"),
-             "minilm": ("minilm_json", "minilm_md")}
+             "minilm": ("minilm_json", "minilm_md"), "minilm-ship": ()}
     studies = ("digits", "minilm") if args.study == "both" else (args.study,)
     for study in studies:
         for name in files[study]:
@@ -287,3 +319,82 @@ def _run_rtl(args, ip) -> int:
     return 0 if res["predictions_identical"] and res["bit_exact_layers"] else 1
 
 
+
+
+def _run_minilm(args) -> None:
+    """``--study minilm``: the method comparison, the shipped students, the RTL check."""
+    from nmaccel.model.minilm_study import minilm_markdown, minilm_study
+    from nmaccel.studies.idp import minilm_rtl, shipped_summary
+    start = time.perf_counter()
+    partial = args.minilm_json.with_name(args.minilm_json.name + ".partial")
+    if partial.exists() and not args.resume:
+        print(f"note: {partial} holds an interrupted run; --resume continues it",
+              file=sys.stderr)
+
+    def say(msg: str) -> None:
+        if not args.no_progress:
+            print(f"[{time.perf_counter() - start:7.0f} s] {msg}", file=sys.stderr, flush=True)
+    try:
+        res = minilm_study(args.minilm_patterns, args.methods, args.minilm_seeds,
+                           args.minilm_layer_budget, args.minilm_budget, lr=args.minilm_lr,
+                           batch_size=args.minilm_batch_size,
+                           layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
+                           int8=not args.minilm_no_int8, checkpoint=partial,
+                           resume=args.resume, say=say)
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; the finished runs are in {partial} "
+                           "(run again with --resume)") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    from nmaccel.model.minilm_sparse import SHIPPED
+    res["shipped"] = shipped_summary(list(SHIPPED))
+    if args.minilm_rtl_sentences:
+        say(f"shipped students on the RTL, {args.minilm_rtl_sentences} sentences")
+        res["rtl"] = minilm_rtl(list(SHIPPED), args.minilm_rtl_sentences,
+                                progress=not args.no_progress)
+    wall = time.perf_counter() - start
+    command = command_line(args, "minilm")
+    res["command"], res["wall_seconds"] = command, wall
+    write_json(args.minilm_json, res, indent=1)
+    md = minilm_markdown(res, command, wall, res["shipped"], res.get("rtl"))
+    write_atomic(args.minilm_md, md)
+    partial.unlink(missing_ok=True)
+    print(md)
+
+
+def _run_minilm_ship(args) -> int:
+    """``--study minilm-ship``: train one student per pattern and write it into the package."""
+    from nmaccel.model.minilm_sparse import SHIPPED, shipped_path
+    from nmaccel.model.minilm_study import ship_student
+    if len(args.methods) != 1:
+        raise CommandError("--study minilm-ship takes one --methods entry (the method of the "
+                           "shipped student)")
+    for nm in args.minilm_patterns:
+        if tuple(nm) not in SHIPPED:
+            raise CommandError(f"--study minilm-ship: {nm[0]}:{nm[1]} has no shipped file name "
+                               f"(shipped patterns: {', '.join(f'{a}:{b}' for a, b in SHIPPED)})")
+    folder = args.minilm_ship_dir
+    if not folder.is_dir():
+        raise CommandError(f"--minilm-ship-dir {folder} is not a folder")
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not args.no_progress:
+            print(f"[{time.perf_counter() - start:7.0f} s] {msg}", file=sys.stderr, flush=True)
+    command = command_line(args, "minilm-ship")
+    for nm in args.minilm_patterns:
+        path = folder / shipped_path(nm).name
+        check_output_file(path, "--minilm-ship-dir")
+        prov = ship_student(nm, args.methods[0], args.minilm_seed, args.minilm_layer_budget,
+                            args.minilm_budget, path, command=command, lr=args.minilm_lr,
+                            batch_size=args.minilm_batch_size,
+                            layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
+                            say=say)
+        m = prov["metrics"]
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {nm[0]}:{nm[1]} "
+              f"{args.methods[0]} seed {args.minilm_seed}, trained in "
+              f"{prov['train_seconds'] / 60:.0f} min; held-out cosine float "
+              f"{m['float']['cos_mean']:.4f} int8 {m['int8']['cos_mean']:.4f} (min "
+              f"{m['int8']['cos_min']:.4f}), int8 top-1 {100 * m['int8']['top1']:.1f}%, "
+              f"top-10 {100 * m['int8']['top10_overlap']:.1f}%")
+    return 0

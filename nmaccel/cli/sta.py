@@ -17,8 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmaccel.cli.args import CommandError, check_output_file, layer, nm, positive_int
+from nmaccel.cli.args import (
+    CommandError,
+    check_output_file,
+    check_shipped,
+    layer,
+    nm,
+    positive_int,
+)
 from nmaccel.files import write_atomic, write_json
+from nmaccel.model.pruning_methods import WEIGHT_CHOICES
 from nmaccel.spec.config import STA_PRESETS, ConfigError, StaConfig, sta_preset
 
 __all__ = ["HELP", "add_verilog_arguments", "run_verilog", "add_sim_arguments", "run_sim",
@@ -85,6 +93,10 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the layer's GEMMs one by one from host memory (MAC-array study)")
     p.add_argument("--nm", type=nm, default="2:4",
                    help="weight pattern: N:M (the STA is built for it) or 'dense'")
+    p.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
+                   help="N:M weights: 'shipped' the distilled student shipped for the pattern "
+                        "(2:4, 1:4), 'magnitude' the dense model magnitude-pruned (baseline), "
+                        "'auto' shipped where one ships, else magnitude")
     p.add_argument("--heads", type=int, default=None,
                    help="with --gemms-only: heads whose Q·Kᵀ to run (default: all)")
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
@@ -134,11 +146,13 @@ def run_sim(args) -> int:
         if args.heads is not None:
             raise CommandError("--heads applies to --gemms-only (a whole layer runs every head)")
         from nmaccel.sim.sta_encoder import format_encoder_table, run_encoder
+        if args.weights == "shipped":
+            check_shipped(args.nm)
         res = run_encoder(cfg, args.nm, layers, args.seq, args.text, args.simulator, waves,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, weights=args.weights)
         c = res["config"]
-        print(f"MiniLM-L6 layers {res['layers']} ({res['nm']}) on STA {c['rows']}x{c['cols']}x"
-              f"{c['lanes']} ({args.simulator}), whole layers on chip:")
+        print(f"MiniLM-L6 layers {res['layers']} ({res['nm']}, {res['weights']} weights) on STA "
+              f"{c['rows']}x{c['cols']}x{c['lanes']} ({args.simulator}), whole layers on chip:")
         print(format_encoder_table(res))
         print("bit-exact vs integer golden layers: " + ("yes" if res["bit_exact"] else "NO"))
         s = res["seconds"]

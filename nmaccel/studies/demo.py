@@ -54,8 +54,10 @@ def _call(task):
 
 
 def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
-             board: str = "ulx3s", jobs: int = 2, progress: bool = True) -> dict:
-    """Run the demo's RTL simulations and baselines; returns a JSON-ready dict."""
+             board: str = "ulx3s", jobs: int = 2, progress: bool = True,
+             weights: str = "auto") -> dict:
+    """Run the demo's RTL simulations and baselines; returns a JSON-ready dict. ``weights``:
+    the N:M run's weights (see :class:`nmaccel.studies.sweep.StaPoint`)."""
     from nmaccel.boards.measured import board_fmax, fmax_missing
     from nmaccel.studies.baselines import conv_net_baseline, minilm_layer_baseline
     from nmaccel.studies.report import conv_point
@@ -63,7 +65,8 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
     if nm is None:
         raise ValueError("--nm must be an N:M pattern (dense runs anyway), not 'dense'")
     t0 = time.perf_counter()
-    sparse, dense = StaPoint(preset, nm, layer, seq), StaPoint(preset, None, layer, seq)
+    sparse = StaPoint(preset, nm, layer, seq, weights=weights)
+    dense = StaPoint(preset, None, layer, seq)
     builds = [(build_point, sparse)] + ([(build_point, dense)]
                                         if dense.build_key() != sparse.build_key() else [])
     runs = [(run_point, sparse), (run_point, dense)]
@@ -95,6 +98,7 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
         us = r["cycles"]["total"] / fmax_sta if fmax_sta else None
         rows.append({"workload": f"MiniLM-L6 layer {layer}, {r['seq']} tokens",
                      "engine": f"STA {preset} {r['nm']}", "kind": "sta", "nm": r["nm"],
+                     "weights": r.get("weights"),
                      "bit_exact": r["bit_exact"], "cycles": r["cycles"]["total"],
                      "predicted": r["cycles"]["predicted"], "utilization": r["utilization"],
                      "fmax_mhz": fmax_sta, "projected_us": us,
@@ -184,15 +188,23 @@ def plot_demo(res: dict, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ golden table
-def _label(nm: Optional[tuple[int, int]]) -> str:
-    return "int8 dense" if nm is None else f"int8 {nm[0]}:{nm[1]}"
+def _label(nm: Optional[tuple[int, int]], kind: str = "magnitude") -> str:
+    return "int8 dense" if nm is None else f"int8 {nm[0]}:{nm[1]} {kind}"
 
 
 def demo_results(cfg: StaConfig, patterns, texts, progress: bool = True) -> dict:
-    """Embed ``texts`` with the float model and each integer golden pipeline."""
+    """Embed ``texts`` with the float model and each integer golden pipeline: int8 dense and,
+    per pattern, the magnitude-pruned baseline and the shipped distilled student (where one
+    ships)."""
+    from nmaccel.model.minilm_sparse import shipped_model, shipped_patterns
     weights, tokenizer = get_default_weights(), get_default_tokenizer()
     lengths = [len(ids) for ids in tokenize(list(texts), tokenizer, max_len=cfg.max_seq)]
-    pipelines = [None] + [p for p in patterns if p is not None]
+    pipelines = [(None, "dense")]
+    for p in patterns:
+        if p is not None:
+            pipelines.append((tuple(p), "magnitude"))
+            if tuple(p) in shipped_patterns():
+                pipelines.append((tuple(p), "shipped"))
     layers = len(weights.layers)
     bar = tqdm(total=len(pipelines) * (layers + len(texts)) + len(texts), disable=not progress,
                desc="golden pipelines", unit="step")
@@ -201,17 +213,20 @@ def demo_results(cfg: StaConfig, patterns, texts, progress: bool = True) -> dict
     bar.update(len(texts))
     rows = [{"pipeline": "float32 reference", "cos_mean": 1.0, "cos_min": 1.0,
              "bits_per_weight": 32.0, "macs": None, "seconds": time.perf_counter() - start}]
-    for nm in pipelines:
+    for nm, kind in pipelines:
         start = time.perf_counter()
-        bar.set_postfix_str(_label(nm))
-        model = QuantizedMiniLM(cfg, nm, weights, tokenizer, progress=lambda: bar.update(1))
+        bar.set_postfix_str(_label(nm, kind))
+        model_weights = shipped_model(nm)[0] if kind == "shipped" else weights
+        model = QuantizedMiniLM(cfg, nm, model_weights, tokenizer,
+                                progress=lambda: bar.update(1))
         emb = model.embed(texts, progress=lambda: bar.update(1))
         cos = cosine(emb, ref)
         macs = {}
         for seq in lengths:
             for key, val in model.macs(seq).items():
                 macs[key] = macs.get(key, 0) + val
-        rows.append({"pipeline": _label(nm), "nm": None if nm is None else f"{nm[0]}:{nm[1]}",
+        rows.append({"pipeline": _label(nm, kind), "weights": kind,
+                     "nm": None if nm is None else f"{nm[0]}:{nm[1]}",
                      "cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
                      "cos_per_sentence": [float(c) for c in cos],
                      "bits_per_weight": 8.0 if nm is None else bits_per_weight(nm[0], nm[1],
@@ -226,12 +241,12 @@ def demo_results(cfg: StaConfig, patterns, texts, progress: bool = True) -> dict
 
 
 def format_table(results: dict) -> str:
-    head = (f"{'pipeline':<18} {'cos mean':>9} {'cos min':>9} {'bits/weight':>12} "
+    head = (f"{'pipeline':<24} {'cos mean':>9} {'cos min':>9} {'bits/weight':>12} "
             f"{'MACs (M)':>10} {'vs dense':>9}")
     dense = next(r["macs"] for r in results["rows"] if r["pipeline"] == "int8 dense")
     lines = [head, "-" * len(head)]
     for r in results["rows"]:
-        lines.append(f"{r['pipeline']:<18} {r['cos_mean']:>9.4f} {r['cos_min']:>9.4f} "
+        lines.append(f"{r['pipeline']:<24} {r['cos_mean']:>9.4f} {r['cos_min']:>9.4f} "
                      f"{r['bits_per_weight']:>12.2f} {r['macs'] / 1e6:>10.2f} "
                      f"{r['macs'] / dense:>8.2f}x")
     return "\n".join(lines)

@@ -9,9 +9,11 @@ Digits study (default)
     time, and for the IDP model at ``--int-pattern`` the integer golden model's accuracy
     (what the STA runs) beside float accuracy. Writes JSON, Markdown and a PNG plot.
 MiniLM study (``--study minilm`` or ``both``)
-    Layer-wise distillation of pruned MiniLM-L6 layers from the dense layers on text that ships
-    inside installed packages (:mod:`nmaccel.model.minilm_distill`); reports sentence-embedding
-    cosine to the dense model per pattern and method.
+    Layer-wise, then end-to-end quantization-aware distillation of N:M MiniLM-L6 students from
+    the dense model on the corpus of :mod:`nmaccel.model.corpus`, per pattern × method × seed
+    (:func:`nmaccel.model.minilm_study.minilm_study`), the shipped students' metrics
+    (:func:`shipped_summary`) and, with ``--minilm-rtl-sentences``, the shipped students on the
+    STA RTL (:func:`minilm_rtl`). ``--study minilm-ship`` trains and writes a shipped student.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from nmaccel.files import save_figure, write_json
 from nmaccel.model.pruning_methods import DEFAULT_PATTERNS, METHOD_LABELS, METHOD_SPECS
 
 __all__ = ["digits_study", "digits_markdown", "digits_plot", "idp_phase_steps",
-           "rtl_markdown", "DEFAULT_PATTERNS"]
+           "rtl_markdown", "DEFAULT_PATTERNS", "shipped_summary", "minilm_rtl"]
 
 
 
@@ -433,3 +435,67 @@ def rtl_markdown(res: dict) -> str:
              f"Simulation: {res['sim_cycles_per_second']} cycles/s. MACs per image on the "
              f"array: {res['macs_per_image'].get('total', 'n/a')}.", ""]
     return "\n".join(lines)
+
+
+# -- MiniLM: shipped students and the RTL check ------------------------------------------------
+
+
+def shipped_summary(patterns) -> dict:
+    """File, size and provenance (with its measured metrics) of each shipped student."""
+    from nmaccel.model.minilm_sparse import shipped_model, shipped_path, shipped_patterns
+    out = {}
+    for nm in patterns:
+        if tuple(nm) in shipped_patterns():
+            path = shipped_path(nm)
+            meta = shipped_model(tuple(nm))[1]
+            out[_key(nm)] = {"file": f"model/trained/{path.name}", "bytes": path.stat().st_size,
+                             "provenance": meta["provenance"]}
+    return out
+
+
+def minilm_rtl(patterns, sentences: int, preset: str = "ulx3s_board",
+               simulator: str = "verilator", progress: bool = True) -> dict:
+    """The shipped students on the STA RTL: all six layers of the first ``sentences`` held-out
+    sentences (:func:`nmaccel.sim.sta_encoder.run_encoder`), cosine to the dense float model
+    and retrieval agreement of the RTL embeddings, each searched among the integer golden
+    embeddings of all held-out sentences (with its own golden embedding replaced by the RTL
+    one; the two are the same when the run is bit-exact)."""
+    from nmaccel.model.corpus import corpus_split
+    from nmaccel.model.minilm import get_default_weights
+    from nmaccel.model.minilm_sparse import shipped_model, shipped_patterns
+    from nmaccel.model.minilm_study import float_embeddings, int8_embeddings
+    from nmaccel.sim.sta_encoder import run_encoder
+    from nmaccel.spec.config import sta_preset
+    held = list(corpus_split().held_out)
+    ref = float_embeddings(get_default_weights(), held)
+    out = {}
+    for nm in patterns:
+        if tuple(nm) not in shipped_patterns():
+            continue
+        t0 = time.perf_counter()
+        golden = int8_embeddings(shipped_model(tuple(nm))[0], tuple(nm), held)
+        res = run_encoder(sta_preset(preset), tuple(nm), list(range(6)), None,
+                          held[:sentences], simulator, progress=progress, weights="shipped",
+                          keep_embeddings=True)
+        rtl = torch.tensor(res["embedding"]["vectors"], dtype=torch.float32)
+        cos = torch.nn.functional.cosine_similarity(rtl.double(), ref[:sentences].double())
+        mixed = golden.clone()
+        mixed[:sentences] = rtl
+        sims_r, sims_m = ref.double() @ ref.double().T, mixed.double() @ mixed.double().T
+        top1, overlap = [], []
+        for i in range(sentences):
+            a, b = sims_m[i].clone(), sims_r[i].clone()
+            a[i] = b[i] = -math.inf
+            na, nb = a.topk(10).indices.tolist(), b.topk(10).indices.tolist()
+            top1.append(na[0] == nb[0])
+            overlap.append(len(set(na) & set(nb)) / 10)
+        out[_key(nm)] = {"weights": res["weights"], "preset": preset, "simulator": simulator,
+                         "sentences": sentences, "bit_exact": res["bit_exact"],
+                         "rtl_equals_golden": bool(torch.allclose(rtl, golden[:sentences],
+                                                                  atol=1e-6)),
+                         "cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
+                         "top1": statistics.fmean(top1), "top10_overlap":
+                         statistics.fmean(overlap), "tokens": res["sequences"],
+                         "cycles": sum(r["cycles"]["total"] for r in res["runs"]),
+                         "wall_seconds": round(time.perf_counter() - t0, 1)}
+    return out

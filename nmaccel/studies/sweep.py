@@ -36,13 +36,16 @@ class DaskUnreachable(ConnectionError):
 @dataclass(frozen=True)
 class StaPoint:
     """MiniLM-L6 layer ``layer`` on ``seq`` tokens, whole layer on the STA RTL built from
-    ``preset`` with weight pattern ``nm`` (``None``: dense mode on the preset's own build)."""
+    ``preset`` with weight pattern ``nm`` (``None``: dense mode on the preset's own build).
+    ``weights``: which N:M weights (``auto``: the shipped distilled student where one ships
+    for ``nm``, else magnitude pruning; ``shipped``; ``magnitude``)."""
 
     preset: str
     nm: Optional[tuple[int, int]]
     layer: int = 0
     seq: int = 32
     simulator: str = "verilator"
+    weights: str = "auto"
 
     @property
     def pattern(self) -> str:
@@ -80,7 +83,7 @@ def run_point(point: StaPoint) -> dict:
     os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")   # no GPI start-up banner per run
     t0 = time.perf_counter()
     res = run_encoder(sta_preset(point.preset), point.nm, [point.layer], point.seq,
-                      simulator=point.simulator, progress=False)
+                      simulator=point.simulator, progress=False, weights=point.weights)
     run = res["runs"][0]
     cfg = point.config()
     c = run["cycles"]
@@ -88,7 +91,8 @@ def run_point(point: StaPoint) -> dict:
     if macs["dense_equivalent"] != run["useful_macs"]:
         raise RuntimeError(f"MAC count {macs['dense_equivalent']} differs from the compiled "
                            f"layer's {run['useful_macs']}")
-    return {"preset": point.preset, "nm": point.pattern, "layer": point.layer,
+    return {"preset": point.preset, "nm": point.pattern, "weights": res["weights"],
+            "layer": point.layer,
             "seq": run["tokens"], "simulator": point.simulator,
             "array": [cfg.rows, cfg.cols, cfg.lanes], "multipliers": cfg.multipliers,
             "bit_exact": run["bit_exact"], "cycles": c, "useful_macs": run["useful_macs"],

@@ -46,10 +46,10 @@ def test_golden_demo_pipelines():
     data = demo_results(sta_preset("ulx3s"), [(2, 4)],
                         ["Sparse accelerators skip pruned weights.", "The cat sat on the mat."],
                         progress=False)
-    assert "int8 2:4" in format_table(data)
+    assert "int8 2:4 magnitude" in format_table(data)
     rows = {r["pipeline"]: r for r in data["rows"]}
-    assert rows["int8 2:4"]["bits_per_weight"] == 5.0
-    assert rows["int8 2:4"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
+    assert rows["int8 2:4 magnitude"]["bits_per_weight"] == 5.0
+    assert rows["int8 2:4 magnitude"]["macs_linear"] * 2 == rows["int8 dense"]["macs_linear"]
     assert rows["int8 dense"]["cos_mean"] > 0.98
 
 
@@ -69,6 +69,12 @@ def test_golden_demo_pipelines():
     (["demo", "--seq", "200"], "sequence length 200 exceeds the configured maximum max_seq=128"),
     (["sim", "sta", "--layers", "all", "--text", "ok.", "--text", "word " * 10_000],
      "text 2 has 513+ tokens, more than max_seq=256 of the STA config"),
+    (["idp", "--study", "minilm", "--minilm-json", "{dir}"], "--minilm-json {dir} is a folder"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp,oneshot"], "takes one --methods entry"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp", "--minilm-patterns", "2:8"],
+     "2:8 has no shipped file name"),
+    (["idp", "--study", "minilm-ship", "--methods", "idp", "--minilm-ship-dir", "{dir}/no"],
+     "--minilm-ship-dir {dir}/no is not a folder"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,

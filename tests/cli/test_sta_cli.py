@@ -28,6 +28,11 @@ def test_verilog_sta_writes_the_core(tmp_path, capsys):
     (["sim", "sta", "--layers", "x"], "--layers must be 'all' or a comma list of integers"),
     (["sim", "sta", "--layer", "0", "--layers", "all"], "give either --layer or --layers"),
     (["sim", "sta", "--cols", "4", "--seq", "8"], "on-chip attention needs a square array"),
+    (["sim", "sta", "--nm", "2:8", "--weights", "shipped"],
+     "--weights shipped: no distilled student ships for 2:8 (shipped: 2:4, 1:4)"),
+    (["sim", "sta", "--nm", "dense", "--weights", "shipped"],
+     "no distilled student ships for dense"),
+    (["sim", "sta", "--weights", "best"], "invalid choice: 'best'"),
 ])
 def test_bad_arguments(argv, message, capsys):
     try:

@@ -1,10 +1,11 @@
-"""MiniLM-L6 layer-wise distillation study: text, batched layers, pruning, embeddings."""
+"""MiniLM-L6 layer-wise distillation: batched layers, pruning, embeddings."""
 
 from dataclasses import replace
 
 import pytest
 import torch
 
+from nmaccel.model.corpus import corpus_split
 from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.idp import is_nm_sparse
 from nmaccel.model.minilm import (
@@ -15,13 +16,7 @@ from nmaccel.model.minilm import (
     get_default_weights,
     tokenize,
 )
-from nmaccel.model.minilm_distill import (
-    distill_minilm,
-    distill_sentences,
-    embed,
-    eval_sentences,
-    teacher_states,
-)
+from nmaccel.model.minilm_distill import distill_minilm, embed, teacher_states
 
 torch.set_num_threads(1)
 
@@ -34,14 +29,7 @@ def one_layer():
 
 @pytest.fixture(scope="module")
 def texts():
-    return distill_sentences()[:12]
-
-
-def test_training_text_ships_in_packages_and_is_disjoint_from_evaluation():
-    train, held = distill_sentences(), eval_sentences()
-    assert len(train) >= 50 and len(held) >= 30
-    assert not set(train) & set(held)
-    assert all(len(s.split()) >= 6 for s in train)
+    return list(corpus_split().train[:12])
 
 
 def test_batched_padded_layer_equals_minilm_reference():
@@ -95,24 +83,21 @@ def test_bad_input(one_layer, texts):
                        teacher=teacher_states(texts[:3], one_layer))
 
 
-def test_study_end_to_end_on_one_layer(one_layer, texts, tmp_path):
+def test_study_json_renders_through_the_cli(one_layer, texts, tmp_path):
     import json
 
     from nmaccel.cli import main
-    from nmaccel.model.minilm_distill import minilm_markdown, minilm_study
-    res = minilm_study([(2, 4), (1, 4)], ["idp", "oneshot", "srste"], 4, progress=False,
-                       weights=one_layer, texts=(texts, eval_sentences()[:4]), batch_size=4)
-    assert res["patterns"] == ["2:4", "1:4"]
-    for key in res["patterns"]:
-        cells = res["summary"][key]
-        for meth in ("magnitude", "idp", "oneshot", "srste"):
-            assert -1 <= cells[meth]["cos_mean"] <= 1
-        # distillation must help over plain magnitude pruning, for every method
-        assert min(cells[m]["cos_mean"] for m in ("idp", "oneshot", "srste")) > \
-            cells["magnitude"]["cos_mean"]
-    assert {r["layers"][0]["steps"] for r in res["runs"] if r["method"] != "magnitude"} == {4}
+    from nmaccel.model.minilm_study import minilm_markdown, minilm_study
+    held = list(corpus_split().held_out[:12])
+    res = minilm_study([(2, 4)], ["idp", "srste"], 1, 2, 2, weights=one_layer,
+                       texts=(texts, held), batch_size=4, layer_texts=6, int8=False)
+    assert res["plan"]["patterns"] == ["2:4"]
+    cells = res["summary"]["2:4"]
+    # distillation must help over plain magnitude pruning, for every method
+    assert min(cells[m]["float"]["cos_mean"][0] for m in ("idp", "srste")) > \
+        res["baselines"]["2:4"]["float"]["cos_mean"]
     md = minilm_markdown(res, "cmd", 1.0)
-    assert "| 2:4 |" in md and "IDP − SR-STE" in md
+    assert "| 2:4 | IDP" in md and "IDP − SR-STE" in md
     res.update(command="cmd", wall_seconds=1.0)
     path = tmp_path / "m.json"
     path.write_text(json.dumps(res))

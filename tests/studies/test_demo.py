@@ -65,6 +65,11 @@ def test_bad_arguments_give_one_line_errors(argv, message, usage_error):
     assert message in usage_error(argv)
 
 
+def test_shipped_weights_need_a_shipped_pattern(capsys):
+    assert main(["demo", "--nm", "1:8", "--weights", "shipped", "--png", ""]) == 2
+    assert "--weights shipped: no distilled student ships for 1:8" in capsys.readouterr().err
+
+
 def test_dense_alone_is_refused(capsys):
     assert main(["demo", "--nm", "dense", "--png", ""]) == 2
     assert "--nm must be an N:M pattern" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""End-to-end QAT distillation of MiniLM students, retrieval metrics, the study (small)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nmaccel.model.idp import is_nm_sparse
+from nmaccel.model.minilm import embed_tokens, get_default_tokenizer, get_default_weights, tokenize
+from nmaccel.model.minilm_e2e import (
+    Student,
+    distill_e2e,
+    embedding_metrics,
+    pad_batch,
+    qat_scales,
+    retrieval_agreement,
+    student_weights,
+)
+from nmaccel.model.pipeline import QuantizedMiniLM, calibration_sentences
+from nmaccel.spec.config import sta_preset
+
+torch.set_num_threads(1)
+TEXTS = ["Return the number of items in the container.", "The cat sat on the warm mat.",
+         "Sparse weights save memory on the accelerator.", "Open the file and read a line.",
+         "A lock is released when the block ends.", "Each call returns a new iterator object."]
+
+
+@pytest.fixture(scope="module")
+def one_layer():
+    w = get_default_weights()
+    return replace(w, layers=w.layers[:1])
+
+
+def test_qat_forward_follows_the_integer_pipeline(one_layer):
+    cfg = sta_preset("ulx3s_board")
+    student = Student.from_weights(one_layer).eval()
+    scales = qat_scales(student, one_layer, calibration_sentences())
+    qm = QuantizedMiniLM(cfg, None, weights=one_layer, cache=False)
+    ids = tokenize(TEXTS[:3], get_default_tokenizer())
+    x, mask = pad_batch([embed_tokens(one_layer, i) for i in ids])
+    with torch.no_grad():
+        fl = student(x, mask)[-1]
+        qa = student(x, mask, scales)[-1]
+    for i, t in enumerate(ids):
+        golden = torch.from_numpy(qm.encode(t)).double() * qm.layers[-1].out_scale
+        n = len(t)
+        err_qat = (qa[i, :n].double() - golden).pow(2).mean()
+        err_float = (fl[i, :n].double() - golden).pow(2).mean()
+        assert err_qat < err_float          # the fake-quantized pass is closer to the integers
+
+
+def test_e2e_distillation_prunes_and_learns(one_layer):
+    student = Student.from_weights(one_layer)
+    info = distill_e2e(student, "oneshot", 2, 4, 6, TEXTS, weights=one_layer, batch_size=3,
+                       lr=1e-4, calib_every=3)
+    assert info["steps"] == 6
+    for lin in student.prunable_linears().values():
+        assert is_nm_sparse(lin.weight, 2, 4)
+    sw = student_weights(student, one_layer)
+    assert is_nm_sparse(sw.layers[0].w1, 2, 4) and len(sw.layers) == 1
+    idp = Student.from_weights(one_layer)
+    info = distill_e2e(idp, "idp", 1, 4, 6, TEXTS, weights=one_layer, batch_size=3, qat=False)
+    assert info["schedule"] == [3, 2, 1]
+    assert all(is_nm_sparse(lin.weight, 1, 4) for lin in idp.prunable_linears().values())
+
+
+def test_retrieval_agreement():
+    torch.manual_seed(0)
+    ref = torch.nn.functional.normalize(torch.randn(50, 16), dim=1)
+    same = retrieval_agreement(ref, ref)
+    assert same == {"top1": 1.0, "top10_overlap": 1.0}
+    noisy = torch.nn.functional.normalize(ref + 0.3 * torch.randn(50, 16), dim=1)
+    got = embedding_metrics(noisy, ref)
+    assert 0 < got["top1"] < 1 and 0 < got["top10_overlap"] < 1
+    assert got["cos_min"] <= got["cos_mean"] < 1
+
+
+def test_minilm_study_small_resumes_and_renders(one_layer, tmp_path):
+    from nmaccel.model.minilm_study import minilm_markdown, minilm_study
+    texts = (TEXTS, TEXTS[:2] + ["A queue holds items in order.", "The value is cached.",
+                                 "Tabs are expanded to spaces.", "Close the socket when done.",
+                                 "The list is sorted in place.", "Time is measured in seconds.",
+                                 "An event wakes every waiting thread.", "Paths use slashes.",
+                                 "The parser reads one token.", "Keys must be hashable."])
+    part = tmp_path / "s.json.partial"
+    kw = dict(weights=one_layer, texts=texts, layer_texts=4, batch_size=3, int8=False,
+              checkpoint=part)
+    res = minilm_study([(2, 4)], ["idp", "oneshot"], 2, 2, 3, **kw)
+    assert part.exists() and len(res["runs"]) == 4
+    cell = res["summary"]["2:4"]["idp"]["float"]
+    assert cell["cos_mean"][1] >= 0 and 0 < cell["cos_mean"][0] <= 1
+    again = minilm_study([(2, 4)], ["idp", "oneshot"], 2, 2, 3, resume=True, **kw)
+    assert again["runs"] == res["runs"]                 # nothing trained again
+    with pytest.raises(ValueError, match="other settings"):
+        minilm_study([(2, 4)], ["idp"], 2, 2, 3, resume=True, **kw)
+    md = minilm_markdown(res, "nmaccel idp --study minilm", 60.0)
+    assert "IDP" in md and "one-shot" in md and "## Verdict" in md

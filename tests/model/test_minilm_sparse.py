@@ -1,0 +1,139 @@
+"""Shipped sparse MiniLM students: the files load, are N:M, run; bad files get clear errors."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nmaccel.model.encoder_int import prune_layer_weights
+from nmaccel.model.idp import is_nm_sparse
+from nmaccel.model.minilm import get_default_weights
+from nmaccel.model.minilm_sparse import (
+    SparseModelError,
+    load_sparse_minilm,
+    resolve_weights,
+    save_sparse_minilm,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    w = get_default_weights()
+    sw = replace(w, layers=[prune_layer_weights(lw, (1, 4)) for lw in w.layers])
+    path = tmp_path_factory.mktemp("sparse") / "m.npz"
+    save_sparse_minilm(sw, 1, 4, path, {"command": "test"})
+    return path, sw
+
+
+def _rewrite(src, dst, change):
+    with np.load(src) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_round_trip_is_exact_int8(small_file):
+    path, sw = small_file
+    got, meta = load_sparse_minilm(path)
+    assert meta["provenance"] == {"command": "test"}
+    for a, b in zip(sw.layers, got.layers):
+        assert torch.allclose(a.w2, b.w2, atol=float(a.w2.abs().max()) / 127)
+        assert torch.equal(a.ln1_g, b.ln1_g) and torch.equal(a.b1, b.b1)
+        assert is_nm_sparse(b.w1, 1, 4)
+
+
+def test_corrupt_truncated_file_is_refused(small_file, tmp_path):
+    path, _ = small_file
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SparseModelError, match="not a readable sparse MiniLM file"):
+        load_sparse_minilm(bad)
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(SparseModelError, match="corrupt"):
+        load_sparse_minilm(tmp_path / "text.npz")
+    with pytest.raises(SparseModelError, match="does not exist"):
+        load_sparse_minilm(tmp_path / "none.npz")
+
+
+def test_wrong_shape_dtype_and_missing_arrays_are_named(small_file, tmp_path):
+    path, _ = small_file
+
+    def shape(a):
+        a["L2.ffn1.values"] = a["L2.ffn1.values"][:100]
+    with pytest.raises(SparseModelError, match=r"L2.ffn1.values has shape \(100, 96, 1\), "
+                                                r"expected \(1536, 96, 1\)"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "s.npz", shape))
+
+    def dtype(a):
+        a["L0.q.scale"] = a["L0.q.scale"].astype(np.float64)
+    with pytest.raises(SparseModelError, match="L0.q.scale has dtype float64"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "d.npz", dtype))
+
+    def missing(a):
+        del a["L5.ln2_b"]
+    with pytest.raises(SparseModelError, match="'L5.ln2_b' is missing"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "m.npz", missing))
+
+
+def test_not_nm_wrong_format_and_other_base_are_refused(small_file, tmp_path):
+    path, _ = small_file
+
+    def not_nm(a):                  # claim 2:4 for 1:4 data: shapes no longer fit
+        meta = json.loads(bytes(a["meta"]))
+        meta["pattern"] = "2:4"
+        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with pytest.raises(SparseModelError, match="expected"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "n.npz", not_nm))
+
+    def fmt(a):
+        meta = json.loads(bytes(a["meta"]))
+        meta["format"] = "something-else/9"
+        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with pytest.raises(SparseModelError, match="format 'something-else/9'"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "f.npz", fmt))
+
+    def base(a):
+        meta = json.loads(bytes(a["meta"]))
+        meta["base_fingerprint"] = "0" * 64
+        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with pytest.raises(SparseModelError, match="other dense MiniLM weights"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "b.npz", base))
+
+    def saturated(a):
+        a["L1.v.values"] = a["L1.v.values"].copy()
+        a["L1.v.values"][0, 0, 0] = -128
+    with pytest.raises(SparseModelError, match="-128"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "v.npz", saturated))
+
+
+def test_out_of_range_indices_are_not_nm(tmp_path):
+    w = get_default_weights()
+    sw = replace(w, layers=[prune_layer_weights(lw, (2, 4)) for lw in w.layers])
+    path = save_sparse_minilm(sw, 2, 4, tmp_path / "a.npz")
+
+    def dup(a):                     # every packed index 0: groups [0, 0] are not ascending
+        a["L3.o.indices"] = np.zeros_like(a["L3.o.indices"])
+    with pytest.raises(SparseModelError, match="L3.o is not valid 2:4.*not strictly ascending"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "i.npz", dup))
+    shutil.copy(path, tmp_path / "ok.npz")
+    assert is_nm_sparse(load_sparse_minilm(tmp_path / "ok.npz")[0].layers[3].wo, 2, 4)
+
+
+def test_saving_a_dense_model_as_nm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="more than n=2"):
+        save_sparse_minilm(get_default_weights(), 2, 4, tmp_path / "dense.npz")
+
+
+def test_weight_choice_checked():
+    assert resolve_weights(None, "shipped")[1] == "dense"
+    assert resolve_weights((2, 8), "auto")[1] == "magnitude"
+    with pytest.raises(SparseModelError, match="no sparse MiniLM student ships for 2:8"):
+        resolve_weights((2, 8), "shipped")
+    with pytest.raises(ValueError, match="weights must be one of"):
+        resolve_weights((2, 4), "best")
