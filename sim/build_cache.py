@@ -45,7 +45,13 @@ from typing import TypeVar
 
 from nmaccel.cachekey import source_digest
 from nmaccel.files import write_atomic
-from nmaccel.sim.simulators import ICARUS_BUILD_ARGS, activate, build_logged, find_simulator
+from nmaccel.sim.simulators import (
+    ICARUS_BUILD_ARGS,
+    ModelDidNotStart,
+    activate,
+    build_logged,
+    find_simulator,
+)
 
 __all__ = ["cache_root", "design_key", "top_ports", "public_control_file", "cached_verilog",
            "simulation_build", "sta_verilog", "logic_text", "BUILD_LOCK_SECONDS",
@@ -300,11 +306,6 @@ def _build_model(bdir: Path, sim, verilog: str, toplevel: str, waves: bool,
                  hdl_toplevel=toplevel, build_dir=bdir, always=True, waves=waves, **extra)
     files = {f.name: file_digest(f) for f in _model_files(bdir, toplevel)}
     write_atomic(bdir / MARKER, json.dumps({"files": files}, indent=1))
-
-
-class ModelDidNotStart(RuntimeError):
-    """A run of a cached simulation model ended before its bench reported anything (no
-    results file): the simulator image may be damaged (:func:`run_cached_model`)."""
 
 
 _T = TypeVar("_T")
