@@ -1,6 +1,8 @@
 """The one build cache (:mod:`nmaccel.sim.build_cache`): keys cover everything a design is
 built from, Verilog text is reused, builds are keyed by simulator and flags."""
 
+from pathlib import Path
+
 import pytest
 
 from nmaccel import cachekey
@@ -220,3 +222,23 @@ def test_a_model_that_does_not_start_is_rebuilt_once(tmp_path, capsys):
     with pytest.raises(RuntimeError, match="bench failed"):
         build_cache.run_cached_model(build, bench_failure)
     assert calls == [("build", False)]
+
+
+def test_a_simulator_failing_without_results_did_not_start(tmp_path):
+    """cocotb's runner raises RuntimeError for a simulator that exits non-zero (a damaged
+    .vvp: "Command failed with return code: 1"); without a results file that is
+    ModelDidNotStart, which run_cached_model answers with one rebuild."""
+    from nmaccel.sim.simulators import ModelDidNotStart, run_bench
+
+    class Runner:
+        def __init__(self, write):
+            self.write = write
+
+        def test(self, results_xml, **kw):
+            if self.write:
+                Path(results_xml).write_text("<testsuites/>")
+            raise RuntimeError("Command failed with return code: 1")
+    xml = tmp_path / "results.xml"
+    with pytest.raises(ModelDidNotStart, match="failed without results"):
+        run_bench(Runner(False), results_xml=str(xml))
+    assert run_bench(Runner(True), results_xml=str(xml)) == xml   # the caller reads it
