@@ -80,7 +80,11 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
                    help="'all' or a comma list of layer indices (consecutive layers chain on chip)")
     p.add_argument("--seq", type=positive_int, default=32, help="sequence length (real tokens)")
     p.add_argument("--text", action="append", default=None, metavar="TEXT",
-                   help="embed this sentence instead of the packaged prose (repeatable)")
+                   help="embed this sentence instead of the packaged prose (repeatable); one "
+                        "longer than the config's max_seq tokens is refused unless --truncate")
+    p.add_argument("--truncate", action="store_true",
+                   help="cut each --text longer than max_seq tokens to max_seq (one warning "
+                        "line per cut text)")
     p.add_argument("--gemms-only", action="store_true",
                    help="run the layer's GEMMs one by one from host memory (MAC-array study)")
     p.add_argument("--nm", type=nm, default="2:4",
@@ -130,12 +134,14 @@ def run_sim(args) -> int:
     layers = parse_layers(args)
     out = check_output_file(args.json, "--json") if args.json else None
     waves = check_output_file(args.waves, "--waves") if args.waves else None
+    if args.truncate and not args.text:
+        raise CommandError("--truncate applies to --text (the packaged prose has --seq tokens)")
     if not args.gemms_only:
         if args.heads is not None:
             raise CommandError("--heads applies to --gemms-only (a whole layer runs every head)")
         from nmaccel.sim.sta_encoder import format_encoder_table, run_encoder
         res = run_encoder(cfg, args.nm, layers, args.seq, args.text, args.simulator, waves,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, truncate=args.truncate)
         c = res["config"]
         print(f"MiniLM-L6 layers {res['layers']} ({res['nm']}) on STA {c['rows']}x{c['cols']}x"
               f"{c['lanes']} ({args.simulator}), whole layers on chip:")

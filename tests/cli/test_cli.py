@@ -68,7 +68,8 @@ def test_golden_demo_pipelines():
     (["sim", "sta", "--rows", "100000"], "rows must be an integer in [1, 64]"),
     (["demo", "--seq", "200"], "sequence length 200 exceeds the configured maximum max_seq=128"),
     (["sim", "sta", "--layers", "all", "--text", "ok.", "--text", "word " * 10_000],
-     "text 2 has 513+ tokens, more than max_seq=256 of the STA config"),
+     "text 2 has 513+ tokens, more than max_seq=256 of the STA config (--truncate cuts it"),
+    (["sim", "sta", "--truncate"], "--truncate applies to --text"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
@@ -81,6 +82,36 @@ def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path
     err = capsys.readouterr().err
     assert message.replace("{dir}", str(tmp_path)) in err and "Traceback" not in err
     assert time.monotonic() - t0 < 5
+
+
+def test_truncate_cuts_long_texts_with_one_warning_each(monkeypatch, capsys):
+    """With --truncate a text longer than max_seq is cut (one warning line per cut text) and
+    the run goes on: stopped here where the layers would be quantized."""
+    from nmaccel.model import pipeline
+    from nmaccel.sim.sta_encoder import text_ids
+    from nmaccel.spec.config import sta_preset
+
+    class Reached(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Reached
+    monkeypatch.setattr(pipeline, "QuantizedMiniLM", stop)
+    long = "word " * 10_000
+    with pytest.raises(Reached):
+        main(["sim", "sta", "--text", "ok.", "--text", long, "--text", "more " * 300,
+              "--truncate", "--no-progress"])
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: text 2 has 513+ tokens, more than max_seq=256 of the STA config: cut to its "
+        "first 256 tokens (--truncate)",
+        "warning: text 3 has 302 tokens, more than max_seq=256 of the STA config: cut to its "
+        "first 256 tokens (--truncate)"]
+    cfg = sta_preset("ulx3s")
+    ids = text_ids(cfg, ["ok.", long], truncate=True, warn=lambda line: None)
+    full = text_ids(cfg, ["ok."])[0]
+    assert len(ids[0]) == len(full) and len(ids[1]) == cfg.max_seq
+    assert ids[1][-1] == full[-1] and ids[1][0] == full[0]         # [CLS] ... [SEP]
 
 
 def test_ctrl_c_ends_with_one_line_and_status_130(monkeypatch, capsys):
