@@ -22,8 +22,9 @@ the next call rebuilds it.
 Integrity: a completed entry records a manifest (size and SHA-256) of what a run uses: the
 Verilog text (``<file>.v.sha256`` beside it) and, for a compiled model, its source, control
 file and simulator image (the Verilator executable, Icarus' ``.vvp``), in its
-``nmaccel_built`` marker. A cache hit checks it; a missing, truncated or changed file (or an
-entry from before manifests) prints one line naming the entry, deletes it and rebuilds. A
+``nmaccel_built`` marker. A cache hit checks it; a missing, truncated or changed file prints
+one line naming the entry, deletes it and rebuilds. (An entry from before manifests gets one:
+a model as it is, a Verilog file if it ends with ``endmodule``; else it is rebuilt.) A
 build that fails is retried once from an empty directory before its error (which names the
 cache directory) is raised, and :func:`run_cached_model` rebuilds a model that does not start
 once before it reports an error.
@@ -108,13 +109,19 @@ def _note_damaged(entry: Path, why: str) -> None:
     print(f"note: build cache entry {entry} is damaged ({why}); rebuilding it", file=sys.stderr)
 
 
+_NO_MANIFEST = "it has no manifest"
+
+
 def _verilog_problem(path: Path) -> str | None:
     side = path.with_name(path.name + ".sha256")
     try:
         size, digest = side.read_text().split()
-        return check_manifest(path.parent, {path.name: [int(size), digest]})
+        size = int(size)
+    except FileNotFoundError:
+        return _NO_MANIFEST
     except (OSError, ValueError):
-        return "it has no manifest"
+        return "its manifest is damaged"
+    return check_manifest(path.parent, {path.name: [size, digest]})
 
 
 def cached_verilog(tag: str, modules: Sequence[str], params: str,
@@ -125,6 +132,10 @@ def cached_verilog(tag: str, modules: Sequence[str], params: str,
     side = path.with_name(path.name + ".sha256")
     if path.exists():
         why = _verilog_problem(path)
+        if why == _NO_MANIFEST and path.read_text().rstrip().endswith("endmodule"):
+            size, digest = file_digest(path)          # an entry from before manifests
+            write_atomic(side, f"{size} {digest}\n")
+            why = None
         if why is None:
             return path.read_text()
         _note_damaged(path, why)
@@ -222,21 +233,32 @@ def _model_files(bdir: Path, toplevel: str) -> list[Path]:
         or (os.access(f, os.X_OK) and f.suffix == "")))
 
 
-def _entry_problem(bdir: Path) -> str | None:
-    """Why the completed entry ``bdir`` is not usable, or None."""
+def _entry_problem(bdir: Path, toplevel: str) -> str | None:
+    """Why the completed entry ``bdir`` is not usable, or None. An entry from before
+    manifests (its marker holds the key only) gets one now: rebuilding every model once
+    would take many minutes, and a damaged one still fails to start, which
+    :func:`run_cached_model` answers with a rebuild."""
+    marker = bdir / MARKER
     try:
-        files = json.loads((bdir / MARKER).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "it has no manifest"
+        text = marker.read_text()
+    except OSError as exc:
+        return f"its marker cannot be read ({exc})"
+    try:
+        files = json.loads(text)["files"]
+    except (ValueError, KeyError, TypeError):
+        if not re.fullmatch(r"[0-9a-f]{16}\s*", text):
+            return "its marker is damaged"
+        files = {f.name: file_digest(f) for f in _model_files(bdir, toplevel)}
+        write_atomic(marker, json.dumps({"files": files}, indent=1))
     return check_manifest(bdir, files)
 
 
-def _usable(bdir: Path) -> bool:
+def _usable(bdir: Path, toplevel: str) -> bool:
     """True if ``bdir`` holds a completed, intact build; a damaged one is reported and
     deleted."""
     if not (bdir / MARKER).exists():
         return False
-    why = _entry_problem(bdir)
+    why = _entry_problem(bdir, toplevel)
     if why is None:
         return True
     _note_damaged(bdir, why)
@@ -266,12 +288,12 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
                          f"{flags}|{waves}|{visible if sim.name == 'verilator' else ''}"
                          .encode()).hexdigest()[:16]
     bdir = cache_root() / f"{tag}_{sim.name}_{key}"
-    if not rebuild and _usable(bdir):
+    if not rebuild and _usable(bdir, toplevel):
         return bdir, sim.name
     with _BuildLock(bdir.with_name(bdir.name + ".lock"), BUILD_LOCK_SECONDS):
         if rebuild:
             shutil.rmtree(bdir, ignore_errors=True)
-        elif _usable(bdir):                    # built by another process meanwhile
+        elif _usable(bdir, toplevel):                    # built by another process meanwhile
             return bdir, sim.name
         for attempt in (1, 2):
             try:

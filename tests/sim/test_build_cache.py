@@ -126,10 +126,17 @@ def test_a_truncated_cached_verilog_file_is_rebuilt(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert len(made) == 2 and f"build cache entry {path} is damaged" in err
     assert err.count("\n") == 1 and path.read_text() == text
-    path.unlink()
-    (path.parent / (path.name + ".sha256")).write_text("garbage")   # a bad manifest
+    side = path.parent / (path.name + ".sha256")
+    side.write_text("garbage")                                   # a bad manifest
     build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make)
     assert len(made) == 3
+    side.unlink()                            # from before manifests: complete, so adopted
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    assert len(made) == 3 and side.exists()
+    side.unlink()
+    path.write_text(text[:40])               # from before manifests, cut short: rebuilt
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    assert len(made) == 4
 
 
 def _fake_simulator(monkeypatch, tmp_path, fail=0):
@@ -174,9 +181,12 @@ def test_a_truncated_cached_binary_is_rebuilt(tmp_path, monkeypatch, capsys):
     (bdir / "sim.vvp").write_bytes(data[:-1] + b"X")
     build_cache.simulation_build("t", SRC, "tiny", "icarus")
     assert len(builds) == 3 and "sim.vvp does not match" in capsys.readouterr().err
-    (bdir / "nmaccel_built").write_text("0123abcd")                # an entry from before
+    (bdir / "nmaccel_built").write_text("0123456789abcdef")        # an entry from before
+    build_cache.simulation_build("t", SRC, "tiny", "icarus")       # manifests: adopted
+    assert len(builds) == 3 and "files" in (bdir / "nmaccel_built").read_text()
+    (bdir / "nmaccel_built").write_text("{\"fil")                    # a damaged marker
     build_cache.simulation_build("t", SRC, "tiny", "icarus")
-    assert len(builds) == 4
+    assert len(builds) == 4 and "its marker is damaged" in capsys.readouterr().err
 
 
 def test_a_build_that_fails_once_is_retried(tmp_path, monkeypatch, capsys):
