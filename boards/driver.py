@@ -115,7 +115,10 @@ class StaBoard:
     :meth:`check` compares it with the board's PING answer. Every request carries a tag (1..15,
     :func:`~nmaccel.spec.uart_protocol.command_byte`) and waits for the reply with that tag: a
     late reply to an earlier request, whose wait ran out, is recognised by its tag and skipped,
-    so the link never gets out of step. A reply that does not arrive in full within
+    so the link never gets out of step. A request whose wait ran out leaves its tag
+    *abandoned*: :meth:`next_tag` does not reuse it for :data:`QUARANTINE` reply timeouts,
+    so that a late reply is not taken for the answer to a newer request with the same tag.
+    A reply that does not arrive in full within
     ``reply_timeout`` (junk and late replies included) raises :class:`BoardTimeout`, an
     error status :class:`BoardReplyError`. Time is the transport's: ``transport.clock()`` in
     ``transport.time_unit`` if it has them (a simulated board counts clock cycles), else
@@ -127,6 +130,8 @@ class StaBoard:
     MAX_SKIP = 1024
     #: Default ``reply_timeout`` in units of the transport's read timeout.
     REPLY_TIMEOUTS = 4
+    #: How long (in reply timeouts) the tag of a request whose wait ran out is not reused.
+    QUARANTINE = 8
 
     def __init__(self, transport, config: StaConfig, name: str = "uart",
                  reply_timeout: float | None = None) -> None:
@@ -148,14 +153,25 @@ class StaBoard:
         self.checked = False
         self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0, "late_replies": 0}
         self._tag = 0
+        self._abandoned: dict[int, float] = {}   # tag -> when its wait ran out
         self._timed_out = False
         self._corrupt = None
 
     # ---- frames ------------------------------------------------------------------------------
     def next_tag(self) -> int:
-        """The tag of the next request: 1, 2, ..., 15, 1, ..."""
-        self._tag = self._tag % proto.MAX_TAG + 1
-        return self._tag
+        """The tag of the next request: 1, 2, ..., 15, 1, ..., skipping tags abandoned less
+        than :data:`QUARANTINE` reply timeouts ago (their late replies, even duplicated, may
+        still come); if every tag is, the oldest is released."""
+        now = self._clock()
+        for tag, when in list(self._abandoned.items()):
+            if now - when > self.QUARANTINE * self.reply_timeout:
+                del self._abandoned[tag]
+        if len(self._abandoned) >= proto.MAX_TAG:
+            del self._abandoned[min(self._abandoned, key=self._abandoned.get)]
+        while True:
+            self._tag = self._tag % proto.MAX_TAG + 1
+            if self._tag not in self._abandoned:
+                return self._tag
 
     def _read_exact(self, n: int, what: str, deadline: float) -> bytes:
         data = b""
@@ -180,6 +196,9 @@ class StaBoard:
         try:
             return self._hunt_reply(command, what, deadline)
         except BoardTimeout as exc:
+            tag = proto.split_command(command)[1]
+            if tag:
+                self._abandoned[tag] = self._clock()
             notes = []
             if self.stats["late_replies"] > late:
                 notes.append(f"skipped {self.stats['late_replies'] - late} reply(ies) to "

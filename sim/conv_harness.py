@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
-from nmaccel.sim.build_cache import cached_verilog, simulation_build
+from nmaccel.sim.build_cache import (
+    ModelDidNotStart,
+    cached_verilog,
+    run_cached_model,
+    simulation_build,
+)
 from nmaccel.spec.config import ConvConfig
 
 __all__ = ["verilog_text", "build", "run_jobs", "run_net", "RtlResult", "TOP"]
@@ -42,12 +47,12 @@ class _Build:
     build_dir: Path
 
 
-def build(cfg: ConvConfig, simulator: str = "verilator") -> _Build:
+def build(cfg: ConvConfig, simulator: str = "verilator", rebuild: bool = False) -> _Build:
     """Compile the engine for ``cfg`` on ``simulator`` (cached); raises
     :class:`~nmaccel.sim.simulators.SimulatorNotFound` if it is not installed."""
     # one C++ file: the split build of larger designs races on the precompiled header
     bdir, sim = simulation_build("conv", verilog_text(cfg), TOP, simulator,
-                                 flags=("--output-split", "0"))
+                                 flags=("--output-split", "0"), rebuild=rebuild)
     return _Build(sim, bdir)
 
 
@@ -56,29 +61,41 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
     from cocotb_tools.runner import get_runner
 
     from nmaccel.sim.simulators import log_tail, run_bench
-    b = build(cfg, simulator)
     req = dict(req, config=cfg.to_dict())
-    with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
-        tmp = Path(tmp)
-        rq, rs = tmp / "request.pkl", tmp / "result.pkl"
-        with open(rq, "wb") as f:
-            pickle.dump(req, f)
-        runner = get_runner(b.sim)
-        kw = {"timescale": ("1ns", "1ps")} if b.sim == "icarus" else {}
-        xml = run_bench(runner, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                        test_module="nmaccel.sim.conv_bench",
-                        build_dir=b.build_dir, test_dir=tmp,
-                        results_xml=str(tmp / "results.xml"),
-                        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
-                                   "NMACCEL_CONV_REQUEST": str(rq),
-                                   "NMACCEL_CONV_RESULT": str(rs)},
-                        log_file=tmp / "sim.log", **kw)
-        n, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
-        if n != 1 or failed or not rs.exists():
-            raise RuntimeError(f"conv bench failed on {b.sim} ({n} tests, {failed} failed); "
-                               f"the simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
-        with open(rs, "rb") as f:
-            return pickle.load(f)
+
+    def make(rebuild: bool) -> tuple[Path, str]:
+        b = build(cfg, simulator, rebuild=rebuild)
+        return b.build_dir, b.sim
+
+    def simulate(bdir: Path, sim: str):
+        with tempfile.TemporaryDirectory(prefix="nmaccel_conv_") as tmp:
+            tmp = Path(tmp)
+            rq, rs = tmp / "request.pkl", tmp / "result.pkl"
+            with open(rq, "wb") as f:
+                pickle.dump(req, f)
+            runner = get_runner(sim)
+            kw = {"timescale": ("1ns", "1ps")} if sim == "icarus" else {}
+            xml = run_bench(runner, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                            test_module="nmaccel.sim.conv_bench",
+                            build_dir=bdir, test_dir=tmp,
+                            results_xml=str(tmp / "results.xml"),
+                            extra_env={"COCOTB_LOG_LEVEL": "WARNING",
+                                       "GPI_LOG_LEVEL": "WARNING",
+                                       "NMACCEL_CONV_REQUEST": str(rq),
+                                       "NMACCEL_CONV_RESULT": str(rs)},
+                            log_file=tmp / "sim.log", **kw)
+            if not Path(xml).exists():
+                raise ModelDidNotStart(f"conv bench on {sim} wrote no results; the "
+                                       f"simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
+            n, failed = get_results(Path(xml))
+            if n != 1 or failed or not rs.exists():
+                raise RuntimeError(f"conv bench failed on {sim} ({n} tests, {failed} failed); "
+                                   f"the simulation log ends:\n"
+                                   f"{log_tail(tmp / 'sim.log', 40)}")
+            with open(rs, "rb") as f:
+                return pickle.load(f)
+
+    return run_cached_model(make, simulate)
 
 
 @dataclass

@@ -271,13 +271,20 @@ def build_logged(runner, log_file: Path, pch_fix: bool = False, **kwargs) -> Non
                 os.environ["MAKEFLAGS"] = old
 
 
+class ModelDidNotStart(RuntimeError):
+    """A run of a (cached) simulation model ended before its bench reported anything: no
+    results file (the simulator image may be damaged; see
+    :func:`nmaccel.sim.build_cache.run_cached_model`)."""
+
+
 def run_bench(runner, **kwargs) -> Path:
     """Run a cocotb bench with ``runner.test(**kwargs)`` and return its results file.
 
     Under pytest, cocotb's runner calls ``sys.exit`` when a cocotb test fails, which would
     surface as a bare ``SystemExit: 1`` with the bench's message left in its log. This
     returns instead, so that the caller reads the verdict from the results file (missing if
-    the simulator crashed) and quotes the log.
+    the simulator crashed) and quotes the log. A simulator that fails without writing the
+    results file (it did not start: a damaged executable) raises :class:`ModelDidNotStart`.
 
     Parameters
     ----------
@@ -303,6 +310,9 @@ def run_bench(runner, **kwargs) -> Path:
         runner.test(**kwargs)
     except SystemExit:
         pass
+    except RuntimeError as exc:               # "Command failed with return code: N"
+        if not results.exists():
+            raise ModelDidNotStart(f"the simulator failed without results ({exc})") from None
     return results
 
 

@@ -61,18 +61,50 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
     return out
 
 
+def text_ids(cfg: StaConfig, texts: Sequence[str], truncate: bool = False,
+             warn=None) -> list:
+    """Token ids (``[CLS] ... [SEP]``) of each of ``texts`` for the accelerator ``cfg``.
+
+    A text longer than ``cfg.max_seq`` tokens raises ValueError (before any work) unless
+    ``truncate``: then it keeps its first ``max_seq - 1`` tokens and ``[SEP]``, and
+    ``warn(line)`` (default: print to standard error) gets one line per cut text."""
+    import torch
+
+    from nmaccel.model.minilm import MiniLMConfig, get_default_tokenizer, tokenize
+    mc = MiniLMConfig()
+    if warn is None:
+        warn = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    # tokenized without cutting (up to the model's positions), so that a text longer than
+    # the accelerator's max_seq is refused or cut here, with a message, never silently
+    ids_list = tokenize(list(texts), get_default_tokenizer(), max_len=mc.max_pos + 1)
+    out = []
+    for i, ids in enumerate(ids_list):
+        if len(ids) > cfg.max_seq:
+            more = "+" if len(ids) > mc.max_pos else ""
+            what = (f"text {i + 1} has {len(ids)}{more} tokens, more than max_seq="
+                    f"{cfg.max_seq} of the STA config")
+            if not truncate:
+                raise ValueError(f"{what} (--truncate cuts it to max_seq tokens)")
+            warn(f"warning: {what}: cut to its first {cfg.max_seq} tokens (--truncate)")
+            ids = torch.cat([ids[:cfg.max_seq - 1], ids[-1:]])
+        out.append(ids)
+    return out
+
+
 def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 32,
                 texts: Optional[Sequence[str]] = None, simulator: str = "verilator",
                 waves: Optional[str] = None, progress: bool = True,
-                weights: str = "auto", keep_embeddings: bool = False) -> dict:
+                weights: str = "auto", keep_embeddings: bool = False,
+                truncate: bool = False) -> dict:
     """Run ``layers`` (ascending, consecutive runs chain on chip) of MiniLM-L6 on RTL.
 
-    Inputs: ``texts`` (each tokenized, truncated to ``max_seq``) or one sequence of ``seq``
-    real tokens from the packaged prose. ``weights``: ``"auto"`` (the shipped distilled N:M
-    student where one ships for ``nm``, else magnitude pruning), ``"shipped"`` or
-    ``"magnitude"`` (:func:`nmaccel.model.minilm_sparse.resolve_weights`). Embeddings are
-    compared with the *dense* float model (``keep_embeddings``: the RTL embeddings go into the
-    result too, as ``embedding["vectors"]``). Returns a JSON-ready dict.
+    Inputs: ``texts`` (each tokenized; one longer than ``max_seq`` is refused, or cut with a
+    warning if ``truncate``: :func:`text_ids`) or one sequence of ``seq`` real tokens from
+    the packaged prose. ``weights``: ``"auto"`` (the shipped distilled N:M student where one
+    ships for ``nm``, else magnitude pruning), ``"shipped"`` or ``"magnitude"``
+    (:func:`nmaccel.model.minilm_sparse.resolve_weights`). Embeddings are compared with the
+    *dense* float model (``keep_embeddings``: the RTL embeddings go into the result too, as
+    ``embedding["vectors"]``). Returns a JSON-ready dict.
     """
     import torch
 
@@ -81,7 +113,6 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
         get_default_weights,
         mean_pool,
         sentence_embedding,
-        tokenize,
     )
     from nmaccel.model.minilm_sparse import resolve_weights
     from nmaccel.model.pipeline import QuantizedMiniLM, cosine
@@ -101,15 +132,7 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     if why:
         raise ValueError(why)
     if texts:
-        # tokenized without cutting (up to the model's positions), so that a text longer
-        # than the accelerator's max_seq is refused, before any work, instead of truncated
-        from nmaccel.model.minilm import get_default_tokenizer
-        ids_list = tokenize(list(texts), get_default_tokenizer(), max_len=mc.max_pos + 1)
-        for i, ids in enumerate(ids_list):
-            if len(ids) > cfg.max_seq:
-                more = "+" if len(ids) > mc.max_pos else ""
-                raise ValueError(f"text {i + 1} has {len(ids)}{more} tokens, more than "
-                                 f"max_seq={cfg.max_seq} of the STA config")
+        ids_list = text_ids(cfg, texts, truncate)
     else:
         ids_list = [minilm_tokens(seq)]
     t0 = time.perf_counter()

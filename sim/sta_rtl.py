@@ -19,7 +19,12 @@ from typing import Optional
 
 from nmaccel.files import write_atomic
 from nmaccel.model.sta_program import StaProgram
-from nmaccel.sim.build_cache import simulation_build, sta_verilog
+from nmaccel.sim.build_cache import (
+    ModelDidNotStart,
+    run_cached_model,
+    simulation_build,
+    sta_verilog,
+)
 from nmaccel.sim.simulators import log_tail, run_bench
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
@@ -32,10 +37,11 @@ TOPLEVEL = "sta_core"
 BACKDOOR_MEMORIES = ("cbuf", "wbuf", "abuf", "pbuf", "vbuf", "obuf", "cyclog")
 
 
-def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False) -> tuple[Path, str]:
+def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False,
+          rebuild: bool = False) -> tuple[Path, str]:
     """Build (or reuse) the simulation model; returns ``(build_dir, simulator name)``."""
     return simulation_build("sta", sta_verilog(cfg, TOPLEVEL), TOPLEVEL, simulator, waves=waves,
-                            public=BACKDOOR_MEMORIES)
+                            public=BACKDOOR_MEMORIES, rebuild=rebuild)
 
 
 #: A run's cycle limit (START to done/error) is ``WATCHDOG_FACTOR`` times the cycle model's
@@ -86,39 +92,56 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
         raise ValueError("all programs of one simulation must share one StaConfig")
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-    t0 = time.perf_counter()
-    bdir, sim_name = build(cfg, simulator, waves=bool(waves))
-    build_s = time.perf_counter() - t0
     scripts = [host_script(p, writes=not backdoor) for p in programs]
-    predicted = [predicted_cycles(p) for p in programs]
+    # the cycle model only sets the default limits (and their message): a given max_cycles
+    # skips it (random command streams can make it slow: it walks every tile)
+    predicted = [predicted_cycles(p) if max_cycles is None else None for p in programs]
     limits = [max_cycles if max_cycles is not None else WATCHDOG_FACTOR * c + WATCHDOG_MARGIN
               for c in predicted]
-    with tempfile.TemporaryDirectory(prefix="nmaccel_sta_") as tmp:
-        job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        job.write_text(json.dumps({"runs": scripts, "idle": idle, "backpressure": backpressure,
-                                   "seed": seed, "addr_bits": sta_isa.addr_bits(cfg),
-                                   "backdoor": backdoor, "max_cycles": limits,
-                                   "predicted_cycles": predicted}))
-        runner = get_runner(sim_name)
-        t1 = time.perf_counter()
-        log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
-        xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                        test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
-                        results_xml=str(Path(tmp) / "results.xml"),
-                        extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
-                                   "COCOTB_LOG_LEVEL": log_level},
-                        waves=bool(waves), log_file=Path(tmp) / "sim.log")
-        sim_s = time.perf_counter() - t1
-        num, failed = get_results(Path(xml)) if Path(xml).exists() else (0, 0)
-        if num != 1 or failed or not out.exists():
-            raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
-                               f"ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
-        raw = json.loads(out.read_text())["results"]
-        if waves:
-            for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
-                    + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
-                write_atomic(waves, cand.read_bytes())
-                break
+    seconds = {}
+
+    def build_model(rebuild: bool) -> tuple[Path, str]:
+        t0 = time.perf_counter()
+        made = build(cfg, simulator, waves=bool(waves), rebuild=rebuild)
+        seconds["build"] = seconds.get("build", 0.0) + time.perf_counter() - t0
+        return made
+
+    def simulate(bdir: Path, sim_name: str) -> list:
+        with tempfile.TemporaryDirectory(prefix="nmaccel_sta_") as tmp:
+            job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
+            job.write_text(json.dumps({"runs": scripts, "idle": idle,
+                                       "backpressure": backpressure, "seed": seed,
+                                       "addr_bits": sta_isa.addr_bits(cfg),
+                                       "backdoor": backdoor, "max_cycles": limits,
+                                       "predicted_cycles": predicted}))
+            runner = get_runner(sim_name)
+            t1 = time.perf_counter()
+            log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
+            xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                            test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
+                            results_xml=str(Path(tmp) / "results.xml"),
+                            extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
+                                       "COCOTB_LOG_LEVEL": log_level},
+                            waves=bool(waves), log_file=Path(tmp) / "sim.log")
+            seconds["sim"] = time.perf_counter() - t1
+            if not Path(xml).exists():
+                raise ModelDidNotStart(f"cocotb STA bench on {sim_name} wrote no results; the "
+                                       f"simulation log ends:\n"
+                                       f"{log_tail(Path(tmp) / 'sim.log', 40)}")
+            num, failed = get_results(Path(xml))
+            if num != 1 or failed or not out.exists():
+                raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
+                                   f"ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
+            raw = json.loads(out.read_text())["results"]
+            if waves:
+                for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
+                        + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
+                    write_atomic(waves, cand.read_bytes())
+                    break
+            return [sim_name, raw]
+
+    sim_name, raw = run_cached_model(build_model, simulate)
+    build_s, sim_s = seconds["build"], seconds["sim"]
     results = []
     for p, script, r in zip(programs, scripts, raw):
         res = finish_run(p, script, r["status"], r["counters"], r["cyclog"], r["outputs"],

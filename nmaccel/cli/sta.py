@@ -41,23 +41,93 @@ SIM_DESCRIPTION = ("Run MiniLM-L6 encoder layers entirely on the STA RTL (GEMMs,
                    "with --layers all, the sentence-embedding cosine vs the float model.")
 
 
+#: ``--nm``'s default (2:4); an ``--nm`` given explicitly may adjust the preset's array.
+NM_DEFAULT = (2, 4)
+
+#: StaConfig fields that have their own flag (``--softmax-lanes`` for softmax_lanes).
+OVERRIDES = ("rows", "cols", "lanes", "n", "m", "softmax_lanes")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="ulx3s", help=f"STA preset ({', '.join(STA_PRESETS)})")
-    for name in ("rows", "cols", "lanes", "n", "m"):
-        p.add_argument(f"--{name}", type=positive_int, default=None,
-                       help=f"override the preset's {name}")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="StaConfig JSON file (as `nmaccel config` prints; replaces --preset): "
+                        "sets any field, e.g. act_bits or softmax_out_bits")
+    for name in OVERRIDES:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=positive_int,
+                       default=None, help=f"override the preset's {name}")
+
+
+def base_config(args) -> StaConfig:
+    """``--config``'s StaConfig, else the ``--preset`` (a ``CommandError`` explains bad
+    ones)."""
+    try:
+        if getattr(args, "config", None):
+            from pathlib import Path
+            try:
+                text = Path(args.config).read_text()
+            except OSError as exc:
+                raise CommandError(f"--config {args.config}: {exc.strerror or exc}") from None
+            return StaConfig.from_json(text)
+        return sta_preset(args.preset)
+    except ConfigError as exc:
+        raise CommandError(f"--config {args.config}: {exc}" if getattr(args, "config", None)
+                           else str(exc)) from None
+
+
+def _base_name(args) -> str:
+    return f"--config {args.config}" if getattr(args, "config", None) else args.preset
+
+
+def explicit_overrides(args) -> dict:
+    return {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
 
 
 def config_from_args(args) -> StaConfig:
     """The preset with the command line's overrides applied (a ``CommandError`` explains
     bad ones)."""
+    cfg = base_config(args)
     try:
-        cfg = sta_preset(args.preset)
-        changes = {k: getattr(args, k) for k in ("rows", "cols", "lanes", "n", "m")
-                   if getattr(args, k, None) is not None}
+        changes = explicit_overrides(args)
         return cfg.replace(**changes) if changes else cfg
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+
+
+def fitted_config(args, pattern, layer: bool = True, extra=None,
+                  derive: bool = True) -> StaConfig:
+    """The config ``sim sta`` runs: the preset (or ``--config``) with the command line's
+    overrides and the N:M ``pattern`` (``None``: the config's own). With ``derive`` (an
+    ``--nm`` given) made consistent in one step by :func:`~nmaccel.spec.sta_isa.fit_pattern`
+    (``layer``: with the rules of an encoder layer on chip; ``extra``: a further rule, see
+    there), changing only fields not set explicitly, and what it changed is printed as one
+    note on standard error. If that is impossible, or (without ``derive``) the config breaks
+    a rule, one ``CommandError`` lists every rule broken."""
+    import dataclasses
+
+    from nmaccel.spec.sta_isa import config_problems, fit_pattern
+    base = base_config(args)
+    explicit = explicit_overrides(args)
+    values = dict(dataclasses.asdict(base), **explicit)
+    n, m = pattern if pattern is not None else (values["n"], values["m"])
+    where = _base_name(args) + "".join(f" --{k.replace('_', '-')} {v}"
+                                       for k, v in explicit.items())
+    what = f"--nm {n}:{m} on {where}" if pattern is not None and derive else where
+    if not derive:
+        values.update(n=n, m=m)
+        why = config_problems(values, layer)
+        if not why and extra is not None:
+            why = [w for w in [extra(StaConfig(**values))] if w]
+        if why:
+            raise CommandError(f"{what}: every rule broken: " + "; ".join(why))
+        return StaConfig(**values)
+    try:
+        cfg, changes = fit_pattern(values, n, m, fixed=explicit, layer=layer, extra=extra)
+    except ConfigError as exc:
+        raise CommandError(f"{what}: {exc}") from None
+    if changes:
+        print(f"note: {what}: {', '.join(changes)}", file=sys.stderr)
+    return cfg
 
 
 def add_verilog_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,11 +158,16 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
                    help="'all' or a comma list of layer indices (consecutive layers chain on chip)")
     p.add_argument("--seq", type=positive_int, default=32, help="sequence length (real tokens)")
     p.add_argument("--text", action="append", default=None, metavar="TEXT",
-                   help="embed this sentence instead of the packaged prose (repeatable)")
+                   help="embed this sentence instead of the packaged prose (repeatable); one "
+                        "longer than the config's max_seq tokens is refused unless --truncate")
+    p.add_argument("--truncate", action="store_true",
+                   help="cut each --text longer than max_seq tokens to max_seq (one warning "
+                        "line per cut text)")
     p.add_argument("--gemms-only", action="store_true",
                    help="run the layer's GEMMs one by one from host memory (MAC-array study)")
-    p.add_argument("--nm", type=nm, default="2:4",
-                   help="weight pattern: N:M (the STA is built for it) or 'dense'")
+    p.add_argument("--nm", type=nm, default=NM_DEFAULT,
+                   help="weight pattern: N:M (the STA is built for it; an array that does not "
+                        "fit it is adjusted, with a note) or 'dense' (default 2:4)")
     p.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
                    help="N:M weights: 'shipped' the distilled student shipped for the pattern "
                         "(2:4, 1:4), 'magnitude' the dense model magnitude-pruned (baseline), "
@@ -137,11 +212,22 @@ def _check_pattern(args) -> None:
 
 
 def run_sim(args) -> int:
-    cfg = config_from_args(args)
     _check_pattern(args)
+    extra = None
+    if not args.gemms_only:                 # an encoder layer's shapes must fit the array
+        from nmaccel.model.minilm import MiniLMConfig
+        from nmaccel.model.sta_layer import layer_fit_problem
+
+        def extra(c):
+            why = layer_fit_problem(MiniLMConfig(), c, min(args.seq, c.max_seq), args.nm)
+            return f"MiniLM-L6: {why}" if why else None
+    cfg = fitted_config(args, args.nm, layer=not args.gemms_only, extra=extra,
+                        derive=args.nm is not NM_DEFAULT)
     layers = parse_layers(args)
     out = check_output_file(args.json, "--json") if args.json else None
     waves = check_output_file(args.waves, "--waves") if args.waves else None
+    if args.truncate and not args.text:
+        raise CommandError("--truncate applies to --text (the packaged prose has --seq tokens)")
     if not args.gemms_only:
         if args.heads is not None:
             raise CommandError("--heads applies to --gemms-only (a whole layer runs every head)")
@@ -149,7 +235,8 @@ def run_sim(args) -> int:
         if args.weights == "shipped":
             check_shipped(args.nm)
         res = run_encoder(cfg, args.nm, layers, args.seq, args.text, args.simulator, waves,
-                          progress=not args.no_progress, weights=args.weights)
+                          progress=not args.no_progress, weights=args.weights,
+                          truncate=args.truncate)
         c = res["config"]
         print(f"MiniLM-L6 layers {res['layers']} ({res['nm']}, {res['weights']} weights) on STA "
               f"{c['rows']}x{c['cols']}x{c['lanes']} ({args.simulator}), whole layers on chip:")

@@ -44,14 +44,22 @@ GEMM (opcode 1)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
-from nmaccel.spec.config import StaConfig, clog2
+from nmaccel.spec.config import (
+    MAX_ARRAY_DIM,
+    MAX_MULTIPLIERS,
+    ConfigError,
+    StaConfig,
+    clog2,
+)
 
 __all__ = [
     # enums and command word
@@ -709,3 +717,125 @@ def command_from_word(cfg: StaConfig, word: int):
     if op == Opcode.NOP:
         return None
     raise ValueError(f"unknown opcode {op} (known: {OPCODES})")
+
+
+# ============================================================ coupled parameters, one step
+#: The StaConfig fields that the coupled rules of :func:`config_problems` involve.
+COUPLED_FIELDS = ("rows", "cols", "lanes", "n", "m", "softmax_lanes", "softmax_out_bits",
+                  "act_bits")
+
+
+def config_problems(values: Mapping[str, int], layer: bool = True) -> list[str]:
+    """Every coupled rule that the StaConfig fields ``values`` (a dict, which need not make a
+    valid config) break, as readable lines; empty if none.
+
+    Always: ``n <= m``, ``lanes`` a multiple of ``n``, at most
+    :data:`~nmaccel.spec.config.MAX_MULTIPLIERS` multipliers. With ``layer`` also the rules
+    of a whole encoder layer on chip (:func:`attention_supported` and the scattered outputs
+    of :func:`layout_supported`): a square array, ``softmax_lanes == cols``,
+    ``softmax_out_bits <= act_bits``, a dense window that is a multiple of ``cols`` and
+    that ``rows`` divides or is divided by, and likewise for the sparse window. Then any
+    single-field error of the config itself."""
+    v = {f.name: getattr(StaConfig(), f.name) for f in dataclasses.fields(StaConfig)}
+    v.update(values)
+    out = []
+    for name in ("rows", "cols", "lanes", "softmax_lanes", "n", "m"):
+        if not isinstance(v[name], int) or not 1 <= v[name] <= MAX_ARRAY_DIM:
+            out.append(f"{name} must be an integer in [1, {MAX_ARRAY_DIM}], not {v[name]!r}")
+    if out:
+        return out
+    rows, cols, lanes, n, m = v["rows"], v["cols"], v["lanes"], v["n"], v["m"]
+    if n > m:
+        out.append(f"n ({n}) must be <= m ({m})")
+    if n >= 1 and lanes % n:
+        out.append(f"lanes ({lanes}) must be a multiple of n ({n}): whole N:M groups per PE")
+    if rows * cols * lanes > MAX_MULTIPLIERS:
+        out.append(f"rows x cols x lanes ({rows * cols * lanes}) must be at most "
+                   f"{MAX_MULTIPLIERS}")
+    if layer and n >= 1:
+        dense, sparse = (m // n) * lanes, lanes * m // n
+        if rows != cols:
+            out.append(f"on-chip attention needs a square array: rows ({rows}) == cols ({cols})")
+        if v["softmax_lanes"] != cols:
+            out.append(f"softmax_lanes ({v['softmax_lanes']}) must equal cols ({cols})")
+        if v["softmax_out_bits"] > v["act_bits"]:
+            out.append(f"softmax_out_bits ({v['softmax_out_bits']}) must be <= act_bits "
+                       f"({v['act_bits']})")
+        if dense % cols:
+            out.append(f"the dense window ((m // n) x lanes = {dense}) must be a multiple of "
+                       f"cols ({cols})")
+        for what, w in (("dense", dense), ("sparse", sparse)):
+            if w % rows and rows % w:
+                out.append(f"rows ({rows}) and the {what} window ({w}) must divide one another")
+    if not out:
+        try:
+            StaConfig(**v)
+        except ConfigError as exc:
+            out.append(str(exc))
+    return out
+
+
+def fit_pattern(cfg: StaConfig | Mapping[str, int], n: int, m: int, fixed: Iterable[str] = (),
+                layer: bool = True, extra=None) -> tuple[StaConfig, list[str]]:
+    """``cfg`` made consistent for the N:M pattern ``n:m`` in one step: returns the config
+    and the changes made (``"lanes 4 -> 6"``; none if ``cfg`` with ``n:m`` is consistent).
+
+    First the smallest ``lanes`` >= ``cfg.lanes`` that is a multiple of ``n``; if (with
+    ``layer``) the rules of :func:`config_problems` still fail, the square array
+    ``rows = cols = softmax_lanes`` and the ``lanes`` (a multiple of ``n``, at least that)
+    that meet them closest to ``cfg``'s shape (the sum of the log ratios of side and lanes;
+    then the multiplier count closest to ``cfg``'s, then fewer lanes).
+    Fields named in ``fixed`` (set explicitly by the user) are not changed; if the rules
+    cannot be met without changing them, or at all, :class:`~nmaccel.spec.config.ConfigError`
+    lists every rule broken. ``cfg`` may be a dict of fields (a config with overrides that
+    is not valid yet). ``extra(config)``: a further rule of the caller's (e.g. that a
+    workload's shapes fit the array), the reason a config breaks it or None."""
+    fixed = set(fixed)
+    base = dataclasses.asdict(cfg) if isinstance(cfg, StaConfig) else dict(cfg)
+    v = dict(base, n=n, m=m)
+    cols0, lanes0 = base["cols"], base["lanes"]
+
+    def problems(vals):
+        out = config_problems(vals, layer)
+        if not out and extra is not None:
+            why = extra(StaConfig(**vals))
+            out = [why] if why else []
+        return out
+
+    if problems(v) and "lanes" not in fixed and n >= 1:
+        v["lanes"] = -(-v["lanes"] // n) * n
+    array = ("rows", "cols", "softmax_lanes")
+    if layer and problems(v):
+        chosen = {v[k] for k in array if k in fixed}
+        sides = list(chosen) if len(chosen) == 1 else [] if chosen else \
+            range(1, MAX_ARRAY_DIM + 1)
+        lane_options = [v["lanes"]] if "lanes" in fixed else \
+            range(v["lanes"], MAX_ARRAY_DIM + 1, max(n, 1))
+        target = base["rows"] * cols0 * lanes0
+
+        def distance(t):                 # shape closest to cfg's, then multipliers, lanes
+            mult = t["rows"] * t["cols"] * t["lanes"]
+            shape = abs(math.log(t["cols"] / cols0)) + abs(math.log(t["lanes"] / lanes0))
+            return (round(shape, 9), max(mult / target, target / mult), t["lanes"])
+        consistent = [trial for lanes in lane_options for side in sides
+                      if not config_problems(trial := dict(v, lanes=lanes,
+                                                           **{k: side for k in array}), layer)]
+        candidates = [t for t in consistent if not problems(t)]
+        if candidates:
+            v = min(candidates, key=distance)
+        elif consistent:
+            near = min(consistent, key=distance)
+            raise ConfigError(f"{n}:{m}: the STA's rules allow {len(consistent)} square arrays "
+                              f"here, and none passes the further rule; the nearest, "
+                              f"{near['rows']}x{near['cols']}x{near['lanes']}: "
+                              + "; ".join(problems(near)))
+    why = problems(v)
+    if why:
+        raise ConfigError(f"{n}:{m} cannot be built this way; every rule broken: "
+                          + "; ".join(why))
+    changes = [f"{k} {base[k]} -> {v[k]}" for k in base if k not in ("n", "m")
+               and v[k] != base[k]]
+    return StaConfig(**v), changes
+
+
+__all__ += ["COUPLED_FIELDS", "config_problems", "fit_pattern"]

@@ -1,6 +1,8 @@
 """The one build cache (:mod:`nmaccel.sim.build_cache`): keys cover everything a design is
 built from, Verilog text is reused, builds are keyed by simulator and flags."""
 
+from pathlib import Path
+
 import pytest
 
 from nmaccel import cachekey
@@ -51,8 +53,10 @@ def test_sta_verilog_is_cached_by_config_and_name(tmp_path, monkeypatch):
     cached = list((tmp_path / "verilog").glob("sta_*.v"))
     assert len(cached) == 1 and cached[0].read_text() == text
     assert text == verilog.convert(StaCore(cfg), name="sta_core")
-    cached[0].write_text(text + "// reused\n")        # a second call reads the file
-    assert build_cache.sta_verilog(cfg).endswith("// reused\n")
+    monkeypatch.setattr(verilog, "convert", lambda *a, **k: 1 / 0)   # a second call reads it
+    assert build_cache.sta_verilog(cfg) == text
+    monkeypatch.undo()
+    monkeypatch.setenv("NMACCEL_BUILD_DIR", str(tmp_path))
     assert "module other" in build_cache.sta_verilog(cfg, name="other")
     assert len(list((tmp_path / "verilog").glob("sta_*.v"))) == 2
 
@@ -75,6 +79,8 @@ def test_simulation_build_is_keyed_by_simulator_and_flags(tmp_path, monkeypatch)
                                                                              ["clk", "q"])
     command = (a / "Vtop__verFiles.dat").read_text().splitlines()[1]   # Verilator's own record
     assert "--vpi" in command and "public.vlt" in command and "--public-flat-rw" not in command
+    manifest = __import__("json").loads((a / "nmaccel_built").read_text())["files"]
+    assert {"tiny", "tiny.v", "public.vlt"} <= set(manifest)     # the executable is checked
     assert build_cache.simulation_build("t", src, "tiny", "verilator")[0] == a
     b, _ = build_cache.simulation_build("t", src, "tiny", "verilator", flags=("--x-assign", "0"))
     assert b != a
@@ -100,3 +106,149 @@ def test_verilator_models_expose_ports_and_named_signals_only():
     text = build_cache.public_control_file("top", ["clk", "wbuf"])
     assert text.splitlines() == ["`verilator_config", 'public_flat_rw -module "top" -var "clk"',
                                  'public_flat_rw -module "top" -var "wbuf"']
+
+
+# --- integrity: a damaged entry is reported, deleted and rebuilt once ---------------------------
+
+def test_a_truncated_cached_verilog_file_is_rebuilt(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NMACCEL_BUILD_DIR", str(tmp_path))
+    made = []
+
+    def make():
+        made.append(1)
+        return "module m(input a);\n" + "wire w;\n" * 100 + "endmodule\n"
+    text = build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make)
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    assert len(made) == 1 and "damaged" not in capsys.readouterr().err
+    (path,) = (tmp_path / "verilog").glob("t_*.v")
+    path.write_text(text[:40])                                   # truncated
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    err = capsys.readouterr().err
+    assert len(made) == 2 and f"build cache entry {path} is damaged" in err
+    assert err.count("\n") == 1 and path.read_text() == text
+    side = path.parent / (path.name + ".sha256")
+    side.write_text("garbage")                                   # a bad manifest
+    build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make)
+    assert len(made) == 3
+    side.unlink()                            # from before manifests: complete, so adopted
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    assert len(made) == 3 and side.exists()
+    side.unlink()
+    path.write_text(text[:40])               # from before manifests, cut short: rebuilt
+    assert build_cache.cached_verilog("t", ["nmaccel.spec.config"], "p", make) == text
+    assert len(made) == 4
+
+
+def _fake_simulator(monkeypatch, tmp_path, fail=0):
+    """A simulator whose 'build' writes an executable named after the top; the first
+    ``fail`` builds raise."""
+    from nmaccel.sim.simulators import Simulator
+    monkeypatch.setenv("NMACCEL_BUILD_DIR", str(tmp_path))
+    sim = Simulator("icarus", "iverilog", "0.0", str(tmp_path))
+    monkeypatch.setattr(build_cache, "find_simulator", lambda name: sim)
+    monkeypatch.setattr(build_cache, "activate", lambda s: s)
+    builds = []
+
+    def build_logged(runner, log_file, pch_fix=False, **kw):
+        builds.append(kw["build_dir"])
+        if len(builds) <= fail:
+            raise RuntimeError("simulation build failed (broken compiler)")
+        exe = kw["build_dir"] / kw["hdl_toplevel"]
+        exe.write_bytes(b"\x7fELF" + bytes(range(256)) * 40)
+        exe.chmod(0o755)
+        (kw["build_dir"] / "sim.vvp").write_text("#! vvp\n" * 50)
+    monkeypatch.setattr(build_cache, "build_logged", build_logged)
+    return builds
+
+
+SRC = "module tiny(input clk, output reg q); always @(posedge clk) q <= ~q; endmodule\n"
+
+
+def test_a_truncated_cached_binary_is_rebuilt(tmp_path, monkeypatch, capsys):
+    builds = _fake_simulator(monkeypatch, tmp_path)
+    bdir, _ = build_cache.simulation_build("t", SRC, "tiny", "icarus")
+    manifest = __import__("json").loads((bdir / "nmaccel_built").read_text())["files"]
+    assert set(manifest) == {"tiny", "tiny.v", "sim.vvp"}
+    assert build_cache.simulation_build("t", SRC, "tiny", "icarus")[0] == bdir
+    assert len(builds) == 1
+    with open(bdir / "tiny", "r+b") as fh:                        # truncated executable
+        fh.truncate(100)
+    assert build_cache.simulation_build("t", SRC, "tiny", "icarus")[0] == bdir
+    err = capsys.readouterr().err
+    assert len(builds) == 2 and f"build cache entry {bdir} is damaged" in err
+    assert "tiny has 100 bytes" in err
+    data = (bdir / "sim.vvp").read_bytes()                        # same size, other bytes
+    (bdir / "sim.vvp").write_bytes(data[:-1] + b"X")
+    build_cache.simulation_build("t", SRC, "tiny", "icarus")
+    assert len(builds) == 3 and "sim.vvp does not match" in capsys.readouterr().err
+    (bdir / "nmaccel_built").write_text("0123456789abcdef")        # an entry from before
+    build_cache.simulation_build("t", SRC, "tiny", "icarus")       # manifests: adopted
+    assert len(builds) == 3 and "files" in (bdir / "nmaccel_built").read_text()
+    (bdir / "nmaccel_built").write_text("{\"fil")                    # a damaged marker
+    build_cache.simulation_build("t", SRC, "tiny", "icarus")
+    assert len(builds) == 4 and "its marker is damaged" in capsys.readouterr().err
+
+
+def test_a_build_that_fails_once_is_retried(tmp_path, monkeypatch, capsys):
+    builds = _fake_simulator(monkeypatch, tmp_path, fail=1)
+    bdir, _ = build_cache.simulation_build("t", SRC, "tiny", "icarus")
+    assert len(builds) == 2 and (bdir / "nmaccel_built").exists()
+    assert f"build in {bdir} failed; rebuilding it once" in capsys.readouterr().err
+
+
+def test_a_build_that_fails_twice_names_the_cache_directory(tmp_path, monkeypatch):
+    builds = _fake_simulator(monkeypatch, tmp_path, fail=2)
+    with pytest.raises(RuntimeError, match=r"build cache directory .*t_icarus_\w+ failed "
+                                           r"twice: simulation build failed \(broken"):
+        build_cache.simulation_build("t", SRC, "tiny", "icarus")
+    assert len(builds) == 2
+    assert not any(p.is_dir() for p in tmp_path.iterdir())       # no half-built entry left
+
+
+def test_a_model_that_does_not_start_is_rebuilt_once(tmp_path, capsys):
+    calls = []
+
+    def build(rebuild):
+        calls.append(("build", rebuild))
+        return tmp_path, "verilator"
+
+    def run_ok_second(bdir, sim):
+        calls.append("run")
+        if calls.count("run") == 1:
+            raise OSError(8, "Exec format error")
+        return 42
+    assert build_cache.run_cached_model(build, run_ok_second) == 42
+    assert calls == [("build", False), "run", ("build", True), "run"]
+    assert f"model in build cache directory {tmp_path} did not start" in capsys.readouterr().err
+
+    def never(bdir, sim):
+        raise build_cache.ModelDidNotStart("bench wrote no results")
+    with pytest.raises(RuntimeError, match=f"{tmp_path} did not start, also after a rebuild"):
+        build_cache.run_cached_model(build, never)
+
+    def bench_failure(bdir, sim):                                 # not a start failure
+        raise RuntimeError("cocotb STA bench failed")
+    calls.clear()
+    with pytest.raises(RuntimeError, match="bench failed"):
+        build_cache.run_cached_model(build, bench_failure)
+    assert calls == [("build", False)]
+
+
+def test_a_simulator_failing_without_results_did_not_start(tmp_path):
+    """cocotb's runner raises RuntimeError for a simulator that exits non-zero (a damaged
+    .vvp: "Command failed with return code: 1"); without a results file that is
+    ModelDidNotStart, which run_cached_model answers with one rebuild."""
+    from nmaccel.sim.simulators import ModelDidNotStart, run_bench
+
+    class Runner:
+        def __init__(self, write):
+            self.write = write
+
+        def test(self, results_xml, **kw):
+            if self.write:
+                Path(results_xml).write_text("<testsuites/>")
+            raise RuntimeError("Command failed with return code: 1")
+    xml = tmp_path / "results.xml"
+    with pytest.raises(ModelDidNotStart, match="failed without results"):
+        run_bench(Runner(False), results_xml=str(xml))
+    assert run_bench(Runner(True), results_xml=str(xml)) == xml   # the caller reads it
