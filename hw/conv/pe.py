@@ -59,6 +59,20 @@ def _tree_sum(values):
     return values[0]
 
 
+def _bits_stage(m, modes, po, pi, wbits, abits, mbits, stage: int):
+    """The binary mode's per-PE weight bits and per-input activation / mask bits one register
+    stage later (registers ``wb{stage}_o_i``, ``ab{stage}_i``, ``mb{stage}_i``; loaded only
+    when the array has the binary mode)."""
+    w = [[Signal(name=f"wb{stage}_{o}_{i}", reset_less=True) for i in range(pi)]
+         for o in range(po)]
+    a = [Signal(name=f"ab{stage}_{i}", reset_less=True) for i in range(pi)]
+    mk = [Signal(name=f"mb{stage}_{i}", reset_less=True) for i in range(pi)]
+    if "binary" in modes:
+        m.d.sync += [d.eq(s) for d, s in zip(a + mk, abits + mbits)]
+        m.d.sync += [w[o][i].eq(wbits[o][i]) for o in range(po) for i in range(pi)]
+    return w, a, mk
+
+
 class PEArray(wiring.Component):
     """``p_out`` × ``p_in`` adder / binary / int8 PEs (see the module docstring)."""
 
@@ -160,14 +174,7 @@ class PEArray(wiring.Component):
         use_p2 = [Signal(name=f"use_p2_{i}", reset_less=True) for i in range(pi)]
         m.d.sync += [t2[o][i].eq(t1[o][i]) for o in range(po) for i in range(pi)]
         m.d.sync += [u2.eq(u1) for u2, u1 in zip(use_p2, use_p1)]
-        wbits1, abits1, mbits1 = wbits, abits, mbits
-        wbits = [[Signal(name=f"wb1_{o}_{i}", reset_less=True) for i in range(pi)]
-                 for o in range(po)]
-        abits = [Signal(name=f"ab1_{i}", reset_less=True) for i in range(pi)]
-        mbits = [Signal(name=f"mb1_{i}", reset_less=True) for i in range(pi)]
-        if "binary" in modes:
-            m.d.sync += [d.eq(s_) for d, s_ in zip(abits + mbits, abits1 + mbits1)]
-            m.d.sync += [wbits[o][i].eq(wbits1[o][i]) for o in range(po) for i in range(pi)]
+        wbits, abits, mbits = _bits_stage(m, modes, po, pi, wbits, abits, mbits, 1)
 
         # stage 3: terms (the product or the other modes' term); the bit counts wait here.
         terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
@@ -176,13 +183,7 @@ class PEArray(wiring.Component):
             for i in range(pi):
                 pick = Mux(use_p2[i], p1[o][i], t2[o][i]) if "mul" in modes else t2[o][i]
                 m.d.sync += terms[o][i].eq(pick)
-        wbits2 = [[Signal(name=f"wb2_{o}_{i}", reset_less=True) for i in range(pi)]
-                  for o in range(po)]
-        abits2 = [Signal(name=f"ab2_{i}", reset_less=True) for i in range(pi)]
-        mbits2 = [Signal(name=f"mb2_{i}", reset_less=True) for i in range(pi)]
-        if "binary" in modes:
-            m.d.sync += [d.eq(s_) for d, s_ in zip(abits2 + mbits2, abits + mbits)]
-            m.d.sync += [wbits2[o][i].eq(wbits[o][i]) for o in range(po) for i in range(pi)]
+        wbits2, abits2, mbits2 = _bits_stage(m, modes, po, pi, wbits, abits, mbits, 2)
 
         # stage 4: row sums
         m.d.sync += self.o_valid.eq(valid3)
