@@ -124,9 +124,11 @@ async def run_sta_job(dut):
         await host.write(*script["start"])
         t0 = time.perf_counter()
         predicted = (job.get("predicted_cycles") or [None] * len(limits))[n]
+        why = (f"the cycle model predicts {predicted} cycles" if predicted is not None
+               else "a cycle limit given by the caller, the cycle model not run")
         await wait_high({"done": dut.done, "error": dut.error}, limit,
-                        f"program {n} ({script['start'][1]} commands; the cycle model "
-                        f"predicts {predicted} cycles) to finish after START",
+                        f"program {n} ({script['start'][1]} commands; {why}) to finish "
+                        "after START",
                         "the core hangs or runs far longer than the model says; "
                         "run_programs(max_cycles=...) sets another limit", period_ns=CLOCK_NS)
         run_s = time.perf_counter() - t0
