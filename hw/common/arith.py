@@ -43,7 +43,7 @@ from nmaccel.hw.common.dsp import registered_product
 from nmaccel.spec.config import MUL_CHUNK_BITS, MUL_LATENCY, ROUND_SATURATE_LATENCY
 
 __all__ = ["PipelinedMultiplier", "RoundShiftSaturate", "delay_chain", "mul_chunks",
-           "partial_products", "product_shape"]
+           "partial_products", "product_shape", "sum_pairs"]
 
 #: Width of the ``shift`` port of :class:`RoundShiftSaturate` (shifts 0..63).
 SHIFT_BITS = 6
@@ -88,6 +88,18 @@ def product_shape(a_shape, b_shape) -> Shape:
     """Shape of ``a · b`` (exact): signed if either operand is."""
     a, b = _shape(a_shape, "a_shape"), _shape(b_shape, "b_shape")
     return signed(a.width + b.width + 1) if (a.signed or b.signed) else unsigned(a.width + b.width)
+
+
+def sum_pairs(m, values, shape, name: str) -> list:
+    """One registered level of a pairwise adder tree: ``values[2i] + values[2i + 1]`` into the
+    register ``{name}_{i}`` of ``shape`` (an odd last value is registered alone). Returns the
+    level's registers."""
+    out = []
+    for i in range(0, len(values), 2):
+        s = Signal(shape, name=f"{name}_{i // 2}")
+        m.d.sync += s.eq(values[i] + values[i + 1] if i + 1 < len(values) else values[i])
+        out.append(s)
+    return out
 
 
 def partial_products(m, a, b, name: str = "", *, platform=None, ce=None) -> list:

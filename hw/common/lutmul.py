@@ -29,6 +29,7 @@ from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.spec.config import booth_latency, booth_rows
 
 __all__ = ["BoothMultiplier", "booth_latency", "booth_rows"]
@@ -81,15 +82,7 @@ class BoothMultiplier(wiring.Component):
         stage = 0
         while len(level) > 1:
             stage += 1
-            nxt = []
-            for i in range(0, len(level), 2):
-                s = Signal(signed(P), name=f"sum{stage}_{i // 2}")
-                if i + 1 < len(level):
-                    m.d.sync += s.eq(level[i] + level[i + 1])
-                else:
-                    m.d.sync += s.eq(level[i])
-                nxt.append(s)
-            level = nxt
+            level = sum_pairs(m, level, signed(P), f"sum{stage}")
         assert 1 + stage == self.latency
         m.d.comb += self.p.eq(level[0])
         return m

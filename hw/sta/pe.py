@@ -40,6 +40,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import registered_product
 from nmaccel.hw.common.lutmul import BoothMultiplier
 from nmaccel.spec.config import StaConfig, clog2
@@ -170,14 +171,7 @@ class NMProcessingElement(wiring.Component):
         level, width = prods, self.product_bits
         for lvl in range(self.tree_levels):
             width += 1
-            nxt = []
-            for i in range(0, len(level), 2):
-                s = Signal(signed(width), name=f"sum{lvl + 1}_{i // 2}")
-                if i + 1 < len(level):
-                    m.d.sync += s.eq(level[i] + level[i + 1])
-                else:
-                    m.d.sync += s.eq(level[i])
-                nxt.append(s)
+            nxt = sum_pairs(m, level, signed(width), f"sum{lvl + 1}")
             v = Signal(name=f"valid_t{lvl + 1}")
             c = Signal(name=f"clear_t{lvl + 1}")
             m.d.sync += [v.eq(valid), c.eq(clear)]
