@@ -84,26 +84,20 @@ def test_wrong_shape_dtype_and_missing_arrays_are_named(small_file, tmp_path):
 def test_not_nm_wrong_format_and_other_base_are_refused(small_file, tmp_path):
     path, _ = small_file
 
-    def not_nm(a):                  # claim 2:4 for 1:4 data: shapes no longer fit
-        meta = json.loads(bytes(a["meta"]))
-        meta["pattern"] = "2:4"
-        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with pytest.raises(SparseModelError, match="expected"):
-        load_sparse_minilm(_rewrite(path, tmp_path / "n.npz", not_nm))
+    def meta_edit(**changes):
+        def change(a):
+            meta = json.loads(bytes(a["meta"]))
+            meta.update(changes)
+            a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        return change
 
-    def fmt(a):
-        meta = json.loads(bytes(a["meta"]))
-        meta["format"] = "something-else/9"
-        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with pytest.raises(SparseModelError, match="format 'something-else/9'"):
-        load_sparse_minilm(_rewrite(path, tmp_path / "f.npz", fmt))
-
-    def base(a):
-        meta = json.loads(bytes(a["meta"]))
-        meta["base_fingerprint"] = "0" * 64
-        a["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with pytest.raises(SparseModelError, match="other dense MiniLM weights"):
-        load_sparse_minilm(_rewrite(path, tmp_path / "b.npz", base))
+    # claim 2:4 for 1:4 data: shapes no longer fit
+    for name, changes, message in (
+            ("n", {"pattern": "2:4"}, "expected"),
+            ("f", {"format": "something-else/9"}, "format 'something-else/9'"),
+            ("b", {"base_fingerprint": "0" * 64}, "other dense MiniLM weights")):
+        with pytest.raises(SparseModelError, match=message):
+            load_sparse_minilm(_rewrite(path, tmp_path / f"{name}.npz", meta_edit(**changes)))
 
     def saturated(a):
         a["L1.v.values"] = a["L1.v.values"].copy()
