@@ -219,7 +219,7 @@ class StaBoard:
                                      "bridge?)")
                 continue
             head = self._read_exact(2, what, deadline)
-            body = self._read_exact(head[1] + 1, what, deadline)
+            body = self._read_exact(head[1] + proto.CRC_BYTES, what, deadline)
             try:
                 cmd, payload = proto.decode_frame(bytes([proto.SYNC]) + head + body)
             except proto.FrameError as exc:    # a SYNC inside other bytes: keep hunting
@@ -379,13 +379,14 @@ class StaBoard:
         case gets the wrong reply). Needs a read timeout longer than the bridge's timeout."""
         csr_status = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
         good = proto.encode_read(csr_status, 1)
+        addr = csr_status.to_bytes(4, "little")
         bad_crc = bytearray(good)
         bad_crc[-1] ^= 0x5A
         cases = {
             "bad_crc": (bytes(bad_crc), proto.READ, "CRC"),
             "unknown_command": (proto.encode_frame(0x7E), 0x7E, "COMMAND"),
-            "bad_length": (proto.encode_frame(proto.READ, good[3:-2]), proto.READ, "LENGTH"),
-            "read_count_zero": (proto.encode_frame(proto.READ, good[3:-2] + b"\0"), proto.READ,
+            "bad_length": (proto.encode_frame(proto.READ, addr), proto.READ, "LENGTH"),
+            "read_count_zero": (proto.encode_frame(proto.READ, addr + b"\0"), proto.READ,
                                 "LENGTH"),
             "address": (proto.encode_read(self.addr_limit - 1, 2), proto.READ, "ADDRESS"),
             "truncated": (good[:-2], proto.READ, "TIMEOUT"),

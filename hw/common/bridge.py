@@ -30,7 +30,7 @@ from nmaccel.spec import sta_isa
 from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.config import StaConfig
 
-__all__ = ["UartBridge", "check_timeout", "crc8_next", "default_timeout"]
+__all__ = ["UartBridge", "check_timeout", "crc_next", "default_timeout"]
 
 
 def default_timeout(divisor: int) -> int:
@@ -48,15 +48,17 @@ def check_timeout(timeout, divisor: int) -> int:
     return timeout
 
 
-def crc8_next(crc, byte):
-    """CRC-8 register (:func:`nmaccel.spec.uart_protocol.crc8_update`) after ``byte``, as a
-    combinational Amaranth expression: the CRC is linear, so each output bit is the XOR of the
-    bits of ``crc ^ byte`` that :func:`~nmaccel.spec.uart_protocol.crc8_update` maps onto it."""
-    v = crc ^ byte
-    columns = [proto.crc8_update(0, 1 << i) for i in range(8)]
+def crc_next(crc, byte):
+    """CRC register (:func:`nmaccel.spec.uart_protocol.crc16_update`) after ``byte``, as a
+    combinational Amaranth expression. The update is linear over GF(2) in ``(crc, byte)``, so
+    each output bit is the XOR of the input bits whose unit vector
+    :func:`~nmaccel.spec.uart_protocol.crc16_update` maps onto it."""
+    width = proto.CRC_WIDTH
+    inputs = ([(crc[i], proto.crc16_update(1 << i, 0)) for i in range(width)]
+              + [(byte[i], proto.crc16_update(0, 1 << i)) for i in range(8)])
     bits = []
-    for j in range(8):
-        taps = [v[i] for i in range(8) if (columns[i] >> j) & 1]
+    for j in range(width):
+        taps = [bit for bit, column in inputs if (column >> j) & 1]
         term = taps[0]
         for t in taps[1:]:
             term = term ^ t
@@ -118,9 +120,10 @@ class UartBridge(wiring.Component):
         arg = Signal(32)                                 # payload bytes 0..3 (addr / count)
         cnt = Signal(8)                                  # payload byte 4 (READ count)
         word = Signal(32)
-        crc = Signal(8)
+        crc = Signal(proto.CRC_WIDTH)
         crc_byte = Signal(8)                             # byte entering the CRC this cycle
-        crc_after = Signal(8)
+        crc_after = Signal(proto.CRC_WIDTH)
+        crc_lo_ok = Signal()                             # the CRC's first byte matched
         crc_ok = Signal()
         status = Signal(8)
         rlen = Signal(8)                                 # reply LEN byte
@@ -170,7 +173,7 @@ class UartBridge(wiring.Component):
         with m.Else():
             m.d.comb += verdict.eq(S["OK"])
 
-        m.d.comb += crc_after.eq(crc8_next(crc, crc_byte))
+        m.d.comb += crc_after.eq(crc_next(crc, crc_byte))
 
         # reply bytes
         id_rom = Array(Const(b, 8) for b in self.id_bytes)
@@ -193,7 +196,7 @@ class UartBridge(wiring.Component):
         with m.FSM(name="bridge") as fsm:
             with m.State("SYNC"):
                 with m.If(got & (rx_byte == proto.SYNC)):
-                    m.d.sync += [cmd.eq(0), crc.eq(0)]
+                    m.d.sync += [cmd.eq(0), crc.eq(proto.CRC_INIT)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
@@ -222,9 +225,14 @@ class UartBridge(wiring.Component):
                     with m.If(idx == length - 1):
                         m.next = "CRC"
                 receive_rules()
-            with m.State("CRC"):
+            with m.State("CRC"):                  # CRC bytes, low byte first
                 with m.If(got):
-                    m.d.sync += crc_ok.eq(rx_byte == crc)
+                    m.d.sync += crc_lo_ok.eq(rx_byte == crc[:8])
+                    m.next = "CRC_HI"
+                receive_rules()
+            with m.State("CRC_HI"):
+                with m.If(got):
+                    m.d.sync += crc_ok.eq(crc_lo_ok & (rx_byte == crc[8:]))
                     m.next = "DECIDE"
                 receive_rules()
             with m.State("DRAIN"):
@@ -278,7 +286,7 @@ class UartBridge(wiring.Component):
                     m.next = next_state
 
             with m.State("T_SYNC"):
-                m.d.sync += crc.eq(0)
+                m.d.sync += crc.eq(proto.CRC_INIT)
                 send(proto.SYNC, "T_CMD", add_crc=False)
             with m.State("T_CMD"):
                 send(cmd, "T_LEN")
@@ -317,10 +325,13 @@ class UartBridge(wiring.Component):
                         with m.Else():
                             m.next = "RD_REQ"
             with m.State("T_CRC"):
-                send(crc, "SYNC", add_crc=False)
+                send(crc[:8], "T_CRC_HI", add_crc=False)
+            with m.State("T_CRC_HI"):
+                send(crc[8:], "SYNC", add_crc=False)
 
         m.d.comb += urx.data.ready.eq(fsm.ongoing("SYNC") | fsm.ongoing("CMD") | fsm.ongoing("LEN")
                                       | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC")
+                                      | fsm.ongoing("CRC_HI")
                                       | fsm.ongoing("DRAIN"))
         m.d.comb += crc_byte.eq(Mux(urx.data.ready, rx_byte, tx_byte))
         with m.If(got | fsm.ongoing("SYNC") | urx.framing_error):

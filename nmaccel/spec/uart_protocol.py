@@ -13,8 +13,9 @@ Request frame (host → board)
                        chooses (the driver counts 1..15), echoed in the reply
     2       LEN        payload length in bytes, 0..255
     3..     PAYLOAD    ``LEN`` bytes
-    3+LEN   CRC        CRC-8 of CMD, LEN and PAYLOAD (polynomial 0x07, init 0x00, no
-                       reflection, no final XOR: "CRC-8/SMBUS"; ``crc8(b"123456789") == 0xF4``)
+    3+LEN   CRC        2 bytes, little-endian: CRC-16 of CMD, LEN and PAYLOAD (polynomial
+                       0x1021, init 0xFFFF, no reflection, no final XOR: "CRC-16/CCITT-FALSE";
+                       ``crc16(b"123456789") == 0x29B1``)
     ======  =========  =====================================================================
 
 Reply frame (board → host), one per request, same layout: SYNC, CMD (the request's command
@@ -90,8 +91,13 @@ __all__ = [
     "BoardId",
     "FrameError",
     "config_hash",
-    "crc8",
-    "crc8_update",
+    "CRC_BYTES",
+    "CRC_INIT",
+    "CRC_POLY",
+    "CRC_WIDTH",
+    "FRAME_OVERHEAD",
+    "crc16",
+    "crc16_update",
     "decode_frame",
     "encode_frame",
     "encode_ping",
@@ -106,8 +112,9 @@ __all__ = [
 #: Serial speed of the board link unless a build or a driver is told otherwise (8N1).
 DEFAULT_BAUD = 115200
 SYNC = 0xA5
-#: 2: the CMD byte carries a tag in its upper nibble (version 1 had none).
-VERSION = 2
+#: 2: the CMD byte carries a tag in its upper nibble (version 1 had none). 3: a 16-bit CRC
+#: (version 2's CRC-8 let about 1 in 256 frames shifted by a lost byte through).
+VERSION = 3
 #: Bits of the command code in the CMD byte; the bits above hold the tag.
 CODE_BITS = 4
 #: Largest tag (tags 1..MAX_TAG are the host's; 0 is a reply to a frame without a CMD byte).
@@ -131,25 +138,36 @@ STATUS_TEXT = {
 ID_FIELDS = ("addr_bits", "rows", "cols", "lanes", "n", "m")
 ID_BYTES = len(MAGIC) + 2 + len(ID_FIELDS) + 4
 
-CRC_POLY = 0x07
+#: The frame check: CRC-16/CCITT-FALSE (MSB first, no reflection, no final XOR).
+CRC_WIDTH = 16
+CRC_POLY = 0x1021
+CRC_INIT = 0xFFFF
+CRC_BYTES = CRC_WIDTH // 8
+#: Bytes of a frame besides its payload: SYNC, CMD, LEN and the CRC.
+FRAME_OVERHEAD = 3 + CRC_BYTES
+
+_CRC_MASK = (1 << CRC_WIDTH) - 1
+_CRC_TOP = 1 << (CRC_WIDTH - 1)
 
 
 class FrameError(ValueError):
     """Bytes that are not a valid frame (wrong sync, length, CRC or field)."""
 
 
-def crc8_update(crc: int, byte: int) -> int:
-    """CRC-8/SMBUS register after shifting in ``byte`` (MSB first)."""
-    crc ^= byte
+def crc16_update(crc: int, byte: int) -> int:
+    """CRC-16 register after shifting in ``byte`` (MSB first). Linear in ``(crc, byte)``
+    over GF(2), which is how the gateware builds it (``bridge.crc_next``)."""
+    crc ^= byte << (CRC_WIDTH - 8)
     for _ in range(8):
-        crc = ((crc << 1) ^ CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        crc = ((crc << 1) ^ CRC_POLY) & _CRC_MASK if crc & _CRC_TOP else (crc << 1) & _CRC_MASK
     return crc
 
 
-def crc8(data: bytes) -> int:
-    crc = 0
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE of ``data`` (starts from :data:`CRC_INIT`)."""
+    crc = CRC_INIT
     for b in data:
-        crc = crc8_update(crc, b)
+        crc = crc16_update(crc, b)
     return crc
 
 
@@ -161,7 +179,7 @@ def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
     if len(payload) > 255:
         raise FrameError(f"payload must be at most 255 bytes, not {len(payload)}")
     body = bytes([cmd, len(payload)]) + payload
-    return bytes([SYNC]) + body + bytes([crc8(body)])
+    return bytes([SYNC]) + body + crc16(body).to_bytes(CRC_BYTES, "little")
 
 
 def encode_reply(cmd: int, status: int, data: bytes = b"") -> bytes:
@@ -172,18 +190,19 @@ def encode_reply(cmd: int, status: int, data: bytes = b"") -> bytes:
 def decode_frame(frame: bytes) -> tuple[int, bytes]:
     """``(cmd, payload)`` of one whole frame; raises :class:`FrameError` if it is not valid."""
     frame = bytes(frame)
-    if len(frame) < 4:
-        raise FrameError(f"a frame has at least 4 bytes, got {len(frame)}")
+    if len(frame) < FRAME_OVERHEAD:
+        raise FrameError(f"a frame has at least {FRAME_OVERHEAD} bytes, got {len(frame)}")
     if frame[0] != SYNC:
         raise FrameError(f"frame must start with sync byte 0x{SYNC:02X}, not 0x{frame[0]:02X}")
     cmd, length = frame[1], frame[2]
-    if len(frame) != 4 + length:
-        raise FrameError(f"LEN says {length} payload bytes, so the frame has {4 + length} bytes, "
-                         f"not {len(frame)}")
-    if crc8(frame[1:-1]) != frame[-1]:
-        raise FrameError(f"CRC mismatch: frame says 0x{frame[-1]:02X}, "
-                         f"computed 0x{crc8(frame[1:-1]):02X}")
-    return cmd, frame[3:-1]
+    if len(frame) != FRAME_OVERHEAD + length:
+        raise FrameError(f"LEN says {length} payload bytes, so the frame has "
+                         f"{FRAME_OVERHEAD + length} bytes, not {len(frame)}")
+    said = int.from_bytes(frame[-CRC_BYTES:], "little")
+    computed = crc16(frame[1:-CRC_BYTES])
+    if said != computed:
+        raise FrameError(f"CRC mismatch: frame says 0x{said:04X}, computed 0x{computed:04X}")
+    return cmd, frame[3:-CRC_BYTES]
 
 
 def _u32(value: int, what: str) -> bytes:

@@ -84,7 +84,7 @@ def test_reply_timeout_is_a_clear_error():
                                            "PING reply"):
         StaBoard(RecordingTransport(reply=silent), CFG).ping()
     cut = lambda cmd, payload: proto.encode_reply(cmd, 0, bytes(8))[:6]
-    with pytest.raises(BoardTimeout, match="got 3 of 10 bytes of the READ reply"):
+    with pytest.raises(BoardTimeout, match="got 3 of 11 bytes of the READ reply"):
         StaBoard(RecordingTransport(reply=cut), CFG).read(0, 2)
 
 
@@ -182,8 +182,8 @@ def test_serial_transport_round_trip_over_a_pty():
 
     def far_end():
         request = b""
-        while len(request) < 4:
-            request += os.read(master, 4 - len(request))
+        while len(request) < proto.FRAME_OVERHEAD:                # a PING has no payload
+            request += os.read(master, proto.FRAME_OVERHEAD - len(request))
         cmd, payload = proto.decode_frame(request)
         assert proto.split_command(cmd)[0] == proto.PING and payload == b""
         os.write(master, proto.encode_reply(cmd, 0, proto.id_bytes(CFG)))

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """UART link in amaranth.sim: UartTx → UartRx loopback with random gaps, framing errors,
-the frame codec of ``uart_protocol`` (CRC-8 check value, round trips, malformed frames), and
+the frame codec of ``uart_protocol`` (CRC-16 check value, round trips, malformed frames), and
 ``UartBridge`` against a Python model of the core's host port: PING, WRITE/READ (chunked,
 random handshake stalls), and bad CRC / unknown command / bad length / address / truncated
 frame / framing error each answered with its error reply, nothing written, and the next good
@@ -158,8 +158,9 @@ def test_uart_validation_messages():
 
 
 # ------------------------------------------------------------------------------------ protocol
-def test_crc8_check_value_and_frame_round_trip():
-    assert proto.crc8(b"123456789") == 0xF4          # CRC-8/SMBUS check value
+def test_crc16_check_value_and_frame_round_trip():
+    assert proto.crc16(b"123456789") == 0x29B1       # CRC-16/CCITT-FALSE check value
+    assert proto.encode_ping()[-2:] == proto.crc16(bytes([proto.PING, 0])).to_bytes(2, "little")
     rng = random.Random(7)
     for _ in range(50):
         cmd, payload = rng.randrange(256), bytes(rng.randrange(256)
@@ -181,8 +182,10 @@ def test_frame_errors():
         proto.decode_frame(good[:-1] + bytes([good[-1] ^ 1]))
     with pytest.raises(proto.FrameError, match="LEN says 0 payload bytes"):
         proto.decode_frame(good + b"\0")
-    with pytest.raises(proto.FrameError, match="at least 4 bytes"):
-        proto.decode_frame(good[:3])
+    with pytest.raises(proto.FrameError, match="at least 5 bytes"):
+        proto.decode_frame(good[:4])
+    with pytest.raises(proto.FrameError, match="CRC mismatch"):
+        proto.decode_frame(good[:-2] + bytes([good[-2] ^ 0x80]) + good[-1:])
     with pytest.raises(proto.FrameError,
                        match=r"word count must be an integer in \[1, 62\], not 63"):
         proto.encode_write(0, [0] * 63)
@@ -212,6 +215,8 @@ def test_id_round_trip_and_bad_magic():
 # -------------------------------------------------------------------------------------- bridge
 D = 4
 TIMEOUT = 20 * D * 4
+#: Bytes of a reply that carries only its status (SYNC, CMD, LEN, STATUS, CRC).
+REPLY = proto.FRAME_OVERHEAD + 1
 
 
 class HostPortModel:
@@ -274,12 +279,12 @@ def test_bridge_ping_write_read():
     base = sta_isa.host_address(CFG, "WBUF", 3)
     words = [random.Random(1).randrange(1 << 32) for _ in range(70)]
     replies, model = bridge_session([
-        (proto.encode_ping(), 5 + proto.ID_BYTES),
-        (proto.encode_write(base, words[:62]), 5),
-        (proto.encode_write(base + 62, words[62:]), 5),
-        (proto.encode_read(base + 1, 62), 5 + 4 * 62),
-        (proto.encode_read(base + 63, 7), 5 + 4 * 7),
-        (proto.encode_start(5), 5),
+        (proto.encode_ping(), REPLY + proto.ID_BYTES),
+        (proto.encode_write(base, words[:62]), REPLY),
+        (proto.encode_write(base + 62, words[62:]), REPLY),
+        (proto.encode_read(base + 1, 62), REPLY + 4 * 62),
+        (proto.encode_read(base + 63, 7), REPLY + 4 * 7),
+        (proto.encode_start(5), REPLY),
     ])
     assert replies[0] == (proto.PING, b"\0" + proto.id_bytes(CFG))
     assert replies[1] == replies[2] == (proto.WRITE, b"\0")
@@ -296,10 +301,10 @@ def test_bridge_echoes_the_tag():
     lower nibble, echoed whole in the reply (the driver tells its reply from late ones)."""
     base = sta_isa.host_address(CFG, "WBUF", 5)
     replies, model = bridge_session([
-        (proto.encode_ping(tag=9), 5 + proto.ID_BYTES),
-        (proto.encode_write(base, [0x1234], tag=15), 5),
-        (proto.encode_read(base, 1, tag=1), 9),
-        (proto.encode_frame(proto.command_byte(0xE, 3)), 5),       # unknown code, tag 3
+        (proto.encode_ping(tag=9), REPLY + proto.ID_BYTES),
+        (proto.encode_write(base, [0x1234], tag=15), REPLY),
+        (proto.encode_read(base, 1, tag=1), REPLY + 4),
+        (proto.encode_frame(proto.command_byte(0xE, 3)), REPLY),       # unknown code, tag 3
     ])
     assert replies[0] == (proto.command_byte(proto.PING, 9), b"\0" + proto.id_bytes(CFG))
     assert replies[1] == (0xF2, b"\0") and model.writes == [(base, 0x1234)]
@@ -339,8 +344,8 @@ def test_bridge_error_replies_then_good_frames():
     ]
     steps = []
     for frame, _, _ in cases:
-        steps.append((frame, 5))
-        steps.append((good_read, 13))
+        steps.append((frame, REPLY))
+        steps.append((good_read, REPLY + 8))
     replies, model = bridge_session(steps, seed=3)
     for i, (_, cmd, status) in enumerate(cases):
         assert replies[2 * i] == (cmd, bytes([status])), i
@@ -363,7 +368,7 @@ def split_frames(data: bytes) -> list[tuple[int, bytes]]:
     frames, i = [], 0
     while i < len(data):
         assert data[i] == proto.SYNC, f"reply byte {i} is 0x{data[i]:02X}, not SYNC"
-        n = 4 + data[i + 2]
+        n = proto.FRAME_OVERHEAD + data[i + 2]
         frames.append(proto.decode_frame(data[i:i + n]))
         i += n
     return frames
