@@ -91,7 +91,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         written.append(first_in + softmax_cycles(cfg, [length] * R) - 1 + pad)
 
     sm_len = []
-    for c in commands:
+    for index, c in enumerate(commands):
         if c is None:
             f = {"op": sta_isa.Opcode.NOP}
         elif hasattr(c, "fields"):
@@ -106,6 +106,13 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         if op not in (sta_isa.Opcode.GEMM, sta_isa.Opcode.LAYERNORM, sta_isa.Opcode.REQUANT):
             raise ValueError(f"unknown opcode {op} (known: {sta_isa.OPCODES})")
         gemm = op == sta_isa.Opcode.GEMM
+        sizes = ("m_tiles", "n_tiles", "k_steps") if gemm else ("n_tiles", "length")
+        zero = [name for name in sizes if f[name] == 0]
+        if zero:
+            raise ValueError(f"command {index} ({sta_isa.Opcode(op).name}): {', '.join(zero)} "
+                             f"is 0; the core stops such a command with error 2 "
+                             f"({sta_isa.error_name(2)}), and the cycle model predicts only "
+                             "programs that run")
         post = f.get("post", 0) if gemm else 0
         sync = t + RUN_START - 1
         ready = sync

@@ -126,6 +126,22 @@ def test_bad_commands_set_error_status(fields, code):
     _error(_raw_program(cfg, **fields), code)
 
 
+@pytest.mark.parametrize("fields, zero", [
+    (dict(op=sta_isa.Opcode.GEMM, m_tiles=1, n_tiles=0, k_steps=1), "n_tiles"),
+    (dict(op=sta_isa.Opcode.GEMM, m_tiles=0, n_tiles=1, k_steps=0), "m_tiles, k_steps"),
+    (dict(op=sta_isa.Opcode.LAYERNORM, n_tiles=1, length=0), "length"),
+])
+def test_cycle_model_refuses_a_zero_size_command(fields, zero):
+    """The core stops a zero-size command with error 2; the cycle model names it (it raised a
+    TypeError from inside its tile walk on such a GEMM)."""
+    cfg = small_cfg(rows=2, cols=2, lanes=4)
+    words = [sta_isa.encode_command(cfg, op=sta_isa.Opcode.NOP),
+             sta_isa.encode_command(cfg, **fields)]
+    with pytest.raises(ValueError, match=rf"command 1 \((GEMM|LAYERNORM)\): {zero} is 0; the "
+                                         r"core stops such a command with error 2 \(zero size"):
+        program_cycles(cfg, words)
+
+
 def test_range_errors_for_each_buffer():
     cfg = small_cfg(rows=2, cols=2, lanes=4)
     ok = dict(op=1, m_tiles=1, n_tiles=1, k_steps=1)
