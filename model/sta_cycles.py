@@ -88,7 +88,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         rd_end.append(start + R * nb - 1)
         first_in = start + SM_FIRST_IN
         pad = 1 if (nb * C) % cfg.dense_window else 0
-        written.append(first_in + softmax_cycles(cfg, [length] * R) - 1 + pad)
+        written.append(first_in + softmax_cycles(cfg, [length] * R) - 1 + pad * R)
 
     sm_len = []
     for index, c in enumerate(commands):
@@ -140,13 +140,17 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         if gemm:
             k = f["k_steps"]
             tiles = f["m_tiles"] * f["n_tiles"]
-            for _ in range(tiles):
-                want = cur + k - 1                     # the tile's last beat, if no stall
-                if last_issue is not None and want - last_issue < R:
-                    stalls += last_issue + R - want
-                    want = last_issue + R
-                last_issue = want
-                cur = want + 1
+            # the first tile's last beat may wait for the previous command's last tile; from
+            # then on each tile takes max(k, R) cycles (R - k of them stalls when k < R), so
+            # the walk is closed-form: any tile count costs the same to predict
+            want = cur + k - 1                         # the tile's last beat, if no stall
+            if last_issue is not None and want - last_issue < R:
+                stalls += last_issue + R - want
+                want = last_issue + R
+            want += (tiles - 1) * max(k, R)
+            stalls += (tiles - 1) * max(0, R - k)
+            last_issue = want
+            cur = want + 1
             rep.mac_active += tiles * k
             if softmax:
                 full.append(last_issue + tail - 1)

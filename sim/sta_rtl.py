@@ -61,17 +61,28 @@ def predicted_cycles(program: StaProgram) -> int:
     Returns
     -------
     int
-        :func:`~nmaccel.model.sta_cycles.program_cycles`' total; for a program the model
-        rejects (a bad command, at which the core stops with an error) that of its longest
-        accepted prefix (0 if none).
+        :func:`~nmaccel.model.sta_cycles.program_cycles`' total for the commands before the
+        first one that the host-side checks (``GemmCommand.check`` /
+        ``VectorCommand.check``, the core's rules) reject: the core stops there with an
+        error. 0 if the first command is rejected.
     """
     from nmaccel.model.sta_cycles import program_cycles
-    for n in range(len(program.commands), 0, -1):
+    cfg = program.cfg
+    accepted = []
+    for c in program.commands:
         try:
-            return program_cycles(program.cfg, program.commands[:n]).total
+            command = c if hasattr(c, "check") else sta_isa.command_from_word(cfg, c)
+            if command is not None:
+                command.check(cfg)
         except ValueError:
-            continue
-    return 0
+            break
+        accepted.append(c)
+    if not accepted:
+        return 0
+    try:
+        return program_cycles(cfg, accepted).total
+    except ValueError:
+        return 0
 
 
 def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",

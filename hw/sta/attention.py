@@ -66,6 +66,8 @@ class AttentionMover(wiring.Component):
         Blocks claimed minus blocks written to SBUF.
     busy : Out(1)
         The reader, FIFO, softmax unit or writer holds a beat.
+    bank_full : Out(1)
+        A bank holds scores the reader has not finished (the reader will start on it).
     scbuf_rd : In(ReadPort.Signature)
         Score bank reads.
     sbuf_wr : In(WritePort.Signature)
@@ -90,6 +92,7 @@ class AttentionMover(wiring.Component):
             "claimed_bank": Out(1),
             "pending": Out(PENDING_SHAPE),
             "busy": Out(1),
+            "bank_full": Out(1),
             "scbuf_rd": In(read_signature(config, "SCBUF")),
             "sbuf_wr": In(write_signature(config, "SBUF")),
         })
@@ -117,7 +120,9 @@ class AttentionMover(wiring.Component):
                          banks.sbuf_base[next_bank].eq(claim.payload.sbuf_base),
                          banks.length[next_bank].eq(claim.payload.length)]
         m.d.comb += [self.bank_free.eq(banks.state[next_bank] == BANK_FREE),
-                     self.pending.eq(banks.issued - banks.written)]
+                     self.pending.eq(banks.issued - banks.written),
+                     self.bank_full.eq((banks.state[0] == BANK_FULL)
+                                       | (banks.state[1] == BANK_FULL))]
 
     def _reader(self, m: Module, banks: _Banks, sfifo, block_base) -> Signal:
         """Streams a full bank row by row into the FIFO, ``cols`` keys per beat; returns the

@@ -8,7 +8,9 @@ PARAM2 (the two PBUF parameter words of post-ops and vector commands), then RUN 
 per cycle from :class:`~nmaccel.hw.sta.tiling.TileWalker`; a tile's last beat waits while the
 previous tile's last beat is fewer than ``rows`` cycles old, as the drain reads the shadow one
 row per cycle) or VEC (the vector sequencer runs), and NEXT. After the last command, WAIT
-until the MAC path, post stage and softmax path are empty.
+until the MAC path, post stage and softmax path are empty. An error goes to HALT, which waits
+the same way (and for a full score bank's block) before it raises ``error``: nothing of a
+failed run reaches the buffers after the next START.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class StaController(wiring.Component):
         The MAC path (array, drain) and the post stage hold a tile.
     claims : Out(stream.Signature(claim_layout, always_ready=True))
         A softmax GEMM claims the next score bank (SYNC).
-    bank_free, claimed_bank, softmax_pending, softmax_busy : In
+    bank_free, claimed_bank, softmax_pending, softmax_busy, softmax_full : In
         Score bank state (:class:`~nmaccel.hw.sta.attention.AttentionMover`).
     vector_go : Out(1)
         VEC: the vector sequencer runs the command; ``vector_done`` ends it.
@@ -107,6 +109,7 @@ class StaController(wiring.Component):
             "meta_err": In(1), "mac_busy": In(1), "post_busy": In(1),
             "claims": Out(stream.Signature(claim_layout(config), always_ready=True)),
             "bank_free": In(1), "claimed_bank": In(1), "softmax_busy": In(1),
+            "softmax_full": In(1),
             "softmax_pending": In(PENDING_SHAPE),
             "vector_go": Out(1), "vector_done": In(1),
             "stall": Out(1), "barrier_wait": Out(1), "softmax_wait": Out(1),
@@ -194,9 +197,8 @@ class StaController(wiring.Component):
             m.d.sync += gap.eq(gap + 1)
 
         def fail(code):
-            m.d.sync += [status.code.eq(code), status.command.eq(self.pc), status.error.eq(1),
-                         status.busy.eq(0)]
-            m.next = "IDLE"
+            m.d.sync += [status.code.eq(code), status.command.eq(self.pc)]
+            m.next = "HALT"
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -249,6 +251,12 @@ class StaController(wiring.Component):
                         m.next = "NEXT"
             with m.State("NEXT"):
                 self._next(m, cbuf_addr)
+            with m.State("HALT"):                   # an error: let the work in flight finish
+                # (so nothing of this run reaches the buffers after the next START)
+                with m.If(~self.mac_busy & ~self.post_busy & ~self.softmax_busy
+                          & ~self.softmax_full):
+                    m.d.sync += [status.error.eq(1), status.busy.eq(0)]
+                    m.next = "IDLE"
             with m.State("WAIT"):                   # the pipelines and softmax path empty out
                 with m.If(self.meta_err):
                     fail(_ERR["meta"])

@@ -197,7 +197,8 @@ class StaCore(wiring.Component):
         m.d.comb += [attention.start.eq(start), ctrl.bank_free.eq(attention.bank_free),
                      ctrl.claimed_bank.eq(attention.claimed_bank),
                      ctrl.softmax_pending.eq(attention.pending),
-                     ctrl.softmax_busy.eq(attention.busy)]
+                     ctrl.softmax_busy.eq(attention.busy),
+                     ctrl.softmax_full.eq(attention.bank_full)]
 
         # Vector sequencer.
         connect(m, vector.vbuf_rd, ports.vbuf_vector)

@@ -136,6 +136,24 @@ def _run_simspeed(args, command):
     return run(presets=args.presets, out=args.out, command=command)
 
 
+def _fuzz(p):
+    p.add_argument("--programs", type=positive_int, default=10_000,
+                   help="random programs to run")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--preset", choices=list(STA_PRESETS), default="tiny", help="STA preset")
+    p.add_argument("--simulator", choices=("verilator", "icarus", "amaranth"),
+                   default="verilator")
+    p.add_argument("--batch", type=positive_int, default=1000,
+                   help="programs per simulator process")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_fuzz(args, command):
+    from nmaccel.studies.fuzz import run
+    return run(programs=args.programs, seed=args.seed, preset=args.preset,
+               simulator=args.simulator, batch=args.batch, out=args.out, command=command)
+
+
 #: study name -> (one-line help, add_arguments, run(args, command))
 STUDIES = {
     "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
@@ -152,6 +170,8 @@ STUDIES = {
                    _block_fmax, _run_block_fmax),
     "simspeed": ("where the wall time of a whole-layer RTL run goes -> simspeed.*",
                  _simspeed, _run_simspeed),
+    "fuzz": ("random command streams end with done or an error, bounded -> fuzz.*",
+             _fuzz, _run_fuzz),
 }
 
 

@@ -208,4 +208,18 @@ def test_metadata_error_stops_the_run():
         ctx.set(ctrl.meta_err, cycle >= 9)
     _, final = _run([_gemm(m_tiles=1, n_tiles=1, k_steps=8)], stimulus=stimulus)
     status = sta_isa.decode_status(final["status"])
-    assert status.error and status.code == ERROR_CODES["meta"] and final["cycles"] == 10
+    assert status.error and status.code == ERROR_CODES["meta"] and final["cycles"] == 11
+
+
+@pytest.mark.parametrize("busy_input", ["mac_busy", "post_busy", "softmax_busy",
+                                        "softmax_full"])
+def test_an_error_is_raised_once_the_work_in_flight_has_finished(busy_input):
+    """A failed run stays busy (HALT) until the MAC path, post stage and softmax path are
+    empty, so none of its results lands in a buffer after the next START (a random stream
+    hung the next run: a softmax block of the failed run still in the FIFO)."""
+    def stimulus(ctx, ctrl, cycle):
+        ctx.set(ctrl.meta_err, cycle >= 9)
+        ctx.set(getattr(ctrl, busy_input), 9 <= cycle < 40)
+    trace, final = _run([_gemm(m_tiles=1, n_tiles=1, k_steps=8)], stimulus=stimulus)
+    status = sta_isa.decode_status(final["status"])
+    assert status.error and status.code == ERROR_CODES["meta"] and final["cycles"] == 41
