@@ -66,15 +66,16 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
     Event model of the controller: per command FETCH, DECODE1, DECODE2, CHECK, SYNC (waits:
     barrier until the drain is empty, softmax blocks / score banks), PARAM1-2 (post-ops and
     vector commands), the beats (GEMM) or the vector unit (VEC), NEXT. The softmax path is
-    followed block by block (bank full → reader → :func:`softmax_cycles` → SBUF writer).
+    followed block by block (bank full → reader → :class:`SoftmaxStream` → SBUF writer).
     """
-    from nmaccel.spec.softmax_timing import softmax_cycles
+    from nmaccel.spec.softmax_timing import SoftmaxStream
     R, C = cfg.rows, cfg.cols
     rep = CycleReport()
     t = 0                       # cycle of the current command's FETCH (first busy cycle = 0)
     last_issue = None           # cycle of the most recent tile-completing beat
     tail = drain_tail(cfg)
     full, rd_end, written = [], [], []      # per softmax block
+    stream = SoftmaxStream(cfg)
     rep.softmax_wait = rep.barrier_wait = rep.vector = 0
 
     def block_times(j: int, length: int) -> None:
@@ -87,8 +88,13 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         nb = -(-length // C)
         rd_end.append(start + R * nb - 1)
         first_in = start + SM_FIRST_IN
-        pad = 1 if (nb * C) % cfg.dense_window else 0
-        written.append(first_in + softmax_cycles(cfg, [length] * R) - 1 + pad * R)
+        # the writer zeroes the rest of a row's last window in one more cycle (``o`` not
+        # ready then): the softmax stream follows its stalls from row to row and block to
+        # block (a block's rows can still be in pass 2 when the next block's arrive)
+        pad = (nb * C) % cfg.dense_window != 0
+        for r in range(R):
+            _, last_out = stream.row(first_in + (r + 1) * nb - 1, length, pad_after=pad)
+        written.append(last_out + pad)
 
     sm_len = []
     for index, c in enumerate(commands):
@@ -131,7 +137,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
             sm_ready = max(sm_ready, written[issued - 2] + 1)
         softmax = gemm and f.get("dest", 0) == sta_isa.Dest.SOFTMAX
         if softmax and issued >= 2:
-            sm_ready = max(sm_ready, rd_end[issued - 2] + 2)
+            sm_ready = max(sm_ready, rd_end[issued - 2] + 1)
         rep.softmax_wait += sm_ready - ready
         params = 2 if (post or not gemm) else 0
         run = sm_ready + 1 + params

@@ -100,7 +100,7 @@ def random_programs(cfg: StaConfig, count: int, rng: random.Random) -> list[StaP
 class FuzzSummary:
     """What a fuzz run saw. ``outcomes``: ``"done"`` or the error name, with counts;
     ``max_cycles``: the longest run; ``max_bound_share``: the largest run / bound ratio;
-    ``model_exact``: done runs whose cycles equal the cycle model's."""
+    ``model_exact``: done runs whose cycles (total and per command) equal the cycle model's."""
 
     programs: int = 0
     words: int = 0
@@ -144,10 +144,11 @@ def fuzz(cfg: StaConfig, programs: int, seed: int = 0, simulator: str = "verilat
     ``simulator``: ``"amaranth"`` (Python simulation of the Amaranth design), ``"verilator"``
     or ``"icarus"`` (the generated Verilog under cocotb). Each run's limit is its
     :func:`cycle_bound`; a run over it fails the bench with a message naming the program. A
-    run that ends with done must take exactly the cycle model's cycles (``model_off`` lists
-    those that do not). ``progress`` gets the running summary after each batch.
+    run that ends with done must take exactly the cycle model's cycles, in total and per
+    command (``model_off`` lists those that do not). ``progress`` gets the running summary
+    after each batch.
     """
-    from nmaccel.sim.sta_rtl import predicted_cycles
+    from nmaccel.model.sta_cycles import program_cycles
     _check_count("programs", programs)
     _check_count("batch", batch)
     if simulator not in ("amaranth", "verilator", "icarus"):
@@ -184,13 +185,15 @@ def fuzz(cfg: StaConfig, programs: int, seed: int = 0, simulator: str = "verilat
                                  f"{sta_isa.error_name(result.error_code)}"] += 1
             else:
                 summary.outcomes["done"] += 1
-                want = predicted_cycles(program)
-                if result.cycles == want:
+                want = program_cycles(cfg, program.commands)
+                if (result.cycles, result.per_command) == (want.total, want.per_command):
                     summary.model_exact += 1
                 else:
                     summary.model_off.append({"program": summary.programs - 1,
                                               "commands": [hex(w) for w in program.commands],
-                                              "rtl": result.cycles, "model": want})
+                                              "rtl": result.cycles, "model": want.total,
+                                              "rtl_per_command": result.per_command,
+                                              "model_per_command": want.per_command})
         last = results[-1]
         summary.good_runs += 1
         summary.good_exact += int(not sta_isa.decode_status(last.status).error

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = [
+    "SoftmaxStream",
     "SOFTMAX_FIFO_STAGES",
     "SOFTMAX_PASS1_FIXED_STAGES",
     "SOFTMAX_PASS2_STAGES",
@@ -173,3 +174,63 @@ def softmax_cycles(cfg: StaConfig, row_lengths: Iterable[int]) -> int:
     """
     sched = softmax_schedule(cfg, row_lengths)
     return sched[-1][1] + 1 if sched else 0
+
+
+class SoftmaxStream:
+    """Pass-2 timing of the unit over a stream of rows whose consumer may drop ``o.ready`` for
+    one cycle after a row's last beat (the STA's SBUF writer does, to zero the rest of a
+    window: ``pad_after``). :func:`softmax_schedule` is the special case of an always-ready
+    consumer and an empty unit; this follows the unit from row to row (rows of later blocks
+    keep the state that earlier ones left).
+
+    The skid stage's rule (``StreamingSoftmax``): in a cycle ``P`` where ``o`` holds a beat
+    that is not taken, the beat behind it (if one is valid in the last pass-2 stage) moves
+    into the skid register and pass 2 freezes in cycle ``P + 1`` (no issue, no register
+    advances); ``o`` takes its beat in ``P + 1`` and the skid's in ``P + 2``. With no beat
+    behind it, only the held beat is one cycle late.
+
+    Rows are added in order with :meth:`row`: the cycle its last input beat is accepted, its
+    length, and whether the consumer pads after it. Returns ``(first, last)``: the cycles its
+    first and last output beats are transferred.
+    """
+
+    def __init__(self, cfg: StaConfig) -> None:
+        _check_cfg(cfg)
+        self.cfg = cfg
+        self.delay = softmax_issue_delay(cfg)
+        self.last_issue = -(1 << 62)
+        self.last_out = -(1 << 62)
+        self.freezes: list[int] = []       # cycles in which pass 2 stood still
+        self._pad = None                   # cycle the consumer is not ready (after a row)
+        self._held = None                  # a beat was held at this pad cycle
+
+    def _beat(self, earliest: int) -> int:
+        issue = max(earliest, self.last_issue + 1)
+        while issue in self.freezes:       # no issue while frozen
+            issue += 1
+        out = issue + SOFTMAX_PASS2_STAGES
+        for f in self.freezes:             # frozen while in the pipeline
+            if issue < f <= out:
+                out += 1
+        if self._held is not None:         # the beat behind a held one
+            if out == self._held + 1:      # it was in the last stage: freeze
+                self.freezes.append(self._held + 1)
+                out += 1
+            self._held = None
+        if self._pad is not None:
+            if out == self._pad:           # the consumer is not ready: held one cycle
+                self._held = self._pad
+                out += 1
+            self._pad = None
+        self.last_issue, self.last_out = issue, out
+        return out
+
+    def row(self, last_input: int, length: int, pad_after: bool = False) -> tuple[int, int]:
+        (length,) = _lengths(self.cfg, [length])
+        beats = softmax_row_beats(self.cfg, length)
+        first = self._beat(last_input + self.delay)
+        for _ in range(beats - 1):
+            self._beat(0)
+        if pad_after:
+            self._pad = self.last_out + 1
+        return first, self.last_out
