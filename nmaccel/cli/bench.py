@@ -145,13 +145,16 @@ def _fuzz(p):
                    default="verilator")
     p.add_argument("--batch", type=positive_int, default=1000,
                    help="programs per simulator process")
+    p.add_argument("--good-every", type=positive_int, default=10,
+                   help="a known-good program after every this many random ones")
     p.add_argument("--out", default="reports", help="output folder")
 
 
 def _run_fuzz(args, command):
     from nmaccel.studies.fuzz import run
     return run(programs=args.programs, seed=args.seed, preset=args.preset,
-               simulator=args.simulator, batch=args.batch, out=args.out, command=command)
+               simulator=args.simulator, batch=args.batch, good_every=args.good_every,
+               out=args.out, command=command)
 
 
 #: study name -> (one-line help, add_arguments, run(args, command))
