@@ -97,7 +97,43 @@ def _version_tuple(text: str) -> tuple[int, int] | None:
 
 
 def _run_version(argv: list[str]) -> str:
-    """First non-empty line printed by ``argv`` (stdout, then stderr); '' on failure."""
+    """First non-empty line printed by ``argv`` (stdout, then stderr); '' on failure.
+
+    Remembered in ``cache_dir("simulators")`` per command line and the executable's path,
+    size and modification time (running ``verilator --version`` took 0.1 s of every cached
+    simulation); a replaced executable is asked again."""
+    import json
+
+    from nmaccel.cachekey import cache_dir
+    try:
+        exe = Path(shutil.which(argv[0]) or argv[0]).resolve()
+        st = exe.stat()
+        key = f"{argv[1:]}|{exe}|{st.st_size}|{st.st_mtime_ns}"
+        memo_file = cache_dir("simulators") / "versions.json"
+    except OSError:
+        return _ask_version(argv)
+    try:
+        memo = json.loads(memo_file.read_text())
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    line = memo.get(key)
+    if isinstance(line, str) and line:
+        return line
+    line = _ask_version(argv)
+    if line:
+        memo[key] = line
+        try:
+            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_file)
+        except OSError:
+            pass
+    return line
+
+
+def _ask_version(argv: list[str]) -> str:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -306,6 +342,9 @@ def run_bench(runner, **kwargs) -> Path:
     results = Path(kwargs["results_xml"])
     if not results.is_absolute():
         raise ValueError(f"results_xml must be an absolute path, not {results}")
+    # cocotb sets up pytest's assertion rewriting in the simulator; without this, pytest also
+    # imports every installed pytest plugin there (anyio, trio: ~0.2 s of each start-up)
+    kwargs["extra_env"] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **kwargs.get("extra_env", {})}
     try:
         runner.test(**kwargs)
     except SystemExit:

@@ -86,8 +86,45 @@ class StaHostDriver:
                            f"high for {what} (rd_data__valid never rose)")
 
 
+class MemoryBackdoor:
+    """Whole-word access to one memory of the model through VPI, element by element.
+
+    Goes through the GPI handles of the elements (``get_handle_by_index``) rather than
+    cocotb's per-element objects: 0.2 µs a word instead of 8-28 µs (a whole-layer run
+    deposits ~34k words). Writes are deposits, applied at once (the bench waits a clock edge
+    after loading). Falls back to cocotb's public handles if the GPI calls are missing."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.width = len(handle[0])
+        self._raw = {}
+        self._gpi = hasattr(handle, "_handle") and hasattr(handle._handle, "get_handle_by_index")
+
+    def _element(self, entry: int):
+        raw = self._raw.get(entry)
+        if raw is None:
+            raw = self._raw[entry] = self.handle._handle.get_handle_by_index(entry)
+            if not raw:
+                raise IndexError(f"{self.handle._path} has no entry {entry}")
+        return raw
+
+    def write(self, entry: int, word: int) -> None:
+        if not self._gpi:
+            self.handle[entry].value = word
+        elif self.width <= 32:
+            self._element(entry).set_signal_val_int(0, word)            # 0: deposit
+        else:
+            self._element(entry).set_signal_val_binstr(0, f"{word:0{self.width}b}")
+
+    def read(self, entry: int) -> int:
+        if not self._gpi:
+            return int(self.handle[entry].value)
+        return int(self._element(entry).get_signal_val_binstr(), 2)
+
+
 @cocotb.test()
 async def run_sta_job(dut):
+    started = time.time()                     # vs the parent's NMACCEL_STA_T0: start-up time
     with open(os.environ["NMACCEL_STA_JOB"], encoding="utf-8") as fh:
         job = json.load(fh)
     rng = random.Random(job.get("seed", 0))
@@ -108,14 +145,21 @@ async def run_sta_job(dut):
         raise ValueError(f"the job needs one max_cycles entry per run ({len(job['runs'])}), "
                          f"not {limits!r}")
     results = []
+    memories = {}
+
+    def memory(name: str) -> MemoryBackdoor:
+        if name not in memories:
+            memories[name] = MemoryBackdoor(getattr(dut, name))
+        return memories[name]
+
     for n, (script, limit) in enumerate(zip(job["runs"], limits)):
         t_load = time.perf_counter()
         if backdoor:
             # Deposit whole memory words through VPI (no clock cycles, no host port).
             for mem, entries in script["images"].items():
-                handle = getattr(dut, mem)
+                backdoor_memory = memory(mem)
                 for entry, word in entries:
-                    handle[entry].value = int(word, 16)
+                    backdoor_memory.write(entry, int(word, 16))
             await RisingEdge(dut.clk)
         else:
             for addr, data in script["writes"]:
@@ -132,6 +176,7 @@ async def run_sta_job(dut):
                         "the core hangs or runs far longer than the model says; "
                         "run_programs(max_cycles=...) sets another limit", period_ns=CLOCK_NS)
         run_s = time.perf_counter() - t0
+        t_read = time.perf_counter()
         await RisingEdge(dut.clk)
         status = await host.read(script["status"])
         counters = [await host.read(a) for a in script["counters"]]
@@ -141,13 +186,13 @@ async def run_sta_job(dut):
             outputs = []
         elif backdoor:
             outputs = []
-            obuf = {f"{mem}:{e}": int(getattr(dut, mem)[e].value)
-                    for mem, e in script["backdoor_reads"]}
+            obuf = {f"{mem}:{e}": memory(mem).read(e) for mem, e in script["backdoor_reads"]}
         else:
             outputs = [await host.read(a) for a in script["outputs"]]
         results.append({"status": status, "counters": counters, "cyclog": cyclog,
                         "outputs": outputs, "obuf": obuf, "run_seconds": run_s,
-                        "load_seconds": load_s, "load_writes": len(script["writes"])})
+                        "load_seconds": load_s, "load_writes": len(script["writes"]),
+                        "read_seconds": time.perf_counter() - t_read})
         await Timer(1, unit="ns")
     with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
-        json.dump({"results": results}, fh)
+        json.dump({"results": results, "started": started, "finished": time.time()}, fh)

@@ -63,11 +63,11 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
     if n == 0:
         raise ValueError("program has no commands")
     csr = {name: sta_isa.host_address(cfg, "CSR", idx) for name, idx in CSR.items()}
-    images = {space.lower(): [[int(e), format(int(w), "x")] for e, w in sorted(entries.items())]
+    images = {space.lower(): [[int(e), f"{int(w):x}"] for e, w in sorted(entries.items())]
               for space, entries in program.images.items()}
-    images["cbuf"] = [[i, format(int(w), "x")] for i, w in enumerate(program.commands)]
-    backdoor_reads = sorted({(space.lower(), entry)
-                             for _, space, entry, _ in program.output_reads()})
+    images["cbuf"] = [[i, f"{int(w):x}"] for i, w in enumerate(program.commands)]
+    reads = program.output_reads()
+    backdoor_reads = sorted({(space.lower(), entry) for _, space, entry, _ in reads})
     return {
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
@@ -76,7 +76,7 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
         "status": csr["STATUS"],
         "counters": [csr[name] for name in COUNTERS],
         "cyclog": [sta_isa.host_address(cfg, "CYCLOG", i) for i in range(n)],
-        "outputs": [read[0] for read in program.output_reads()],
+        "outputs": [read[0] for read in reads],
     }
 
 

@@ -127,6 +127,7 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                                        "predicted_cycles": predicted}))
             runner = get_runner(sim_name)
             t1 = time.perf_counter()
+            spawned = time.time()
             log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
             xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
                             test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
@@ -143,7 +144,10 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
             if num != 1 or failed or not out.exists():
                 raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
                                    f"ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
-            raw = json.loads(out.read_text())["results"]
+            done = json.loads(out.read_text())
+            raw = done["results"]
+            seconds["start"] = done.get("started", spawned) - spawned
+            seconds["exit"] = time.time() - done.get("finished", time.time())
             if waves:
                 for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
                         + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
@@ -160,7 +164,9 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                          run_seconds=r["run_seconds"],
                          wall_seconds=sim_s / len(programs))
         res.extra.update(load_seconds=r["load_seconds"], load_writes=r["load_writes"],
-                         build_seconds=build_s)
+                         read_seconds=r.get("read_seconds", 0.0), build_seconds=build_s,
+                         start_seconds=seconds.get("start", 0.0) / len(programs),
+                         exit_seconds=seconds.get("exit", 0.0) / len(programs))
         results.append(res)
     return results
 

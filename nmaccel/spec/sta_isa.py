@@ -47,11 +47,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-
-import numpy as np
 
 from nmaccel.spec.config import (
     MAX_ARRAY_DIM,
@@ -342,7 +341,7 @@ def _pack(fields: Sequence[tuple[str, int]], values: Mapping[str, int], what: st
     word, pos = 0, 0
     for name, width in fields:
         v = values.get(name, 0)
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        if not _is_integer(v):
             raise ValueError(f"{what} field {name} must be an integer, not {v!r}")
         v = int(v)
         if name in signed:
@@ -354,6 +353,16 @@ def _pack(fields: Sequence[tuple[str, int]], values: Mapping[str, int], what: st
         word |= (v & ((1 << width) - 1)) << pos
         pos += width
     return word
+
+
+def _is_integer(v) -> bool:
+    """``v`` is a Python or NumPy integer, not a bool. NumPy is not imported here (the
+    cocotb benches import this module inside the simulator, where importing NumPy took most
+    of a second); if it is not loaded, ``v`` cannot be one of its types."""
+    np = sys.modules.get("numpy")
+    if isinstance(v, bool) or (np is not None and isinstance(v, np.bool_)):
+        return False
+    return isinstance(v, int) or (np is not None and isinstance(v, np.integer))
 
 
 def encode_command(cfg: StaConfig, **fields: int) -> int:

@@ -252,3 +252,57 @@ def test_a_simulator_failing_without_results_did_not_start(tmp_path):
     with pytest.raises(ModelDidNotStart, match="failed without results"):
         run_bench(Runner(False), results_xml=str(xml))
     assert run_bench(Runner(True), results_xml=str(xml)) == xml   # the caller reads it
+
+
+def test_finding_the_sources_imports_nothing(tmp_path):
+    """A cache hit must not pay for importing the design (Amaranth, NumPy): the closure is
+    found from the finders' specs and the import lists are remembered per source digest; the
+    bench module that runs inside the simulator does not import NumPy (it took most of a
+    second there)."""
+    import subprocess
+    import sys
+    code = ("import sys; from nmaccel.cachekey import source_digest;"
+            "source_digest('nmaccel.hw.sta.core', 'nmaccel.hw.conv.engine');"
+            "import nmaccel.sim.sta_bench;"
+            "print(sorted(m for m in ('amaranth', 'numpy', 'torch') if m in sys.modules))")
+    for _ in range(2):                       # without and with the remembered import lists
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**__import__("os").environ, "NMACCEL_CACHE": str(tmp_path)},
+                             check=True).stdout
+        assert out.strip() == "[]"
+    assert (tmp_path / "imports" / "imports.json").is_file()
+
+
+def test_remembered_import_lists_follow_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMACCEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(cachekey, "_IMPORTS", None)
+    pkg = tmp_path / "src" / "nmaccel_probe"
+    pkg.mkdir(parents=True)
+    mod = pkg / "m.py"
+    mod.write_text("from nmaccel.spec import config\n")
+    assert cachekey._imported_modules(mod, "nmaccel_probe.m") == [
+        "nmaccel.spec", "nmaccel.spec.config"]
+    mod.write_text("import nmaccel.files\n")            # another source: parsed again
+    assert cachekey._imported_modules(mod, "nmaccel_probe.m") == ["nmaccel.files"]
+    (tmp_path / "imports" / "imports.json").write_text("not json")     # damaged: re-parsed
+    monkeypatch.setattr(cachekey, "_IMPORTS", None)
+    assert cachekey._imported_modules(mod, "nmaccel_probe.m") == ["nmaccel.files"]
+
+
+def test_simulator_versions_are_remembered_until_the_executable_changes(tmp_path,
+                                                                        monkeypatch):
+    import os
+
+    from nmaccel.sim import simulators
+    monkeypatch.setenv("NMACCEL_CACHE", str(tmp_path))
+    exe = tmp_path / "fakesim"
+    exe.write_text("#!/bin/sh\necho 'Fake 1.0'\n")
+    exe.chmod(0o755)
+    assert simulators._run_version([str(exe), "--version"]) == "Fake 1.0"
+    calls = []
+    real = simulators._ask_version
+    monkeypatch.setattr(simulators, "_ask_version", lambda argv: calls.append(argv) or real(argv))
+    assert simulators._run_version([str(exe), "--version"]) == "Fake 1.0" and calls == []
+    exe.write_text("#!/bin/sh\necho 'Fake 2.00'\n")                     # replaced
+    os.utime(exe, ns=(1, 2))
+    assert simulators._run_version([str(exe), "--version"]) == "Fake 2.00" and len(calls) == 1
