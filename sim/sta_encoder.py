@@ -199,9 +199,12 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     # Where the wall time went: Python before the simulator (quantize, compile), the model
     # build (or its cache lookup), the simulator process (start-up, loading, running,
     # reading back), of which the free-running clock cycles, and Python after it (checks).
+    inside = {part: round(sum(r.extra.get(f"{part}_seconds", 0.0) for r in results), 3)
+              for part in ("start", "load", "read", "exit")}
     seconds = {"prepare": round(t_prepared - t0, 3), "build": round(build_s, 3),
                "simulator": round(t_simulated - t_prepared - build_s, 3),
-               "free_running": round(run_s, 3), "check": round(done - t_simulated, 3)}
+               "free_running": round(run_s, 3), "check": round(done - t_simulated, 3),
+               "simulator_parts": {**inside, "run": round(run_s, 3)}}
     return {"config": cfg.to_dict(), "layers": layers,
             "nm": "dense" if nm is None else f"{nm[0]}:{nm[1]}", "weights": weights_used,
             "simulator": simulator,

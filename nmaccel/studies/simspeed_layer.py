@@ -72,20 +72,33 @@ def markdown(res: dict) -> str:
              "layer), `build` = model build or cache lookup, "
              "`simulator` = the simulator process (start-up, backdoor loading, the run, "
              "read-back), `check` = golden comparison after it. Free-running cycles/s = clock "
-             "cycles ÷ the run's own seconds; end to end = ÷ the whole wall time.", "",
+             "cycles ÷ the run's own seconds; end to end = ÷ the whole wall time; e2e/free = "
+             "their ratio.", "",
              "| preset | array | tokens | run | cycles | bit-exact | wall s | prepare | build | "
-             "simulator | check | free-running cycles/s | end-to-end cycles/s |",
-             "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "simulator | check | free-running cycles/s | end-to-end cycles/s | e2e/free |",
+             "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in res["presets"]:
         for which in ("first", "cached"):
             r, s = p[which], p[which]["seconds"]
+            ratio = r["end_to_end_cycles_per_second"] / r["free_running_cycles_per_second"]
             lines.append(f"| {p['preset']} | {'×'.join(map(str, p['array']))} | {p['seq']} | "
                          f"{which} | "
                          f"{r['cycles']} | {'yes' if r['bit_exact'] else 'NO'} | "
                          f"{r['wall_seconds']:.1f} | {s['prepare']:.1f} | {s['build']:.1f} | "
                          f"{s['simulator']:.1f} | {s['check']:.1f} | "
                          f"{r['free_running_cycles_per_second']} | "
-                         f"{r['end_to_end_cycles_per_second']} |")
+                         f"{r['end_to_end_cycles_per_second']} | "
+                         f"{ratio:.0%} |")
+    lines += ["", "Inside the simulator process (cached runs; seconds): start-up (process, "
+              "embedded Python, cocotb, the bench module), backdoor loading of the memory "
+              "images, the free-running runs, reading results back, exit.", "",
+              "| preset | start-up | load | run | read-back | exit |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for p in res["presets"]:
+        parts = p["cached"]["seconds"].get("simulator_parts")
+        if parts:
+            lines.append(f"| {p['preset']} | {parts['start']:.2f} | {parts['load']:.2f} | "
+                         f"{parts['run']:.2f} | {parts['read']:.2f} | {parts['exit']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
