@@ -9,13 +9,13 @@ Block diagram::
 
 A request is checked whole (CRC, command, length, address range) before anything reaches the
 core, so a corrupted WRITE never writes. WRITE payload words wait in a ``MAX_WORDS`` x 32
-buffer, then go out on ``wr`` at one word per 2 cycles; READ issues one ``rd`` request per
-word and sends each answer as it comes. Every request gets one reply frame. A frame that
-stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing error inside a frame skips
-bytes until the line is quiet for ``timeout`` cycles, then gets a FRAMING reply. The parser
-then hunts for SYNC again, so the bridge never hangs on bad input. The host sends a request
-only after the previous reply (request/reply, no pipelining): while a reply goes out the
-receiver holds one byte and drops further ones (``UartRx.overrun``).
+buffer, then go out on ``wr`` (from registers) at one word per 3 cycles; READ issues one ``rd``
+request per word and sends each answer as it comes. Every request gets one reply frame. A frame
+that stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing error inside a frame
+skips bytes until the line is quiet for ``timeout`` cycles, then gets a FRAMING reply. The
+parser then hunts for SYNC again, so the bridge never hangs on bad input. The host sends a
+request only after the previous reply (request/reply, no pipelining): while a reply goes out
+the receiver holds one byte and drops further ones (``UartRx.overrun``).
 """
 
 from __future__ import annotations
@@ -182,6 +182,13 @@ class UartBridge(wiring.Component):
         m.d.comb += [utx.data.payload.eq(tx_byte), tx_sent.eq(utx.data.valid & utx.data.ready)]
 
         start_addr = sta_isa.host_address(cfg, "CSR", sta_isa.CSR["START"])
+        # ``wr`` comes from registers: no path from the word buffer or the parser's adders
+        # into the core (the 85F build's critical path ran from the buffer to the controller)
+        wr_valid = Signal()
+        wr_addr = Signal.like(self.wr.payload.addr)
+        wr_data = Signal(32)
+        m.d.comb += [self.wr.valid.eq(wr_valid), self.wr.payload.addr.eq(wr_addr),
+                     self.wr.payload.data.eq(wr_data)]
 
         def receive_rules():
             """Shared by the receive states (later assignments win): a framing error skips
@@ -257,24 +264,25 @@ class UartBridge(wiring.Component):
                             m.d.sync += rlen.eq(1)
                             m.next = "WR_LOAD"
                         with m.Case(proto.START):
-                            m.d.sync += rlen.eq(1)
+                            m.d.sync += [rlen.eq(1), wr_valid.eq(1), wr_addr.eq(start_addr),
+                                         wr_data.eq(arg)]
                             m.next = "START"
 
             with m.State("WR_LOAD"):         # buffer word ``widx`` appears on r_port next cycle
+                m.next = "WR_REG"
+            with m.State("WR_REG"):          # ... and goes into the ``wr`` register
+                m.d.sync += [wr_valid.eq(1), wr_addr.eq(arg + widx), wr_data.eq(r_port.data)]
                 m.next = "WR_SEND"
             with m.State("WR_SEND"):
-                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(arg + widx),
-                             self.wr.payload.data.eq(r_port.data)]
                 with m.If(self.wr.ready):
-                    m.d.sync += widx.eq(widx + 1)
+                    m.d.sync += [wr_valid.eq(0), widx.eq(widx + 1)]
                     with m.If(widx == n_write - 1):
                         m.next = "T_SYNC"
                     with m.Else():
                         m.next = "WR_LOAD"
             with m.State("START"):
-                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(start_addr),
-                             self.wr.payload.data.eq(arg)]
                 with m.If(self.wr.ready):
+                    m.d.sync += wr_valid.eq(0)
                     m.next = "T_SYNC"
 
             # ---- reply
