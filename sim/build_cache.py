@@ -209,16 +209,24 @@ def public_control_file(toplevel: str, names: Sequence[str]) -> str:
         f'public_flat_rw -module "{toplevel}" -var "{n}"\n' for n in names)
 
 
+#: Arguments of the ``make`` that compiles a Verilator model: the model's own code at -O2
+#: instead of verilated.mk's -Os (measured on the ``large`` STA layer: 1.12-1.19x the
+#: cycles per second, 20% longer compile; same results).
+VERILATOR_MAKE_ARGS = ("OPT_FAST=-O2",)
+
+
 def _lean_verilator():
     """cocotb's Verilator runner without ``--public-flat-rw`` (which makes every signal of
     the design public and keeps Verilator from optimizing it: 5.7x slower on the STA core);
-    :func:`simulation_build` lists what the benches touch in a control file instead."""
+    :func:`simulation_build` lists what the benches touch in a control file instead. Its
+    ``make`` gets :data:`VERILATOR_MAKE_ARGS`."""
     from cocotb_tools.runner import Verilator
 
     class LeanVerilator(Verilator):
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            cmds[1] = cmds[1] + list(VERILATOR_MAKE_ARGS)
             return cmds
     return LeanVerilator()
 
@@ -284,8 +292,10 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
     sim = activate(find_simulator(simulator))
     visible = top_ports(verilog, toplevel) + list(public)
     flags = list(flags) if sim.name == "verilator" else list(ICARUS_BUILD_ARGS)
+    make = list(VERILATOR_MAKE_ARGS) if sim.name == "verilator" else []
     key = hashlib.sha256(f"{logic_text(verilog)}|{toplevel}|{sim.name}|{sim.version}|"
-                         f"{flags}|{waves}|{visible if sim.name == 'verilator' else ''}"
+                         f"{flags}|{make or ''}|{waves}|"
+                         f"{visible if sim.name == 'verilator' else ''}"
                          .encode()).hexdigest()[:16]
     bdir = cache_root() / f"{tag}_{sim.name}_{key}"
     if not rebuild and _usable(bdir, toplevel):

@@ -84,6 +84,11 @@ def test_simulation_build_is_keyed_by_simulator_and_flags(tmp_path, monkeypatch)
     assert build_cache.simulation_build("t", src, "tiny", "verilator")[0] == a
     b, _ = build_cache.simulation_build("t", src, "tiny", "verilator", flags=("--x-assign", "0"))
     assert b != a
+    log = (a / "build.log").read_text()               # the model's code is compiled at -O2
+    assert "c++ -O2 " in log
+    monkeypatch.setattr(build_cache, "VERILATOR_MAKE_ARGS", ("OPT_FAST=-O1",))
+    c, _ = build_cache.simulation_build("t", src, "tiny", "verilator")
+    assert c not in (a, b)                             # make arguments are in the key
 
 
 def test_a_held_build_lock_times_out_with_a_message(tmp_path):
