@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["cache_dir", "source_closure", "source_digest"]
+__all__ = ["cache_dir", "read_memo", "source_closure", "source_digest", "write_memo"]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -61,6 +61,27 @@ def _module_file(name: str) -> Optional[Path]:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
+def read_memo(path: Path) -> dict:
+    """The JSON object kept in ``path`` by :func:`write_memo`; ``{}`` if it is missing or
+    damaged (a memo only saves work: losing it costs a recomputation)."""
+    try:
+        memo = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def write_memo(path: Path, memo: dict) -> None:
+    """Save ``memo`` to ``path`` as JSON (write-then-rename; a failed save is ignored)."""
+    path = Path(path)
+    try:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 #: ``{"<module>|<sha256 of its source>": [imported nmaccel modules]}``, loaded from and saved
 #: to ``cache_dir("imports")`` (parsing every module of a closure took ~0.2 s per key)
 _IMPORTS: Optional[dict] = None
@@ -77,24 +98,13 @@ def _imported_modules(path: Path, name: str) -> list[str]:
     text = path.read_text()
     key = f"{name}|{hashlib.sha256(text.encode()).hexdigest()}"
     if _IMPORTS is None:
-        try:
-            _IMPORTS = json.loads(_imports_file().read_text())
-            if not isinstance(_IMPORTS, dict):
-                _IMPORTS = {}
-        except (OSError, ValueError):
-            _IMPORTS = {}
+        _IMPORTS = read_memo(_imports_file())
     found = _IMPORTS.get(key)
     if isinstance(found, list) and all(isinstance(m, str) for m in found):
         return found
     found = _parse_imports(text, path, name)
     _IMPORTS[key] = found
-    try:                                  # write-then-rename; a failed save costs a re-parse
-        target = _imports_file()
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_IMPORTS))
-        os.replace(tmp, target)
-    except OSError:
-        pass
+    write_memo(_imports_file(), _IMPORTS)
     return found
 
 

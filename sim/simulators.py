@@ -102,9 +102,7 @@ def _run_version(argv: list[str]) -> str:
     Remembered in ``cache_dir("simulators")`` per command line and the executable's path,
     size and modification time (running ``verilator --version`` took 0.1 s of every cached
     simulation); a replaced executable is asked again."""
-    import json
-
-    from nmaccel.cachekey import cache_dir
+    from nmaccel.cachekey import cache_dir, read_memo, write_memo
     try:
         exe = Path(shutil.which(argv[0]) or argv[0]).resolve()
         st = exe.stat()
@@ -112,24 +110,14 @@ def _run_version(argv: list[str]) -> str:
         memo_file = cache_dir("simulators") / "versions.json"
     except OSError:
         return _ask_version(argv)
-    try:
-        memo = json.loads(memo_file.read_text())
-        if not isinstance(memo, dict):
-            memo = {}
-    except (OSError, ValueError):
-        memo = {}
+    memo = read_memo(memo_file)
     line = memo.get(key)
     if isinstance(line, str) and line:
         return line
     line = _ask_version(argv)
     if line:
         memo[key] = line
-        try:
-            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_file)
-        except OSError:
-            pass
+        write_memo(memo_file, memo)
     return line
 
 
