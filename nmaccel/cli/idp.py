@@ -109,8 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "takes ~3 min per student; the shipped students are always measured "
                         "both ways)")
     g.add_argument("--minilm-rtl-sentences", type=nonneg_int, default=0,
-                   help="run every shipped student on the STA RTL (ulx3s_board, all six "
-                        "layers) for this many held-out sentences (0: skip)")
+                   help="run every shipped student on the STA RTL (ulx3s: the ulx3s_board "
+                        "array with buffers for 64-token layers; all six layers) for this "
+                        "many held-out sentences (0: skip)")
     g.add_argument("--minilm-seed", type=nonneg_int, default=0,
                    help="--study minilm-ship: the seed of the shipped student")
     g.add_argument("--minilm-ship-dir", type=pathlib.Path, default=pathlib.Path("model/trained"),

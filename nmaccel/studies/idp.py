@@ -453,19 +453,29 @@ def shipped_summary(patterns) -> dict:
     return out
 
 
-def minilm_rtl(patterns, sentences: int, preset: str = "ulx3s_board",
+def minilm_rtl(patterns, sentences: int, preset: str = "ulx3s",
                simulator: str = "verilator", progress: bool = True) -> dict:
     """The shipped students on the STA RTL: all six layers of the first ``sentences`` held-out
-    sentences (:func:`nmaccel.sim.sta_encoder.run_encoder`), cosine to the dense float model
-    and retrieval agreement of the RTL embeddings, each searched among the integer golden
-    embeddings of all held-out sentences (with its own golden embedding replaced by the RTL
-    one; the two are the same when the run is bit-exact)."""
+    sentences (:func:`nmaccel.sim.sta_encoder.run_encoder`) on ``preset``: ``ulx3s``, the
+    8x8x4 array of ``ulx3s_board`` (the integer golden's number formats, the same) with
+    buffers that hold a layer of the corpus's longest sentences (64 tokens;
+    ``ulx3s_board``'s hold 32, and the study stopped after minutes on a 41-token sentence),
+    cosine to the dense float model and retrieval agreement of the RTL embeddings, each
+    searched among the integer golden embeddings of all held-out sentences (with its own
+    golden embedding replaced by the RTL one; the two are the same when the run is
+    bit-exact)."""
     from nmaccel.model.corpus import corpus_split
     from nmaccel.model.minilm import get_default_weights
     from nmaccel.model.minilm_sparse import shipped_model, shipped_patterns
-    from nmaccel.model.minilm_study import float_embeddings, int8_embeddings
+    from nmaccel.model.minilm_study import EVAL_PRESET, float_embeddings, int8_embeddings
     from nmaccel.sim.sta_encoder import run_encoder
     from nmaccel.spec.config import sta_preset
+    cfg = sta_preset(preset)
+    differ = {k for k, v in cfg.to_dict().items() if sta_preset(EVAL_PRESET).to_dict()[k] != v}
+    if differ - {"max_seq", "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth",
+                 "vbuf_depth", "cbuf_depth"}:
+        raise ValueError(f"preset {preset} must have the number formats of {EVAL_PRESET} "
+                         f"(the integer golden's); it differs in {sorted(differ)}")
     held = list(corpus_split().held_out)
     ref = float_embeddings(get_default_weights(), held)
     out = {}
@@ -474,7 +484,7 @@ def minilm_rtl(patterns, sentences: int, preset: str = "ulx3s_board",
             continue
         t0 = time.perf_counter()
         golden = int8_embeddings(shipped_model(tuple(nm))[0], tuple(nm), held)
-        res = run_encoder(sta_preset(preset), tuple(nm), list(range(6)), None,
+        res = run_encoder(cfg, tuple(nm), list(range(6)), None,
                           held[:sentences], simulator, progress=progress, weights="shipped",
                           keep_embeddings=True)
         rtl = torch.tensor(res["embedding"]["vectors"], dtype=torch.float32)

@@ -50,3 +50,14 @@ def test_shipped_student_loads_is_nm_and_runs(nm, held_out):
     got8 = int8_embeddings(weights, nm, held_out[:8])
     cos8 = F.cosine_similarity(got8.double(), ref[:8].double(), dim=-1)
     assert float(cos8.mean()) >= prov["metrics"]["int8"]["cos_mean"] - 2 * BOUND
+
+
+def test_the_rtl_check_needs_the_golden_number_formats():
+    """The RTL section runs on ``ulx3s`` (buffers for the corpus's 64-token sentences; on
+    ``ulx3s_board`` it stopped after minutes on a 41-token one); a preset whose number
+    formats differ from the integer golden's is refused before any work."""
+    import pytest
+
+    from nmaccel.studies.idp import minilm_rtl
+    with pytest.raises(ValueError, match="must have the number formats of ulx3s_board"):
+        minilm_rtl(["2:4"], 1, preset="tiny")
