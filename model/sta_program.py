@@ -146,6 +146,11 @@ class StaProgram:
                 writes.append((sta_isa.host_address(cfg, "CBUF", i, sub), part))
         return writes
 
+    def output_entries(self) -> list[tuple[str, int]]:
+        """``(space, entry)`` of every memory entry that holds an output word, sorted."""
+        return sorted({(region.space, entry) for region in self.outputs
+                       for entry in region.entries(self.cfg)})
+
     def output_reads(self) -> list[tuple[int, str, int, int]]:
         """``(address, space, entry, slice)`` host reads that fetch every output word."""
         cfg = self.cfg

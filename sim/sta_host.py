@@ -57,7 +57,8 @@ class RunResult:
 
 def host_script(program: StaProgram, writes: bool = True) -> dict:
     """The steps of one run as plain data (JSON-serialisable). ``writes``: include the host
-    writes that load the program (a run that loads by backdoor does not need them)."""
+    writes that load the program and the host reads of its outputs (a run that loads and
+    reads by backdoor needs neither: it gets the memory entries in ``backdoor_reads``)."""
     cfg = program.cfg
     n = len(program.commands)
     if n == 0:
@@ -66,8 +67,7 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
     images = {space.lower(): [[int(e), f"{int(w):x}"] for e, w in sorted(entries.items())]
               for space, entries in program.images.items()}
     images["cbuf"] = [[i, f"{int(w):x}"] for i, w in enumerate(program.commands)]
-    reads = program.output_reads()
-    backdoor_reads = sorted({(space.lower(), entry) for _, space, entry, _ in reads})
+    backdoor_reads = [(space.lower(), entry) for space, entry in program.output_entries()]
     return {
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
@@ -76,7 +76,7 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
         "status": csr["STATUS"],
         "counters": [csr[name] for name in COUNTERS],
         "cyclog": [sta_isa.host_address(cfg, "CYCLOG", i) for i in range(n)],
-        "outputs": [read[0] for read in reads],
+        "outputs": [read[0] for read in program.output_reads()] if writes else [],
     }
 
 
@@ -100,8 +100,9 @@ def finish_run(program: StaProgram, script: dict, status: int, counters: list, c
             space = space.upper()
             for sub, part in enumerate(sta_isa.split_entry(program.cfg, space, int(word))):
                 slices[(space, int(entry), sub)] = part
-    for (_addr, space, entry, sub), data in zip(program.output_reads(), outputs):
-        slices[(space, entry, sub)] = int(data)
+    if outputs:
+        for (_addr, space, entry, sub), data in zip(program.output_reads(), outputs):
+            slices[(space, entry, sub)] = int(data)
     results = program.unpack_outputs(slices) if not st.error else {}
     return RunResult(outputs=results, counters=dict(zip(COUNTERS, (int(c) for c in counters))),
                      per_command=[int(c) for c in cyclog], status=int(status), error_code=code,
