@@ -25,6 +25,7 @@ import importlib.util
 import json
 import math
 import pathlib
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -364,13 +365,60 @@ def tokenize(
 
 @functools.lru_cache(maxsize=1)
 def get_default_weights() -> MiniLMWeights:
-    """Weights from :func:`default_model_dir`, loaded once."""
-    return load_minilm_weights(default_model_dir())
+    """Weights from :func:`default_model_dir`, loaded once. Their fingerprint is remembered
+    per weights and config file (path, size, modification time): hashing them took 0.1 s of
+    every run that loads a student."""
+    folder = default_model_dir()
+    weights = load_minilm_weights(folder)
+    remember_fingerprint(weights, [folder / _WEIGHTS_FILE, folder / "config.json"])
+    return weights
+
+
+#: ``id(weights) -> (weak reference, fingerprint)`` of weights loaded from files whose
+#: fingerprint is known (:func:`remember_fingerprint`; such weights are not changed in place);
+#: an entry goes when its weights do.
+_FINGERPRINTS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def remember_fingerprint(weights: MiniLMWeights, files: Sequence[pathlib.Path],
+                         extra: str = "") -> str:
+    """The :func:`weights_fingerprint` of ``weights`` read from ``files`` (and determined by
+    them and ``extra``), remembered in ``cache_dir("fingerprints")`` per file path, size and
+    modification time, and for ``weights`` in this process."""
+    from nmaccel.cachekey import cache_dir, read_memo, write_memo
+    parts = [extra]
+    for f in files:
+        f = pathlib.Path(f)
+        if f.exists():
+            st = f.stat()
+            parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+        else:
+            parts.append(f"{f}|absent")
+    key = "||".join(parts)
+    memo_file = cache_dir("fingerprints") / "minilm_weights.json"
+    memo = read_memo(memo_file)
+    fingerprint = memo.get(key)
+    if not isinstance(fingerprint, str):
+        fingerprint = _hash_weights(weights)
+        memo[key] = fingerprint
+        write_memo(memo_file, memo)
+    key_id = id(weights)
+    _FINGERPRINTS[key_id] = (weakref.ref(weights, lambda _: _FINGERPRINTS.pop(key_id, None)),
+                             fingerprint)
+    return fingerprint
 
 
 def weights_fingerprint(weights: MiniLMWeights) -> str:
     """SHA-256 (hex) of every tensor of ``weights`` and its config: a cache key part that
-    changes with any weight (the packaged weights hash in about 0.1 s)."""
+    changes with any weight (the packaged weights hash in about 0.1 s; weights loaded from
+    files are looked up, :func:`remember_fingerprint`)."""
+    known = _FINGERPRINTS.get(id(weights))
+    if known is not None and known[0]() is weights:
+        return known[1]
+    return _hash_weights(weights)
+
+
+def _hash_weights(weights: MiniLMWeights) -> str:
     import hashlib
     h = hashlib.sha256(repr(weights.config).encode())
     tensors = [weights.word_emb, weights.pos_emb, weights.type_emb, weights.emb_ln_g,

@@ -37,6 +37,7 @@ from nmaccel.model.minilm import (
     LayerWeights,
     MiniLMWeights,
     get_default_weights,
+    remember_fingerprint,
     weights_fingerprint,
 )
 from nmaccel.spec.config import clog2
@@ -212,7 +213,10 @@ def load_sparse_minilm(path: PathLike, base: Optional[MiniLMWeights] = None
                 fields[nf] = torch.from_numpy(_array(data, f"L{i}.{nf}", path, (d,),
                                                      np.float32).copy())
             layers.append(LayerWeights(**fields))
-    return replace(base, layers=layers), meta
+    student = replace(base, layers=layers)
+    if base is get_default_weights():         # the student is fixed by the file and the base
+        remember_fingerprint(student, [path], extra=meta["base_fingerprint"])
+    return student, meta
 
 
 def shipped_path(nm: tuple[int, int]) -> pathlib.Path:

@@ -61,3 +61,31 @@ def test_the_rtl_check_needs_the_golden_number_formats():
     from nmaccel.studies.idp import minilm_rtl
     with pytest.raises(ValueError, match="must have the number formats of ulx3s_board"):
         minilm_rtl(["2:4"], 1, preset="tiny")
+
+
+def test_fingerprints_of_loaded_weights_are_remembered_and_follow_the_files(tmp_path,
+                                                                            monkeypatch):
+    """Weights loaded from files get their fingerprint from a memo keyed by the files' path,
+    size and modification time (hashing took 0.1 s of every run); a changed file is hashed
+    again, and weights that no file names are always hashed."""
+    import dataclasses
+    import json
+    import os
+
+    from nmaccel.model import minilm
+    monkeypatch.setenv("NMACCEL_CACHE", str(tmp_path))
+    w = minilm.get_default_weights()
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"x")
+    first = dataclasses.replace(w)
+    assert minilm.remember_fingerprint(first, [f]) == minilm._hash_weights(w)
+    assert minilm.weights_fingerprint(first) == minilm._hash_weights(w)
+    memo = tmp_path / "fingerprints" / "minilm_weights.json"
+    data = json.loads(memo.read_text())
+    data = {key: "planted" for key in data}                 # a memo hit is not recomputed
+    memo.write_text(json.dumps(data))
+    second = dataclasses.replace(w)
+    assert minilm.remember_fingerprint(second, [f]) == "planted"
+    os.utime(f, ns=(1, 2))                                   # the file changed: hashed again
+    assert minilm.remember_fingerprint(second, [f]) == minilm._hash_weights(w)
+    assert minilm.weights_fingerprint(dataclasses.replace(w)) == minilm._hash_weights(w)
