@@ -82,9 +82,11 @@ def write_memo(path: Path, memo: dict) -> None:
         pass
 
 
-#: ``{"<module>|<sha256 of its source>": [imported nmaccel modules]}``, loaded from and saved
-#: to ``cache_dir("imports")`` (parsing every module of a closure took ~0.2 s per key)
+#: ``{"<module>|<sha256 of its source>": [imported nmaccel modules]}``, loaded from
+#: ``cache_dir("imports")`` and saved there once per :func:`source_closure` that added to it
+#: (parsing every module of a closure took ~0.2 s per key)
 _IMPORTS: Optional[dict] = None
+_IMPORTS_ADDED = False
 
 
 def _imports_file() -> Path:
@@ -94,7 +96,7 @@ def _imports_file() -> Path:
 def _imported_modules(path: Path, name: str) -> list[str]:
     """``nmaccel`` modules named by the import statements of ``path`` (module ``name``),
     remembered per module name and source digest."""
-    global _IMPORTS
+    global _IMPORTS, _IMPORTS_ADDED
     text = path.read_text()
     key = f"{name}|{hashlib.sha256(text.encode()).hexdigest()}"
     if _IMPORTS is None:
@@ -104,7 +106,7 @@ def _imported_modules(path: Path, name: str) -> list[str]:
         return found
     found = _parse_imports(text, path, name)
     _IMPORTS[key] = found
-    write_memo(_imports_file(), _IMPORTS)
+    _IMPORTS_ADDED = True
     return found
 
 
@@ -142,6 +144,10 @@ def source_closure(*modules: str) -> dict[str, Path]:
         parent = name.rpartition(".")[0]
         if parent:
             todo.append(parent)
+    global _IMPORTS_ADDED
+    if _IMPORTS_ADDED:
+        write_memo(_imports_file(), _IMPORTS)
+        _IMPORTS_ADDED = False
     return dict(sorted(seen.items()))
 
 

@@ -124,7 +124,7 @@ class MemoryBackdoor:
 
 @cocotb.test()
 async def run_sta_job(dut):
-    started = time.time()                     # vs the parent's NMACCEL_STA_T0: start-up time
+    started = time.time()                     # the parent's spawn time to this: start-up
     with open(os.environ["NMACCEL_STA_JOB"], encoding="utf-8") as fh:
         job = json.load(fh)
     rng = random.Random(job.get("seed", 0))

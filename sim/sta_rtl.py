@@ -30,7 +30,8 @@ from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
 
-__all__ = ["build", "run_programs", "run_program", "run_gemms", "TOPLEVEL"]
+__all__ = ["build", "cycle_limit", "predicted_cycles", "run_programs", "run_program",
+           "run_gemms", "TOPLEVEL"]
 
 TOPLEVEL = "sta_core"
 #: StaCore memories the bench loads and reads by backdoor (VPI), so visible in the model.
@@ -48,6 +49,12 @@ def build(cfg: StaConfig, simulator: str = "verilator", waves: bool = False,
 #: prediction plus ``WATCHDOG_MARGIN``.
 WATCHDOG_FACTOR = 2
 WATCHDOG_MARGIN = 10_000
+
+
+def cycle_limit(predicted: int) -> int:
+    """A run's cycle limit (START to done/error) for a cycle-model prediction of
+    ``predicted`` cycles: ``WATCHDOG_FACTOR * predicted + WATCHDOG_MARGIN``."""
+    return WATCHDOG_FACTOR * predicted + WATCHDOG_MARGIN
 
 
 def predicted_cycles(program: StaProgram) -> int:
@@ -105,10 +112,9 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
     from cocotb_tools.runner import get_runner
     scripts = [host_script(p, writes=not backdoor) for p in programs]
     # the cycle model only sets the default limits (and their message): a given max_cycles
-    # skips it (random command streams can make it slow: it walks every tile)
+    # skips it
     predicted = [predicted_cycles(p) if max_cycles is None else None for p in programs]
-    limits = [max_cycles if max_cycles is not None else WATCHDOG_FACTOR * c + WATCHDOG_MARGIN
-              for c in predicted]
+    limits = [max_cycles if max_cycles is not None else cycle_limit(c) for c in predicted]
     seconds = {}
 
     def build_model(rebuild: bool) -> tuple[Path, str]:

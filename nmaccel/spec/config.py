@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset", "MUL_CHUNK_BITS",
+__all__ = ["BUFFER_FIELDS", "ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset",
+           "MUL_CHUNK_BITS",
            "booth_latency", "booth_rows",
            "MUL_LATENCY", "ROUND_SATURATE_LATENCY", "REQUANT_LATENCY"]
 
@@ -61,6 +62,10 @@ MAX_MULTIPLIERS = 1 << 14
 MAX_SEQ = 4096
 #: Largest buffer depth, in words (``cbuf_depth``: 2**16, the command index of STATUS).
 MAX_DEPTH = 1 << 20
+#: The StaConfig fields that size buffers and nothing else: configs that differ only in these
+#: compute the same numbers (same array, formats and pipelines).
+BUFFER_FIELDS = ("max_seq", "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth",
+                 "cbuf_depth", "vbuf_depth")
 
 
 class _ConfigBase:
@@ -187,9 +192,7 @@ class StaConfig(_ConfigBase):
             if not _is_int(getattr(self, f.name)):
                 raise ConfigError(f"{f.name} must be a positive integer, not "
                                   f"{getattr(self, f.name)!r}")
-        for name in ("rows", "cols", "lanes", "softmax_lanes", "max_seq",
-                     "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth", "cbuf_depth",
-                     "vbuf_depth", "n"):
+        for name in ("rows", "cols", "lanes", "softmax_lanes", *BUFFER_FIELDS, "n"):
             _positive(name, getattr(self, name))
         if self.array_lut not in (0, 1):
             raise ConfigError(f"array_lut must be 0 (DSP products) or 1 (LUT products), not "

@@ -191,7 +191,10 @@ class SoftmaxStream:
 
     Rows are added in order with :meth:`row`: the cycle its last input beat is accepted, its
     length, and whether the consumer pads after it. Returns ``(first, last)``: the cycles its
-    first and last output beats are transferred.
+    first and last output beats are transferred. The input is assumed never stalled: each
+    pad can put pass 2 one cycle further behind, and long padded rows back to back could
+    fill the beat buffer (:func:`softmax_buffer_beats` has no slack for that); that case is
+    not modelled.
     """
 
     def __init__(self, cfg: StaConfig) -> None:
@@ -200,7 +203,7 @@ class SoftmaxStream:
         self.delay = softmax_issue_delay(cfg)
         self.last_issue = -(1 << 62)
         self.last_out = -(1 << 62)
-        self.freezes: list[int] = []       # cycles in which pass 2 stood still
+        self.freezes: list[int] = []       # cycles pass 2 stood still, after the last issue
         self._pad = None                   # cycle the consumer is not ready (after a row)
         self._held = None                  # a beat was held at this pad cycle
 
@@ -208,6 +211,8 @@ class SoftmaxStream:
         issue = max(earliest, self.last_issue + 1)
         while issue in self.freezes:       # no issue while frozen
             issue += 1
+        # later beats issue after this one: a freeze at or before it can no longer touch them
+        self.freezes = [f for f in self.freezes if f > issue]
         out = issue + SOFTMAX_PASS2_STAGES
         for f in self.freezes:             # frozen while in the pipeline
             if issue < f <= out:

@@ -469,11 +469,11 @@ def minilm_rtl(patterns, sentences: int, preset: str = "ulx3s",
     from nmaccel.model.minilm_sparse import shipped_model, shipped_patterns
     from nmaccel.model.minilm_study import EVAL_PRESET, float_embeddings, int8_embeddings
     from nmaccel.sim.sta_encoder import run_encoder
-    from nmaccel.spec.config import sta_preset
+    from nmaccel.spec.config import BUFFER_FIELDS, sta_preset
     cfg = sta_preset(preset)
-    differ = {k for k, v in cfg.to_dict().items() if sta_preset(EVAL_PRESET).to_dict()[k] != v}
-    if differ - {"max_seq", "wbuf_depth", "abuf_depth", "obuf_depth", "pbuf_depth",
-                 "vbuf_depth", "cbuf_depth"}:
+    golden_values = sta_preset(EVAL_PRESET).to_dict()
+    differ = {k for k, v in cfg.to_dict().items() if golden_values[k] != v}
+    if differ - set(BUFFER_FIELDS):
         raise ValueError(f"preset {preset} must have the number formats of {EVAL_PRESET} "
                          f"(the integer golden's); it differs in {sorted(differ)}")
     held = list(corpus_split().held_out)

@@ -22,11 +22,13 @@ from nmaccel.model.softmax import softmax_int, softmax_row_online
 from nmaccel.spec.config import ConvConfig, StaConfig, clog2, sta_preset
 from nmaccel.spec.softmax_timing import (
     SOFTMAX_SPLIT,
+    SoftmaxStream,
     softmax_buffer_beats,
     softmax_cycles,
     softmax_latency,
     softmax_pass1_stages,
     softmax_quotient_bits,
+    softmax_row_beats,
     softmax_schedule,
 )
 
@@ -124,11 +126,13 @@ class Run:
 
 
 def run_beats(dut, beats, idle=0.0, backpressure=0.0, seed=0, expect_beats=None,
-              clear_after=None, max_cycles=None):
+              clear_after=None, max_cycles=None, pad_rows=()):
     """Drive ``beats`` into ``dut`` cycle by cycle (random idle / back-pressure) and collect
     ``expect_beats`` output beats (default: as many as input beats); checks ``busy`` and the
     stream rules (valid/payload held while not accepted) every cycle. ``clear`` is pulsed
-    for one cycle once ``clear_after`` input beats have been accepted."""
+    for one cycle once ``clear_after`` input beats have been accepted. After the last beat of
+    each output row in ``pad_rows`` the consumer drops ``o.ready`` for one cycle (as the STA's
+    SBUF writer does to zero the rest of a window)."""
     cfg = dut.config
     expect = len(beats) if expect_beats is None else expect_beats
     limit = max_cycles or (10 * (len(beats) + 1) * (1 + 4 * (idle + backpressure)) +
@@ -141,10 +145,12 @@ def run_beats(dut, beats, idle=0.0, backpressure=0.0, seed=0, expect_beats=None,
         i = cycle = 0
         in_flight = 0
         held = None
+        out_row, pad_next = 0, False
         while i < len(beats) or len(run.out) < expect:
             assert cycle < limit, f"no progress after {cycle} cycles ({len(run.out)} beats out)"
             send = i < len(beats) and not (idle and rng.random() < idle)
-            take = not (backpressure and rng.random() < backpressure)
+            take = not (backpressure and rng.random() < backpressure) and not pad_next
+            pad_next = False
             ctx.set(dut.i.valid, int(send))
             if send:
                 ctx.set(dut.i.payload, beats[i])
@@ -180,6 +186,9 @@ def run_beats(dut, beats, idle=0.0, backpressure=0.0, seed=0, expect_beats=None,
                 run.out.append(beat)
                 run.out_cycles.append(cycle)
                 in_flight -= 1
+                if beat[2]:
+                    pad_next = out_row in pad_rows
+                    out_row += 1
             await ctx.tick()
             cycle += 1
         ctx.set(dut.i.valid, 0)
@@ -280,6 +289,40 @@ def test_softmax_throughput_and_cycles(name):
     one = run_beats(dut, beats_of(cfg, rows[0]))
     assert one.out_cycles[0] - one.accept_cycles[-1] == dut.latency == softmax_latency(cfg)
     assert one.out_cycles[-1] - one.accept_cycles[0] + 1 == softmax_cycles(cfg, [lengths[0]])
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_softmax_stream_follows_a_consumer_that_pads_after_rows(name):
+    """``SoftmaxStream`` (the cycle model's view of the unit across rows and blocks) gives
+    every row's first and last output cycle when the consumer drops ``o.ready`` for one cycle
+    after some rows (the skid stage then holds a beat and freezes pass 2), and equals
+    ``softmax_schedule`` when it never does."""
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(5)
+    # rows up to half of max_seq: the pads' delay stays within the beat buffer's slack, so
+    # the input is never stalled (asserted below), which SoftmaxStream assumes
+    n = max(1, cfg.max_seq // 2)
+    lengths = [1, 1, 2, n, 1, min(n, cfg.softmax_lanes + 1)] + [
+        int(v) for v in rng.integers(1, n + 1, 10)] + [1] * 5
+    lo, hi = _range(cfg)
+    rows = [[int(v) for v in rng.integers(lo, hi, k, endpoint=True)] for k in lengths]
+    beats = [b for r in rows for b in beats_of(cfg, r)]
+    ends = np.cumsum([softmax_row_beats(cfg, k) for k in lengths]) - 1
+    for pads in (set(), set(range(len(rows))), {0, 1, 2, 4, 9, 16, 17, 19}):
+        run = run_beats(StreamingSoftmax(cfg), beats, pad_rows=pads)
+        check_rows(cfg, rows, run)
+        t0 = run.accept_cycles[0]
+        assert run.accept_cycles == list(range(t0, t0 + len(beats)))
+        firsts = [k for k, (_, _, last) in enumerate(run.out) if k == 0 or run.out[k - 1][2]]
+        lasts = [k for k, (_, _, last) in enumerate(run.out) if last]
+        measured = [(run.out_cycles[a] - t0, run.out_cycles[b] - t0)
+                    for a, b in zip(firsts, lasts)]
+        stream = SoftmaxStream(cfg)
+        model = [stream.row(int(end), k, pad_after=r in pads)
+                 for r, (end, k) in enumerate(zip(ends, lengths))]
+        assert measured == model, f"pads after rows {sorted(pads)}"
+        if not pads:
+            assert model == softmax_schedule(cfg, lengths)
 
 
 @pytest.mark.parametrize("name", ["tiny", "edge", "odd"])
