@@ -301,6 +301,7 @@ def train_student(method: str, n: int, m: int, layer_budget: int, e2e_budget: in
                   tokenizer=None, layer_texts: int = 2000, layer_lr: float = 1e-3,
                   layer_batch: int = 8, lr: float = 1e-4, batch_size: int = 16,
                   qat: bool = True, idp_mask: str = "dynamic",
+                  init: Optional[MiniLMWeights] = None,
                   progress: Optional[Callable[[], None]] = None,
                   log: Optional[Callable[[int, float], None]] = None) -> tuple[Student, dict]:
     """Layer-wise, then end-to-end distillation of an ``n:m`` student with ``method``.
@@ -309,15 +310,23 @@ def train_student(method: str, n: int, m: int, layer_budget: int, e2e_budget: in
     layer on the first ``layer_texts`` training sentences; skipped when 0). Stage 2:
     :func:`distill_e2e` with ``e2e_budget`` steps on all of ``train``; the method continues
     at the target pattern: IDP's last phase (dynamic mask at ``n:m``, or fixed with
-    ``idp_mask="fixed"``), one-shot's fixed mask, SR-STE. Returns the student and the
-    per-stage info.
+    ``idp_mask="fixed"``), one-shot's fixed mask, SR-STE. ``init``: continue from these
+    (already ``n:m`` sparse) student weights instead: no layer-wise stage (``layer_budget``
+    must be 0), the end-to-end stage starts from them (one-shot keeps their mask). Returns the
+    student and the per-stage info.
     """
     from nmaccel.model.minilm import get_default_weights
     from nmaccel.model.minilm_distill import distill_minilm
     weights = weights if weights is not None else get_default_weights()
     tokenizer = tokenizer if tokenizer is not None else get_default_tokenizer()
     info: dict = {"method": method, "pattern": f"{n}:{m}", "seed": seed}
-    if layer_budget:
+    if init is not None:
+        if layer_budget:
+            raise ValueError("a student continued from init weights has no layer-wise stage: "
+                             f"layer_budget must be 0, not {layer_budget}")
+        student = Student.from_weights(init)
+        info["init"] = True
+    elif layer_budget:
         t0 = time.perf_counter()
         layers, infos = distill_minilm(method, n, m, layer_budget, seed=seed, lr=layer_lr,
                                        batch_size=layer_batch,

@@ -20,6 +20,7 @@ top-1 retrieval agreement and top-10 neighbour overlap with the dense float mode
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import statistics
@@ -207,16 +208,36 @@ def summarise(runs: Sequence[dict]) -> dict:
 
 def ship_student(nm, method: str, seed: int, layer_budget: int, budget: int, path, *,
                  command: str, lr: float = 1e-4, batch_size: int = 16,
-                 layer_texts: int = 1000, qat: bool = True,
+                 layer_texts: int = 1000, qat: bool = True, init=None,
                  say: Callable[[str], None] = lambda s: None) -> dict:
     """Train the ``nm`` student on the whole training split, measure it (float and int8 on
-    the held-out split) and save it to ``path`` with its provenance. Returns the provenance."""
+    the held-out split) and save it to ``path`` with its provenance. Returns the provenance.
+
+    ``init``: a student file of the same pattern to continue from (``budget`` more end-to-end
+    steps, no layer-wise stage: ``layer_budget`` must be 0); the provenance keeps the file's
+    own (``init``) and the budgets and training time add up over the chain.
+    """
     from nmaccel.model.corpus import corpus_split
     from nmaccel.model.idp import METHOD_SPECS
     from nmaccel.model.minilm_sparse import load_sparse_minilm, save_sparse_minilm
     weights = get_default_weights()
     split = corpus_split()
     base, mask_mode = METHOD_SPECS[method]
+    start_weights, before = None, None
+    if init is not None:
+        if layer_budget:
+            raise ValueError("a student continued from a file has no layer-wise stage: "
+                             f"the layer-wise budget must be 0, not {layer_budget}")
+        start_weights, meta = load_sparse_minilm(init)
+        if meta["pattern"] != _key(nm):
+            raise ValueError(f"{init} holds a {meta['pattern']} student, not {_key(nm)}")
+        before = {k: v for k, v in meta.get("provenance", {}).items() if k != "metrics"}
+        before["file_sha256"] = hashlib.sha256(pathlib.Path(init).read_bytes()).hexdigest()
+        if before.get("method") not in (None, method):
+            raise ValueError(f"{init} was trained with {before.get('method')}, not {method}")
+        # a new stage draws other batches than the stages before it
+        stages = before.get("budget", {}).get("e2e_stages") or [0]
+        seed = seed + 1000 * len(stages)
     t0 = time.perf_counter()
     log_every = max(1, budget // 20)
 
@@ -227,14 +248,25 @@ def ship_student(nm, method: str, seed: int, layer_budget: int, budget: int, pat
     student, info = train_student(base, nm[0], nm[1], layer_budget, budget,
                                   train=list(split.train), seed=seed, weights=weights,
                                   layer_texts=layer_texts, lr=lr, batch_size=batch_size,
-                                  qat=qat, idp_mask=mask_mode, log=log)
+                                  qat=qat, idp_mask=mask_mode, init=start_weights, log=log)
     train_s = time.perf_counter() - t0
-    prov = {"command": command, "method": method, "seed": seed,
+    prov = {"command": command, "method": method, "seed": seed if init is None else
+            before.get("seed", seed), **({"stage_seed": seed} if init is not None else {}),
             "budget": {"layerwise_steps_per_layer": layer_budget, "e2e_steps": budget,
                        "lr": lr, "batch_size": batch_size, "layer_texts": layer_texts,
                        "qat": qat},
             "corpus": split.fingerprint(), "train_seconds": round(train_s, 1),
             "torch_threads": torch.get_num_threads(), "info": _info(info)}
+    if before is not None:
+        if before.get("corpus") not in (None, prov["corpus"]):
+            raise ValueError(f"{init} was trained on another corpus split")
+        prev = before.get("budget", {})
+        prov["init"] = before
+        prov["budget"]["layerwise_steps_per_layer"] = prev.get("layerwise_steps_per_layer", 0)
+        prov["budget"]["e2e_stages"] = (prev.get("e2e_stages") or [prev.get("e2e_steps", 0)]) \
+            + [budget]
+        prov["budget"]["e2e_steps"] = sum(prov["budget"]["e2e_stages"])
+        prov["train_seconds"] = round(train_s + before.get("train_seconds", 0.0), 1)
     tmp = pathlib.Path(path)
     save_sparse_minilm(student_weights(student, weights), nm[0], nm[1], tmp, prov)
     shipped, _ = load_sparse_minilm(tmp)          # measure what ships (int8 weights)
@@ -388,16 +420,28 @@ def _shipped_section(shipped: dict) -> list[str]:
         m = p["metrics"]
         lines.append(
             f"| {pat} | `{s['file']}` | {s['bytes'] / 1e6:.2f} MB | {p['method']}, {p['seed']} "
-            f"| {b['layerwise_steps_per_layer']} steps/layer + {b['e2e_steps']} e2e steps "
+            f"| {b['layerwise_steps_per_layer']} steps/layer + {_e2e_budget(b)} "
             f"(batch {b['batch_size']}) | {p['train_seconds'] / 60:.0f} min | "
             f"{m['float']['cos_mean']:.4f} / {m['float']['cos_min']:.4f} | "
             f"{100 * m['float']['top1']:.1f}% / {100 * m['float']['top10_overlap']:.1f}% | "
             f"{m['int8']['cos_mean']:.4f} / {m['int8']['cos_min']:.4f} | "
             f"{100 * m['int8']['top1']:.1f}% / {100 * m['int8']['top10_overlap']:.1f}% |")
-    lines += ["", "Provenance (in each file's `meta`): "]
+    lines += ["", "Provenance (in each file's `meta`; a continued run lists the runs it "
+              "started from, first to last): "]
     for pat, s in shipped.items():
-        lines.append(f"- {pat}: `{s['provenance']['command']}`")
+        chain, p = [], s["provenance"]
+        while p:
+            chain.append(f"`{p['command']}`")
+            p = p.get("init")
+        lines.append(f"- {pat}: " + ", then ".join(reversed(chain)))
     return lines + [""]
+
+
+def _e2e_budget(b: dict) -> str:
+    stages = b.get("e2e_stages")
+    if stages and len(stages) > 1:
+        return f"{' + '.join(str(s) for s in stages)} = {b['e2e_steps']} e2e steps"
+    return f"{b['e2e_steps']} e2e steps"
 
 
 def _rtl_section(rtl: dict) -> list[str]:

@@ -114,6 +114,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "many held-out sentences (0: skip)")
     g.add_argument("--minilm-seed", type=nonneg_int, default=0,
                    help="--study minilm-ship: the seed of the shipped student")
+    g.add_argument("--minilm-continue", action="store_true",
+                   help="--study minilm-ship: continue from the student file already in "
+                        "--minilm-ship-dir (--minilm-budget more end-to-end steps, no "
+                        "layer-wise stage: give --minilm-layer-budget 0); the file's "
+                        "provenance keeps the chain of runs")
     g.add_argument("--minilm-ship-dir", type=pathlib.Path, default=pathlib.Path("model/trained"),
                    help="--study minilm-ship: folder to write the student file into (in the "
                         "source tree, model/trained is where the package's files live)")
@@ -172,7 +177,8 @@ def command_line(args, study: str) -> str:
         if study != "minilm-ship" and args.minilm_no_int8:
             parts.append("--minilm-no-int8")
         if study == "minilm-ship":
-            parts += [f"--minilm-seed {args.minilm_seed}"]
+            parts += [f"--minilm-seed {args.minilm_seed}",
+                      *(["--minilm-continue"] if args.minilm_continue else [])]
         else:
             parts += [f"--minilm-seeds {args.minilm_seeds}",
                       f"--minilm-rtl-sentences {args.minilm_rtl_sentences}",
@@ -377,6 +383,17 @@ def _run_minilm_ship(args) -> int:
     folder = args.minilm_ship_dir
     if not folder.is_dir():
         raise CommandError(f"--minilm-ship-dir {folder} is not a folder")
+    if args.minilm_continue:
+        if args.minilm_layer_budget:
+            raise CommandError("--minilm-continue has no layer-wise stage: give "
+                               f"--minilm-layer-budget 0, not {args.minilm_layer_budget}")
+        for nm in args.minilm_patterns:
+            if not (folder / shipped_path(nm).name).is_file():
+                raise CommandError(f"--minilm-continue: {folder / shipped_path(nm).name} does "
+                                   "not exist (nothing to continue from)")
+    elif args.minilm_budget == 0 and args.minilm_layer_budget == 0:
+        raise CommandError("--study minilm-ship with --minilm-layer-budget 0 and "
+                           "--minilm-budget 0 would ship magnitude pruning untrained")
     start = time.perf_counter()
 
     def say(msg: str) -> None:
@@ -390,7 +407,7 @@ def _run_minilm_ship(args) -> int:
                             args.minilm_budget, path, command=command, lr=args.minilm_lr,
                             batch_size=args.minilm_batch_size,
                             layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
-                            say=say)
+                            init=path if args.minilm_continue else None, say=say)
         m = prov["metrics"]
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {nm[0]}:{nm[1]} "
               f"{args.methods[0]} seed {args.minilm_seed}, trained in "
