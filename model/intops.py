@@ -62,6 +62,25 @@ def _bias(bias, out: int) -> np.ndarray:
     return bias
 
 
+#: float64 represents every integer of magnitude below 2**53 exactly
+_FLOAT64_EXACT = 1 << 53
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a (S, K) @ b (K, T)`` of int64 matrices, exactly, as int64.
+
+    When ``K * max|a| * max|b| < 2**53`` every product and partial sum is an integer that
+    float64 holds exactly, in any summation order, so the float64 (BLAS) product is the exact
+    one; otherwise numpy's int64 product is used.
+    """
+    if a.size == 0 or b.size == 0:
+        return (a @ b).astype(np.int64)
+    bound = a.shape[1] * int(np.abs(a).max()) * int(np.abs(b).max())
+    if bound >= _FLOAT64_EXACT:
+        return a @ b
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
 def gemm_dense(x, w, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     """``x (S, K) int8 @ w (N, K).T int8 + bias (N,) int32`` → int32 ``(S, N)``."""
     x, w = as_int64(x, "x"), as_int64(w, "w")
@@ -70,7 +89,7 @@ def gemm_dense(x, w, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
                          f"{w.shape}")
     _check_operand(x, cfg.act_bits, "x")
     _check_operand(w, cfg.weight_bits, "w")
-    return _check_acc(x @ w.T + _bias(bias, w.shape[0]), cfg, "gemm")
+    return _check_acc(exact_matmul(x, w.T) + _bias(bias, w.shape[0]), cfg, "gemm")
 
 
 def gemm_sparse(x, c, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
@@ -89,9 +108,11 @@ def gemm_sparse(x, c, bias=None, cfg: StaConfig = _DEFAULT_CFG) -> np.ndarray:
     _check_operand(x, cfg.act_bits, "x")
     values = as_int64(c.values, "values")
     _check_operand(values, cfg.weight_bits, "N:M values")
-    cols = (np.arange(groups)[:, None] * c.m + as_int64(c.indices, "indices"))  # (N_out, G, n)
-    gathered = x[:, cols]                                                       # (S, N_out, G, n)
-    acc = np.einsum("sogn,ogn->so", gathered, values)
+    # Each kept weight at its index in its group: the decompressed matrix. Its product with
+    # x is the gathered sum (a skipped position contributes weight 0), exactly.
+    dense = np.zeros((rows, groups, c.m), dtype=np.int64)
+    np.put_along_axis(dense, c.indices.astype(np.intp), values, axis=-1)
+    acc = exact_matmul(x, dense.reshape(rows, groups * c.m).T)
     return _check_acc(acc + _bias(bias, rows), cfg, "sparse gemm")
 
 
@@ -107,7 +128,7 @@ def matmul(a, b, cfg: StaConfig = _DEFAULT_CFG, a_signed: bool = True) -> np.nda
                          f"{b.shape}")
     _check_operand(a, cfg.act_bits if a_signed else cfg.softmax_out_bits, "a", signed=a_signed)
     _check_operand(b, cfg.act_bits, "b")
-    return _check_acc(a @ b.T, cfg, "matmul")
+    return _check_acc(exact_matmul(a, b.T), cfg, "matmul")
 
 
 # -- residual add ---------------------------------------------------------------------------

@@ -78,15 +78,25 @@ def _pack_indices(idx: np.ndarray, m: int) -> np.ndarray:
     return np.packbits(planes.reshape(-1))
 
 
+@functools.lru_cache(maxsize=8)
+def _index_table(bits: int) -> np.ndarray:
+    """``(256, 8 // bits)``: the indices one byte of :func:`_pack_indices` output holds."""
+    planes = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
+    return np.packbits(planes.reshape(256, 8 // bits, bits), axis=2, bitorder="little")[..., 0]
+
+
 def _unpack_indices(packed: np.ndarray, m: int, shape: tuple[int, ...]) -> np.ndarray:
     bits = clog2(m)
     count = int(np.prod(shape))
+    if bits and 8 % bits == 0 and packed.size == -(-count * bits // 8):
+        # whole indices per byte (m = 2, 4, 16, 256): one table lookup per byte
+        return _index_table(bits)[packed].reshape(-1)[:count].reshape(shape)
     planes = np.unpackbits(packed)[: count * bits]
     if planes.size != count * bits:
         raise SparseModelError(f"packed indices hold {planes.size // max(bits, 1)} entries, "
                                f"expected {count}")
-    planes = planes.reshape(count, bits)
-    return (planes << np.arange(bits, dtype=np.uint8)).sum(axis=1).astype(np.uint8) \
+    # bit b of an index is plane b: packing each index's planes little-endian gives it back
+    return np.packbits(planes.reshape(count, bits), axis=1, bitorder="little") \
         .reshape(shape)
 
 

@@ -263,7 +263,10 @@ class NMCompressed:
         if not (np.issubdtype(self.values.dtype, np.integer)
                 or np.issubdtype(self.values.dtype, np.floating)):
             raise ValueError(f"values must have an integer or float dtype, not {self.values.dtype}")
-        idx = self.indices.astype(np.int64)
+        # int16 holds every index a valid file can have (m <= 2**15) and the out-of-range ones
+        # of a uint8/int8 array; wider dtypes keep int64
+        small = self.indices.dtype.itemsize == 1
+        idx = self.indices.astype(np.int16 if small else np.int64)
         bad_range = ((idx < 0) | (idx >= m)).any(axis=-1)
         bad_order = (np.diff(idx, axis=-1) <= 0).any(axis=-1) if n > 1 else np.zeros_like(bad_range)
         bad = bad_range | bad_order
@@ -321,7 +324,7 @@ def decompress(c: NMCompressed) -> np.ndarray:
     ``values``)."""
     c.validate()
     dense = np.zeros((c.rows, c.groups, c.m), dtype=c.values.dtype)
-    np.put_along_axis(dense, c.indices.astype(np.int64), c.values, axis=-1)
+    np.put_along_axis(dense, c.indices.astype(np.intp), c.values, axis=-1)
     return dense.reshape(c.rows, c.cols)
 
 

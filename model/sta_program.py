@@ -214,6 +214,8 @@ def pack_weight_entries(weight, cfg: StaConfig, mode: int) -> tuple[np.ndarray, 
         pad_row = np.zeros(rows_words.shape[1], dtype=object)
     k_steps = rows_words.shape[1]
     m_tiles = -(-features // R)
+    if rows_words.dtype == np.uint64:
+        return _join_rows(rows_words, pad_row, R, WW, m_tiles), m_tiles, k_steps
     entries = []
     for rt in range(m_tiles):
         for s in range(k_steps):
@@ -224,6 +226,24 @@ def pack_weight_entries(weight, cfg: StaConfig, mode: int) -> tuple[np.ndarray, 
                 word |= part << (r * WW)
             entries.append(word)
     return np.array(entries, dtype=object), m_tiles, k_steps
+
+
+def _join_rows(rows_words: np.ndarray, pad_row: np.ndarray, R: int, WW: int,
+               m_tiles: int) -> np.ndarray:
+    """:func:`pack_weight_entries` for row words that fit uint64 (``WW <= 64``): row ``r`` of
+    tile ``rt`` at bits ``[r*WW, (r+1)*WW)`` of entry ``rt*k_steps + s``, through bit
+    arrays (one Python int per entry instead of one per row)."""
+    features, k_steps = rows_words.shape
+    rows = np.empty((m_tiles * R, k_steps), dtype=np.uint64)
+    rows[:features] = rows_words
+    rows[features:] = np.asarray(pad_row, dtype=np.uint64)
+    # (m_tiles, k_steps, R) words -> their low WW bits, little-endian, row after row
+    words = rows.reshape(m_tiles, R, k_steps).transpose(0, 2, 1).astype("<u8")
+    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8)
+                         .reshape(m_tiles, k_steps, R, 8), axis=-1, bitorder="little")
+    bits = bits[..., :WW].reshape(m_tiles * k_steps, R * WW)
+    packed = np.packbits(bits, axis=-1, bitorder="little")
+    return np.array([int.from_bytes(b, "little") for b in packed], dtype=object)
 
 
 def pack_activation_entries(x, cfg: StaConfig, mode: int, k_steps: int

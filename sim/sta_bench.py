@@ -122,11 +122,31 @@ class MemoryBackdoor:
         return int(self._element(entry).get_signal_val_binstr(), 2)
 
 
+def _wait_for_job(path: str, wait: float) -> dict:
+    """The job file at ``path``; a process started ahead of its job
+    (:class:`nmaccel.sim.sta_rtl.Simulation`) polls for it up to ``wait`` seconds (the parent
+    writes it whole, by rename)."""
+    deadline = time.monotonic() + wait
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no STA job at {path} after {wait:g} s: the parent process "
+                               "that started this simulator neither sent programs nor "
+                               "cancelled it")
+        time.sleep(0.002)
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 @cocotb.test()
 async def run_sta_job(dut):
     started = time.time()                     # the parent's spawn time to this: start-up
-    with open(os.environ["NMACCEL_STA_JOB"], encoding="utf-8") as fh:
-        job = json.load(fh)
+    job = _wait_for_job(os.environ["NMACCEL_STA_JOB"],
+                        float(os.environ.get("NMACCEL_STA_JOB_WAIT", "0")))
+    if job.get("cancel"):                     # the parent had no programs for this process
+        with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
+            json.dump({"results": [], "cancelled": True, "started": started,
+                       "finished": time.time()}, fh)
+        return
     rng = random.Random(job.get("seed", 0))
     # impl="gpi": the clock toggles in C, so Python sleeps while a run is in flight.
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())

@@ -30,7 +30,8 @@ from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
 
-__all__ = ["build", "cycle_limit", "predicted_cycles", "run_programs", "run_program",
+__all__ = ["build", "cycle_limit", "predicted_cycles", "Simulation", "run_programs",
+           "run_program",
            "run_gemms", "TOPLEVEL"]
 
 TOPLEVEL = "sta_core"
@@ -92,6 +93,175 @@ def predicted_cycles(program: StaProgram) -> int:
         return 0
 
 
+#: How long a simulator started ahead (:class:`Simulation`) waits for its job, in seconds.
+JOB_WAIT_SECONDS = 900.0
+
+
+class Simulation:
+    """One StaCore simulator process, started before its programs are ready.
+
+    ``start()`` looks the model up in the build cache (building it if needed) and spawns the
+    simulator in a background thread; the bench's start-up (process, embedded Python, cocotb)
+    then overlaps the caller's own work, such as quantizing and compiling a layer. ``run``
+    hands it the programs and waits for the results; ``cancel`` ends a started process that
+    gets no programs. The bench waits at most ``job_wait`` seconds for its job.
+
+    Parameters
+    ----------
+    cfg
+        The StaConfig of every program it will run.
+    simulator
+        ``"verilator"`` or ``"icarus"``.
+    waves
+        Path to write the waveform to (Verilator FST or Icarus VCD), or None.
+    job_wait
+        Seconds the started process waits for :meth:`run` or :meth:`cancel`.
+
+    Attributes
+    ----------
+    seconds : dict
+        ``build`` (cache lookup or build), ``sim`` (the process, spawn to exit), ``start``
+        (spawn to the bench's first line), ``exit``, and ``build_end``/``sim_end``
+        (``time.perf_counter()`` when each ended).
+    """
+
+    def __init__(self, cfg: StaConfig, simulator: str = "verilator",
+                 waves: Optional[str] = None, job_wait: float = JOB_WAIT_SECONDS):
+        if not job_wait > 0:
+            raise ValueError(f"job_wait must be a positive number of seconds, not {job_wait}")
+        self.cfg, self.simulator, self.waves, self.job_wait = cfg, simulator, waves, job_wait
+        self.seconds: dict = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="nmaccel_sta_")
+        self._job = Path(self._tmp.name) / "job.json"
+        self._thread = None
+        self._outcome: dict = {}
+        self._submitted = False
+
+    def _build_model(self, rebuild: bool) -> tuple[Path, str]:
+        t0 = time.perf_counter()
+        made = build(self.cfg, self.simulator, waves=bool(self.waves), rebuild=rebuild)
+        self.seconds["build"] = self.seconds.get("build", 0.0) + time.perf_counter() - t0
+        self.seconds["build_end"] = time.perf_counter()
+        return made
+
+    def _simulate(self, bdir: Path, sim_name: str) -> list:
+        from cocotb_tools.check_results import get_results
+        from cocotb_tools.runner import get_runner
+        tmp, waves = Path(self._tmp.name), self.waves
+        out = tmp / "out.json"
+        out.unlink(missing_ok=True)
+        runner = get_runner(sim_name)
+        t1 = time.perf_counter()
+        spawned = time.time()
+        log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
+        xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                        test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
+                        results_xml=str(tmp / "results.xml"),
+                        extra_env={"NMACCEL_STA_JOB": str(self._job),
+                                   "NMACCEL_STA_OUT": str(out),
+                                   "NMACCEL_STA_JOB_WAIT": repr(float(self.job_wait)),
+                                   "COCOTB_LOG_LEVEL": log_level},
+                        waves=bool(waves), log_file=tmp / "sim.log")
+        self.seconds["sim"] = time.perf_counter() - t1
+        self.seconds["sim_end"] = time.perf_counter()
+        if not Path(xml).exists():
+            raise ModelDidNotStart(f"cocotb STA bench on {sim_name} wrote no results; the "
+                                   f"simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
+        num, failed = get_results(Path(xml))
+        if num != 1 or failed or not out.exists():
+            raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
+                               f"ends:\n{log_tail(tmp / 'sim.log', 40)}")
+        done = json.loads(out.read_text())
+        self.seconds["start"] = done.get("started", spawned) - spawned
+        self.seconds["exit"] = time.time() - done.get("finished", time.time())
+        if waves:
+            for cand in list(tmp.glob("*.fst")) + list(tmp.glob("*.vcd")) \
+                    + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
+                write_atomic(waves, cand.read_bytes())
+                break
+        return [sim_name, done["results"]]
+
+    def _work(self) -> None:
+        try:
+            self._outcome["value"] = run_cached_model(self._build_model, self._simulate)
+        except BaseException as exc:            # re-raised in the caller's thread by run()
+            self._outcome["error"] = exc
+
+    def start(self) -> Simulation:
+        """Build or find the model and spawn the simulator (in a background thread)."""
+        import threading
+        if self._thread is not None:
+            raise RuntimeError("this Simulation was started already")
+        self._thread = threading.Thread(target=self._work, name="nmaccel-sta-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """End a started simulator that gets no programs (it exits without running any)."""
+        if self._thread is not None and not self._submitted:
+            self._submitted = True
+            write_atomic(self._job, json.dumps({"cancel": True}))
+            self._thread.join()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Simulation:
+        return self if self._thread is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cancel()
+
+    def run(self, programs: Sequence[StaProgram], idle: float = 0.0,
+            backpressure: float = 0.0, seed: int = 0, raise_on_error: bool = True,
+            backdoor: bool = False, max_cycles: Optional[int] = None) -> list[RunResult]:
+        """Run ``programs`` one after another in the started process; arguments as
+        :func:`run_programs`. A Simulation runs one list of programs."""
+        if not programs:
+            raise ValueError("no programs to run")
+        if any(p.cfg != self.cfg for p in programs):
+            raise ValueError("all programs of one simulation must share one StaConfig (the "
+                             "one the Simulation was made for)")
+        if self._submitted:
+            raise RuntimeError("a Simulation runs one list of programs; start another one")
+        if self._thread is None:
+            self.start()
+        cfg = self.cfg
+        try:
+            scripts = [host_script(p, writes=not backdoor) for p in programs]
+            # the cycle model only sets the default limits (and their message): a given
+            # max_cycles skips it
+            predicted = [predicted_cycles(p) if max_cycles is None else None for p in programs]
+            limits = [max_cycles if max_cycles is not None else cycle_limit(c)
+                      for c in predicted]
+            job = {"runs": scripts, "idle": idle, "backpressure": backpressure, "seed": seed,
+                   "addr_bits": sta_isa.addr_bits(cfg), "backdoor": backdoor,
+                   "max_cycles": limits, "predicted_cycles": predicted}
+        except BaseException:
+            self.cancel()
+            raise
+        self._submitted = True
+        write_atomic(self._job, json.dumps(job))
+        self._thread.join()
+        try:
+            if "error" in self._outcome:
+                raise self._outcome["error"]
+            sim_name, raw = self._outcome["value"]
+        finally:
+            self._tmp.cleanup()
+        build_s, sim_s = self.seconds["build"], self.seconds["sim"]
+        results = []
+        for p, script, r in zip(programs, scripts, raw):
+            res = finish_run(p, script, r["status"], r["counters"], r["cyclog"], r["outputs"],
+                             sim_name, raise_on_error=raise_on_error,
+                             obuf_words=r.get("obuf"), run_seconds=r["run_seconds"],
+                             wall_seconds=sim_s / len(programs))
+            res.extra.update(load_seconds=r["load_seconds"], load_writes=r["load_writes"],
+                             read_seconds=r.get("read_seconds", 0.0), build_seconds=build_s,
+                             start_seconds=self.seconds.get("start", 0.0) / len(programs),
+                             exit_seconds=self.seconds.get("exit", 0.0) / len(programs))
+            results.append(res)
+        return results
+
+
 def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
                  idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
                  raise_on_error: bool = True, waves: Optional[str] = None,
@@ -102,79 +272,16 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
     port's streams (which get random ``idle``/``backpressure``). ``max_cycles``: how long
     each run may take from START to done/error (default :data:`WATCHDOG_FACTOR` times
     :func:`predicted_cycles` plus :data:`WATCHDOG_MARGIN`); a run over it raises
-    RuntimeError with the bench's message."""
+    RuntimeError with the bench's message. (:class:`Simulation` starts the process before
+    the programs are ready.)"""
     if not programs:
         raise ValueError("no programs to run")
     cfg = programs[0].cfg
     if any(p.cfg != cfg for p in programs):
         raise ValueError("all programs of one simulation must share one StaConfig")
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-    scripts = [host_script(p, writes=not backdoor) for p in programs]
-    # the cycle model only sets the default limits (and their message): a given max_cycles
-    # skips it
-    predicted = [predicted_cycles(p) if max_cycles is None else None for p in programs]
-    limits = [max_cycles if max_cycles is not None else cycle_limit(c) for c in predicted]
-    seconds = {}
-
-    def build_model(rebuild: bool) -> tuple[Path, str]:
-        t0 = time.perf_counter()
-        made = build(cfg, simulator, waves=bool(waves), rebuild=rebuild)
-        seconds["build"] = seconds.get("build", 0.0) + time.perf_counter() - t0
-        return made
-
-    def simulate(bdir: Path, sim_name: str) -> list:
-        with tempfile.TemporaryDirectory(prefix="nmaccel_sta_") as tmp:
-            job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
-            job.write_text(json.dumps({"runs": scripts, "idle": idle,
-                                       "backpressure": backpressure, "seed": seed,
-                                       "addr_bits": sta_isa.addr_bits(cfg),
-                                       "backdoor": backdoor, "max_cycles": limits,
-                                       "predicted_cycles": predicted}))
-            runner = get_runner(sim_name)
-            t1 = time.perf_counter()
-            spawned = time.time()
-            log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
-            xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                            test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
-                            results_xml=str(Path(tmp) / "results.xml"),
-                            extra_env={"NMACCEL_STA_JOB": str(job), "NMACCEL_STA_OUT": str(out),
-                                       "COCOTB_LOG_LEVEL": log_level},
-                            waves=bool(waves), log_file=Path(tmp) / "sim.log")
-            seconds["sim"] = time.perf_counter() - t1
-            if not Path(xml).exists():
-                raise ModelDidNotStart(f"cocotb STA bench on {sim_name} wrote no results; the "
-                                       f"simulation log ends:\n"
-                                       f"{log_tail(Path(tmp) / 'sim.log', 40)}")
-            num, failed = get_results(Path(xml))
-            if num != 1 or failed or not out.exists():
-                raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
-                                   f"ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
-            done = json.loads(out.read_text())
-            raw = done["results"]
-            seconds["start"] = done.get("started", spawned) - spawned
-            seconds["exit"] = time.time() - done.get("finished", time.time())
-            if waves:
-                for cand in list(Path(tmp).glob("*.fst")) + list(Path(tmp).glob("*.vcd")) \
-                        + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
-                    write_atomic(waves, cand.read_bytes())
-                    break
-            return [sim_name, raw]
-
-    sim_name, raw = run_cached_model(build_model, simulate)
-    build_s, sim_s = seconds["build"], seconds["sim"]
-    results = []
-    for p, script, r in zip(programs, scripts, raw):
-        res = finish_run(p, script, r["status"], r["counters"], r["cyclog"], r["outputs"],
-                         sim_name, raise_on_error=raise_on_error, obuf_words=r.get("obuf"),
-                         run_seconds=r["run_seconds"],
-                         wall_seconds=sim_s / len(programs))
-        res.extra.update(load_seconds=r["load_seconds"], load_writes=r["load_writes"],
-                         read_seconds=r.get("read_seconds", 0.0), build_seconds=build_s,
-                         start_seconds=seconds.get("start", 0.0) / len(programs),
-                         exit_seconds=seconds.get("exit", 0.0) / len(programs))
-        results.append(res)
-    return results
+    return Simulation(cfg, simulator, waves).run(
+        programs, idle=idle, backpressure=backpressure, seed=seed,
+        raise_on_error=raise_on_error, backdoor=backdoor, max_cycles=max_cycles)
 
 
 def run_program(program: StaProgram, **kwargs) -> RunResult:

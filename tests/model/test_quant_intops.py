@@ -160,3 +160,18 @@ def test_residual_add():
     np.testing.assert_array_equal(residual_add([10, -10], [3, 3], p), [12, -8])  # 11.5→12, -8.5→-8
     with pytest.raises(ValueError, match="equal shapes"):
         residual_add([1, 2], [1], p)
+def test_exact_matmul_equals_the_int64_product_on_both_paths():
+    """The float64 path (bound below 2**53) and the int64 path give numpy's int64 product."""
+    from nmaccel.model.intops import exact_matmul
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (7, 1536), dtype=np.int64)
+    b = rng.integers(-128, 128, (1536, 9), dtype=np.int64)
+    assert np.array_equal(exact_matmul(a, b), a @ b)            # float64 path
+    big = rng.integers(-(1 << 40), 1 << 40, (3, 64), dtype=np.int64)
+    huge = rng.integers(-(1 << 20), 1 << 20, (64, 2), dtype=np.int64)
+    assert np.array_equal(exact_matmul(big, huge), big @ huge)  # past 2**53: int64 path
+    # just below the bound: sums of 2**52-sized terms stay exact
+    edge_a = np.full((1, 2), 1 << 26, dtype=np.int64)
+    edge_b = np.full((2, 1), (1 << 26) - 1, dtype=np.int64)
+    assert exact_matmul(edge_a, edge_b)[0, 0] == 2 * (1 << 26) * ((1 << 26) - 1)
+    assert exact_matmul(np.zeros((0, 3), np.int64), np.zeros((3, 2), np.int64)).shape == (0, 2)

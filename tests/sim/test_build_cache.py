@@ -84,11 +84,21 @@ def test_simulation_build_is_keyed_by_simulator_and_flags(tmp_path, monkeypatch)
     assert build_cache.simulation_build("t", src, "tiny", "verilator")[0] == a
     b, _ = build_cache.simulation_build("t", src, "tiny", "verilator", flags=("--x-assign", "0"))
     assert b != a
-    log = (a / "build.log").read_text()               # the model's code is compiled at -O2
-    assert "c++ -O2 " in log
+    log = (a / "build.log").read_text()    # the model's code: -O2 for this machine's CPU
+    assert "c++ -O2 -march=native " in log
+    monkeypatch.setattr(build_cache, "cpu_identity", lambda: "another CPU")
+    d, _ = build_cache.simulation_build("t", src, "tiny", "verilator")
+    assert d not in (a, b)                  # a -march=native model is keyed by the CPU
     monkeypatch.setattr(build_cache, "VERILATOR_MAKE_ARGS", ("OPT_FAST=-O1",))
     c, _ = build_cache.simulation_build("t", src, "tiny", "verilator")
-    assert c not in (a, b)                             # make arguments are in the key
+    assert c not in (a, b, d)                          # make arguments are in the key
+    monkeypatch.setattr(build_cache, "cpu_identity", lambda: "a third CPU")
+    assert build_cache.simulation_build("t", src, "tiny", "verilator")[0] == c  # no -march
+
+
+def test_cpu_identity_is_stable_and_short():
+    assert build_cache.cpu_identity() == build_cache.cpu_identity()
+    assert len(build_cache.cpu_identity()) == 16
 
 
 def test_a_held_build_lock_times_out_with_a_message(tmp_path):

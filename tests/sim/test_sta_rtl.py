@@ -173,3 +173,40 @@ def test_run_over_its_cycle_limit_fails_with_a_message(simulator):
     # the program itself is fine: with its default limit it runs to the end
     res = run_programs([program], simulator=simulator, backdoor=True)[0]
     assert res.cycles == predicted
+
+
+def test_a_simulation_started_ahead_runs_cancels_and_waits_with_a_limit():
+    """:class:`Simulation` spawns the simulator before the programs exist: the programs it gets
+    later run exactly; one cancelled exits without running anything; one that gets nothing
+    within ``job_wait`` stops with a message naming the wait; the preparation's error
+    reaches the caller and the started process is cancelled; bad arguments fail first."""
+    require_simulator("verilator")
+    import time
+
+    from nmaccel.sim.sta_rtl import Simulation
+    cfg = make_cfg("R4C4L4-2:4")
+    program = random_program(cfg, 4)
+    sim = Simulation(cfg).start()
+    res = sim.run([program], backdoor=True)[0]
+    assert_run_matches(program, res)
+    assert sim.seconds["build_end"] <= sim.seconds["sim_end"]
+    with pytest.raises(RuntimeError, match="runs one list of programs"):
+        sim.run([program])
+    cancelled = Simulation(cfg).start()
+    cancelled.cancel()
+    assert cancelled._outcome["value"][1] == []           # no runs, no error
+    late = Simulation(cfg, job_wait=0.5).start()
+    time.sleep(0.2)
+    while late._thread.is_alive() and "sim_end" not in late.seconds:
+        time.sleep(0.1)
+    late._thread.join(60)
+    with pytest.raises(RuntimeError, match=r"(?s)STA bench failed.*no STA job at .* after "
+                                           r"0.5 s"):
+        late.run([program], backdoor=True)
+    other = make_cfg("R3C2L2-1:8")
+    with Simulation(other) as s:
+        with pytest.raises(ValueError, match="share one StaConfig"):
+            s.run([program])
+    with pytest.raises(ValueError, match="job_wait must be a positive number of seconds, "
+                                         "not 0"):
+        Simulation(cfg, job_wait=0)
