@@ -1,0 +1,83 @@
+"""SdramController's generated Verilog under cocotb 2.x against the checking SDRAM model
+(:mod:`nmaccel.sim.sdram_model`, bench :mod:`nmaccel.sim.sdram_bench`): random traffic with
+idle and back-pressure is read back exactly with no timing violation, through the power-up
+wait and many refresh intervals, on both chips of the ULX3S; a controller built with one
+timing shorter than the chip's (or a refresh interval too long, a power-up wait too short)
+makes the model fail with that rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nmaccel.sim.sdram_bench import TOP
+from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.spec.sdram import IS42S16160G_7, MT48LC16M16A2_6A, SdramTiming
+
+
+def build(timing: SdramTiming, simulator: str) -> Path:
+    """The controller for ``timing`` in the build cache; returns the runner's build folder."""
+    from amaranth.back import verilog
+
+    from nmaccel.hw.common.sdram import SdramController
+    from nmaccel.sim.build_cache import cached_verilog, simulation_build
+    text = cached_verilog("sdram", ["nmaccel.hw.common.sdram"],
+                          json.dumps(timing.to_dict(), sort_keys=True) + f"|{TOP}",
+                          lambda: verilog.convert(SdramController(timing), name=TOP))
+    return simulation_build("sdram", text, TOP, simulator)[0]
+
+
+def run_bench(controller: SdramTiming, chip: SdramTiming, simulator: str, tmp_path,
+              requests: int = 1500, seed: int = 1) -> dict:
+    sim = activate(require_simulator(simulator))
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    build_dir = build(controller, sim.name)
+    result = tmp_path / "result.json"
+    kw = {"timescale": ("1ns", "1ps")} if sim.name == "icarus" else {}
+    xml = get_runner(sim.name).test(
+        hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="nmaccel.sim.sdram_bench",
+        build_dir=build_dir, test_dir=tmp_path, results_xml=str(tmp_path / "results.xml"),
+        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
+                   "NMACCEL_SDRAM_CHIP": json.dumps(chip.to_dict()),
+                   "NMACCEL_SDRAM_SEED": str(seed), "NMACCEL_SDRAM_REQUESTS": str(requests),
+                   "NMACCEL_SDRAM_RESULT": str(result)}, **kw)
+    n, failed = get_results(Path(xml))
+    assert n == 1 and failed == 0, f"SDRAM bench failed on {sim.name} (see the log above)"
+    return json.loads(result.read_text())
+
+
+@pytest.mark.parametrize("simulator,chip,mhz", [
+    ("verilator", IS42S16160G_7, 100), ("icarus", IS42S16160G_7, 100),
+    ("verilator", IS42S16160G_7, 143), ("verilator", MT48LC16M16A2_6A, 125)])
+def test_controller_is_exact_and_keeps_every_timing(simulator, chip, mhz, tmp_path):
+    timing = chip.at(mhz)
+    res = run_bench(timing, timing, simulator, tmp_path, seed=mhz)
+    assert res["violations"] == []
+    assert res["mismatch_count"] == 0 and res["checked"] > 300
+    assert res["ready_cycle"] > timing.init_wait
+    after = res["cycles"] - res["ready_cycle"]
+    assert after > 4 * timing.t_refi
+    assert res["refreshes"] >= timing.init_refreshes + after // timing.t_refi
+    assert res["commands"]["PRECHARGE"] > 10 and res["commands"]["ACTIVE"] > 10
+    # 512 sequential words cross one row end: about one word per cycle
+    assert res["stream_cycles"] < 512 * 1.15
+
+
+@pytest.mark.parametrize("change,rule", [
+    ({"t_rcd": 1}, "tRCD"), ({"t_rp": 1}, "tRP"), ({"t_ras": 2}, "tRAS"),
+    ({"t_rfc": 3}, "tRFC"), ({"t_wr": 1}, "tWR"), ({"init_wait": 50}, "power-up"),
+    ({"t_refi": 1600}, "tREFI"), ({"cas_latency": 3}, "CL")])
+def test_a_controller_with_a_shorter_timing_fails_the_model(change, rule, tmp_path):
+    """The model is strict: one timing of the controller below the chip's is caught."""
+    chip = IS42S16160G_7.at(100)
+    if change == {"cas_latency": 3}:      # CL 3 is legal; claim the chip needs 3 at CL 2
+        controller, chip = chip.replace(cas_latency=2), chip.replace(cas_latency=3)
+    else:
+        controller = chip.replace(**change)
+    res = run_bench(controller, chip.replace(init_wait=chip.init_wait), "verilator", tmp_path,
+                    requests=600)
+    rules = {v.split(": ")[1] for v in res["violations"]}
+    assert rule in rules, res["violations"][:5]
