@@ -7,13 +7,15 @@ Driven by ``tests/sim/test_sdram_rtl.py`` through environment variables:
                            what the model checks (the controller may be built with another);
 ``NMACCEL_SDRAM_SEED``     seed of the traffic, the idle and back-pressure draws;
 ``NMACCEL_SDRAM_REQUESTS`` number of random requests;
-``NMACCEL_SDRAM_RESULT``   where the JSON summary goes.
+``NMACCEL_SDRAM_RESULT``   where the JSON summary goes;
+``NMACCEL_SDRAM_STREAMS``  lengths of the sequential read streams timed at the end
+                           (comma-separated words, default 512).
 
 Traffic: runs of consecutive addresses (within a row and across rows into the next bank)
 and scattered single words, writes and reads mixed, with random idle cycles on ``cmd`` and
 random back-pressure on ``rdata``; every read is compared with the last word written there
-(in-order scoreboard). Then, with no idle and no back-pressure, a sequential read of 512 words
-measures the streaming rate. The summary holds the model's violations, the mismatches, the
+(in-order scoreboard). Then, with no idle and no back-pressure, sequential reads measure the
+streaming rate. The summary holds the model's violations, the mismatches, the
 command counts and the cycles; the bench itself only fails on a hang (each wait has a cycle
 limit), so that a test can assert what the model found.
 """
@@ -145,20 +147,24 @@ async def run_sdram_bench(dut):
     await reader
     mismatches = [(i, w, g) for i, (w, g) in enumerate(zip(expected, got))
                   if w is not None and w != g]
-    # streaming rate: 512 sequential reads, no idle, always ready
+    # streaming rate: sequential reads from a row start, no idle, always ready; cycles from
+    # the first request offered to the last word taken
     state.update(idle=0.0, backpressure=0.0)
-    base = rng.randrange(1 << chip.addr_bits) & ~((1 << chip.col_bits) - 1)
-    stream = [((base + i) % (1 << chip.addr_bits), False, 0) for i in range(512)]
-    first = model.cycle
-    n0 = len(got)
-    reader = cocotb.start_soon(consume(n0 + len(stream)))
-    await produce(stream)
-    await reader
-    stream_cycles = model.cycle - first
+    streams = []
+    for words in [int(w) for w in os.environ.get("NMACCEL_SDRAM_STREAMS", "512").split(",")]:
+        base = rng.randrange(1 << chip.addr_bits) & ~((1 << chip.col_bits) - 1)
+        stream = [((base + i) % (1 << chip.addr_bits), False, 0) for i in range(words)]
+        first = model.cycle
+        reader = cocotb.start_soon(consume(len(got) + len(stream)))
+        await produce(stream)
+        await reader
+        streams.append({"words": words, "cycles": model.cycle - first})
+        for _ in range(rng.randrange(50, 400)):          # another refresh phase next time
+            await RisingEdge(dut.clk)
     with open(os.environ["NMACCEL_SDRAM_RESULT"], "w", encoding="utf-8") as fh:
         json.dump({"violations": model.violations, "requests": len(requests),
                    "reads": len(expected), "checked": sum(w is not None for w in expected),
                    "mismatches": mismatches[:20], "mismatch_count": len(mismatches),
                    "commands": model.counts, "ready_cycle": ready_cycle,
-                   "cycles": model.cycle, "stream_words": len(stream),
-                   "stream_cycles": stream_cycles, "refreshes": model.refreshes}, fh)
+                   "cycles": model.cycle, "streams": streams,
+                   "refreshes": model.refreshes}, fh)

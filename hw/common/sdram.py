@@ -39,9 +39,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.spec.sdram import Command, SdramTiming, mode_register
+from nmaccel.spec.sdram import Command, SdramTiming, mode_register, refresh_slack
 
-__all__ = ["SdramController", "pins_signature", "request_layout", "refresh_slack"]
+__all__ = ["SdramController", "pins_signature", "request_layout"]
 
 
 def request_layout(timing: SdramTiming) -> data.StructLayout:
@@ -59,13 +59,6 @@ def pins_signature(timing: SdramTiming) -> wiring.Signature:
         "dqm": Out(timing.data_bits // 8), "dq_o": Out(timing.data_bits), "dq_oe": Out(1),
         "dq_i": In(timing.data_bits),
     })
-
-
-def refresh_slack(timing: SdramTiming) -> int:
-    """Cycles the controller reserves between deciding to refresh and the AUTO REFRESH
-    command: the longest wait for an open row to be prechargeable (tRAS or tWR), the
-    precharge itself (tRP) and a few cycles of margin."""
-    return max(timing.t_ras, timing.t_wr) + timing.t_rp + 4
 
 
 class SdramController(wiring.Component):

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["Command", "SdramChip", "SdramTiming", "CHIPS", "IS42S16160G_7",
-           "MT48LC16M16A2_6A", "mode_register", "sdram_chip"]
+           "MT48LC16M16A2_6A", "mode_register", "refresh_slack", "sdram_chip"]
 
 
 class Command(enum.IntEnum):
@@ -188,6 +188,14 @@ def mode_register(timing: SdramTiming) -> int:
     """The LOAD MODE value: burst length 1 (A2..A0 = 0), sequential (A3 = 0), CAS latency
     (A6..A4), standard operation (A8..A7 = 0), programmed burst writes (A9 = 0)."""
     return timing.cas_latency << 4
+
+
+def refresh_slack(timing: SdramTiming) -> int:
+    """Cycles the controller reserves between deciding to refresh and the AUTO REFRESH
+    command: the longest wait for an open row to be prechargeable (tRAS or tWR), the
+    precharge itself (tRP) and a few cycles of margin. It decides when ``t_refi - slack``
+    cycles have passed since the last refresh."""
+    return max(timing.t_ras, timing.t_wr) + timing.t_rp + 4
 
 
 #: ULX3S v3.x: ISSI IS42S16160G-7 (32 MB, 16 bit). Datasheet, -7 grade (143 MHz at CL3,
