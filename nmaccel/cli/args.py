@@ -40,6 +40,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    import math
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text}")
+    return value
+
+
 def nonneg_int(text: str) -> int:
     """An integer >= 0."""
     value = _int(text, "a non-negative integer")

@@ -12,6 +12,7 @@ from nmaccel.cli.args import (
     Formatter,
     check_output_dir,
     nm_list,
+    positive_float,
     positive_int,
     preset_names,
 )
@@ -157,6 +158,28 @@ def _run_fuzz(args, command):
                out=args.out, command=command)
 
 
+def _roofline(p):
+    from nmaccel.spec.sdram import CHIPS
+    p.add_argument("--preset", choices=list(STA_PRESETS), default="ulx3s", help="STA preset")
+    p.add_argument("--chip", choices=sorted(CHIPS), default="IS42S16160G-7",
+                   help="the board's SDRAM chip")
+    p.add_argument("--clk-mhz", type=positive_float, default=100.0,
+                   help="core and SDRAM clock, MHz")
+    p.add_argument("--out", default="reports", help="output folder")
+
+
+def _run_roofline(args, command):
+    from nmaccel.spec.sdram import sdram_chip
+    from nmaccel.studies.roofline import run
+    try:
+        sdram_chip(args.chip).at(args.clk_mhz)
+    except ValueError as exc:
+        raise CommandError(f"--clk-mhz: {exc}") from None
+    check_output_dir(args.out, "--out")
+    return run(preset=args.preset, out=args.out, chip=args.chip, clk_mhz=args.clk_mhz,
+               command=command)
+
+
 #: study name -> (one-line help, add_arguments, run(args, command))
 STUDIES = {
     "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
@@ -175,6 +198,8 @@ STUDIES = {
                  _simspeed, _run_simspeed),
     "fuzz": ("random command streams end with done or an error, bounded -> fuzz.*",
              _fuzz, _run_fuzz),
+    "roofline": ("layer latency with weights from SDRAM against tokens (model) -> roofline.*",
+                 _roofline, _run_roofline),
 }
 
 

@@ -397,6 +397,9 @@ def markdown(data: dict) -> str:
             else:
                 out.append(f"| {r['simulator']} | — | — | — | — | not run: "
                            f"{r['reason'].splitlines()[0]} |")
+    if data.get("roofline"):
+        from nmaccel.studies.roofline import markdown_section
+        out += [""] + markdown_section(data["roofline"]) + ["![roofline](report_roofline.png)"]
     out += ["", "## Closing note", "",
             f"Regenerate from scratch with `{m['command']}` ({m['wall_seconds'] / 60:.1f} min "
             f"wall on this machine, {m['jobs']} jobs; RTL builds are cached per config in "
@@ -627,6 +630,8 @@ def collect(args: ReportSettings, client=None) -> dict:
     speed = [e for e in extras if "rows" in e and "workload" in e]
     if speed:
         data["simspeed"] = speed[0]
+    say("weights from SDRAM (model) ...")
+    data["roofline"] = roofline_data()
     data["meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     partial.unlink(missing_ok=True)
     return data
@@ -672,16 +677,28 @@ def _call_safely(task):
         return {"task": f"{fn.__name__}{arg}", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def roofline_data() -> dict:
+    """The weights-from-SDRAM projection (:mod:`nmaccel.studies.roofline`, model only:
+    seconds, no simulation) with its defaults."""
+    from nmaccel.studies.roofline import study
+    return study()
+
+
 def write_outputs(data: dict, out: Path, readme: Optional[Path], board: str,
                   source: Optional[Path] = None) -> list[str]:
-    """Derive (:func:`derive`), then write ``report.{json,md,png}`` into ``out`` and the
-    README's headline block; returns the paths written."""
+    """Derive (:func:`derive`), then write ``report.{json,md,png}`` (and
+    ``report_roofline.png``) into ``out`` and the README's headline block; returns the paths
+    written."""
     derive(data, board, source)
     write_json(out / "report.json", data)
     write_atomic(out / "report.md", markdown(data))
     written = [str(out / "report.json"), str(out / "report.md")]
     plot(data, out / "report.png")
     written.append(str(out / "report.png"))
+    if data.get("roofline"):
+        from nmaccel.studies.roofline import plot as roofline_plot
+        roofline_plot(data["roofline"], out / "report_roofline.png")
+        written.append(str(out / "report_roofline.png"))
     if readme is not None and update_readme(readme, data):
         written.append(str(readme))
     return written
