@@ -52,3 +52,23 @@ def test_writes_replace_whole_files_and_create_folders(tmp_path):
     assert target.read_bytes() == b"\x02"
     files.write_json(tmp_path / "y.json", [1, 2])
     assert (tmp_path / "y.json").read_text() == "[\n  1,\n  2\n]\n"
+
+
+def test_written_files_get_a_normal_mode_not_the_temporary_files(tmp_path):
+    """A new file gets 0666 less the umask (as open() would give), a replaced file keeps its
+    mode; the temporary file's 0600 never sticks."""
+    import os
+    import stat
+
+    from nmaccel.files import write_atomic
+    old = os.umask(0o022)
+    try:
+        new = write_atomic(tmp_path / "new.txt", "x")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.txt"
+        kept.write_text("a")
+        kept.chmod(0o640)
+        write_atomic(kept, "b")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "b"
+    finally:
+        os.umask(old)
