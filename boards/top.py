@@ -34,12 +34,14 @@ class BoardTop(Elaboratable):
         m = Module()
         board = self.board
         if board.pll == "pad":
-            m.submodules.pll = Ice40Pll(platform.request(board.clock, dir="-"), self.pll,
-                                        pad=True)
+            m.submodules.pll = pll = Ice40Pll(platform.request(board.clock, dir="-"),
+                                              self.pll, pad=True)
         elif board.pll == "core":
-            m.submodules.pll = Ice40Pll(platform.request(board.clock).i, self.pll, pad=False)
+            m.submodules.pll = pll = Ice40Pll(platform.request(board.clock).i, self.pll,
+                                              pad=False)
         else:
-            m.submodules.pll = Ecp5Pll(platform.request(board.clock).i, self.pll)
+            m.submodules.pll = pll = Ecp5Pll(platform.request(board.clock).i, self.pll)
+        m.domains.sync = pll.domain          # defined here, where the accelerator sees it
 
         m.submodules.accel = accel = self.accel
         uart = platform.request("uart", 0)

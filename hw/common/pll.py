@@ -128,7 +128,9 @@ def ecp5_pll_params(f_in: float, f_out: float) -> PllSettings:
 
 
 class Ice40Pll(Elaboratable):
-    """iCE40 PLL driving domain ``sync`` at ``settings.f_out``; its reset is held until lock.
+    """iCE40 PLL driving clock domain :attr:`domain` (``sync``) at ``settings.f_out``; its
+    reset is held until lock. The parent adds the domain (``m.domains.sync = pll.domain``):
+    a domain is defined where its users can see it (Amaranth 0.6 requires it).
 
     ``pad=True``: ``SB_PLL40_PAD``, ``ref`` is the clock pad port
     (``platform.request(..., dir="-")``), for boards whose oscillator reaches the PLL pad.
@@ -140,10 +142,11 @@ class Ice40Pll(Elaboratable):
             raise TypeError(f"settings must be ice40 PllSettings, not {settings!r}")
         self.ref, self.settings, self.pad = ref, settings, pad
         self.locked = Signal()
+        self.domain = ClockDomain("sync")
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.domains.sync = cd_sync = ClockDomain("sync")
+        cd_sync = self.domain
         p = self.settings.params
         ref = {"i_PACKAGEPIN": self.ref.io} if self.pad else {"i_REFERENCECLK": self.ref}
         clkout = Signal(attrs=_KEEP)   # the net the clock constraint names (see _KEEP)
@@ -167,18 +170,20 @@ _KEEP = {"keep": 1}
 
 
 class Ecp5Pll(Elaboratable):
-    """``EHXPLLL`` from clock input ``clk_in`` (a signal); drives domain ``sync`` at
-    ``settings.f_out`` and holds its reset until lock."""
+    """``EHXPLLL`` from clock input ``clk_in`` (a signal); drives clock domain
+    :attr:`domain` (``sync``, which the parent adds) at ``settings.f_out`` and holds its
+    reset until lock."""
 
     def __init__(self, clk_in, settings: PllSettings) -> None:
         if not isinstance(settings, PllSettings) or settings.family != "ecp5":
             raise TypeError(f"settings must be ecp5 PllSettings, not {settings!r}")
         self.clk_in, self.settings = clk_in, settings
         self.locked = Signal()
+        self.domain = ClockDomain("sync")
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.domains.sync = cd_sync = ClockDomain("sync")
+        cd_sync = self.domain
         p = self.settings.params
         clkop = Signal(attrs=_KEEP)    # the net the clock constraint names (see _KEEP)
         m.submodules.pll = Instance(
