@@ -94,7 +94,6 @@ def test_golden_demo_pipelines():
     (["idp", "--study", "minilm-ship", "--methods", "oneshot", "--minilm-continue",
       "--minilm-layer-budget", "0", "--minilm-patterns", "1:4", "--minilm-ship-dir", "{dir}"],
      "--minilm-continue: {dir}/minilm_l6_1of4.npz does not exist (nothing to continue from)"),
-    (["bench", "roofline", "--clk-mhz", "0"], "expected a positive number, not 0"),
 ])
 def test_bad_paths_and_flags_are_refused_before_any_work(argv, message, tmp_path, capsys):
     """Output paths and conflicting flags are checked first: a one-line error, exit status 2,
