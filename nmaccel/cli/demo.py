@@ -88,6 +88,7 @@ def run(args) -> int:
         CONV_PRESET,
         demo_results,
         format_rtl_table,
+        format_sdram_line,
         format_table,
         plot_demo,
         rtl_demo,
@@ -116,6 +117,7 @@ def run(args) -> int:
           + (f"time @ fmax = cycles / {fmax:.1f} MHz (post-route, {args.board} board build)"
              if fmax else f"fmax not measured: {res.get('fmax_note') or 'no board build'}")
           + f"; wall {res['seconds']['total']:.0f} s (build {res['seconds']['build']:.0f} s).")
+    print(f"One layer {format_sdram_line(res)}.")
     if png:
         plot_demo(res, png)
         print(f"wrote {png}")

@@ -119,10 +119,39 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
     rows[0]["speedup_vs_dense"] = round(dense_cycles / rows[0]["cycles"], 3)
     return {"preset": preset, "nm": f"{nm[0]}:{nm[1]}", "layer": layer, "seq": seq,
             "images": images, "board": board, "rows": rows, "baselines": base,
-            "fmax_note": fmax_note,
+            "fmax_note": fmax_note, "sdram": sdram_projection(preset, nm, seq),
             "seconds": {"baselines": round(t_build - t0, 1), "build": round(t_run - t_build, 1),
                         "simulate": round(time.perf_counter() - t_run, 1),
                         "total": round(time.perf_counter() - t0, 1)}}
+
+
+def sdram_projection(preset: str, nm, seq: int, clk_mhz: float = 100.0) -> dict:
+    """The layer with its weights streamed from the ULX3S SDRAM, double-buffered
+    (:func:`nmaccel.studies.roofline.layer_schedule`: a projection from the exact compute
+    cycle model and the SDRAM fetch model), for ``nm`` and dense; ``{"error": ...}`` when the
+    half buffers do not hold the layer."""
+    from nmaccel.spec.config import sta_preset
+    from nmaccel.spec.sdram import IS42S16160G_7
+    from nmaccel.studies.roofline import layer_schedule
+    timing = IS42S16160G_7.at(clk_mhz)
+    out = {"chip": IS42S16160G_7.name, "clk_mhz": clk_mhz, "rows": []}
+    try:
+        for pattern in (nm, None):
+            out["rows"].append(layer_schedule(sta_preset(preset), pattern, seq, timing))
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return out
+
+
+def format_sdram_line(res: dict) -> str:
+    sd = res.get("sdram") or {}
+    if "rows" not in sd:
+        return f"weights from SDRAM: not projected ({sd.get('error', 'no projection')})"
+    parts = [f"{r['pattern']} {r['latency_cycles'] / sd['clk_mhz'] / 1000:.2f} ms "
+             f"({r['bytes'] / 1e6:.2f} MB, {r['bound']}-bound)" for r in sd["rows"]]
+    return (f"with its weights streamed from the board's {sd['chip']} SDRAM at "
+            f"{sd['clk_mhz']:g} MHz (double-buffered; a projection from the cycle and fetch "
+            f"models, the times above assume the weights on chip): " + ", ".join(parts))
 
 
 def _board_conv_preset(board: str) -> str:

@@ -73,3 +73,19 @@ def test_shipped_weights_need_a_shipped_pattern(capsys):
 def test_dense_alone_is_refused(capsys):
     assert main(["demo", "--nm", "dense", "--png", ""]) == 2
     assert "--nm must be an N:M pattern" in capsys.readouterr().err
+
+
+def test_demo_projects_the_layer_with_weights_from_sdram():
+    """The demo's SDRAM line: both patterns, the sparse one with fewer bytes and less time;
+    a layer the half buffers cannot hold says so instead."""
+    from nmaccel.studies.demo import format_sdram_line, sdram_projection
+    proj = sdram_projection("ulx3s_board", (2, 4), 16)
+    sparse, dense = proj["rows"]
+    assert (sparse["pattern"], dense["pattern"]) == ("2:4", "dense int8")
+    assert sparse["bytes"] < 0.7 * dense["bytes"]
+    assert sparse["latency_cycles"] < dense["latency_cycles"]
+    line = format_sdram_line({"sdram": proj})
+    assert "IS42S16160G-7 SDRAM at 100 MHz" in line and "2:4 " in line and "MB" in line
+    bad = sdram_projection("ulx3s_board", None, 128)
+    assert "error" in bad and "abuf_depth" in bad["error"]
+    assert "not projected" in format_sdram_line({"sdram": bad})
