@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Union
 
-__all__ = ["write_atomic", "write_json", "save_figure"]
+__all__ = ["write_atomic", "write_json", "save_figure", "write_study"]
 
 
 def _umask() -> int:
@@ -58,3 +58,15 @@ def save_figure(fig, path: Union[str, os.PathLike], **kwargs) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     return write_atomic(path, buf.getvalue())
+
+
+def write_study(out: Union[str, os.PathLike], stem: str, res: Any, markdown: str,
+                plot=None) -> Path:
+    """A study's outputs in folder ``out``: ``stem.json`` (``res``), ``stem.md``
+    (``markdown``) and, with ``plot(res, path)``, ``stem.png``; all atomic. Returns ``out``."""
+    out = Path(out)
+    write_json(out / f"{stem}.json", res)
+    write_atomic(out / f"{stem}.md", markdown)
+    if plot is not None:
+        plot(res, out / f"{stem}.png")
+    return out

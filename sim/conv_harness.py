@@ -18,7 +18,6 @@ import numpy as np
 
 from nmaccel.model.conv_ref import ConvLayerJob, check_job_fits, unpack_outputs
 from nmaccel.sim.build_cache import (
-    ModelDidNotStart,
     cached_verilog,
     run_cached_model,
     simulation_build,
@@ -57,10 +56,7 @@ def build(cfg: ConvConfig, simulator: str = "verilator", rebuild: bool = False) 
 
 
 def _request(cfg: ConvConfig, req: dict, simulator: str):
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
-    from nmaccel.sim.simulators import log_tail, run_bench
+    from nmaccel.sim.simulators import run_module
     req = dict(req, config=cfg.to_dict())
 
     def make(rebuild: bool) -> tuple[Path, str]:
@@ -73,25 +69,9 @@ def _request(cfg: ConvConfig, req: dict, simulator: str):
             rq, rs = tmp / "request.pkl", tmp / "result.pkl"
             with open(rq, "wb") as f:
                 pickle.dump(req, f)
-            runner = get_runner(sim)
-            kw = {"timescale": ("1ns", "1ps")} if sim == "icarus" else {}
-            xml = run_bench(runner, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                            test_module="nmaccel.sim.conv_bench",
-                            build_dir=bdir, test_dir=tmp,
-                            results_xml=str(tmp / "results.xml"),
-                            extra_env={"COCOTB_LOG_LEVEL": "WARNING",
-                                       "GPI_LOG_LEVEL": "WARNING",
-                                       "NMACCEL_CONV_REQUEST": str(rq),
-                                       "NMACCEL_CONV_RESULT": str(rs)},
-                            log_file=tmp / "sim.log", **kw)
-            if not Path(xml).exists():
-                raise ModelDidNotStart(f"conv bench on {sim} wrote no results; the "
-                                       f"simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
-            n, failed = get_results(Path(xml))
-            if n != 1 or failed or not rs.exists():
-                raise RuntimeError(f"conv bench failed on {sim} ({n} tests, {failed} failed); "
-                                   f"the simulation log ends:\n"
-                                   f"{log_tail(tmp / 'sim.log', 40)}")
+            run_module(sim, TOP, "nmaccel.sim.conv_bench", bdir, tmp,
+                       {"GPI_LOG_LEVEL": "WARNING", "NMACCEL_CONV_REQUEST": str(rq),
+                        "NMACCEL_CONV_RESULT": str(rs)}, "conv bench", result=rs)
             with open(rs, "rb") as f:
                 return pickle.load(f)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "run_module",
     "ICARUS_BUILD_ARGS",
     "MIN_VERILATOR",
     "SIMULATORS",
@@ -341,6 +342,32 @@ def run_bench(runner, **kwargs) -> Path:
         if not results.exists():
             raise ModelDidNotStart(f"the simulator failed without results ({exc})") from None
     return results
+
+
+def run_module(sim_name: str, toplevel: str, module: str, build_dir, test_dir, env: dict,
+               what: str, result=None, waves: bool = False, timescale: bool = True) -> None:
+    """Run the one cocotb test of ``module`` on the model in ``build_dir`` (``env``: the
+    bench's environment; ``COCOTB_LOG_LEVEL`` defaults to WARNING), logging to
+    ``test_dir/sim.log``. Raises :class:`ModelDidNotStart` if the simulator wrote no results,
+    RuntimeError naming ``what`` with the log's tail if the test failed or did not write
+    ``result`` (when given). ``timescale``: Icarus runs get a 1 ns / 1 ps timescale."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    test_dir = Path(test_dir)
+    log = test_dir / "sim.log"
+    kw = {"timescale": ("1ns", "1ps")} if sim_name == "icarus" and timescale else {}
+    xml = run_bench(get_runner(sim_name), hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    test_module=module, build_dir=build_dir, test_dir=test_dir,
+                    results_xml=str(test_dir / "results.xml"),
+                    extra_env={"COCOTB_LOG_LEVEL": "WARNING", **env}, waves=waves,
+                    log_file=log, **kw)
+    if not Path(xml).exists():
+        raise ModelDidNotStart(f"{what} on {sim_name} wrote no results; the simulation log "
+                               f"ends:\n{log_tail(log, 40)}")
+    n, failed = get_results(Path(xml))
+    if n != 1 or failed or (result is not None and not Path(result).exists()):
+        raise RuntimeError(f"{what} failed on {sim_name}; the simulation log ends:\n"
+                           f"{log_tail(log, 40)}")
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

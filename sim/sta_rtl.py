@@ -20,12 +20,11 @@ from typing import Optional
 from nmaccel.files import write_atomic
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import (
-    ModelDidNotStart,
     run_cached_model,
     simulation_build,
     sta_verilog,
 )
-from nmaccel.sim.simulators import log_tail, run_bench
+from nmaccel.sim.simulators import run_module
 from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
@@ -145,32 +144,18 @@ class Simulation:
         return made
 
     def _simulate(self, bdir: Path, sim_name: str) -> list:
-        from cocotb_tools.check_results import get_results
-        from cocotb_tools.runner import get_runner
         tmp, waves = Path(self._tmp.name), self.waves
         out = tmp / "out.json"
         out.unlink(missing_ok=True)
-        runner = get_runner(sim_name)
         t1 = time.perf_counter()
         spawned = time.time()
-        log_level = os.environ.get("COCOTB_LOG_LEVEL", "WARNING")
-        xml = run_bench(runner, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                        test_module="nmaccel.sim.sta_bench", build_dir=bdir, test_dir=tmp,
-                        results_xml=str(tmp / "results.xml"),
-                        extra_env={"NMACCEL_STA_JOB": str(self._job),
-                                   "NMACCEL_STA_OUT": str(out),
-                                   "NMACCEL_STA_JOB_WAIT": repr(float(self.job_wait)),
-                                   "COCOTB_LOG_LEVEL": log_level},
-                        waves=bool(waves), log_file=tmp / "sim.log")
+        run_module(sim_name, TOPLEVEL, "nmaccel.sim.sta_bench", bdir, tmp,
+                   {"NMACCEL_STA_JOB": str(self._job), "NMACCEL_STA_OUT": str(out),
+                    "NMACCEL_STA_JOB_WAIT": repr(float(self.job_wait)),
+                    "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+                   "cocotb STA bench", result=out, waves=bool(waves), timescale=False)
         self.seconds["sim"] = time.perf_counter() - t1
         self.seconds["sim_end"] = time.perf_counter()
-        if not Path(xml).exists():
-            raise ModelDidNotStart(f"cocotb STA bench on {sim_name} wrote no results; the "
-                                   f"simulation log ends:\n{log_tail(tmp / 'sim.log', 40)}")
-        num, failed = get_results(Path(xml))
-        if num != 1 or failed or not out.exists():
-            raise RuntimeError(f"cocotb STA bench failed on {sim_name}; the simulation log "
-                               f"ends:\n{log_tail(tmp / 'sim.log', 40)}")
         done = json.loads(out.read_text())
         self.seconds["start"] = done.get("started", spawned) - spawned
         self.seconds["exit"] = time.time() - done.get("finished", time.time())

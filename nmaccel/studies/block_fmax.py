@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nmaccel.boards.block_timing import place_route_block
 from nmaccel.boards.blocks import conv_blocks, sta_blocks
-from nmaccel.files import save_figure, write_atomic, write_json
+from nmaccel.files import save_figure, write_study
 from nmaccel.spec.config import conv_preset, sta_preset
 
 
@@ -115,10 +115,8 @@ def run(sta_preset_name: str = "ulx3s_lite", conv_preset_name: str = "ulx3s",
     res = {"command": cmd, "sta_preset": sta_preset_name, "conv_preset": conv_preset_name,
            "freq_mhz": freq, "device": f"{plat.device}-{plat.package}",
            "speed": plat.speed, "router": board_target("ulx3s").router(), "rows": rows}
-    out = Path(out)
-    write_json(out / "block_fmax.json", res)
-    write_atomic(out / "block_fmax.md", markdown(res))
-    plot(res, out / "block_fmax.png")
-    print(markdown(res))
+    md = markdown(res)
+    write_study(out, "block_fmax", res, md, plot)
+    print(md)
     return 0
 

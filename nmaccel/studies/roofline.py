@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nmaccel.files import save_figure, write_atomic, write_json
+from nmaccel.files import save_figure, write_study
 
 __all__ = ["layer_schedule", "study", "markdown", "plot", "run", "PATTERNS", "SEQS"]
 
@@ -200,9 +200,7 @@ def run(preset: str = "ulx3s", out="reports", chip: str = "IS42S16160G-7",
     res = study(preset, chip, clk_mhz, progress=say)
     res["command"] = command
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(out)
-    write_json(out / "roofline.json", res)
-    write_atomic(out / "roofline.md", markdown(res))
-    plot(res, out / "roofline.png")
-    print(markdown(res))
+    md = markdown(res)
+    write_study(out, "roofline", res, md, plot)
+    print(md)
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nmaccel.files import save_figure, write_atomic, write_json
+from nmaccel.files import save_figure, write_study
 
 __all__ = ["run", "measure", "markdown", "plot", "PRESETS"]
 
@@ -131,10 +131,8 @@ def run(presets=PRESETS, out="reports", command: str = "nmaccel bench simspeed")
            f"{platform.processor() or ''}".strip(),
            "presets": [measure(p) for p in presets]}
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(out)
-    write_json(out / "simspeed.json", res)
-    write_atomic(out / "simspeed.md", markdown(res))
-    plot(res, out / "simspeed.png")
-    print(markdown(res))
+    md = markdown(res)
+    write_study(out, "simspeed", res, md, plot)
+    print(md)
     return 0 if all(p[w]["bit_exact"] for p in res["presets"] for w in ("first", "cached")) \
         else 1

@@ -14,7 +14,7 @@ import pytest
 
 from nmaccel.model.sdram_cycles import stream_read_cycles
 from nmaccel.sim.sdram_bench import TOP
-from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.sim.simulators import activate, require_simulator, run_module
 from nmaccel.spec.sdram import IS42S16160G_7, MT48LC16M16A2_6A, SdramTiming
 
 
@@ -33,21 +33,12 @@ def build(timing: SdramTiming, simulator: str) -> Path:
 def run_bench(controller: SdramTiming, chip: SdramTiming, simulator: str, tmp_path,
               requests: int = 1500, seed: int = 1, streams=(512,)) -> dict:
     sim = activate(require_simulator(simulator))
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-    build_dir = build(controller, sim.name)
     result = tmp_path / "result.json"
-    kw = {"timescale": ("1ns", "1ps")} if sim.name == "icarus" else {}
-    xml = get_runner(sim.name).test(
-        hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="nmaccel.sim.sdram_bench",
-        build_dir=build_dir, test_dir=tmp_path, results_xml=str(tmp_path / "results.xml"),
-        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
-                   "NMACCEL_SDRAM_CHIP": json.dumps(chip.to_dict()),
-                   "NMACCEL_SDRAM_SEED": str(seed), "NMACCEL_SDRAM_REQUESTS": str(requests),
-                   "NMACCEL_SDRAM_STREAMS": ",".join(map(str, streams)),
-                   "NMACCEL_SDRAM_RESULT": str(result)}, **kw)
-    n, failed = get_results(Path(xml))
-    assert n == 1 and failed == 0, f"SDRAM bench failed on {sim.name} (see the log above)"
+    run_module(sim.name, TOP, "nmaccel.sim.sdram_bench", build(controller, sim.name), tmp_path,
+               {"NMACCEL_SDRAM_CHIP": json.dumps(chip.to_dict()),
+                "NMACCEL_SDRAM_SEED": str(seed), "NMACCEL_SDRAM_REQUESTS": str(requests),
+                "NMACCEL_SDRAM_STREAMS": ",".join(map(str, streams)),
+                "NMACCEL_SDRAM_RESULT": str(result)}, "SDRAM bench", result=result)
     return json.loads(result.read_text())
 
 

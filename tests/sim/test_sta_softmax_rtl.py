@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.sim.simulators import activate, require_simulator, run_module
 from nmaccel.sim.softmax_bench import TOP, pack_in, unpack_out
 from nmaccel.spec.config import StaConfig, sta_preset
 
@@ -54,22 +54,13 @@ def test_bench_packing_matches_layouts():
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_softmax_rtl_bit_exact(simulator, config, tmp_path):
     sim = activate(require_simulator(simulator))
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
     cfg = CONFIGS[config]
-    build_dir = build(cfg, sim.name)
     result = tmp_path / "result.json"
-    kw = {"timescale": ("1ns", "1ps")} if sim.name == "icarus" else {}
-    xml = get_runner(sim.name).test(
-        hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="nmaccel.sim.softmax_bench",
-        build_dir=build_dir, test_dir=tmp_path, results_xml=str(tmp_path / "results.xml"),
-        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING",
-                   "NMACCEL_SOFTMAX_CONFIG": cfg.to_json(),
-                   "NMACCEL_SOFTMAX_SEED": str(sum(map(ord, config))),
-                   "NMACCEL_SOFTMAX_ROWS": str(ROWS[config]),
-                   "NMACCEL_SOFTMAX_RESULT": str(result)}, **kw)
-    n, failed = get_results(Path(xml))
-    assert n == 1 and failed == 0, f"softmax bench failed on {sim.name} (see the log above)"
+    run_module(sim.name, TOP, "nmaccel.sim.softmax_bench", build(cfg, sim.name), tmp_path,
+               {"GPI_LOG_LEVEL": "WARNING", "NMACCEL_SOFTMAX_CONFIG": cfg.to_json(),
+                "NMACCEL_SOFTMAX_SEED": str(sum(map(ord, config))),
+                "NMACCEL_SOFTMAX_ROWS": str(ROWS[config]),
+                "NMACCEL_SOFTMAX_RESULT": str(result)}, "softmax bench", result=result)
     summary = json.loads(result.read_text())
     assert summary["rows"] >= ROWS[config] + 20
     assert summary["cycles"] == summary["expected_cycles"]

@@ -19,7 +19,7 @@ from nmaccel.hw.common.sdram import SdramController, pins_signature
 from nmaccel.hw.sta.fetch import WeightFetch, fetch_layout, pack_entries, words_per_entry
 from nmaccel.model.sdram_cycles import stream_read_cycles
 from nmaccel.sim.fetch_bench import TOP
-from nmaccel.sim.simulators import activate, require_simulator
+from nmaccel.sim.simulators import activate, require_simulator, run_module
 from nmaccel.spec.sdram import IS42S16160G_7
 
 
@@ -68,8 +68,6 @@ def build(timing, entry_bits: int, depth: int, simulator: str) -> Path:
                                                   ("verilator", 50), ("verilator", 16)])
 def test_entries_arrive_exact_in_the_predicted_cycles(simulator, entry_bits, tmp_path):
     sim = activate(require_simulator(simulator))
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
     timing = IS42S16160G_7.at(100).replace(init_wait=2000)   # a shorter power-up: faster
     depth = 1024
     rng = random.Random(entry_bits)
@@ -85,15 +83,10 @@ def test_entries_arrive_exact_in_the_predicted_cycles(simulator, entry_bits, tmp
            "requests": [[first * wpe, base, n] for first, base, n in requests]}
     (tmp_path / "job.json").write_text(json.dumps(job))
     result = tmp_path / "result.json"
-    kw = {"timescale": ("1ns", "1ps")} if sim.name == "icarus" else {}
-    xml = get_runner(sim.name).test(
-        hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="nmaccel.sim.fetch_bench",
-        build_dir=build(timing, entry_bits, depth, sim.name), test_dir=tmp_path,
-        results_xml=str(tmp_path / "results.xml"),
-        extra_env={"COCOTB_LOG_LEVEL": "WARNING", "NMACCEL_FETCH_JOB": str(tmp_path / "job.json"),
-                   "NMACCEL_FETCH_RESULT": str(result)}, **kw)
-    n, failed = get_results(Path(xml))
-    assert n == 1 and failed == 0, f"fetch bench failed on {sim.name} (see the log above)"
+    run_module(sim.name, TOP, "nmaccel.sim.fetch_bench",
+               build(timing, entry_bits, depth, sim.name), tmp_path,
+               {"NMACCEL_FETCH_JOB": str(tmp_path / "job.json"),
+                "NMACCEL_FETCH_RESULT": str(result)}, "fetch bench", result=result)
     res = json.loads(result.read_text())
     assert res["violations"] == []
     for (first, _base, count), got in zip(requests, res["results"]):
