@@ -67,13 +67,16 @@ def markdown(res: dict) -> str:
              f"Command: `{res['command']}` on {res['machine']} ({res['wall_seconds']:.0f} s). "
              "Each preset runs layer 0 (2:4; 32 tokens, or the longest of 16, 8, 4 its buffers "
              "hold) twice, as `nmaccel sim sta --layer 0` does: *first* builds the Verilator "
-             "model if the cache had none, *cached* finds it. Seconds: `prepare` = Python "
-             "before the simulator (quantization from the calibration cache, compiling the "
-             "layer), `build` = model build or cache lookup, "
-             "`simulator` = the simulator process (start-up, backdoor loading, the run, "
-             "read-back), `check` = golden comparison after it. Free-running cycles/s = clock "
-             "cycles ÷ the run's own seconds; end to end = ÷ the whole wall time; e2e/free = "
-             "their ratio.", "",
+             "model if the cache had none, *cached* finds it (both are the first and second "
+             "run in one process). The simulator process starts at once (model from the build "
+             "cache) and waits for its programs, so its start-up overlaps the preparation. "
+             "Seconds: `prepare` = Python before the programs are ready (quantization from the "
+             "calibration cache, compiling the layer), `build` = what the model build or "
+             "lookup took beyond the preparation, `simulator` = from then until the results "
+             "are back (start-up the preparation did not hide, backdoor loading, the run, "
+             "read-back, exit), `check` = golden comparison after it. Free-running cycles/s = "
+             "clock cycles ÷ the run's own seconds; end to end = ÷ the whole wall time; "
+             "e2e/free = their ratio.", "",
              "| preset | array | tokens | run | cycles | bit-exact | wall s | prepare | build | "
              "simulator | check | free-running cycles/s | end-to-end cycles/s | e2e/free |",
              "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -88,10 +91,11 @@ def markdown(res: dict) -> str:
                          f"{s['simulator']:.1f} | {s['check']:.1f} | "
                          f"{r['free_running_cycles_per_second']} | "
                          f"{r['end_to_end_cycles_per_second']} | "
-                         f"{ratio:.0%} |")
+                         f"{ratio:.1%} |")
     lines += ["", "Inside the simulator process (cached runs; seconds): start-up (process, "
-              "embedded Python, cocotb, the bench module), backdoor loading of the memory "
-              "images, the free-running runs, reading results back, exit.", "",
+              "embedded Python, cocotb, the bench module; from the spawn, beside the "
+              "preparation), backdoor loading of the memory images, the free-running runs, "
+              "reading results back, exit.", "",
               "| preset | start-up | load | run | read-back | exit |",
               "|---|---:|---:|---:|---:|---:|"]
     for p in res["presets"]:
