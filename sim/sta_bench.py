@@ -1,10 +1,13 @@
 """cocotb bench that executes STA host scripts (:func:`nmaccel.sim.sta_host.host_script`).
 
-Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON file of
-``{"runs": [script, ...], "idle": p, "backpressure": p, "seed": s, "backdoor": bool,
-"max_cycles": [limit per run]}`` (``backdoor``: deposit the memory images and read OBUF
-through VPI instead of the host port, for speed; the host port is then used only for START,
-STATUS and the counters); it writes the raw read data of every run to ``NMACCEL_STA_OUT``.
+Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON header
+``{"runs": N, "idle": p, "backpressure": p, "seed": s, "backdoor": bool}`` (``backdoor``:
+deposit the memory images and read OBUF through VPI instead of the host port, for speed; the
+host port is then used only for START, STATUS and the counters) and, next to it, one file
+per run, ``run-<n>.json`` = ``{"script": ..., "max_cycles": limit, "predicted_cycles": c}``,
+which the parent writes while earlier runs simulate (``{"cancel": true}`` ends the job early;
+each file is waited for at most ``NMACCEL_STA_JOB_WAIT`` seconds). It writes the raw read
+data of every run to ``NMACCEL_STA_OUT``.
 Python touches the clock only while it loads memories and reads results: during a run it
 sleeps until ``done`` or ``error`` rises, so the simulator runs free (the cycles/s figure is
 taken over that window).
@@ -160,10 +163,8 @@ async def run_sta_job(dut):
     host = StaHostDriver(dut, job["addr_bits"], rng, job.get("idle", 0.0),
                          job.get("backpressure", 0.0))
     backdoor = bool(job.get("backdoor"))
-    limits = job.get("max_cycles") or []
-    if len(limits) != len(job["runs"]):
-        raise ValueError(f"the job needs one max_cycles entry per run ({len(job['runs'])}), "
-                         f"not {limits!r}")
+    wait = float(os.environ.get("NMACCEL_STA_JOB_WAIT", "0"))
+    job_dir = os.path.dirname(os.environ["NMACCEL_STA_JOB"])
     results = []
     memories = {}
 
@@ -172,7 +173,13 @@ async def run_sta_job(dut):
             memories[name] = MemoryBackdoor(getattr(dut, name))
         return memories[name]
 
-    for n, (script, limit) in enumerate(zip(job["runs"], limits)):
+    for n in range(int(job["runs"])):
+        t_wait = time.perf_counter()
+        part = _wait_for_job(os.path.join(job_dir, f"run-{n}.json"), wait)
+        if part.get("cancel"):                # the parent failed while writing the job
+            break
+        script, limit = part["script"], part["max_cycles"]
+        wait_s = time.perf_counter() - t_wait
         t_load = time.perf_counter()
         if backdoor:
             # Deposit whole memory words through VPI (no clock cycles, no host port).
@@ -187,7 +194,7 @@ async def run_sta_job(dut):
         load_s = time.perf_counter() - t_load
         await host.write(*script["start"])
         t0 = time.perf_counter()
-        predicted = (job.get("predicted_cycles") or [None] * len(limits))[n]
+        predicted = part.get("predicted_cycles")
         why = (f"the cycle model predicts {predicted} cycles" if predicted is not None
                else "a cycle limit given by the caller, the cycle model not run")
         await wait_high({"done": dut.done, "error": dut.error}, limit,
@@ -212,6 +219,7 @@ async def run_sta_job(dut):
         results.append({"status": status, "counters": counters, "cyclog": cyclog,
                         "outputs": outputs, "obuf": obuf, "run_seconds": run_s,
                         "load_seconds": load_s, "load_writes": len(script["writes"]),
+                        "wait_seconds": wait_s,
                         "read_seconds": time.perf_counter() - t_read})
         await Timer(1, unit="ns")
     with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:

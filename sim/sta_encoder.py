@@ -217,7 +217,7 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     # build (or its cache lookup), the simulator process (start-up, loading, running,
     # reading back), of which the free-running clock cycles, and Python after it (checks).
     inside = {part: round(sum(r.extra.get(f"{part}_seconds", 0.0) for r in results), 3)
-              for part in ("start", "load", "read", "exit")}
+              for part in ("start", "wait", "load", "read", "exit")}
     seconds = {"prepare": round(t_prepared - t0, 3), "build": round(build_s, 3),
                "simulator": round(t_simulated - t_prepared - build_s, 3),
                "free_running": round(run_s, 3), "check": round(done - t_simulated, 3),

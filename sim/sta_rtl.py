@@ -136,6 +136,10 @@ class Simulation:
         self._outcome: dict = {}
         self._submitted = False
 
+    def _part(self, i: int) -> Path:
+        """The job part of program ``i`` (next to the job header)."""
+        return self._job.with_name(f"run-{i}.json")
+
     def _build_model(self, rebuild: bool) -> tuple[Path, str]:
         t0 = time.perf_counter()
         made = build(self.cfg, self.simulator, waves=bool(self.waves), rebuild=rebuild)
@@ -207,24 +211,34 @@ class Simulation:
                              "one the Simulation was made for)")
         if self._submitted:
             raise RuntimeError("a Simulation runs one list of programs; start another one")
+        empty = [i for i, p in enumerate(programs) if not len(p.commands)]
+        if empty:
+            raise ValueError(f"program {empty[0]} has no commands")
         if self._thread is None:
             self.start()
-        cfg = self.cfg
-        try:
-            scripts = [host_script(p, writes=not backdoor) for p in programs]
-            # the cycle model only sets the default limits (and their message): a given
-            # max_cycles skips it
-            predicted = [predicted_cycles(p) if max_cycles is None else None for p in programs]
-            limits = [max_cycles if max_cycles is not None else cycle_limit(c)
-                      for c in predicted]
-            job = {"runs": scripts, "idle": idle, "backpressure": backpressure, "seed": seed,
-                   "addr_bits": sta_isa.addr_bits(cfg), "backdoor": backdoor,
-                   "max_cycles": limits, "predicted_cycles": predicted}
-        except BaseException:
-            self.cancel()
-            raise
+        # The job goes out in parts: a header, then one file per program as soon as its host
+        # script is made, so the simulator loads and runs program i while this process
+        # writes program i + 1's (the bench waits for each part with the job's limit).
         self._submitted = True
-        write_atomic(self._job, json.dumps(job))
+        write_atomic(self._job, json.dumps({
+            "runs": len(programs), "idle": idle, "backpressure": backpressure, "seed": seed,
+            "addr_bits": sta_isa.addr_bits(self.cfg), "backdoor": backdoor}))
+        scripts = []
+        try:
+            for i, p in enumerate(programs):
+                scripts.append(host_script(p, writes=not backdoor))
+                # the cycle model only sets the default limit (and its message): a given
+                # max_cycles skips it
+                predicted = predicted_cycles(p) if max_cycles is None else None
+                limit = max_cycles if max_cycles is not None else cycle_limit(predicted)
+                write_atomic(self._part(i), json.dumps({
+                    "script": scripts[-1], "max_cycles": limit,
+                    "predicted_cycles": predicted}))
+        except BaseException:
+            write_atomic(self._part(len(scripts)), json.dumps({"cancel": True}))
+            self._thread.join()
+            self._tmp.cleanup()
+            raise
         self._thread.join()
         try:
             if "error" in self._outcome:
@@ -240,6 +254,7 @@ class Simulation:
                              obuf_words=r.get("obuf"), run_seconds=r["run_seconds"],
                              wall_seconds=sim_s / len(programs))
             res.extra.update(load_seconds=r["load_seconds"], load_writes=r["load_writes"],
+                             wait_seconds=r.get("wait_seconds", 0.0),
                              read_seconds=r.get("read_seconds", 0.0), build_seconds=build_s,
                              start_seconds=self.seconds.get("start", 0.0) / len(programs),
                              exit_seconds=self.seconds.get("exit", 0.0) / len(programs))

@@ -179,7 +179,8 @@ def test_a_simulation_started_ahead_runs_cancels_and_waits_with_a_limit():
     """:class:`Simulation` spawns the simulator before the programs exist: the programs it gets
     later run exactly; one cancelled exits without running anything; one that gets nothing
     within ``job_wait`` stops with a message naming the wait; the preparation's error
-    reaches the caller and the started process is cancelled; bad arguments fail first."""
+    reaches the caller and the started process is cancelled, also when a program fails while
+    the job goes out in parts; bad arguments fail first."""
     require_simulator("verilator")
     import time
 
@@ -203,6 +204,14 @@ def test_a_simulation_started_ahead_runs_cancels_and_waits_with_a_limit():
     with pytest.raises(RuntimeError, match=r"(?s)STA bench failed.*no STA job at .* after "
                                            r"0.5 s"):
         late.run([program], backdoor=True)
+    # a program that fails while the job goes out ends the simulator (no hang), the error
+    # reaches the caller
+    bad = random_program(cfg, 5)
+    bad.images["WBUF"][0] = "junk"
+    streamed = Simulation(cfg).start()
+    with pytest.raises(ValueError, match="junk"):
+        streamed.run([program, bad], backdoor=True)
+    assert not streamed._thread.is_alive()
     other = make_cfg("R3C2L2-1:8")
     with Simulation(other) as s:
         with pytest.raises(ValueError, match="share one StaConfig"):
