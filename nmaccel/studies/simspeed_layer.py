@@ -94,14 +94,16 @@ def markdown(res: dict) -> str:
                          f"{ratio:.1%} |")
     lines += ["", "Inside the simulator process (cached runs; seconds): start-up (process, "
               "embedded Python, cocotb, the bench module; from the spawn, beside the "
-              "preparation), backdoor loading of the memory images, the free-running runs, "
-              "reading results back, exit.", "",
-              "| preset | start-up | load | run | read-back | exit |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "preparation), waiting for the programs' job files (written while earlier "
+              "programs simulate), backdoor loading of the memory images, the free-running "
+              "runs, reading results back, exit.", "",
+              "| preset | start-up | wait | load | run | read-back | exit |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for p in res["presets"]:
         parts = p["cached"]["seconds"].get("simulator_parts")
         if parts:
-            lines.append(f"| {p['preset']} | {parts['start']:.2f} | {parts['load']:.2f} | "
+            lines.append(f"| {p['preset']} | {parts['start']:.2f} | "
+                         f"{parts.get('wait', 0.0):.2f} | {parts['load']:.2f} | "
                          f"{parts['run']:.2f} | {parts['read']:.2f} | {parts['exit']:.2f} |")
     return "\n".join(lines) + "\n"
 
