@@ -11,6 +11,7 @@ synchronizer.
 from __future__ import annotations
 
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 
 from nmaccel.boards.targets import BoardTarget
@@ -36,23 +37,28 @@ class BoardTop(Elaboratable):
         if board.pll == "pad":
             m.submodules.pll = pll = Ice40Pll(platform.request(board.clock, dir="-"),
                                               self.pll, pad=True)
-        elif board.pll == "core":
-            m.submodules.pll = pll = Ice40Pll(platform.request(board.clock).i, self.pll,
-                                              pad=False)
         else:
-            m.submodules.pll = pll = Ecp5Pll(platform.request(board.clock).i, self.pll)
+            m.submodules.clk_buf = clk = io.Buffer("i", platform.request(board.clock, dir="-"))
+            if board.pll == "core":
+                m.submodules.pll = pll = Ice40Pll(clk.i, self.pll, pad=False)
+            else:
+                m.submodules.pll = pll = Ecp5Pll(clk.i, self.pll)
         m.domains.sync = pll.domain          # defined here, where the accelerator sees it
 
         m.submodules.accel = accel = self.accel
-        uart = platform.request("uart", 0)
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, accel.rx, init=1)
-        m.d.comb += uart.tx.o.eq(accel.tx)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.submodules.rx_sync = FFSynchronizer(rx.i, accel.rx, init=1)
+        m.d.comb += tx.o.eq(accel.tx)
 
         requested = {}
-        for status, led in zip((accel.busy, accel.done, accel.error), board.leds):
+        for i, (status, led) in enumerate(zip((accel.busy, accel.done, accel.error),
+                                              board.leds)):
             if led[:2] not in requested:
-                requested[led[:2]] = platform.request(led[0], led[1])
+                requested[led[:2]] = platform.request(led[0], led[1], dir="-")
             res = requested[led[:2]]
-            pin = getattr(res, led[2]) if len(led) > 2 else res
+            m.submodules[f"led_{i}"] = pin = io.Buffer(
+                "o", getattr(res, led[2]) if len(led) > 2 else res)
             m.d.comb += pin.o.eq(status)
         return m
