@@ -16,8 +16,9 @@ are in and the previous segment is done::
 so ``stall`` = latency − Σ compute is the fetch time the compute does not hide. A layer is
 *bandwidth-bound* when Σ fetch > Σ compute. The SDRAM runs on the core clock; times are at
 ``clk_mhz`` (default 100 MHz, the ULX3S target). Activations stay on chip between layers.
-The STA fetch engine that would realise this schedule is not built yet (the SDRAM controller
-is): these figures are a projection from two models that tests hold to RTL.
+The SDRAM controller and the fetch data path (:class:`~nmaccel.hw.sta.fetch.WeightFetch`)
+exist and are tested on RTL, but the STA does not issue fetches itself yet: these figures are
+a projection from two models that tests hold to RTL.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def markdown_section(res: dict, level: str = "##") -> list[str]:
            "of the SDRAM controller's RTL) into the free half of WBUF/PBUF while the other "
            "half computes (double buffering; the layer compiled for half buffers, its cycles "
            "from the exact cycle model). One MiniLM-L6 layer; six are six times this. "
-           "Projection: the STA fetch engine is not built yet.", "",
+           "A projection: the SDRAM controller and the fetch data path exist and are tested "
+           "on RTL, but the STA does not issue fetches itself yet.", "",
            "| pattern | tokens | segments | weight KB | compute cycles | fetch cycles | "
            "stall cycles | latency µs | bound |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
