@@ -51,6 +51,7 @@ from nmaccel.sim.simulators import (
     ModelDidNotStart,
     activate,
     build_logged,
+    cocotb_version,
     find_simulator,
 )
 
@@ -306,7 +307,8 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
     only the top module's ports and the signals named in ``public`` (e.g. memories a bench
     loads by backdoor) are visible to VPI (:func:`public_control_file`). Icarus builds
     :data:`~nmaccel.sim.simulators.ICARUS_BUILD_ARGS` (Verilog-2005, see there) and a
-    1 ns / 1 ps timescale. Every argument is part of the key.
+    1 ns / 1 ps timescale. Every argument is part of the key, and the
+    cocotb version (the model links its libraries).
 
     ``rebuild``: delete the entry first (a model that did not start, :func:`run_cached_model`).
     A damaged entry is rebuilt (module docstring); a build that fails is retried once from an
@@ -317,6 +319,7 @@ def simulation_build(tag: str, verilog: str, toplevel: str, simulator: str = "ve
     make = list(VERILATOR_MAKE_ARGS) if sim.name == "verilator" else []
     native = any("native" in a for a in make)
     key = hashlib.sha256(f"{logic_text(verilog)}|{toplevel}|{sim.name}|{sim.version}|"
+                         f"cocotb {cocotb_version()}|"
                          f"{flags}|{make or ''}|{cpu_identity() if native else ''}|{waves}|"
                          f"{visible if sim.name == 'verilator' else ''}"
                          .encode()).hexdigest()[:16]

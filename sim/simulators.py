@@ -28,6 +28,8 @@ from pathlib import Path
 
 __all__ = [
     "run_module",
+    "cocotb_library_path",
+    "cocotb_version",
     "ICARUS_BUILD_ARGS",
     "MIN_VERILATOR",
     "SIMULATORS",
@@ -296,6 +298,23 @@ def build_logged(runner, log_file: Path, pch_fix: bool = False, **kwargs) -> Non
                 os.environ["MAKEFLAGS"] = old
 
 
+def cocotb_library_path() -> str:
+    """``LD_LIBRARY_PATH`` for a simulation run: this environment's cocotb libraries first.
+    A Verilator model finds them through the run path of the environment that built it;
+    models are shared between environments through the build cache (its key holds the cocotb
+    version), and that environment may be gone (a removed CI clone: the model then failed
+    to start with status 127)."""
+    from cocotb_tools.config import libs_dir
+    rest = os.environ.get("LD_LIBRARY_PATH")
+    return f"{libs_dir}{os.pathsep + rest if rest else ''}"
+
+
+def cocotb_version() -> str:
+    """The installed cocotb's version (part of every simulation build key)."""
+    from importlib.metadata import version
+    return version("cocotb")
+
+
 class ModelDidNotStart(RuntimeError):
     """A run of a (cached) simulation model ended before its bench reported anything: no
     results file (the simulator image may be damaged; see
@@ -333,7 +352,9 @@ def run_bench(runner, **kwargs) -> Path:
         raise ValueError(f"results_xml must be an absolute path, not {results}")
     # cocotb sets up pytest's assertion rewriting in the simulator; without this, pytest also
     # imports every installed pytest plugin there (anyio, trio: ~0.2 s of each start-up)
-    kwargs["extra_env"] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **kwargs.get("extra_env", {})}
+    kwargs["extra_env"] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+                           "LD_LIBRARY_PATH": cocotb_library_path(),
+                           **kwargs.get("extra_env", {})}
     try:
         runner.test(**kwargs)
     except SystemExit:

@@ -1,6 +1,7 @@
 """The one build cache (:mod:`nmaccel.sim.build_cache`): keys cover everything a design is
 built from, Verilog text is reused, builds are keyed by simulator and flags."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,33 @@ def test_simulator_versions_are_remembered_until_the_executable_changes(tmp_path
     exe.write_text("#!/bin/sh\necho 'Fake 2.00'\n")                     # replaced
     os.utime(exe, ns=(1, 2))
     assert simulators._run_version([str(exe), "--version"]) == "Fake 2.00" and len(calls) == 1
+
+
+def test_models_are_keyed_by_cocotb_and_run_with_this_environments_libraries(
+        tmp_path, monkeypatch):
+    """A Verilator model links cocotb's libraries through the run path of the environment
+    that built it; the cache shares models between environments, so the key holds the cocotb
+    version and every run puts this environment's cocotb libraries first (a model built from
+    a since-removed CI clone failed to start with status 127)."""
+    from cocotb_tools.config import libs_dir
+
+    from nmaccel.sim import simulators
+    from nmaccel.sim.simulators import require_simulator
+    require_simulator("verilator")
+    monkeypatch.setenv("NMACCEL_BUILD_DIR", str(tmp_path))
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/some/where")
+    assert simulators.cocotb_library_path() == f"{libs_dir}{os.pathsep}/some/where"
+    src = "module tiny(input clk, output reg q); always @(posedge clk) q <= ~q; endmodule\n"
+    a, _ = build_cache.simulation_build("t", src, "tiny", "verilator")
+    monkeypatch.setattr(build_cache, "cocotb_version", lambda: "0.0-other")
+    b, _ = build_cache.simulation_build("t", src, "tiny", "verilator")
+    assert a != b
+
+    seen = {}
+
+    class Runner:
+        def test(self, **kwargs):
+            seen.update(kwargs["extra_env"])
+            Path(kwargs["results_xml"]).write_text("<testsuites/>")
+    simulators.run_bench(Runner(), results_xml=str(tmp_path / "r.xml"), extra_env={"X": "1"})
+    assert seen["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(libs_dir) and seen["X"] == "1"
