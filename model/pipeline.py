@@ -10,6 +10,7 @@ dequantize → mean pool → L2 normalise.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -116,6 +117,10 @@ class QuantizedMiniLM:
             except Exception:  # a truncated or stale file: calibrate again
                 self.layers = []
             if len(self.layers) == n:
+                try:
+                    os.utime(path)                  # last use, for `nmaccel cache prune`
+                except OSError:
+                    pass
                 if progress is not None:
                     for _ in range(n):
                         progress()

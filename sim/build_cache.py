@@ -125,6 +125,15 @@ def _verilog_problem(path: Path) -> str | None:
     return check_manifest(path.parent, {path.name: [size, digest]})
 
 
+def _touch(path: Path) -> None:
+    """Mark a cache entry as used now (``nmaccel cache prune`` deletes the least recently
+    used); a read-only cache is left as it is."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
 def cached_verilog(tag: str, modules: Sequence[str], params: str,
                    make: Callable[[], str]) -> str:
     """The Verilog of a design: ``make()`` on a cache miss, the kept text otherwise (checked
@@ -138,6 +147,7 @@ def cached_verilog(tag: str, modules: Sequence[str], params: str,
             write_atomic(side, f"{size} {digest}\n")
             why = None
         if why is None:
+            _touch(path)
             return path.read_text()
         _note_damaged(path, why)
         path.unlink(missing_ok=True)
@@ -291,6 +301,7 @@ def _usable(bdir: Path, toplevel: str) -> bool:
         return False
     why = _entry_problem(bdir, toplevel)
     if why is None:
+        _touch(bdir / MARKER)
         return True
     _note_damaged(bdir, why)
     shutil.rmtree(bdir, ignore_errors=True)

@@ -43,6 +43,7 @@ COMMANDS = {
     "report": "nmaccel.cli.report",
     "idp": "nmaccel.cli.idp",
     "bench": "nmaccel.cli.bench",
+    "cache": "nmaccel.cli.cache",
 }
 
 
