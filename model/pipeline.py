@@ -10,7 +10,6 @@ dequantize → mean pool → L2 normalise.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from nmaccel.cachekey import cache_dir, source_digest
-from nmaccel.files import write_atomic
+from nmaccel.files import touch, write_atomic
 from nmaccel.model.encoder_int import (
     IntEncoderLayer,
     calibrate_layer,
@@ -117,10 +116,7 @@ class QuantizedMiniLM:
             except Exception:  # a truncated or stale file: calibrate again
                 self.layers = []
             if len(self.layers) == n:
-                try:
-                    os.utime(path)                  # last use, for `nmaccel cache prune`
-                except OSError:
-                    pass
+                touch(path)                         # last use, for `nmaccel cache prune`
                 if progress is not None:
                     for _ in range(n):
                         progress()

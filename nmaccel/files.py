@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Union
 
-__all__ = ["write_atomic", "write_json", "save_figure", "write_study"]
+__all__ = ["write_atomic", "write_json", "save_figure", "write_study", "touch"]
 
 
 def _umask() -> int:
@@ -70,3 +70,12 @@ def write_study(out: Union[str, os.PathLike], stem: str, res: Any, markdown: str
     if plot is not None:
         plot(res, out / f"{stem}.png")
     return out
+
+
+def touch(path: Union[str, os.PathLike]) -> None:
+    """Mark a cache entry as used now (its modification time: ``nmaccel cache prune``
+    deletes the least recently used); a read-only cache is left as it is."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass

@@ -33,6 +33,7 @@ once before it reports an error.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nmaccel.cachekey import source_digest
-from nmaccel.files import write_atomic
+from nmaccel.files import touch, write_atomic
 from nmaccel.sim.simulators import (
     ICARUS_BUILD_ARGS,
     ModelDidNotStart,
@@ -125,15 +126,6 @@ def _verilog_problem(path: Path) -> str | None:
     return check_manifest(path.parent, {path.name: [size, digest]})
 
 
-def _touch(path: Path) -> None:
-    """Mark a cache entry as used now (``nmaccel cache prune`` deletes the least recently
-    used); a read-only cache is left as it is."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
 def cached_verilog(tag: str, modules: Sequence[str], params: str,
                    make: Callable[[], str]) -> str:
     """The Verilog of a design: ``make()`` on a cache miss, the kept text otherwise (checked
@@ -147,7 +139,7 @@ def cached_verilog(tag: str, modules: Sequence[str], params: str,
             write_atomic(side, f"{size} {digest}\n")
             why = None
         if why is None:
-            _touch(path)
+            touch(path)
             return path.read_text()
         _note_damaged(path, why)
         path.unlink(missing_ok=True)
@@ -229,6 +221,7 @@ def public_control_file(toplevel: str, names: Sequence[str]) -> str:
 VERILATOR_MAKE_ARGS = ("OPT_FAST=-O2 -march=native",)
 
 
+@functools.cache
 def cpu_identity() -> str:
     """What ``-march=native`` compiles for: the machine, CPU model name and feature flags
     (Linux ``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
@@ -301,7 +294,7 @@ def _usable(bdir: Path, toplevel: str) -> bool:
         return False
     why = _entry_problem(bdir, toplevel)
     if why is None:
-        _touch(bdir / MARKER)
+        touch(bdir / MARKER)
         return True
     _note_damaged(bdir, why)
     shutil.rmtree(bdir, ignore_errors=True)

@@ -35,12 +35,7 @@ async def run_fetch_bench(dut):
     t = SdramTiming(**job["timing"])
     start_clock(dut.clk)
     model = SdramModel(dut, "pins__", t)
-    cols, banks = t.col_bits, t.bank_bits
-    for addr, word in enumerate(job["image"]):
-        col = addr & ((1 << cols) - 1)
-        bank = (addr >> cols) & ((1 << banks) - 1)
-        row = addr >> (cols + banks)
-        model.memory[(bank, row, col)] = int(word, 16)
+    model.load(int(word, 16) for word in job["image"])
     cocotb.start_soon(model.run(dut.clk))
     dut.req__valid.value = 0
     dut.rd_addr.value = 0

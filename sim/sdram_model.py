@@ -77,6 +77,11 @@ class SdramModel:
         self.counts = {c.name: 0 for c in Command}
         self._overdue_reported = False
 
+    def load(self, words, base: int = 0) -> None:
+        """Put ``words`` into the memory from word address ``base`` (no commands, no time)."""
+        for i, word in enumerate(words):
+            self.memory[self.t.split_address(base + i)] = int(word)
+
     def _fail(self, rule: str, text: str) -> None:
         self.violations.append(f"cycle {self.cycle}: {rule}: {text}")
 

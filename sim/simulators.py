@@ -19,6 +19,7 @@ with instructions, and :func:`require_simulator` skips a pytest test instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -309,8 +310,10 @@ def cocotb_library_path() -> str:
     return f"{libs_dir}{os.pathsep + rest if rest else ''}"
 
 
+@functools.cache
 def cocotb_version() -> str:
-    """The installed cocotb's version (part of every simulation build key)."""
+    """The installed cocotb's version (part of every simulation build key; asked once per
+    process)."""
     from importlib.metadata import version
     return version("cocotb")
 

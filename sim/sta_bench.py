@@ -143,8 +143,8 @@ def _wait_for_job(path: str, wait: float) -> dict:
 @cocotb.test()
 async def run_sta_job(dut):
     started = time.time()                     # the parent's spawn time to this: start-up
-    job = _wait_for_job(os.environ["NMACCEL_STA_JOB"],
-                        float(os.environ.get("NMACCEL_STA_JOB_WAIT", "0")))
+    wait = float(os.environ.get("NMACCEL_STA_JOB_WAIT", "0"))
+    job = _wait_for_job(os.environ["NMACCEL_STA_JOB"], wait)
     if job.get("cancel"):                     # the parent had no programs for this process
         with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
             json.dump({"results": [], "cancelled": True, "started": started,
@@ -163,7 +163,6 @@ async def run_sta_job(dut):
     host = StaHostDriver(dut, job["addr_bits"], rng, job.get("idle", 0.0),
                          job.get("backpressure", 0.0))
     backdoor = bool(job.get("backdoor"))
-    wait = float(os.environ.get("NMACCEL_STA_JOB_WAIT", "0"))
     job_dir = os.path.dirname(os.environ["NMACCEL_STA_JOB"])
     results = []
     memories = {}

@@ -213,9 +213,10 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
     # the build (or lookup) ran beside the preparation: only what it took after it counts
     build_s = max(0.0, simulation.seconds.get("build_end", t_prepared) - t_prepared)
     done = time.perf_counter()
-    # Where the wall time went: Python before the simulator (quantize, compile), the model
-    # build (or its cache lookup), the simulator process (start-up, loading, running,
-    # reading back), of which the free-running clock cycles, and Python after it (checks).
+    # Where the wall time went: Python before the programs are ready (quantize, compile),
+    # what the model build (or its cache lookup) took beyond that, the simulator process
+    # from then on (start-up not hidden, waiting for job parts, loading, running, reading
+    # back), of which the free-running clock cycles, and Python after it (checks).
     inside = {part: round(sum(r.extra.get(f"{part}_seconds", 0.0) for r in results), 3)
               for part in ("start", "wait", "load", "read", "exit")}
     seconds = {"prepare": round(t_prepared - t0, 3), "build": round(build_s, 3),

@@ -276,10 +276,7 @@ def run_programs(programs: Sequence[StaProgram], simulator: str = "verilator",
     the programs are ready.)"""
     if not programs:
         raise ValueError("no programs to run")
-    cfg = programs[0].cfg
-    if any(p.cfg != cfg for p in programs):
-        raise ValueError("all programs of one simulation must share one StaConfig")
-    return Simulation(cfg, simulator, waves).run(
+    return Simulation(programs[0].cfg, simulator, waves).run(
         programs, idle=idle, backpressure=backpressure, seed=seed,
         raise_on_error=raise_on_error, backdoor=backdoor, max_cycles=max_cycles)
 

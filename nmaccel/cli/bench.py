@@ -159,9 +159,9 @@ def _run_fuzz(args, command):
 
 
 def _roofline(p):
-    from nmaccel.spec.sdram import CHIPS
+    from nmaccel.spec.sdram import CHIPS, ULX3S_SDRAM
     p.add_argument("--preset", choices=list(STA_PRESETS), default="ulx3s", help="STA preset")
-    p.add_argument("--chip", choices=sorted(CHIPS), default="IS42S16160G-7",
+    p.add_argument("--chip", choices=sorted(CHIPS), default=ULX3S_SDRAM.name,
                    help="the board's SDRAM chip")
     p.add_argument("--clk-mhz", type=positive_float, default=100.0,
                    help="core and SDRAM clock, MHz")

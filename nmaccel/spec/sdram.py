@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["Command", "SdramChip", "SdramTiming", "CHIPS", "IS42S16160G_7",
-           "MT48LC16M16A2_6A", "mode_register", "refresh_slack", "sdram_chip"]
+           "MT48LC16M16A2_6A", "ULX3S_SDRAM", "mode_register", "refresh_slack", "sdram_chip"]
 
 
 class Command(enum.IntEnum):
@@ -176,6 +176,15 @@ class SdramTiming:
         """Width of a word address: bank, row, column."""
         return self.bank_bits + self.row_bits + self.col_bits
 
+    def split_address(self, addr: int) -> tuple[int, int, int]:
+        """``(bank, row, column)`` of word address ``addr``, laid out ``{row, bank, column}``
+        (column in the low bits: consecutive words stay in a row, the next row opens in the
+        next bank). :class:`~nmaccel.hw.common.sdram.SdramController` slices its requests
+        this way."""
+        col = addr & ((1 << self.col_bits) - 1)
+        bank = (addr >> self.col_bits) & ((1 << self.bank_bits) - 1)
+        return bank, addr >> (self.col_bits + self.bank_bits), col
+
     @property
     def peak_bytes_per_cycle(self) -> float:
         return self.data_bits / 8
@@ -215,6 +224,8 @@ MT48LC16M16A2_6A = SdramChip(
     init_wait_us=100, init_refreshes=2, cl2_max_mhz=100, cl3_max_mhz=167)
 
 CHIPS = {c.name: c for c in (IS42S16160G_7, MT48LC16M16A2_6A)}
+#: The chip the kit assumes for the ULX3S (v3.x boards) when none is named.
+ULX3S_SDRAM = IS42S16160G_7
 
 
 def sdram_chip(name: str) -> SdramChip:

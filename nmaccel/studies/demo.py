@@ -131,10 +131,10 @@ def sdram_projection(preset: str, nm, seq: int, clk_mhz: float = 100.0) -> dict:
     cycle model and the SDRAM fetch model), for ``nm`` and dense; ``{"error": ...}`` when the
     half buffers do not hold the layer."""
     from nmaccel.spec.config import sta_preset
-    from nmaccel.spec.sdram import IS42S16160G_7
+    from nmaccel.spec.sdram import ULX3S_SDRAM
     from nmaccel.studies.roofline import layer_schedule
-    timing = IS42S16160G_7.at(clk_mhz)
-    out = {"chip": IS42S16160G_7.name, "clk_mhz": clk_mhz, "rows": []}
+    timing = ULX3S_SDRAM.at(clk_mhz)
+    out = {"chip": ULX3S_SDRAM.name, "clk_mhz": clk_mhz, "rows": []}
     try:
         for pattern in (nm, None):
             out["rows"].append(layer_schedule(sta_preset(preset), pattern, seq, timing))

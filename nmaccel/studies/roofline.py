@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from nmaccel.files import save_figure, write_study
+from nmaccel.spec.sdram import ULX3S_SDRAM
 
 __all__ = ["layer_schedule", "study", "markdown", "plot", "run", "PATTERNS", "SEQS"]
 
@@ -44,8 +45,8 @@ def segment_bits(cfg, segment, sparse: bool) -> tuple[int, int]:
     ``rows`` rows of ``lanes`` (value, index) pairs (N:M) or int8 values (dense), each PBUF
     entry whole; every entry padded to whole SDRAM words is left to the fetch model."""
     from nmaccel.spec import sta_isa
-    from nmaccel.spec.config import clog2
-    w_bits = cfg.rows * cfg.lanes * (cfg.weight_bits + (clog2(cfg.m) if sparse else 0))
+    w_bits = sta_isa.space_width(cfg, "WBUF") if sparse else \
+        cfg.rows * cfg.lanes * cfg.weight_bits
     p_bits = sta_isa.space_width(cfg, "PBUF")
     return len(segment.images.get("WBUF", {})) * w_bits, \
         len(segment.images.get("PBUF", {})) * p_bits
@@ -78,7 +79,7 @@ def layer_schedule(cfg, nm, seq: int, timing) -> dict:
             "bound": "bandwidth" if sum(fetch) > sum(compute) else "compute"}
 
 
-def study(preset: str = "ulx3s", chip: str = "IS42S16160G-7", clk_mhz: float = 100.0,
+def study(preset: str = "ulx3s", chip: str = ULX3S_SDRAM.name, clk_mhz: float = 100.0,
           seqs=SEQS, patterns=PATTERNS, progress=None) -> dict:
     from nmaccel.model.sdram_cycles import bytes_per_second, words_per_cycle
     from nmaccel.spec.config import sta_preset
@@ -193,7 +194,7 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(preset: str = "ulx3s", out="reports", chip: str = "IS42S16160G-7",
+def run(preset: str = "ulx3s", out="reports", chip: str = ULX3S_SDRAM.name,
         clk_mhz: float = 100.0, command: str = "nmaccel bench roofline",
         progress: bool = True) -> int:
     import sys

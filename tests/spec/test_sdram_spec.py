@@ -21,6 +21,9 @@ def test_timing_at_a_clock_rounds_minimums_up_and_the_refresh_interval_down():
     assert IS42S16160G_7.size_bytes == 32 << 20
     assert mode_register(t) == 0x20 and mode_register(fast) == 0x30
     assert Command.READ == 0b0101 and Command.NOP == 0b0111
+    # word address {row, bank, column}: consecutive words in a row, the next row next bank
+    assert t.split_address((5 << 11) | (2 << 9) | 7) == (2, 5, 7)
+    assert t.split_address(511) == (0, 0, 511) and t.split_address(512) == (1, 0, 0)
 
 
 def test_bad_clocks_chips_and_timings_are_refused():
