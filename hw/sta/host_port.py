@@ -63,7 +63,10 @@ class HostPort(wiring.Component):
         the entry is within the buffer.
 
     Latency: a read request accepted in cycle ``t`` is answered on ``rd_data`` from cycle
-    ``t + HOST_READ_LATENCY`` (:mod:`nmaccel.spec.sta_timing`); it holds until taken, and the
+    ``t + HOST_READ_LATENCY`` (:mod:`nmaccel.spec.sta_timing`): the read ports' words are
+    registered as they leave the block RAMs, then the space's 32-bit slice is selected into
+    the answer register, so no RAM output drives logic (on the ECP5 a DP16KD read without
+    its output register is 5.5 ns clock to out). The answer holds until taken, and the
     next request is accepted in the cycle after. Throughput: one read per
     ``HOST_READ_LATENCY + 1`` cycles with ``rd_data`` always ready; one write per cycle.
     """
@@ -152,6 +155,10 @@ class HostPort(wiring.Component):
         req_sub = Signal(8)
         req_entry = Signal(shift)
         answer = Signal(32)
+        # the read ports' words are registered as they come out of the block RAMs (DATA), the
+        # slice and space are selected from those registers (SELECT): no RAM output feeds logic
+        words = {name: Signal(len(getattr(self, f"{name.lower()}_rd").data),
+                              name=f"{name.lower()}_word") for name in HOST_READ_SPACES}
         with m.FSM(name="host_rd"):
             with m.State("ACCEPT"):
                 m.d.comb += [rd.ready.eq(~(shared & self.status.busy)),
@@ -161,11 +168,14 @@ class HostPort(wiring.Component):
                                  req_entry.eq(rd.payload.addr[:shift])]
                     m.next = "DATA"
             with m.State("DATA"):
+                for name, word in words.items():
+                    m.d.sync += word.eq(getattr(self, f"{name.lower()}_rd").data)
+                m.next = "SELECT"
+            with m.State("SELECT"):
                 with m.Switch(req_space):
                     for name in HOST_READ_SPACES:
                         with m.Case(SPACES[name]):
-                            word = getattr(self, f"{name.lower()}_rd").data
-                            self._answer_slice(m, answer, word, name, req_sub)
+                            self._answer_slice(m, answer, words[name], name, req_sub)
                     with m.Case(SPACES["CSR"]), m.Switch(req_entry):
                         for index, value in self._csr_values().items():
                             with m.Case(index):

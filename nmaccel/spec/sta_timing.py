@@ -53,7 +53,7 @@ SM_READ_START = 2        # bank FULL → first score read (start_ok, rd_active)
 SM_FIRST_IN = 2          # score read → beat offered to the softmax unit (read, FIFO)
 VEC_START = 2            # VEC state → first VBUF read issued (start, issue)
 VEC_TAIL = 1             # last unit output → vec_done seen by the controller
-HOST_READ_LATENCY = 2    # host read request accepted → its word on rd_data (DATA, RESP)
+HOST_READ_LATENCY = 3    # host read request accepted → its word on rd_data (DATA, SELECT, RESP)
 #: FIFO between a buffer reader (score banks, VBUF) and the unit it feeds
 READER_FIFO_DEPTH = 4
 #: a reader issues a read while the FIFO's level plus the read in flight is below this
