@@ -9,7 +9,12 @@ exact, and tests hold it to the RTL's counters:
 * the last beat of a tile waits until the previous tile's last beat is ``R`` cycles old (the
   drain unit reads the shadow registers one array row per cycle): stall cycles;
 * after the last command, the run ends when the final tile has left the pipeline:
-  ``drain_tail`` cycles after its last beat (capture, drain, post-ops).
+  ``drain_tail`` cycles after its last beat (capture, drain, post-ops);
+* with external memory, a FETCH waits in SYNC until the weight-fetch engine is idle, hands
+  it the request and ends; the engine is then busy for its SDRAM stream
+  (:func:`nmaccel.model.sdram_cycles.stream_read_cycles`, refreshes spread evenly: the one
+  part that is not exact, held within 1% of the RTL) plus ``FETCH_EXTRA``, and the run ends
+  only when the engine is idle.
 
 Utilization (:func:`utilization`, the one definition the reports use): multiplications done ÷
 (R·C·L·cycles). A dense GEMM does its dense-equivalent work ``tokens · features · K``; a sparse
@@ -20,10 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nmaccel.model.sdram_cycles import stream_read_cycles
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import REQUANT_LATENCY, StaConfig
 from nmaccel.spec.sta_timing import (
     COMMAND_OVERHEAD,
+    FETCH_EXTRA,
     RUN_START,
     SM_FIRST_IN,
     SM_READ_START,
@@ -44,11 +51,15 @@ class CycleReport:
     sparse: int = 0
     dense: int = 0
     per_command: list = field(default_factory=list)
+    fetch_busy: int = 0          # cycles the weight-fetch engine works
+    fetch_wait: int = 0          # cycles FETCH commands wait for it
+    fetch_words: int = 0         # external-memory words fetched
 
     def as_dict(self) -> dict:
         return {"total": self.total, "mac_active": self.mac_active, "stalls": self.stalls,
                 "sparse_cycles": self.sparse, "dense_cycles": self.dense,
-                "per_command": list(self.per_command)}
+                "fetch_busy": self.fetch_busy, "fetch_wait": self.fetch_wait,
+                "fetch_words": self.fetch_words, "per_command": list(self.per_command)}
 
 
 def vector_cycles(cfg: StaConfig, op: int, n_tiles: int, length: int) -> int:
@@ -97,6 +108,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         written.append(last_out + pad)
 
     sm_len = []
+    fetch_free = 0              # first cycle in which the weight-fetch engine is idle
     for index, c in enumerate(commands):
         if c is None:
             f = {"op": sta_isa.Opcode.NOP}
@@ -108,6 +120,24 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         if op == sta_isa.Opcode.NOP:
             rep.per_command.append(COMMAND_OVERHEAD - 1)
             t += COMMAND_OVERHEAD - 1
+            continue
+        if op == sta_isa.Opcode.FETCH and cfg.sdram_timing is not None:
+            sync = t + RUN_START - 1
+            ready = sync
+            if f.get("barrier", 0) and last_issue is not None:
+                ready = max(ready, last_issue + tail)
+            rep.barrier_wait += ready - sync
+            issue = max(ready, fetch_free)             # the SYNC cycle that hands it over
+            rep.fetch_wait += issue - ready
+            words = (f["ext_wlen"] * sta_isa.ext_words_per_entry(cfg, "WBUF")
+                     + f["ext_plen"] * sta_isa.ext_words_per_entry(cfg, "PBUF"))
+            busy = _fetch_busy(cfg.sdram_timing, words, f["ext_addr"])
+            rep.fetch_busy += busy
+            rep.fetch_words += words
+            fetch_free = issue + busy
+            cycles = issue + 2 - t                     # SYNC, NEXT
+            rep.per_command.append(cycles)
+            t += cycles
             continue
         if op not in (sta_isa.Opcode.GEMM, sta_isa.Opcode.LAYERNORM, sta_isa.Opcode.REQUANT):
             raise ValueError(f"unknown opcode {op} (known: {sta_isa.OPCODES})")
@@ -182,8 +212,18 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
         block_times(len(written), sm_len[len(written)])
     if written:
         end = max(end, written[-1] + 1)
+    end = max(end, fetch_free)
     rep.total = end + 1
     return rep
+
+
+def _fetch_busy(timing, words: int, ext_addr: int) -> int:
+    """Cycles the engine is busy with a FETCH of ``words`` words from ``ext_addr`` (none
+    for a FETCH of nothing: it only waits)."""
+    if words == 0:
+        return 0
+    cols = 1 << timing.col_bits
+    return round(stream_read_cycles(timing, words, start_col=ext_addr % cols)) + FETCH_EXTRA
 
 
 def gemm_cycles(cfg: StaConfig, command) -> int:

@@ -48,6 +48,7 @@ from nmaccel.spec.config import StaConfig
 from nmaccel.spec.sta_isa import (
     ASrc,
     Dest,
+    FetchCommand,
     GemmCommand,
     Mode,
     Opcode,
@@ -61,17 +62,20 @@ __all__ = ["LayerProgram", "compile_layer", "layer_fit_problem", "command_class"
            "COMMAND_CLASSES"]
 
 #: The classes the reports break a layer's per-command cycles into (:func:`command_class`).
-COMMAND_CLASSES = ("linear_gemm", "attention_gemm", "vector_cmd")
+COMMAND_CLASSES = ("linear_gemm", "attention_gemm", "vector_cmd", "fetch_cmd")
 
 
 def command_class(cmd) -> str | None:
     """``linear_gemm`` (W from WBUF: the Q/K/V/O/FFN projections, sparse or dense mode),
-    ``attention_gemm`` (W from ABUF: Q·Kᵀ and P·V), ``vector_cmd`` (LAYERNORM/REQUANT), or
-    ``None`` for a NOP."""
+    ``attention_gemm`` (W from ABUF: Q·Kᵀ and P·V), ``vector_cmd`` (LAYERNORM/REQUANT),
+    ``fetch_cmd`` (FETCH: the controller's own cycles, not the transfer), or ``None`` for a
+    NOP."""
     if cmd is None:
         return None
     if isinstance(cmd, VectorCommand):
         return "vector_cmd"
+    if isinstance(cmd, FetchCommand):
+        return "fetch_cmd"
     return "attention_gemm" if cmd.wsrc == WSrc.ABUF else "linear_gemm"
 
 
@@ -96,6 +100,10 @@ class LayerProgram:
     trace: dict
     names: list = field(default_factory=list)       # per segment: command names
     regions: dict = field(default_factory=dict)      # ABUF plan {name: (base, stride)}
+    #: external-memory words ``[ext_base, ext_end)`` that hold the layer's weights and
+    #: parameters (empty range without external memory)
+    ext_base: int = 0
+    ext_end: int = 0
 
     def commands(self) -> list:
         return [sta_isa.command_from_word(self.cfg, w) for p in self.segments for w in p.commands]
@@ -146,8 +154,13 @@ def _check_layer(layer: IntEncoderLayer, x: np.ndarray, cfg: StaConfig) -> None:
         raise ValueError(why)
 
 
-def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) -> LayerProgram:
-    """Lower ``layer`` with input ``x`` (``vec_bits`` integers, ``(seq, d)``) to STA segments."""
+def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None,
+                  ext_base: int = 0) -> LayerProgram:
+    """Lower ``layer`` with input ``x`` (``vec_bits`` integers, ``(seq, d)``) to STA segments.
+
+    With external memory (``cfg.sdram_mhz``) the weights and parameters are laid out in the
+    SDRAM from word ``ext_base`` and fetched by the program itself (:func:`_ext_segments`);
+    otherwise the host loads them per segment."""
     cfg = cfg or layer.cfg
     x = as_int64(x, "x")
     _check_layer(layer, x, cfg)
@@ -183,6 +196,10 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         raise ValueError(f"sequence length {seq} needs {NT * d} VBUF words but vbuf_depth="
                          f"{cfg.vbuf_depth} (StaConfig vbuf_depth)")
     sblock = cfg.sbuf_depth // 2
+    # WBUF/PBUF room of one segment: with external memory, half of each (double-buffered)
+    ext = cfg.sdram_timing is not None
+    wcap, pcap = (cfg.wbuf_depth // 2, cfg.pbuf_depth // 2) if ext else \
+        (cfg.wbuf_depth, cfg.pbuf_depth)
 
     ops: list[_Op] = []
 
@@ -197,8 +214,7 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         weight = ql.compressed if ql.compressed is not None else ql.w
         _, _, k_steps = pack_weight_entries(_rows(weight, 0, R), cfg, lin_mode)
         unit = math.lcm(R, Wl if dest == Dest.ABUF else C if dest == Dest.ABUF_T else 1)
-        max_rows = min(cfg.wbuf_depth // k_steps * R,
-                       cfg.pbuf_depth - len(post_words))
+        max_rows = min(wcap // k_steps * R, pcap - len(post_words))
         chunk = max(unit, max_rows // unit * unit)
         if chunk > max_rows:
             raise ValueError(f"one {unit}-feature chunk of {name} does not fit WBUF/PBUF")
@@ -283,6 +299,17 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
            post_words=[sta_isa.encode_add_params(cfg, add2.mult_a, add2.mult_b, add2.shift)])
     ops.append(_layernorm(cfg, layer.ln2, NT, d, None, lin_mode, None, "ln2"))
 
+    trace: dict = {}
+    expected = layer.forward(x, trace=trace)
+    out_region = VectorRegion("out", 0, NT, d, d, seq)
+    if cfg.sdram_timing is not None:
+        segments, names, ext_end = _ext_segments(cfg, ops, ext_base)
+        segments[0].images["VBUF"] = pack_vector_entries(x, cfg, 0, d)
+        segments[-1].outputs.append(out_region)
+        segments[-1].expected["out"] = expected
+        return LayerProgram(cfg, seq, segments, out_region, expected, trace, names, regions,
+                            ext_base, ext_end)
+
     # -- segments ----------------------------------------------------------------------------
     segments, names = [], []
     cur, cur_names, wtop, ptop, placed = None, None, 0, 0, {}
@@ -318,12 +345,98 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None) ->
         cur.commands.append(cmd.encode(cfg))
         cur_names.append(op.name)
     segments[0].images["VBUF"] = pack_vector_entries(x, cfg, 0, d)
-    out_region = VectorRegion("out", 0, NT, d, d, seq)
     segments[-1].outputs.append(out_region)
-    trace: dict = {}
-    expected = layer.forward(x, trace=trace)
     segments[-1].expected["out"] = expected
     return LayerProgram(cfg, seq, segments, out_region, expected, trace, names, regions)
+
+
+def _ext_segments(cfg: StaConfig, ops: list, ext_base: int) -> tuple[list, list, int]:
+    """Segments of ``ops`` with weights and parameters fetched from external memory.
+
+    WBUF and PBUF are split into two halves. The ops are grouped into *fills* whose weight
+    and parameter entries fit one half (parameters shared by attention commands placed once
+    per fill); fill ``i`` lives in half ``i % 2`` and at its own place in the SDRAM (its
+    WBUF entries, then its PBUF entries, :func:`~nmaccel.spec.sta_isa.ext_words_per_entry`
+    words each, from ``ext_base`` on). The command stream::
+
+        FETCH f0;  FETCH f1;  commands of f0;  FETCH f2 (barrier);  commands of f1;  ...
+        FETCH (nothing: waits for the last fill);  commands of the last fill
+
+    A FETCH waits until the engine has brought the fill before it, so the commands after it
+    find their fill complete; fill ``i + 2`` is fetched while fill ``i + 1`` computes, with a
+    barrier so that it overwrites fill ``i``'s half only when its GEMMs have drained (their
+    parameters are read in the drain). The stream is cut into runs of at most ``cbuf_depth``
+    commands; a run ends when its fetch is complete, so the next run finds it in place.
+    Returns ``(segments, names, ext_end)``."""
+    from nmaccel.spec.sdram import pack_entries
+    t = cfg.sdram_timing
+    half = {"WBUF": cfg.wbuf_depth // 2, "PBUF": cfg.pbuf_depth // 2}
+    # 1. fills: (ops with their offsets in the half, WBUF entries, PBUF entries)
+    fills = []
+    cur = None
+    for op in ops:
+        nw, np_ = len(op.w_entries), len(op.p_entries)
+        if nw > half["WBUF"] or np_ > half["PBUF"]:
+            raise ValueError(f"command {op.name} alone does not fit half of WBUF/PBUF "
+                             f"({half['WBUF']}/{half['PBUF']} entries: the fetch double-buffers)")
+        shared = cur is not None and op.shared and op.shared in cur["placed"]
+        if cur is None or len(cur["w"]) + nw > half["WBUF"] \
+                or len(cur["p"]) + (0 if shared else np_) > half["PBUF"]:
+            cur = {"ops": [], "w": [], "p": [], "placed": {}}
+            fills.append(cur)
+            shared = False
+        p_off = cur["placed"][op.shared] if shared else len(cur["p"])
+        if op.shared and not shared:
+            cur["placed"][op.shared] = p_off
+        cur["ops"].append((op, len(cur["w"]), p_off))
+        cur["w"] += [int(e) for e in op.w_entries]
+        if not shared:
+            cur["p"] += [int(e) for e in op.p_entries]
+    # 2. the SDRAM image and one FETCH per fill
+    image, addr, fetches = {}, ext_base, []
+    for i, fill in enumerate(fills):
+        words = pack_entries(t, sta_isa.space_width(cfg, "WBUF"), fill["w"]) \
+            + pack_entries(t, sta_isa.space_width(cfg, "PBUF"), fill["p"])
+        image.update(zip(range(addr, addr + len(words)), words))
+        h = i % 2
+        fetches.append(FetchCommand(ext_addr=addr, w_base=h * half["WBUF"], wlen=len(fill["w"]),
+                                    p_base=h * half["PBUF"], plen=len(fill["p"]),
+                                    barrier=int(i >= 2)))
+        addr += len(words)
+    # 3. the command stream: (command, name, op or None)
+    stream = [(fetches[0], "fetch 0", None)]
+    for i, fill in enumerate(fills):
+        if i + 1 < len(fills):
+            stream.append((fetches[i + 1], f"fetch {i + 1}", None))
+        else:
+            stream.append((FetchCommand(ext_addr=0), "fetch wait", None))
+        h = i % 2
+        for op, w_off, p_off in fill["ops"]:
+            cmd = op.cmd
+            p_base = h * half["PBUF"] + p_off
+            if isinstance(cmd, GemmCommand):
+                w_base = cmd.w_base if cmd.wsrc == WSrc.ABUF else h * half["WBUF"] + w_off
+                cmd = replace(cmd, p_base=p_base, w_base=w_base)
+            else:
+                cmd = replace(cmd, p_base=p_base)
+            stream.append((cmd, op.name, op))
+    # 4. runs of at most cbuf_depth commands
+    segments, names = [], []
+    for start in range(0, len(stream), cfg.cbuf_depth):
+        seg, seg_names = StaProgram(cfg), []
+        for cmd, name, op in stream[start:start + cfg.cbuf_depth]:
+            cmd.check(cfg)
+            seg.commands.append(cmd.encode(cfg))
+            seg_names.append(name)
+            if op is not None and isinstance(cmd, GemmCommand):
+                seg.useful_macs += op.macs
+                seg.executed_macs += op.macs * cfg.n // cfg.m if cmd.mode == Mode.SPARSE \
+                    else op.macs
+        segments.append(seg)
+        names.append(seg_names)
+    segments[0].ext_image = image
+    return segments, names, addr
+
 
 
 def _rows(weight, f0: int, f1: int):

@@ -132,6 +132,9 @@ class StaProgram:
     useful_macs: int = 0
     #: multiplications actually needed (pruned weights skipped: N/M of the dense work)
     executed_macs: int = 0
+    #: external-memory words ``{word address: value}`` the program's FETCH commands read
+    #: (loaded into the SDRAM before the program runs; empty without external memory)
+    ext_image: dict = field(default_factory=dict)
 
     def host_writes(self) -> list[tuple[int, int]]:
         """``(address, data)`` 32-bit host writes that load the program (without START)."""

@@ -1,7 +1,12 @@
 """cocotb bench that executes STA host scripts (:func:`nmaccel.sim.sta_host.host_script`).
 
 Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON header
-``{"runs": N, "idle": p, "backpressure": p, "seed": s, "backdoor": bool}`` (``backdoor``:
+``{"runs": N, "idle": p, "backpressure": p, "seed": s, "backdoor": bool, "sdram": timing}``
+(``sdram``: the :class:`~nmaccel.spec.sdram.SdramTiming` fields of a core with external
+memory, whose ``sdram__`` pins then go to a checking
+:class:`~nmaccel.sim.sdram_model.SdramModel`; a run's ``ext`` blocks are put into it before
+its START, which waits until STATUS says ``ext_ready``; the model's violations are
+returned and fail the run in the parent; ``backdoor``:
 deposit the memory images and read OBUF through VPI instead of the host port, for speed; the
 host port is then used only for START, STATUS and the counters) and, next to it, one file
 per run, ``run-<n>.json`` = ``{"script": ..., "max_cycles": limit, "predicted_cycles": c}``,
@@ -32,6 +37,9 @@ from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
 from nmaccel.sim.cocotb_streams import CLOCK_NS, BenchTimeout, bit, wait_high
 from nmaccel.spec.sta_isa import decode_status
+
+#: Cycles a host waits for the external memory's power-up beyond its ``init_wait``.
+EXT_READY_MARGIN = 20_000
 
 #: Cycles a host-port handshake (``wr``/``rd`` ready, ``rd_data`` valid) may take; the core
 #: answers within a few cycles when idle.
@@ -163,6 +171,13 @@ async def run_sta_job(dut):
     host = StaHostDriver(dut, job["addr_bits"], rng, job.get("idle", 0.0),
                          job.get("backpressure", 0.0))
     backdoor = bool(job.get("backdoor"))
+    sdram = None
+    if job.get("sdram"):
+        from nmaccel.sim.sdram_model import SdramModel
+        from nmaccel.spec.sdram import SdramTiming
+        sdram = SdramModel(dut, "sdram__", SdramTiming(**job["sdram"]), seed=job.get("seed", 0))
+        cocotb.start_soon(sdram.run(dut.clk))
+    ext_ready = False
     job_dir = os.path.dirname(os.environ["NMACCEL_STA_JOB"])
     results = []
     memories = {}
@@ -190,6 +205,26 @@ async def run_sta_job(dut):
         else:
             for addr, data in script["writes"]:
                 await host.write(addr, data)
+        if script.get("ext"):
+            if sdram is None:
+                raise ValueError("a run with an external-memory image on a core without "
+                                 "external memory")
+            digits = -(-sdram.t.data_bits // 4)
+            for base, text in script["ext"]:
+                sdram.load((int(text[i:i + digits], 16) for i in range(0, len(text), digits)),
+                           base)
+        if sdram is not None and not ext_ready:
+            limit_ready = sdram.t.init_wait + EXT_READY_MARGIN
+            waited = 0
+            while not decode_status(await host.read(script["status"])).ext_ready:
+                waited += 8
+                for _ in range(8):
+                    await RisingEdge(dut.clk)
+                if waited > limit_ready:
+                    raise BenchTimeout(f"STATUS.ext_ready still low after {limit_ready} "
+                                       "cycles: the SDRAM controller never finished its "
+                                       "power-up")
+            ext_ready = True
         load_s = time.perf_counter() - t_load
         await host.write(*script["start"])
         t0 = time.perf_counter()
@@ -222,4 +257,6 @@ async def run_sta_job(dut):
                         "read_seconds": time.perf_counter() - t_read})
         await Timer(1, unit="ns")
     with open(os.environ["NMACCEL_STA_OUT"], "w", encoding="utf-8") as fh:
-        json.dump({"results": results, "started": started, "finished": time.time()}, fh)
+        json.dump({"results": results, "started": started, "finished": time.time(),
+                   "sdram_violations": sdram.violations if sdram is not None else [],
+                   "sdram_counts": sdram.counts if sdram is not None else {}}, fh)

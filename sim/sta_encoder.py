@@ -42,7 +42,7 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
     keys = {"CYCLES": "total", "SPARSE_CYCLES": "sparse_gemm", "DENSE_CYCLES": "dense_gemm",
             "SOFTMAX_WAIT": "softmax_wait", "SOFTMAX_BUSY": "softmax_busy",
             "VECTOR_CYCLES": "vector", "STALLS": "stalls", "BARRIER_WAIT": "barrier_wait",
-            "MAC_ACTIVE": "mac_active"}
+            "MAC_ACTIVE": "mac_active", "FETCH_BUSY": "fetch_busy", "FETCH_WAIT": "fetch_wait"}
     out = {v: sum(r.counters[k] for r in results) for k, v in keys.items()}
     from nmaccel.model.sta_layer import COMMAND_CLASSES, command_class
     by_cmd = dict.fromkeys(COMMAND_CLASSES, 0)
@@ -56,7 +56,16 @@ def layer_cycles(results, cfg: StaConfig, segments) -> dict:
     out["segments"] = len(segments)
     out["gemm_only"] = out["sparse_gemm"] + out["dense_gemm"] - out["softmax_wait"]
     out["overhead"] = round(out["total"] / out["gemm_only"] - 1, 4) if out["gemm_only"] else None
-    out["predicted"] = sum(program_cycles(cfg, p.commands).total for p in segments)
+    models = [program_cycles(cfg, p.commands) for p in segments]
+    out["predicted"] = sum(m.total for m in models)
+    if cfg.sdram_timing is not None:
+        # weights from the SDRAM: what the transfer took, what the core waited for it, the
+        # bytes it moved, and the cycles the layer would take with the weights on chip
+        words = sum(m.fetch_words for m in models)
+        out["fetch_bytes"] = words * cfg.sdram_timing.data_bits // 8
+        out["compute"] = out["total"] - out["fetch_wait"]
+        out["predicted_fetch_busy"] = sum(m.fetch_busy for m in models)
+        out["predicted_fetch_wait"] = sum(m.fetch_wait for m in models)
     out["model_error"] = round(out["predicted"] / out["total"] - 1, 4) if out["total"] else None
     return out
 
@@ -104,13 +113,20 @@ def _prepare(cfg: StaConfig, nm, layers: Sequence[int], ids_list, weights: str, 
     qm = QuantizedMiniLM(cfg, nm, weights=model_weights, num_layers=layers[-1] + 1)
     # Compile: golden inputs give each layer's expected output; layers after the first of a
     # chain take their input from VBUF (left there by the previous layer on chip).
+    # With external memory each layer's weights have one place in the SDRAM, loaded with the
+    # first program that uses them (later sequences find them there).
     programs, plan = [], []
+    ext_at, ext_top = {}, 0
     for s_idx, ids in enumerate(ids_list):
         x = qm.quantize_input(ids)
         prev = None
         for i in range(layers[-1] + 1):
             if i in layers:
-                lp = compile_layer(qm.layers[i], x, cfg)
+                lp = compile_layer(qm.layers[i], x, cfg, ext_base=ext_at.get(i, ext_top))
+                if i in ext_at:
+                    lp.segments[0].ext_image = {}
+                else:
+                    ext_at[i], ext_top = lp.ext_base, lp.ext_end
                 if prev == i - 1:
                     lp.segments[0].images["VBUF"] = {}
                 plan.append((s_idx, i, lp, len(programs)))
@@ -237,14 +253,35 @@ def run_encoder(cfg: StaConfig, nm, layers: Sequence[int], seq: Optional[int] = 
 
 
 def format_encoder_table(res: dict) -> str:
-    lines = [f"{'seq':>3} {'layer':>5} {'tokens':>6} {'cycles':>9} {'model':>9} {'err':>7} "
-             f"{'sp.mode':>8} {'dn.mode':>7} {'smwait':>6} {'vector':>7} {'ovhd':>6} exact"]
+    """The per-layer table of :func:`run_encoder`'s result; with weights from external memory
+    also the fetch columns: cycles the engine worked, cycles the core waited for it (stall),
+    cycles without those waits (compute) and the bytes fetched."""
+    ext = any("fetch_bytes" in r["cycles"] for r in res["runs"])
+    head = (f"{'seq':>3} {'layer':>5} {'tokens':>6} {'cycles':>9} {'model':>9} {'err':>7} "
+            f"{'sp.mode':>8} {'dn.mode':>7} {'smwait':>6} {'vector':>7} {'ovhd':>6}")
+    if ext:
+        head += f" {'compute':>9} {'fetch':>9} {'stall':>9} {'MB':>6}"
+    lines = [head + " exact"]
+    totals = dict.fromkeys(("total", "predicted", "compute", "fetch_busy", "fetch_wait",
+                            "fetch_bytes"), 0)
     for r in res["runs"]:
         c = r["cycles"]
-        lines.append(f"{r['sequence']:>3} {r['layer']:>5} {r['tokens']:>6} {c['total']:>9} "
-                     f"{c['predicted']:>9} {c['model_error'] * 100:>6.2f}% {c['sparse_gemm']:>8} "
-                     f"{c['dense_gemm']:>7} {c['softmax_wait']:>6} {c['vector']:>7} "
-                     f"{c['overhead'] * 100:>5.1f}% {'yes' if r['bit_exact'] else 'NO'}")
+        row = (f"{r['sequence']:>3} {r['layer']:>5} {r['tokens']:>6} {c['total']:>9} "
+               f"{c['predicted']:>9} {c['model_error'] * 100:>6.2f}% {c['sparse_gemm']:>8} "
+               f"{c['dense_gemm']:>7} {c['softmax_wait']:>6} {c['vector']:>7} "
+               f"{c['overhead'] * 100:>5.1f}%")
+        if ext:
+            row += (f" {c['compute']:>9} {c['fetch_busy']:>9} {c['fetch_wait']:>9} "
+                    f"{c['fetch_bytes'] / 1e6:>6.3f}")
+        lines.append(row + f" {'yes' if r['bit_exact'] else 'NO'}")
+        for k in totals:
+            totals[k] += c.get(k, 0)
+    if ext and len(res["runs"]) > 1:
+        err = totals["predicted"] / totals["total"] - 1 if totals["total"] else 0.0
+        lines.append(f"{'all':>3} {'':>5} {'':>6} {totals['total']:>9} {totals['predicted']:>9} "
+                     f"{err * 100:>6.2f}% {'':>8} {'':>7} {'':>6} {'':>7} {'':>6} "
+                     f"{totals['compute']:>9} {totals['fetch_busy']:>9} "
+                     f"{totals['fetch_wait']:>9} {totals['fetch_bytes'] / 1e6:>6.3f}")
     if res.get("embedding"):
         lines.append(f"sentence-embedding cosine vs the dense float model ({res['weights']} "
                      f"{res['nm']} weights): "

@@ -18,7 +18,7 @@ from nmaccel.model.sta_program import StaProgram
 from nmaccel.spec import sta_isa
 from nmaccel.spec.sta_isa import COUNTERS, CSR
 
-__all__ = ["RunResult", "StaRunError", "finish_run", "host_script"]
+__all__ = ["RunResult", "StaRunError", "ext_blocks", "finish_run", "host_script"]
 
 
 class StaRunError(RuntimeError):
@@ -69,6 +69,7 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
     images["cbuf"] = [[i, f"{int(w):x}"] for i, w in enumerate(program.commands)]
     backdoor_reads = [(space.lower(), entry) for space, entry in program.output_entries()]
     return {
+        "ext": ext_blocks(program),
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
         "writes": program.host_writes() if writes else [],
@@ -78,6 +79,28 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
         "cyclog": [sta_isa.host_address(cfg, "CYCLOG", i) for i in range(n)],
         "outputs": [read[0] for read in program.output_reads()] if writes else [],
     }
+
+
+def ext_blocks(program: StaProgram) -> list[list]:
+    """The program's external-memory image as ``[base, hex]`` blocks of consecutive words
+    (each word ``data_bits / 4`` hex digits, the lowest address first): compact in a JSON
+    job, where a layer holds half a million words."""
+    image = program.ext_image
+    if not image:
+        return []
+    t = program.cfg.sdram_timing
+    if t is None:
+        raise ValueError("the program has an external-memory image but its StaConfig has no "
+                         "external memory (sdram_mhz=0)")
+    digits = -(-t.data_bits // 4)
+    out, addrs = [], sorted(image)
+    start = 0
+    for i in range(1, len(addrs) + 1):
+        if i == len(addrs) or addrs[i] != addrs[i - 1] + 1:
+            block = addrs[start:i]
+            out.append([block[0], "".join(f"{int(image[a]):0{digits}x}" for a in block)])
+            start = i
+    return out
 
 
 def finish_run(program: StaProgram, script: dict, status: int, counters: list, cyclog: list,

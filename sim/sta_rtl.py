@@ -29,9 +29,8 @@ from nmaccel.sim.sta_host import RunResult, finish_run, host_script
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
 
-__all__ = ["build", "cycle_limit", "predicted_cycles", "Simulation", "run_programs",
-           "run_program",
-           "run_gemms", "TOPLEVEL"]
+__all__ = ["build", "cycle_limit", "predicted_cycles", "Simulation", "SdramTimingError",
+           "run_programs", "run_program", "run_gemms", "TOPLEVEL"]
 
 TOPLEVEL = "sta_core"
 #: StaCore memories the bench loads and reads by backdoor (VPI), so visible in the model.
@@ -90,6 +89,14 @@ def predicted_cycles(program: StaProgram) -> int:
         return program_cycles(cfg, accepted).total
     except ValueError:
         return 0
+
+
+class SdramTimingError(RuntimeError):
+    """The checking SDRAM model saw the controller break the chip's timing."""
+
+    def __init__(self, message: str, violations: list) -> None:
+        super().__init__(message)
+        self.violations = violations
 
 
 #: How long a simulator started ahead (:class:`Simulation`) waits for its job, in seconds.
@@ -168,7 +175,8 @@ class Simulation:
                     + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd")):
                 write_atomic(waves, cand.read_bytes())
                 break
-        return [sim_name, done["results"]]
+        return [sim_name, done["results"], done.get("sdram_violations", []),
+                done.get("sdram_counts", {})]
 
     def _work(self) -> None:
         try:
@@ -222,8 +230,9 @@ class Simulation:
         self._submitted = True
         write_atomic(self._job, json.dumps({
             "runs": len(programs), "idle": idle, "backpressure": backpressure, "seed": seed,
-            "addr_bits": sta_isa.addr_bits(self.cfg), "backdoor": backdoor}))
-        scripts = []
+            "addr_bits": sta_isa.addr_bits(self.cfg), "backdoor": backdoor,
+            "sdram": self.cfg.sdram_timing.to_dict() if self.cfg.sdram_timing else None}))
+        scripts, sent = [], 0
         try:
             for i, p in enumerate(programs):
                 scripts.append(host_script(p, writes=not backdoor))
@@ -234,8 +243,10 @@ class Simulation:
                 write_atomic(self._part(i), json.dumps({
                     "script": scripts[-1], "max_cycles": limit,
                     "predicted_cycles": predicted}))
+                sent += 1
         except BaseException:
-            write_atomic(self._part(len(scripts)), json.dumps({"cancel": True}))
+            # the part the bench waits for next says cancel (not the one after it)
+            write_atomic(self._part(sent), json.dumps({"cancel": True}))
             self._thread.join()
             self._tmp.cleanup()
             raise
@@ -243,9 +254,12 @@ class Simulation:
         try:
             if "error" in self._outcome:
                 raise self._outcome["error"]
-            sim_name, raw = self._outcome["value"]
+            sim_name, raw, violations, sdram_counts = self._outcome["value"]
         finally:
             self._tmp.cleanup()
+        if violations:
+            raise SdramTimingError(f"the SDRAM model saw {len(violations)} timing "
+                                   f"violation(s); the first: {violations[0]}", violations)
         build_s, sim_s = self.seconds["build"], self.seconds["sim"]
         results = []
         for p, script, r in zip(programs, scripts, raw):
@@ -257,7 +271,8 @@ class Simulation:
                              wait_seconds=r.get("wait_seconds", 0.0),
                              read_seconds=r.get("read_seconds", 0.0), build_seconds=build_s,
                              start_seconds=self.seconds.get("start", 0.0) / len(programs),
-                             exit_seconds=self.seconds.get("exit", 0.0) / len(programs))
+                             exit_seconds=self.seconds.get("exit", 0.0) / len(programs),
+                             sdram_commands=sdram_counts)
             results.append(res)
         return results
 

@@ -6,7 +6,8 @@ the check: extents are in entries, ABUF outputs scaled to slots (``entry · wind
 softmax outputs in SBUF slots. The check gives the first error of the command in the order of
 :data:`~nmaccel.spec.sta_isa.ERRORS`' rules (GEMM: format, destination, zero size, shape,
 softmax block, WBUF, ABUF, output, PBUF; vector commands: destination, zero size, VBUF, ABUF,
-PBUF; other opcodes but NOP: unknown opcode).
+PBUF; FETCH, on a core with external memory: WBUF, PBUF, the SDRAM's range; other opcodes but
+NOP: unknown opcode).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class CommandChecker(wiring.Component):
         StaConfig.require(config)
         self.config = config
         self.attention = sta_isa.attention_supported(config) is None
+        self.fetch = config.sdram_timing is not None     # FETCH is known
         super().__init__({
             "word": In(command_layout(config)),
             "cmd": In(command_layout(config)),
@@ -117,6 +119,14 @@ class CommandChecker(wiring.Component):
                 with m.Default():       # softmax: the probability block in SBUF
                     m.d.sync += [ext["o"].eq(cmd.o_base * Wd + cmd.length),
                                  ext["olim"].eq(cfg.sbuf_depth * Wd)]
+        if self.fetch:
+            with m.Elif(self.decode2 & (cmd.op == Opcode.FETCH)):
+                words = (cmd.ext_wlen * sta_isa.ext_words_per_entry(cfg, "WBUF")
+                         + cmd.ext_plen * sta_isa.ext_words_per_entry(cfg, "PBUF"))
+                m.d.sync += [ext["w"].eq(cmd.w_base + cmd.ext_wlen),
+                             ext["wlim"].eq(cfg.wbuf_depth), ext["p"].eq(cmd.p_base + cmd.ext_plen),
+                             ext["o"].eq(cmd.ext_addr + words),
+                             ext["olim"].eq(1 << cfg.sdram_timing.addr_bits)]
         with m.Elif(self.decode2):      # vector commands
             m.d.sync += [
                 ext["a"].eq(cmd.a_base + xp["a"] + cmd.length), ext["alim"].eq(cfg.vbuf_depth),
@@ -174,14 +184,22 @@ class CommandChecker(wiring.Component):
             (ext["p"] > self.config.pbuf_depth, _ERR["pbuf"]),
         ]
 
+    def _fetch_rules(self, ext) -> list:
+        return [
+            (ext["w"] > ext["wlim"], _ERR["wbuf"]),
+            (ext["p"] > self.config.pbuf_depth, _ERR["pbuf"]),
+            (ext["o"] > ext["olim"], _ERR["ext"]),
+        ]
+
     def elaborate(self, platform) -> Module:
         m = Module()
         op = self.cmd.op
         ext = self._extents(m)
         vector = (op == Opcode.LAYERNORM) | (op == Opcode.REQUANT)
-        m.d.comb += self.code.eq(_first([
-            (op == Opcode.GEMM, _first(self._gemm_rules(ext))),
-            (vector, _first(self._vector_rules(ext))),
-            (op == Opcode.NOP, 0),
-        ], default=_ERR["opcode"]))
+        rules = [(op == Opcode.GEMM, _first(self._gemm_rules(ext))),
+                 (vector, _first(self._vector_rules(ext)))]
+        if self.fetch:
+            rules.append((op == Opcode.FETCH, _first(self._fetch_rules(ext))))
+        m.d.comb += self.code.eq(_first(rules + [(op == Opcode.NOP, 0)],
+                                        default=_ERR["opcode"]))
         return m

@@ -8,9 +8,9 @@ PARAM2 (the two PBUF parameter words of post-ops and vector commands), then RUN 
 per cycle from :class:`~nmaccel.hw.sta.tiling.TileWalker`; a tile's last beat waits while the
 previous tile's last beat is fewer than ``rows`` cycles old, as the drain reads the shadow one
 row per cycle) or VEC (the vector sequencer runs), and NEXT. After the last command, WAIT
-until the MAC path, post stage and softmax path are empty. An error goes to HALT, which waits
-the same way (and for a full score bank's block) before it raises ``error``: nothing of a
-failed run reaches the buffers after the next START.
+until the MAC path, post stage, softmax path and weight-fetch engine are empty. An error goes
+to HALT, which waits the same way (and for a full score bank's block) before it raises
+``error``: nothing of a failed run reaches the buffers after the next START.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.sta.buffers import read_signature
 from nmaccel.hw.sta.checks import CommandChecker
+from nmaccel.hw.sta.fetch import fetch_layout
 from nmaccel.hw.sta.isa import Dest, Opcode, Post, command_layout, param_layout, status_layout
 from nmaccel.hw.sta.layouts import (
     PENDING_SHAPE,
     beat_layout,
     claim_layout,
     entry_bits,
+    fetch_targets,
     start_layout,
 )
 from nmaccel.hw.sta.tiling import TileWalker
@@ -86,6 +88,14 @@ class StaController(wiring.Component):
     stall, barrier_wait, softmax_wait, command_done : Out(1)
         Counter events: a tile's last beat waits for the drain; SYNC waits for the pipelines,
         for softmax blocks or a bank; NEXT.
+    fetch : Out(stream.Signature(fetch_layout))
+        With external memory only: a FETCH's request to the weight-fetch engine (SYNC, when
+        ``fetch_busy`` is low; the engine takes it in that cycle).
+    fetch_busy : In(1)
+        With external memory only: the engine works on a request. SYNC holds a FETCH, and
+        WAIT and HALT hold the end of a run, until it is low.
+    fetch_wait : Out(1)
+        With external memory only: SYNC holds a FETCH for the engine (counter event).
 
     Latency: ``RUN_START`` cycles from FETCH to the first beat of a command without waits or
     parameters (two cycles more with parameters), ``COMMAND_OVERHEAD`` cycles per command
@@ -114,7 +124,22 @@ class StaController(wiring.Component):
             "vector_go": Out(1), "vector_done": In(1),
             "stall": Out(1), "barrier_wait": Out(1), "softmax_wait": Out(1),
             "command_done": Out(1),
+            **self._fetch_members(config),
         })
+
+    @staticmethod
+    def _fetch_members(config: StaConfig) -> dict:
+        t = config.sdram_timing
+        if t is None:
+            return {}
+        targets = fetch_targets(config)
+        layout = fetch_layout(t, targets, max(config.wbuf_depth, config.pbuf_depth))
+        return {"fetch": Out(stream.Signature(layout)), "fetch_busy": In(1),
+                "fetch_wait": Out(1)}
+
+    def _fetch_idle(self):
+        """1 when the weight-fetch engine is idle (always without external memory)."""
+        return ~self.fetch_busy if self.config.sdram_timing is not None else 1
 
     def _idle(self, m: Module, gap) -> None:
         """IDLE: START loads the count and clears the status."""
@@ -145,6 +170,7 @@ class StaController(wiring.Component):
         vector = (cmd.op == Opcode.LAYERNORM) | (cmd.op == Opcode.REQUANT)
         softmax = gemm & (cmd.dest == Dest.SOFTMAX)
         post_op = gemm & (cmd.post != Post.NONE)
+        fetch = cmd.op == Opcode.FETCH if self.config.sdram_timing is not None else 0
         barrier_ok = ~(cmd.barrier | post_op | vector) | (~self.mac_busy & ~self.post_busy)
         pending = self.softmax_pending
         blocks_ok = Mux(cmd.wait_sm == 1, pending == 0, Mux(cmd.wait_sm == 2, pending <= 1, 1))
@@ -155,6 +181,12 @@ class StaController(wiring.Component):
             m.d.comb += self.barrier_wait.eq(1)
         with m.Elif(~blocks_ok | ~bank_ok):
             m.d.comb += self.softmax_wait.eq(1)
+        if self.config.sdram_timing is not None:
+            with m.Elif(fetch & self.fetch_busy):
+                m.d.comb += self.fetch_wait.eq(1)
+            with m.Elif(fetch):
+                self._issue_fetch(m)
+                m.next = "NEXT"
         with m.Else():
             m.d.comb += [self.claims.valid.eq(softmax),
                          self.claims.payload.sbuf_base.eq(cmd.o_base),
@@ -164,6 +196,13 @@ class StaController(wiring.Component):
                 m.next = "PARAM1"
             with m.Else():
                 m.next = "RUN"
+
+    def _issue_fetch(self, m: Module) -> None:
+        """Hand the FETCH to the engine (which is idle, so it takes it this cycle)."""
+        cmd, req = self.cmd, self.fetch
+        m.d.comb += [req.valid.eq(1), req.payload.ext_addr.eq(cmd.ext_addr),
+                     req.payload.wbuf_base.eq(cmd.w_base), req.payload.wbuf_count.eq(cmd.ext_wlen),
+                     req.payload.pbuf_base.eq(cmd.p_base), req.payload.pbuf_count.eq(cmd.ext_plen)]
 
     def _next(self, m: Module, cbuf_addr) -> None:
         """NEXT: the command ends; present the next command's address."""
@@ -254,14 +293,14 @@ class StaController(wiring.Component):
             with m.State("HALT"):                   # an error: let the work in flight finish
                 # (so nothing of this run reaches the buffers after the next START)
                 with m.If(~self.mac_busy & ~self.post_busy & ~self.softmax_busy
-                          & ~self.softmax_full):
+                          & ~self.softmax_full & self._fetch_idle()):
                     m.d.sync += [status.error.eq(1), status.busy.eq(0)]
                     m.next = "IDLE"
             with m.State("WAIT"):                   # the pipelines and softmax path empty out
                 with m.If(self.meta_err):
                     fail(_ERR["meta"])
                 with m.Elif(~self.mac_busy & ~self.post_busy & (self.softmax_pending == 0)
-                            & ~self.softmax_busy):
+                            & ~self.softmax_busy & self._fetch_idle()):
                     m.d.sync += [status.busy.eq(0), status.done.eq(1)]
                     m.next = "IDLE"
         return m

@@ -60,16 +60,19 @@ Ports
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Const, Module, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from nmaccel.hw.common.sdram import SdramController, pins_signature
 from nmaccel.hw.sta.attention import AttentionMover
 from nmaccel.hw.sta.buffers import BufferPorts, buffer_specs
 from nmaccel.hw.sta.controller import StaController
 from nmaccel.hw.sta.counters import PerfCounters
+from nmaccel.hw.sta.fetch import WeightFetch
 from nmaccel.hw.sta.host_port import HOST_WRITE_SPACES, HostPort
 from nmaccel.hw.sta.isa import read_layout, write_layout
+from nmaccel.hw.sta.layouts import fetch_targets
 from nmaccel.hw.sta.mac_path import MacPath
 from nmaccel.hw.sta.post import PostStage
 from nmaccel.hw.sta.sequencer import VectorSequencer
@@ -109,6 +112,8 @@ class StaCore(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
+            **({"sdram": Out(pins_signature(config.sdram_timing))}
+               if config.sdram_timing is not None else {}),
         })
 
     def _memories(self, m: Module) -> dict:
@@ -131,6 +136,37 @@ class StaCore(wiring.Component):
             ports[f"{name}_rd"] = mems[name].read_port()
         return ports
 
+    def _weight_writes(self, m: Module, host, ctrl, counters, mem) -> None:
+        """WBUF and PBUF writes: the host's, or, with external memory, the weight-fetch
+        engine's (SDRAM controller → engine → buffers; host writes of WBUF/PBUF wait while
+        the engine works)."""
+        cfg, t = self.config, self.config.sdram_timing
+        if t is None:
+            for name in ("WBUF", "PBUF"):
+                connect(m, getattr(host, f"{name.lower()}_wr"), mem[f"{name}_wr"])
+            m.d.comb += host.status.ext_ready.eq(1)
+            return
+        m.submodules.sdram = sdram = SdramController(t)
+        m.submodules.fetch = fetch = WeightFetch(t, fetch_targets(cfg),
+                                                 max(cfg.wbuf_depth, cfg.pbuf_depth))
+        connect(m, fetch.mem, sdram.cmd)
+        connect(m, sdram.rdata, fetch.mem_rdata)
+        connect(m, sdram.pins, flipped(self.sdram))
+        connect(m, ctrl.fetch, fetch.req)
+        m.d.comb += [ctrl.fetch_busy.eq(fetch.busy), host.write_hold.eq(fetch.busy),
+                     host.status.ext_ready.eq(sdram.ready),
+                     counters.fetch_busy.eq(fetch.busy), counters.fetch_wait.eq(ctrl.fetch_wait)]
+        for name in ("WBUF", "PBUF"):
+            port, by_host = mem[f"{name}_wr"], getattr(host, f"{name.lower()}_wr")
+            by_fetch = getattr(fetch, f"{name.lower()}_wr")
+            with m.If(by_fetch.valid):
+                m.d.comb += [port.addr.eq(by_fetch.payload.addr),
+                             port.data.eq(by_fetch.payload.data),
+                             port.en.eq(Const(-1, len(port.en)))]
+            with m.Else():
+                m.d.comb += [port.addr.eq(by_host.addr), port.data.eq(by_host.data),
+                             port.en.eq(by_host.en)]
+
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
@@ -152,8 +188,8 @@ class StaCore(wiring.Component):
         m.d.comb += [self.busy.eq(status.busy), self.done.eq(status.done),
                      self.error.eq(status.error), host.status.eq(status), host.count.eq(ctrl.count),
                      host.counters.eq(counters.counters), ports.host_accept.eq(host.read_accept)]
-        for name in ("CBUF", "WBUF", "PBUF"):
-            connect(m, getattr(host, f"{name.lower()}_wr"), mem[f"{name}_wr"])
+        connect(m, host.cbuf_wr, mem["CBUF_wr"])
+        self._weight_writes(m, host, ctrl, counters, mem)
         for name in ("OBUF", "CYCLOG"):
             connect(m, getattr(host, f"{name.lower()}_rd"), mem[f"{name}_rd"])
         for name in ("CBUF", "WBUF", "ABUF", "PBUF", "VBUF"):

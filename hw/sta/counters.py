@@ -34,6 +34,9 @@ class PerfCounters(wiring.Component):
     softmax_wait, barrier_wait : In(1)
         The controller waits for a score bank or softmax block (``SOFTMAX_WAIT``), for the
         pipelines to empty (``BARRIER_WAIT``).
+    fetch_busy, fetch_wait : In(1)
+        The weight-fetch engine works (``FETCH_BUSY``, counted while ``busy``); a FETCH waits
+        for it (``FETCH_WAIT``).
     command_done : In(1)
         The command ``pc`` ends this cycle (NEXT): ``COMMANDS`` counts it, its cycles go to
         CYCLOG entry ``pc`` and to ``SPARSE_CYCLES`` / ``DENSE_CYCLES`` (GEMM, by ``mode``) or
@@ -57,6 +60,7 @@ class PerfCounters(wiring.Component):
         super().__init__({
             "clear": In(1), "busy": In(1), "issue": In(1), "stall": In(1),
             "softmax_busy": In(1), "softmax_wait": In(1), "barrier_wait": In(1),
+            "fetch_busy": In(1), "fetch_wait": In(1),
             "command_done": In(1), "op": In(Opcode), "mode": In(Mode), "pc": In(16),
             "counters": Out(counters_layout()),
             "cyclog_wr": In(write_signature(config, "CYCLOG")),
@@ -70,6 +74,10 @@ class PerfCounters(wiring.Component):
             m.d.sync += [cnt.cycles.eq(cnt.cycles + 1), command_cycles.eq(command_cycles + 1)]
             with m.If(self.softmax_busy):
                 m.d.sync += cnt.softmax_busy.eq(cnt.softmax_busy + 1)
+            with m.If(self.fetch_busy):
+                m.d.sync += cnt.fetch_busy.eq(cnt.fetch_busy + 1)
+        with m.If(self.fetch_wait):
+            m.d.sync += cnt.fetch_wait.eq(cnt.fetch_wait + 1)
         with m.If(self.issue):
             m.d.sync += cnt.mac_active.eq(cnt.mac_active + 1)
         with m.If(self.stall):

@@ -38,8 +38,11 @@ class HostPort(wiring.Component):
     Attributes
     ----------
     wr : In(stream.Signature(write_layout))
-        Host writes (always ready). A write of CSR START while ``status.busy`` is low is passed
-        on as ``start``; other CSR writes are ignored.
+        Host writes: ready, except that writes of WBUF and PBUF wait while ``write_hold`` is
+        high. A write of CSR START while ``status.busy`` is low is passed on as ``start``;
+        other CSR writes are ignored.
+    write_hold : In(1)
+        The weight-fetch engine writes WBUF and PBUF (their host writes wait).
     rd : In(stream.Signature(read_layout))
         Host read requests. Requests for :data:`SHARED_SPACES` are not accepted while
         ``status.busy``.
@@ -83,6 +86,7 @@ class HostPort(wiring.Component):
             "counters": In(counters_layout()),
             "start": Out(stream.Signature(start_layout(), always_ready=True)),
             "read_accept": Out(1),
+            "write_hold": In(1),
         }
         members.update({f"{sp.lower()}_rd": In(read_signature(config, sp))
                         for sp in HOST_READ_SPACES})
@@ -94,7 +98,8 @@ class HostPort(wiring.Component):
         cfg, wr = self.config, self.wr
         shift = sta_isa.space_shift(cfg)
         space = wr.payload.addr[shift:]
-        m.d.comb += wr.ready.eq(1)
+        held = self.write_hold & ((space == SPACES["WBUF"]) | (space == SPACES["PBUF"]))
+        m.d.comb += wr.ready.eq(~held)
         for name in HOST_WRITE_SPACES:
             port = getattr(self, f"{name.lower()}_wr")
             sub_bits = sta_isa.sub_bits(cfg, name)
@@ -105,7 +110,7 @@ class HostPort(wiring.Component):
             per_slice = slices * 32 // len(port.data)      # enable bits per 32-bit slice
             m.d.comb += [port.addr.eq(entry),
                          port.data.eq(Cat(*([wr.payload.data] * (len(port.data) // 32))))]
-            with m.If(wr.valid & (space == SPACES[name]) & in_range):
+            with m.If(wr.valid & ~held & (space == SPACES[name]) & in_range):
                 if slices == 1:
                     m.d.comb += port.en.eq(1)
                 else:

@@ -17,7 +17,8 @@ from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = ["BLOCK_COUNT_BITS", "PENDING_SHAPE", "bank_layout", "beat_layout", "claim_layout",
-           "entry_bits", "record_layout", "row_layout", "start_layout", "tag_layout"]
+           "entry_bits", "fetch_targets", "record_layout", "row_layout", "start_layout",
+           "tag_layout"]
 
 #: softmax blocks counted by the score-bank bookkeeping (claimed, started, written)
 BLOCK_COUNT_BITS = 16
@@ -28,6 +29,15 @@ PENDING_SHAPE = signed(BLOCK_COUNT_BITS + 1)
 def entry_bits(cfg: StaConfig, space: str) -> int:
     """Bits of an entry index of host space ``space`` (at least 1)."""
     return max(clog2(sta_isa.space_depth(cfg, space)), 1)
+
+
+def fetch_targets(cfg: StaConfig) -> dict[str, tuple[int, int]]:
+    """The buffers a FETCH fills, in stream order, as
+    :class:`~nmaccel.hw.sta.fetch.WeightFetch` targets ``{name: (entry_bits, addr_bits)}``:
+    the entries' data bits (:func:`~nmaccel.spec.sta_isa.space_width`, unpadded) and index
+    bits."""
+    return {space: (sta_isa.space_width(cfg, space), entry_bits(cfg, space))
+            for space in sta_isa.FETCH_SPACES}
 
 
 def tag_layout(cfg: StaConfig) -> data.StructLayout:

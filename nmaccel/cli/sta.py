@@ -45,7 +45,12 @@ SIM_DESCRIPTION = ("Run MiniLM-L6 encoder layers entirely on the STA RTL (GEMMs,
 NM_DEFAULT = (2, 4)
 
 #: StaConfig fields that have their own flag (``--softmax-lanes`` for softmax_lanes).
-OVERRIDES = ("rows", "cols", "lanes", "n", "m", "softmax_lanes")
+OVERRIDES = ("rows", "cols", "lanes", "n", "m", "softmax_lanes", "sdram_mhz")
+
+
+OVERRIDE_HELP = {"sdram_mhz": "weights and parameters in the ULX3S's SDRAM at this clock (MHz): "
+                              "the core gets the SDRAM controller and the weight-fetch engine, "
+                              "and the program fetches them itself (StaConfig sdram_mhz)"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -55,7 +60,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "sets any field, e.g. act_bits or softmax_out_bits")
     for name in OVERRIDES:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=positive_int,
-                       default=None, help=f"override the preset's {name}")
+                       default=None, help=OVERRIDE_HELP.get(name, f"override the preset's {name}"))
 
 
 def base_config(args) -> StaConfig:

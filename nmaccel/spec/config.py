@@ -184,6 +184,11 @@ class StaConfig(_ConfigBase):
     #: to the post-ops' wide products (an array with more products than the device has DSPs);
     #: 0: ``*`` (DSP blocks where synthesis maps them). Same results, longer PE pipeline.
     array_lut: int = 0
+    #: 0: no external memory (the host loads WBUF and PBUF; FETCH is an unknown opcode);
+    #: otherwise the ULX3S's SDRAM (:data:`~nmaccel.spec.sdram.ULX3S_SDRAM`) on the core's
+    #: clock at this many MHz: its timing in clocks (:attr:`sdram_timing`) sizes the
+    #: controller, the FETCH command and the fetch cycle model.
+    sdram_mhz: int = 0
 
     kind: ClassVar[str] = "sta"
 
@@ -194,6 +199,14 @@ class StaConfig(_ConfigBase):
                                   f"{getattr(self, f.name)!r}")
         for name in ("rows", "cols", "lanes", "softmax_lanes", *BUFFER_FIELDS, "n"):
             _positive(name, getattr(self, name))
+        if self.sdram_mhz < 0:
+            raise ConfigError(f"sdram_mhz must be 0 (no external memory) or the SDRAM's clock "
+                              f"in MHz, not {self.sdram_mhz}")
+        if self.sdram_mhz:
+            try:
+                _ = self.sdram_timing             # the chip runs at this clock
+            except ValueError as exc:
+                raise ConfigError(f"sdram_mhz: {exc}") from None
         if self.array_lut not in (0, 1):
             raise ConfigError(f"array_lut must be 0 (DSP products) or 1 (LUT products), not "
                               f"{self.array_lut!r}")
@@ -261,6 +274,15 @@ class StaConfig(_ConfigBase):
     @property
     def multipliers(self) -> int:
         return self.rows * self.cols * self.lanes
+
+    @property
+    def sdram_timing(self):
+        """The external SDRAM's :class:`~nmaccel.spec.sdram.SdramTiming` at ``sdram_mhz``, or
+        ``None`` without external memory."""
+        if not self.sdram_mhz:
+            return None
+        from nmaccel.spec.sdram import ULX3S_SDRAM
+        return ULX3S_SDRAM.at(self.sdram_mhz)
 
     @property
     def softmax_max_shift(self) -> int:

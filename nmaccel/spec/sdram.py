@@ -21,7 +21,8 @@ import math
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["Command", "SdramChip", "SdramTiming", "CHIPS", "IS42S16160G_7",
-           "MT48LC16M16A2_6A", "ULX3S_SDRAM", "mode_register", "refresh_slack", "sdram_chip"]
+           "MT48LC16M16A2_6A", "ULX3S_SDRAM", "mode_register", "pack_entries", "refresh_slack",
+           "sdram_chip", "words_per_entry"]
 
 
 class Command(enum.IntEnum):
@@ -191,6 +192,23 @@ class SdramTiming:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def words_per_entry(timing: SdramTiming, entry_bits: int) -> int:
+    """SDRAM words that hold one ``entry_bits``-bit entry (:func:`pack_entries`)."""
+    return -(-entry_bits // timing.data_bits)
+
+
+def pack_entries(timing: SdramTiming, entry_bits: int, entries) -> list[int]:
+    """The SDRAM words that hold ``entries`` (integers of ``entry_bits`` bits), in order."""
+    wpe, w = words_per_entry(timing, entry_bits), timing.data_bits
+    out = []
+    for e in entries:
+        e = int(e)
+        if e < 0 or e >> entry_bits:
+            raise ValueError(f"entry {e:#x} does not fit {entry_bits} bits")
+        out += [(e >> (k * w)) & ((1 << w) - 1) for k in range(wpe)]
+    return out
 
 
 def mode_register(timing: SdramTiming) -> int:

@@ -75,6 +75,8 @@ __all__ = [
     "decode_status", "encode_status", "config_word", "decode_config", "ERRORS", "ERROR_CODES",
     "error_name", "space_width", "space_depth", "sub_words", "sub_bits", "space_shift",
     "addr_bits", "host_address", "split_entry", "join_entry",
+    # external memory
+    "FETCH_SPACES", "FetchCommand", "ext_words_per_entry",
 ]
 
 OP_BITS = 4
@@ -86,6 +88,7 @@ class Opcode(IntEnum):
     GEMM = 1
     LAYERNORM = 2
     REQUANT = 3
+    FETCH = 4
 
 
 class Mode(IntEnum):
@@ -161,17 +164,22 @@ CSR = {
     "SOFTMAX_WAIT": 10,  # R: cycles the controller waited for a score bank or a softmax block
     "VECTOR_CYCLES": 11, # R: cycles spent in vector commands (LAYERNORM, REQUANT)
     "BARRIER_WAIT": 12,  # R: cycles commands waited for the drain (barriers, post-op setup)
+    "FETCH_BUSY": 13,    # R: cycles the weight-fetch engine was busy (external memory)
+    "FETCH_WAIT": 14,    # R: cycles a FETCH waited for the engine (the previous fetch)
 }
 CSR_DEPTH = 16
 
 #: The run counters (CSRs cleared by START), in the order hosts read them.
 COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS",
-            "SOFTMAX_BUSY", "SOFTMAX_WAIT", "VECTOR_CYCLES", "BARRIER_WAIT")
+            "SOFTMAX_BUSY", "SOFTMAX_WAIT", "VECTOR_CYCLES", "BARRIER_WAIT", "FETCH_BUSY",
+            "FETCH_WAIT")
 
-#: CSR STATUS, (name, width) LSB first: run state, error code (:data:`ERRORS`) and the index
-#: of the command that raised it. ``reserved`` bits read 0.
-STATUS_FIELDS = (("busy", 1), ("done", 1), ("error", 1), ("reserved", 5), ("code", 8),
-                 ("command", 16))
+#: CSR STATUS, (name, width) LSB first: run state, ``ext_ready`` (the external memory's
+#: power-up sequence is done; always 1 without external memory: a host waits for it before
+#: the first START of a program that fetches), error code (:data:`ERRORS`) and the index of
+#: the command that raised it. ``reserved`` bits read 0.
+STATUS_FIELDS = (("busy", 1), ("done", 1), ("error", 1), ("ext_ready", 1), ("reserved", 4),
+                 ("code", 8), ("command", 16))
 #: CSR CONFIG, (name, width) LSB first: the array the design was built for (``m`` mod 16).
 CONFIG_FIELDS = (("rows", 8), ("cols", 8), ("lanes", 8), ("n", 4), ("m", 4))
 
@@ -192,6 +200,7 @@ class Status:
     error: bool
     code: int
     command: int
+    ext_ready: bool = False
 
     @property
     def message(self) -> str:
@@ -202,14 +211,14 @@ def decode_status(word: int) -> Status:
     """The fields of a STATUS read (:data:`STATUS_FIELDS`)."""
     f = _unpack(STATUS_FIELDS, word)
     return Status(busy=bool(f["busy"]), done=bool(f["done"]), error=bool(f["error"]),
-                  code=f["code"], command=f["command"])
+                  code=f["code"], command=f["command"], ext_ready=bool(f["ext_ready"]))
 
 
 def encode_status(busy: int = 0, done: int = 0, error: int = 0, code: int = 0,
-                  command: int = 0) -> int:
+                  command: int = 0, ext_ready: int = 0) -> int:
     """The STATUS word for these fields (for models and tests of the decoders)."""
     return _pack(STATUS_FIELDS, {"busy": busy, "done": done, "error": error, "code": code,
-                                 "command": command}, "STATUS")
+                                 "command": command, "ext_ready": ext_ready}, "STATUS")
 
 
 def config_word(cfg: StaConfig) -> int:
@@ -225,7 +234,8 @@ def decode_config(word: int) -> dict[str, int]:
 
 #: Error codes in STATUS[15:8] by short name (the RTL raises them by these names).
 ERROR_CODES = {"opcode": 1, "zero": 2, "wbuf": 3, "abuf": 4, "obuf": 5, "pbuf": 6, "meta": 7,
-               "count": 8, "osel": 9, "dest": 10, "vbuf": 11, "seq": 12, "shape": 13}
+               "count": 8, "osel": 9, "dest": 10, "vbuf": 11, "seq": 12, "shape": 13,
+               "ext": 14}
 
 #: Error codes in STATUS[15:8] and what they mean.
 ERRORS = {
@@ -243,6 +253,7 @@ ERRORS = {
     11: "vector range beyond VBUF",
     12: "softmax block: row length 0 or beyond max_seq or the key tiles, or m_tiles != 1",
     13: "operand source or output layout needs rows == cols (and windows a multiple of cols)",
+    14: "FETCH: external memory range beyond the SDRAM",
 }
 
 
@@ -275,7 +286,31 @@ def command_fields(cfg: StaConfig) -> tuple[tuple[str, int], ...]:
         ("w_base", wbase), ("a_base", abase), ("o_base", obase), ("p_base", _aw(cfg.pbuf_depth)),
         ("a_stride", DIM_BITS), ("w_stride", DIM_BITS), ("o_stride", DIM_BITS),
         ("length", DIM_BITS),
-    )
+    ) + _fetch_fields(cfg)
+
+
+def _fetch_fields(cfg: StaConfig) -> tuple[tuple[str, int], ...]:
+    """The FETCH command's own fields, in the word only with external memory."""
+    t = cfg.sdram_timing
+    if t is None:
+        return ()
+    return (("ext_addr", t.addr_bits), ("ext_wlen", DIM_BITS), ("ext_plen", DIM_BITS))
+
+
+def ext_words_per_entry(cfg: StaConfig, space: str) -> int:
+    """External-memory words that hold one entry of ``space`` (WBUF or PBUF): the entry's
+    bits in consecutive SDRAM words, the first word holding the lowest bits."""
+    t = cfg.sdram_timing
+    if t is None:
+        raise ValueError("this StaConfig has no external memory (sdram_mhz=0)")
+    if space not in FETCH_SPACES:
+        raise ValueError(f"FETCH fills {' and '.join(FETCH_SPACES)}, not {space!r}")
+    from nmaccel.spec.sdram import words_per_entry
+    return words_per_entry(t, space_width(cfg, space))
+
+
+#: The buffers a FETCH fills, in the order of its stream (WBUF entries, then PBUF entries).
+FETCH_SPACES = ("WBUF", "PBUF")
 
 
 def osel_bits(cfg: StaConfig, osel: int) -> int:
@@ -710,7 +745,69 @@ class VectorCommand:
         return self
 
 
+@dataclass(frozen=True)
+class FetchCommand:
+    """FETCH: copy ``wlen`` WBUF entries to ``w_base`` and then ``plen`` PBUF entries to
+    ``p_base`` from the external memory's consecutive words at ``ext_addr``
+    (:func:`ext_words_per_entry` words per entry, WBUF's block first).
+
+    The controller hands the FETCH to the weight-fetch engine and goes on: the data arrives
+    while later commands run. A FETCH first waits until the engine has finished the previous
+    one (so the command after a FETCH may use what the FETCH before it brought; a FETCH with
+    ``wlen = plen = 0`` only waits), and with ``barrier`` also until the array and drain are
+    empty (so it may overwrite the parameters of GEMMs before it). A run ends when the engine
+    is idle. Only on a core with external memory (``StaConfig.sdram_mhz``); elsewhere its
+    opcode is unknown.
+    """
+    ext_addr: int
+    w_base: int = 0
+    wlen: int = 0
+    p_base: int = 0
+    plen: int = 0
+    barrier: int = 0
+    op = Opcode.FETCH
+
+    def fields(self, cfg: StaConfig | None = None) -> dict[str, int]:
+        return {"op": Opcode.FETCH, "ext_addr": self.ext_addr, "w_base": self.w_base,
+                "ext_wlen": self.wlen, "p_base": self.p_base, "ext_plen": self.plen,
+                "barrier": self.barrier}
+
+    def encode(self, cfg: StaConfig) -> int:
+        if cfg.sdram_timing is None:
+            raise ValueError("FETCH needs a core with external memory (StaConfig sdram_mhz)")
+        return encode_command(cfg, **self.fields(cfg))
+
+    def ext_words(self, cfg: StaConfig) -> int:
+        """External-memory words the FETCH reads."""
+        return (self.wlen * ext_words_per_entry(cfg, "WBUF")
+                + self.plen * ext_words_per_entry(cfg, "PBUF"))
+
+    def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
+        return {"WBUF": (self.w_base, self.wlen), "PBUF": (self.p_base, self.plen)}
+
+    def check(self, cfg: StaConfig) -> FetchCommand:
+        t = cfg.sdram_timing
+        if t is None:
+            raise ValueError("FETCH needs a core with external memory (StaConfig sdram_mhz)")
+        for name in ("wlen", "plen"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v < (1 << DIM_BITS):
+                raise ValueError(f"FETCH {name} must be an integer in [0, {(1 << DIM_BITS) - 1}],"
+                                 f" not {v!r}")
+        for space, (base, count) in self.extents(cfg).items():
+            depth = space_depth(cfg, space)
+            if base < 0 or base + count > depth:
+                raise ValueError(f"FETCH fills {space} entries [{base}, {base + count}) but "
+                                 f"{space} has {depth} entries (StaConfig {space.lower()}_depth)")
+        top = self.ext_addr + self.ext_words(cfg)
+        if self.ext_addr < 0 or top > 1 << t.addr_bits:
+            raise ValueError(f"FETCH reads external words [{self.ext_addr}, {top}) but the "
+                             f"SDRAM has {1 << t.addr_bits} words")
+        return self
+
+
 OPNAME = {v: k for k, v in OPCODES.items()}
+_GEMM_FIELDS = tuple(f.name for f in dataclasses.fields(GemmCommand))
 
 
 def command_from_word(cfg: StaConfig, word: int):
@@ -718,11 +815,14 @@ def command_from_word(cfg: StaConfig, word: int):
     f = decode_command(cfg, word)
     op = f.pop("op")
     if op == Opcode.GEMM:
-        return GemmCommand(**f)
+        return GemmCommand(**{k: f[k] for k in _GEMM_FIELDS})
     if op in (Opcode.LAYERNORM, Opcode.REQUANT):
         return VectorCommand(op=op, **{k: f[k] for k in ("n_tiles", "length", "a_base", "a_stride",
                                                            "o_base", "o_stride", "p_base", "dest",
                                                            "olay", "barrier")})
+    if op == Opcode.FETCH and "ext_addr" in f:
+        return FetchCommand(ext_addr=f["ext_addr"], w_base=f["w_base"], wlen=f["ext_wlen"],
+                            p_base=f["p_base"], plen=f["ext_plen"], barrier=f["barrier"])
     if op == Opcode.NOP:
         return None
     raise ValueError(f"unknown opcode {op} (known: {OPCODES})")

@@ -14,7 +14,8 @@ from nmaccel.spec.vector_timing import gelu_latency, residual_latency
 
 __all__ = ["COMMAND_OVERHEAD", "RUN_START", "DRAIN_LATENCY", "SM_READ_START", "SM_FIRST_IN",
            "VEC_START", "VEC_TAIL", "HOST_READ_LATENCY", "READER_FIFO_DEPTH",
-           "READER_ISSUE_LIMIT", "post_latency", "pe_latency", "capture_delay", "drain_tail"]
+           "READER_ISSUE_LIMIT", "FETCH_EXTRA", "post_latency", "pe_latency", "capture_delay",
+           "drain_tail"]
 
 COMMAND_OVERHEAD = 6     # FETCH, DECODE1, DECODE2, CHECK, SYNC, NEXT
 RUN_START = 5            # cycles from a command's FETCH to its first beat
@@ -54,6 +55,9 @@ SM_FIRST_IN = 2          # score read → beat offered to the softmax unit (read
 VEC_START = 2            # VEC state → first VBUF read issued (start, issue)
 VEC_TAIL = 1             # last unit output → vec_done seen by the controller
 HOST_READ_LATENCY = 3    # host read request accepted → its word on rd_data (DATA, SELECT, RESP)
+#: weight-fetch engine: cycles of a request beyond its SDRAM stream (the request's register
+#: and the last entry's write)
+FETCH_EXTRA = 2
 #: FIFO between a buffer reader (score banks, VBUF) and the unit it feeds
 READER_FIFO_DEPTH = 4
 #: a reader issues a read while the FIFO's level plus the read in flight is below this

@@ -46,9 +46,9 @@ def test_events_command_cycles_and_clear():
         await cycle()
         await cycle(command_done=1)
         # command 3: a NOP (counted in COMMANDS only)
-        await cycle(op=Opcode.NOP, pc=3)
-        await cycle(command_done=1)
-        await cycle(busy=0)
+        await cycle(op=Opcode.NOP, pc=3, fetch_busy=1, fetch_wait=1)
+        await cycle(command_done=1, fetch_busy=1)
+        await cycle(busy=0, fetch_busy=1)        # not counted once the run is over
         seen["run"] = _counters(ctx, dut)
         await cycle(clear=1)
         seen["cleared"] = _counters(ctx, dut)
@@ -60,5 +60,6 @@ def test_events_command_cycles_and_clear():
     assert log == [(0, 5), (1, 2), (2, 3), (3, 2)]
     assert seen["run"] == {"cycles": 12, "mac_active": 2, "stalls": 1, "sparse_cycles": 5,
                            "dense_cycles": 2, "commands": 4, "softmax_busy": 1,
-                           "softmax_wait": 1, "vector_cycles": 3, "barrier_wait": 1}
+                           "softmax_wait": 1, "vector_cycles": 3, "barrier_wait": 1,
+                           "fetch_busy": 2, "fetch_wait": 1}
     assert set(seen["cleared"].values()) == {0}

@@ -212,6 +212,23 @@ def test_a_simulation_started_ahead_runs_cancels_and_waits_with_a_limit():
     with pytest.raises(ValueError, match="junk"):
         streamed.run([program, bad], backdoor=True)
     assert not streamed._thread.is_alive()
+    # ... also when the failure comes after the program's host script was made (the cancel
+    # goes into the part the bench waits for, not the one after it)
+    import nmaccel.sim.sta_rtl as sta_rtl
+
+    def broken(p):
+        raise TypeError("the cycle model broke")
+    real = sta_rtl.predicted_cycles
+    sta_rtl.predicted_cycles = broken
+    try:
+        late_fail = Simulation(cfg, job_wait=300).start()
+        t0 = time.monotonic()
+        with pytest.raises(TypeError, match="the cycle model broke"):
+            late_fail.run([program], backdoor=True)
+        assert not late_fail._thread.is_alive()
+        assert time.monotonic() - t0 < 120      # not the bench's 300 s wait for a part
+    finally:
+        sta_rtl.predicted_cycles = real
     other = make_cfg("R3C2L2-1:8")
     with Simulation(other) as s:
         with pytest.raises(ValueError, match="share one StaConfig"):

@@ -16,11 +16,11 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nmaccel.hw.common.sdram import SdramController, pins_signature
-from nmaccel.hw.sta.fetch import WeightFetch, fetch_layout, pack_entries, words_per_entry
+from nmaccel.hw.sta.fetch import WeightFetch, fetch_layout
 from nmaccel.model.sdram_cycles import stream_read_cycles
 from nmaccel.sim.fetch_bench import TOP
 from nmaccel.sim.simulators import activate, require_simulator, run_module
-from nmaccel.spec.sdram import IS42S16160G_7
+from nmaccel.spec.sdram import IS42S16160G_7, pack_entries, words_per_entry
 
 
 class FetchTop(wiring.Component):
@@ -29,16 +29,16 @@ class FetchTop(wiring.Component):
     def __init__(self, timing, entry_bits: int, depth: int):
         self.timing, self.entry_bits, self.depth = timing, entry_bits, depth
         self.addr_bits = (depth - 1).bit_length()
+        self.targets = {"BUF": (entry_bits, self.addr_bits)}
         super().__init__({
             "pins": Out(pins_signature(timing)), "ready": Out(1),
-            "req": In(stream.Signature(fetch_layout(timing, self.addr_bits, depth))),
+            "req": In(stream.Signature(fetch_layout(timing, self.targets, depth))),
             "busy": Out(1), "rd_addr": In(self.addr_bits), "rd_data": Out(entry_bits)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.ctrl = ctrl = SdramController(self.timing)
-        m.submodules.fetch = fetch = WeightFetch(self.timing, self.entry_bits,
-                                                 self.addr_bits, self.depth)
+        m.submodules.fetch = fetch = WeightFetch(self.timing, self.targets, self.depth)
         m.submodules.buf = buf = memory.Memory(shape=self.entry_bits, depth=self.depth,
                                                init=[])
         connect(m, fetch.mem, ctrl.cmd)
@@ -46,8 +46,9 @@ class FetchTop(wiring.Component):
         connect(m, flipped(self.pins), ctrl.pins)
         connect(m, flipped(self.req), fetch.req)
         wp, rp = buf.write_port(), buf.read_port()
-        m.d.comb += [wp.addr.eq(fetch.wr.payload.addr), wp.data.eq(fetch.wr.payload.data),
-                     wp.en.eq(fetch.wr.valid), rp.addr.eq(self.rd_addr),
+        wr = fetch.buf_wr
+        m.d.comb += [wp.addr.eq(wr.payload.addr), wp.data.eq(wr.payload.data),
+                     wp.en.eq(wr.valid), rp.addr.eq(self.rd_addr),
                      self.rd_data.eq(rp.data), self.busy.eq(fetch.busy),
                      self.ready.eq(ctrl.ready)]
         return m
@@ -100,7 +101,11 @@ def test_entries_arrive_exact_in_the_predicted_cycles(simulator, entry_bits, tmp
 def test_bad_parameters_are_refused():
     t = IS42S16160G_7.at(100)
     with pytest.raises(ValueError, match="entry_bits must be a positive integer, not 0"):
-        WeightFetch(t, 0, 10, 16)
+        WeightFetch(t, {"WBUF": (0, 10)}, 16)
+    with pytest.raises(ValueError, match="max_entries must be a positive integer, not 0"):
+        WeightFetch(t, {"WBUF": (8, 10)}, 0)
+    with pytest.raises(ValueError, match="targets must be a non-empty dict"):
+        WeightFetch(t, {}, 16)
     with pytest.raises(ValueError, match="does not fit 8 bits"):
         pack_entries(t, 8, [256])
     assert pack_entries(t, 20, [0x12345]) == [0x2345, 0x1]
