@@ -342,6 +342,16 @@ class StaBoard:
                 raise BoardTimeout(f"the STA did not finish within {timeout} s "
                                    f"(STATUS 0x{raw:08X})")
 
+    def wait_ext_ready(self, timeout: float = 60.0) -> None:
+        """Poll STATUS until ``ext_ready`` (the SDRAM's power-up is done; raises
+        :class:`BoardTimeout` after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        addr = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+        while not decode_status(raw := self.read(addr, 1)[0]).ext_ready:
+            if time.monotonic() > deadline:
+                raise BoardTimeout(f"the SDRAM did not finish its power-up within {timeout} s "
+                                   f"(STATUS 0x{raw:08X})")
+
     def run(self, program: StaProgram, raise_on_error: bool = True,
             timeout: float = 60.0) -> RunResult:
         """Load ``program``, START it, wait, read status, counters, cycle log and outputs
@@ -352,6 +362,8 @@ class StaBoard:
             self.check()
         script = host_script(program)
         t0 = time.perf_counter()
+        if program.ext_image:
+            self.wait_ext_ready(timeout)
         writes = script["writes"]
         data = {a: d for a, d in writes}
         for a, n in contiguous_runs([a for a, _ in writes]):

@@ -137,9 +137,10 @@ class StaProgram:
     ext_image: dict = field(default_factory=dict)
 
     def host_writes(self) -> list[tuple[int, int]]:
-        """``(address, data)`` 32-bit host writes that load the program (without START)."""
+        """``(address, data)`` 32-bit host writes that load the program (without START): the
+        external-memory image first (:meth:`ext_writes`), then the buffers and commands."""
         cfg = self.cfg
-        writes = []
+        writes = self.ext_writes()
         for space, entries in self.images.items():
             for entry in sorted(entries):
                 for sub, word in enumerate(sta_isa.split_entry(cfg, space, entries[entry])):
@@ -147,6 +148,37 @@ class StaProgram:
         for i, word in enumerate(self.commands):
             for sub, part in enumerate(sta_isa.split_entry(cfg, "CBUF", word)):
                 writes.append((sta_isa.host_address(cfg, "CBUF", i, sub), part))
+        return writes
+
+    def ext_writes(self) -> list[tuple[int, int]]:
+        """Host writes that put :attr:`ext_image` into the SDRAM: per block of consecutive
+        words CSR EXT_ADDR, then EXT_DATA with two (``32 / data_bits``) words each, the lower
+        address in the lower bits, and EXT_WORD for a last odd word. A host waits for
+        STATUS ``ext_ready`` before them."""
+        if not self.ext_image:
+            return []
+        cfg, t = self.cfg, self.cfg.sdram_timing
+        if t is None:
+            raise ValueError("the program has an external-memory image but its StaConfig has "
+                             "no external memory (sdram_mhz=0)")
+        csr = {name: sta_isa.host_address(cfg, "CSR", sta_isa.CSR[name])
+               for name in ("EXT_ADDR", "EXT_DATA", "EXT_WORD")}
+        per, w = 32 // t.data_bits, t.data_bits
+        image, writes = self.ext_image, []
+        addrs = sorted(image)
+        start = 0
+        for i in range(1, len(addrs) + 1):
+            if i < len(addrs) and addrs[i] == addrs[i - 1] + 1:
+                continue
+            block = addrs[start:i]
+            start = i
+            writes.append((csr["EXT_ADDR"], block[0]))
+            whole = len(block) - len(block) % per
+            for k in range(0, whole, per):
+                writes.append((csr["EXT_DATA"], sum(int(image[block[k + j]]) << (j * w)
+                                                    for j in range(per))))
+            for a in block[whole:]:
+                writes.append((csr["EXT_WORD"], int(image[a])))
         return writes
 
     def output_entries(self) -> list[tuple[str, int]]:

@@ -36,6 +36,9 @@ def run_amaranth_programs(programs, idle: float = 0.0, backpressure: float = 0.0
     ``stop_on_error`` is false; one that runs longer than ``max_cycles`` raises
     ``TimeoutError``."""
     cfg = programs[0].cfg
+    if cfg.sdram_timing is not None:
+        raise ValueError("a core with external memory (sdram_mhz) needs the SDRAM model of the "
+                         "cocotb bench: run it with nmaccel.sim.sta_rtl (Verilator/Icarus)")
     dut = StaCore(cfg)
     scripts = [host_script(p) for p in programs]
     rng = random.Random(seed)

@@ -4,8 +4,9 @@ Run by :mod:`nmaccel.sim.sta_rtl` with ``NMACCEL_STA_JOB`` naming a JSON header
 ``{"runs": N, "idle": p, "backpressure": p, "seed": s, "backdoor": bool, "sdram": timing}``
 (``sdram``: the :class:`~nmaccel.spec.sdram.SdramTiming` fields of a core with external
 memory, whose ``sdram__`` pins then go to a checking
-:class:`~nmaccel.sim.sdram_model.SdramModel`; a run's ``ext`` blocks are put into it before
-its START, which waits until STATUS says ``ext_ready``; the model's violations are
+:class:`~nmaccel.sim.sdram_model.SdramModel`; the first run waits until STATUS says
+``ext_ready``; a backdoor run's ``ext`` blocks are put straight into the model, other runs
+write the SDRAM through the host port (CSR EXT_*); the model's violations are
 returned and fail the run in the parent; ``backdoor``:
 deposit the memory images and read OBUF through VPI instead of the host port, for speed; the
 host port is then used only for START, STATUS and the counters) and, next to it, one file
@@ -133,6 +134,19 @@ class MemoryBackdoor:
         return int(self._element(entry).get_signal_val_binstr(), 2)
 
 
+async def wait_ext_ready(host: StaHostDriver, status_addr: int, limit: int, clk) -> None:
+    """Poll STATUS until ``ext_ready`` (the SDRAM's power-up is done), at most ``limit``
+    cycles of waiting."""
+    waited = 0
+    while not decode_status(await host.read(status_addr)).ext_ready:
+        waited += 8
+        for _ in range(8):
+            await RisingEdge(clk)
+        if waited > limit:
+            raise BenchTimeout(f"STATUS.ext_ready still low after {limit} cycles: the SDRAM "
+                               "controller never finished its power-up")
+
+
 def _wait_for_job(path: str, wait: float) -> dict:
     """The job file at ``path``; a process started ahead of its job
     (:class:`nmaccel.sim.sta_rtl.Simulation`) polls for it up to ``wait`` seconds (the parent
@@ -195,36 +209,30 @@ async def run_sta_job(dut):
         script, limit = part["script"], part["max_cycles"]
         wait_s = time.perf_counter() - t_wait
         t_load = time.perf_counter()
+        if sdram is not None and not ext_ready:
+            # the SDRAM's power-up first: host writes of it (EXT_*) and FETCHes need it
+            await wait_ext_ready(host, script["status"], sdram.t.init_wait + EXT_READY_MARGIN,
+                                 dut.clk)
+            ext_ready = True
         if backdoor:
-            # Deposit whole memory words through VPI (no clock cycles, no host port).
+            # Deposit whole memory words through VPI (no clock cycles, no host port), and the
+            # external-memory image straight into the SDRAM model.
             for mem, entries in script["images"].items():
                 backdoor_memory = memory(mem)
                 for entry, word in entries:
                     backdoor_memory.write(entry, int(word, 16))
+            if script.get("ext"):
+                if sdram is None:
+                    raise ValueError("a run with an external-memory image on a core without "
+                                     "external memory")
+                digits = -(-sdram.t.data_bits // 4)
+                for base, text in script["ext"]:
+                    sdram.load((int(text[i:i + digits], 16)
+                                for i in range(0, len(text), digits)), base)
             await RisingEdge(dut.clk)
         else:
             for addr, data in script["writes"]:
                 await host.write(addr, data)
-        if script.get("ext"):
-            if sdram is None:
-                raise ValueError("a run with an external-memory image on a core without "
-                                 "external memory")
-            digits = -(-sdram.t.data_bits // 4)
-            for base, text in script["ext"]:
-                sdram.load((int(text[i:i + digits], 16) for i in range(0, len(text), digits)),
-                           base)
-        if sdram is not None and not ext_ready:
-            limit_ready = sdram.t.init_wait + EXT_READY_MARGIN
-            waited = 0
-            while not decode_status(await host.read(script["status"])).ext_ready:
-                waited += 8
-                for _ in range(8):
-                    await RisingEdge(dut.clk)
-                if waited > limit_ready:
-                    raise BenchTimeout(f"STATUS.ext_ready still low after {limit_ready} "
-                                       "cycles: the SDRAM controller never finished its "
-                                       "power-up")
-            ext_ready = True
         load_s = time.perf_counter() - t_load
         await host.write(*script["start"])
         t0 = time.perf_counter()

@@ -57,8 +57,9 @@ class RunResult:
 
 def host_script(program: StaProgram, writes: bool = True) -> dict:
     """The steps of one run as plain data (JSON-serialisable). ``writes``: include the host
-    writes that load the program and the host reads of its outputs (a run that loads and
-    reads by backdoor needs neither: it gets the memory entries in ``backdoor_reads``)."""
+    writes that load the program (the external-memory image too: CSR EXT_*) and the host
+    reads of its outputs (a run that loads and reads by backdoor needs neither: it gets the
+    memory entries in ``backdoor_reads`` and the external-memory image in ``ext``)."""
     cfg = program.cfg
     n = len(program.commands)
     if n == 0:
@@ -69,7 +70,7 @@ def host_script(program: StaProgram, writes: bool = True) -> dict:
     images["cbuf"] = [[i, f"{int(w):x}"] for i, w in enumerate(program.commands)]
     backdoor_reads = [(space.lower(), entry) for space, entry in program.output_entries()]
     return {
-        "ext": ext_blocks(program),
+        "ext": ext_blocks(program) if not writes else [],
         "images": images,
         "backdoor_reads": [list(r) for r in backdoor_reads],
         "writes": program.host_writes() if writes else [],

@@ -69,6 +69,7 @@ from nmaccel.hw.sta.attention import AttentionMover
 from nmaccel.hw.sta.buffers import BufferPorts, buffer_specs
 from nmaccel.hw.sta.controller import StaController
 from nmaccel.hw.sta.counters import PerfCounters
+from nmaccel.hw.sta.ext_writer import ExtWriter
 from nmaccel.hw.sta.fetch import WeightFetch
 from nmaccel.hw.sta.host_port import HOST_WRITE_SPACES, HostPort
 from nmaccel.hw.sta.isa import read_layout, write_layout
@@ -139,7 +140,8 @@ class StaCore(wiring.Component):
     def _weight_writes(self, m: Module, host, ctrl, counters, mem) -> None:
         """WBUF and PBUF writes: the host's, or, with external memory, the weight-fetch
         engine's (SDRAM controller → engine → buffers; host writes of WBUF/PBUF wait while
-        the engine works)."""
+        the engine works); with external memory also the host's SDRAM writes (CSR EXT_*,
+        :class:`~nmaccel.hw.sta.ext_writer.ExtWriter`)."""
         cfg, t = self.config, self.config.sdram_timing
         if t is None:
             for name in ("WBUF", "PBUF"):
@@ -149,7 +151,18 @@ class StaCore(wiring.Component):
         m.submodules.sdram = sdram = SdramController(t)
         m.submodules.fetch = fetch = WeightFetch(t, fetch_targets(cfg),
                                                  max(cfg.wbuf_depth, cfg.pbuf_depth))
-        connect(m, fetch.mem, sdram.cmd)
+        m.submodules.ext_writer = writer = ExtWriter(t)
+        connect(m, host.ext_set_addr, writer.set_addr)
+        connect(m, host.ext_data, writer.data)
+        m.d.comb += host.ext_addr.eq(writer.addr)
+        # SDRAM requests: the host's writes (only while idle) before the engine's reads
+        with m.If(writer.mem.valid):
+            m.d.comb += [sdram.cmd.valid.eq(1), sdram.cmd.payload.eq(writer.mem.payload),
+                         writer.mem.ready.eq(sdram.cmd.ready)]
+        with m.Else():
+            m.d.comb += [sdram.cmd.valid.eq(fetch.mem.valid),
+                         sdram.cmd.payload.eq(fetch.mem.payload),
+                         fetch.mem.ready.eq(sdram.cmd.ready)]
         connect(m, sdram.rdata, fetch.mem_rdata)
         connect(m, sdram.pins, flipped(self.sdram))
         connect(m, ctrl.fetch, fetch.req)

@@ -8,11 +8,12 @@ buffers' read ports and the CSR multiplexer.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.sta.buffers import read_signature, write_signature
+from nmaccel.hw.sta.ext_writer import ext_data_layout
 from nmaccel.hw.sta.isa import counters_layout, read_layout, status_layout, write_layout
 from nmaccel.hw.sta.layouts import entry_bits, start_layout
 from nmaccel.spec import sta_isa
@@ -43,6 +44,13 @@ class HostPort(wiring.Component):
         other CSR writes are ignored.
     write_hold : In(1)
         The weight-fetch engine writes WBUF and PBUF (their host writes wait).
+    ext_set_addr, ext_data : Out(stream)
+        With external memory only: CSR EXT_ADDR writes (the address) and EXT_DATA / EXT_WORD
+        writes (:func:`~nmaccel.hw.sta.ext_writer.ext_data_layout`) for the
+        :class:`~nmaccel.hw.sta.ext_writer.ExtWriter`. Such writes wait while ``status.busy``
+        and while ``ext_data.ready`` is low (the writer still issues the previous one).
+    ext_addr : In
+        With external memory only: the writer's address (CSR EXT_ADDR reads it).
     rd : In(stream.Signature(read_layout))
         Host read requests. Requests for :data:`SHARED_SPACES` are not accepted while
         ``status.busy``.
@@ -88,6 +96,12 @@ class HostPort(wiring.Component):
             "read_accept": Out(1),
             "write_hold": In(1),
         }
+        t = config.sdram_timing
+        if t is not None:
+            members.update({
+                "ext_set_addr": Out(stream.Signature(unsigned(t.addr_bits), always_ready=True)),
+                "ext_data": Out(stream.Signature(ext_data_layout(t))),
+                "ext_addr": In(t.addr_bits)})
         members.update({f"{sp.lower()}_rd": In(read_signature(config, sp))
                         for sp in HOST_READ_SPACES})
         members.update({f"{sp.lower()}_wr": In(write_signature(config, sp))
@@ -99,6 +113,9 @@ class HostPort(wiring.Component):
         shift = sta_isa.space_shift(cfg)
         space = wr.payload.addr[shift:]
         held = self.write_hold & ((space == SPACES["WBUF"]) | (space == SPACES["PBUF"]))
+        csr_index = wr.payload.addr[:shift]
+        if cfg.sdram_timing is not None:
+            held = held | self._ext_writes(m, (space == SPACES["CSR"]) & wr.valid, csr_index)
         m.d.comb += wr.ready.eq(~held)
         for name in HOST_WRITE_SPACES:
             port = getattr(self, f"{name.lower()}_wr")
@@ -122,11 +139,32 @@ class HostPort(wiring.Component):
             self.start.payload.count.eq(wr.payload.data),
         ]
 
+    def _ext_writes(self, m: Module, csr_write, index):
+        """CSR EXT_ADDR / EXT_DATA / EXT_WORD writes to the SDRAM writer; returns the
+        condition that holds such a write (running, or the writer still busy)."""
+        t, wr = self.config.sdram_timing, self.wr
+        ext = (index == CSR["EXT_ADDR"]) | (index == CSR["EXT_DATA"]) \
+            | (index == CSR["EXT_WORD"])
+        hold = csr_write & ext & (self.status.busy | ~self.ext_data.ready)
+        go = csr_write & ~self.status.busy & self.ext_data.ready
+        m.d.comb += [
+            self.ext_set_addr.valid.eq(go & (index == CSR["EXT_ADDR"])),
+            self.ext_set_addr.payload.eq(wr.payload.data),
+            self.ext_data.valid.eq(go & ((index == CSR["EXT_DATA"])
+                                         | (index == CSR["EXT_WORD"]))),
+            self.ext_data.payload.data.eq(wr.payload.data),
+            self.ext_data.payload.words.eq(Mux(index == CSR["EXT_DATA"],
+                                               32 // t.data_bits, 1)),
+        ]
+        return hold
+
     def _csr_values(self) -> dict:
         values = {CSR["START"]: self.count, CSR["STATUS"]: self.status.as_value(),
                   CSR["CONFIG"]: Const(sta_isa.config_word(self.config), 32)}
         for name in sta_isa.COUNTERS:
             values[CSR[name]] = getattr(self.counters, name.lower())
+        if self.config.sdram_timing is not None:
+            values[CSR["EXT_ADDR"]] = self.ext_addr
         return values
 
     def _answer_slice(self, m: Module, answer, word, space: str, sub) -> None:

@@ -166,8 +166,13 @@ CSR = {
     "BARRIER_WAIT": 12,  # R: cycles commands waited for the drain (barriers, post-op setup)
     "FETCH_BUSY": 13,    # R: cycles the weight-fetch engine was busy (external memory)
     "FETCH_WAIT": 14,    # R: cycles a FETCH waited for the engine (the previous fetch)
+    # External memory (cores with an SDRAM; elsewhere writes are ignored and reads give 0).
+    # Writes wait while the core runs and while the previous EXT write's words are issued.
+    "EXT_ADDR": 16,      # W: SDRAM word address of the next EXT_DATA/EXT_WORD; R: same
+    "EXT_DATA": 17,      # W: 32 / data_bits SDRAM words at EXT_ADDR (lowest bits first), +=
+    "EXT_WORD": 18,      # W: one SDRAM word (the lowest data_bits) at EXT_ADDR, EXT_ADDR += 1
 }
-CSR_DEPTH = 16
+CSR_DEPTH = 32
 
 #: The run counters (CSRs cleared by START), in the order hosts read them.
 COUNTERS = ("CYCLES", "MAC_ACTIVE", "STALLS", "SPARSE_CYCLES", "DENSE_CYCLES", "COMMANDS",

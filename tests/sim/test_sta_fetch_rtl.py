@@ -54,7 +54,10 @@ def via_sdram(program: StaProgram, ext_addr: int = 1000) -> StaProgram:
     return out
 
 
-def test_random_gemms_fetch_their_weights_from_the_sdram():
+@pytest.mark.parametrize("backdoor", [True, False], ids=["backdoor", "host-writes"])
+def test_random_gemms_fetch_their_weights_from_the_sdram(backdoor):
+    """``backdoor``: the SDRAM image goes straight into the model; else the host writes it
+    through the host port (CSR EXT_ADDR, EXT_DATA) after STATUS.ext_ready."""
     require_simulator("verilator")
     from nmaccel.sim.sta_rtl import run_programs
     cfg = ext_cfg()
@@ -72,7 +75,7 @@ def test_random_gemms_fetch_their_weights_from_the_sdram():
         errors.append(p)
         with pytest.raises(ValueError, match="FETCH"):
             f.check(cfg)                   # the host-side check refuses each of them too
-    results = run_programs(programs + errors, raise_on_error=False, backdoor=True)
+    results = run_programs(programs + errors, raise_on_error=False, backdoor=backdoor)
     codes = sta_isa.ERROR_CODES
     assert [r.error_code for r in results] == [0, 0, 0, codes["wbuf"], codes["pbuf"],
                                                codes["ext"]]
