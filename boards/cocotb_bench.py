@@ -85,6 +85,8 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         elif name in ("counters", "status"):
             words = len(COUNTERS)
         work += (BYTES_PER_WORD * words + BYTES_PER_ACTION) * byte
+    if cfg.sdram_timing is not None:               # the SDRAM's power-up comes first
+        work += cfg.sdram_timing.init_wait
     return (WATCHDOG_FACTOR * work + TIMEOUTS_PER_ACTION * read_timeout * len(actions)
             + WATCHDOG_MARGIN)
 
@@ -189,6 +191,11 @@ async def uart_board_session(dut):
     limit = job.get("max_cycles")
     if limit is None:
         limit = session_limit(job["config"], job["divisor"], job["read_timeout"], job["actions"])
+    sdram = None
+    if job["config"].sdram_timing is not None:      # the board's SDRAM: the checking model
+        from nmaccel.sim.sdram_model import SdramModel
+        sdram = SdramModel(dut, "sdram__", job["config"].sdram_timing)
+        cocotb.start_soon(sdram.run(dut.clk))
     transport = CocotbUartTransport(dut, job["divisor"], job["read_timeout"], limit)
     board = StaBoard(transport, job["config"], name=job.get("name", "uart"))
     outcomes = await bridge(execute_actions)(board, job["actions"])
@@ -196,4 +203,6 @@ async def uart_board_session(dut):
         raise BenchTimeout(f"action {len(outcomes)} of {len(job['actions'])} "
                            f"({job['actions'][len(outcomes) - 1][0]!r}): {transport.expired}")
     with open(os.environ["NMACCEL_UART_OUT"], "wb") as fh:
-        pickle.dump({"outcomes": outcomes, "framing_errors": transport.framing_errors}, fh)
+        pickle.dump({"outcomes": outcomes, "framing_errors": transport.framing_errors,
+                     "sdram_violations": sdram.violations if sdram is not None else [],
+                     "sdram_commands": sdram.counts if sdram is not None else {}}, fh)

@@ -30,7 +30,7 @@ from nmaccel.spec.config import StaConfig
 from nmaccel.spec.sta_isa import COUNTERS, CSR, decode_status
 
 __all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "SerialTransport",
-           "StaBoard", "contiguous_runs"]
+           "StaBoard", "contiguous_runs", "write_runs"]
 
 
 class BoardError(RuntimeError):
@@ -99,13 +99,21 @@ class SerialTransport:
 
 def contiguous_runs(addrs: Sequence[int], limit: int = proto.MAX_WORDS) -> list[tuple[int, int]]:
     """``(first address, count)`` runs of consecutive addresses, each at most ``limit`` long."""
-    runs: list[list[int]] = []
-    for a in addrs:
-        if runs and a == runs[-1][0] + runs[-1][1] and runs[-1][1] < limit:
-            runs[-1][1] += 1
+    return [(a, len(words)) for a, words in write_runs([(a, 0) for a in addrs], limit)]
+
+
+def write_runs(writes: Sequence[tuple[int, int]],
+               limit: int = proto.MAX_WORDS) -> list[tuple[int, list[int]]]:
+    """``(first address, words)``: ``writes`` (``(address, word)`` in order) grouped into runs
+    of consecutive addresses, each at most ``limit`` long, in the same order. Writes to one
+    address repeatedly (a CSR such as EXT_DATA) stay separate writes, in order."""
+    runs: list[tuple[int, list[int]]] = []
+    for a, d in writes:
+        if runs and a == runs[-1][0] + len(runs[-1][1]) and len(runs[-1][1]) < limit:
+            runs[-1][1].append(int(d))
         else:
-            runs.append([a, 1])
-    return [(a, n) for a, n in runs]
+            runs.append((a, [int(d)]))
+    return runs
 
 
 class StaBoard:
@@ -365,9 +373,8 @@ class StaBoard:
         if program.ext_image:
             self.wait_ext_ready(timeout)
         writes = script["writes"]
-        data = {a: d for a, d in writes}
-        for a, n in contiguous_runs([a for a, _ in writes]):
-            self.write(a, [data[a + i] for i in range(n)])
+        for a, words in write_runs(writes):
+            self.write(a, words)
         start_addr, count = script["start"]
         if start_addr != sta_isa.host_address(self.config, "CSR", CSR["START"]):
             raise BoardError(f"host script starts at 0x{start_addr:X}, not CSR START")

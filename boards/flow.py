@@ -12,6 +12,7 @@ The first YoWASP run on a machine compiles the WebAssembly (about 80 s per tool)
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import platform as _pyplatform
@@ -24,6 +25,7 @@ from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
+from nmaccel.spec.config import ConfigError
 from nmaccel.spec.uart_protocol import DEFAULT_BAUD
 
 __all__ = ["BITSTREAM_NAME", "BuildFailed", "build", "collect_result", "plan_build",
@@ -62,7 +64,29 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
         preset = pathlib.Path(preset).stem
     target = board.freqs_mhz[design] if freq_mhz is None else freq_mhz
     pll = _plan_clock(board, design, target, baud)
+    if design == "sta" and board.sdram:
+        cfg = _with_sdram(board, cfg, pll)
     return board, preset, cfg, pll
+
+
+def _with_sdram(board, cfg, pll):
+    """The STA config with the board's SDRAM on the build's clock: ``sdram_mhz`` is the PLL
+    output rounded up (the chip's minimum times in clocks then hold at the real clock, and
+    :meth:`~nmaccel.spec.sdram.SdramChip.at` keeps the refresh interval short enough for
+    that rounding). A config that names another clock is refused."""
+    from nmaccel.spec.sdram import ULX3S_SDRAM
+    if board.sdram != ULX3S_SDRAM.name:
+        raise BoardError(f"board {board.name}: the STA's external memory is the "
+                         f"{ULX3S_SDRAM.name}, not {board.sdram}")
+    mhz = math.ceil(pll.f_out_mhz - 1e-6)
+    if cfg.sdram_mhz and cfg.sdram_mhz != mhz:
+        raise BoardError(f"preset: sdram_mhz={cfg.sdram_mhz} but the build's clock is "
+                         f"{pll.f_out_mhz:.3f} MHz: the SDRAM timing must be that clock rounded "
+                         f"up ({mhz}); leave sdram_mhz 0 and the build sets it")
+    try:
+        return cfg.replace(sdram_mhz=mhz)
+    except ConfigError as exc:
+        raise BoardError(f"the SDRAM at the build's clock: {exc}") from None
 
 
 def _check_mhz(name: str, value) -> None:

@@ -107,6 +107,10 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
             raise RuntimeError(f"cocotb UART board bench failed on {sim_name}; the simulation "
                                f"log ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
         result = pickle.loads(out.read_bytes())
+    if result.get("sdram_violations"):
+        v = result["sdram_violations"]
+        raise RuntimeError(f"the SDRAM model saw {len(v)} timing violation(s) on the simulated "
+                           f"board; the first: {v[0]}")
     result.update(build_seconds=build_s, sim_seconds=sim_s)
     return result
 

@@ -58,6 +58,9 @@ class BoardTarget:
     synth_opts: dict = field(default_factory=dict)         # design -> extra synth_* options
     nextpnr_opts: tuple = ()                               # extra nextpnr options
     dsp_blocks: int = 0              # hard multipliers of the device (MULT18X18D, SB_MAC16)
+    #: the board's SDRAM chip (a :data:`nmaccel.spec.sdram.CHIPS` name; "" for none): an STA
+    #: build keeps its weights there (StaConfig ``sdram_mhz`` at the build's clock)
+    sdram: str = ""
     loader_board: str = ""           # openFPGALoader's -b name for this board
 
     def synth_options(self, design: str, cfg) -> list:
@@ -135,7 +138,7 @@ BOARDS: dict[str, BoardTarget] = {
         # ulx3s_lite STA (overuse 992 wires at iteration 30, 5,314 at 54) nor the pipelined
         # conv engine (overuse stuck near 11,000 from iteration 8 to 16); router1 routed both
         # (40 and 63 min under WebAssembly on a loaded 2-core machine).
-        nextpnr_opts=("--router", "router1")),
+        nextpnr_opts=("--router", "router1"), sdram="IS42S16160G-7"),
 }
 
 

@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.bridge import UartBridge
+from nmaccel.hw.common.sdram import pins_signature
 from nmaccel.hw.sta.core import StaCore
 from nmaccel.spec.config import StaConfig
 
@@ -23,8 +24,10 @@ class StaUartTop(wiring.Component):
     """:class:`~nmaccel.hw.common.bridge.UartBridge` + :class:`~nmaccel.hw.sta.core.StaCore`.
 
     Ports: ``rx`` In(1) (from the host's TX), ``tx`` Out(1) (to the host's RX), ``busy``,
-    ``done``, ``error`` Out(1) (the core's run state, for LEDs). ``divisor`` is clock cycles
-    per UART bit, ``timeout`` the bridge's inter-byte timeout in cycles.
+    ``done``, ``error`` Out(1) (the core's run state, for LEDs), and with external memory
+    ``sdram`` (the core's SDRAM pins, :func:`~nmaccel.hw.common.sdram.pins_signature`).
+    ``divisor`` is clock cycles per UART bit, ``timeout`` the bridge's inter-byte timeout in
+    cycles.
     """
 
     def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
@@ -38,6 +41,8 @@ class StaUartTop(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
+            **({"sdram": Out(pins_signature(config.sdram_timing))}
+               if config.sdram_timing is not None else {}),
         })
 
     def elaborate(self, platform) -> Module:
@@ -49,6 +54,8 @@ class StaUartTop(wiring.Component):
         wiring.connect(m, core.rd_data, bridge.rd_data)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx), self.busy.eq(core.busy),
                      self.done.eq(core.done), self.error.eq(core.error)]
+        if self.config.sdram_timing is not None:
+            wiring.connect(m, core.sdram, wiring.flipped(self.sdram))
         return m
 
 

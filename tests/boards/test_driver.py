@@ -16,6 +16,7 @@ from nmaccel.boards.driver import (
     SerialTransport,
     StaBoard,
     contiguous_runs,
+    write_runs,
 )
 from nmaccel.spec import sta_isa
 from nmaccel.spec import uart_protocol as proto
@@ -128,6 +129,9 @@ def test_long_writes_and_reads_are_chunked():
     assert [p[4] for c, p in transport.frames[3:]] == [62, 62, 26]
     assert board.read_many([base + 5, base + 6, base + 100, base + 7]) == [1005, 1006, 1100, 1007]
     assert contiguous_runs([1, 2, 3, 7, 8, 2], limit=2) == [(1, 2), (3, 1), (7, 2), (2, 1)]
+    # writes keep their order, and repeated writes of one address (CSR EXT_DATA) stay apart
+    assert write_runs([(1, 10), (2, 20), (3, 30), (9, 1), (9, 2), (9, 3), (10, 4)], limit=2) \
+        == [(1, [10, 20]), (3, [30]), (9, [1]), (9, [2]), (9, [3, 4])]
     assert board.stats["frames"] == 9
 
 
@@ -143,7 +147,7 @@ def test_status_and_counters_decode_csrs():
     assert st["message"] == sta_isa.error_name(3)
     counters = board.counters()
     assert counters["CYCLES"] == 1234 and counters["BARRIER_WAIT"] == 9
-    assert [p[4] for c, p in transport.frames[-2:]] == [6, 4]    # CSR 2..7 and 9..12
+    assert [p[4] for c, p in transport.frames[-2:]] == [6, 6]    # CSR 2..7 and 9..14
 
 
 def test_argument_checks():

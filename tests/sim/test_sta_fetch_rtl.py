@@ -112,3 +112,20 @@ def test_minilm_layer_with_weights_from_the_sdram():
     assert 1.0e6 < c["fetch_bytes"] < 1.3e6, c
     assert c["fetch_wait"] > c["compute"] > 0, c
     assert c["fetch_cmd"] > 0 and c["linear_gemm"] > 0
+
+
+def test_the_host_driver_puts_the_weights_in_the_sdram_over_the_uart():
+    """The board path: the host driver writes the SDRAM image through the UART bridge (after
+    STATUS.ext_ready), the program fetches it; bit-exact, no SDRAM timing violation."""
+    require_simulator("verilator")
+    from test_sta_core import random_spec
+
+    from nmaccel.boards.simulated import run_over_uart
+    from nmaccel.model.sta_program import compile_gemm
+    cfg = ext_cfg()
+    rng = np.random.default_rng(4)
+    spec = random_spec(rng, cfg, sta_isa.Mode.SPARSE, 5, 6, 16, 0, "y")
+    program = via_sdram(compile_gemm(spec, cfg), ext_addr=12345)
+    res = run_over_uart(program, divisor=8)
+    assert res.check(program) == {"y": True}
+    assert res.counters["FETCH_BUSY"] > 0
