@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["Command", "SdramChip", "SdramTiming", "CHIPS", "IS42S16160G_7",
-           "MT48LC16M16A2_6A", "REFRESH_MARGIN", "ULX3S_SDRAM", "mode_register", "pack_entries", "refresh_slack",
-           "sdram_chip", "words_per_entry"]
+           "MT48LC16M16A2_6A", "REFRESH_MARGIN", "ULX3S_SDRAM", "mode_register", "pack_entries",
+           "refresh_slack", "sdram_chip", "words_per_entry"]
 
 
 class Command(enum.IntEnum):
