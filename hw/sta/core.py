@@ -33,6 +33,9 @@ Commands (:mod:`nmaccel.spec.sta_isa`)
     the softmax path (one query tile per command: a score bank, the streaming softmax, the
     probability block at SBUF ``o_base``).
     **LAYERNORM** / **REQUANT**: the vector unit walks ``n_tiles`` token tiles of VBUF.
+    **FETCH** (a core with external memory, ``StaConfig.sdram_mhz``): the weight-fetch engine
+    copies WBUF and PBUF entries from the SDRAM while later commands run (not to be confused
+    with the controller's FETCH *state*, which reads a command word from CBUF).
 
 Synchronisation (flags in the command, set by the compiler)
     ``barrier``: wait until the array and drain are empty (the command reads what an earlier
@@ -51,11 +54,15 @@ a host read is accepted in the very cycle of the START write (the read keeps the
 Errors (CSR STATUS, codes in :data:`nmaccel.spec.sta_isa.ERRORS`) stop the run.
 
 Ports
-    ``wr``      In  stream of ``{addr, data}``: 32-bit host writes (always ready).
+    ``wr``      In  stream of ``{addr, data}``: 32-bit host writes (ready, except WBUF/PBUF
+                writes while the fetch engine works and SDRAM writes while running or busy).
     ``rd``      In  stream of ``{addr}``: host read requests; spaces the controller uses
                 (CBUF, WBUF, ABUF, PBUF, VBUF) are served only while idle.
     ``rd_data`` Out stream of 32-bit read data, one per request, in order.
     ``busy``, ``done``, ``error`` Out: run state (``done``/``error`` stay until the next START).
+    ``sdram``   Out :func:`~nmaccel.hw.common.sdram.pins_signature` (external memory only): the
+                SDRAM controller's chip pins. The host writes the SDRAM through CSRs
+                EXT_ADDR/EXT_DATA/EXT_WORD while idle, after STATUS says ``ext_ready``.
 """
 
 from __future__ import annotations

@@ -90,9 +90,10 @@ def run(args) -> int:
         if not path.exists():
             raise CommandError(f"--reuse needs {path} (run nmaccel report first)")
         data = json.loads(path.read_text())
-        if "roofline" not in data:          # a model, no simulation: added to older reports
-            from nmaccel.studies.report import roofline_data
-            data["roofline"] = roofline_data()
+        # weights from SDRAM: a model, no simulation, so it follows the current compiler and
+        # cycle model
+        from nmaccel.studies.report import roofline_data
+        data["roofline"] = roofline_data()
         written = write_outputs(data, out, readme, args.board, args.boards)
         print(f"rewrote {', '.join(written)} from {path} (no simulation)")
         return 0
