@@ -26,7 +26,8 @@ Ports
     ``row_sel`` In / ``row`` Out (``ArrayLayout(signed(acc_bits), C)``): shadow row read
     (combinational).
     ``meta_err`` Out: sticky until ``clear_err``; a valid sparse beat had indices that are not
-    strictly ascending within an N:M group.
+    strictly ascending within an N:M group (checked on the registered operands: set two
+    cycles after the beat was presented).
 
 Latency: ``latency = 1 + pe.latency`` cycles from a beat at the inputs to its sums in the PE
 accumulators; ``captured`` rises ``latency + 1`` cycles after the ``last`` beat was presented.
@@ -94,16 +95,16 @@ class UnifiedMacArray(wiring.Component):
         bad = Signal(R, name="meta_bad")
         for r in range(R):
             word = self.w_word[r * WW:(r + 1) * WW]
-            idx_now = []
             for j in range(L):
                 with m.If(self.mode):
                     m.d.sync += w_val[r][j].eq(word[j * wb:(j + 1) * wb])
                 with m.Else():
                     m.d.sync += w_val[r][j].eq(word[j * E:j * E + wb])
                 if cfg.index_bits:
-                    idx_now.append(word[j * E + wb:(j + 1) * E])
-                    m.d.sync += w_idx[r][j].eq(idx_now[-1])
-            checks = [idx_now[j] >= idx_now[j + 1]
+                    m.d.sync += w_idx[r][j].eq(word[j * E + wb:(j + 1) * E])
+            # the N:M check reads the registered indices (stage 1): no buffer RAM output
+            # feeds the comparators
+            checks = [w_idx[r][j] >= w_idx[r][j + 1]
                       for j in range(L - 1) if cfg.index_bits and j % n != n - 1]
             if checks:
                 viol = checks[0]
@@ -125,7 +126,7 @@ class UnifiedMacArray(wiring.Component):
                      uns0.eq(self.a_unsigned)]
         with m.If(self.clear_err):
             m.d.sync += self.meta_err.eq(0)
-        with m.Elif(self.valid & ~self.mode & bad.any()):
+        with m.Elif(v0 & ~mode0 & bad.any()):
             m.d.sync += self.meta_err.eq(1)
 
         # PEs.
