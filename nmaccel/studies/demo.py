@@ -119,21 +119,26 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
     rows[0]["speedup_vs_dense"] = round(dense_cycles / rows[0]["cycles"], 3)
     return {"preset": preset, "nm": f"{nm[0]}:{nm[1]}", "layer": layer, "seq": seq,
             "images": images, "board": board, "rows": rows, "baselines": base,
-            "fmax_note": fmax_note, "sdram": sdram_projection(preset, nm, seq),
+            "fmax_note": fmax_note,
+            "sdram": sdram_projection(preset, nm, seq, board_fmax(board, "sta", preset)),
             "seconds": {"baselines": round(t_build - t0, 1), "build": round(t_run - t_build, 1),
                         "simulate": round(time.perf_counter() - t_run, 1),
                         "total": round(time.perf_counter() - t0, 1)}}
 
 
-def sdram_projection(preset: str, nm, seq: int, clk_mhz: float = 100.0) -> dict:
+def sdram_projection(preset: str, nm, seq: int, fmax_mhz: Optional[float] = None,
+                     target_mhz: float = 100.0) -> dict:
     """The layer with its weights fetched from the ULX3S SDRAM by its own program,
     double-buffered (:func:`nmaccel.studies.roofline.layer_schedule`: the cycle model, held
-    to the RTL with the checking SDRAM model), for ``nm`` and dense; ``{"error": ...}`` when
-    the half buffers do not hold the layer."""
+    to the RTL with the checking SDRAM model), for ``nm`` and dense, at the board build's
+    post-route ``fmax_mhz`` (the SDRAM on the same clock) or, without a measured build, at
+    the ``target_mhz``; ``{"error": ...}`` when the half buffers do not hold the layer."""
     from nmaccel.spec.config import sta_preset
     from nmaccel.spec.sdram import ULX3S_SDRAM
     from nmaccel.studies.roofline import layer_schedule
-    out = {"chip": ULX3S_SDRAM.name, "clk_mhz": clk_mhz, "rows": []}
+    clk_mhz = float(fmax_mhz) if fmax_mhz else target_mhz
+    out = {"chip": ULX3S_SDRAM.name, "clk_mhz": round(clk_mhz, 2), "rows": [],
+           "clock": "measured fmax" if fmax_mhz else "target clock, no measured build"}
     try:
         for pattern in (nm, None):
             out["rows"].append(layer_schedule(sta_preset(preset), pattern, seq, clk_mhz))
@@ -149,7 +154,8 @@ def format_sdram_line(res: dict) -> str:
     parts = [f"{r['pattern']} {r['latency_cycles'] / sd['clk_mhz'] / 1000:.2f} ms "
              f"({r['bytes'] / 1e6:.2f} MB, {r['bound']}-bound)" for r in sd["rows"]]
     return (f"with its weights fetched from the board's {sd['chip']} SDRAM at "
-            f"{sd['clk_mhz']:g} MHz (double-buffered FETCHes; the cycle model, within 0.03% of "
+            f"{sd['clk_mhz']:g} MHz ({sd.get('clock', 'target clock')}; double-buffered "
+            f"FETCHes; the cycle model, within 0.03% of "
             f"the RTL with the checking SDRAM model; the times above assume the weights on "
             f"chip): " + ", ".join(parts))
 
