@@ -25,15 +25,20 @@ Ports
     ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
     ``o_valid`` Out 1
 
-Latency 5 (inputs registered; adder/binary terms and each multiplier's operands registered;
-the int8 product registered; the selected term registered; row sums registered); one beat
-per cycle. The input register takes the weight/line-buffer block RAM outputs off the
-multiplier path (on the ECP5 the unregistered path limited the engine to 35 MHz); the
+Latency 5 (inputs registered, a padded tap's activation zeroed as it is; adder/binary terms
+(the adder's ``a' − 2w``) and each multiplier's operands registered; the int8 product
+registered, the adder's ``|a' − 2w|`` beside it; the selected terms summed in pairs; row
+sums registered); one beat per cycle. The input register takes the weight/line-buffer block
+RAM outputs off the multiplier path (on the ECP5 the unregistered path limited the engine to
+35 MHz); the
 product register keeps the DSP's output off the mode mux (the next critical path, 16.2 ns);
 the operand registers, one pair per multiplier (on the ECP5 the MULT18X18D's input
 registers, :func:`nmaccel.hw.common.dsp.registered_product`), keep the routing to the
 multipliers off the critical path (``act_r`` fans out to a column's multipliers and every
-row's terms: 4.3 ns of routing to one of them).
+row's terms: 4.3 ns of routing to one of them). Out of context on the 85F (``nmaccel bench
+block-fmax --only PEArray``) the array ran at 110.2 MHz with ``sval`` zeroing ``a'`` in front
+of every row's subtractor and ``|a' − 2w|`` in stage 1 (9.1 ns), 117.7 MHz with the whole
+row adder tree in stage 4 (8.5 ns); 128.4 MHz now (the DSP output's routing to the pair sums).
 """
 
 from __future__ import annotations
@@ -49,13 +54,19 @@ from nmaccel.spec.conv_format import Mode
 __all__ = ["PEArray"]
 
 
+def _tree_level(values):
+    """One level of a balanced adder tree: neighbours summed in pairs (an odd last one kept)."""
+    values = list(values)
+    nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
+    if len(values) % 2:
+        nxt.append(values[-1])
+    return nxt
+
+
 def _tree_sum(values):
     values = list(values)
     while len(values) > 1:
-        nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values = nxt
+        values = _tree_level(values)
     return values[0]
 
 
@@ -124,9 +135,14 @@ class PEArray(wiring.Component):
         wt = Signal.like(self.wt, name="wt_r", reset_less=True)
         chan = Signal.like(self.chan, name="chan_r", reset_less=True)
         sval, valid0 = Signal(name="sval_r", reset_less=True), Signal(name="valid_r")
-        m.d.sync += [act.eq(self.act), wt.eq(self.wt), chan.eq(self.chan), sval.eq(self.sval),
-                     valid0.eq(self.valid)]
-        # stage 1: adder / binary terms; each multiplier's operands in registers of its own
+        # A padded tap's activation is zeroed as it is registered (a synchronous reset of
+        # act_r, no logic): every mode masks it anyway (MUL and BINARY with sval, ADDER reads
+        # it as 0), and sval_r no longer fans out through a LUT to every row's subtractor
+        # (sval_r → a' → a − 2w → |·| was the array's critical path, 9.1 ns).
+        m.d.sync += [act.eq(Mux(self.sval, self.act, 0)), wt.eq(self.wt), chan.eq(self.chan),
+                     sval.eq(self.sval), valid0.eq(self.valid)]
+        # stage 1: adder / binary terms (the adder's a' − 2w, its magnitude taken in stage 2);
+        # each multiplier's operands in registers of its own
         # (act_r feeds every row's terms and, through them, each multiplier of its column:
         # that load between the register and the MULT18X18Ds across the chip was the
         # array's critical path); the activation is zeroed outside MUL mode.
@@ -156,9 +172,8 @@ class PEArray(wiring.Component):
                 w = wt[o][i]
                 term = 0
                 if "adder" in modes:
-                    a_eff = Mux(sval, a, 0)
-                    diff = a_eff.as_unsigned() - (w.as_signed() << 1)
-                    term = Mux(is_add & chan[i], abs(diff), term)
+                    diff = a.as_unsigned() - (w.as_signed() << 1)
+                    term = Mux(is_add & chan[i], diff, term)
                 if "mul" in modes:
                     m.d.comb += p1[o][i].eq(registered_product(
                         m, Mux(is_mul, a.as_signed(), 0), w.as_signed(), p1[o][i].shape(),
@@ -168,27 +183,34 @@ class PEArray(wiring.Component):
                     m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)
                 m.d.sync += t1[o][i].eq(term)
 
-        # stage 2: the stage-1 terms and bits wait beside the products
+        # stage 2: the stage-1 terms (the adder's as |a' − 2w|: a binary term, 0 or 1, and
+        # a masked 0 are their own magnitudes) and bits wait beside the products
         t2 = [[Signal(signed(self.term_bits), name=f"t2_{o}_{i}", reset_less=True)
                for i in range(pi)] for o in range(po)]
         use_p2 = [Signal(name=f"use_p2_{i}", reset_less=True) for i in range(pi)]
-        m.d.sync += [t2[o][i].eq(t1[o][i]) for o in range(po) for i in range(pi)]
+        m.d.sync += [t2[o][i].eq(abs(t1[o][i]) if "adder" in modes else t1[o][i])
+                     for o in range(po) for i in range(pi)]
         m.d.sync += [u2.eq(u1) for u2, u1 in zip(use_p2, use_p1)]
         wbits, abits, mbits = _bits_stage(m, modes, po, pi, wbits, abits, mbits, 1)
 
-        # stage 3: terms (the product or the other modes' term); the bit counts wait here.
-        terms = [[Signal(signed(self.term_bits), name=f"t_{o}_{i}", reset_less=True)
-                  for i in range(pi)] for o in range(po)]
+        # stage 3: terms (the product or the other modes' term), summed in pairs (the first
+        # level of each row's adder tree: the whole tree behind the stage-3 registers was the
+        # array's critical path, 8.5 ns); the bit counts wait here.
+        pairs = []
         for o in range(po):
-            for i in range(pi):
-                pick = Mux(use_p2[i], p1[o][i], t2[o][i]) if "mul" in modes else t2[o][i]
-                m.d.sync += terms[o][i].eq(pick)
+            picks = [Mux(use_p2[i], p1[o][i], t2[o][i]) if "mul" in modes else t2[o][i]
+                     for i in range(pi)]
+            level = _tree_level(picks)
+            regs = [Signal(signed(self.term_bits + (1 if len(level) < pi else 0)),
+                           name=f"t_{o}_{k}", reset_less=True) for k in range(len(level))]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, level)]
+            pairs.append(regs)
         wbits2, abits2, mbits2 = _bits_stage(m, modes, po, pi, wbits, abits, mbits, 2)
 
-        # stage 4: row sums
+        # stage 4: row sums (the rest of the tree)
         m.d.sync += self.o_valid.eq(valid3)
         for o in range(po):
-            m.d.sync += self.sum0[o].eq(_tree_sum(terms[o]))
+            m.d.sync += self.sum0[o].eq(_tree_sum(pairs[o]))
             if "binary" in modes:
                 m.d.sync += self.pw[o].eq(_tree_sum(wbits2[o]))
         if "binary" in modes:

@@ -24,9 +24,13 @@ operand registers of their own: :func:`nmaccel.hw.common.arith.partial_products`
 partial sums; ``v``; ``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit chunks and
 summed over registered adder levels by :class:`nmaccel.hw.common.arith.PipelinedMultiplier`,
 see :mod:`nmaccel.hw.common.arith`); then ``round_shift(x, s) = (((2x) >> s) + 1) >> 1`` in
-three stages: ``>> (s & ~7)``; ``>> (s & 7)``, narrowed to ``NARROW`` bits with an overflow
-flag; round and saturate to the layer's range (its compares read the shifted value, beside
-the rounding add) / binarize.
+three stages: ``>> (s & ~7)``, the saturation bounds scaled by ``2**(s & 7)`` beside it;
+``>> (s & 7)`` (its low ``ROUND_BITS`` bits), the saturation compares beside it (they read
+the coarse-shifted value against the scaled bounds, exactly); round and select the layer's
+bound or the rounded value / binarize. (Out of context on the 85F, ``nmaccel bench
+block-fmax --only PostProcess``: 124.4 MHz with the compares behind the fine shift, reading
+a ``sat_lo2`` that fans out to every lane, in the last stage; 148.3 MHz with them a stage
+earlier.)
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from nmaccel.spec.conv_format import param_fields
 
 __all__ = ["PostProcess", "param_layout"]
 
-#: Bits of the shifted product kept for the saturation (with an overflow flag beside them):
-#: enough for every 8-bit output range after the fine shift (see ``elaborate``).
-NARROW = 20
+#: Low bits of the shifted product kept for the rounding: the low 8 bits of
+#: ``(pre + 1) >> 1`` need pre's low 9 (the saturation compares read the whole value).
+ROUND_BITS = 9
 
 
 def param_layout(config: ConvConfig) -> data.StructLayout:
@@ -155,34 +159,19 @@ class PostProcess(wiring.Component):
 
         # Then requant = saturate(round_shift(v·mult, shift)) with round_shift(x, s) =
         # (((2x) >> s) + 1) >> 1 (round half up, any s >= 0), over three stages:
-        # coarse shift (by shift & ~7); fine shift (by shift & 7), narrowed to NARROW bits with
-        # an overflow flag; round and saturate (or binarize).
-        fb = FINE_BITS
-        coarse = regs("coarse", signed(pw + 1))
-        fine = regs("fine", unsigned(fb))
-        for o in range(po):
-            m.d.sync += [coarse[o].eq((prod[o] << 1) >> (shd[o][fb:] << fb)),
-                         fine[o].eq(shd[o][:fb])]
-        vc = delay(vd, "v_coarse", signed(vb))
-        # pre = coarse >> fine fits NARROW signed bits when coarse does; when coarse does not,
-        # |pre| >= 2**(NARROW - 1 - 7) and the rounded value lies outside every 8-bit range.
-        pre = regs("pre", signed(NARROW))
-        ovf = regs("ovf", 1)
-        neg = regs("neg", 1)
-        vpos = regs("vpos", 1)
-        for o in range(po):
-            top = coarse[o][NARROW - 1:]
-            m.d.sync += [pre[o].eq((coarse[o] >> fine[o])[:NARROW]),
-                         ovf[o].eq(~((top == 0) | (top == (1 << len(top)) - 1))),
-                         neg[o].eq(coarse[o][-1]), vpos[o].eq(vc[o] > 0)]
-        vs = delay(vc, "v_shift", signed(vb))
-
+        # coarse shift (by shift & ~7), the saturation bounds scaled by 2**(shift & 7) beside
+        # it; fine shift (by shift & 7, the low ROUND_BITS bits kept) with the saturation
+        # compares beside it (they read the coarse value, not the shifted one); round and
+        # select (or binarize).
+        #
+        # The output range comes from the layer settings (constant over a layer, which
+        # reaches these stages many cycles after it is set): registered, off the datapath.
+        # With pre = coarse >> fine (floor), rounded = floor((pre + 1) / 2) > hi iff
+        # pre >= 2·hi + 1 iff coarse >= (2·hi + 1)·2**fine, and < lo iff pre < 2·lo − 1 iff
+        # coarse < (2·lo − 1)·2**fine: exact for any coarse, so no overflow flag is needed
+        # and the rounded value needs only pre's low bits.
         b = self.out_bits
         one = Const(1, 10)
-        # The output range comes from the layer settings (constant over a layer, which
-        # reaches this stage many cycles after it is set): registered, off the compare path.
-        # rounded = floor((pre + 1) / 2) > hi iff pre >= 2·hi + 1, < lo iff pre < 2·lo − 1:
-        # the compares read pre (beside the rounding add, not behind it).
         hi = Signal(signed(11), name="sat_hi", reset_less=True)
         lo = Signal(signed(11), name="sat_lo", reset_less=True)
         hi2 = Signal(signed(13), name="sat_hi2", reset_less=True)
@@ -191,11 +180,29 @@ class PostProcess(wiring.Component):
         m.d.sync += [hi.eq(Mux(self.out_signed, half_range - 1, (one << b) - 1)),
                      lo.eq(Mux(self.out_signed, -half_range, 0)),
                      hi2.eq((hi << 1) + 1), lo2.eq((lo << 1) - 1)]
+        fb = FINE_BITS
+        coarse = regs("coarse", signed(pw + 1))
+        fine = regs("fine", unsigned(fb))
+        hi_sh = regs("hi_sh", signed(len(hi2) + (1 << fb) - 1))
+        lo_sh = regs("lo_sh", signed(len(lo2) + (1 << fb) - 1))
         for o in range(po):
-            r = pre[o]
-            rounded = (r[:9] + 1)[1:]                       # the low 8 bits of (pre + 1) >> 1
-            sat = Mux(ovf[o], Mux(neg[o], lo, hi),
-                      Mux(r >= hi2, hi, Mux(r < lo2, lo, rounded)))
+            m.d.sync += [coarse[o].eq((prod[o] << 1) >> (shd[o][fb:] << fb)),
+                         fine[o].eq(shd[o][:fb]),
+                         hi_sh[o].eq(hi2 << shd[o][:fb]), lo_sh[o].eq(lo2 << shd[o][:fb])]
+        vc = delay(vd, "v_coarse", signed(vb))
+        pre = regs("pre", unsigned(ROUND_BITS))
+        over = regs("over", 1)                             # rounded > hi
+        under = regs("under", 1)                           # rounded < lo
+        vpos = regs("vpos", 1)
+        for o in range(po):
+            m.d.sync += [pre[o].eq((coarse[o] >> fine[o])[:ROUND_BITS]),
+                         over[o].eq(coarse[o] >= hi_sh[o]), under[o].eq(coarse[o] < lo_sh[o]),
+                         vpos[o].eq(vc[o] > 0)]
+        vs = delay(vc, "v_shift", signed(vb))
+
+        for o in range(po):
+            rounded = (pre[o] + 1)[1:]                      # the low 8 bits of (pre + 1) >> 1
+            sat = Mux(over[o], hi, Mux(under[o], lo, rounded))
             q = Mux(self.binarize, vpos[o], sat)
             m.d.sync += [self.q[o].eq(q[:8]), self.v[o].eq(vs[o])]
         return m
