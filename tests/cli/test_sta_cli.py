@@ -33,6 +33,9 @@ def test_verilog_sta_writes_the_core(tmp_path, capsys):
     (["sim", "sta", "--nm", "dense", "--weights", "shipped"],
      "no distilled student ships for dense"),
     (["sim", "sta", "--weights", "best"], "invalid choice: 'best'"),
+    (["sim", "sta", "--sdram-mhz", "200"], "sdram_mhz: IS42S16160G-7 runs at most 143 MHz, "
+                                           "not 200 MHz"),
+    (["verilog", "sta", "--sdram-mhz", "0"], "expected a positive integer, not 0"),
 ])
 def test_bad_arguments(argv, message, capsys):
     try:
