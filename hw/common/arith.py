@@ -90,13 +90,13 @@ def product_shape(a_shape, b_shape) -> Shape:
     return signed(a.width + b.width + 1) if (a.signed or b.signed) else unsigned(a.width + b.width)
 
 
-def sum_pairs(m, values, shape, name: str) -> list:
+def sum_pairs(m, values, shape, name: str, *, reset_less: bool = False) -> list:
     """One registered level of a pairwise adder tree: ``values[2i] + values[2i + 1]`` into the
-    register ``{name}_{i}`` of ``shape`` (an odd last value is registered alone). Returns the
-    level's registers."""
+    register ``{name}_{i}`` of ``shape`` (an odd last value is registered alone; ``reset_less``
+    registers without a reset). Returns the level's registers."""
     out = []
     for i in range(0, len(values), 2):
-        s = Signal(shape, name=f"{name}_{i // 2}")
+        s = Signal(shape, name=f"{name}_{i // 2}", reset_less=reset_less)
         m.d.sync += s.eq(values[i] + values[i + 1] if i + 1 < len(values) else values[i])
         out.append(s)
     return out

@@ -47,6 +47,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import registered_product
 from nmaccel.spec.config import ConvConfig, clog2
 from nmaccel.spec.conv_format import Mode
@@ -54,19 +55,13 @@ from nmaccel.spec.conv_format import Mode
 __all__ = ["PEArray"]
 
 
-def _tree_level(values):
-    """One level of a balanced adder tree: neighbours summed in pairs (an odd last one kept)."""
-    values = list(values)
-    nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
-    if len(values) % 2:
-        nxt.append(values[-1])
-    return nxt
-
-
 def _tree_sum(values):
     values = list(values)
     while len(values) > 1:
-        values = _tree_level(values)
+        nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
     return values[0]
 
 
@@ -200,11 +195,8 @@ class PEArray(wiring.Component):
         for o in range(po):
             picks = [Mux(use_p2[i], p1[o][i], t2[o][i]) if "mul" in modes else t2[o][i]
                      for i in range(pi)]
-            level = _tree_level(picks)
-            regs = [Signal(signed(self.term_bits + (1 if len(level) < pi else 0)),
-                           name=f"t_{o}_{k}", reset_less=True) for k in range(len(level))]
-            m.d.sync += [r.eq(v) for r, v in zip(regs, level)]
-            pairs.append(regs)
+            pairs.append(sum_pairs(m, picks, signed(self.term_bits + (pi > 1)), f"t_{o}",
+                                   reset_less=True))
         wbits2, abits2, mbits2 = _bits_stage(m, modes, po, pi, wbits, abits, mbits, 2)
 
         # stage 4: row sums (the rest of the tree)
