@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 __all__ = ["MEASURED", "records", "record_name", "board_entry", "board_fmax", "fmax_missing",
-           "preset_board"]
+           "preset_board", "preset_status"]
 
 #: The packaged records.
 MEASURED = Path(__file__).resolve().parent / "measured"
@@ -80,3 +80,24 @@ def preset_board(preset: str, design: str, board: str,
         if e.get("design") == design and e.get("preset") == preset and e.get("fmax_mhz"):
             return e.get("board"), e
     return None, None
+
+
+def preset_status(design: str, preset: str, source: Optional[Path] = None) -> str:
+    """Where ``design``/``preset`` runs, from the measured builds: ``"board build: <board>
+    at <fmax> MHz post-route"`` for each board it fits, else ``"simulation only: ..."`` (it
+    does not fit the boards it was built for, or it was never built for one)."""
+    fits, too_big = [], []
+    for e in records(source):
+        if e.get("design") != design or e.get("preset") != preset:
+            continue
+        where = e.get("board_title", e.get("board"))
+        if e.get("fits") is False:
+            too_big.append(f"does not fit the {where} ({', '.join(e.get('overused') or [])})")
+        elif e.get("fmax_mhz"):
+            fits.append(f"{where} at {float(e['fmax_mhz']):.2f} MHz post-route")
+    if fits:
+        return "board build: " + "; ".join(fits) + " (reports/boards.md)"
+    if too_big:
+        return "simulation only: " + "; ".join(too_big) + " (reports/boards.md)"
+    return "simulation only: no board build of it among the measured builds"
+

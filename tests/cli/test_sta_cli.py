@@ -45,3 +45,22 @@ def test_bad_arguments(argv, message, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_config_says_where_a_preset_runs(capsys):
+    """The JSON stays parseable on stdout; stderr says whether a board build exists (from the
+    measured builds shipped in boards/measured), "simulation only" for a preset that fits no
+    device; the help lists every preset's status."""
+    import json
+
+    from nmaccel.spec.config import StaConfig
+    assert main(["config", "--preset", "ulx3s_board"]) == 0
+    out, err = capsys.readouterr()
+    assert StaConfig.from_json(out) == StaConfig.from_json(json.dumps(json.loads(out)))
+    assert "ulx3s_board: simulation only: does not fit the ULX3S 85F" in err
+    assert main(["config", "--preset", "ulx3s_lite"]) == 0
+    assert "ulx3s_lite: board build: ULX3S 85F" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["config", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "large: simulation only" in help_text and "ulx3s_lite: board build" in help_text
