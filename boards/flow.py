@@ -64,25 +64,23 @@ def plan_build(board_name: str, design: str, preset: str | None = None,
         preset = pathlib.Path(preset).stem
     target = board.freqs_mhz[design] if freq_mhz is None else freq_mhz
     pll = _plan_clock(board, design, target, baud)
-    if design == "sta" and board.sdram:
+    if design == "sta" and cfg.sdram_mhz:
         cfg = _with_sdram(board, cfg, pll)
     return board, preset, cfg, pll
 
 
 def _with_sdram(board, cfg, pll):
-    """The STA config with the board's SDRAM on the build's clock: ``sdram_mhz`` is the PLL
+    """An STA config that asks for external memory (``sdram_mhz`` not 0, e.g. a ``--preset``
+    JSON file) gets the board's SDRAM on the build's clock: ``sdram_mhz`` becomes the PLL
     output rounded up (the chip's minimum times in clocks then hold at the real clock, and
     :meth:`~nmaccel.spec.sdram.SdramChip.at` keeps the refresh interval short enough for
-    that rounding). A config that names another clock is refused."""
+    that rounding). A board without the SDRAM is refused."""
     from nmaccel.spec.sdram import ULX3S_SDRAM
     if board.sdram != ULX3S_SDRAM.name:
-        raise BoardError(f"board {board.name}: the STA's external memory is the "
-                         f"{ULX3S_SDRAM.name}, not {board.sdram}")
+        raise BoardError(f"preset: sdram_mhz={cfg.sdram_mhz} asks for the STA's external "
+                         f"memory, the {ULX3S_SDRAM.name}, which board {board.name} does not "
+                         f"have" + (f" (it has {board.sdram})" if board.sdram else ""))
     mhz = math.ceil(pll.f_out_mhz - 1e-6)
-    if cfg.sdram_mhz and cfg.sdram_mhz != mhz:
-        raise BoardError(f"preset: sdram_mhz={cfg.sdram_mhz} but the build's clock is "
-                         f"{pll.f_out_mhz:.3f} MHz: the SDRAM timing must be that clock rounded "
-                         f"up ({mhz}); leave sdram_mhz 0 and the build sets it")
     try:
         return cfg.replace(sdram_mhz=mhz)
     except ConfigError as exc:

@@ -59,7 +59,7 @@ class BoardTarget:
     nextpnr_opts: tuple = ()                               # extra nextpnr options
     dsp_blocks: int = 0              # hard multipliers of the device (MULT18X18D, SB_MAC16)
     #: the board's SDRAM chip (a :data:`nmaccel.spec.sdram.CHIPS` name; "" for none): an STA
-    #: build keeps its weights there (StaConfig ``sdram_mhz`` at the build's clock)
+    #: config with ``sdram_mhz`` keeps its weights there (at the build's clock)
     sdram: str = ""
     loader_board: str = ""           # openFPGALoader's -b name for this board
 

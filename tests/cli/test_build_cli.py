@@ -324,3 +324,26 @@ def test_summary_names_a_frequency_below_the_fmax_of_a_missed_build():
     result.pop("safe_freq_mhz", None)                   # baselines older than the field
     assert "**missed** (below fmax: `--freq 47`)" in summary_markdown([result])
     assert "below fmax" not in summary_markdown([dict(result, timing_met=True)])
+
+
+def test_a_config_with_external_memory_gets_the_boards_sdram(tmp_path):
+    """sdram_mhz in a --preset file asks for the SDRAM: the build sets it to its clock rounded
+    up; the board top then wires the SDRAM resource (inverted clock through a DDR output,
+    bidirectional data); a board without the chip is refused; presets stay without it."""
+    from nmaccel.boards.designs import make_design
+    from nmaccel.spec.config import sta_preset
+    assert plan_build("ulx3s", "sta")[2].sdram_mhz == 0
+    path = tmp_path / "ext.json"
+    path.write_text(sta_preset("tiny").replace(sdram_mhz=100).to_json())
+    board, preset, cfg, pll = plan_build("ulx3s", "sta", str(path), freq_mhz=58.5)
+    assert preset == "ext" and cfg.sdram_mhz == 59 and pll.f_out_mhz < 59
+    with pytest.raises(BoardError, match="which board icebreaker does not have"):
+        plan_build("icebreaker", "sta", str(path))
+    built = make_design("sta", cfg, pll.f_out, 115200)
+    plan = board.platform().build(BoardTop(board, built.component, pll), name="top",
+                                  build_dir=str(tmp_path / "b"), do_build=False)
+    plan.extract(str(tmp_path / "b"))
+    lpf = (tmp_path / "b" / "top.lpf").read_text()
+    assert 'LOCATE COMP "sdram_0__clk__io" SITE "F19"' in lpf
+    assert 'LOCATE COMP "sdram_0__dq__io[15]"' in lpf
+    assert "ODDRX1F" in (tmp_path / "b" / "top.il").read_text()
