@@ -674,13 +674,19 @@ class GemmCommand:
                 raise ValueError(f"softmax row length must be in "
                                  f"[1, {min(cfg.max_seq, self.n_tiles * cfg.cols)}] "
                                  f"(max_seq={cfg.max_seq}, key tiles x cols), not {self.length}")
-        for space, (base, count) in self.extents(cfg).items():
-            space = space.rstrip("23")
-            depth = cfg.sbuf_depth if space == "SBUF" else space_depth(cfg, space)
-            if base < 0 or base + count > depth:
-                raise ValueError(f"GEMM uses {space} entries [{base}, {base + count}) but "
-                                 f"{space} has {depth} entries (StaConfig {space.lower()}_depth)")
+        _check_extents(cfg, "GEMM uses", self.extents(cfg))
         return self
+
+
+def _check_extents(cfg: StaConfig, what: str, extents: Mapping[str, tuple[int, int]]) -> None:
+    """Raise a clear ``ValueError`` for the first ``(base, count)`` extent beyond its memory
+    (``ABUF2``/``ABUF3``: a command's second and third ABUF ranges; SBUF: the probabilities)."""
+    for space, (base, count) in extents.items():
+        space = space.rstrip("23")
+        depth = cfg.sbuf_depth if space == "SBUF" else space_depth(cfg, space)
+        if base < 0 or base + count > depth:
+            raise ValueError(f"{what} {space} entries [{base}, {base + count}) but {space} has "
+                             f"{depth} entries (StaConfig {space.lower()}_depth)")
 
 
 @dataclass(frozen=True)
@@ -741,12 +747,7 @@ class VectorCommand:
                              f"not dest {self.dest!r}")
         if (self.dest == Dest.ABUF or self.op == Opcode.REQUANT) and window(cfg, self.olay) < 1:
             raise ValueError("bad output layout")
-        for space, (base, count) in self.extents(cfg).items():
-            depth = space_depth(cfg, space)
-            if base < 0 or base + count > depth:
-                raise ValueError(f"{OPNAME[self.op]} uses {space} entries [{base}, {base + count}) "
-                                 f"but {space} has {depth} entries "
-                                 f"(StaConfig {space.lower()}_depth)")
+        _check_extents(cfg, f"{OPNAME[self.op]} uses", self.extents(cfg))
         return self
 
 
@@ -799,11 +800,7 @@ class FetchCommand:
             if not isinstance(v, int) or not 0 <= v < (1 << DIM_BITS):
                 raise ValueError(f"FETCH {name} must be an integer in [0, {(1 << DIM_BITS) - 1}],"
                                  f" not {v!r}")
-        for space, (base, count) in self.extents(cfg).items():
-            depth = space_depth(cfg, space)
-            if base < 0 or base + count > depth:
-                raise ValueError(f"FETCH fills {space} entries [{base}, {base + count}) but "
-                                 f"{space} has {depth} entries (StaConfig {space.lower()}_depth)")
+        _check_extents(cfg, "FETCH fills", self.extents(cfg))
         top = self.ext_addr + self.ext_words(cfg)
         if self.ext_addr < 0 or top > 1 << t.addr_bits:
             raise ValueError(f"FETCH reads external words [{self.ext_addr}, {top}) but the "
