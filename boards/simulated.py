@@ -108,9 +108,8 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
                                f"log ends:\n{log_tail(Path(tmp) / 'sim.log', 40)}")
         result = pickle.loads(out.read_bytes())
     if result.get("sdram_violations"):
-        v = result["sdram_violations"]
-        raise RuntimeError(f"the SDRAM model saw {len(v)} timing violation(s) on the simulated "
-                           f"board; the first: {v[0]}")
+        from nmaccel.sim.sta_rtl import SdramTimingError
+        raise SdramTimingError(result["sdram_violations"], " on the simulated board")
     result.update(build_seconds=build_s, sim_seconds=sim_s)
     return result
 

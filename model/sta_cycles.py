@@ -129,8 +129,7 @@ def program_cycles(cfg: StaConfig, commands) -> CycleReport:
             rep.barrier_wait += ready - sync
             issue = max(ready, fetch_free)             # the SYNC cycle that hands it over
             rep.fetch_wait += issue - ready
-            words = (f["ext_wlen"] * sta_isa.ext_words_per_entry(cfg, "WBUF")
-                     + f["ext_plen"] * sta_isa.ext_words_per_entry(cfg, "PBUF"))
+            words = sta_isa.fetch_words(cfg, f["ext_wlen"], f["ext_plen"])
             busy = _fetch_busy(cfg.sdram_timing, words, f["ext_addr"])
             rep.fetch_busy += busy
             rep.fetch_words += words

@@ -302,7 +302,7 @@ def compile_layer(layer: IntEncoderLayer, x, cfg: Optional[StaConfig] = None,
     trace: dict = {}
     expected = layer.forward(x, trace=trace)
     out_region = VectorRegion("out", 0, NT, d, d, seq)
-    if cfg.sdram_timing is not None:
+    if ext:
         segments, names, ext_end = _ext_segments(cfg, ops, ext_base)
         segments[0].images["VBUF"] = pack_vector_entries(x, cfg, 0, d)
         segments[-1].outputs.append(out_region)

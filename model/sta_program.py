@@ -150,35 +150,43 @@ class StaProgram:
                 writes.append((sta_isa.host_address(cfg, "CBUF", i, sub), part))
         return writes
 
-    def ext_writes(self) -> list[tuple[int, int]]:
-        """Host writes that put :attr:`ext_image` into the SDRAM: per block of consecutive
-        words CSR EXT_ADDR, then EXT_DATA with two (``32 / data_bits``) words each, the lower
-        address in the lower bits, and EXT_WORD for a last odd word. A host waits for
-        STATUS ``ext_ready`` before them."""
+    def ext_runs(self) -> list[tuple[int, list[int]]]:
+        """:attr:`ext_image` as ``(first address, words)`` runs of consecutive addresses, in
+        address order (empty without an image; ``ValueError`` for an image on a config
+        without external memory)."""
         if not self.ext_image:
             return []
-        cfg, t = self.cfg, self.cfg.sdram_timing
-        if t is None:
+        if self.cfg.sdram_timing is None:
             raise ValueError("the program has an external-memory image but its StaConfig has "
                              "no external memory (sdram_mhz=0)")
+        runs: list[tuple[int, list[int]]] = []
+        for a in sorted(self.ext_image):
+            if runs and a == runs[-1][0] + len(runs[-1][1]):
+                runs[-1][1].append(int(self.ext_image[a]))
+            else:
+                runs.append((a, [int(self.ext_image[a])]))
+        return runs
+
+    def ext_writes(self) -> list[tuple[int, int]]:
+        """Host writes that put :attr:`ext_image` into the SDRAM: per run of consecutive
+        words (:meth:`ext_runs`) CSR EXT_ADDR, then EXT_DATA with two (``32 / data_bits``)
+        words each, the lower address in the lower bits, and EXT_WORD for a last odd word. A
+        host waits for STATUS ``ext_ready`` before them."""
+        runs = self.ext_runs()
+        if not runs:
+            return []
+        cfg, w = self.cfg, self.cfg.sdram_timing.data_bits
         csr = {name: sta_isa.host_address(cfg, "CSR", sta_isa.CSR[name])
                for name in ("EXT_ADDR", "EXT_DATA", "EXT_WORD")}
-        per, w = 32 // t.data_bits, t.data_bits
-        image, writes = self.ext_image, []
-        addrs = sorted(image)
-        start = 0
-        for i in range(1, len(addrs) + 1):
-            if i < len(addrs) and addrs[i] == addrs[i - 1] + 1:
-                continue
-            block = addrs[start:i]
-            start = i
-            writes.append((csr["EXT_ADDR"], block[0]))
-            whole = len(block) - len(block) % per
+        per = 32 // w
+        writes = []
+        for base, words in runs:
+            writes.append((csr["EXT_ADDR"], base))
+            whole = len(words) - len(words) % per
             for k in range(0, whole, per):
-                writes.append((csr["EXT_DATA"], sum(int(image[block[k + j]]) << (j * w)
+                writes.append((csr["EXT_DATA"], sum(words[k + j] << (j * w)
                                                     for j in range(per))))
-            for a in block[whole:]:
-                writes.append((csr["EXT_WORD"], int(image[a])))
+            writes += [(csr["EXT_WORD"], word) for word in words[whole:]]
         return writes
 
     def output_entries(self) -> list[tuple[str, int]]:

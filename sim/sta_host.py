@@ -86,22 +86,11 @@ def ext_blocks(program: StaProgram) -> list[list]:
     """The program's external-memory image as ``[base, hex]`` blocks of consecutive words
     (each word ``data_bits / 4`` hex digits, the lowest address first): compact in a JSON
     job, where a layer holds half a million words."""
-    image = program.ext_image
-    if not image:
+    runs = program.ext_runs()
+    if not runs:
         return []
-    t = program.cfg.sdram_timing
-    if t is None:
-        raise ValueError("the program has an external-memory image but its StaConfig has no "
-                         "external memory (sdram_mhz=0)")
-    digits = -(-t.data_bits // 4)
-    out, addrs = [], sorted(image)
-    start = 0
-    for i in range(1, len(addrs) + 1):
-        if i == len(addrs) or addrs[i] != addrs[i - 1] + 1:
-            block = addrs[start:i]
-            out.append([block[0], "".join(f"{int(image[a]):0{digits}x}" for a in block)])
-            start = i
-    return out
+    digits = -(-program.cfg.sdram_timing.data_bits // 4)
+    return [[base, "".join(f"{w:0{digits}x}" for w in words)] for base, words in runs]
 
 
 def finish_run(program: StaProgram, script: dict, status: int, counters: list, cyclog: list,

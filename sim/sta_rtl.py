@@ -92,10 +92,12 @@ def predicted_cycles(program: StaProgram) -> int:
 
 
 class SdramTimingError(RuntimeError):
-    """The checking SDRAM model saw the controller break the chip's timing."""
+    """The checking SDRAM model saw the controller break the chip's timing (``violations``:
+    one line each; the message names how many and the first)."""
 
-    def __init__(self, message: str, violations: list) -> None:
-        super().__init__(message)
+    def __init__(self, violations: list, where: str = "") -> None:
+        super().__init__(f"the SDRAM model saw {len(violations)} timing violation(s)"
+                         f"{where}; the first: {violations[0]}")
         self.violations = violations
 
 
@@ -258,8 +260,7 @@ class Simulation:
         finally:
             self._tmp.cleanup()
         if violations:
-            raise SdramTimingError(f"the SDRAM model saw {len(violations)} timing "
-                                   f"violation(s); the first: {violations[0]}", violations)
+            raise SdramTimingError(violations)
         build_s, sim_s = self.seconds["build"], self.seconds["sim"]
         results = []
         for p, script, r in zip(programs, scripts, raw):

@@ -121,8 +121,7 @@ class CommandChecker(wiring.Component):
                                  ext["olim"].eq(cfg.sbuf_depth * Wd)]
         if self.fetch:
             with m.Elif(self.decode2 & (cmd.op == Opcode.FETCH)):
-                words = (cmd.ext_wlen * sta_isa.ext_words_per_entry(cfg, "WBUF")
-                         + cmd.ext_plen * sta_isa.ext_words_per_entry(cfg, "PBUF"))
+                words = sta_isa.fetch_words(cfg, cmd.ext_wlen, cmd.ext_plen)
                 m.d.sync += [ext["w"].eq(cmd.w_base + cmd.ext_wlen),
                              ext["wlim"].eq(cfg.wbuf_depth), ext["p"].eq(cmd.p_base + cmd.ext_plen),
                              ext["o"].eq(cmd.ext_addr + words),

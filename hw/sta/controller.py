@@ -28,6 +28,7 @@ from nmaccel.hw.sta.layouts import (
     beat_layout,
     claim_layout,
     entry_bits,
+    fetch_max_entries,
     fetch_targets,
     start_layout,
 )
@@ -132,8 +133,7 @@ class StaController(wiring.Component):
         t = config.sdram_timing
         if t is None:
             return {}
-        targets = fetch_targets(config)
-        layout = fetch_layout(t, targets, max(config.wbuf_depth, config.pbuf_depth))
+        layout = fetch_layout(t, fetch_targets(config), fetch_max_entries(config))
         return {"fetch": Out(stream.Signature(layout)), "fetch_busy": In(1),
                 "fetch_wait": Out(1)}
 
@@ -170,7 +170,6 @@ class StaController(wiring.Component):
         vector = (cmd.op == Opcode.LAYERNORM) | (cmd.op == Opcode.REQUANT)
         softmax = gemm & (cmd.dest == Dest.SOFTMAX)
         post_op = gemm & (cmd.post != Post.NONE)
-        fetch = cmd.op == Opcode.FETCH if self.config.sdram_timing is not None else 0
         barrier_ok = ~(cmd.barrier | post_op | vector) | (~self.mac_busy & ~self.post_busy)
         pending = self.softmax_pending
         blocks_ok = Mux(cmd.wait_sm == 1, pending == 0, Mux(cmd.wait_sm == 2, pending <= 1, 1))
@@ -182,6 +181,7 @@ class StaController(wiring.Component):
         with m.Elif(~blocks_ok | ~bank_ok):
             m.d.comb += self.softmax_wait.eq(1)
         if self.config.sdram_timing is not None:
+            fetch = cmd.op == Opcode.FETCH
             with m.Elif(fetch & self.fetch_busy):
                 m.d.comb += self.fetch_wait.eq(1)
             with m.Elif(fetch):

@@ -80,7 +80,7 @@ from nmaccel.hw.sta.ext_writer import ExtWriter
 from nmaccel.hw.sta.fetch import WeightFetch
 from nmaccel.hw.sta.host_port import HOST_WRITE_SPACES, HostPort
 from nmaccel.hw.sta.isa import read_layout, write_layout
-from nmaccel.hw.sta.layouts import fetch_targets
+from nmaccel.hw.sta.layouts import fetch_max_entries, fetch_targets
 from nmaccel.hw.sta.mac_path import MacPath
 from nmaccel.hw.sta.post import PostStage
 from nmaccel.hw.sta.sequencer import VectorSequencer
@@ -156,8 +156,7 @@ class StaCore(wiring.Component):
             m.d.comb += host.status.ext_ready.eq(1)
             return
         m.submodules.sdram = sdram = SdramController(t)
-        m.submodules.fetch = fetch = WeightFetch(t, fetch_targets(cfg),
-                                                 max(cfg.wbuf_depth, cfg.pbuf_depth))
+        m.submodules.fetch = fetch = WeightFetch(t, fetch_targets(cfg), fetch_max_entries(cfg))
         m.submodules.ext_writer = writer = ExtWriter(t)
         connect(m, host.ext_set_addr, writer.set_addr)
         connect(m, host.ext_data, writer.data)

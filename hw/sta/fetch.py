@@ -30,7 +30,7 @@ Timing
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,7 +110,7 @@ class WeightFetch(wiring.Component):
         entry_ready = Signal()
         entry_target = Signal(range(max(len(names), 2)))
 
-        m.d.comb += [self.busy.eq(_any_nonzero(left.values()) | entry_ready),
+        m.d.comb += [self.busy.eq(Cat(*[left[n] != 0 for n in names]).any() | entry_ready),
                      self.req.ready.eq(~self.busy)]
         with m.If(self.req.valid & self.req.ready):
             count = {n: req[f"{n.lower()}_count"] for n in names}
@@ -149,12 +149,3 @@ class WeightFetch(wiring.Component):
             with m.If(port.valid):
                 m.d.sync += wr_addr[n].eq(wr_addr[n] + 1)
         return m
-
-
-def _any_nonzero(signals):
-    """1 when any of ``signals`` is non-zero."""
-    out = None
-    for s in signals:
-        term = s != 0
-        out = term if out is None else out | term
-    return out

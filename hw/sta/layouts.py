@@ -17,8 +17,8 @@ from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = ["BLOCK_COUNT_BITS", "PENDING_SHAPE", "bank_layout", "beat_layout", "claim_layout",
-           "entry_bits", "fetch_targets", "record_layout", "row_layout", "start_layout",
-           "tag_layout"]
+           "entry_bits", "fetch_max_entries", "fetch_targets", "record_layout", "row_layout",
+           "start_layout", "tag_layout"]
 
 #: softmax blocks counted by the score-bank bookkeeping (claimed, started, written)
 BLOCK_COUNT_BITS = 16
@@ -38,6 +38,11 @@ def fetch_targets(cfg: StaConfig) -> dict[str, tuple[int, int]]:
     bits."""
     return {space: (sta_isa.space_width(cfg, space), entry_bits(cfg, space))
             for space in sta_isa.FETCH_SPACES}
+
+
+def fetch_max_entries(cfg: StaConfig) -> int:
+    """Most entries one FETCH copies into one target (the deeper of WBUF and PBUF)."""
+    return max(cfg.wbuf_depth, cfg.pbuf_depth)
 
 
 def tag_layout(cfg: StaConfig) -> data.StructLayout:

@@ -76,7 +76,7 @@ __all__ = [
     "error_name", "space_width", "space_depth", "sub_words", "sub_bits", "space_shift",
     "addr_bits", "host_address", "split_entry", "join_entry",
     # external memory
-    "FETCH_SPACES", "FetchCommand", "ext_words_per_entry",
+    "FETCH_SPACES", "FetchCommand", "ext_words_per_entry", "fetch_words",
 ]
 
 OP_BITS = 4
@@ -316,6 +316,13 @@ def ext_words_per_entry(cfg: StaConfig, space: str) -> int:
 
 #: The buffers a FETCH fills, in the order of its stream (WBUF entries, then PBUF entries).
 FETCH_SPACES = ("WBUF", "PBUF")
+
+
+def fetch_words(cfg: StaConfig, wlen, plen):
+    """External-memory words a FETCH of ``wlen`` WBUF and ``plen`` PBUF entries reads
+    (integers, or Amaranth values: the RTL's range check builds the same sum)."""
+    return (wlen * ext_words_per_entry(cfg, "WBUF")
+            + plen * ext_words_per_entry(cfg, "PBUF"))
 
 
 def osel_bits(cfg: StaConfig, osel: int) -> int:
@@ -785,8 +792,7 @@ class FetchCommand:
 
     def ext_words(self, cfg: StaConfig) -> int:
         """External-memory words the FETCH reads."""
-        return (self.wlen * ext_words_per_entry(cfg, "WBUF")
-                + self.plen * ext_words_per_entry(cfg, "PBUF"))
+        return fetch_words(cfg, self.wlen, self.plen)
 
     def extents(self, cfg: StaConfig) -> dict[str, tuple[int, int]]:
         return {"WBUF": (self.w_base, self.wlen), "PBUF": (self.p_base, self.plen)}

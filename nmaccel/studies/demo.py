@@ -120,7 +120,7 @@ def rtl_demo(preset: str, nm, layer: int = 0, seq: int = 32, images: int = 50,
     return {"preset": preset, "nm": f"{nm[0]}:{nm[1]}", "layer": layer, "seq": seq,
             "images": images, "board": board, "rows": rows, "baselines": base,
             "fmax_note": fmax_note,
-            "sdram": sdram_projection(preset, nm, seq, board_fmax(board, "sta", preset)),
+            "sdram": sdram_projection(preset, nm, seq, fmax_sta),
             "seconds": {"baselines": round(t_build - t0, 1), "build": round(t_run - t_build, 1),
                         "simulate": round(time.perf_counter() - t_run, 1),
                         "total": round(time.perf_counter() - t0, 1)}}
