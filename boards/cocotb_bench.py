@@ -66,14 +66,17 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         to a truncated frame comes after the bridge's timeout), plus
         :data:`WATCHDOG_MARGIN`.
     """
-    from nmaccel.sim.sta_rtl import predicted_cycles
-    from nmaccel.spec.sta_isa import COUNTERS
     byte = 10 * divisor
     work = 0
     for action in actions:
         name, args = action[0], action[1:]
         words = 0
-        if name == "run":
+        if name == "run_net":
+            cycles, words = _conv_net_work(cfg, args[0], len(args[1]))
+            work += cycles
+        elif name == "run":
+            from nmaccel.sim.sta_rtl import predicted_cycles
+            from nmaccel.spec.sta_isa import COUNTERS
             prog = args[0]
             words = (len(prog.host_writes()) + len(prog.output_reads()) + len(COUNTERS)
                      + len(prog.commands))
@@ -83,12 +86,36 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         elif name == "write":
             words = len(args[1])
         elif name in ("counters", "status"):
-            words = len(COUNTERS)
+            words = 16
         work += (BYTES_PER_WORD * words + BYTES_PER_ACTION) * byte
-    if cfg.sdram_timing is not None:               # the SDRAM's power-up comes first
+    if getattr(cfg, "sdram_timing", None) is not None:     # the SDRAM's power-up comes first
         work += cfg.sdram_timing.init_wait
     return (WATCHDOG_FACTOR * work + TIMEOUTS_PER_ACTION * read_timeout * len(actions)
             + WATCHDOG_MARGIN)
+
+
+def _conv_net_work(cfg, qnet, images: int) -> tuple[int, int]:
+    """``(engine cycles, words moved)`` of a conv net on ``images`` images over the link: the
+    cycle model's cycles, the weights and parameters once, every image's input and output
+    beats and, per layer and image, :data:`POLLS_PER_BEAT` status reads per beat (the host
+    polls while the engine works)."""
+    from nmaccel.model.conv_ref import get_exp_cycles, pack_params, pack_weights
+    from nmaccel.spec import conv_host as H
+    cycles, words = 0, 0
+    for job in qnet.jobs:
+        ho, wo = job.out_hw
+        n_in = job.height * job.width * -(-job.cin // cfg.p_in)
+        n_out = ho * wo * -(-job.cout // cfg.p_out)
+        cycles += images * get_exp_cycles(job, cfg)["total"]
+        words += (len(pack_weights(job, cfg)) * H.sub_words(cfg, "WMEM")
+                  + len(pack_params(job, cfg)) * H.sub_words(cfg, "PMEM") + 8)
+        words += images * (n_in * (H.stream_words(cfg, "IN") + POLLS_PER_BEAT)
+                           + n_out * (H.stream_words(cfg, "OUT") + POLLS_PER_BEAT) + 16)
+    return cycles, words
+
+
+#: Status words budgeted per conv stream beat (a poll moves at least one beat).
+POLLS_PER_BEAT = 3
 
 
 class CocotbUartTransport:
@@ -179,6 +206,7 @@ class CocotbUartTransport:
 async def uart_board_session(dut):
     with open(os.environ["NMACCEL_UART_JOB"], "rb") as fh:
         job = pickle.load(fh)
+    from nmaccel.boards.conv_driver import ConvBoard
     from nmaccel.boards.driver import StaBoard
     from nmaccel.boards.simulated import execute_actions
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
@@ -192,12 +220,13 @@ async def uart_board_session(dut):
     if limit is None:
         limit = session_limit(job["config"], job["divisor"], job["read_timeout"], job["actions"])
     sdram = None
-    if job["config"].sdram_timing is not None:      # the board's SDRAM: the checking model
+    if getattr(job["config"], "sdram_timing", None) is not None:   # the SDRAM: checking model
         from nmaccel.sim.sdram_model import SdramModel
         sdram = SdramModel(dut, "sdram__", job["config"].sdram_timing)
         cocotb.start_soon(sdram.run(dut.clk))
     transport = CocotbUartTransport(dut, job["divisor"], job["read_timeout"], limit)
-    board = StaBoard(transport, job["config"], name=job.get("name", "uart"))
+    board_type = ConvBoard if job["config"].kind == "conv" else StaBoard
+    board = board_type(transport, job["config"], name=job.get("name", "uart"))
     outcomes = await bridge(execute_actions)(board, job["actions"])
     if transport.expired:
         raise BenchTimeout(f"action {len(outcomes)} of {len(job['actions'])} "

@@ -6,9 +6,11 @@
     ``StaCore`` in a :class:`~nmaccel.boards.serial_ports.SerialPortShell` (same logic, no
     host protocol); ``host_link`` in the result says which one was built.
 ``conv``
-    ``ConvEngine(cfg)`` in a :class:`~nmaccel.boards.serial_ports.SerialPortShell`: its ports
-    on registered serial pins (a resource and timing measurement; there is no host bridge for
-    the conv engine yet).
+    ``ConvUartTop(cfg, divisor)`` (:mod:`nmaccel.boards.conv_uart_top`: the same UART bridge +
+    the engine behind its host port, :class:`~nmaccel.hw.conv.host.ConvHost`), the design
+    :class:`~nmaccel.boards.conv_driver.ConvBoard` talks to. (Builds before it measured the
+    bare engine in a :class:`~nmaccel.boards.serial_ports.SerialPortShell`, ``host_link``
+    ``serial-shell`` in their records.)
 
 The UART divisor is ``clk_freq / baud`` rounded (``uart_divisor`` checks the bit-time error).
 """
@@ -93,6 +95,7 @@ def make_design(design: str, config, clk_freq: float, baud: int) -> BuiltDesign:
     if design == "conv":
         if not isinstance(config, ConvConfig):
             raise TypeError(f"config must be a ConvConfig for design 'conv', not {config!r}")
-        from nmaccel.hw.conv.engine import ConvEngine
-        return BuiltDesign(SerialPortShell(ConvEngine(config)), config, "serial-shell", None)
+        from nmaccel.boards.conv_uart_top import ConvUartTop
+        divisor = uart_divisor_for(clk_freq, baud)
+        return BuiltDesign(ConvUartTop(config, divisor), config, "uart", divisor)
     raise BoardError(f"unknown design {design!r}; expected one of: sta, conv")

@@ -29,8 +29,8 @@ from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec.sta_isa import COUNTERS, CSR, decode_status
 
-__all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "SerialTransport",
-           "StaBoard", "contiguous_runs", "write_runs"]
+__all__ = ["BoardError", "BoardMismatch", "BoardReplyError", "BoardTimeout", "BridgeBoard",
+           "SerialTransport", "StaBoard", "contiguous_runs", "write_runs"]
 
 
 class BoardError(RuntimeError):
@@ -116,10 +116,12 @@ def write_runs(writes: Sequence[tuple[int, int]],
     return runs
 
 
-class StaBoard:
-    """The STA behind a UART bridge, reached through ``transport`` (see the module docstring).
+class BridgeBoard:
+    """A design behind the UART bridge, reached through ``transport``: the link (frames, tags,
+    replies, PING, READ, WRITE, selftest) that :class:`StaBoard` and
+    :class:`~nmaccel.boards.conv_driver.ConvBoard` share.
 
-    ``config`` is the :class:`~nmaccel.spec.config.StaConfig` the board's design was built for;
+    ``config`` is the config (a :attr:`config_type`) the board's design was built for;
     :meth:`check` compares it with the board's PING answer. Every request carries a tag (1..15,
     :func:`~nmaccel.spec.uart_protocol.command_byte`) and waits for the reply with that tag: a
     late reply to an earlier request, whose wait ran out, is recognised by its tag and skipped,
@@ -141,9 +143,14 @@ class StaBoard:
     #: How long (in reply timeouts) the tag of a request whose wait ran out is not reused.
     QUARANTINE = 8
 
-    def __init__(self, transport, config: StaConfig, name: str = "uart",
+    #: The config class of the design (:class:`StaBoard` and ``ConvBoard`` set it).
+    config_type: type | None = None
+
+    def __init__(self, transport, config, name: str = "uart",
                  reply_timeout: float | None = None) -> None:
-        StaConfig.require(config)
+        if self.config_type is None:
+            raise TypeError("BridgeBoard is the shared link: use StaBoard or ConvBoard")
+        self.config_type.require(config)
         for method in ("write", "read"):
             if not callable(getattr(transport, method, None)):
                 raise TypeError(f"transport must have a {method}() method "
@@ -157,7 +164,7 @@ class StaBoard:
         self.reply_timeout = float(reply_timeout)
         self._clock = getattr(transport, "clock", time.monotonic)
         self._unit = getattr(transport, "time_unit", "s")
-        self.addr_limit = 1 << sta_isa.addr_bits(config)
+        self.addr_limit = 1 << proto.host_addr_bits(config)
         self.checked = False
         self.stats = {"frames": 0, "bytes_out": 0, "bytes_in": 0, "late_replies": 0}
         self._tag = 0
@@ -319,6 +326,49 @@ class StaBoard:
             out += self.read(a, n)
         return out
 
+    def status_address(self) -> int:
+        """The host address of CSR STATUS (a subclass answers)."""
+        raise NotImplementedError
+
+    def selftest(self) -> dict:
+        """Send malformed frames and check each gets its error reply and that the link still
+        works after it; returns ``{case: status name}`` (raises :class:`BoardError` if a
+        case gets the wrong reply). Needs a read timeout longer than the bridge's timeout."""
+        csr_status = self.status_address()
+        good = proto.encode_read(csr_status, 1)
+        addr = csr_status.to_bytes(4, "little")
+        bad_crc = bytearray(good)
+        bad_crc[-1] ^= 0x5A
+        cases = {
+            "bad_crc": (bytes(bad_crc), proto.READ, "CRC"),
+            "unknown_command": (proto.encode_frame(0x7E), 0x7E, "COMMAND"),
+            "bad_length": (proto.encode_frame(proto.READ, addr), proto.READ, "LENGTH"),
+            "read_count_zero": (proto.encode_frame(proto.READ, addr + b"\0"), proto.READ,
+                                "LENGTH"),
+            "address": (proto.encode_read(self.addr_limit - 1, 2), proto.READ, "ADDRESS"),
+            "truncated": (good[:-2], proto.READ, "TIMEOUT"),
+        }
+        seen = {}
+        for case, (frame, command, want) in cases.items():
+            self.send_raw(frame)
+            status, _ = self.read_reply(command)
+            name = proto.STATUS_NAMES.get(status, str(status))
+            if name != want:
+                raise BoardError(f"selftest {case}: expected a {want} reply, got {name}")
+            self.read(csr_status, 1)            # the link still works
+            seen[case] = name
+        return seen
+
+
+class StaBoard(BridgeBoard):
+    """The STA behind a UART bridge, reached through ``transport`` (see the module docstring
+    and :class:`BridgeBoard`); ``config`` is its :class:`~nmaccel.spec.config.StaConfig`."""
+
+    config_type = StaConfig
+
+    def status_address(self) -> int:
+        return sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+
     def start(self, count: int) -> None:
         """Run CBUF[0 .. count-1] (writes CSR START; clears the counters)."""
         self.transact(proto.encode_start(count, self.next_tag()))
@@ -391,32 +441,3 @@ class StaBoard:
                             run_seconds=t_run - t_load)
         result.extra.update(load_seconds=t_load - t0, load_writes=len(writes), **self.stats)
         return result
-
-    def selftest(self) -> dict:
-        """Send malformed frames and check each gets its error reply and that the link still
-        works after it; returns ``{case: status name}`` (raises :class:`BoardError` if a
-        case gets the wrong reply). Needs a read timeout longer than the bridge's timeout."""
-        csr_status = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
-        good = proto.encode_read(csr_status, 1)
-        addr = csr_status.to_bytes(4, "little")
-        bad_crc = bytearray(good)
-        bad_crc[-1] ^= 0x5A
-        cases = {
-            "bad_crc": (bytes(bad_crc), proto.READ, "CRC"),
-            "unknown_command": (proto.encode_frame(0x7E), 0x7E, "COMMAND"),
-            "bad_length": (proto.encode_frame(proto.READ, addr), proto.READ, "LENGTH"),
-            "read_count_zero": (proto.encode_frame(proto.READ, addr + b"\0"), proto.READ,
-                                "LENGTH"),
-            "address": (proto.encode_read(self.addr_limit - 1, 2), proto.READ, "ADDRESS"),
-            "truncated": (good[:-2], proto.READ, "TIMEOUT"),
-        }
-        seen = {}
-        for case, (frame, command, want) in cases.items():
-            self.send_raw(frame)
-            status, _ = self.read_reply(command)
-            name = proto.STATUS_NAMES.get(status, str(status))
-            if name != want:
-                raise BoardError(f"selftest {case}: expected a {want} reply, got {name}")
-            self.read(csr_status, 1)            # the link still works
-            seen[case] = name
-        return seen

@@ -1,8 +1,10 @@
-"""A simulated board: the Verilog :class:`~nmaccel.boards.uart_top.StaUartTop` under cocotb
-(Verilator or Icarus), driven by the real host driver over its UART pins.
+"""A simulated board: the Verilog :class:`~nmaccel.boards.uart_top.StaUartTop` (STA) or
+:class:`~nmaccel.boards.conv_uart_top.ConvUartTop` (conv engine) under cocotb (Verilator or
+Icarus), driven by the real host driver over its UART pins.
 
 :func:`run_over_uart` runs programs and returns a :class:`~nmaccel.sim.sta_host.RunResult`
-each, exactly as ``StaBoard(SerialTransport(...), cfg).run(program)`` does on a board.
+each, exactly as ``StaBoard(SerialTransport(...), cfg).run(program)`` does on a board;
+:func:`run_conv_net_over_uart` runs a conv net as ``ConvBoard(...).run_net(qnet, images)``.
 :func:`board_session` runs any list of driver actions (:func:`execute_actions`) in one
 simulation. Builds live in the one build cache (:mod:`nmaccel.sim.build_cache`).
 """
@@ -16,21 +18,34 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from nmaccel.model.sta_program import StaProgram
 from nmaccel.sim.build_cache import cached_verilog, simulation_build
 from nmaccel.sim.simulators import log_tail, run_bench
 from nmaccel.sim.sta_host import RunResult
-from nmaccel.spec.config import StaConfig
+from nmaccel.spec.config import ConvConfig, StaConfig
 
-__all__ = ["DEFAULT_DIVISOR", "board_session", "build", "execute_actions", "run_over_uart"]
+__all__ = ["DEFAULT_DIVISOR", "board_session", "build", "execute_actions", "run_over_uart",
+           "run_conv_net_over_uart"]
 
 #: Clock cycles per UART bit in simulation (a board uses ``clk_freq / baud``).
 DEFAULT_DIVISOR = 8
 
 
-def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
+def build(cfg: StaConfig | ConvConfig, divisor: int, timeout: int | None = None,
           simulator: str = "verilator") -> tuple[Path, str, str]:
-    """Build (or reuse) StaUartTop; returns ``(build_dir, simulator name, toplevel)``."""
+    """Build (or reuse) StaUartTop or ConvUartTop (by ``cfg``'s type); returns
+    ``(build_dir, simulator name, toplevel)``."""
+    if isinstance(cfg, ConvConfig):
+        from nmaccel.boards.conv_uart_top import TOPLEVEL as CONV_TOP
+        from nmaccel.boards.conv_uart_top import verilog as conv_verilog
+        text = cached_verilog("uart", ["nmaccel.boards.conv_uart_top"],
+                              f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{CONV_TOP}",
+                              lambda: conv_verilog(cfg, divisor, timeout=timeout))
+        bdir, sim = simulation_build("uart", text, CONV_TOP, simulator,
+                                     flags=("--output-split", "0"))
+        return bdir, sim, CONV_TOP
     from nmaccel.boards.uart_top import TOPLEVEL, verilog
     text = cached_verilog("uart", ["nmaccel.boards.uart_top"],
                           f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{TOPLEVEL}",
@@ -40,12 +55,13 @@ def build(cfg: StaConfig, divisor: int, timeout: int | None = None,
 
 
 def execute_actions(board, actions: Sequence[tuple]) -> list:
-    """Run driver actions on ``board`` (a :class:`~nmaccel.boards.driver.StaBoard`); returns one
-    outcome per action, ``("ok", value)`` or ``("error", exception type name, message)`` (the
-    session stops at the first error). Actions: ``("check",)``, ``("ping",)``,
-    ``("run", program)``, ``("status",)``, ``("counters",)``, ``("selftest",)``,
-    ``("read", addr, n)``, ``("write", addr, words)``, ``("raw", frame, command)`` (send bytes,
-    return the reply's ``(status, data)``)."""
+    """Run driver actions on ``board`` (a :class:`~nmaccel.boards.driver.StaBoard` or
+    :class:`~nmaccel.boards.conv_driver.ConvBoard`); returns one outcome per action,
+    ``("ok", value)`` or ``("error", exception type name, message)`` (the session stops at the
+    first error). Actions: ``("check",)``, ``("ping",)``, ``("run", program)`` (STA),
+    ``("run_net", qnet, images)`` (conv), ``("status",)``, ``("counters",)``,
+    ``("selftest",)``, ``("read", addr, n)``, ``("write", addr, words)``, ``("raw", frame,
+    command)`` (send bytes, return the reply's ``(status, data)``)."""
     outcomes = []
     for action in actions:
         name, args = action[0], action[1:]
@@ -55,7 +71,8 @@ def execute_actions(board, actions: Sequence[tuple]) -> list:
             elif name == "raw":
                 board.send_raw(args[0])
                 value = board.read_reply(args[1])
-            elif name in ("check", "ping", "status", "counters", "selftest", "read", "write"):
+            elif name in ("check", "ping", "status", "counters", "selftest", "read", "write",
+                          "run_net"):
                 value = getattr(board, name)(*args)
             else:
                 raise ValueError(f"unknown action {name!r}")
@@ -66,9 +83,10 @@ def execute_actions(board, actions: Sequence[tuple]) -> list:
     return outcomes
 
 
-def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAULT_DIVISOR,
-                  timeout: int | None = None, simulator: str = "verilator",
-                  read_timeout: int | None = None, max_cycles: int | None = None) -> dict:
+def board_session(cfg: StaConfig | ConvConfig, actions: Sequence[tuple],
+                  divisor: int = DEFAULT_DIVISOR, timeout: int | None = None,
+                  simulator: str = "verilator", read_timeout: int | None = None,
+                  max_cycles: int | None = None) -> dict:
     """Build the simulated board and run ``actions`` (see :func:`execute_actions`) through the
     host driver over its UART pins. ``read_timeout``: idle cycles after which a transport read
     gives up (default: the bridge timeout plus 64 byte times). ``max_cycles``: cycles the whole
@@ -80,7 +98,8 @@ def board_session(cfg: StaConfig, actions: Sequence[tuple], divisor: int = DEFAU
 
     from nmaccel.hw.common.bridge import check_timeout
     from nmaccel.hw.common.uart import check_divisor
-    StaConfig.require(cfg, "cfg")
+    if not isinstance(cfg, (StaConfig, ConvConfig)):
+        raise TypeError(f"cfg must be a StaConfig or a ConvConfig, not {type(cfg).__name__}")
     bridge_timeout = check_timeout(timeout, check_divisor(divisor))
     if read_timeout is None:
         read_timeout = bridge_timeout + 64 * 10 * divisor
@@ -138,3 +157,25 @@ def run_over_uart(programs: StaProgram | Sequence[StaProgram], simulator: str = 
     for r in results:
         r.extra.update(build_seconds=session["build_seconds"], sim_seconds=session["sim_seconds"])
     return results[0] if single else results
+
+
+def run_conv_net_over_uart(cfg: ConvConfig, qnet, images, simulator: str = "verilator",
+                           divisor: int = DEFAULT_DIVISOR, timeout: int | None = None) -> dict:
+    """A conv net on the simulated board, through :class:`~nmaccel.boards.conv_driver.
+    ConvBoard` and the UART pins (weights, inputs and outputs all cross the link): ``{"logits":
+    (N, C), "counters": [[per layer] per image], "build_seconds", "sim_seconds"}``."""
+    from nmaccel.boards.driver import BoardError
+    from nmaccel.model.conv_ref import check_job_fits
+    ConvConfig.require(cfg, "cfg")
+    for job in qnet.jobs:
+        check_job_fits(job, cfg)
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (8, 8) or not len(images):
+        raise ValueError(f"images must have shape (N, 8, 8) with N >= 1, not {images.shape}")
+    session = board_session(cfg, [("check",), ("run_net", qnet, images.astype(np.int64))],
+                            divisor=divisor, timeout=timeout, simulator=simulator)
+    for outcome in session["outcomes"]:
+        if outcome[0] == "error":
+            raise BoardError(f"{outcome[1]}: {outcome[2]}")
+    return {**session["outcomes"][1][1], "build_seconds": session["build_seconds"],
+            "sim_seconds": session["sim_seconds"]}

@@ -21,16 +21,33 @@ the receiver holds one byte and drops further ones (``UartRx.overrun``).
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
-from nmaccel.hw.sta.isa import read_layout, write_layout
-from nmaccel.spec import sta_isa
+from nmaccel.spec import conv_host, sta_isa
 from nmaccel.spec import uart_protocol as proto
-from nmaccel.spec.config import StaConfig
+from nmaccel.spec.config import ConvConfig, StaConfig
 
-__all__ = ["UartBridge", "check_timeout", "crc_next", "default_timeout"]
+__all__ = ["UartBridge", "check_timeout", "crc_next", "default_timeout", "host_read_layout",
+           "host_write_layout", "start_address"]
+
+
+def host_write_layout(addr_bits: int) -> data.StructLayout:
+    """A host write request: 32-bit ``data`` to host address ``addr``."""
+    return data.StructLayout({"addr": unsigned(addr_bits), "data": unsigned(32)})
+
+
+def host_read_layout(addr_bits: int) -> data.StructLayout:
+    """A host read request for host address ``addr`` (answered on the read-data stream)."""
+    return data.StructLayout({"addr": unsigned(addr_bits)})
+
+
+def start_address(config) -> int:
+    """The host address the bridge's START command writes: the design's CSR START."""
+    if isinstance(config, StaConfig):
+        return sta_isa.host_address(config, "CSR", sta_isa.CSR["START"])
+    return conv_host.host_address(config, "CSR", conv_host.CSR["START"])
 
 
 def default_timeout(divisor: int) -> int:
@@ -67,11 +84,13 @@ def crc_next(crc, byte):
 
 
 class UartBridge(wiring.Component):
-    """UART framed-protocol master for :class:`~nmaccel.hw.sta.core.StaCore`'s host port.
+    """UART framed-protocol master for a design's host port: :class:`~nmaccel.hw.sta.core.
+    StaCore`'s or :class:`~nmaccel.hw.conv.host.ConvHost`'s.
 
-    Parameters: ``config`` (:class:`~nmaccel.spec.config.StaConfig`, sizes the address and the
-    PING identity), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte timeout in
-    cycles, at least 2 byte times; default :func:`default_timeout`).
+    Parameters: ``config`` (:class:`~nmaccel.spec.config.StaConfig` or
+    :class:`~nmaccel.spec.config.ConvConfig`: sizes the address, gives the PING identity and
+    the CSR START address), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte
+    timeout in cycles, at least 2 byte times; default :func:`default_timeout`).
 
     Ports
         ``rx`` In(1), ``tx`` Out(1): the UART pins (8N1).
@@ -83,23 +102,26 @@ class UartBridge(wiring.Component):
     """
 
     def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
-        StaConfig.require(config)
+        if not isinstance(config, (StaConfig, ConvConfig)):
+            raise TypeError(f"config must be a StaConfig or a ConvConfig, not "
+                            f"{type(config).__name__}")
         self.config = config
+        self.addr_bits = proto.host_addr_bits(config)
         self.divisor = check_divisor(divisor)
         self.timeout = check_timeout(timeout, divisor)
         self.id_bytes = proto.id_bytes(config)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "wr": Out(stream.Signature(write_layout(config))),
-            "rd": Out(stream.Signature(read_layout(config))),
+            "wr": Out(stream.Signature(host_write_layout(self.addr_bits))),
+            "rd": Out(stream.Signature(host_read_layout(self.addr_bits))),
             "rd_data": In(stream.Signature(unsigned(32))),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
-        AB = sta_isa.addr_bits(cfg)
+        AB = self.addr_bits
         S = proto.STATUS
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
@@ -181,7 +203,7 @@ class UartBridge(wiring.Component):
         tx_sent = Signal()
         m.d.comb += [utx.data.payload.eq(tx_byte), tx_sent.eq(utx.data.valid & utx.data.ready)]
 
-        start_addr = sta_isa.host_address(cfg, "CSR", sta_isa.CSR["START"])
+        start_addr = start_address(cfg)
         # ``wr`` comes from registers: no path from the word buffer or the parser's adders
         # into the core (the 85F build's critical path ran from the buffer to the controller)
         wr_valid = Signal()

@@ -17,6 +17,7 @@ import types
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
+from nmaccel.hw.common.bridge import host_read_layout, host_write_layout
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig
 
@@ -87,9 +88,9 @@ def counters_layout() -> data.StructLayout:
 
 def write_layout(cfg: StaConfig) -> data.StructLayout:
     """Host write request: 32-bit ``data`` to host address ``addr``."""
-    return data.StructLayout({"addr": unsigned(sta_isa.addr_bits(cfg)), "data": unsigned(32)})
+    return host_write_layout(sta_isa.addr_bits(cfg))
 
 
 def read_layout(cfg: StaConfig) -> data.StructLayout:
     """Host read request for host address ``addr`` (answered on the read-data stream)."""
-    return data.StructLayout({"addr": unsigned(sta_isa.addr_bits(cfg))})
+    return host_read_layout(sta_isa.addr_bits(cfg))

@@ -36,9 +36,11 @@ Commands
     0x04    START   count u32 (LEN 4)                    none; writes ``count`` to CSR START
     ======  ======  ===================================  ======================================
 
-    Host addresses are those of :mod:`nmaccel.spec.sta_isa` (``host_address``); STATUS and the
-    counters are READs of CSR addresses. A READ of a buffer the core is using waits until the
-    run ends (the core holds such reads back while busy).
+    Host addresses are the design's: :mod:`nmaccel.spec.sta_isa` for the STA,
+    :mod:`nmaccel.spec.conv_host` for the conv engine (``host_address``); STATUS and the
+    counters are READs of CSR addresses. START writes the design's CSR START. A READ of a
+    buffer the STA core is using waits until the run ends (the core holds such reads back
+    while busy).
 
 Status byte (checked in this order; an error reply carries no DATA and nothing is executed)
     ====  =========  ==========================================================================
@@ -58,8 +60,10 @@ Status byte (checked in this order; an error reply carries no DATA and nothing i
 After any error the parser returns to hunting for SYNC, so a following good frame works.
 
 PING reply DATA (:data:`ID_BYTES` = 16 bytes)
-    ``MAGIC`` (4 bytes ``b"nmST"``), protocol :data:`VERSION` (u8), :data:`MAX_WORDS` (u8),
-    ``addr_bits`` (u8), ``rows``, ``cols``, ``lanes``, ``n``, ``m`` (u8 each), and the config hash
+    the design's magic (4 bytes: ``b"nmST"`` the STA, ``b"nmCV"`` the conv engine,
+    :data:`DESIGN_IDS`), protocol :data:`VERSION` (u8), :data:`MAX_WORDS` (u8), ``addr_bits``
+    (u8), five shape fields (u8 each: STA ``rows``, ``cols``, ``lanes``, ``n``, ``m``; conv
+    ``p_out``, ``p_in``, ``data_bits``, ``coef_bits``, ``mult_bits``), and the config hash
     (u32, :func:`config_hash`: CRC-32 of the config's sorted JSON), so the driver can check that
     the board runs the design it compiled its program for.
 """
@@ -89,6 +93,8 @@ __all__ = [
     "VERSION",
     "WRITE",
     "BoardId",
+    "DESIGN_IDS",
+    "host_addr_bits",
     "FrameError",
     "config_hash",
     "CRC_BYTES",
@@ -135,6 +141,8 @@ STATUS_TEXT = {
     0: "ok", 1: "bad CRC", 2: "unknown command", 3: "bad length", 4: "frame timed out",
     5: "address out of range", 6: "UART framing error",
 }
+#: The one-byte fields after the protocol version and MAX_WORDS (the STA's names; every
+#: design has ``addr_bits`` and five shape fields, :data:`DESIGN_IDS`).
 ID_FIELDS = ("addr_bits", "rows", "cols", "lanes", "n", "m")
 ID_BYTES = len(MAGIC) + 2 + len(ID_FIELDS) + 4
 
@@ -253,41 +261,78 @@ def config_hash(cfg) -> int:
     return zlib.crc32(cfg.to_json(sort_keys=True).encode())
 
 
+#: The PING identity of each design behind the bridge: its magic and the one-byte fields that
+#: follow ``addr_bits`` (read from the design's config).
+DESIGN_IDS = {
+    "sta": (b"nmST", ("rows", "cols", "lanes", "n", "m")),
+    "conv": (b"nmCV", ("p_out", "p_in", "data_bits", "coef_bits", "mult_bits")),
+}
+
+
+def host_addr_bits(cfg) -> int:
+    """Bits of the host address space of the design ``cfg`` configures (STA or conv)."""
+    if cfg.kind == "sta":
+        from nmaccel.spec.sta_isa import addr_bits
+        return addr_bits(cfg)
+    if cfg.kind == "conv":
+        from nmaccel.spec.conv_host import addr_bits
+        return addr_bits(cfg)
+    raise TypeError(f"config must be a StaConfig or a ConvConfig, not {type(cfg).__name__}")
+
+
 @dataclass(frozen=True)
 class BoardId:
-    """What a PING reply says about the design on the board."""
+    """What a PING reply says about the design on the board: ``design`` (``"sta"`` or
+    ``"conv"``, from the magic), the protocol ``version``, ``max_words``, ``addr_bits``, the
+    design's ``shape`` fields (:data:`DESIGN_IDS`; also readable by name: ``ident.rows``,
+    ``ident.p_out``) and the ``config_hash``."""
 
+    design: str
     version: int
     max_words: int
     addr_bits: int
-    rows: int
-    cols: int
-    lanes: int
-    n: int
-    m: int
+    shape: tuple
     config_hash: int
+
+    def __getattr__(self, name: str):
+        design = self.__dict__.get("design")
+        names = DESIGN_IDS[design][1] if design in DESIGN_IDS else ()
+        if name in names:
+            return self.shape[names.index(name)]
+        raise AttributeError(f"{type(self).__name__} of a {design} design has no {name!r}")
 
     @classmethod
     def of(cls, cfg) -> BoardId:
-        from nmaccel.spec.sta_isa import addr_bits
-        return cls(VERSION, MAX_WORDS, addr_bits(cfg), cfg.rows, cfg.cols, cfg.lanes, cfg.n,
-                   cfg.m, config_hash(cfg))
+        kind = getattr(cfg, "kind", None)
+        if kind not in DESIGN_IDS:
+            raise TypeError(f"config must be a StaConfig or a ConvConfig, not "
+                            f"{type(cfg).__name__}")
+        return cls(kind, VERSION, MAX_WORDS, host_addr_bits(cfg),
+                   tuple(getattr(cfg, f) for f in DESIGN_IDS[kind][1]), config_hash(cfg))
+
+    def named_fields(self) -> dict:
+        names = DESIGN_IDS[self.design][1]
+        return {"design": self.design, "version": self.version, "max_words": self.max_words,
+                "addr_bits": self.addr_bits, **dict(zip(names, self.shape)),
+                "config_hash": self.config_hash}
 
     def differences(self, other: BoardId) -> list[str]:
         """``"field: self vs other"`` for every field that differs."""
-        return [f"{name}: {getattr(self, name)} vs {getattr(other, name)}"
-                for name in self.__dataclass_fields__
-                if getattr(self, name) != getattr(other, name)]
+        if self.design != other.design:
+            return [f"design: {self.design} vs {other.design}"]
+        a, b = self.named_fields(), other.named_fields()
+        return [f"{name}: {a[name]} vs {b[name]}" for name in a if a[name] != b[name]]
 
 
 def id_bytes(cfg) -> bytes:
     """The PING reply DATA for ``cfg`` (the gateware stores these bytes as a ROM)."""
     ident = BoardId.of(cfg)
-    fields = [ident.version, ident.max_words] + [getattr(ident, f) for f in ID_FIELDS]
-    for name, value in zip(("version", "max_words") + ID_FIELDS, fields):
+    names = ("version", "max_words", "addr_bits") + DESIGN_IDS[ident.design][1]
+    fields = [ident.version, ident.max_words, ident.addr_bits, *ident.shape]
+    for name, value in zip(names, fields):
         if not 0 <= value <= 0xFF:
             raise FrameError(f"{name} = {value} does not fit the one-byte PING field")
-    return MAGIC + bytes(fields) + ident.config_hash.to_bytes(4, "little")
+    return DESIGN_IDS[ident.design][0] + bytes(fields) + ident.config_hash.to_bytes(4, "little")
 
 
 def parse_id(data: bytes) -> BoardId:
@@ -295,8 +340,10 @@ def parse_id(data: bytes) -> BoardId:
     data = bytes(data)
     if len(data) != ID_BYTES:
         raise FrameError(f"PING reply must carry {ID_BYTES} bytes, not {len(data)}")
-    if data[:4] != MAGIC:
-        raise FrameError(f"PING reply magic is {data[:4]!r}, expected {MAGIC!r} "
-                         "(not an nmaccel STA UART bridge?)")
-    return BoardId(data[4], data[5], *data[6:6 + len(ID_FIELDS)],
+    design = next((d for d, (magic, _) in DESIGN_IDS.items() if data[:4] == magic), None)
+    if design is None:
+        raise FrameError(f"PING reply magic is {data[:4]!r}, expected one of "
+                         f"{[magic for magic, _ in DESIGN_IDS.values()]} "
+                         "(not an nmaccel UART bridge?)")
+    return BoardId(design, data[4], data[5], data[6], tuple(data[7:7 + len(ID_FIELDS) - 1]),
                    int.from_bytes(data[-4:], "little"))

@@ -74,8 +74,8 @@ def test_check_accepts_matching_board_and_rejects_other_design():
 
 def test_ping_with_wrong_magic():
     bad = lambda cmd, payload: proto.encode_reply(cmd, 0, b"ABCD" + bytes(12))
-    with pytest.raises(BoardMismatch, match=r"magic is b.ABCD., expected b.nmST. "
-                                            r"\(not an nmaccel STA UART bridge"):
+    with pytest.raises(BoardMismatch, match=r"magic is b.ABCD., expected one of \[b.nmST., "
+                                            r"b.nmCV.\] \(not an nmaccel UART bridge"):
         StaBoard(RecordingTransport(reply=bad), CFG).ping()
 
 

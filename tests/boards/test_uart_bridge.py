@@ -354,7 +354,7 @@ def test_bridge_error_replies_then_good_frames():
 
 
 def test_bridge_validation_messages():
-    with pytest.raises(TypeError, match="config must be a StaConfig, not dict"):
+    with pytest.raises(TypeError, match="config must be a StaConfig or a ConvConfig, not dict"):
         UartBridge({}, 8)
     with pytest.raises(ValueError, match="divisor must be an integer >= 4"):
         UartBridge(CFG, 2)
