@@ -109,8 +109,8 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
         family="ice40", clock="clk12", pll="pad",
         leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
-        presets={"sta": "tiny", "conv": "small"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
-        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0},
+        presets={"sta": "tiny", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0, "conv": 24.0},
         synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]}),
     "upduino3": BoardTarget(
         name="upduino3", title="UPduino v3 (iCE40UP5K)", loader_board="ice40_generic",

@@ -25,6 +25,10 @@ Operands: signed or unsigned Values of at most 18 bits signed (17 bits unsigned)
 
 ``ce``: clock enable of both stages (a Value, default 1). A DSP instance is not reached by
 ``EnableInserter``: a stalled pipeline passes its enable here.
+
+``lut``: the product in logic on every platform (:func:`lut_product`: a shift-and-add
+without ``*``, so no synthesis flow maps it to a hard multiplier), for a design that leaves
+the device's few DSPs to other blocks (the iCE40UP5K has 8 SB_MAC16).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal, signed
 
 __all__ = ["REGISTERED_PRODUCT_LATENCY", "DSP_PORT_BITS", "fits_dsp", "is_ecp5",
-           "registered_product"]
+           "lut_product", "registered_product"]
 
 #: Register stages of :func:`registered_product`: operands, product.
 REGISTERED_PRODUCT_LATENCY = 2
@@ -54,14 +58,28 @@ def fits_dsp(a_shape, b_shape) -> bool:
     return all(_signed_bits(Shape.cast(s)) <= DSP_PORT_BITS for s in (a_shape, b_shape))
 
 
+def lut_product(a, b):
+    """``a · b`` as a sum of shifted copies of ``a`` selected by the bits of ``b`` (the top
+    bit of a signed ``b`` subtracted): no ``*`` for Yosys to map to a DSP."""
+    bs = b.shape()
+    terms = []
+    for k in range(bs.width):
+        t = Mux(b[k], a, 0) << k
+        terms.append(-t if (bs.signed and k == bs.width - 1) else t)
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
 def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str = "",
-                       ce=None):
+                       ce=None, lut: bool = False):
     """``a · b`` (as ``out_shape``) after :data:`REGISTERED_PRODUCT_LATENCY` registers; see
     the module docstring. Returns the product's Signal."""
     a_shape, b_shape = a.shape(), b.shape()
     out_shape = Shape.cast(out_shape)
     p = Signal(out_shape, name=f"{name}p")
-    if is_ecp5(platform) and fits_dsp(a_shape, b_shape):
+    if is_ecp5(platform) and fits_dsp(a_shape, b_shape) and not lut:
         a18, b18 = Signal(signed(18), name=f"{name}a18"), Signal(signed(18), name=f"{name}b18")
         p36 = Signal(signed(36), name=f"{name}p36")
         m.d.comb += [a18.eq(a), b18.eq(b)]          # sign or zero extension by shape
@@ -89,7 +107,8 @@ def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str =
     ra = Signal(a_shape, name=f"{name}ra", reset_less=True)
     rb = Signal(b_shape, name=f"{name}rb", reset_less=True)
     rp = Signal(out_shape, name=f"{name}rp", reset_less=True)
-    stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)), rp.eq(ra * rb)]
+    stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)),
+              rp.eq(lut_product(ra, rb) if lut else ra * rb)]
     if ce is None:
         m.d.sync += stages
     else:

@@ -14,7 +14,8 @@ Ports
     ``in_tiles``, ``out_tiles``);  ``oy`` In;  ``run``, ``credit_ok``, ``clear`` In 1
     ``issue``, ``first``, ``last``, ``row_last``, ``sval`` Out 1;  ``chan`` Out ``p_in``
     ``iy``, ``ix`` Out signed;  ``it``, ``ot``, ``waddr`` Out
-Combinational outputs from registered counters; one beat per cycle.
+Combinational outputs from registered counters; one beat per cycle. The output width is
+registered from the settings: hold them from at least one cycle before ``run``.
 """
 
 from __future__ import annotations
@@ -55,20 +56,28 @@ class WindowGenerator(wiring.Component):
         cfg = self.config
         L = self.layer
         kk = Signal(range(4))
-        wo = Signal(self.wb)
-        m.d.comb += [kk.eq(Mux(L.k3, 3, 1)),
-                     wo.eq(((L.width + 2 * L.pad - kk) >> L.stride2) + 1)]
+        m.d.comb += kk.eq(Mux(L.k3, 3, 1))
         ox = Signal(self.wb)
         ky, kx = Signal(2), Signal(2)
         it, ot, waddr = (Signal.like(self.it, name="it_r"), Signal.like(self.ot, name="ot_r"),
                          Signal.like(self.waddr, name="waddr_r"))
         m.d.comb += [self.it.eq(it), self.ot.eq(ot), self.waddr.eq(waddr)]
 
-        last_it = it == L.in_tiles - 1
-        last_kx = kx == kk - 1
-        last_ky = ky == kk - 1
-        last_ot = ot == L.out_tiles - 1
-        last_ox = ox == wo - 1
+        # the counters' last values (ox's: Wo − 1), registered from the settings (held from
+        # the engine's start cycle; the window runs from the cycle after the first load
+        # phase): on the iCE40 settings → in_tiles − 1 → last_it → issue → engine FSM was
+        # the critical path
+        it_end = Signal.like(it, name="it_end")
+        k_end = Signal(2, name="k_end")
+        ot_end = Signal.like(ot, name="ot_end")
+        ox_end = Signal.like(ox, name="ox_end")
+        m.d.sync += [it_end.eq(L.in_tiles - 1), k_end.eq(kk - 1), ot_end.eq(L.out_tiles - 1),
+                     ox_end.eq((L.width + 2 * L.pad - kk) >> L.stride2)]
+        last_it = it == it_end
+        last_kx = kx == k_end
+        last_ky = ky == k_end
+        last_ot = ot == ot_end
+        last_ox = ox == ox_end
         m.d.comb += [
             self.first.eq((ky == 0) & (kx == 0) & (it == 0)),
             self.last.eq(last_ky & last_kx & last_it),
