@@ -6,10 +6,11 @@ cycle is undefined (the SPRAM's simulation model gives X): read, do not write, i
 before you use it.
 
 On an iCE40 platform (Amaranth's ``SiliconBluePlatform``: ``platform.family == "iCE40"``)
-the RAM is ``ceil(width / 16)`` ``SB_SPRAM256KA`` instances side by side (16K × 16 bit
-each; ``depth`` ≤ 16384), each with every nibble write-enabled (``MASKWREN`` = 1111), ``CHIPSELECT`` 1, ``STANDBY``/``SLEEP`` 0 and
-``POWEROFF`` 1 (powered). Yosys' ``synth_ice40`` maps a memory to SPRAM only with ``-spram``
-or a ``ram_style = "huge"`` attribute, and only when its read and write ports are one port
+the RAM is ``ceil(width / 16)`` ``SB_SPRAM256KA`` instances side by side (16K × 16 bit each;
+``depth`` ≤ 16384), each with every nibble write-enabled (``MASKWREN`` = 1111),
+``CHIPSELECT`` 1, ``STANDBY``/``SLEEP`` 0 and ``POWEROFF`` 1 (powered). Yosys 0.70's
+``synth_ice40`` lets ``memory_libmap`` choose SPRAM on its own only with ``-spram``
+(otherwise ``-no-auto-huge``), and only for a memory whose read and write ports are one port
 (``techlibs/ice40/spram.txt``: one shared ``srsw`` port, ``rdwr no_change``); instantiating
 the blocks makes the mapping certain and independent of the synthesis options. Elsewhere
 (simulation, Verilog for cocotb) it is an Amaranth ``Memory`` with a write port and a
