@@ -209,8 +209,11 @@ class ConvEngine(wiring.Component):
         # line buffer write (LOAD) and read (COMPUTE) addresses
         m.d.comb += [lb.w_row.eq(rows), lb.w_x.eq(lx), lb.w_it.eq(lit),
                      lb.w_data.eq(self.i.payload.data),
-                     lb.r_row.eq(Mux(win.sval, win.iy, 0)),
-                     lb.r_x.eq(Mux(win.sval, win.ix, 0)),
+                     # a padded tap reads any word (the PE array zeroes it) where every
+                     # address is a word; else the mux keeps it in range (on the iCE40 the
+                     # sval compares in front of the read address were the critical path)
+                     lb.r_row.eq(win.iy if lb.any_address else Mux(win.sval, win.iy, 0)),
+                     lb.r_x.eq(win.ix if lb.any_address else Mux(win.sval, win.ix, 0)),
                      lb.r_it.eq(win.it),
                      wrp_addr.eq(win.waddr)]
 
