@@ -7,7 +7,8 @@ ox·s − p + kx)`` from the line buffer against weight word ``waddr = ((ot·k +
 hold real input channels (``it·p_in + lane < C_in``). A beat that starts an accumulation
 group (``first``: ky = kx = it = 0) is issued only with ``credit_ok``; the others always.
 After the row's last beat (``row_last``) every counter is back at 0 for the next row;
-``clear`` forces them to 0.
+``clear`` forces them to 0 and must come (with the layer's settings) before a layer's first
+``run``: it also sets the registered "counter at its last value" flags.
 
 Ports
     ``layer`` In settings (``k3``, ``stride2``, ``pad``, ``height``, ``width``, ``cin``,
@@ -20,7 +21,7 @@ registered from the settings: hold them from at least one cycle before ``run``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -63,23 +64,26 @@ class WindowGenerator(wiring.Component):
                          Signal.like(self.waddr, name="waddr_r"))
         m.d.comb += [self.it.eq(it), self.ot.eq(ot), self.waddr.eq(waddr)]
 
-        # the counters' last values (ox's: Wo − 1), registered from the settings (held from
-        # the engine's start cycle; the window runs from the cycle after the first load
-        # phase): on the iCE40 settings → in_tiles − 1 → last_it → issue → engine FSM was
-        # the critical path
+        # Each counter's "at its last value" flag is a register, set whenever the counter
+        # changes (from the counter's next value against its last value), so last / row_last
+        # / issue are a few gates behind registers: on the iCE40UP5K settings → in_tiles − 1
+        # → it == last → row_last → issue → engine FSM was the critical path (30.8 ns). The
+        # last values (ox's: Wo − 1) are registered from the settings, which the engine holds
+        # from its start cycle; the window runs from the cycle after the first load phase,
+        # and ``clear`` (in the start cycle) sets the flags from the settings themselves.
         it_end = Signal.like(it, name="it_end")
         k_end = Signal(2, name="k_end")
         ot_end = Signal.like(ot, name="ot_end")
         ox_end = Signal.like(ox, name="ox_end")
+        ox_last = Signal.like(ox, name="ox_last_comb")
+        m.d.comb += ox_last.eq((L.width + 2 * L.pad - kk) >> L.stride2)
         m.d.sync += [it_end.eq(L.in_tiles - 1), k_end.eq(kk - 1), ot_end.eq(L.out_tiles - 1),
-                     ox_end.eq((L.width + 2 * L.pad - kk) >> L.stride2)]
-        last_it = it == it_end
-        last_kx = kx == k_end
-        last_ky = ky == k_end
-        last_ot = ot == ot_end
-        last_ox = ox == ox_end
+                     ox_end.eq(ox_last)]
+        last_it, last_kx, last_ky, last_ot, last_ox = (
+            Signal(name=f"last_{n}") for n in ("it", "kx", "ky", "ot", "ox"))
+        first = Signal(name="first_r")             # ky = kx = it = 0, registered likewise
         m.d.comb += [
-            self.first.eq((ky == 0) & (kx == 0) & (it == 0)),
+            self.first.eq(first),
             self.last.eq(last_ky & last_kx & last_it),
             self.row_last.eq(self.last & last_ot & last_ox),
             self.issue.eq(self.run & (~self.first | self.credit_ok)),
@@ -92,28 +96,28 @@ class WindowGenerator(wiring.Component):
         m.d.comb += [rem.eq(L.cin - it * cfg.p_in),
                      self.chan.eq(Cat(*[rem > i for i in range(cfg.p_in)]))]
 
+        # The counters advance on flat conditions, issue AND'ed with flags only (a nested If
+        # per counter chained the enables: issue → it → kx → ky → ot → ox, 8 LUT levels).
+        wraps = [last_it]
+        for f in (last_kx, last_ky, last_ot):
+            w = Signal(name=f"wrap_{f.name[5:]}")
+            m.d.comb += w.eq(wraps[-1] & f)
+            wraps.append(w)
         with m.If(self.clear):
-            m.d.sync += [ox.eq(0), ot.eq(0), ky.eq(0), kx.eq(0), it.eq(0), waddr.eq(0)]
+            m.d.sync += [ox.eq(0), ot.eq(0), ky.eq(0), kx.eq(0), it.eq(0), waddr.eq(0),
+                         first.eq(1),
+                         last_it.eq(L.in_tiles == 1), last_kx.eq(~L.k3), last_ky.eq(~L.k3),
+                         last_ot.eq(L.out_tiles == 1), last_ox.eq(ox_last == 0)]
         with m.Elif(self.issue):
-            m.d.sync += waddr.eq(waddr + 1)
-            with m.If(~last_it):
-                m.d.sync += it.eq(it + 1)
-            with m.Else():
-                m.d.sync += it.eq(0)
-                with m.If(~last_kx):
-                    m.d.sync += kx.eq(kx + 1)
-                with m.Else():
-                    m.d.sync += kx.eq(0)
-                    with m.If(~last_ky):
-                        m.d.sync += ky.eq(ky + 1)
+            # the next beat starts a group after a group's last beat
+            m.d.sync += [waddr.eq(Mux(wraps[3], 0, waddr + 1)), first.eq(self.last)]
+            counters = ((it, last_it, it_end), (kx, last_kx, k_end), (ky, last_ky, k_end),
+                        (ot, last_ot, ot_end), (ox, last_ox, ox_end))
+            for j, (counter, flag, end) in enumerate(counters):
+                # counter j moves when every counter inside it wraps
+                with m.If(Const(1) if j == 0 else wraps[j - 1]):
+                    with m.If(flag):
+                        m.d.sync += [counter.eq(0), flag.eq(end == 0)]
                     with m.Else():
-                        m.d.sync += ky.eq(0)
-                        with m.If(~last_ot):
-                            m.d.sync += ot.eq(ot + 1)
-                        with m.Else():
-                            m.d.sync += [ot.eq(0), waddr.eq(0)]
-                            with m.If(~last_ox):
-                                m.d.sync += ox.eq(ox + 1)
-                            with m.Else():
-                                m.d.sync += ox.eq(0)
+                        m.d.sync += [counter.eq(counter + 1), flag.eq(counter + 1 == end)]
         return m
