@@ -227,7 +227,7 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
     if (out / "top.report.json").is_file():
         report = build_report.read_nextpnr_report(out / "top.report.json")
         clk, fmax, constraint = build_report.fmax_for(report, target)
-        crit = build_report.critical_path(report)
+        crit = build_report.critical_path(report, clk)
     else:                                             # placement failed: nextpnr's log only
         over = _overused(out / "top.tim")
         report = {"utilization": build_report.parse_utilisation(
