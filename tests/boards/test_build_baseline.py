@@ -1,11 +1,12 @@
 """A fresh build of the smallest target against its committed baseline (hls4ml style).
 
-Smallest target: the conv engine ``icebreaker`` (the iCEBreaker's default conv preset) on the
-iCE40UP5K: about 40 s on the 2-core machine (baseline ``build_seconds``). It fits and routes,
-so the comparison covers the utilisation (LUT and FF within ±10 %, DSP, BRAM and SPRAM
-exact) and the post-route fmax: the fresh fmax must be ≥ 90 % of the baseline's and timing must be met. A
-baseline that does not fit (the ``small`` preset's, which over-uses logic cells, EBR and DSPs)
-is compared by its utilisation and the kinds of resource over-used.
+Smallest target: the conv engine ``icebreaker`` (the iCEBreaker's default conv preset) on
+the iCE40UP5K: about 40 s on the 2-core machine (baseline ``build_seconds``). It fits and
+routes, so the comparison covers the utilisation (LUT and FF within ±10 %, DSP, BRAM and
+SPRAM exact) and the post-route fmax: the fresh fmax must be ≥ 90 % of the baseline's and
+timing must be met. A baseline that does not fit (the ``small`` preset's, which over-uses
+logic cells, EBR and DSPs) is compared by its utilisation and the kinds of resource
+over-used.
 """
 
 import json
