@@ -442,8 +442,14 @@ def get_exp_cycles(job: ConvLayerJob, cfg: ConvConfig) -> dict[str, int]:
     write-to-read 2, credit counter 1) after the last issue, partly hidden behind the final
     load phase (rows no output needs). ``total`` = compute + stall + load + overhead;
     ``pe_slots`` = p_out·p_in·compute, ``macs`` the useful PE operations
-    (utilization = macs / (p_out·p_in·total)). Output back-pressure never binds with an
-    always-ready output (the FIFO holds the beats in flight; tested).
+    (utilization = macs / (p_out·p_in·total)).
+
+    The model assumes the output credit never binds: with an always-ready output a group's
+    R beats leave about ``pipeline_latency`` + G + 3 cycles after its first beat, and groups
+    start at least max(G, R) cycles apart, so about R·(pipeline_latency + G + 3) / max(G, R)
+    beats are in flight; an ``out_fifo_depth`` below that stalls issue beyond the model
+    (e.g. 1-beat groups, R = 2, depth 8). The presets' FIFOs hold the digits nets' and the
+    tests' layers (``icebreaker``: 64 beats, about 25 in flight for 1-beat groups).
     """
     ho, wo = job.out_hw
     it_n = -(-job.cin // cfg.p_in)
