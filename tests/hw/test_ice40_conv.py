@@ -195,3 +195,47 @@ def test_icebreaker_preset_derived_sizes_and_json():
     assert plain.spram_blocks == 0
     from nmaccel.boards.targets import board_target
     assert board_target("icebreaker").presets["conv"] == "icebreaker"
+
+
+class _RegProd(wiring.Component):
+    def __init__(self):
+        super().__init__({"a": In(signed(8)), "b": In(signed(8)), "ce": In(1),
+                          "o": Out(signed(16))})
+
+    def elaborate(self, platform):
+        from nmaccel.hw.common.dsp import registered_product
+        m = Module()
+        m.d.comb += self.o.eq(registered_product(m, self.a, self.b, signed(16), name="x_",
+                                                 ce=self.ce, lut=True))
+        return m
+
+
+def test_lut_registered_product_latency_and_enable():
+    """The LUT form of registered_product: the product REGISTERED_PRODUCT_LATENCY cycles after
+    its operands, holding while ``ce`` is low, with no ``*`` in the netlist."""
+    from nmaccel.hw.common.dsp import REGISTERED_PRODUCT_LATENCY
+    dut = _RegProd()
+    assert "$mul" not in rtlil.convert(dut)
+    rng = random.Random(5)
+    seq = [(rng.randrange(-128, 128), rng.randrange(-128, 128), rng.random() < 0.7)
+           for _ in range(400)]
+
+    async def tb(ctx):
+        pipe = []                                   # products entering each enabled stage
+        stages = [None] * REGISTERED_PRODUCT_LATENCY
+        for a, b, ce in seq:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.ce, ce)
+            await ctx.tick()
+            if ce:
+                stages = [a * b] + stages[:-1]
+            if stages[-1] is not None:
+                assert ctx.get(dut.o) == stages[-1]
+                pipe.append(stages[-1])
+        assert len(pipe) > 200
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
