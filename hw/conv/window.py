@@ -65,20 +65,23 @@ class WindowGenerator(wiring.Component):
         m.d.comb += [self.it.eq(it), self.ot.eq(ot), self.waddr.eq(waddr)]
 
         # Each counter's "at its last value" flag is a register, set whenever the counter
-        # changes (from the counter's next value against its last value), so last / row_last
-        # / issue are a few gates behind registers: on the iCE40UP5K settings → in_tiles − 1
-        # → it == last → row_last → issue → engine FSM was the critical path (30.8 ns). The
-        # last values (ox's: Wo − 1) are registered from the settings, which the engine holds
-        # from its start cycle; the window runs from the cycle after the first load phase,
-        # and ``clear`` (in the start cycle) sets the flags from the settings themselves.
-        it_end = Signal.like(it, name="it_end")
-        k_end = Signal(2, name="k_end")
-        ot_end = Signal.like(ot, name="ot_end")
-        ox_end = Signal.like(ox, name="ox_end")
+        # changes, so last / row_last / issue are a few gates behind registers (on the
+        # iCE40UP5K settings → in_tiles − 1 → it == last → row_last → issue → engine FSM was
+        # the critical path, 30.8 ns). A flag's next value is one equality against a register:
+        # per counter "one value only" (its last value is 0) and the value before its last
+        # (``pen``, modulo the counter's width; unused with one value), registered from the
+        # settings, which the engine holds from its start cycle (the window runs from the
+        # cycle after the first load phase); ``clear`` (in the start cycle) sets the flags
+        # from the settings themselves.
         ox_last = Signal.like(ox, name="ox_last_comb")
         m.d.comb += ox_last.eq((L.width + 2 * L.pad - kk) >> L.stride2)
-        m.d.sync += [it_end.eq(L.in_tiles - 1), k_end.eq(kk - 1), ot_end.eq(L.out_tiles - 1),
-                     ox_end.eq(ox_last)]
+        ends = {}
+        for name, ctr, last_value in (("it", it, L.in_tiles - 1), ("k", kx, kk - 1),
+                                      ("ot", ot, L.out_tiles - 1), ("ox", ox, ox_last)):
+            one = Signal(name=f"{name}_one")
+            pen = Signal.like(ctr, name=f"{name}_pen")
+            m.d.sync += [one.eq(last_value == 0), pen.eq(last_value - 1)]
+            ends[name] = (one, pen)
         last_it, last_kx, last_ky, last_ot, last_ox = (
             Signal(name=f"last_{n}") for n in ("it", "kx", "ky", "ot", "ox"))
         first = Signal(name="first_r")             # ky = kx = it = 0, registered likewise
@@ -111,13 +114,14 @@ class WindowGenerator(wiring.Component):
         with m.Elif(self.issue):
             # the next beat starts a group after a group's last beat
             m.d.sync += [waddr.eq(Mux(wraps[3], 0, waddr + 1)), first.eq(self.last)]
-            counters = ((it, last_it, it_end), (kx, last_kx, k_end), (ky, last_ky, k_end),
-                        (ot, last_ot, ot_end), (ox, last_ox, ox_end))
-            for j, (counter, flag, end) in enumerate(counters):
+            counters = ((it, last_it, ends["it"]), (kx, last_kx, ends["k"]),
+                        (ky, last_ky, ends["k"]), (ot, last_ot, ends["ot"]),
+                        (ox, last_ox, ends["ox"]))
+            for j, (counter, flag, (one, pen)) in enumerate(counters):
                 # counter j moves when every counter inside it wraps
                 with m.If(Const(1) if j == 0 else wraps[j - 1]):
                     with m.If(flag):
-                        m.d.sync += [counter.eq(0), flag.eq(end == 0)]
+                        m.d.sync += [counter.eq(0), flag.eq(one)]
                     with m.Else():
-                        m.d.sync += [counter.eq(counter + 1), flag.eq(counter + 1 == end)]
+                        m.d.sync += [counter.eq(counter + 1), flag.eq(counter == pen)]
         return m
