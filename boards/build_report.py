@@ -127,12 +127,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def critical_path(report: dict) -> dict | None:
-    """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path,
-    its logic and routing shares, and the project source lines its logic comes from (in path
-    order, Yosys' own cell libraries left out)."""
+def critical_path(report: dict, clock: str | None = None) -> dict | None:
+    """Start cell, end cell and total delay (ns) of nextpnr's first reported critical path
+    (with ``clock``, the first one from and to that clock net, else from or to it: on the iCE40
+    nextpnr lists a path of its packer's constant-net clock first), its logic and routing
+    shares, and the project source lines its logic comes from (in path order, Yosys' own cell
+    libraries left out)."""
     root = str(pathlib.Path(__file__).resolve().parents[1]) + "/"
-    for path in report.get("critical_paths", []):
+    paths = report.get("critical_paths", [])
+    if clock is not None:
+        def ends(p):
+            return sum(str(p.get(end, "")).split()[-1:] == [clock] for end in ("from", "to"))
+        paths = ([p for p in paths if ends(p) == 2] or [p for p in paths if ends(p) == 1] or
+                 paths)
+    for path in paths:
         steps = path.get("path", [])
         if steps:
             sources: list[str] = []

@@ -99,13 +99,17 @@ def _conv_net_work(cfg, qnet, images: int) -> tuple[int, int]:
     cycle model's cycles, the weights and parameters once, every image's input and output
     beats and, per layer and image, :data:`POLLS_PER_BEAT` status reads per beat (the host
     polls while the engine works)."""
-    from nmaccel.model.conv_ref import get_exp_cycles, pack_params, pack_weights
+    from nmaccel.model.conv_ref import (
+        get_exp_cycles,
+        input_beats,
+        output_beats,
+        pack_params,
+        pack_weights,
+    )
     from nmaccel.spec import conv_host as H
     cycles, words = 0, 0
     for job in qnet.jobs:
-        ho, wo = job.out_hw
-        n_in = job.height * job.width * -(-job.cin // cfg.p_in)
-        n_out = ho * wo * -(-job.cout // cfg.p_out)
+        n_in, n_out = input_beats(job, cfg), output_beats(job, cfg)
         cycles += images * get_exp_cycles(job, cfg)["total"]
         words += (len(pack_weights(job, cfg)) * H.sub_words(cfg, "WMEM")
                   + len(pack_params(job, cfg)) * H.sub_words(cfg, "PMEM") + 8)

@@ -26,6 +26,7 @@ from nmaccel.model.conv_ref import (
     ConvLayerJob,
     check_job_fits,
     layer_input,
+    output_beats,
     pack_inputs,
     pack_params,
     pack_settings,
@@ -94,8 +95,7 @@ class ConvBoard(BridgeBoard):
         moves for ``timeout`` seconds, :class:`ConvHostError` on a sticky error bit."""
         cfg = self.config
         beats = pack_inputs(job, cfg, x)
-        ho, wo = job.out_hw
-        n_out = ho * wo * -(-job.cout // cfg.p_out)
+        n_out = output_beats(job, cfg)
         in_words, out_words = H.stream_words(cfg, "IN"), H.stream_words(cfg, "OUT")
         in_bits = H.space_width(cfg, "IN")
         in_addr = H.host_address(cfg, "IN")

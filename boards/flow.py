@@ -167,6 +167,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     ``router`` (``router1``/``router2``) overrides the board's nextpnr router."""
     if router is not None and router not in ROUTERS:
         raise BoardError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    preset_arg = preset                   # a preset name or a config JSON file's path
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     built = make_design(design, cfg, pll.f_out, baud)
     out = pathlib.Path(out_dir)
@@ -205,7 +206,7 @@ def build(board_name: str, design: str, preset: str | None = None,
                 raise BuildFailed(f"{stage} failed (exit {proc.returncode}); log "
                                   f"{log_path}:\n{tail}")
     total = time.perf_counter() - start
-    return collect_result(board_name, design, preset, freq_mhz, out, baud=baud, seed=seed,
+    return collect_result(board_name, design, preset_arg, freq_mhz, out, baud=baud, seed=seed,
                           command=command, stages=stages, total_seconds=total,
                           host_link=built.host_link, divisor=built.divisor, router=router)
 
@@ -226,7 +227,7 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
     if (out / "top.report.json").is_file():
         report = build_report.read_nextpnr_report(out / "top.report.json")
         clk, fmax, constraint = build_report.fmax_for(report, target)
-        crit = build_report.critical_path(report)
+        crit = build_report.critical_path(report, clk)
     else:                                             # placement failed: nextpnr's log only
         over = _overused(out / "top.tim")
         report = {"utilization": build_report.parse_utilisation(

@@ -7,14 +7,15 @@ target frequency. Look boards up with :func:`board_target`; bad names raise
 :class:`BoardError` listing the valid ones.
 
 Boards
-    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` and conv ``small`` at
-    24 MHz; 12 MHz clock on
+    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` and conv ``icebreaker``
+    (the conv preset that fits the UP5K; it must meet 24 MHz) at 24 MHz; 12 MHz clock on
     the PLL pad (``SB_PLL40_PAD``); UART over the FTDI (pins 6/9); red/green LEDs and the
     break-off PMOD's LED.
-    ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``tiny`` STA on the cheapest UP5K
-    board; the 12 MHz oscillator reaches pin 20 once the OSC jumper is soldered, which is not
-    the PLL pad, so the PLL is ``SB_PLL40_CORE`` fed from fabric; the board has no FPGA UART:
-    one is added on header J5 pins 23 (rx) / 25 (tx) for a 3.3 V USB-serial adapter; RGB LED.
+    ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``tiny`` STA and ``icebreaker`` conv
+    engine on the cheapest UP5K board; the 12 MHz oscillator reaches pin 20 once the OSC
+    jumper is soldered, which is not the PLL pad, so the PLL is ``SB_PLL40_CORE`` fed from
+    fabric; the board has no FPGA UART: one is added on header J5 pins 23 (rx) / 25 (tx) for a
+    3.3 V USB-serial adapter; RGB LED.
     ``ulx3s`` ULX3S with an LFE5U-85F (ECP5, CABGA381, speed 6): STA ``ulx3s`` at 100 MHz and
     the conv engine ``ulx3s``; 25 MHz clock into ``EHXPLLL``; UART over the FTDI; LEDs 0–2.
 """
@@ -109,15 +110,15 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
         family="ice40", clock="clk12", pll="pad",
         leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
-        presets={"sta": "tiny", "conv": "small"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
-        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0},
+        presets={"sta": "tiny", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0, "conv": 24.0},
         synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]}),
     "upduino3": BoardTarget(
         name="upduino3", title="UPduino v3 (iCE40UP5K)", loader_board="ice40_generic",
         platform_module="amaranth_boards.upduino_v3", platform_class="UpduinoV3Platform",
         family="ice40", clock="clk12", pll="core",
         leds=(("rgb_led", 0, "b"), ("rgb_led", 0, "g"), ("rgb_led", 0, "r")),
-        presets={"sta": "tiny", "conv": "small"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        presets={"sta": "tiny", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
         extra_resources="_upduino3_extra", synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]},
         notes="solder the OSC jumper (12 MHz to pin 20); UART on J5 pins 23/25"),
     "ulx3s": BoardTarget(

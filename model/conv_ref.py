@@ -23,9 +23,11 @@ Engine formats (the RTL builds its layouts from these same functions):
   ``p_in`` lanes of ``data_bits`` (two's complement), lanes past C_in are 0;
 * weight memory: word ``((ot·k + ky)·k + kx)·IT + it`` holds ``p_out × p_in`` weights,
   lane (o, i) at bits ``(o·p_in + i)·data_bits``;
-* parameter memory: word ``ot`` holds ``p_out`` lanes of :func:`param_fields`;
-* output stream: one beat per (oy, ox, output tile) with ``p_out`` lanes of ``q`` (8 bits)
-  and ``v`` (``bias_bits``).
+* parameter memory: word ``ot·G + g`` holds the ``L`` lanes ``g·L .. g·L + L − 1`` of
+  output tile ``ot`` (fields of :func:`param_fields`), with ``L = cfg.out_lanes`` and
+  ``G = cfg.post_cycles = p_out / L`` (``L = p_out``, ``G = 1``: word ``ot`` holds the tile);
+* output stream: one beat per (oy, ox, output tile, lane group g) with ``L`` lanes of ``q``
+  (8 bits) and ``v`` (``bias_bits``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ import numpy as np
 from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
 from nmaccel.spec.conv_format import COUNTERS, Mode, param_fields, settings_fields
 
-__all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "pack_weights",
-           "pack_params", "unpack_outputs", "layer_settings", "settings_fields",
+__all__ = ["Mode", "ConvLayerJob", "run_job", "param_fields", "pack_inputs", "input_beats",
+           "output_beats", "pack_weights", "pack_params", "unpack_outputs", "layer_settings",
+           "settings_fields",
            "get_exp_cycles", "check_job_fits", "random_job", "im2col_input", "im2col_job",
            "layer_input", "INPUT_TRANSFORMS", "out_shape", "COUNTERS", "job_macs"]
 
@@ -367,80 +370,118 @@ def pack_weights(job: ConvLayerJob, cfg: ConvConfig) -> list[int]:
 
 
 def pack_params(job: ConvLayerJob, cfg: ConvConfig) -> list[int]:
-    """Parameter memory words, one per output tile."""
+    """Parameter memory words: ``cfg.post_cycles`` per output tile, ``cfg.out_lanes`` lanes
+    each (see the module docstring)."""
     check_job_fits(job, cfg)
-    po = cfg.p_out
+    po, nl = cfg.p_out, cfg.out_lanes
     ot_n = -(-job.cout // po)
     fl = param_fields(cfg)
     words = []
     for ot in range(ot_n):
-        lanes = []
-        for lane in range(po):
-            o = ot * po + lane
-            if o < job.cout:
-                vals = list(job.coef[o]) + [job.bias[o], job.mult[o], job.shift[o]]
-            else:
-                vals = [0] * len(fl)
-            lanes.append(_pack(vals, [b for _, b, _ in fl]))
-        words.append(_pack(lanes, [sum(b for _, b, _ in fl)] * po))
+        for g in range(cfg.post_cycles):
+            lanes = []
+            for lane in range(nl):
+                o = ot * po + g * nl + lane
+                if o < job.cout:
+                    vals = list(job.coef[o]) + [job.bias[o], job.mult[o], job.shift[o]]
+                else:
+                    vals = [0] * len(fl)
+                lanes.append(_pack(vals, [b for _, b, _ in fl]))
+            words.append(_pack(lanes, [sum(b for _, b, _ in fl)] * nl))
     return words
+
+
+def output_beats(job: ConvLayerJob, cfg: ConvConfig) -> int:
+    """Output beats of a layer: ``Ho·Wo·OT·post_cycles``."""
+    ho, wo = job.out_hw
+    return ho * wo * -(-job.cout // cfg.p_out) * cfg.post_cycles
+
+
+def input_beats(job: ConvLayerJob, cfg: ConvConfig) -> int:
+    """Input beats of a layer: ``H·W·IT``."""
+    return job.height * job.width * -(-job.cin // cfg.p_in)
 
 
 def unpack_outputs(job: ConvLayerJob, cfg: ConvConfig, beats: list[int]):
     """Output beats -> ``(v, q)`` (C_out, Ho, Wo) int64; checks the beat count."""
     ho, wo = job.out_hw
     ot_n = -(-job.cout // cfg.p_out)
-    if len(beats) != ho * wo * ot_n:
-        raise ValueError(f"expected {ho * wo * ot_n} output beats, got {len(beats)}")
-    po, vb = cfg.p_out, cfg.bias_bits
+    n_beats = output_beats(job, cfg)
+    if len(beats) != n_beats:
+        raise ValueError(f"expected {n_beats} output beats, got {len(beats)}")
+    po, nl, vb = cfg.p_out, cfg.out_lanes, cfg.bias_bits
     v = np.zeros((ot_n * po, ho, wo), dtype=np.int64)
     q = np.zeros_like(v)
     i = 0
     for y in range(ho):
         for x in range(wo):
             for ot in range(ot_n):
-                word = int(beats[i])
-                i += 1
-                for lane in range(po):
-                    qq = (word >> (8 * lane)) & 0xFF
-                    vv = (word >> (8 * po + vb * lane)) & ((1 << vb) - 1)
-                    if vv >> (vb - 1):
-                        vv -= 1 << vb
-                    if job.out_signed and job.out == "requant" and qq >> 7:
-                        qq -= 256
-                    q[ot * po + lane, y, x] = qq
-                    v[ot * po + lane, y, x] = vv
+                for g in range(cfg.post_cycles):
+                    word = int(beats[i])
+                    i += 1
+                    for lane in range(nl):
+                        qq = (word >> (8 * lane)) & 0xFF
+                        vv = (word >> (8 * nl + vb * lane)) & ((1 << vb) - 1)
+                        if vv >> (vb - 1):
+                            vv -= 1 << vb
+                        if job.out_signed and job.out == "requant" and qq >> 7:
+                            qq -= 256
+                        q[ot * po + g * nl + lane, y, x] = qq
+                        v[ot * po + g * nl + lane, y, x] = vv
     return v[:job.cout], q[:job.cout]
 
 
 # ----------------------------------------------------------------------------- cycles
+def _load_targets(job: ConvLayerJob) -> list[int]:
+    """Input rows loaded before output row ``oy`` is computed (``min(oy·s − p + k, H)``)."""
+    ho, _ = job.out_hw
+    return [min(oy * job.stride - job.padding + job.k, job.height) for oy in range(ho)]
+
+
 def get_exp_cycles(job: ConvLayerJob, cfg: ConvConfig) -> dict[str, int]:
     """Predicted engine cycles of one layer with an always-valid input stream and an
     always-ready output (the engine's ``cyc_*`` counters measure the same quantities).
 
     ``compute`` (FINN-style, cycles = (MH/PE)·(MW/SIMD)·vectors with MH = C_out, PE = p_out,
     MW = C_in·k², SIMD = p_in per tap, vectors = Ho·Wo) = Ho·Wo·OT·IT·k² issue cycles;
+    ``stall``: with post-processing shared over the lanes (``cfg.post_cycles`` = R > 1) an
+    accumulation group (G = IT·k² beats) starts at most R cycles after the previous one, so
+    a row's later groups wait R − G cycles each when G < R, and a row's first group waits
+    R − G − P cycles for the P cycles of the load phase before it (0 when R = 1);
     ``load`` = H·W·IT input beats (the line buffer is filled between output rows, not
     overlapped with compute); ``overhead`` = one check cycle per load phase (Ho + 1 phases)
-    plus the drain: the last output beat leaves ``CONV_ENGINE_LATENCY`` + 3 cycles (FIFO
+    plus the drain: the last output beat leaves ``cfg.pipeline_latency`` + 3 cycles (FIFO
     write-to-read 2, credit counter 1) after the last issue, partly hidden behind the final
-    load phase (rows no output needs). ``total`` = compute + load + overhead;
+    load phase (rows no output needs). ``total`` = compute + stall + load + overhead;
     ``pe_slots`` = p_out·p_in·compute, ``macs`` the useful PE operations
     (utilization = macs / (p_out·p_in·total)).
+
+    The model assumes the output credit never binds: with an always-ready output a group's
+    R beats leave about ``pipeline_latency`` + G + 3 cycles after its first beat, and groups
+    start at least max(G, R) cycles apart, so about R·(pipeline_latency + G + 3) / max(G, R)
+    beats are in flight; an ``out_fifo_depth`` below that stalls issue beyond the model
+    (e.g. 1-beat groups, R = 2, depth 8). The presets' FIFOs hold the digits nets' and the
+    tests' layers (``icebreaker``: 64 beats, about 25 in flight for 1-beat groups).
     """
-    from nmaccel.spec.config import CONV_ENGINE_LATENCY
     ho, wo = job.out_hw
     it_n = -(-job.cin // cfg.p_in)
     ot_n = -(-job.cout // cfg.p_out)
-    compute = ho * wo * ot_n * it_n * job.k * job.k
+    group = it_n * job.k * job.k
+    compute = ho * wo * ot_n * group
     load = job.height * job.width * it_n
-    last_need = min((ho - 1) * job.stride - job.padding + job.k, job.height)
-    final_phase = (job.height - last_need) * job.width * it_n + 1
-    drain = max(1, CONV_ENGINE_LATENCY + 3 - final_phase)
+    targets = _load_targets(job)
+    r = cfg.post_cycles
+    stall = ho * (wo * ot_n - 1) * max(0, r - group)
+    for oy in range(1, ho):
+        phase = (targets[oy] - targets[oy - 1]) * job.width * it_n + 1
+        stall += max(0, r - group - phase)
+    final_phase = (job.height - targets[-1]) * job.width * it_n + 1
+    drain = max(1, cfg.pipeline_latency + 3 - final_phase)
     overhead = (ho + 1) + drain
-    total = compute + load + overhead
-    return {"compute": compute, "load": load, "overhead": overhead, "total": total,
-            "macs": job_macs(job), "pe_slots": compute * cfg.p_out * cfg.p_in}
+    total = compute + stall + load + overhead
+    return {"compute": compute, "stall": stall, "load": load, "overhead": overhead,
+            "total": total, "macs": job_macs(job),
+            "pe_slots": compute * cfg.p_out * cfg.p_in}
 
 
 def random_job(rng, mode, bits, k, stride, cin, cout, h, w, out="requant", padding=None):

@@ -25,6 +25,11 @@ Operands: signed or unsigned Values of at most 18 bits signed (17 bits unsigned)
 
 ``ce``: clock enable of both stages (a Value, default 1). A DSP instance is not reached by
 ``EnableInserter``: a stalled pipeline passes its enable here.
+
+``lut``: the product in logic on every platform (:func:`lut_product`: a shift-and-add
+without ``*``, so no synthesis flow maps it to a hard multiplier), for a design that leaves
+the device's few DSPs to other blocks (the iCE40UP5K has 8 SB_MAC16); the first stage then
+registers the first level of its adder tree instead of the operands (same latency).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal, signed
 
 __all__ = ["REGISTERED_PRODUCT_LATENCY", "DSP_PORT_BITS", "fits_dsp", "is_ecp5",
-           "registered_product"]
+           "lut_product", "registered_product"]
 
 #: Register stages of :func:`registered_product`: operands, product.
 REGISTERED_PRODUCT_LATENCY = 2
@@ -54,14 +59,41 @@ def fits_dsp(a_shape, b_shape) -> bool:
     return all(_signed_bits(Shape.cast(s)) <= DSP_PORT_BITS for s in (a_shape, b_shape))
 
 
+def _lut_terms(a, b) -> list:
+    """Shifted copies of ``a`` selected by the bits of ``b`` (the top one negated for a signed
+    ``b``): their sum is ``a · b``."""
+    bs = b.shape()
+    terms = []
+    for k in range(bs.width):
+        t = Mux(b[k], a, 0) << k
+        terms.append(-t if (bs.signed and k == bs.width - 1) else t)
+    return terms
+
+
+def _pair_sums(terms) -> list:
+    return [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j]
+            for j in range(0, len(terms), 2)]
+
+
+def lut_product(a, b):
+    """``a · b`` as a sum of shifted copies of ``a`` selected by the bits of ``b`` (the top
+    bit of a signed ``b`` subtracted), added in a balanced tree (log2 of b's width adders
+    deep; on the iCE40UP5K a chain of 7 for int8 was the engine's critical path, 31 ns): no
+    ``*`` for Yosys to map to a DSP."""
+    terms = _lut_terms(a, b)
+    while len(terms) > 1:
+        terms = _pair_sums(terms)
+    return terms[0]
+
+
 def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str = "",
-                       ce=None):
+                       ce=None, lut: bool = False):
     """``a · b`` (as ``out_shape``) after :data:`REGISTERED_PRODUCT_LATENCY` registers; see
     the module docstring. Returns the product's Signal."""
     a_shape, b_shape = a.shape(), b.shape()
     out_shape = Shape.cast(out_shape)
     p = Signal(out_shape, name=f"{name}p")
-    if is_ecp5(platform) and fits_dsp(a_shape, b_shape):
+    if is_ecp5(platform) and fits_dsp(a_shape, b_shape) and not lut:
         a18, b18 = Signal(signed(18), name=f"{name}a18"), Signal(signed(18), name=f"{name}b18")
         p36 = Signal(signed(36), name=f"{name}p36")
         m.d.comb += [a18.eq(a), b18.eq(b)]          # sign or zero extension by shape
@@ -86,10 +118,22 @@ def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str =
             **ports)
         m.d.comb += p.eq(p36)
         return p
-    ra = Signal(a_shape, name=f"{name}ra", reset_less=True)
-    rb = Signal(b_shape, name=f"{name}rb", reset_less=True)
     rp = Signal(out_shape, name=f"{name}rp", reset_less=True)
-    stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)), rp.eq(ra * rb)]
+    if lut:
+        # in logic: the first adder level of lut_product in the first stage (registered in
+        # place of the operands), the rest of the tree in the second (the whole tree behind
+        # the operand registers was the iCE40UP5K engine's critical path, 29 ns)
+        psum = signed(a_shape.width + b_shape.width + 1)
+        firsts = _pair_sums(_lut_terms(a, b))
+        regs = [Signal(psum, name=f"{name}rs{j}", reset_less=True) for j in range(len(firsts))]
+        stages = [r.eq(f) for r, f in zip(regs, firsts)]
+        while len(regs) > 1:
+            regs = _pair_sums(regs)
+        stages.append(rp.eq(regs[0]))
+    else:
+        ra = Signal(a_shape, name=f"{name}ra", reset_less=True)
+        rb = Signal(b_shape, name=f"{name}rb", reset_less=True)
+        stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)), rp.eq(ra * rb)]
     if ce is None:
         m.d.sync += stages
     else:

@@ -21,8 +21,21 @@ in the formats of :mod:`nmaccel.model.conv_ref`, sets ``layer`` (fields of
   stalls and back-pressure on ``o`` simply throttles issue;
 * DRAIN: waits until every output beat was taken, pulses ``done`` and returns to idle.
 
-Each output beat (per ``oy, ox, ot``) carries ``q`` (requantized / binarized, 8-bit lanes)
-and ``v`` (the affine value, ``bias_bits`` lanes).
+Each output beat (per ``oy, ox, ot`` and lane group) carries ``q`` (requantized /
+binarized, 8-bit lanes) and ``v`` (the affine value, ``bias_bits`` lanes) of
+``config.out_lanes`` output lanes.
+
+Shared post-processing (``config.post_lanes`` < ``p_out``, for small FPGAs): one
+:class:`~nmaccel.hw.conv.postproc.PostProcess` of ``out_lanes`` lanes serves all ``p_out``
+lanes. A finished group's sums go into shadow registers, which shift one lane group per
+cycle into it over ``R = config.post_cycles`` cycles, with the parameter words (one per lane
+group) read beside them; each lane group becomes one output beat. An accumulation group
+therefore starts at least ``R`` cycles after the previous one (``gap``), and the credit
+counts output beats (``R`` per group). With ``R = 1`` (the default) nothing of this is built.
+
+The weight memory is inferred block RAM, or with ``weight_memory = "spram"`` a
+:class:`~nmaccel.hw.common.spram.SinglePortRam` (the iCE40UP5K's SPRAMs): written while idle,
+read while computing, so one port serves both.
 
 Ports
     ``i``  In  ``stream.Signature(StructLayout({"data": ArrayLayout(unsigned(8), p_in)}))``
@@ -33,8 +46,10 @@ Ports
     last run: busy cycles, issue cycles, accepted input beats, cycles issue waited for credit
 
 Timing: issue → memory read (1) → PE array (5) → accumulate (1) → post-process (12) → FIFO
-write; ``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``). Throughput: ``p_out × p_in`` PE
-operations per cycle in COMPUTE; cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
+write; ``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``), plus ``R`` with shared
+post-processing (shadow registers 1, lane groups ``R − 1``: ``config.pipeline_latency``).
+Throughput: ``p_out × p_in`` PE operations per cycle in COMPUTE (groups of fewer than ``R``
+beats wait); cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.spram import SinglePortRam
 from nmaccel.spec.config import CONV_ENGINE_LATENCY, ConvConfig, clog2
 from nmaccel.spec.conv_format import settings_fields
 
@@ -61,8 +77,8 @@ def input_layout(cfg: ConvConfig) -> data.StructLayout:
 
 
 def output_layout(cfg: ConvConfig) -> data.StructLayout:
-    return data.StructLayout({"q": data.ArrayLayout(unsigned(8), cfg.p_out),
-                              "v": data.ArrayLayout(signed(cfg.bias_bits), cfg.p_out)})
+    return data.StructLayout({"q": data.ArrayLayout(unsigned(8), cfg.out_lanes),
+                              "v": data.ArrayLayout(signed(cfg.bias_bits), cfg.out_lanes)})
 
 
 def settings_layout(cfg: ConvConfig) -> data.StructLayout:
@@ -76,11 +92,14 @@ class ConvEngine(wiring.Component):
         if not isinstance(config, ConvConfig):
             raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
         self.config = config
-        self.pipeline_latency = 1 + PEArray.latency + 1 + PostProcess.latency
-        assert self.pipeline_latency == CONV_ENGINE_LATENCY
+        r = config.post_cycles
+        self.pipeline_latency = (1 + PEArray.latency + 1 + PostProcess.latency +
+                                 (r if r > 1 else 0))
+        assert 1 + PEArray.latency + 1 + PostProcess.latency == CONV_ENGINE_LATENCY
+        assert self.pipeline_latency == config.pipeline_latency
         self.weight_word = data.ArrayLayout(
             data.ArrayLayout(unsigned(config.data_bits), config.p_in), config.p_out)
-        self.param_word = data.ArrayLayout(param_layout(config), config.p_out)
+        self.param_word = data.ArrayLayout(param_layout(config), config.out_lanes)
         super().__init__({
             "i": In(stream.Signature(input_layout(config))),
             "o": Out(stream.Signature(output_layout(config))),
@@ -90,7 +109,7 @@ class ConvEngine(wiring.Component):
             "done": Out(1),
             "wmem_en": In(1), "wmem_addr": In(max(clog2(config.weight_depth), 1)),
             "wmem_data": In(self.weight_word),
-            "pmem_en": In(1), "pmem_addr": In(max(clog2(config.max_out_tiles), 1)),
+            "pmem_en": In(1), "pmem_addr": In(max(clog2(config.param_depth), 1)),
             "pmem_data": In(self.param_word),
             "cyc_total": Out(32), "cyc_active": Out(32), "cyc_load": Out(32),
             "cyc_stall": Out(32),
@@ -102,23 +121,34 @@ class ConvEngine(wiring.Component):
         L = self.layer
         po, pi = cfg.p_out, cfg.p_in
 
+        R, ol = cfg.post_cycles, cfg.out_lanes
         m.submodules.lb = lb = LineBuffer(cfg)
         m.submodules.pe = pe = PEArray(cfg)
-        m.submodules.pp = pp = PostProcess(cfg)
-        m.submodules.wmem = wmem = Memory(shape=self.weight_word, depth=cfg.weight_depth,
-                                          init=[])
-        m.submodules.pmem = pmem = Memory(shape=self.param_word, depth=cfg.max_out_tiles,
+        m.submodules.pp = pp = PostProcess(cfg, ol)
+        m.submodules.pmem = pmem = Memory(shape=self.param_word, depth=cfg.param_depth,
                                           init=[])
         out_width = output_layout(cfg).size
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=out_width, depth=cfg.out_fifo_depth)
 
-        wwp = wmem.write_port()
-        wrp = wmem.read_port(domain="sync")
+        wt_data = Signal(self.weight_word)              # the weight word read for stage R
+        if cfg.weight_memory == "spram":
+            # one port: written while idle (wmem_en), read at the issue address otherwise
+            m.submodules.wmem = wmem = SinglePortRam(self.weight_word.size, cfg.weight_depth)
+            wrp_addr = Signal.like(wmem.addr, name="wrp_addr")
+            m.d.comb += [wmem.addr.eq(Mux(self.wmem_en, self.wmem_addr, wrp_addr)),
+                         wmem.wen.eq(self.wmem_en), wmem.wdata.eq(self.wmem_data),
+                         wt_data.eq(wmem.rdata)]
+        else:
+            m.submodules.wmem = wmem = Memory(shape=self.weight_word, depth=cfg.weight_depth,
+                                              init=[])
+            wwp = wmem.write_port()
+            wrp = wmem.read_port(domain="sync")
+            wrp_addr = wrp.addr
+            m.d.comb += [wwp.en.eq(self.wmem_en), wwp.addr.eq(self.wmem_addr),
+                         wwp.data.eq(self.wmem_data), wt_data.eq(wrp.data)]
         pwp = pmem.write_port()
         prp = pmem.read_port(domain="sync")
-        m.d.comb += [wwp.en.eq(self.wmem_en), wwp.addr.eq(self.wmem_addr),
-                     wwp.data.eq(self.wmem_data),
-                     pwp.en.eq(self.pmem_en), pwp.addr.eq(self.pmem_addr),
+        m.d.comb += [pwp.en.eq(self.pmem_en), pwp.addr.eq(self.pmem_addr),
                      pwp.data.eq(self.pmem_data)]
 
         # ---------------------------------------------------------------- layer geometry
@@ -128,9 +158,14 @@ class ConvEngine(wiring.Component):
         kk = Signal(range(4))
         m.d.comb += kk.eq(k)
         H, W = L.height, L.width
-        ho, wo = Signal(hb), Signal(wb)
-        m.d.comb += [ho.eq(((H + 2 * L.pad - kk) >> L.stride2) + 1),
-                     wo.eq(((W + 2 * L.pad - kk) >> L.stride2) + 1)]
+        # The output height, registered: the settings are held from the start cycle on, so
+        # it is right from the first LOAD cycle, and the settings' arithmetic stays off the
+        # control paths (on the iCE40 settings → ho → target → FSM was the critical path).
+        ho = Signal(hb)
+        m.d.sync += ho.eq(((H + 2 * L.pad - kk) >> L.stride2) + 1)
+        lit_end = Signal(range(cfg.max_in_tiles + 1))         # the load counters' last values
+        lx_end = Signal(wb)
+        m.d.sync += [lit_end.eq(L.in_tiles - 1), lx_end.eq(W - 1)]
 
         # ---------------------------------------------------------------- counters
         m.submodules.win = win = WindowGenerator(cfg)
@@ -139,30 +174,48 @@ class ConvEngine(wiring.Component):
         rows = Signal(hb)                       # input rows loaded so far
         lx = Signal(wb)
         lit = Signal(range(cfg.max_in_tiles + 1))
-        outstanding = Signal(range(cfg.out_fifo_depth + 2))
+        outstanding = Signal(range(cfg.out_fifo_depth + 2))   # output beats in flight
         cyc_total, cyc_active, cyc_load, cyc_stall = (Signal(32, name=n) for n in
                                                       ("ct", "ca", "cl", "cs"))
         m.d.comb += [self.cyc_total.eq(cyc_total), self.cyc_active.eq(cyc_active),
                      self.cyc_load.eq(cyc_load), self.cyc_stall.eq(cyc_stall)]
 
+        # Rows to load before output row oy: target = min(oy·s − p + k, H) while oy < Ho,
+        # H after the last row (the drain phase). Kept in registers that move with oy:
+        # need = oy·s − p + k steps by s, and target / more_rows (oy < Ho) are set for the
+        # next row when a row ends.
         need = Signal(signed(hb + 2))
-        m.d.comb += need.eq((oy << L.stride2) - L.pad + kk)
         target = Signal(hb + 1)
-        m.d.comb += target.eq(Mux(oy < ho, Mux(need < H, need, H), H))
+        more_rows = Signal()
+        need_next = Signal(signed(hb + 2))
+        m.d.comb += need_next.eq(need + Mux(L.stride2, 2, 1))
 
         issue, first = win.issue, win.first
         popped = Signal()
         m.d.comb += popped.eq(self.o.valid & self.o.ready)
-        m.d.comb += [win.oy.eq(oy), win.credit_ok.eq(outstanding < cfg.out_fifo_depth)]
-        m.d.sync += outstanding.eq(outstanding + (issue & first) - popped)
+        # a group may start while the FIFO has room for its R beats and, with shared
+        # post-processing, R cycles after the previous group started (gap)
+        credit = outstanding <= cfg.out_fifo_depth - R
+        if R > 1:
+            gap = Signal(range(R))
+            with m.If(issue & first):
+                m.d.sync += gap.eq(R - 1)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            credit = credit & (gap == 0)
+        m.d.comb += [win.oy.eq(oy), win.credit_ok.eq(credit)]
+        m.d.sync += outstanding.eq(outstanding + Mux(issue & first, R, 0) - popped)
 
         # line buffer write (LOAD) and read (COMPUTE) addresses
         m.d.comb += [lb.w_row.eq(rows), lb.w_x.eq(lx), lb.w_it.eq(lit),
                      lb.w_data.eq(self.i.payload.data),
-                     lb.r_row.eq(Mux(win.sval, win.iy, 0)),
-                     lb.r_x.eq(Mux(win.sval, win.ix, 0)),
+                     # a padded tap reads any word (the PE array zeroes it) where every
+                     # address is a word; else the mux keeps it in range (on the iCE40 the
+                     # sval compares in front of the read address were the critical path)
+                     lb.r_row.eq(win.iy if lb.any_address else Mux(win.sval, win.iy, 0)),
+                     lb.r_x.eq(win.ix if lb.any_address else Mux(win.sval, win.ix, 0)),
                      lb.r_it.eq(win.it),
-                     wrp.addr.eq(win.waddr)]
+                     wrp_addr.eq(win.waddr)]
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -170,13 +223,15 @@ class ConvEngine(wiring.Component):
                     m.d.comb += win.clear.eq(1)
                     m.d.sync += [rows.eq(0), oy.eq(0), lx.eq(0), lit.eq(0),
                                  cyc_total.eq(0), cyc_active.eq(0), cyc_load.eq(0),
-                                 cyc_stall.eq(0)]
+                                 cyc_stall.eq(0), need.eq(kk - L.pad),
+                                 target.eq(Mux(kk - L.pad < H, kk - L.pad, H)),
+                                 more_rows.eq(1)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 with m.If(rows >= target):
-                    with m.If(oy < ho):
+                    with m.If(more_rows):
                         m.next = "COMPUTE"
                     with m.Else():
                         m.next = "DRAIN"
@@ -185,9 +240,9 @@ class ConvEngine(wiring.Component):
                     with m.If(self.i.valid):
                         m.d.comb += lb.w_en.eq(1)
                         m.d.sync += cyc_load.eq(cyc_load + 1)
-                        with m.If(lit == L.in_tiles - 1):
+                        with m.If(lit == lit_end):
                             m.d.sync += lit.eq(0)
-                            with m.If(lx == W - 1):
+                            with m.If(lx == lx_end):
                                 m.d.sync += [lx.eq(0), rows.eq(rows + 1)]
                             with m.Else():
                                 m.d.sync += lx.eq(lx + 1)
@@ -199,7 +254,9 @@ class ConvEngine(wiring.Component):
                 with m.If(issue):
                     m.d.sync += cyc_active.eq(cyc_active + 1)
                     with m.If(win.row_last):
-                        m.d.sync += oy.eq(oy + 1)
+                        last = oy + 1 >= ho
+                        m.d.sync += [oy.eq(oy + 1), need.eq(need_next), more_rows.eq(~last),
+                                     target.eq(Mux(~last & (need_next < H), need_next, H))]
                         m.next = "LOAD"
                 with m.Else():
                     m.d.sync += cyc_stall.eq(cyc_stall + 1)
@@ -216,7 +273,7 @@ class ConvEngine(wiring.Component):
         r_ot = Signal.like(win.ot)
         m.d.sync += [r_valid.eq(issue), r_first.eq(first), r_last.eq(win.last),
                      r_sval.eq(win.sval), r_chan.eq(win.chan), r_ot.eq(win.ot)]
-        m.d.comb += [pe.act.eq(lb.r_data), pe.wt.eq(wrp.data), pe.chan.eq(r_chan),
+        m.d.comb += [pe.act.eq(lb.r_data), pe.wt.eq(wt_data), pe.chan.eq(r_chan),
                      pe.sval.eq(r_sval), pe.mode.eq(L.mode), pe.valid.eq(r_valid)]
 
         # flags travel alongside the PE array
@@ -234,7 +291,6 @@ class ConvEngine(wiring.Component):
         acc1, acc2 = Signal(unsigned(cb)), Signal(unsigned(cb))
         fin_valid = Signal()
         m.d.sync += fin_valid.eq(pe.o_valid & d_last)
-        m.d.comb += prp.addr.eq(d_ot)
         new0 = [Mux(d_first, 0, acc0[o]) + pe.sum0[o] for o in range(po)]
         new3 = [Mux(d_first, 0, acc3[o]) + pe.pw[o] for o in range(po)]
         new1 = Mux(d_first, 0, acc1) + pe.pa
@@ -243,12 +299,43 @@ class ConvEngine(wiring.Component):
             m.d.sync += [acc1.eq(new1), acc2.eq(new2)]
             m.d.sync += [acc0[o].eq(new0[o]) for o in range(po)]
             m.d.sync += [acc3[o].eq(new3[o]) for o in range(po)]
-        # the finished sums are the accumulators right after the last beat
-        m.d.comb += [pp.s1.eq(acc1), pp.s2.eq(acc2), pp.params.eq(prp.data),
-                     pp.valid.eq(fin_valid), pp.binarize.eq(L.binarize),
-                     pp.out_bits.eq(L.out_bits), pp.out_signed.eq(L.out_signed)]
-        m.d.comb += [pp.s0[o].eq(acc0[o]) for o in range(po)]
-        m.d.comb += [pp.s3[o].eq(acc3[o]) for o in range(po)]
+        m.d.comb += [pp.binarize.eq(L.binarize), pp.out_bits.eq(L.out_bits),
+                     pp.out_signed.eq(L.out_signed), pp.params.eq(prp.data)]
+        if R == 1:
+            # the finished sums are the accumulators right after the last beat
+            m.d.comb += [prp.addr.eq(d_ot), pp.s1.eq(acc1), pp.s2.eq(acc2),
+                         pp.valid.eq(fin_valid)]
+            m.d.comb += [pp.s0[o].eq(acc0[o]) for o in range(po)]
+            m.d.comb += [pp.s3[o].eq(acc3[o]) for o in range(po)]
+        else:
+            # shared post-processing: the finished sums go into shadow registers (the
+            # accumulators take the next group's first beat in the next cycle), which shift
+            # one lane group per cycle into the post-processing; the parameter word of lane
+            # group g (address ot·R + g) is read the cycle before
+            sh0 = [Signal(signed(cfg.acc_bits), name=f"sh0_{o}", reset_less=True)
+                   for o in range(po)]
+            sh3 = [Signal(unsigned(cb), name=f"sh3_{o}", reset_less=True) for o in range(po)]
+            sh1 = Signal(unsigned(cb), name="sh1", reset_less=True)
+            sh2 = Signal(unsigned(cb), name="sh2", reset_less=True)
+            ser_left = Signal(range(R + 1))           # parameter reads left of this group
+            paddr = Signal(range(cfg.param_depth))
+            ser_valid = Signal()
+            with m.If(pe.o_valid & d_last):
+                m.d.sync += [ser_left.eq(R), paddr.eq(d_ot * R)]
+            with m.Elif(ser_left != 0):
+                m.d.sync += [ser_left.eq(ser_left - 1), paddr.eq(paddr + 1)]
+            m.d.sync += ser_valid.eq(ser_left != 0)
+            with m.If(fin_valid):
+                m.d.sync += [sh1.eq(acc1), sh2.eq(acc2)]
+                m.d.sync += [sh0[o].eq(acc0[o]) for o in range(po)]
+                m.d.sync += [sh3[o].eq(acc3[o]) for o in range(po)]
+            with m.Elif(ser_valid):
+                m.d.sync += [sh0[o].eq(sh0[o + ol]) for o in range(po - ol)]
+                m.d.sync += [sh3[o].eq(sh3[o + ol]) for o in range(po - ol)]
+            m.d.comb += [prp.addr.eq(paddr), pp.s1.eq(sh1), pp.s2.eq(sh2),
+                         pp.valid.eq(ser_valid)]
+            m.d.comb += [pp.s0[o].eq(sh0[o]) for o in range(ol)]
+            m.d.comb += [pp.s3[o].eq(sh3[o]) for o in range(ol)]
 
         # ---------------------------------------------------------------- output FIFO
         out = Signal(output_layout(cfg))

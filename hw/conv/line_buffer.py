@@ -10,11 +10,13 @@ Ports
     ``r_row``, ``r_x``, ``r_it``                        -- read address
     ``r_data``  Out: the word at the read address sampled on the previous tick
 Latency: reads 1 cycle (synchronous, not transparent); one read and one write per cycle.
+With ``max_width`` and ``max_in_tiles`` powers of two (:attr:`LineBuffer.any_address`) the
+word address is ``Cat(it, x, row)``, otherwise ``(row·max_width + x)·max_in_tiles + it``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Cat, Module, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -42,8 +44,18 @@ class LineBuffer(wiring.Component):
             "r_data": Out(self.word),
         })
 
+    @property
+    def any_address(self) -> bool:
+        """Whether every value of the address ports is a word of the buffer (``max_width`` and
+        ``max_in_tiles`` powers of two: the address is the ports' bits side by side, no
+        adders), so a reader need not steer padded taps to a valid address."""
+        cfg = self.config
+        return all(v & (v - 1) == 0 for v in (cfg.max_width, cfg.max_in_tiles))
+
     def _addr(self, row, x, it):
         cfg = self.config
+        if self.any_address:
+            return Cat(it, x, row)
         return (row * (cfg.max_width * cfg.max_in_tiles) + x * cfg.max_in_tiles + it)
 
     def elaborate(self, platform):

@@ -25,6 +25,9 @@ Ports
     ``pa``, ``n`` Out ``unsigned(clog2(p_in + 1))``
     ``o_valid`` Out 1
 
+The int8 products are ``*`` (a DSP where the flow maps one) or, with ``pe_multipliers =
+"lut"``, shift-and-add logic (:func:`nmaccel.hw.common.dsp.lut_product`), same registers.
+
 Latency 5 (inputs registered, a padded tap's activation zeroed as it is; adder/binary terms
 (the adder's ``a' − 2w``) and each multiplier's operands registered; the int8 product
 registered, the adder's ``|a' − 2w|`` beside it; the selected terms summed in pairs; row
@@ -172,7 +175,8 @@ class PEArray(wiring.Component):
                 if "mul" in modes:
                     m.d.comb += p1[o][i].eq(registered_product(
                         m, Mux(is_mul, a.as_signed(), 0), w.as_signed(), p1[o][i].shape(),
-                        platform=platform, name=f"p1_{o}_{i}_"))
+                        platform=platform, name=f"p1_{o}_{i}_",
+                        lut=cfg.pe_multipliers == "lut"))
                 if "binary" in modes:
                     term = Mux(is_bin & mask, ~(a[0] ^ w[0]), term)
                     m.d.sync += wbits[o][i].eq(w[0] & mask & is_bin)

@@ -1,4 +1,6 @@
-"""Per-channel affine post-processing and requantize / binarize, ``p_out`` lanes.
+"""Per-channel affine post-processing and requantize / binarize, ``lanes`` lanes (default
+``p_out``; the engine builds ``config.out_lanes`` and, when they are fewer than ``p_out``,
+feeds them one lane group per cycle).
 
 For lane o (rule of :func:`nmaccel.model.conv_ref.run_job`)::
 
@@ -61,11 +63,14 @@ class PostProcess(wiring.Component):
 
     latency = 8 + MUL_LATENCY
 
-    def __init__(self, config: ConvConfig) -> None:
+    def __init__(self, config: ConvConfig, lanes: int | None = None) -> None:
         if not isinstance(config, ConvConfig):
             raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
-        self.config = config
-        po, cb = config.p_out, config.count_bits
+        lanes = config.p_out if lanes is None else lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        self.config, self.lanes = config, lanes
+        po, cb = lanes, config.count_bits
         super().__init__({
             "s0": In(data.ArrayLayout(signed(config.acc_bits), po)),
             "s1": In(unsigned(cb)), "s2": In(unsigned(cb)),
@@ -81,7 +86,7 @@ class PostProcess(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        po, vb, mb = cfg.p_out, cfg.bias_bits, cfg.mult_bits
+        po, vb, mb = self.lanes, cfg.bias_bits, cfg.mult_bits
         pw = vb + mb + 1                                   # v·mult (and the rounded value)
 
         def regs(name, shape):

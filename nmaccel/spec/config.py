@@ -381,8 +381,19 @@ CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
 #: Register stages of the conv engine from issuing a beat to writing its output beat into
 #: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 8 +
 #: MUL_LATENCY = 12); the engine asserts it is built with exactly this depth, and the cycle
-#: prediction reads it.
+#: prediction reads it. An engine whose post-processing is shared over its output lanes
+#: (``ConvConfig.post_lanes`` < ``p_out``) adds the serialisation
+#: (:attr:`ConvConfig.pipeline_latency`).
 CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (8 + MUL_LATENCY)
+#: Where the conv engine's weight memory lives: ``block`` (inferred block RAM, one read and
+#: one write port) or ``spram`` (single-port 16K x 16-bit SB_SPRAM256KA of the iCE40UP5K,
+#: side by side; a behavioural model off the iCE40).
+CONV_WEIGHT_MEMORIES: tuple[str, ...] = ("block", "spram")
+#: Where the PE array's int8 products go: ``dsp`` (``*``: a hard multiplier where the flow
+#: maps one) or ``lut`` (shift-and-add in logic, never a DSP).
+CONV_PE_MULTIPLIERS: tuple[str, ...] = ("dsp", "lut")
+#: The SB_SPRAM256KA: words and bits of one block, and blocks on an iCE40UP5K.
+SPRAM_DEPTH, SPRAM_WIDTH, SPRAM_BLOCKS = 16384, 16, 4
 
 
 @dataclass(frozen=True)
@@ -406,6 +417,15 @@ class ConvConfig(_ConfigBase):
         ``max_in_channels`` / ``max_out_channels`` channels; the line buffer keeps
         ``line_slots`` rows (next power of two ≥ 3) of ``max_width`` pixels; the output
         FIFO holds ``out_fifo_depth`` beats.
+    Sharing (for small FPGAs)
+        ``post_lanes`` output lanes go through post-processing per cycle (0: all ``p_out``,
+        one post-processing lane per output channel). With fewer, a finished accumulation
+        group is copied into shadow registers and post-processed ``post_lanes`` lanes a
+        cycle over ``p_out / post_lanes`` cycles (:attr:`post_cycles`); accumulation groups
+        then start at most once per ``post_cycles`` cycles, the parameter memory holds one
+        word per ``post_lanes`` lanes and each output beat carries ``post_lanes`` lanes.
+        ``weight_memory`` (:data:`CONV_WEIGHT_MEMORIES`) and ``pe_multipliers``
+        (:data:`CONV_PE_MULTIPLIERS`) say where the weights and the PE products go.
     """
 
     p_out: int = 4
@@ -421,14 +441,19 @@ class ConvConfig(_ConfigBase):
     max_out_channels: int = 64
     out_fifo_depth: int = 16
     modes: tuple = CONV_MODES
+    post_lanes: int = 0
+    weight_memory: str = "block"
+    pe_multipliers: str = "dsp"
 
     kind: ClassVar[str] = "conv"
+
+    _NOT_POSITIVE: ClassVar[tuple] = ("modes", "post_lanes", "weight_memory", "pe_multipliers")
 
     def __post_init__(self) -> None:
         if isinstance(self.modes, list):
             object.__setattr__(self, "modes", tuple(self.modes))
         for f in fields(self):
-            if f.name != "modes":
+            if f.name not in self._NOT_POSITIVE:
                 _positive(f.name, getattr(self, f.name))
         if not isinstance(self.modes, tuple) or not self.modes or \
                 any(m not in CONV_MODES for m in self.modes) or \
@@ -448,6 +473,29 @@ class ConvConfig(_ConfigBase):
         _in_range("out_fifo_depth", self.out_fifo_depth, 2, 1024)
         need = clog2(self.max_term * self.max_taps + 1) + 1
         _in_range("acc_bits", self.acc_bits, need, 48)
+        if not _is_int(self.post_lanes) or self.post_lanes < 0 or \
+                (self.post_lanes and self.p_out % self.post_lanes):
+            raise ConfigError(f"post_lanes must be 0 (one per output lane) or a divisor of "
+                              f"p_out={self.p_out}, not {self.post_lanes!r}")
+        if self.out_fifo_depth < self.post_cycles:
+            raise ConfigError(f"out_fifo_depth must be >= p_out / post_lanes = "
+                              f"{self.post_cycles} (one accumulation group's beats), not "
+                              f"{self.out_fifo_depth}")
+        if self.weight_memory not in CONV_WEIGHT_MEMORIES:
+            raise ConfigError(f"weight_memory must be one of {CONV_WEIGHT_MEMORIES}, not "
+                              f"{self.weight_memory!r}")
+        if self.pe_multipliers not in CONV_PE_MULTIPLIERS:
+            raise ConfigError(f"pe_multipliers must be one of {CONV_PE_MULTIPLIERS}, not "
+                              f"{self.pe_multipliers!r}")
+        if self.weight_memory == "spram":
+            bits = self.p_out * self.p_in * self.data_bits
+            if bits > SPRAM_WIDTH * SPRAM_BLOCKS:
+                raise ConfigError(f"weight_memory 'spram' needs p_out * p_in * data_bits <= "
+                                  f"{SPRAM_WIDTH * SPRAM_BLOCKS} (a weight word across "
+                                  f"{SPRAM_BLOCKS} {SPRAM_WIDTH}-bit SPRAMs), not {bits}")
+            if self.weight_depth > SPRAM_DEPTH:
+                raise ConfigError(f"weight_memory 'spram' needs weight_depth <= {SPRAM_DEPTH} "
+                                  f"words (one SPRAM's), not {self.weight_depth}")
 
     # -- derived quantities (read these, never recompute them elsewhere) -----------------
 
@@ -494,6 +542,37 @@ class ConvConfig(_ConfigBase):
     def shift_bits(self) -> int:
         return 6
 
+    @property
+    def out_lanes(self) -> int:
+        """Output lanes post-processed per cycle (and carried by one output beat and one
+        parameter memory word): ``post_lanes``, or ``p_out`` when it is 0."""
+        return self.post_lanes or self.p_out
+
+    @property
+    def post_cycles(self) -> int:
+        """Cycles the post-processing spends on one accumulation group (``p_out /
+        out_lanes``): the shortest spacing of two groups and the output beats per group."""
+        return self.p_out // self.out_lanes
+
+    @property
+    def param_depth(self) -> int:
+        """Words of the parameter memory (``max_out_tiles × post_cycles``)."""
+        return self.max_out_tiles * self.post_cycles
+
+    @property
+    def pipeline_latency(self) -> int:
+        """Cycles from issuing a group's last beat to writing its last output beat into the
+        FIFO: :data:`CONV_ENGINE_LATENCY`, plus with shared post-processing one cycle for
+        the shadow registers and one per further lane group."""
+        return CONV_ENGINE_LATENCY + (self.post_cycles if self.post_cycles > 1 else 0)
+
+    @property
+    def spram_blocks(self) -> int:
+        """SB_SPRAM256KA blocks of the weight memory (0 unless ``weight_memory`` is spram)."""
+        if self.weight_memory != "spram":
+            return 0
+        return -(-self.p_out * self.p_in * self.data_bits // SPRAM_WIDTH)
+
     # -- serialisation --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -504,7 +583,10 @@ class ConvConfig(_ConfigBase):
 
 
 #: Named conv-engine configurations: ``small`` for quick simulations, ``digits`` for the
-#: digits workloads, ``ulx3s`` for an ECP5-85F.
+#: digits workloads, ``ulx3s`` for an ECP5-85F, ``icebreaker`` for an iCE40UP5K (the digits
+#: nets on 2×2 PEs, their products in logic; the weights in two SPRAMs; one post-processing
+#: lane, on the UP5K's 8 SB_MAC16, shared by the two output lanes; 4×2 PEs need 6,136 of
+#: the 5,280 logic cells).
 CONV_PRESETS: dict[str, ConvConfig] = {
     "small": ConvConfig(p_out=2, p_in=2, max_width=8, max_in_channels=32,
                         max_out_channels=32),
@@ -512,6 +594,9 @@ CONV_PRESETS: dict[str, ConvConfig] = {
                          max_out_channels=32),
     "ulx3s": ConvConfig(p_out=8, p_in=8, max_width=32, max_in_channels=128,
                         max_out_channels=128),
+    "icebreaker": ConvConfig(p_out=2, p_in=2, max_width=8, max_height=8, max_in_channels=128,
+                             max_out_channels=32, out_fifo_depth=64, post_lanes=1,
+                             weight_memory="spram", pe_multipliers="lut"),
 }
 
 
@@ -521,4 +606,5 @@ def conv_preset(name: str) -> ConvConfig:
 
 
 __all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
-            "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY"]
+            "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY", "CONV_WEIGHT_MEMORIES",
+            "CONV_PE_MULTIPLIERS", "SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_BLOCKS"]

@@ -12,14 +12,16 @@ WMEM    weight memory entries (``p_out × p_in`` weights, :func:`nmaccel.model.c
         pack_weights`), write only; slice ``sub`` holds bits ``32·sub ..``; an entry is written
         when its last slice arrives (the slices of one entry in order, as a WRITE frame sends
         consecutive addresses)
-PMEM    parameter memory entries (one per output tile, :func:`~nmaccel.model.conv_ref.
-        pack_params`), write only, like WMEM
+PMEM    parameter memory entries (``param_depth``: one per output tile and lane group,
+        :func:`~nmaccel.model.conv_ref.pack_params`), write only, like WMEM
 IN      the input stream: every word written anywhere in the space is the next 32-bit slice of
-        the next input beat (:func:`~nmaccel.model.conv_ref.pack_inputs`, ``IN_WORDS`` slices
-        a beat); the beat enters the input FIFO (:data:`IN_DEPTH` beats) with its last slice
+        the next input beat (:func:`~nmaccel.model.conv_ref.pack_inputs`,
+        :func:`stream_words` slices a beat); the beat enters the input FIFO
+        (:data:`IN_DEPTH` beats) with its last slice
 OUT     the output stream: every word read anywhere in the space is the next slice of the
-        output FIFO's head beat (:data:`OUT_DEPTH` beats; ``q`` lanes then ``v`` lanes, as the
-        engine's ``o`` stream); the beat leaves the FIFO with its last slice
+        output FIFO's head beat (:data:`OUT_DEPTH` beats of ``out_lanes`` lanes: ``q`` lanes
+        then ``v`` lanes, as the engine's ``o`` stream); the beat leaves the FIFO with its
+        last slice
 ======  ==========================================================================================
 
 Flow control is the host's: it writes at most ``IN_FREE`` beats and reads at most
@@ -100,11 +102,11 @@ def space_width(cfg: ConvConfig, space: str) -> int:
     if space == "WMEM":
         return cfg.p_out * cfg.p_in * cfg.data_bits
     if space == "PMEM":
-        return cfg.p_out * sum(b for _, b, _ in param_fields(cfg))
+        return cfg.out_lanes * sum(b for _, b, _ in param_fields(cfg))
     if space == "IN":
         return cfg.p_in * cfg.data_bits
     if space == "OUT":
-        return cfg.p_out * (8 + cfg.bias_bits)
+        return cfg.out_lanes * (8 + cfg.bias_bits)
     if space == "CSR":
         return 32
     raise ValueError(f"space must be one of {list(SPACES)}, not {space!r}")
@@ -115,7 +117,7 @@ def space_depth(cfg: ConvConfig, space: str) -> int:
     if space == "WMEM":
         return cfg.weight_depth
     if space == "PMEM":
-        return cfg.max_out_tiles
+        return cfg.param_depth
     if space in ("IN", "OUT"):
         return STREAM_WINDOW
     if space == "CSR":

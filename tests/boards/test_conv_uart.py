@@ -116,18 +116,24 @@ def workloads():
     return {kind: build_workload(kind, bits=4) for kind in ("adder", "binary")}
 
 
-@pytest.mark.parametrize("kind,images", [("adder", 2), ("binary", 1)])
-def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images):
+@pytest.mark.parametrize("kind,images,preset", [("adder", 2, None), ("binary", 1, None),
+                                                ("adder", 1, "icebreaker"),
+                                                ("binary", 1, "icebreaker")])
+def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images, preset):
+    """``None``: a 2x2 engine with one post-processing lane per output lane; ``icebreaker``:
+    the iCEBreaker's (one shared lane, 40-bit output beats, weights in the SPRAM model)."""
     from nmaccel.boards.simulated import run_conv_net_over_uart
     from nmaccel.model.conv_nets import run_int_net
     from nmaccel.model.digits import load_digits_split
+    from nmaccel.spec.config import conv_preset
+    cfg = CFG if preset is None else conv_preset(preset)
     x = load_digits_split().test_images[:images]
     wl = workloads[kind]
-    res = run_conv_net_over_uart(CFG, wl.qnet, x)
+    res = run_conv_net_over_uart(cfg, wl.qnet, x)
     np.testing.assert_array_equal(res["logits"], run_int_net(wl.qnet, x))
     for per_image in res["counters"]:
         for job, cnt in zip(wl.qnet.jobs, per_image):
-            pred = get_exp_cycles(job, CFG)
+            pred = get_exp_cycles(job, cfg)
             # the link, not the engine, sets the pace: issue and load beats are exact,
             # the total only bounded below by the model
             assert cnt["cyc_active"] == pred["compute"] and cnt["cyc_load"] == pred["load"]

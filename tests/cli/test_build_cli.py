@@ -315,6 +315,15 @@ def test_critical_path_names_its_project_source_lines():
     assert (cp["logic_ns"], cp["routing_ns"]) == (2.0, 3.25)
     assert cp["sources"] == ["hw/sta/vector.py:121", "hw/sta/vector.py:133"]
     assert build_report.critical_path({"critical_paths": []}) is None
+    # with the design's clock named, the iCE40 packer's constant-net clock path listed first
+    # is passed over for the first path from and to that clock
+    gnd = {"from": "posedge $PACKER_GND_NET_$glb_clk", "to": "posedge $PACKER_GND_NET_$glb_clk",
+           "path": [step("clk-to-q", 3.0, [], "dsp")]}
+    mixed = {"from": "<async>", "to": "posedge clk", "path": [step("setup", 9.0, [], "pin")]}
+    paths = {"critical_paths": [gnd, mixed] + report["critical_paths"]}
+    assert build_report.critical_path(paths)["from"] == "dsp"
+    assert build_report.critical_path(paths, "clk")["delay_ns"] == 5.25
+    assert build_report.critical_path({"critical_paths": [gnd, mixed]}, "clk")["to"] == "pin"
 
 
 def test_summary_names_a_frequency_below_the_fmax_of_a_missed_build():

@@ -30,7 +30,7 @@ def run_engine_amaranth(cfg, job, x, seed=0, gaps=0.0, stall=0.0):
     rng = random.Random(seed)
     beats_in = pack_inputs(job, cfg, x)
     ho, wo = job.out_hw
-    n_out = ho * wo * -(-job.cout // cfg.p_out)
+    n_out = ho * wo * -(-job.cout // cfg.p_out) * cfg.post_cycles
     got, counters = [], {}
 
     async def tb(ctx):
@@ -113,5 +113,54 @@ def test_engine_cycles_match_prediction(k, stride, h, w, cin):
     print(cnt, exp)
     assert cnt["cyc_active"] == exp["compute"]
     assert cnt["cyc_load"] == exp["load"]
-    assert cnt["cyc_stall"] == 0
+    assert cnt["cyc_stall"] == 0 == exp["stall"]
+    assert cnt["cyc_total"] == exp["total"]
+
+
+#: Post-processing shared over the lanes (one lane and two lanes a cycle), the weights in the
+#: single-port (SPRAM) memory, the PE products in logic: the iCE40UP5K engine's options.
+SHARED = {
+    "1of4": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=8,
+                       max_out_channels=8, out_fifo_depth=32, post_lanes=1,
+                       weight_memory="spram", pe_multipliers="lut"),
+    "2of4": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=8,
+                       max_out_channels=8, out_fifo_depth=32, post_lanes=2,
+                       weight_memory="spram"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+@pytest.mark.parametrize("mode,bits,k,stride,cin,cout,h,w,out", [
+    ("adder", 4, 3, 2, 5, 6, 5, 4, "requant"),
+    ("mul", 8, 1, 1, 2, 7, 3, 4, "requant"),
+    ("binary", 1, 3, 1, 7, 5, 4, 3, "binarize"),
+])
+def test_shared_postprocessing_bit_exact(name, mode, bits, k, stride, cin, cout, h, w, out):
+    cfg = SHARED[name]
+    rng = np.random.default_rng(zlib.crc32(f"shared-{mode}-{k}".encode()))
+    job, x = random_job(rng, mode, bits, k, stride, cin, cout, h, w, out)
+    v_ref, q_ref = run_job(job, x, v_bits=cfg.bias_bits)
+    v, q, cnt = run_engine_amaranth(cfg, job, x, seed=2, gaps=0.3, stall=0.3)
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(q, q_ref)
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+@pytest.mark.parametrize("k,stride,h,w,cin,cout", [
+    (1, 1, 3, 4, 2, 8),      # groups of 1 beat: every group waits for the lane groups
+    (1, 2, 5, 5, 3, 5),      # 2-beat groups, rows loaded between (the first group's wait)
+    (3, 2, 5, 4, 2, 8),      # 9-beat groups: no waits
+    (1, 1, 1, 1, 8, 3),
+])
+def test_shared_postprocessing_cycles_match_prediction(name, k, stride, h, w, cin, cout):
+    cfg = SHARED[name]
+    rng = np.random.default_rng(7)
+    job, x = random_job(rng, "mul", 8, k, stride, cin, cout, h, w)
+    v_ref, q_ref = run_job(job, x, v_bits=cfg.bias_bits)
+    v, q, cnt = run_engine_amaranth(cfg, job, x)
+    np.testing.assert_array_equal(q, q_ref)
+    exp = get_exp_cycles(job, cfg)
+    assert cnt["cyc_active"] == exp["compute"]
+    assert cnt["cyc_load"] == exp["load"]
+    assert cnt["cyc_stall"] == exp["stall"]
     assert cnt["cyc_total"] == exp["total"]

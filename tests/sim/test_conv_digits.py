@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from nmaccel.sim.simulators import activate, require_simulator
-from nmaccel.spec.config import ConvConfig
+from nmaccel.spec.config import ConvConfig, conv_preset
 
 # the "4x2" engine of test_conv_engine.py (shared Verilator build)
 CFG = ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128,
@@ -28,6 +28,25 @@ def test_digits_net_through_rtl(net):
     assert cyc["measured_min"] == cyc["measured_max"] == cyc["predicted"]
     assert 0 < res["pe_utilization"] <= 1
     assert len(res["image_indices"]) == 20 == len(set(res["image_indices"]))
+
+
+@pytest.mark.parametrize("net", ["adder", "binary"])
+def test_digits_net_on_the_icebreaker_preset(net):
+    """The iCEBreaker's engine (``icebreaker``: one post-processing lane shared by the two
+    output lanes, weights in the SPRAM model, products in logic): logits identical to the
+    golden model, every image's cycles equal to the model (with its post-processing waits)."""
+    activate(require_simulator("verilator"))
+    from nmaccel.model.conv_nets import build_workload
+    from nmaccel.model.conv_ref import get_exp_cycles
+    from nmaccel.sim.conv_digits import simulate_net
+    cfg = conv_preset("icebreaker")
+    res = simulate_net(net, cfg, images=6, seed=3, progress=False)
+    assert res["verdict"] == "PASS" and res["logits_identical"]
+    cyc = res["cycles_per_image"]
+    assert cyc["measured_min"] == cyc["measured_max"] == cyc["predicted"]
+    jobs = build_workload(net, bits=4).qnet.jobs
+    for layer, job in zip(res["layers"], jobs):
+        assert layer["measured_max"] == layer["predicted"] == get_exp_cycles(job, cfg)["total"]
 
 
 def test_sim_conv_command_writes_json(tmp_path, capsys):

@@ -15,7 +15,13 @@ import pytest
 
 from nmaccel.model.conv_ref import get_exp_cycles, random_job, run_job
 from nmaccel.sim.simulators import activate, require_simulator
-from nmaccel.spec.config import CONV_ADDER_BITS, CONV_KERNELS, CONV_STRIDES, ConvConfig
+from nmaccel.spec.config import (
+    CONV_ADDER_BITS,
+    CONV_KERNELS,
+    CONV_STRIDES,
+    ConvConfig,
+    conv_preset,
+)
 
 SHAPES = {
     "2x3": ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
@@ -23,6 +29,9 @@ SHAPES = {
     # same config as test_conv_digits.py: one Verilator build serves both files
     "4x2": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=128,
                       max_out_channels=32, out_fifo_depth=4),
+    # the iCE40UP5K engine: post-processing shared by the lanes, weights in the single-port
+    # (SPRAM) memory, PE products in logic
+    "icebreaker": conv_preset("icebreaker"),
 }
 MODE_BITS = {"adder": CONV_ADDER_BITS, "mul": (8,), "binary": (1,)}
 
@@ -60,18 +69,26 @@ def test_conv_engine_bit_exact_backpressure(simulator, shape, mode):
         assert sum(r.counters["cyc_stall"] for r in results) > 0, "credit path not exercised"
 
 
+@pytest.mark.parametrize("shape", ["2x3", "icebreaker"])
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_conv_engine_cycles_match_prediction(simulator):
+def test_conv_engine_cycles_match_prediction(simulator, shape):
     activate(require_simulator(simulator))
     from nmaccel.sim.conv_harness import run_jobs
-    cfg = SHAPES["2x3"]
+    cfg = SHAPES[shape]
     jobs = _cases("adder", 11)[:4] + _cases("binary", 12)
+    if cfg.post_cycles > 1:                    # 1-beat groups: the post-processing waits
+        rng = np.random.default_rng(13)
+        jobs += [random_job(rng, "mul", 8, 1, s, cin, 5, 4, 5) for s in CONV_STRIDES
+                 for cin in (1, cfg.p_in, cfg.p_in + 1)]
+    waited = 0
     for (job, _), r in zip(jobs, run_jobs(cfg, jobs, simulator)):
         exp = get_exp_cycles(job, cfg)
-        assert r.counters["cyc_stall"] == 0
+        assert r.counters["cyc_stall"] == exp["stall"]
+        waited += exp["stall"]
         assert r.counters["cyc_load"] == exp["load"]
         assert abs(r.counters["cyc_total"] - exp["total"]) <= 0.02 * exp["total"]
         assert r.counters["cyc_total"] == exp["total"]
+    assert (waited > 0) == (cfg.post_cycles > 1)
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
