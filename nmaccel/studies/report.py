@@ -57,6 +57,31 @@ PAPER = {"citation": "Fang, Zhou, Wang: An Algorithm-Hardware Co-Optimized Frame
 #: conv workloads: the digits nets run on this conv preset (its PE array has the shape of
 #: the board's conv build)
 CONV_PRESET = "digits"
+#: Small boards whose conv build the report projects from the cycle model (equal to the RTL
+#: for every layer of the digits nets: tests/sim/test_conv_digits.py): (board, conv preset).
+CONV_SMALL_BOARDS = (("icebreaker", "icebreaker"),)
+
+
+def conv_board_rows(source: Optional[Path] = None) -> list[dict]:
+    """Images/s of the digits nets on each :data:`CONV_SMALL_BOARDS` build: cycles per image
+    from :func:`nmaccel.model.conv_ref.get_exp_cycles`, fmax from the measured build."""
+    from nmaccel.boards.measured import preset_board, preset_status
+    from nmaccel.model.conv_nets import build_workload
+    from nmaccel.model.conv_ref import get_exp_cycles
+    from nmaccel.spec.config import conv_preset
+    rows = []
+    for board, preset in CONV_SMALL_BOARDS:
+        cfg = conv_preset(preset)
+        _, entry = preset_board(preset, "conv", board, source)
+        fmax = float(entry["fmax_mhz"]) if entry and entry.get("fmax_mhz") else None
+        for net in ("adder", "binary"):
+            cyc = sum(get_exp_cycles(j, cfg)["total"] for j in build_workload(net).qnet.jobs)
+            rows.append({"board": board, "preset": preset, "net": net, "cycles_per_image": cyc,
+                         "pes": cfg.p_out * cfg.p_in, "fmax_mhz": fmax,
+                         "host_link": entry.get("host_link") if entry else None,
+                         "images_per_s": round(fmax * 1e6 / cyc) if fmax else None,
+                         "status": preset_status("conv", preset, source)})
+    return rows
 
 
 # ------------------------------------------------------------------------------ derived data
@@ -100,6 +125,7 @@ def derive(data: dict, board: str, source: Optional[Path] = None) -> dict:
             net["images_per_s"] = round(conv["fmax_mhz"] * 1e6 / cyc) if conv["fmax_mhz"] else None
             t = net.get("torch")
             net["torch_images_per_s"] = round(1 / t["per_image_min_s"]) if t else None
+        conv["boards"] = conv_board_rows(source)
     data["headline"] = headline(data)
     return data
 
@@ -371,6 +397,21 @@ def markdown(data: dict) -> str:
                        f"{n['cycles_predicted']} | {100 * n['pe_utilization']:.1f}% | "
                        f"{n['images_per_s'] if n['images_per_s'] else 'fmax not measured'} | "
                        f"{n['torch_images_per_s']} |")
+        torch = {n["net"]: n["torch_images_per_s"] for n in conv["nets"]}
+        small = conv.get("boards") or []
+        if small:
+            out += ["", "Small boards, projected from the cycle model (equal to the RTL on "
+                    "every layer; `nmaccel sim conv --preset icebreaker`): images/s = fmax ÷ "
+                    "cycles/image of the board's conv build.", "",
+                    "| board | preset | PEs | net | cycles/image | fmax MHz | images/s @ fmax "
+                    "| PyTorch fp32 images/s |", "|---|---|---:|---|---:|---:|---:|---:|"]
+            for r in small:
+                fm = (f"{r['fmax_mhz']:.2f} ({r['host_link']})" if r["fmax_mhz"]
+                      else r["status"])
+                out.append(f"| {r['board']} | `{r['preset']}` | {r['pes']} | {r['net']} | "
+                           f"{r['cycles_per_image']} | {fm} | "
+                           f"{r['images_per_s'] if r['images_per_s'] else '—'} | "
+                           f"{torch.get(r['net'], '—')} |")
         res = conv.get("resources")
         if res:
             out += ["", f"PE array resources ({res['shape'][0]}×{res['shape'][1]} PEs, Yosys "

@@ -309,3 +309,23 @@ def test_an_interrupted_report_resumes_from_its_partial_file(tmp_path, monkeypat
         report.collect(report.ReportSettings(presets=["ulx3s"], nm=[None, (1, 4)],
                                              conv_images=0, no_simspeed=True, out=tmp_path,
                                              progress=False, resume=True))
+
+
+def test_small_board_conv_rows_project_from_the_model(tmp_path):
+    from nmaccel.model.conv_nets import build_workload
+    from nmaccel.model.conv_ref import get_exp_cycles
+    from nmaccel.spec.config import conv_preset
+    cfg = conv_preset("icebreaker")
+    cyc = sum(get_exp_cycles(j, cfg)["total"] for j in build_workload("adder").qnet.jobs)
+    rows = report.conv_board_rows(tmp_path)
+    assert {r["net"] for r in rows} == {"adder", "binary"}
+    assert all(r["images_per_s"] is None and "simulation only" in r["status"] for r in rows)
+    write_boards(tmp_path, [{"board": "icebreaker", "board_title": "iCEBreaker",
+                             "design": "conv", "preset": "icebreaker", "fits": False,
+                             "fmax_mhz": None, "overused": ["ICESTORM_LC 5815/5280"]}])
+    rows = report.conv_board_rows(tmp_path)
+    assert "does not fit the iCEBreaker (ICESTORM_LC 5815/5280" in rows[0]["status"]
+    write_boards(tmp_path, [{"board": "icebreaker", "design": "conv", "preset": "icebreaker",
+                             "fits": True, "fmax_mhz": 30.0, "host_link": "uart"}])
+    row = next(r for r in report.conv_board_rows(tmp_path) if r["net"] == "adder")
+    assert row["cycles_per_image"] == cyc and row["images_per_s"] == round(30e6 / cyc)
