@@ -102,12 +102,13 @@ def sum_pairs(m, values, shape, name: str, *, reset_less: bool = False) -> list:
     return out
 
 
-def partial_products(m, a, b, name: str = "", *, platform=None, ce=None) -> list:
+def partial_products(m, a, b, name: str = "", *, platform=None, ce=None,
+                     gate: bool = True) -> list:
     """The first two stages of :class:`PipelinedMultiplier` for values ``a`` and ``b``: per
     pair of chunks (:func:`mul_chunks`) a :func:`~nmaccel.hw.common.dsp.registered_product`
     (its own operand registers, then the partial product's register; on the ECP5 both inside
-    one MULT18X18D). ``ce``: their clock enable. Returns ``[(partial product, bit offset)]``;
-    their sum is ``a · b``."""
+    one MULT18X18D). ``ce``: their clock enable; ``gate``: as ``registered_product``'s.
+    Returns ``[(partial product, bit offset)]``; their sum is ``a · b``."""
     partials = []
     for ia, (oa, wa, sa) in enumerate(mul_chunks(a.shape())):
         ca = a[oa:oa + wa]
@@ -116,7 +117,8 @@ def partial_products(m, a, b, name: str = "", *, platform=None, ce=None) -> list
             cb = b[ob:ob + wb]
             cb = cb.as_signed() if sb else cb
             p = registered_product(m, ca, cb, product_shape(ca.shape(), cb.shape()),
-                                   platform=platform, name=f"{name}{ia}_{ib}_", ce=ce)
+                                   platform=platform, name=f"{name}{ia}_{ib}_", ce=ce,
+                                   gate=gate)
             partials.append((p, oa + ob))
     return partials
 

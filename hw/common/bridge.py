@@ -167,6 +167,12 @@ class UartBridge(wiring.Component):
         m.d.comb += n_words.eq(Mux(code == proto.WRITE, n_write, cnt))
         end_addr = Signal(34)
         m.d.comb += end_addr.eq(arg + n_words - 1)
+        # registered (the frame's fields settle at least two received bytes, the CRC, before
+        # DECIDE and WR_SEND read them): length → n_words → end_addr → verdict → the reply
+        # state was the iCE40UP5K conv build's critical path (45 ns)
+        addr_over = Signal()                             # the frame's last word is past the map
+        last_widx = Signal(8)                            # WRITE: index of the last word
+        m.d.sync += [addr_over.eq(end_addr[AB:] != 0), last_widx.eq(n_write - 1)]
 
         length_ok = Signal()
         with m.Switch(code):
@@ -190,7 +196,7 @@ class UartBridge(wiring.Component):
             m.d.comb += verdict.eq(S["COMMAND"])
         with m.Elif(~length_ok):
             m.d.comb += verdict.eq(S["LENGTH"])
-        with m.Elif(uses_addr & (end_addr[AB:] != 0)):
+        with m.Elif(uses_addr & addr_over):
             m.d.comb += verdict.eq(S["ADDRESS"])
         with m.Else():
             m.d.comb += verdict.eq(S["OK"])
@@ -298,7 +304,7 @@ class UartBridge(wiring.Component):
             with m.State("WR_SEND"):
                 with m.If(self.wr.ready):
                     m.d.sync += [wr_valid.eq(0), widx.eq(widx + 1)]
-                    with m.If(widx == n_write - 1):
+                    with m.If(widx == last_widx):
                         m.next = "T_SYNC"
                     with m.Else():
                         m.next = "WR_LOAD"

@@ -26,6 +26,10 @@ Operands: signed or unsigned Values of at most 18 bits signed (17 bits unsigned)
 ``ce``: clock enable of both stages (a Value, default 1). A DSP instance is not reached by
 ``EnableInserter``: a stalled pipeline passes its enable here.
 
+``gate=False`` (fabric form only): plain operand registers, without the zeroing; on the
+iCE40 Yosys can then take them into the SB_MAC16 (the conv engine's short
+post-processing: about 225 fewer logic cells on the iCE40UP5K).
+
 ``lut``: the product in logic on every platform (:func:`lut_product`: a shift-and-add
 without ``*``, so no synthesis flow maps it to a hard multiplier), for a design that leaves
 the device's few DSPs to other blocks (the iCE40UP5K has 8 SB_MAC16); the first stage then
@@ -87,7 +91,7 @@ def lut_product(a, b):
 
 
 def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str = "",
-                       ce=None, lut: bool = False):
+                       ce=None, lut: bool = False, gate: bool = True):
     """``a · b`` (as ``out_shape``) after :data:`REGISTERED_PRODUCT_LATENCY` registers; see
     the module docstring. Returns the product's Signal."""
     a_shape, b_shape = a.shape(), b.shape()
@@ -133,7 +137,10 @@ def registered_product(m: Module, a, b, out_shape, *, platform=None, name: str =
     else:
         ra = Signal(a_shape, name=f"{name}ra", reset_less=True)
         rb = Signal(b_shape, name=f"{name}rb", reset_less=True)
-        stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)), rp.eq(ra * rb)]
+        if gate:
+            stages = [ra.eq(Mux(b == 0, 0, a)), rb.eq(Mux(a == 0, 0, b)), rp.eq(ra * rb)]
+        else:
+            stages = [ra.eq(a), rb.eq(b), rp.eq(ra * rb)]
     if ce is None:
         m.d.sync += stages
     else:

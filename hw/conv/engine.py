@@ -39,14 +39,16 @@ read while computing, so one port serves both.
 
 Ports
     ``i``  In  ``stream.Signature(StructLayout({"data": ArrayLayout(unsigned(8), p_in)}))``
-    ``o``  Out ``stream.Signature(StructLayout({"q": ..., "v": ...}))``
+    ``o``  Out ``stream.Signature(StructLayout({"q": ..., "v": ...}))``, the output FIFO's
+    head; ``o_level`` Out: the beats in the output FIFO (``0 .. out_fifo_depth``)
     ``layer`` In settings; ``start`` In 1; ``busy``, ``done`` Out 1
     ``wmem_en/addr/data``, ``pmem_en/addr/data`` In  -- parameter loading (while idle)
     ``cyc_total``, ``cyc_active``, ``cyc_load``, ``cyc_stall`` Out 32 -- counters of the
     last run: busy cycles, issue cycles, accepted input beats, cycles issue waited for credit
 
-Timing: issue → memory read (1) → PE array (5) → accumulate (1) → post-process (12) → FIFO
-write; ``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``), plus ``R`` with shared
+Timing: issue → memory read (1) → PE array (5) → accumulate (1) → post-process (12, or 8
+with ``post_pipeline = "short"``: ``config.post_latency``) → FIFO write;
+``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``; 15 short), plus ``R`` with shared
 post-processing (shadow registers 1, lane groups ``R − 1``: ``config.pipeline_latency``).
 Throughput: ``p_out × p_in`` PE operations per cycle in COMPUTE (groups of fewer than ``R``
 beats wait); cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
@@ -93,7 +95,7 @@ class ConvEngine(wiring.Component):
             raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
         self.config = config
         r = config.post_cycles
-        self.pipeline_latency = (1 + PEArray.latency + 1 + PostProcess.latency +
+        self.pipeline_latency = (1 + PEArray.latency + 1 + config.post_latency +
                                  (r if r > 1 else 0))
         assert 1 + PEArray.latency + 1 + PostProcess.latency == CONV_ENGINE_LATENCY
         assert self.pipeline_latency == config.pipeline_latency
@@ -103,6 +105,7 @@ class ConvEngine(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(input_layout(config))),
             "o": Out(stream.Signature(output_layout(config))),
+            "o_level": Out(range(config.out_fifo_depth + 1)),
             "layer": In(settings_layout(config)),
             "start": In(1),
             "busy": Out(1),
@@ -125,6 +128,7 @@ class ConvEngine(wiring.Component):
         m.submodules.lb = lb = LineBuffer(cfg)
         m.submodules.pe = pe = PEArray(cfg)
         m.submodules.pp = pp = PostProcess(cfg, ol)
+        assert pp.latency == cfg.post_latency
         m.submodules.pmem = pmem = Memory(shape=self.param_word, depth=cfg.param_depth,
                                           init=[])
         out_width = output_layout(cfg).size
@@ -342,5 +346,5 @@ class ConvEngine(wiring.Component):
         m.d.comb += [out.q.eq(pp.q), out.v.eq(pp.v)]
         m.d.comb += [fifo.w_data.eq(out.as_value()), fifo.w_en.eq(pp.o_valid),
                      self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.o.ready)]
+                     fifo.r_en.eq(self.o.ready), self.o_level.eq(fifo.level)]
         return m

@@ -7,9 +7,9 @@ Block diagram::
                   ├─► WMEM / PMEM slice registers ────► engine.wmem_* / pmem_*
                   ├─► START ──────────────────────────► engine.start
                   └─► IN slice register ─► input FIFO ─► engine.i
-    rd ─► decode ─► CSRs / output FIFO head slice ─► rd_data
-                                  ▲
-                    output FIFO ◄─┘◄── engine.o
+    rd ─► decode ─► CSRs / engine.o head slice ─► rd_data
+                                   ▲
+                                   └── engine.o (the engine's own output FIFO)
 
 Ports
     ``wr`` In(stream of ``host_write_layout``): always ready (the bridge's stream has a
@@ -34,7 +34,7 @@ from nmaccel.hw.common.bridge import host_read_layout, host_write_layout
 from nmaccel.spec import conv_host as H
 from nmaccel.spec.config import ConvConfig
 
-from .engine import ConvEngine, input_layout, output_layout, settings_layout
+from .engine import ConvEngine, input_layout, settings_layout
 
 __all__ = ["ConvHost"]
 
@@ -78,12 +78,12 @@ class ConvHost(wiring.Component):
 
         in_fifo = m.submodules.in_fifo = SyncFIFOBuffered(width=input_layout(cfg).size,
                                                           depth=H.IN_DEPTH)
-        out_fifo = m.submodules.out_fifo = SyncFIFOBuffered(width=output_layout(cfg).size,
-                                                            depth=H.OUT_DEPTH)
+        # the output beats are read straight from the engine's output FIFO
+        # (H.out_depth(config) = config.out_fifo_depth beats): a second FIFO here would only
+        # add logic (on the iCE40UP5K ~100 LUT and ~100 FF)
         m.d.comb += [engine.i.valid.eq(in_fifo.r_rdy), engine.i.payload.eq(in_fifo.r_data),
-                     in_fifo.r_en.eq(engine.i.ready),
-                     out_fifo.w_en.eq(engine.o.valid), out_fifo.w_data.eq(engine.o.payload),
-                     engine.o.ready.eq(out_fifo.w_rdy)]
+                     in_fifo.r_en.eq(engine.i.ready)]
+        out_payload = engine.o.payload.as_value()
 
         settings_bits = settings_layout(cfg).size
         settings = Signal(32 * H.settings_words(cfg))
@@ -168,7 +168,7 @@ class ConvHost(wiring.Component):
         with m.If(self.rd_data.ready):
             m.d.sync += answered.eq(0)
         r_space, r_rest = decode(self.rd.payload.addr)
-        head = Cat(out_fifo.r_data, Const(0, 32 * out_words - out_fifo.width))
+        head = Cat(out_payload, Const(0, 32 * out_words - len(out_payload)))
         counters = [engine.cyc_total, engine.cyc_active, engine.cyc_load, engine.cyc_stall]
         assert len(counters) == len(H.COUNTERS)
         with m.If(self.rd.valid & self.rd.ready):
@@ -181,7 +181,7 @@ class ConvHost(wiring.Component):
                         with m.Case(H.CSR["IN_FREE"]):
                             m.d.sync += answer.eq(H.IN_DEPTH - in_fifo.level)
                         with m.Case(H.CSR["OUT_COUNT"]):
-                            m.d.sync += answer.eq(out_fifo.level)
+                            m.d.sync += answer.eq(engine.o_level)
                         for name, counter in zip(H.COUNTERS, counters):
                             with m.Case(H.CSR[name]):
                                 m.d.sync += answer.eq(counter)
@@ -189,10 +189,10 @@ class ConvHost(wiring.Component):
                             with m.Case(H.CSR["SETTINGS"] + j):
                                 m.d.sync += answer.eq(settings[32 * j:32 * (j + 1)])
                 with m.Case(H.SPACES["OUT"]):
-                    with m.If(out_fifo.r_rdy):
+                    with m.If(engine.o.valid):
                         m.d.sync += answer.eq(head.word_select(out_sub, 32))
                         with m.If(out_sub == out_words - 1):
-                            m.d.comb += out_fifo.r_en.eq(1)
+                            m.d.comb += engine.o.ready.eq(1)
                             m.d.sync += out_sub.eq(0)
                         with m.Else():
                             m.d.sync += out_sub.eq(out_sub + 1)

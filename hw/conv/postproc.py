@@ -33,6 +33,14 @@ bound or the rounded value / binarize. (Out of context on the 85F, ``nmaccel ben
 block-fmax --only PostProcess``: 124.4 MHz with the compares behind the fine shift, reading
 a ``sat_lo2`` that fans out to every lane, in the last stage; 148.3 MHz with them a stage
 earlier.)
+
+``config.post_pipeline = "short"`` (slow devices, the iCE40UP5K): latency 8
+(:data:`~nmaccel.spec.config.CONV_POST_LATENCY`): no input registers (the products'
+operand registers read the inputs); the partial products; ``v`` (their sum + bias, one
+adder level); ``v·mult``'s operand and partial-product registers (``partial_products``,
+summed in front of the coarse shift); then the same three stages. The same arithmetic
+(bit-exact), fewer delay registers beside it (on the iCE40 a register fed by a register
+costs a logic cell of its own).
 """
 
 from __future__ import annotations
@@ -41,8 +49,13 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.common.arith import FINE_BITS, PipelinedMultiplier, partial_products
-from nmaccel.spec.config import MUL_LATENCY, ConvConfig
+from nmaccel.hw.common.arith import (
+    FINE_BITS,
+    PipelinedMultiplier,
+    partial_products,
+    product_shape,
+)
+from nmaccel.spec.config import CONV_POST_LATENCY, MUL_LATENCY, ConvConfig
 from nmaccel.spec.conv_format import param_fields
 
 __all__ = ["PostProcess", "param_layout"]
@@ -61,7 +74,9 @@ def param_layout(config: ConvConfig) -> data.StructLayout:
 class PostProcess(wiring.Component):
     """Affine + requantize/binarize (see the module docstring)."""
 
-    latency = 8 + MUL_LATENCY
+    #: the full form's depth (``post_pipeline = "full"``); an instance's ``latency`` is its
+    #: config's :attr:`~nmaccel.spec.config.ConvConfig.post_latency`
+    latency = CONV_POST_LATENCY["full"]
 
     def __init__(self, config: ConvConfig, lanes: int | None = None) -> None:
         if not isinstance(config, ConvConfig):
@@ -70,6 +85,7 @@ class PostProcess(wiring.Component):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         self.config, self.lanes = config, lanes
+        self.latency = config.post_latency
         po, cb = lanes, config.count_bits
         super().__init__({
             "s0": In(data.ArrayLayout(signed(config.acc_bits), po)),
@@ -104,17 +120,26 @@ class PostProcess(wiring.Component):
             m.d.sync += nv.eq(valid[-1])
             valid.append(nv)
         m.d.comb += self.o_valid.eq(valid[-1])
+        short = cfg.post_pipeline == "short"
 
         # Datapath registers have no reset (only the valid bits do).
         # S1: inputs and parameters registered (the parameter memory's block RAM and the
-        # accumulators feed this stage directly)
-        s0 = delay([self.s0[o] for o in range(po)], "s0_1", signed(cfg.acc_bits))
-        s3 = delay([self.s3[o] for o in range(po)], "s3_1", unsigned(cfg.count_bits))
-        s1 = Signal.like(self.s1, name="s1_1", reset_less=True)
-        s2 = Signal.like(self.s2, name="s2_1", reset_less=True)
-        m.d.sync += [s1.eq(self.s1), s2.eq(self.s2)]
-        par = [Signal(param_layout(cfg), name=f"par1_{o}", reset_less=True) for o in range(po)]
-        m.d.sync += [par[o].eq(self.params[o]) for o in range(po)]
+        # accumulators feed this stage directly); short: none (the shadow registers, the
+        # accumulators and the block RAM's read register feed the product operands)
+        if short:
+            s0 = [self.s0[o] for o in range(po)]
+            s3 = [self.s3[o] for o in range(po)]
+            s1, s2 = self.s1, self.s2
+            par = [self.params[o] for o in range(po)]
+        else:
+            s0 = delay([self.s0[o] for o in range(po)], "s0_1", signed(cfg.acc_bits))
+            s3 = delay([self.s3[o] for o in range(po)], "s3_1", unsigned(cfg.count_bits))
+            s1 = Signal.like(self.s1, name="s1_1", reset_less=True)
+            s2 = Signal.like(self.s2, name="s2_1", reset_less=True)
+            m.d.sync += [s1.eq(self.s1), s2.eq(self.s2)]
+            par = [Signal(param_layout(cfg), name=f"par1_{o}", reset_less=True)
+                   for o in range(po)]
+            m.d.sync += [par[o].eq(self.params[o]) for o in range(po)]
 
         # S2, S3: the four counter products, in partial products of at most 17-bit chunks
         # (one MULT18X18D each, with operand registers of their own: partial_products; c0·S0,
@@ -125,42 +150,72 @@ class PostProcess(wiring.Component):
             for o in range(po):
                 c = getattr(par[o], f"c{j}")
                 pp = partial_products(m, c, src if shared else src[o], name=f"c{j}_{o}_",
-                                      platform=platform)
+                                      platform=platform, gate=not short)
                 parts[j // 2].append((o, pp))
-        bias2 = delay(delay([par[o].bias for o in range(po)], "bias1", signed(vb)),
-                      "bias2", signed(vb))
-        mult2 = delay(delay([par[o].mult for o in range(po)], "mult1", unsigned(mb)),
-                      "mult2", unsigned(mb))
-        sh2 = delay(delay([par[o].shift for o in range(po)], "sh1", unsigned(cfg.shift_bits)),
-                    "sh2", unsigned(cfg.shift_bits))
 
-        # S4: two partial sums; S5: v = their sum + bias, kept as signed bias_bits
-        psb = cfg.coef_bits + cfg.acc_bits + 2
-        pa = regs("pa3", signed(psb))
-        pb = regs("pb3", signed(psb))
-        for dst, terms in ((pa, parts[0]), (pb, parts[1])):
+        def delays(sigs, name, shape, n):
+            for k in range(n):
+                sigs = delay(sigs, f"{name}{k + 1}", shape)
+            return sigs
+
+        bias = [par[o].bias for o in range(po)]
+        mult = [par[o].mult for o in range(po)]
+        shift = [par[o].shift for o in range(po)]
+        shs = unsigned(cfg.shift_bits)
+        if short:
+            # S3 (short): v = the partial products' sum + bias, one adder level (mod
+            # 2**bias_bits, as the full form's two); S4, S5: v·mult's operand and partial
+            # product registers (partial_products), summed in front of the coarse shift
+            bias2 = delays(bias, "bias", signed(vb), 2)
+            mult3 = delays(mult, "mult", unsigned(mb), 3)
+            v4 = regs("v3", signed(vb))
+            m.d.sync += [v4[o].eq(sum(p << off for _, terms in ((0, parts[0]), (1, parts[1]))
+                                      for o_, pp in terms if o_ == o for p, off in pp)
+                                  + bias2[o]) for o in range(po)]
+            prod = []
             for o in range(po):
-                m.d.sync += dst[o].eq(sum(p << off for o_, pp in terms if o_ == o
-                                          for p, off in pp))
-        bias3 = delay(bias2, "bias3", signed(vb))
-        mult3 = delay(mult2, "mult3", unsigned(mb))
-        sh3 = delay(sh2, "sh3", unsigned(cfg.shift_bits))
-        v4 = regs("v4", signed(vb))
-        m.d.sync += [v4[o].eq(pa[o] + pb[o] + bias3[o]) for o in range(po)]
-        mult4 = delay(mult3, "mult4", unsigned(mb))
-        sh4 = delay(sh3, "sh4", unsigned(cfg.shift_bits))
+                po_shape = product_shape(signed(vb), unsigned(mb))
+                assert po_shape.width <= pw
+                p_ = Signal(po_shape, name=f"vmul_{o}")
+                m.d.comb += p_.eq(sum(p << off for p, off in
+                                      partial_products(m, v4[o], mult3[o], name=f"vm_{o}_",
+                                                       platform=platform, gate=False)))
+                prod.append(p_)
+            shd = delays(shift, "sh", shs, 5)
+            vd = delays(v4, "v", signed(vb), 2)
+        else:
+            bias2 = delays(bias, "bias", signed(vb), 2)
+            mult2 = delays(mult, "mult", unsigned(mb), 2)
+            sh2 = delays(shift, "sh", shs, 2)
 
-        # S6..S(5+MUL_LATENCY): v·mult (PipelinedMultiplier). v and shift travel beside it.
-        prod = []
-        for o in range(po):
-            m.submodules[f"vmul{o}"] = mul = PipelinedMultiplier(signed(vb), unsigned(mb))
-            assert mul.o_shape.width <= pw
-            m.d.comb += [mul.a.eq(v4[o]), mul.b.eq(mult4[o])]
-            prod.append(mul.o)
-        vd, shd = v4, sh4
-        for j in range(MUL_LATENCY):
-            vd = delay(vd, f"v{6 + j}", signed(vb))
-            shd = delay(shd, f"sh{6 + j}", unsigned(cfg.shift_bits))
+            # S4: two partial sums; S5: v = their sum + bias, kept as signed bias_bits
+            psb = cfg.coef_bits + cfg.acc_bits + 2
+            pa = regs("pa3", signed(psb))
+            pb = regs("pb3", signed(psb))
+            for dst, terms in ((pa, parts[0]), (pb, parts[1])):
+                for o in range(po):
+                    m.d.sync += dst[o].eq(sum(p << off for o_, pp in terms if o_ == o
+                                              for p, off in pp))
+            bias3 = delay(bias2, "bias3", signed(vb))
+            mult3 = delay(mult2, "mult3", unsigned(mb))
+            sh3 = delay(sh2, "sh3", shs)
+            v4 = regs("v4", signed(vb))
+            m.d.sync += [v4[o].eq(pa[o] + pb[o] + bias3[o]) for o in range(po)]
+            mult4 = delay(mult3, "mult4", unsigned(mb))
+            sh4 = delay(sh3, "sh4", shs)
+
+            # S6..S(5+MUL_LATENCY): v·mult (PipelinedMultiplier). v and shift travel beside
+            # it.
+            prod = []
+            for o in range(po):
+                m.submodules[f"vmul{o}"] = mul = PipelinedMultiplier(signed(vb), unsigned(mb))
+                assert mul.o_shape.width <= pw
+                m.d.comb += [mul.a.eq(v4[o]), mul.b.eq(mult4[o])]
+                prod.append(mul.o)
+            vd, shd = v4, sh4
+            for j in range(MUL_LATENCY):
+                vd = delay(vd, f"v{6 + j}", signed(vb))
+                shd = delay(shd, f"sh{6 + j}", shs)
 
         # Then requant = saturate(round_shift(v·mult, shift)) with round_shift(x, s) =
         # (((2x) >> s) + 1) >> 1 (round half up, any s >= 0), over three stages:

@@ -385,6 +385,14 @@ CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
 #: (``ConvConfig.post_lanes`` < ``p_out``) adds the serialisation
 #: (:attr:`ConvConfig.pipeline_latency`).
 CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (8 + MUL_LATENCY)
+#: Depths of the conv engine's post-processing (``ConvConfig.post_pipeline``, register stages
+#: of :class:`nmaccel.hw.conv.postproc.PostProcess`): ``full`` (8 + MUL_LATENCY = 12, for
+#: 125 MHz on the ECP5: registered inputs, two adder levels, a 4-stage v·mult) or ``short``
+#: (8, for slow devices such as the iCE40UP5K at 24-40 MHz: no input registers, one adder
+#: level for v, v·mult over its operand and partial-product registers only; fewer delay
+#: registers beside them). The one source of the post-processing latency.
+CONV_POST_LATENCY: dict[str, int] = {"full": 8 + MUL_LATENCY, "short": 8}
+CONV_POST_PIPELINES: tuple[str, ...] = tuple(CONV_POST_LATENCY)
 #: Where the conv engine's weight memory lives: ``block`` (inferred block RAM, one read and
 #: one write port) or ``spram`` (single-port 16K x 16-bit SB_SPRAM256KA of the iCE40UP5K,
 #: side by side; a behavioural model off the iCE40).
@@ -425,7 +433,9 @@ class ConvConfig(_ConfigBase):
         then start at most once per ``post_cycles`` cycles, the parameter memory holds one
         word per ``post_lanes`` lanes and each output beat carries ``post_lanes`` lanes.
         ``weight_memory`` (:data:`CONV_WEIGHT_MEMORIES`) and ``pe_multipliers``
-        (:data:`CONV_PE_MULTIPLIERS`) say where the weights and the PE products go.
+        (:data:`CONV_PE_MULTIPLIERS`) say where the weights and the PE products go;
+        ``post_pipeline`` (:data:`CONV_POST_PIPELINES`) how deep the post-processing is
+        pipelined (``short`` for slow devices: :attr:`post_latency` 8 instead of 12).
     """
 
     p_out: int = 4
@@ -444,10 +454,12 @@ class ConvConfig(_ConfigBase):
     post_lanes: int = 0
     weight_memory: str = "block"
     pe_multipliers: str = "dsp"
+    post_pipeline: str = "full"
 
     kind: ClassVar[str] = "conv"
 
-    _NOT_POSITIVE: ClassVar[tuple] = ("modes", "post_lanes", "weight_memory", "pe_multipliers")
+    _NOT_POSITIVE: ClassVar[tuple] = ("modes", "post_lanes", "weight_memory", "pe_multipliers",
+                                         "post_pipeline")
 
     def __post_init__(self) -> None:
         if isinstance(self.modes, list):
@@ -487,6 +499,9 @@ class ConvConfig(_ConfigBase):
         if self.pe_multipliers not in CONV_PE_MULTIPLIERS:
             raise ConfigError(f"pe_multipliers must be one of {CONV_PE_MULTIPLIERS}, not "
                               f"{self.pe_multipliers!r}")
+        if self.post_pipeline not in CONV_POST_PIPELINES:
+            raise ConfigError(f"post_pipeline must be one of {CONV_POST_PIPELINES}, not "
+                              f"{self.post_pipeline!r}")
         if self.weight_memory == "spram":
             bits = self.p_out * self.p_in * self.data_bits
             if bits > SPRAM_WIDTH * SPRAM_BLOCKS:
@@ -560,11 +575,19 @@ class ConvConfig(_ConfigBase):
         return self.max_out_tiles * self.post_cycles
 
     @property
+    def post_latency(self) -> int:
+        """Register stages of the post-processing (:data:`CONV_POST_LATENCY` of
+        ``post_pipeline``)."""
+        return CONV_POST_LATENCY[self.post_pipeline]
+
+    @property
     def pipeline_latency(self) -> int:
         """Cycles from issuing a group's last beat to writing its last output beat into the
-        FIFO: :data:`CONV_ENGINE_LATENCY`, plus with shared post-processing one cycle for
-        the shadow registers and one per further lane group."""
-        return CONV_ENGINE_LATENCY + (self.post_cycles if self.post_cycles > 1 else 0)
+        FIFO: :data:`CONV_ENGINE_LATENCY` (with ``post_pipeline = "short"`` the shorter
+        post-processing: :attr:`post_latency`), plus with shared post-processing one cycle
+        for the shadow registers and one per further lane group."""
+        return (CONV_ENGINE_LATENCY - CONV_POST_LATENCY["full"] + self.post_latency +
+                (self.post_cycles if self.post_cycles > 1 else 0))
 
     @property
     def spram_blocks(self) -> int:
@@ -596,7 +619,8 @@ CONV_PRESETS: dict[str, ConvConfig] = {
                         max_out_channels=128),
     "icebreaker": ConvConfig(p_out=2, p_in=2, max_width=8, max_height=8, max_in_channels=128,
                              max_out_channels=32, out_fifo_depth=64, post_lanes=1,
-                             weight_memory="spram", pe_multipliers="lut"),
+                             weight_memory="spram", pe_multipliers="lut",
+                             post_pipeline="short"),
 }
 
 
@@ -606,5 +630,6 @@ def conv_preset(name: str) -> ConvConfig:
 
 
 __all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
-            "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY", "CONV_WEIGHT_MEMORIES",
+            "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY", "CONV_POST_LATENCY",
+            "CONV_POST_PIPELINES", "CONV_WEIGHT_MEMORIES",
             "CONV_PE_MULTIPLIERS", "SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_BLOCKS"]

@@ -19,9 +19,9 @@ IN      the input stream: every word written anywhere in the space is the next 3
         :func:`stream_words` slices a beat); the beat enters the input FIFO
         (:data:`IN_DEPTH` beats) with its last slice
 OUT     the output stream: every word read anywhere in the space is the next slice of the
-        output FIFO's head beat (:data:`OUT_DEPTH` beats of ``out_lanes`` lanes: ``q`` lanes
-        then ``v`` lanes, as the engine's ``o`` stream); the beat leaves the FIFO with its
-        last slice
+        output FIFO's head beat (the engine's own output FIFO, :func:`out_depth` =
+        ``out_fifo_depth`` beats of ``out_lanes`` lanes: ``q`` lanes then ``v`` lanes, as the
+        engine's ``o`` stream); the beat leaves the FIFO with its last slice
 ======  ==========================================================================================
 
 Flow control is the host's: it writes at most ``IN_FREE`` beats and reads at most
@@ -41,7 +41,7 @@ import functools
 from nmaccel.spec.config import ConvConfig, clog2
 from nmaccel.spec.conv_format import param_fields, settings_fields
 
-__all__ = ["SPACES", "CSR", "COUNTERS", "STATUS_FIELDS", "IN_DEPTH", "OUT_DEPTH",
+__all__ = ["SPACES", "CSR", "COUNTERS", "STATUS_FIELDS", "IN_DEPTH", "out_depth",
            "STREAM_WINDOW", "decode_status", "space_width", "space_depth", "sub_words",
            "sub_bits", "space_shift", "addr_bits", "host_address", "split_words",
            "join_words", "settings_words", "stream_words"]
@@ -68,9 +68,14 @@ COUNTERS = ("CYC_TOTAL", "CYC_ACTIVE", "CYC_LOAD", "CYC_STALL")
 #: CSR STATUS bits, LSB first.
 STATUS_FIELDS = ("busy", "done", "write_lost", "in_overflow", "out_underflow")
 
-#: Beats of the host port's input and output FIFOs.
+#: Beats of the host port's input FIFO.
 IN_DEPTH = 256
-OUT_DEPTH = 64
+
+
+def out_depth(cfg: ConvConfig) -> int:
+    """Beats of the output FIFO that OUT reads: the engine's own (``cfg.out_fifo_depth``;
+    the host port adds none), so ``OUT_COUNT`` never exceeds it."""
+    return cfg.out_fifo_depth
 
 #: Entries of the IN and OUT spaces: a frame of up to ``MAX_WORDS`` words stays inside.
 STREAM_WINDOW = 64

@@ -118,11 +118,14 @@ def test_engine_cycles_match_prediction(k, stride, h, w, cin):
 
 
 #: Post-processing shared over the lanes (one lane and two lanes a cycle), the weights in the
-#: single-port (SPRAM) memory, the PE products in logic: the iCE40UP5K engine's options.
+#: single-port (SPRAM) memory, the PE products in logic, the short post-processing: the
+#: iCE40UP5K engine's options ("short": the short post-processing alone, no sharing).
 SHARED = {
     "1of4": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=8,
                        max_out_channels=8, out_fifo_depth=32, post_lanes=1,
-                       weight_memory="spram", pe_multipliers="lut"),
+                       weight_memory="spram", pe_multipliers="lut", post_pipeline="short"),
+    "short": ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
+                        max_out_channels=8, out_fifo_depth=16, post_pipeline="short"),
     "2of4": ConvConfig(p_out=4, p_in=2, max_width=8, max_height=8, max_in_channels=8,
                        max_out_channels=8, out_fifo_depth=32, post_lanes=2,
                        weight_memory="spram"),

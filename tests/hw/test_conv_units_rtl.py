@@ -26,8 +26,10 @@ def _pack(vals, widths):
     return w
 
 
-def test_postprocess_requant_and_binarize():
-    dut = PostProcess(CFG)
+@pytest.mark.parametrize("post_pipeline,latency", [("full", 12), ("short", 8)])
+def test_postprocess_requant_and_binarize(post_pipeline, latency):
+    dut = PostProcess(CFG.replace(post_pipeline=post_pipeline))
+    assert dut.latency == latency
     rng = np.random.default_rng(0)
     fl = param_fields(CFG)
     widths = [b for _, b, _ in fl]
@@ -114,7 +116,7 @@ def test_postprocess_requant_and_binarize():
                 if ctx.get(dut.o_valid):
                     got.append(([ctx.get(dut.v[o]) for o in range(2)],
                                 [ctx.get(dut.q[o]) for o in range(2)], n))
-            assert got[0][2] == PostProcess.latency      # the first beat's output tick
+            assert got[0][2] == dut.latency      # the first beat's output tick
             for case, (v, q, _n_out) in zip(group, got):
                 assert (v, q) == expect(case), case
             checked += len(got)

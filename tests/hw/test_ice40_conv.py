@@ -170,6 +170,7 @@ def test_lut_product_is_the_product(a_shape, b_shape):
     (dict(post_lanes=3, p_out=4), r"post_lanes must be 0 \(one per output lane\) or a divisor "
                                   r"of p_out=4, not 3"),
     (dict(post_lanes=-1), "post_lanes must be 0"),
+    (dict(post_pipeline="none"), r"post_pipeline must be one of \('full', 'short'\), not 'none'"),
     (dict(post_lanes=1, p_out=8, out_fifo_depth=4),
      r"out_fifo_depth must be >= p_out / post_lanes = 8 .*, not 4"),
     (dict(weight_memory="ebr"), r"weight_memory must be one of \('block', 'spram'\), not 'ebr'"),
@@ -189,7 +190,9 @@ def test_icebreaker_preset_derived_sizes_and_json():
     cfg = conv_preset("icebreaker")
     assert ConvConfig.from_json(cfg.to_json()) == cfg
     assert (cfg.out_lanes, cfg.post_cycles, cfg.param_depth) == (1, 2, 32)
-    assert cfg.pipeline_latency == 19 + 2 and cfg.spram_blocks == 2
+    # the short post-processing (8 stages, not 12)
+    assert cfg.post_pipeline == "short" and cfg.post_latency == 8
+    assert cfg.pipeline_latency == 15 + 2 and cfg.spram_blocks == 2
     plain = ConvConfig()
     assert (plain.out_lanes, plain.post_cycles, plain.pipeline_latency) == (plain.p_out, 1, 19)
     assert plain.spram_blocks == 0
