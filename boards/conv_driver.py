@@ -46,7 +46,7 @@ class ConvHostError(BoardError):
 
 
 class ConvBoard(BridgeBoard):
-    """The conv engine behind a UART bridge (:class:`~nmaccel.boards.conv_uart_top.
+    """The conv engine behind a UART bridge (:class:`~nmaccel.boards.uart_top.
     ConvUartTop`), reached through ``transport``; ``config`` is its
     :class:`~nmaccel.spec.config.ConvConfig`. See the module docstring."""
 

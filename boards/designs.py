@@ -6,7 +6,7 @@
     ``StaCore`` in a :class:`~nmaccel.boards.serial_ports.SerialPortShell` (same logic, no
     host protocol); ``host_link`` in the result says which one was built.
 ``conv``
-    ``ConvUartTop(cfg, divisor)`` (:mod:`nmaccel.boards.conv_uart_top`: the same UART bridge +
+    ``ConvUartTop(cfg, divisor)`` (:mod:`nmaccel.boards.uart_top`: the same UART bridge +
     the engine behind its host port, :class:`~nmaccel.hw.conv.host.ConvHost`), the design
     :class:`~nmaccel.boards.conv_driver.ConvBoard` talks to. (Builds before it measured the
     bare engine in a :class:`~nmaccel.boards.serial_ports.SerialPortShell`, ``host_link``
@@ -95,7 +95,7 @@ def make_design(design: str, config, clk_freq: float, baud: int) -> BuiltDesign:
     if design == "conv":
         if not isinstance(config, ConvConfig):
             raise TypeError(f"config must be a ConvConfig for design 'conv', not {config!r}")
-        from nmaccel.boards.conv_uart_top import ConvUartTop
+        from nmaccel.boards.uart_top import ConvUartTop
         divisor = uart_divisor_for(clk_freq, baud)
         return BuiltDesign(ConvUartTop(config, divisor), config, "uart", divisor)
     raise BoardError(f"unknown design {design!r}; expected one of: sta, conv")

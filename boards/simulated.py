@@ -1,5 +1,5 @@
 """A simulated board: the Verilog :class:`~nmaccel.boards.uart_top.StaUartTop` (STA) or
-:class:`~nmaccel.boards.conv_uart_top.ConvUartTop` (conv engine) under cocotb (Verilator or
+:class:`~nmaccel.boards.uart_top.ConvUartTop` (conv engine) under cocotb (Verilator or
 Icarus), driven by the real host driver over its UART pins.
 
 :func:`run_over_uart` runs programs and returns a :class:`~nmaccel.sim.sta_host.RunResult`
@@ -37,21 +37,15 @@ def build(cfg: StaConfig | ConvConfig, divisor: int, timeout: int | None = None,
           simulator: str = "verilator") -> tuple[Path, str, str]:
     """Build (or reuse) StaUartTop or ConvUartTop (by ``cfg``'s type); returns
     ``(build_dir, simulator name, toplevel)``."""
-    if isinstance(cfg, ConvConfig):
-        from nmaccel.boards.conv_uart_top import TOPLEVEL as CONV_TOP
-        from nmaccel.boards.conv_uart_top import verilog as conv_verilog
-        text = cached_verilog("uart", ["nmaccel.boards.conv_uart_top"],
-                              f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{CONV_TOP}",
-                              lambda: conv_verilog(cfg, divisor, timeout=timeout))
-        bdir, sim = simulation_build("uart", text, CONV_TOP, simulator,
-                                     flags=("--output-split", "0"))
-        return bdir, sim, CONV_TOP
-    from nmaccel.boards.uart_top import TOPLEVEL, verilog
+    from nmaccel.boards.uart_top import toplevel, verilog
+    top = toplevel(cfg)
     text = cached_verilog("uart", ["nmaccel.boards.uart_top"],
-                          f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{TOPLEVEL}",
+                          f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{top}",
                           lambda: verilog(cfg, divisor, timeout=timeout))
-    bdir, sim = simulation_build("uart", text, TOPLEVEL, simulator)
-    return bdir, sim, TOPLEVEL
+    # one C++ file for the conv top: the split build races on its precompiled header
+    flags = ("--output-split", "0") if isinstance(cfg, ConvConfig) else ()
+    bdir, sim = simulation_build("uart", text, top, simulator, flags=flags)
+    return bdir, sim, top
 
 
 def execute_actions(board, actions: Sequence[tuple]) -> list:

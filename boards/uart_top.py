@@ -1,6 +1,12 @@
-"""``StaUartTop``: the STA core behind the UART bridge, the design a board runs.
+"""The designs a board runs: a core with a host port behind the UART bridge.
 
-No clocking here: a board top (PLL, pins) instantiates it in its ``sync`` domain.
+``StaUartTop``: :class:`~nmaccel.hw.sta.core.StaCore` behind the bridge (the host side is
+:class:`~nmaccel.boards.driver.StaBoard`); ``ConvUartTop``: the conv engine behind its host
+port, :class:`~nmaccel.hw.conv.host.ConvHost` (the host side is
+:class:`~nmaccel.boards.conv_driver.ConvBoard`). Both are :class:`UartTop`: the same bridge,
+wired the same way.
+
+No clocking here: a board top (PLL, pins) instantiates them in its ``sync`` domain.
 :func:`verilog` gives the Verilog that :mod:`nmaccel.boards.simulated` builds.
 """
 
@@ -12,38 +18,32 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.bridge import UartBridge
 from nmaccel.hw.common.sdram import pins_signature
-from nmaccel.hw.sta.core import StaCore
-from nmaccel.spec.config import StaConfig
+from nmaccel.spec.config import ConvConfig, StaConfig
 
-__all__ = ["TOPLEVEL", "StaUartTop", "verilog"]
+__all__ = ["TOPLEVEL", "CONV_TOPLEVEL", "UartTop", "StaUartTop", "ConvUartTop", "toplevel",
+           "verilog"]
 
 TOPLEVEL = "sta_uart_top"
+CONV_TOPLEVEL = "conv_uart_top"
 
 
-class StaUartTop(wiring.Component):
-    """:class:`~nmaccel.hw.common.bridge.UartBridge` + :class:`~nmaccel.hw.sta.core.StaCore`.
+class UartTop(wiring.Component):
+    """:class:`~nmaccel.hw.common.bridge.UartBridge` + ``core`` (any component with a host
+    port: ``wr``, ``rd``, ``rd_data`` streams and ``busy``, ``done``, ``error``).
 
     Ports: ``rx`` In(1) (from the host's TX), ``tx`` Out(1) (to the host's RX), ``busy``,
-    ``done``, ``error`` Out(1) (the core's run state, for LEDs), and with external memory
-    ``sdram`` (the core's SDRAM pins, :func:`~nmaccel.hw.common.sdram.pins_signature`).
-    ``divisor`` is clock cycles per UART bit, ``timeout`` the bridge's inter-byte timeout in
-    cycles.
+    ``done``, ``error`` Out(1) (the core's run state, for LEDs), plus ``extra`` members a
+    subclass passes through. ``divisor`` is clock cycles per UART bit, ``timeout`` the
+    bridge's inter-byte timeout in cycles (the bridge validates config, divisor and timeout).
     """
 
-    def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
-        # The bridge validates config, divisor and timeout (with their messages).
+    def __init__(self, config, core, divisor: int, timeout: int | None = None,
+                 extra: dict | None = None) -> None:
         self.bridge = UartBridge(config, divisor, timeout=timeout)
-        self.core = StaCore(config)
+        self.core = core
         self.config, self.divisor, self.timeout = config, divisor, self.bridge.timeout
-        super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
-            "busy": Out(1),
-            "done": Out(1),
-            "error": Out(1),
-            **({"sdram": Out(pins_signature(config.sdram_timing))}
-               if config.sdram_timing is not None else {}),
-        })
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          "done": Out(1), "error": Out(1), **(extra or {})})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -54,15 +54,46 @@ class StaUartTop(wiring.Component):
         wiring.connect(m, core.rd_data, bridge.rd_data)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx), self.busy.eq(core.busy),
                      self.done.eq(core.done), self.error.eq(core.error)]
-        if self.config.sdram_timing is not None:
-            wiring.connect(m, core.sdram, wiring.flipped(self.sdram))
         return m
 
 
-def verilog(config: StaConfig, divisor: int, timeout: int | None = None,
-            name: str = TOPLEVEL) -> str:
-    """Verilog of :class:`StaUartTop` (ports ``clk``, ``rst``, ``rx``, ``tx``, ``busy``,
-    ``done``, ``error``)."""
+class StaUartTop(UartTop):
+    """The STA core behind the bridge; with external memory also ``sdram`` (the core's SDRAM
+    pins, :func:`~nmaccel.hw.common.sdram.pins_signature`)."""
+
+    def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
+        from nmaccel.hw.sta.core import StaCore
+        StaConfig.require(config)
+        sdram = ({"sdram": Out(pins_signature(config.sdram_timing))}
+                 if config.sdram_timing is not None else {})
+        super().__init__(config, StaCore(config), divisor, timeout, sdram)
+
+    def elaborate(self, platform) -> Module:
+        m = super().elaborate(platform)
+        if self.config.sdram_timing is not None:
+            wiring.connect(m, self.core.sdram, wiring.flipped(self.sdram))
+        return m
+
+
+class ConvUartTop(UartTop):
+    """The conv engine behind its host port (:class:`~nmaccel.hw.conv.host.ConvHost`) and the
+    bridge; ``error`` is a sticky host-port misuse flag."""
+
+    def __init__(self, config: ConvConfig, divisor: int, timeout: int | None = None) -> None:
+        from nmaccel.hw.conv.host import ConvHost
+        ConvConfig.require(config)
+        super().__init__(config, ConvHost(config), divisor, timeout)
+
+
+def toplevel(config) -> str:
+    """The Verilog top module name of ``config``'s design."""
+    return CONV_TOPLEVEL if isinstance(config, ConvConfig) else TOPLEVEL
+
+
+def verilog(config, divisor: int, timeout: int | None = None, name: str | None = None) -> str:
+    """Verilog of :class:`StaUartTop` or :class:`ConvUartTop` (by ``config``'s type; ports
+    ``clk``, ``rst``, ``rx``, ``tx``, ``busy``, ``done``, ``error``)."""
     from amaranth.back import verilog as back
-    top = StaUartTop(config, divisor, timeout=timeout)
-    return back.convert(top, name=name)
+    top = (ConvUartTop if isinstance(config, ConvConfig) else StaUartTop)(config, divisor,
+                                                                         timeout=timeout)
+    return back.convert(top, name=name or toplevel(config))
