@@ -96,9 +96,15 @@ CFG = ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
 ])
 def test_engine_bit_exact(mode, bits, k, stride, cin, cout, h, w, out):
     rng = np.random.default_rng(zlib.crc32(f"{mode}-{bits}-{k}-{stride}".encode()))
-    job, x = random_job(rng, mode, bits, k, stride, cin, cout, h, w, out)
-    v_ref, q_ref = run_job(job, x, v_bits=CFG.bias_bits)
-    v, q, cnt = run_engine_amaranth(CFG, job, x, seed=1, gaps=0.3, stall=0.3)
+    check_bit_exact(CFG, random_job(rng, mode, bits, k, stride, cin, cout, h, w, out), seed=1)
+
+
+def check_bit_exact(cfg, job_x, seed):
+    """The engine's outputs of ``job_x = (job, x)`` under random gaps and stalls equal the
+    golden model's."""
+    job, x = job_x
+    v_ref, q_ref = run_job(job, x, v_bits=cfg.bias_bits)
+    v, q, _ = run_engine_amaranth(cfg, job, x, seed=seed, gaps=0.3, stall=0.3)
     np.testing.assert_array_equal(v, v_ref)
     np.testing.assert_array_equal(q, q_ref)
 
@@ -139,13 +145,9 @@ SHARED = {
     ("binary", 1, 3, 1, 7, 5, 4, 3, "binarize"),
 ])
 def test_shared_postprocessing_bit_exact(name, mode, bits, k, stride, cin, cout, h, w, out):
-    cfg = SHARED[name]
     rng = np.random.default_rng(zlib.crc32(f"shared-{mode}-{k}".encode()))
-    job, x = random_job(rng, mode, bits, k, stride, cin, cout, h, w, out)
-    v_ref, q_ref = run_job(job, x, v_bits=cfg.bias_bits)
-    v, q, cnt = run_engine_amaranth(cfg, job, x, seed=2, gaps=0.3, stall=0.3)
-    np.testing.assert_array_equal(v, v_ref)
-    np.testing.assert_array_equal(q, q_ref)
+    check_bit_exact(SHARED[name], random_job(rng, mode, bits, k, stride, cin, cout, h, w, out),
+                    seed=2)
 
 
 @pytest.mark.parametrize("name", sorted(SHARED))
