@@ -55,12 +55,9 @@ class ConvBoard(BridgeBoard):
     def _csr(self, name: str, offset: int = 0) -> int:
         return H.host_address(self.config, "CSR", H.CSR[name] + offset)
 
-    def status_address(self) -> int:
-        return self._csr("STATUS")
-
     def status(self) -> dict:
         """CSR STATUS decoded (:data:`~nmaccel.spec.conv_host.STATUS_FIELDS`) plus ``raw``."""
-        raw = self.read(self._csr("STATUS"), 1)[0]
+        raw = self.read(self.status_address(), 1)[0]
         return {"raw": raw, **H.decode_status(raw)}
 
     def counters(self) -> dict:
@@ -106,7 +103,7 @@ class ConvBoard(BridgeBoard):
         sent, out = 0, []
         deadline = time.monotonic() + timeout
         while True:
-            raw, free, count = self.read(self._csr("STATUS"), 3)
+            raw, free, count = self.read(self.status_address(), 3)
             st = H.decode_status(raw)
             bad = [f for f in ("write_lost", "in_overflow", "out_underflow") if st[f]]
             if bad:

@@ -327,8 +327,8 @@ class BridgeBoard:
         return out
 
     def status_address(self) -> int:
-        """The host address of CSR STATUS (a subclass answers)."""
-        raise NotImplementedError
+        """The host address of the design's CSR STATUS."""
+        return proto.csr_address(self.config, "STATUS")
 
     def selftest(self) -> dict:
         """Send malformed frames and check each gets its error reply and that the link still
@@ -366,9 +366,6 @@ class StaBoard(BridgeBoard):
 
     config_type = StaConfig
 
-    def status_address(self) -> int:
-        return sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
-
     def start(self, count: int) -> None:
         """Run CBUF[0 .. count-1] (writes CSR START; clears the counters)."""
         self.transact(proto.encode_start(count, self.next_tag()))
@@ -376,7 +373,7 @@ class StaBoard(BridgeBoard):
     def status(self) -> dict:
         """CSR STATUS decoded: ``raw``, ``busy``, ``done``, ``error``, ``code``, ``index``,
         ``message``."""
-        raw = self.read(sta_isa.host_address(self.config, "CSR", CSR["STATUS"]), 1)[0]
+        raw = self.read(self.status_address(), 1)[0]
         st = decode_status(raw)
         return {"raw": raw, "busy": st.busy, "done": st.done, "error": st.error,
                 "code": st.code, "index": st.command, "message": st.message}
@@ -390,7 +387,7 @@ class StaBoard(BridgeBoard):
         """Poll STATUS until done or error; returns the raw STATUS (raises :class:`BoardTimeout`
         after ``timeout`` seconds)."""
         deadline = time.monotonic() + timeout
-        addr = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+        addr = self.status_address()
         while True:
             raw = self.read(addr, 1)[0]
             st = decode_status(raw)
@@ -404,7 +401,7 @@ class StaBoard(BridgeBoard):
         """Poll STATUS until ``ext_ready`` (the SDRAM's power-up is done; raises
         :class:`BoardTimeout` after ``timeout`` seconds)."""
         deadline = time.monotonic() + timeout
-        addr = sta_isa.host_address(self.config, "CSR", CSR["STATUS"])
+        addr = self.status_address()
         while not decode_status(raw := self.read(addr, 1)[0]).ext_ready:
             if time.monotonic() > deadline:
                 raise BoardTimeout(f"the SDRAM did not finish its power-up within {timeout} s "
@@ -426,7 +423,7 @@ class StaBoard(BridgeBoard):
         for a, words in write_runs(writes):
             self.write(a, words)
         start_addr, count = script["start"]
-        if start_addr != sta_isa.host_address(self.config, "CSR", CSR["START"]):
+        if start_addr != proto.csr_address(self.config, "START"):
             raise BoardError(f"host script starts at 0x{start_addr:X}, not CSR START")
         t_load = time.perf_counter()
         self.start(count)

@@ -25,12 +25,11 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
-from nmaccel.spec import conv_host, sta_isa
 from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.config import ConvConfig, StaConfig
 
 __all__ = ["UartBridge", "check_timeout", "crc_next", "default_timeout", "host_read_layout",
-           "host_write_layout", "start_address"]
+           "host_write_layout"]
 
 
 def host_write_layout(addr_bits: int) -> data.StructLayout:
@@ -41,13 +40,6 @@ def host_write_layout(addr_bits: int) -> data.StructLayout:
 def host_read_layout(addr_bits: int) -> data.StructLayout:
     """A host read request for host address ``addr`` (answered on the read-data stream)."""
     return data.StructLayout({"addr": unsigned(addr_bits)})
-
-
-def start_address(config) -> int:
-    """The host address the bridge's START command writes: the design's CSR START."""
-    if isinstance(config, StaConfig):
-        return sta_isa.host_address(config, "CSR", sta_isa.CSR["START"])
-    return conv_host.host_address(config, "CSR", conv_host.CSR["START"])
 
 
 def default_timeout(divisor: int) -> int:
@@ -101,12 +93,10 @@ class UartBridge(wiring.Component):
     are written); the link itself is the bottleneck (10 bit times per byte).
     """
 
-    def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
-        if not isinstance(config, (StaConfig, ConvConfig)):
-            raise TypeError(f"config must be a StaConfig or a ConvConfig, not "
-                            f"{type(config).__name__}")
+    def __init__(self, config: StaConfig | ConvConfig, divisor: int,
+                 timeout: int | None = None) -> None:
+        self.addr_bits = proto.host_addr_bits(config)    # (a TypeError for any other config)
         self.config = config
-        self.addr_bits = proto.host_addr_bits(config)
         self.divisor = check_divisor(divisor)
         self.timeout = check_timeout(timeout, divisor)
         self.id_bytes = proto.id_bytes(config)
@@ -209,7 +199,7 @@ class UartBridge(wiring.Component):
         tx_sent = Signal()
         m.d.comb += [utx.data.payload.eq(tx_byte), tx_sent.eq(utx.data.valid & utx.data.ready)]
 
-        start_addr = start_address(cfg)
+        start_addr = proto.csr_address(cfg, "START")
         # ``wr`` comes from registers: no path from the word buffer or the parser's adders
         # into the core (the 85F build's critical path ran from the buffer to the controller)
         wr_valid = Signal()

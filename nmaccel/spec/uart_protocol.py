@@ -95,6 +95,8 @@ __all__ = [
     "BoardId",
     "DESIGN_IDS",
     "host_addr_bits",
+    "host_map",
+    "csr_address",
     "FrameError",
     "config_hash",
     "CRC_BYTES",
@@ -269,15 +271,30 @@ DESIGN_IDS = {
 }
 
 
+def host_map(cfg):
+    """The host address map of the design ``cfg`` configures: the module
+    :mod:`nmaccel.spec.sta_isa` (STA) or :mod:`nmaccel.spec.conv_host` (conv engine); both
+    answer ``addr_bits(cfg)``, ``host_address(cfg, space, entry, sub)`` and ``CSR`` (with
+    START and STATUS)."""
+    kind = getattr(cfg, "kind", None)
+    if kind == "sta":
+        from nmaccel.spec import sta_isa
+        return sta_isa
+    if kind == "conv":
+        from nmaccel.spec import conv_host
+        return conv_host
+    raise TypeError(f"config must be a StaConfig or a ConvConfig, not {type(cfg).__name__}")
+
+
 def host_addr_bits(cfg) -> int:
     """Bits of the host address space of the design ``cfg`` configures (STA or conv)."""
-    if cfg.kind == "sta":
-        from nmaccel.spec.sta_isa import addr_bits
-        return addr_bits(cfg)
-    if cfg.kind == "conv":
-        from nmaccel.spec.conv_host import addr_bits
-        return addr_bits(cfg)
-    raise TypeError(f"config must be a StaConfig or a ConvConfig, not {type(cfg).__name__}")
+    return host_map(cfg).addr_bits(cfg)
+
+
+def csr_address(cfg, name: str) -> int:
+    """The host address of the design's CSR ``name`` (``"START"``, ``"STATUS"``, ...)."""
+    hmap = host_map(cfg)
+    return hmap.host_address(cfg, "CSR", hmap.CSR[name])
 
 
 @dataclass(frozen=True)
@@ -303,11 +320,9 @@ class BoardId:
 
     @classmethod
     def of(cls, cfg) -> BoardId:
-        kind = getattr(cfg, "kind", None)
-        if kind not in DESIGN_IDS:
-            raise TypeError(f"config must be a StaConfig or a ConvConfig, not "
-                            f"{type(cfg).__name__}")
-        return cls(kind, VERSION, MAX_WORDS, host_addr_bits(cfg),
+        addr_bits = host_addr_bits(cfg)              # (a clear error for any other config)
+        kind = cfg.kind
+        return cls(kind, VERSION, MAX_WORDS, addr_bits,
                    tuple(getattr(cfg, f) for f in DESIGN_IDS[kind][1]), config_hash(cfg))
 
     def named_fields(self) -> dict:
