@@ -66,6 +66,7 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         to a truncated frame comes after the bridge's timeout), plus
         :data:`WATCHDOG_MARGIN`.
     """
+    from nmaccel.spec import uart_protocol as proto
     byte = 10 * divisor
     work = 0
     for action in actions:
@@ -76,9 +77,9 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
             work += cycles
         elif name == "run":
             from nmaccel.sim.sta_rtl import predicted_cycles
-            from nmaccel.spec.sta_isa import COUNTERS
             prog = args[0]
-            words = (len(prog.host_writes()) + len(prog.output_reads()) + len(COUNTERS)
+            words = (len(prog.host_writes()) + len(prog.output_reads())
+                     + len(proto.host_map(cfg).COUNTERS)
                      + len(prog.commands))
             work += predicted_cycles(prog)
         elif name == "read":
@@ -86,7 +87,7 @@ def session_limit(cfg, divisor: int, read_timeout: int, actions) -> int:
         elif name == "write":
             words = len(args[1])
         elif name in ("counters", "status"):
-            words = 16
+            words = len(proto.host_map(cfg).COUNTERS)
         work += (BYTES_PER_WORD * words + BYTES_PER_ACTION) * byte
     if getattr(cfg, "sdram_timing", None) is not None:     # the SDRAM's power-up comes first
         work += cfg.sdram_timing.init_wait

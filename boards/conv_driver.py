@@ -36,7 +36,7 @@ from nmaccel.model.conv_ref import (
 from nmaccel.spec import conv_host as H
 from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.config import ConvConfig
-from nmaccel.spec.conv_format import settings_fields
+from nmaccel.spec.conv_format import settings_bits
 
 __all__ = ["ConvBoard", "ConvHostError"]
 
@@ -79,11 +79,11 @@ class ConvBoard(BridgeBoard):
             width = H.space_width(cfg, space)
             writes = [(H.host_address(cfg, space, e, k), w)
                       for e, entry in enumerate(entries)
-                      for k, w in enumerate(H.split_words(entry, width))]
+                      for k, w in enumerate(proto.split_words(entry, width))]
             for a, words in write_runs(writes):
                 self.write(a, words)
-        bits = sum(b for _, b in settings_fields(cfg))
-        self.write(self._csr("SETTINGS"), H.split_words(pack_settings(job, cfg), bits))
+        self.write(self._csr("SETTINGS"),
+                   proto.split_words(pack_settings(job, cfg), settings_bits(cfg)))
 
     def run_layer(self, job: ConvLayerJob, x, timeout: float = 60.0) -> tuple[list[int], dict]:
         """Run the loaded layer ``job`` on input ``x`` (C, H, W): START, stream the input and
@@ -118,14 +118,14 @@ class ConvBoard(BridgeBoard):
             while count:
                 k = min(count, per_read)
                 words = self.read(out_addr, k * out_words)
-                out += [H.join_words(words[i:i + out_words])
+                out += [proto.join_words(words[i:i + out_words])
                         for i in range(0, len(words), out_words)]
                 count -= k
                 moved = True
             while free and sent < len(beats):
                 k = min(free, per_write, len(beats) - sent)
                 self.write(in_addr, [w for b in beats[sent:sent + k]
-                                     for w in H.split_words(b, in_bits)])
+                                     for w in proto.split_words(b, in_bits)])
                 sent += k
                 free -= k
                 moved = True

@@ -79,7 +79,7 @@ class ConvHost(wiring.Component):
         in_fifo = m.submodules.in_fifo = SyncFIFOBuffered(width=input_layout(cfg).size,
                                                           depth=H.IN_DEPTH)
         # the output beats are read straight from the engine's output FIFO
-        # (H.out_depth(config) = config.out_fifo_depth beats): a second FIFO here would only
+        # (config.out_fifo_depth beats): a second FIFO here would only
         # add logic (on the iCE40UP5K ~100 LUT and ~100 FF)
         m.d.comb += [engine.i.valid.eq(in_fifo.r_rdy), engine.i.payload.eq(in_fifo.r_data),
                      in_fifo.r_en.eq(engine.i.ready)]
@@ -106,28 +106,32 @@ class ConvHost(wiring.Component):
         start = Signal()
         m.d.comb += [engine.start.eq(start), self.wr.ready.eq(1)]
 
-        def entry_write(space, width, en, addr, data):
-            n = H.sub_words(cfg, space)
+        def gather(n, sub, name):
+            """The ``n``-slice word the write in flight belongs to, at slice ``sub``: slices
+            before the last wait in a stage register; returns ``(last, whole)``, the last
+            slice's test and the word with the data in flight as that slice."""
+            stage = Signal(32 * max(n - 1, 1), name=f"{name}_stage")
+            last = sub == n - 1
+            if n > 1:
+                with m.If(~last):
+                    m.d.sync += stage.word_select(sub, 32).eq(wr.data)
+            return last, Cat(stage[:32 * (n - 1)], wr.data)
+
+        def entry_write(space, en, addr, data):
             sb = H.sub_bits(cfg, space)
-            sub, entry = w_rest[:sb], w_rest[sb:]
-            stage = Signal(32 * max(n - 1, 1), name=f"{space.lower()}_stage")
-            m.d.comb += [addr.eq(entry), data.eq(Cat(stage[:32 * (n - 1)], wr.data)[:width])]
-            with m.If(sub == n - 1):
+            last, whole = gather(H.sub_words(cfg, space), w_rest[:sb], space.lower())
+            m.d.comb += [addr.eq(w_rest[sb:]), data.eq(whole[:len(data.as_value())])]
+            with m.If(last):
                 with m.If(engine.busy):
                     m.d.sync += write_lost.eq(1)
                 with m.Else():
                     m.d.comb += en.eq(1)
-            if n > 1:
-                with m.Else():
-                    m.d.sync += stage.word_select(sub[:max(sb, 1)], 32).eq(wr.data)
 
         in_words = H.stream_words(cfg, "IN")
         in_sub = Signal(range(max(in_words, 2)))
-        in_stage = Signal(32 * max(in_words - 1, 1))
         out_words = H.stream_words(cfg, "OUT")
         out_sub = Signal(range(max(out_words, 2)))
 
-        m.d.comb += in_fifo.w_data.eq(Cat(in_stage[:32 * (in_words - 1)], wr.data))
         with m.If(self.wr.valid):
             with m.Switch(w_space):
                 with m.Case(H.SPACES["CSR"]):
@@ -143,22 +147,20 @@ class ConvHost(wiring.Component):
                             with m.Else():
                                 m.d.sync += settings[32 * j:32 * (j + 1)].eq(wr.data)
                 with m.Case(H.SPACES["WMEM"]):
-                    entry_write("WMEM", len(engine.wmem_data.as_value()), engine.wmem_en,
-                                engine.wmem_addr, engine.wmem_data)
+                    entry_write("WMEM", engine.wmem_en, engine.wmem_addr, engine.wmem_data)
                 with m.Case(H.SPACES["PMEM"]):
-                    entry_write("PMEM", len(engine.pmem_data.as_value()), engine.pmem_en,
-                                engine.pmem_addr, engine.pmem_data)
+                    entry_write("PMEM", engine.pmem_en, engine.pmem_addr, engine.pmem_data)
                 with m.Case(H.SPACES["IN"]):
-                    with m.If(in_sub == in_words - 1):
+                    last, whole = gather(in_words, in_sub, "in")
+                    m.d.comb += in_fifo.w_data.eq(whole)
+                    with m.If(last):
                         m.d.sync += in_sub.eq(0)
                         with m.If(in_fifo.w_rdy):
                             m.d.comb += in_fifo.w_en.eq(1)
                         with m.Else():
                             m.d.sync += in_overflow.eq(1)
-                    if in_words > 1:
-                        with m.Else():
-                            m.d.sync += [in_stage.word_select(in_sub, 32).eq(wr.data),
-                                         in_sub.eq(in_sub + 1)]
+                    with m.Else():
+                        m.d.sync += in_sub.eq(in_sub + 1)
 
         # -------------------------------------------------------------------- reads
         answer = Signal(32)

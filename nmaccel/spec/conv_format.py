@@ -9,7 +9,7 @@ from enum import IntEnum
 
 from nmaccel.spec.config import ConvConfig, clog2
 
-__all__ = ["COUNTERS", "Mode", "param_fields", "settings_fields"]
+__all__ = ["COUNTERS", "Mode", "param_fields", "settings_bits", "settings_fields"]
 
 #: Counters a PE column accumulates per output (S0..S3, see :mod:`nmaccel.model.conv_ref`).
 COUNTERS = 4
@@ -36,3 +36,8 @@ def settings_fields(cfg: ConvConfig) -> list[tuple[str, int]]:
             ("in_tiles", clog2(cfg.max_in_tiles + 1)),
             ("out_tiles", clog2(cfg.max_out_tiles + 1)),
             ("binarize", 1), ("out_bits", 4), ("out_signed", 1)]
+
+
+def settings_bits(cfg: ConvConfig) -> int:
+    """Bits of the packed layer settings (the sum of :func:`settings_fields`)."""
+    return sum(b for _, b in settings_fields(cfg))

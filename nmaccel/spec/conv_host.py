@@ -2,7 +2,8 @@
 (:class:`nmaccel.hw.conv.host_port.ConvHostPort`), the UART bridge and the host driver
 (:class:`nmaccel.boards.driver.ConvBoard`) read it.
 
-A host address is ``space << space_shift | entry << sub_bits | sub``; every word is 32 bits.
+A host address is ``space << space_shift | entry << sub_bits | sub``; every word is 32 bits
+(an entry's words: :func:`nmaccel.spec.uart_protocol.split_words`).
 
 ======  ==========================================================================================
 space   contents
@@ -19,8 +20,8 @@ IN      the input stream: every word written anywhere in the space is the next 3
         :func:`stream_words` slices a beat); the beat enters the input FIFO
         (:data:`IN_DEPTH` beats) with its last slice
 OUT     the output stream: every word read anywhere in the space is the next slice of the
-        output FIFO's head beat (the engine's own output FIFO, :func:`out_depth` =
-        ``out_fifo_depth`` beats of ``out_lanes`` lanes: ``q`` lanes then ``v`` lanes, as the
+        output FIFO's head beat (the engine's own output FIFO, ``out_fifo_depth``
+        beats of ``out_lanes`` lanes: ``q`` lanes then ``v`` lanes, as the
         engine's ``o`` stream); the beat leaves the FIFO with its last slice
 ======  ==========================================================================================
 
@@ -39,12 +40,12 @@ from __future__ import annotations
 import functools
 
 from nmaccel.spec.config import ConvConfig, clog2
-from nmaccel.spec.conv_format import param_fields, settings_fields
+from nmaccel.spec.conv_format import param_fields, settings_bits
 
-__all__ = ["SPACES", "CSR", "COUNTERS", "STATUS_FIELDS", "IN_DEPTH", "out_depth",
+__all__ = ["SPACES", "CSR", "COUNTERS", "STATUS_FIELDS", "IN_DEPTH",
            "STREAM_WINDOW", "decode_status", "space_width", "space_depth", "sub_words",
-           "sub_bits", "space_shift", "addr_bits", "host_address", "split_words",
-           "join_words", "settings_words", "stream_words"]
+           "sub_bits", "space_shift", "addr_bits", "host_address", "settings_words",
+           "stream_words"]
 
 SPACES = {"CSR": 0, "WMEM": 1, "PMEM": 2, "IN": 3, "OUT": 4}
 
@@ -71,12 +72,6 @@ STATUS_FIELDS = ("busy", "done", "write_lost", "in_overflow", "out_underflow")
 #: Beats of the host port's input FIFO.
 IN_DEPTH = 256
 
-
-def out_depth(cfg: ConvConfig) -> int:
-    """Beats of the output FIFO that OUT reads: the engine's own (``cfg.out_fifo_depth``;
-    the host port adds none), so ``OUT_COUNT`` never exceeds it."""
-    return cfg.out_fifo_depth
-
 #: Entries of the IN and OUT spaces: a frame of up to ``MAX_WORDS`` words stays inside.
 STREAM_WINDOW = 64
 
@@ -92,7 +87,7 @@ def _words(bits: int) -> int:
 
 def settings_words(cfg: ConvConfig) -> int:
     """32-bit words of the packed layer settings."""
-    return _words(sum(b for _, b in settings_fields(cfg)))
+    return _words(settings_bits(cfg))
 
 
 def stream_words(cfg: ConvConfig, space: str) -> int:
@@ -160,16 +155,3 @@ def host_address(cfg: ConvConfig, space: str, entry: int = 0, sub: int = 0) -> i
     if not isinstance(sub, int) or not 0 <= sub < sub_words(cfg, space):
         raise ValueError(f"{space} slice must be in [0, {sub_words(cfg, space)}), not {sub!r}")
     return (SPACES[space] << space_shift(cfg)) | (entry << sub_bits(cfg, space)) | sub
-
-
-def split_words(value: int, bits: int) -> list[int]:
-    """An unsigned ``bits``-bit ``value`` as its 32-bit words, lowest first."""
-    value = int(value)
-    if value < 0 or value >> bits:
-        raise ValueError(f"value must be a {bits}-bit unsigned integer, not {value}")
-    return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(_words(bits))]
-
-
-def join_words(words) -> int:
-    """The inverse of :func:`split_words`."""
-    return sum(int(w) << (32 * i) for i, w in enumerate(words))

@@ -52,6 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from nmaccel.spec import uart_protocol
 from nmaccel.spec.config import (
     MAX_ARRAY_DIM,
     MAX_MULTIPLIERS,
@@ -531,14 +532,12 @@ def split_entry(cfg: StaConfig, space: str, word: int) -> list[int]:
     width = space_width(cfg, space)
     if word < 0 or word >> width:
         raise ValueError(f"{space} entry must be a {width}-bit unsigned integer")
-    return [(word >> (32 * i)) & 0xFFFFFFFF for i in range(sub_words(cfg, space))]
+    return uart_protocol.split_words(word, width)
 
 
 def join_entry(slices: Sequence[int]) -> int:
-    word = 0
-    for i, s in enumerate(slices):
-        word |= (int(s) & 0xFFFFFFFF) << (32 * i)
-    return word
+    """An entry from its 32-bit slices (:func:`nmaccel.spec.uart_protocol.join_words`)."""
+    return uart_protocol.join_words(slices)
 
 
 # -- GEMM geometry ----------------------------------------------------------------------------

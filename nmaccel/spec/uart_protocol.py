@@ -96,6 +96,8 @@ __all__ = [
     "DESIGN_IDS",
     "host_addr_bits",
     "host_map",
+    "split_words",
+    "join_words",
     "csr_address",
     "FrameError",
     "config_hash",
@@ -269,6 +271,22 @@ DESIGN_IDS = {
     "sta": (b"nmST", ("rows", "cols", "lanes", "n", "m")),
     "conv": (b"nmCV", ("p_out", "p_in", "data_bits", "coef_bits", "mult_bits")),
 }
+
+
+def split_words(value: int, bits: int) -> list[int]:
+    """An unsigned ``bits``-bit ``value`` as the link's 32-bit words, lowest first."""
+    value = int(value)
+    if value < 0 or value >> bits:
+        raise ValueError(f"value must be a {bits}-bit unsigned integer, not {value}")
+    return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(-(-bits // 32))]
+
+
+def join_words(words) -> int:
+    """The inverse of :func:`split_words` (each word taken modulo 2**32)."""
+    value = 0
+    for i, w in enumerate(words):
+        value |= (int(w) & 0xFFFFFFFF) << (32 * i)
+    return value
 
 
 def host_map(cfg):

@@ -34,10 +34,10 @@ def test_address_map_spaces_do_not_overlap_and_round_trip():
         H.host_address(CFG, "WMEM", H.space_depth(CFG, "WMEM"))
     with pytest.raises(ValueError, match="space must be one of"):
         H.space_width(CFG, "NOPE")
-    words = H.split_words((1 << 70) - 3, 80)
-    assert len(words) == 3 and H.join_words(words) == (1 << 70) - 3
+    words = proto.split_words((1 << 70) - 3, 80)
+    assert len(words) == 3 and proto.join_words(words) == (1 << 70) - 3
     with pytest.raises(ValueError, match="80-bit unsigned"):
-        H.split_words(1 << 80, 80)
+        proto.split_words(1 << 80, 80)
     assert H.decode_status(0b10010) == {"busy": False, "done": True, "write_lost": False,
                                         "in_overflow": False, "out_underflow": True}
 
@@ -143,10 +143,9 @@ def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images, preset
 def test_host_port_flags_misuse():
     from nmaccel.boards.simulated import board_session
     from nmaccel.model.conv_ref import pack_settings
-    from nmaccel.spec.conv_format import settings_fields
+    from nmaccel.spec.conv_format import settings_bits
     job, _ = random_job(np.random.default_rng(2), "mul", 8, 3, 1, 2, 2, 4, 4)
-    bits = sum(b for _, b in settings_fields(CFG))
-    settings = H.split_words(pack_settings(job, CFG), bits)
+    settings = proto.split_words(pack_settings(job, CFG), settings_bits(CFG))
     csr = lambda name: H.host_address(CFG, "CSR", H.CSR[name])  # noqa: E731
     in_addr, out_addr = H.host_address(CFG, "IN"), H.host_address(CFG, "OUT")
     actions = [("check",), ("write", csr("SETTINGS"), settings),
