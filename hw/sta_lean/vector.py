@@ -1,0 +1,508 @@
+"""``SharedVectorUnit``: every vector operation of the STA (requant, GELU, residual add,
+LayerNorm, softmax) on one time-shared datapath, for the memory-lean STA.
+
+Where :class:`~nmaccel.hw.sta.core.StaCore` gives each operation its own pipelined lanes
+(dozens of wide multipliers), this unit has one 16 × 16-bit unsigned multiplier, one 64-bit
+adder path, a shifter that walks 16, 4 or 1 bits a cycle and a one-bit-a-cycle divider and
+square root, sequenced by one state machine. Formats, product widths and the exact cycle count
+are those of :mod:`nmaccel.spec.lean_vector`; results are bit-exact with the golden models.
+
+Engines (states called with a return point, ``ret``)
+    ``MUL``   ``v = add ± ma·mb``: sign-magnitude operands; ``v`` starts at the addend
+              (inverted for a negative product), one chunk pair is added a cycle, then one
+              cycle inverts it back (``add − P = ~(~add + P)``).
+    ``RSS``   ``v = sat(round_shift(v, shift) + zero)``: walk right by ``shift − 1``, round
+              (``v = (v + 1) >> 1``), add the zero point and saturate (``sat`` code).
+    ``DIV``   ``dn = dn // dd`` (64 quotient bits, remainder in ``rem``).
+    ``ISQRT`` ``dd = isqrt(dn)`` (32 steps, two operand bits each; remainder in ``rem``).
+    DIV and ISQRT share one compare-subtract; MUL, the rounding step, the zero point and the
+    softmax's bucket sums share the adder on ``v``.
+
+Ports
+    ``cmd``  In stream of :attr:`cmd_layout`: ``op`` (:class:`~nmaccel.spec.lean_vector.VecOp`),
+             ``n`` (elements, or the row length), ``osel`` (result format of element ops),
+             ``mult``/``shift``/``zero``, ``mult2``/``shift2``, ``clip``/``cp`` (GELU).
+    ``i``    In stream of :attr:`in_layout`: ``a`` (the operand: accumulator, ``x``, score),
+             ``b`` (residual operand), ``gamma``/``beta`` (LayerNorm feature parameters).
+    ``o``    Out stream of :attr:`out_layout`: ``y`` and ``y2`` (LayerNorm's ``act_bits`` copy).
+    ``busy`` Out: a command is in progress.
+
+Throughput: one command at a time; :func:`~nmaccel.spec.lean_vector.op_cycles` gives its cycles.
+A command with ``n = 0`` or an ``op`` outside :class:`~nmaccel.spec.lean_vector.VecOp` is taken
+and does nothing (the core's decoder refuses such commands before they get here).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from nmaccel.spec import lean_vector as lv
+from nmaccel.spec.config import StaConfig
+from nmaccel.spec.softmax_format import exp2_table
+from nmaccel.spec.sta_isa import SHIFT_BITS, Osel
+
+__all__ = ["SharedVectorUnit", "Sat"]
+
+W = 64                                                  # datapath width
+
+
+class Sat:
+    """Saturation codes of the RSS engine (the :class:`Osel` formats, then two more)."""
+    ACT, VEC, ACC, SCORE = Osel.ACT, Osel.VEC, Osel.ACC, Osel.SCORE
+    PROB = 4                                            # unsigned softmax_out_bits
+    NONE = 5                                            # no saturation
+
+
+#: Return points of the engines: the states that continue after a MUL, RSS, DIV or ISQRT.
+RETURNS = ("RQ_1", "RQ_OUT", "AD_1", "AD_2", "AD_OUT", "GE_1", "GE_2", "GE_3", "GE_OUT",
+           "LS_2", "LS_3", "LD_1", "LD_2", "LD_3", "LO_2", "LO_3", "LO_4", "LO_5", "LO_6",
+           "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT")
+
+
+def cmd_layout(cfg: StaConfig) -> data.StructLayout:
+    f = lv.lean_vector_format(cfg)
+    return data.StructLayout({
+        "op": unsigned(3), "n": unsigned(f.count_bits), "osel": unsigned(2),
+        "mult": unsigned(cfg.requant_mult_bits), "shift": unsigned(SHIFT_BITS),
+        "zero": signed(cfg.act_bits),
+        "mult2": unsigned(cfg.requant_mult_bits), "shift2": unsigned(SHIFT_BITS),
+        "clip": unsigned(cfg.vec_bits), "cp": unsigned(cfg.acc_bits - 1)})
+
+
+def in_layout(cfg: StaConfig) -> data.StructLayout:
+    return data.StructLayout({"a": signed(cfg.acc_bits), "b": signed(cfg.vec_bits),
+                              "gamma": signed(cfg.ln_gamma_bits), "beta": signed(cfg.acc_bits)})
+
+
+def out_layout(cfg: StaConfig) -> data.StructLayout:
+    return data.StructLayout({"y": signed(cfg.acc_bits), "y2": signed(cfg.act_bits)})
+
+
+def _abs(value) -> Mux:
+    return Mux(value < 0, -value, value)
+
+
+class SharedVectorUnit(wiring.Component):
+    """The time-shared vector datapath (see the module docstring).
+
+    Parameters
+    ----------
+    config : StaConfig
+        Formats (``acc_bits``, ``vec_bits``, ``act_bits``, the LayerNorm and softmax formats)
+        and the longest row, ``max_seq``.
+    """
+
+    def __init__(self, config: StaConfig) -> None:
+        self.config = StaConfig.require(config)
+        if config.softmax_in_bits > config.vec_bits:
+            raise ValueError(f"softmax_in_bits ({config.softmax_in_bits}) must be <= vec_bits "
+                             f"({config.vec_bits}): scores share the row buffer")
+        self.fmt = lv.lean_vector_format(config)
+        self.cmd_layout = cmd_layout(config)
+        self.in_layout = in_layout(config)
+        self.out_layout = out_layout(config)
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        cfg, f = self.config, self.fmt
+        m = Module()
+
+        # -- command and operands ----------------------------------------------------------
+        cmd = Signal(self.cmd_layout)
+        xa = Signal(signed(cfg.acc_bits))                 # the element's operand
+        xb = Signal(signed(cfg.vec_bits))                 # residual operand
+        idx = Signal(f.count_bits)                        # element / row position
+        idx_nxt = Signal(f.count_bits)                    # idx next cycle (row RAM address)
+        last = Signal()
+        m.d.comb += [idx_nxt.eq(idx), last.eq(idx == cmd.n - 1)]
+        m.d.sync += idx.eq(idx_nxt)
+
+        # -- the row buffer: the operand, gamma and beta of each row element ------------------
+        row_l = data.StructLayout({"a": signed(cfg.vec_bits), "gamma": signed(cfg.ln_gamma_bits),
+                                   "beta": signed(cfg.acc_bits)})
+        m.submodules.row = row = Memory(shape=row_l, depth=f.row_depth, init=[])
+        row_w = row.write_port()
+        row_r = row.read_port(domain="sync")
+        m.d.comb += [row_w.addr.eq(idx), row_r.addr.eq(idx_nxt), row_r.en.eq(1),
+                     row_w.data.a.eq(self.i.payload.a), row_w.data.gamma.eq(self.i.payload.gamma),
+                     row_w.data.beta.eq(self.i.payload.beta)]
+        rx = row_r.data.a
+
+        # -- softmax: exponent table and the per-shift buckets ---------------------------------
+        sf = cfg.softmax_in_frac
+        g = cfg.softmax_max_shift
+        E = cfg.softmax_exp_bits
+        m.submodules.exp = exp = Memory(shape=unsigned(E + 1), depth=1 << sf,
+                                        init=[int(t) for t in exp2_table(cfg)])
+        exp_r = exp.read_port(domain="sync")
+        bucket_bits = E + 1 + f.count_bits
+        m.submodules.bucket = bucket = Memory(shape=unsigned(bucket_bits), depth=g + 1, init=[])
+        bk_w = bucket.write_port()
+        bk_r = bucket.read_port(domain="sync", transparent_for=(bk_w,))
+        m_int = Signal(signed(cfg.softmax_in_bits - sf + 1))
+        delta = Signal(signed(cfg.softmax_in_bits + 2))
+        q_now = Signal(range(g + 1))
+        q_reg = Signal(range(g + 1))
+        m.d.comb += [delta.eq((m_int << sf) - rx), q_now.eq(delta >> sf),
+                     exp_r.addr.eq(delta[:sf]), exp_r.en.eq(1), bk_r.en.eq(1),
+                     bk_r.addr.eq(q_now)]
+
+        # -- engines' registers ------------------------------------------------------------
+        ma = Signal(f.a_chunks * lv.CHUNK)               # MUL: magnitudes, sign
+        mb = Signal(f.b_chunks * lv.CHUNK)
+        msign = Signal()
+        mna = Signal(range(f.a_chunks))                  # chunks - 1
+        mnb = Signal(range(f.b_chunks))
+        ci = Signal(range(f.a_chunks))
+        cj = Signal(range(f.b_chunks))
+        v = Signal(signed(W))                            # result / RSS value
+        v_neg = v[W - 1]
+        v_mag = Signal(len(ma))                          # |v| (operand widths bound it)
+        m.d.comb += v_mag.eq(Mux(v_neg, -v, v))
+        rs_rem = Signal(SHIFT_BITS)
+        rs_sat = Signal(3)
+        rs_zero = Signal(signed(cfg.act_bits))
+        dn = Signal(W)                                   # dividend → quotient; isqrt's operand
+        dd = Signal(f.div_bits)                          # divisor; isqrt's root
+        rem = Signal(f.div_bits + 2)                     # partial remainder
+        steps = Signal(range(lv.DIV_STEPS + 1))
+        r2 = Signal(len(rem) + 2)                        # < 2·divisor; isqrt: 4·rem + 3
+        trial = Signal(len(rem) + 2)
+        take = Signal()
+        m.d.comb += take.eq(r2 >= trial)
+        ret = Signal(range(len(RETURNS)))
+
+        # row statistics
+        sumx = Signal(signed(cfg.vec_bits + f.count_bits))
+        recip = Signal(max(f.recip_mag, f.srecip_mag))
+
+        # MUL operands: every call names its sources; one selector per operand feeds the
+        # registers (a mux per call site would repeat the 64-bit paths)
+        x_mag = Signal(cfg.vec_bits)                     # GELU: |x|, min(|x|, clip), clip − u
+        a_in_mag = Signal(cfg.acc_bits)
+        m.d.comb += a_in_mag.eq(_abs(self.i.payload.a))
+        u = Mux(a_in_mag < cmd.clip, a_in_mag, cmd.clip)
+        clip_u = Signal(cfg.vec_bits)
+        m.d.comb += [clip_u.eq(cmd.clip - u), x_mag.eq(_abs(xa))]
+        poly = Signal(signed(f.poly_mag + 1))            # GELU's polynomial (v holds the square)
+        with m.If(xa > 0):
+            m.d.comb += poly.eq((cmd.cp << 1) - v)
+        with m.Elif(xa < 0):
+            m.d.comb += poly.eq(v)
+        with m.Else():
+            m.d.comb += poly.eq(cmd.cp)
+        e = Signal(E + 1)                                 # softmax: T[r] >> q
+        m.d.comb += e.eq(Mux(q_reg > E, 0, exp_r.data >> q_reg))
+        gm = row_r.data.gamma
+        a_src = {"a": a_in_mag, "b": _abs(xb), "clip_u": clip_u, "poly": _abs(poly), "v": v_mag,
+                 "rx": _abs(rx), "e": e}
+        b_src = {"mult": cmd.mult, "mult2": cmd.mult2, "clip_u": clip_u, "x": x_mag, "n": cmd.n,
+                 "v": v_mag, "recip": recip, "gamma": _abs(gm)}
+        add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta}
+        a_sel = Signal(range(len(a_src)))
+        b_sel = Signal(range(len(b_src)))
+        add_sel = Signal(range(len(add_src)))
+        mul_go = Signal()
+        mul_sign = Signal()
+        mul_na = Signal.like(mna)
+        mul_nb = Signal.like(mnb)
+        mul_ret = Signal.like(ret)
+        add_val = Signal(signed(W))
+        m.d.comb += add_val.eq(Array(Value.cast(x).as_signed() for x in add_src.values())[add_sel])
+        with m.If(mul_go):
+            # v starts at the addend (inverted for a negative product: add − P = ~(~add + P))
+            m.d.sync += [ma.eq(Array(a_src.values())[a_sel]), mb.eq(Array(b_src.values())[b_sel]),
+                         msign.eq(mul_sign), v.eq(add_val ^ mul_sign.replicate(W)),
+                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret)]
+
+        def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
+            na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
+            assert na <= f.a_chunks and nb <= f.b_chunks, (a_mag, b_mag)
+            m.d.comb += [mul_go.eq(1), a_sel.eq(list(a_src).index(a)),
+                         b_sel.eq(list(b_src).index(b)), add_sel.eq(list(add_src).index(add)),
+                         mul_sign.eq(sign), mul_na.eq(na - 1), mul_nb.eq(nb - 1),
+                         mul_ret.eq(RETURNS.index(state_ret))]
+            m.next = "MUL"
+
+        def call_rss(state_ret, shift, sat, zero=0):
+            m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
+                         ret.eq(RETURNS.index(state_ret))]
+            with m.If(shift == 0):
+                m.next = "RSS_SAT"
+            with m.Elif(shift == 1):
+                m.next = "RSS_ROUND"
+            with m.Else():
+                m.next = "RSS_WALK"
+
+        def call_div(state_ret, num, den):
+            m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1),
+                         ret.eq(RETURNS.index(state_ret))]
+            m.next = "DIV"
+
+        def put(y, y2=0):
+            m.d.comb += [self.o.valid.eq(1), self.o.payload.y.eq(y), self.o.payload.y2.eq(y2)]
+
+        def next_element(again_state):
+            """After a result is taken: the next element, or back to idle."""
+            with m.If(self.o.ready):
+                m.d.comb += idx_nxt.eq(idx + 1)
+                with m.If(last):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = again_state
+
+        # -- the product and the saturation bounds ---------------------------------------
+        pp = Signal(2 * lv.CHUNK)
+        m.d.comb += pp.eq(ma.word_select(ci, lv.CHUNK) * mb.word_select(cj, lv.CHUNK))
+        pp_at = Signal(W)
+        with m.Switch(ci + cj):
+            for k in range(f.a_chunks + f.b_chunks - 1):
+                with m.Case(k):
+                    m.d.comb += pp_at.eq(pp << (lv.CHUNK * k))
+        v_addend = Signal(signed(W))                     # the one adder on v: chunk products,
+        v_sum = Signal(signed(W))                        # rounding, zero point, softmax buckets
+        m.d.comb += [v_addend.eq(pp_at), v_sum.eq(v + v_addend)]
+        vz = v_sum
+        sat_v = Signal(signed(W))
+        m.d.comb += sat_v.eq(vz)
+        neg = vz[W - 1]
+        bounds = {Sat.ACT: (cfg.act_bits, True), Sat.VEC: (cfg.vec_bits, True),
+                  Sat.ACC: (cfg.acc_bits, True), Sat.SCORE: (cfg.softmax_in_bits, True),
+                  Sat.PROB: (cfg.softmax_out_bits, False)}
+        with m.Switch(rs_sat):
+            for code, (bits, is_signed) in bounds.items():
+                lo = -(1 << (bits - 1)) if is_signed else 0
+                hi = (1 << (bits - 1)) - 1 if is_signed else (1 << bits) - 1
+                with m.Case(code):
+                    # out of range: the bits above the result's are not all copies of its sign
+                    # (signed) or not all zero (unsigned; a negative value gives 0)
+                    top = vz[bits - 1:] if is_signed else vz[bits:]
+                    inside = (top == 0) | (top == (1 << len(top)) - 1) if is_signed else top == 0
+                    with m.If(~inside):
+                        m.d.comb += sat_v.eq(Mux(neg, lo, hi))
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [cmd.eq(self.cmd.payload), idx.eq(0), sumx.eq(0), dn.eq(0)]
+                    m.d.comb += idx_nxt.eq(0)
+                    with m.If(self.cmd.payload.n != 0):
+                        with m.Switch(self.cmd.payload.op):
+                            with m.Case(lv.VecOp.LAYERNORM, lv.VecOp.SOFTMAX):
+                                m.next = "LOAD"
+                            with m.Case(lv.VecOp.REQUANT, lv.VecOp.GELU, lv.VecOp.ADD):
+                                m.next = "GET"
+
+            # -- element ops ----------------------------------------------------------------
+            with m.State("GET"):
+                m.d.comb += self.i.ready.eq(1)
+                a = self.i.payload.a
+                with m.If(self.i.valid):
+                    m.d.sync += [xa.eq(a), xb.eq(self.i.payload.b)]
+                    with m.Switch(cmd.op):
+                        with m.Case(lv.VecOp.REQUANT):
+                            call_mul("RQ_1", "a", "mult", a < 0, "0", f.acc_mag, f.mult_mag)
+                        with m.Case(lv.VecOp.ADD):
+                            call_mul("AD_1", "a", "mult", a < 0, "0", f.vec_mag, f.mult_mag)
+                        with m.Default():                                       # GELU
+                            call_mul("GE_1", "clip_u", "clip_u", 0, "0", f.vec_mag, f.vec_mag)
+
+            with m.State("RQ_1"):
+                call_rss("RQ_OUT", cmd.shift, cmd.osel, cmd.zero)
+            with m.State("RQ_OUT"):
+                put(v)
+                next_element("GET")
+
+            with m.State("AD_1"):
+                call_mul("AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
+            with m.State("AD_2"):
+                call_rss("AD_OUT", cmd.shift, cmd.osel)
+            with m.State("AD_OUT"):
+                put(v)
+                next_element("GET")
+
+            with m.State("GE_1"):                           # poly(x)·x
+                call_mul("GE_2", "poly", "x", (poly < 0) ^ (xa < 0), "0",
+                         f.poly_mag, f.vec_mag)
+            with m.State("GE_2"):
+                call_mul("GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
+            with m.State("GE_3"):
+                call_rss("GE_OUT", cmd.shift, cmd.osel, cmd.zero)
+            with m.State("GE_OUT"):
+                put(v)
+                next_element("GET")
+
+            # -- row ops: load the row ------------------------------------------------------
+            with m.State("LOAD"):
+                m.d.comb += self.i.ready.eq(1)
+                a = self.i.payload.a
+                with m.If(self.i.valid):
+                    m.d.comb += [row_w.en.eq(1), idx_nxt.eq(idx + 1)]
+                    m.d.sync += sumx.eq(sumx + a)
+                    with m.If((idx == 0) | (a.as_signed() > xa)):
+                        m.d.sync += xa.eq(a)                                   # running max
+                    with m.If(last):
+                        m.d.comb += idx_nxt.eq(0)
+                        with m.If(cmd.op == lv.VecOp.LAYERNORM):
+                            m.next = "LS_1"
+                        with m.Else():
+                            m.next = "SM_0"
+
+            # -- LayerNorm: statistics, reciprocal, outputs ----------------------------------
+            with m.State("LS_1"):                           # c = d·x − Σx
+                call_mul("LS_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+            with m.State("LS_2"):                           # var += c² (var in dn)
+                call_mul("LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
+            with m.State("LS_3"):
+                m.d.sync += dn.eq(v)
+                m.d.comb += idx_nxt.eq(idx + 1)
+                with m.If(last):
+                    m.d.comb += idx_nxt.eq(0)
+                    call_div("LD_1", v, cmd.n)
+                with m.Else():
+                    m.next = "LS_1"
+            with m.State("LD_1"):                           # isqrt(var // d)
+                m.d.sync += [rem.eq(0), dd.eq(0),
+                             steps.eq(lv.ISQRT_STEPS - 1), ret.eq(RETURNS.index("LD_2"))]
+                m.next = "ISQRT"
+            with m.State("LD_2"):                           # R = 2**K // max(1, sigma)
+                call_div("LD_3", 1 << cfg.ln_recip_frac, Mux(dd == 0, 1, dd))
+            with m.State("LD_3"):
+                m.d.sync += recip.eq(dn)
+                m.next = "LO_1"
+            with m.State("LO_1"):                           # c = d·x − Σx
+                call_mul("LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+            with m.State("LO_2"):                           # c·R
+                call_mul("LO_3", "v", "recip", v_neg, "0", f.c_mag, f.recip_mag)
+            with m.State("LO_3"):                           # n = round_shift(c·R, K − f)
+                call_rss("LO_4", cfg.ln_recip_frac - cfg.ln_frac, Sat.NONE)
+            with m.State("LO_4"):                           # n·gamma + beta
+                call_mul("LO_5", "v", "gamma", v_neg ^ (gm < 0), "beta",
+                         f.n_mag, cfg.ln_gamma_bits)
+            with m.State("LO_5"):                           # ·mult
+                call_mul("LO_6", "v", "mult", v_neg, "0", f.y_mag, f.mult_mag)
+            with m.State("LO_6"):
+                call_rss("LO_7", cmd.shift, Sat.VEC)
+            with m.State("LO_7"):                           # the act_bits copy
+                m.d.sync += xa.eq(v)
+                call_mul("LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
+            with m.State("LO_8"):
+                call_rss("LO_OUT", cmd.shift2, Sat.ACT)
+            with m.State("LO_OUT"):
+                put(xa, v)
+                next_element("LO_1")
+
+            # -- softmax: max, bucketed sum, reciprocal, outputs ----------------------------
+            with m.State("SM_0"):                           # m_int = ceil(max / 2**F)
+                m.d.sync += m_int.eq(-((-xa) >> sf))
+                m.next = "SB_0"
+            with m.State("SB_0"):                           # read T[r] and bucket[q]
+                m.d.sync += q_reg.eq(q_now)
+                m.next = "SB_1"
+            with m.State("SB_1"):                           # bucket[q] += T[r]
+                m.d.comb += [bk_w.addr.eq(q_reg), bk_w.en.eq(1),
+                             bk_w.data.eq(bk_r.data + exp_r.data)]
+                m.d.comb += idx_nxt.eq(idx + 1)
+                with m.If(last):
+                    m.d.comb += idx_nxt.eq(0)
+                    m.d.sync += [q_reg.eq(g), v.eq(0)]
+                    m.next = "SH_0"
+                with m.Else():
+                    m.next = "SB_0"
+            with m.State("SH_0"):                           # address bucket[g]
+                m.d.comb += bk_r.addr.eq(q_reg)
+                m.next = "SH_1"
+            with m.State("SH_1"):                           # acc = (acc + A_q) >> 1, clear A_q
+                m.d.comb += [bk_w.addr.eq(q_reg), bk_w.en.eq(1), bk_w.data.eq(0),
+                             bk_r.addr.eq(q_reg - 1)]
+                m.d.comb += v_addend.eq(bk_r.data)
+                m.d.sync += [v.eq(v_sum >> 1), q_reg.eq(q_reg - 1)]
+                with m.If(q_reg == 1):
+                    m.next = "SH_2"
+            with m.State("SH_2"):                           # S_r = acc + A_0; clear A_0
+                m.d.comb += [bk_w.addr.eq(0), bk_w.en.eq(1), bk_w.data.eq(0)]
+                omax = (1 << cfg.softmax_out_bits) - 1
+                m.d.comb += v_addend.eq(bk_r.data)
+                call_div("SD_1", omax << cfg.softmax_recip_frac, v_sum)
+            with m.State("SD_1"):
+                m.d.sync += recip.eq(dn)
+                m.next = "SO_1"
+            with m.State("SO_1"):                           # read T[r]
+                m.d.sync += q_reg.eq(q_now)
+                m.next = "SO_2"
+            with m.State("SO_2"):                           # e = T[r] >> q; e·recip
+                call_mul("SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
+            with m.State("SO_3"):
+                call_rss("SO_OUT", cfg.softmax_recip_frac, Sat.PROB)
+            with m.State("SO_OUT"):
+                put(v)
+                next_element("SO_1")
+
+            # -- engines ----------------------------------------------------------------------
+            def go_ret():
+                with m.Switch(ret):
+                    for k, name in enumerate(RETURNS):
+                        with m.Case(k):
+                            m.next = name
+
+            with m.State("MUL"):
+                m.d.sync += v.eq(v_sum)
+                with m.If(cj == mnb):
+                    m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
+                    with m.If(ci == mna):
+                        m.next = "MUL_FIN"
+                with m.Else():
+                    m.d.sync += cj.eq(cj + 1)
+            with m.State("MUL_FIN"):
+                m.d.sync += v.eq(v ^ msign.replicate(W))
+                go_ret()
+
+            with m.State("RSS_WALK"):
+                with m.If(rs_rem >= 16):
+                    m.d.sync += [v.eq(v >> 16), rs_rem.eq(rs_rem - 16)]
+                    with m.If(rs_rem == 16):
+                        m.next = "RSS_ROUND"
+                with m.Elif(rs_rem >= 4):
+                    m.d.sync += [v.eq(v >> 4), rs_rem.eq(rs_rem - 4)]
+                    with m.If(rs_rem == 4):
+                        m.next = "RSS_ROUND"
+                with m.Else():
+                    m.d.sync += [v.eq(v >> 1), rs_rem.eq(rs_rem - 1)]
+                    with m.If(rs_rem == 1):
+                        m.next = "RSS_ROUND"
+            with m.State("RSS_ROUND"):
+                m.d.comb += v_addend.eq(1)
+                m.d.sync += v.eq(v_sum >> 1)
+                m.next = "RSS_SAT"
+            with m.State("RSS_SAT"):
+                m.d.comb += v_addend.eq(rs_zero)
+                m.d.sync += v.eq(Mux(rs_sat == Sat.NONE, vz, sat_v))
+                go_ret()
+
+            # DIV and ISQRT: one digit recurrence, one compare-subtract. DIV shifts one
+            # dividend bit into the remainder and tries the divisor; ISQRT shifts two operand
+            # bits in and tries 4·root + 1 (the root grows by one bit a step).
+            with m.State("DIV"):
+                m.d.comb += [r2.eq(Cat(dn[W - 1], rem)), trial.eq(dd)]
+                m.d.sync += [rem.eq(Mux(take, r2 - trial, r2)), dn.eq(Cat(take, dn[:W - 1])),
+                             steps.eq(steps - 1)]
+                with m.If(steps == 0):
+                    go_ret()
+            with m.State("ISQRT"):
+                m.d.comb += [r2.eq(Cat(dn[W - 2:], rem)), trial.eq(Cat(1, 0, dd))]
+                m.d.sync += [rem.eq(Mux(take, r2 - trial, r2)), dn.eq(dn << 2),
+                             dd.eq(Cat(take, dd)), steps.eq(steps - 1)]
+                with m.If(steps == 0):
+                    go_ret()
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
