@@ -12,7 +12,8 @@ Engines (states called with a return point, ``ret``)
               (inverted for a negative product), one chunk pair is added a cycle, then one
               cycle inverts it back (``add − P = ~(~add + P)``).
     ``RSS``   ``v = sat(round_shift(v, shift) + zero)``: walk right by ``shift − 1``, round
-              (``v = (v + 1) >> 1``), add the zero point and saturate (``sat`` code).
+              (``v = (v + 1) >> 1``), add the zero point, saturate (``sat`` code): one step
+              a cycle, so no path chains two of them.
     ``DIV``   ``dn = dn // dd`` (64 quotient bits, remainder in ``rem``).
     ``ISQRT`` ``dd = isqrt(dn)`` (32 steps, two operand bits each; remainder in ``rem``).
     DIV and ISQRT share one compare-subtract; MUL, the rounding step, the zero point and the
@@ -189,28 +190,32 @@ class SharedVectorUnit(wiring.Component):
         x_mag = Signal(cfg.vec_bits)                     # GELU: |x|, min(|x|, clip), clip − u
         a_in_mag = Signal(cfg.acc_bits)
         m.d.comb += a_in_mag.eq(_abs(self.i.payload.a))
-        u = Mux(a_in_mag < cmd.clip, a_in_mag, cmd.clip)
+        # clip − min(|a|, clip) = max(clip ∓ a, 0): two adders side by side, not three in a row
+        a_in = self.i.payload.a
+        clip_a = Signal(signed(cfg.acc_bits + 2))
+        m.d.comb += clip_a.eq(Mux(a_in < 0, cmd.clip + a_in, cmd.clip - a_in))
         clip_u = Signal(cfg.vec_bits)
-        m.d.comb += [clip_u.eq(cmd.clip - u), x_mag.eq(_abs(xa))]
-        poly = Signal(signed(f.poly_mag + 1))            # GELU's polynomial (v holds the square)
-        with m.If(xa > 0):
-            m.d.comb += poly.eq((cmd.cp << 1) - v)
-        with m.Elif(xa < 0):
-            m.d.comb += poly.eq(v)
-        with m.Else():
-            m.d.comb += poly.eq(cmd.cp)
+        m.d.comb += [clip_u.eq(Mux(clip_a < 0, 0, clip_a)), x_mag.eq(_abs(xa))]
+        # GELU's polynomial is formed by the square's MUL: 2·cp − sq for x > 0, sq for x < 0
+        # (for x = 0 any value will do: it multiplies x)
+        gelu_add = Mux(a_in > 0, cmd.cp << 1, 0)
         e = Signal(E + 1)                                 # softmax: T[r] >> q
         m.d.comb += e.eq(Mux(q_reg > E, 0, exp_r.data >> q_reg))
         gm = row_r.data.gamma
-        a_src = {"a": a_in_mag, "b": _abs(xb), "clip_u": clip_u, "poly": _abs(poly), "v": v_mag,
+        a_src = {"a": a_in_mag, "b": _abs(xb), "clip_u": clip_u, "v": v_mag,
                  "rx": _abs(rx), "e": e}
         b_src = {"mult": cmd.mult, "mult2": cmd.mult2, "clip_u": clip_u, "x": x_mag, "n": cmd.n,
                  "v": v_mag, "recip": recip, "gamma": _abs(gm)}
-        add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta}
+        add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta,
+                   "gelu": gelu_add}
         a_sel = Signal(range(len(a_src)))
         b_sel = Signal(range(len(b_src)))
         add_sel = Signal(range(len(add_src)))
         mul_go = Signal()
+        pp = Signal(2 * lv.CHUNK)
+        # the adder on v adds this register, loaded a cycle ahead: the last chunk product in
+        # place (MUL), 1 (rounding), the zero point, the bucket read a cycle ago (softmax)
+        addend = Signal(signed(W))
         mul_sign = Signal()
         mul_na = Signal.like(mna)
         mul_nb = Signal.like(mnb)
@@ -221,7 +226,8 @@ class SharedVectorUnit(wiring.Component):
             # v starts at the addend (inverted for a negative product: add − P = ~(~add + P))
             m.d.sync += [ma.eq(Array(a_src.values())[a_sel]), mb.eq(Array(b_src.values())[b_sel]),
                          msign.eq(mul_sign), v.eq(add_val ^ mul_sign.replicate(W)),
-                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret)]
+                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
+                         addend.eq(0)]
 
         def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
@@ -234,9 +240,10 @@ class SharedVectorUnit(wiring.Component):
 
         def call_rss(state_ret, shift, sat, zero=0):
             m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
-                         ret.eq(RETURNS.index(state_ret))]
+                         ret.eq(RETURNS.index(state_ret)),
+                         addend.eq(Mux(shift == 0, zero, 1))]
             with m.If(shift == 0):
-                m.next = "RSS_SAT"
+                m.next = "RSS_ZERO"
             with m.Elif(shift == 1):
                 m.next = "RSS_ROUND"
             with m.Else():
@@ -259,18 +266,16 @@ class SharedVectorUnit(wiring.Component):
                 with m.Else():
                     m.next = again_state
 
-        # -- the product and the saturation bounds ---------------------------------------
-        pp = Signal(2 * lv.CHUNK)
+        # -- the product (registered, at its chunk position), the adder, the saturation ----
         m.d.comb += pp.eq(ma.word_select(ci, lv.CHUNK) * mb.word_select(cj, lv.CHUNK))
-        pp_at = Signal(W)
+        pp_next = Signal(W)
         with m.Switch(ci + cj):
             for k in range(f.a_chunks + f.b_chunks - 1):
                 with m.Case(k):
-                    m.d.comb += pp_at.eq(pp << (lv.CHUNK * k))
-        v_addend = Signal(signed(W))                     # the one adder on v: chunk products,
-        v_sum = Signal(signed(W))                        # rounding, zero point, softmax buckets
-        m.d.comb += [v_addend.eq(pp_at), v_sum.eq(v + v_addend)]
-        vz = v_sum
+                    m.d.comb += pp_next.eq(pp << (lv.CHUNK * k))
+        v_sum = Signal(signed(W))                        # the one adder on v
+        m.d.comb += v_sum.eq(v + addend)
+        vz = v
         sat_v = Signal(signed(W))
         m.d.comb += sat_v.eq(vz)
         neg = vz[W - 1]
@@ -314,7 +319,8 @@ class SharedVectorUnit(wiring.Component):
                         with m.Case(lv.VecOp.ADD):
                             call_mul("AD_1", "a", "mult", a < 0, "0", f.vec_mag, f.mult_mag)
                         with m.Default():                                       # GELU
-                            call_mul("GE_1", "clip_u", "clip_u", 0, "0", f.vec_mag, f.vec_mag)
+                            call_mul("GE_1", "clip_u", "clip_u", a > 0, "gelu",
+                                     f.vec_mag, f.vec_mag)
 
             with m.State("RQ_1"):
                 call_rss("RQ_OUT", cmd.shift, cmd.osel, cmd.zero)
@@ -331,7 +337,7 @@ class SharedVectorUnit(wiring.Component):
                 next_element("GET")
 
             with m.State("GE_1"):                           # poly(x)·x
-                call_mul("GE_2", "poly", "x", (poly < 0) ^ (xa < 0), "0",
+                call_mul("GE_2", "v", "x", v_neg ^ (xa < 0), "0",
                          f.poly_mag, f.vec_mag)
             with m.State("GE_2"):
                 call_mul("GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
@@ -418,21 +424,27 @@ class SharedVectorUnit(wiring.Component):
                     m.next = "SH_0"
                 with m.Else():
                     m.next = "SB_0"
+            # the halving walk reads two buckets ahead: addend holds bucket[q_reg]
             with m.State("SH_0"):                           # address bucket[g]
                 m.d.comb += bk_r.addr.eq(q_reg)
+                m.next = "SH_P"
+            with m.State("SH_P"):                           # address bucket[g - 1]
+                m.d.comb += bk_r.addr.eq(q_reg - 1)
+                m.d.sync += addend.eq(bk_r.data)
                 m.next = "SH_1"
             with m.State("SH_1"):                           # acc = (acc + A_q) >> 1, clear A_q
                 m.d.comb += [bk_w.addr.eq(q_reg), bk_w.en.eq(1), bk_w.data.eq(0),
-                             bk_r.addr.eq(q_reg - 1)]
-                m.d.comb += v_addend.eq(bk_r.data)
-                m.d.sync += [v.eq(v_sum >> 1), q_reg.eq(q_reg - 1)]
+                             bk_r.addr.eq(q_reg - 2)]
+                m.d.sync += [v.eq(v_sum >> 1), q_reg.eq(q_reg - 1), addend.eq(bk_r.data)]
                 with m.If(q_reg == 1):
                     m.next = "SH_2"
             with m.State("SH_2"):                           # S_r = acc + A_0; clear A_0
                 m.d.comb += [bk_w.addr.eq(0), bk_w.en.eq(1), bk_w.data.eq(0)]
+                m.d.sync += v.eq(v_sum)
+                m.next = "SH_3"
+            with m.State("SH_3"):                           # omax·2**K // S_r
                 omax = (1 << cfg.softmax_out_bits) - 1
-                m.d.comb += v_addend.eq(bk_r.data)
-                call_div("SD_1", omax << cfg.softmax_recip_frac, v_sum)
+                call_div("SD_1", omax << cfg.softmax_recip_frac, v)
             with m.State("SD_1"):
                 m.d.sync += recip.eq(dn)
                 m.next = "SO_1"
@@ -454,8 +466,8 @@ class SharedVectorUnit(wiring.Component):
                         with m.Case(k):
                             m.next = name
 
-            with m.State("MUL"):
-                m.d.sync += v.eq(v_sum)
+            with m.State("MUL"):                             # add the last product, form the next
+                m.d.sync += [v.eq(v_sum), addend.eq(pp_next)]
                 with m.If(cj == mnb):
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
                     with m.If(ci == mna):
@@ -463,7 +475,7 @@ class SharedVectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += cj.eq(cj + 1)
             with m.State("MUL_FIN"):
-                m.d.sync += v.eq(v ^ msign.replicate(W))
+                m.d.sync += v.eq(v_sum ^ msign.replicate(W))
                 go_ret()
 
             with m.State("RSS_WALK"):
@@ -480,12 +492,13 @@ class SharedVectorUnit(wiring.Component):
                     with m.If(rs_rem == 1):
                         m.next = "RSS_ROUND"
             with m.State("RSS_ROUND"):
-                m.d.comb += v_addend.eq(1)
-                m.d.sync += v.eq(v_sum >> 1)
+                m.d.sync += [v.eq(v_sum >> 1), addend.eq(rs_zero)]
+                m.next = "RSS_ZERO"
+            with m.State("RSS_ZERO"):
+                m.d.sync += v.eq(v_sum)
                 m.next = "RSS_SAT"
             with m.State("RSS_SAT"):
-                m.d.comb += v_addend.eq(rs_zero)
-                m.d.sync += v.eq(Mux(rs_sat == Sat.NONE, vz, sat_v))
+                m.d.sync += v.eq(Mux(rs_sat == Sat.NONE, v, sat_v))
                 go_ret()
 
             # DIV and ISQRT: one digit recurrence, one compare-subtract. DIV shifts one

@@ -136,8 +136,8 @@ def shift_steps(s: int) -> int:
 
 def rss_cycles(shift: int) -> int:
     """Cycles of one round-shift-saturate by ``shift``: the walk by ``shift - 1``, the rounding
-    step (both only for ``shift > 0``), the saturation."""
-    return (shift_steps(shift - 1) + 1 if shift > 0 else 0) + 1
+    step (both only for ``shift > 0``), the zero point, the saturation."""
+    return (shift_steps(shift - 1) + 1 if shift > 0 else 0) + 2
 
 
 def mul_cycles(a_mag: int, b_mag: int) -> int:
@@ -178,7 +178,7 @@ def op_cycles(cfg: StaConfig, op: int, n: int, shift: int = 0, shift2: int = 0) 
         return 1 + n + stats + recip + out
     g = cfg.softmax_max_shift
     sums = 1 + 2 * n
-    halve = 1 + g + 1
+    halve = 2 + g + 2
     recip = DIV_STEPS + 1
     out = n * (1 + 1 + mul(f.e_mag, f.srecip_mag) + 1 + rss(cfg.softmax_recip_frac) + 1)
     return 1 + n + sums + halve + recip + out
