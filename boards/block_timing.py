@@ -1,4 +1,4 @@
-"""Post-route timing of one Amaranth component placed and routed alone on an ECP5.
+"""Post-route timing of one Amaranth component placed and routed alone on an ECP5 or an iCE40.
 
 :func:`place_route_block` converts a component, wrapped as the submodule of a top with the
 same ports (or, if this Yosys trips on that, as the top itself), to RTLIL, synthesizes it with
@@ -6,6 +6,12 @@ YoWASP's Yosys (``synth_ecp5``, the board's options) and places and routes it wi
 ``nextpnr-ecp5 --out-of-context`` (no IO buffers, no global clock network: the component's
 ports stay unplaced) on the board's device, then reads nextpnr's JSON report: fmax,
 resources and the critical path with the source lines its logic comes from.
+
+nextpnr-ice40 has no out-of-context mode, and a block has more ports than an iCE40 has pins:
+on an iCE40 board the component sits in :func:`serial_harness` (every input bit from one
+shift register fed by a pin, every output bit XORed into one register driving a pin), so its
+logic stays whole and three pins remain; the report gives the harness' flip-flops
+(``harness_ff``) beside the totals, which include them.
 
 A block that misses the target alone misses it in any design (its register-to-register
 logic is too deep); a block that meets it alone but not inside the full build loses the time
@@ -24,7 +30,7 @@ from nmaccel.boards import build_report
 from nmaccel.boards.flow import with_router, yowasp_env
 from nmaccel.boards.targets import BoardError, board_target
 
-__all__ = ["place_route_block"]
+__all__ = ["place_route_block", "serial_harness"]
 
 
 def _wrapped(component):
@@ -44,6 +50,77 @@ def _wrapped(component):
     return Wrapper(component.signature)
 
 
+def serial_harness(component):
+    """``component`` behind three pins: ``sin`` shifts into a register that drives every
+    input port bit, and the XOR of every output port bit is registered onto ``sout``. Returns
+    ``(harness, input_bits)``."""
+    from amaranth.hdl import Cat, Module, Signal, Value
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    ins, outs = [], []
+    for _, member, value in component.signature.flatten(component):
+        (ins if member.flow == In else outs).append(Value.cast(value))
+    width = sum(len(x) for x in ins)
+
+    class Harness(wiring.Component):
+        def __init__(self):
+            super().__init__({"sin": In(1), "sout": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.dut = component
+            shift = Signal(max(width, 1))
+            m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
+            pos = 0
+            for x in ins:
+                m.d.comb += x.eq(shift[pos:pos + len(x)])
+                pos += len(x)
+            fold = Signal()
+            m.d.sync += fold.eq(Cat(*outs).xor())
+            m.d.comb += self.sout.eq(fold)
+            return m
+
+    return Harness(), width
+
+
+def _place_route_ice40(component, name, board, design, cfg, freq_mhz, seed, keep_dir) -> dict:
+    from amaranth.back import rtlil
+    plat = board.platform()
+    synth = ("" if design is None else
+             " ".join(board.synth_options(design, cfg) if cfg is not None
+                      else board.synth_opts.get(design, ())))
+    env = yowasp_env()
+    harness, width = serial_harness(component)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        (work / "blk.il").write_text(rtlil.convert(
+            harness, name="blk", platform=plat, ports=[harness.sin, harness.sout]))
+        _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
+              f"read_rtlil blk.il; synth_ice40 {synth} -top blk; write_json blk.json"],
+             work, env, "yosys", "blk.rpt")
+        synth_s = time.perf_counter() - start
+        device = plat.device.lower().replace("ice40", "")        # "iCE40UP5K" -> "up5k"
+        _run([env["NEXTPNR_ICE40"], "--quiet", "--log", "blk.tim", f"--{device}", "--package",
+              plat.package.lower(), "--json", "blk.json", "--pcf-allow-unconstrained",
+              "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
+              "--seed", str(seed)], work, env, "nextpnr", "blk.tim")
+        report = build_report.read_nextpnr_report(work / "blk.report.json")
+        log = (work / "blk.rpt").read_text(errors="replace")
+        total = time.perf_counter() - start
+    fmax = report.get("fmax", {})
+    achieved = min((float(v["achieved"]) for v in fmax.values()), default=None)
+    return {"block": name, "fmax_mhz": None if achieved is None else round(achieved, 2),
+            "synthesized_as": "serial harness", "harness_ff": width + 1,
+            "target_mhz": freq_mhz,
+            "timing_met": None if achieved is None else achieved >= freq_mhz,
+            "resources": build_report.resources("ice40", report, log),
+            "critical_path": build_report.critical_path(report),
+            "seconds": {"synth": round(synth_s, 1), "total": round(total, 1)}}
+
+
 def place_route_block(component, name: str, board_name: str = "ulx3s", design: str | None = None,
                       cfg=None, freq_mhz: float = 100.0, seed: int = 1,
                       router: str | None = None, keep_dir=None) -> dict:
@@ -56,11 +133,13 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
     RTLIL, netlist and reports there.
     """
     board = board_target(board_name)
-    if board.family != "ecp5":
-        raise BoardError(f"board must be an ECP5 board for out-of-context timing, not "
-                         f"{board_name!r} ({board.family})")
+    if board.family not in ("ecp5", "ice40"):
+        raise BoardError(f"board must be an ECP5 or iCE40 board, not {board_name!r} "
+                         f"({board.family})")
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or freq_mhz <= 0:
         raise BoardError(f"freq_mhz must be a positive frequency in MHz, not {freq_mhz!r}")
+    if board.family == "ice40":
+        return _place_route_ice40(component, name, board, design, cfg, freq_mhz, seed, keep_dir)
     from amaranth.back import rtlil
     plat = board.platform()
     synth = ("" if design is None else

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from nmaccel.spec.config import ConvConfig, StaConfig
 
-__all__ = ["conv_blocks", "sta_blocks"]
+__all__ = ["conv_blocks", "lean_sta_blocks", "sta_blocks"]
 
 
 def sta_blocks(cfg: StaConfig) -> list:
@@ -34,6 +34,17 @@ def sta_blocks(cfg: StaConfig) -> list:
         ("ResidualAddLanes", 1, lambda: ResidualAddLanes(cfg, C), f"{C} lanes of a*ma + b*mb"),
         ("RequantUnit", C, lambda: RequantUnit(cfg, out_bits=cfg.act_bits, signed=True),
          "the vector path's requant (one per column)"),
+    ]
+
+
+def lean_sta_blocks(cfg: StaConfig) -> list:
+    """``(name, count, factory, what it holds)`` per block of the memory-lean STA
+    (:mod:`nmaccel.hw.sta_lean`)."""
+    StaConfig.require(cfg, "cfg")
+    from nmaccel.hw.sta_lean.vector import SharedVectorUnit
+    return [
+        ("SharedVectorUnit", 1, lambda: SharedVectorUnit(cfg),
+         "requant, GELU, residual add, LayerNorm, softmax on one 16x16 multiplier"),
     ]
 
 

@@ -109,9 +109,14 @@ def _run_sta_resources(args, command):
 
 
 def _block_fmax(p):
-    p.add_argument("--sta-preset", choices=list(STA_PRESETS), default="ulx3s_lite")
-    p.add_argument("--conv-preset", choices=list(CONV_PRESETS), default="ulx3s")
-    p.add_argument("--freq", type=float, default=100.0, help="target MHz")
+    p.add_argument("--board", choices=["ulx3s", "icebreaker"], default="ulx3s",
+                   help="the FPGA the blocks are placed on (icebreaker: the lean STA's blocks)")
+    p.add_argument("--sta-preset", choices=list(STA_PRESETS), default=None,
+                   help="STA preset (default: ulx3s_lite, on icebreaker icebreaker)")
+    p.add_argument("--conv-preset", choices=list(CONV_PRESETS), default=None,
+                   help="conv preset (default: the board's: ulx3s, icebreaker)")
+    p.add_argument("--freq", type=float, default=None,
+                   help="target MHz (default: 100, on icebreaker 24)")
     p.add_argument("--only", nargs="*", default=None, help="block names to run")
     p.add_argument("--whole", action="store_true",
                    help="also the whole StaCore and ConvEngine (tens of minutes each)")
@@ -123,7 +128,7 @@ def _run_block_fmax(args, command):
     from nmaccel.studies.block_fmax import run
     return run(sta_preset_name=args.sta_preset, conv_preset_name=args.conv_preset,
                freq=args.freq, only=args.only, whole=args.whole, out=args.out,
-               progress=not args.no_progress)
+               progress=not args.no_progress, board=args.board)
 
 
 def _simspeed(p):
@@ -192,7 +197,7 @@ STUDIES = {
                        _conv_resources, _run_conv_resources),
     "sta-resources": ("ECP5 resources of each STA block -> sta_resources.*",
                       _sta_resources, _run_sta_resources),
-    "block-fmax": ("each block placed and routed alone on the 85F -> block_fmax.*",
+    "block-fmax": ("each block placed and routed alone on a board's FPGA -> block_fmax*.*",
                    _block_fmax, _run_block_fmax),
     "simspeed": ("where the wall time of a whole-layer RTL run goes -> simspeed.*",
                  _simspeed, _run_simspeed),

@@ -327,6 +327,12 @@ STA_PRESETS: dict[str, StaConfig] = {
     "ulx3s_lut": StaConfig(rows=4, cols=4, lanes=16, n=2, m=4, softmax_lanes=4, max_seq=128,
                            wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
                            vbuf_depth=4096, array_lut=1),
+    # The memory-lean STA for the iCE40UP5K (hw/sta_lean, in progress): one PE of 2 lanes,
+    # tiny's number formats (they size the shared vector datapath); buffers as tiny's.
+    "icebreaker": StaConfig(rows=1, cols=1, lanes=2, n=2, m=4, softmax_lanes=1,
+                            softmax_in_bits=12, softmax_in_frac=6, softmax_exp_bits=10,
+                            softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
+                            wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024, vbuf_depth=1024),
 }
 
 

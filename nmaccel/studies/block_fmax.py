@@ -1,14 +1,17 @@
-"""Post-route fmax of each STA and conv-engine block placed and routed alone on the ULX3S 85F.
+"""Post-route fmax of each STA and conv-engine block placed and routed alone on a board's FPGA.
 
-Every block is synthesized with the board's options and placed and routed out of context by
-:func:`nmaccel.boards.block_timing.place_route_block` (nextpnr-ecp5 ``--out-of-context``,
-speed grade of the board). A block below the target alone has register-to-register logic
-that is too deep; a block above it alone but slow in the full build loses its time to
-routing across the chip. Writes ``reports/block_fmax.{json,md,png}``.
+Every block is synthesized with the board's options and placed and routed alone by
+:func:`nmaccel.boards.block_timing.place_route_block`: on the ULX3S 85F out of context
+(nextpnr-ecp5 ``--out-of-context``, speed grade of the board), on the iCEBreaker's UP5K behind
+a serial harness (its flip-flops are counted in the LUT/FF columns and given apart). A block
+below the target alone has register-to-register logic that is too deep; a block above it alone
+but slow in the full build loses its time to routing across the chip. On the iCEBreaker the
+STA blocks are those of the memory-lean STA (:mod:`nmaccel.hw.sta_lean`). Writes
+``reports/block_fmax.{json,md,png}`` (``block_fmax_<board>.*`` for another board).
 
-Usage: ``nmaccel bench block-fmax [--sta-preset ulx3s_lite] [--conv-preset ulx3s]
-[--freq 100] [--only NAME ...] [--whole]`` (``--whole`` adds the whole STA core and conv
-engine, tens of minutes each).
+Usage: ``nmaccel bench block-fmax [--board ulx3s] [--sta-preset P] [--conv-preset P]
+[--freq MHZ] [--only NAME ...] [--whole]`` (``--whole`` adds the whole STA core and conv
+engine, tens of minutes each; ECP5 only).
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from nmaccel.boards.block_timing import place_route_block
-from nmaccel.boards.blocks import conv_blocks, sta_blocks
+from nmaccel.boards.blocks import conv_blocks, lean_sta_blocks, sta_blocks
+from nmaccel.boards.targets import board_target
 from nmaccel.files import save_figure, write_study
 from nmaccel.spec.config import conv_preset, sta_preset
 
+#: Per board: the default STA and conv presets, the target MHz, whether the STA is the lean one.
+BOARDS = {"ulx3s": ("ulx3s_lite", "ulx3s", 100.0, False),
+          "icebreaker": ("icebreaker", "icebreaker", 24.0, True)}
 
-def block_list(sta_cfg, conv_cfg, whole: bool):
+
+def block_list(sta_cfg, conv_cfg, whole: bool, lean: bool = False):
     """``(design, name, count, factory, cfg)`` of every block to place and route."""
-    out = [("sta", name, count, make, sta_cfg) for name, count, make, _ in sta_blocks(sta_cfg)]
+    blocks = lean_sta_blocks(sta_cfg) if lean else sta_blocks(sta_cfg)
+    out = [("sta", name, count, make, sta_cfg) for name, count, make, _ in blocks]
     out += [("conv", name, count, make, conv_cfg)
             for name, count, make, _ in conv_blocks(conv_cfg)]
     if whole:
@@ -35,15 +44,21 @@ def block_list(sta_cfg, conv_cfg, whole: bool):
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Block fmax on the ULX3S 85F (ECP5 LFE5U-85F, speed {res['speed']})", "",
-             f"Each block placed and routed alone (nextpnr-ecp5 `--out-of-context`, "
-             f"{res['router']}, target {res['freq_mhz']:g} MHz) by `{res['command']}`; STA "
-             f"preset `{res['sta_preset']}`, conv preset `{res['conv_preset']}`. The full "
-             "board builds (reports/boards/) reach less: their blocks share the chip and its "
-             "routing.", "",
+    ice40 = res.get("board", "ulx3s") != "ulx3s"
+    how = ("behind a serial harness (every input from one shift register, every output "
+           "XORed into one pin; the LUT and FF columns include its flip-flops, given apart)"
+           if ice40 else "(nextpnr-ecp5 `--out-of-context`, " + res["router"] + ")")
+    lines = [f"# Block fmax on the {res.get('board_name', 'ULX3S 85F')} ({res['device']}"
+             + ("" if ice40 else f", speed {res['speed']}") + ")", "",
+             f"Each block placed and routed alone {how}, target {res['freq_mhz']:g} MHz, by "
+             f"`{res['command']}`; STA preset `{res['sta_preset']}`"
+             + (" (the memory-lean STA's blocks)" if ice40 else "")
+             + f", conv preset `{res['conv_preset']}`. The full board builds (reports/boards/) "
+             "reach less: their blocks share the chip and its routing.", "",
              "| design | block | fmax MHz | met | LUT | FF | DSP | BRAM | critical path "
-             "(ns: logic + routing) | its logic comes from |",
-             "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+             "(ns: logic + routing) | its logic comes from |"
+             + (" harness FF |" if ice40 else ""),
+             "|---|---|---:|---|---:|---:|---:|---:|---|---|" + ("---:|" if ice40 else "")]
     for r in res["rows"]:
         cp = r.get("critical_path") or {}
         rs = r["resources"]
@@ -53,7 +68,8 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['design']} | {r['block']} | {r['fmax_mhz']:.1f} | "
                      f"{'yes' if r['timing_met'] else '**no**'} | {rs.get('LUT', [0])[0]} | "
                      f"{rs.get('FF', [0])[0]} | {rs.get('DSP', [0])[0]} | "
-                     f"{rs.get('BRAM', [0])[0]} | {path} | {src} |")
+                     f"{rs.get('BRAM', [0])[0]} | {path} | {src} |"
+                     + (f" {r.get('harness_ff', 0)} |" if ice40 else ""))
     slow = [r for r in res["rows"] if not r["timing_met"]]
     lines += ["", f"{len(slow)} of {len(res['rows'])} blocks miss {res['freq_mhz']:g} MHz "
                   "alone" + (": " + ", ".join(f"{r['design']} {r['block']} "
@@ -75,7 +91,7 @@ def plot(res: dict, path: Path) -> None:
     ax.axvline(res["freq_mhz"], color="k", linestyle="--", label=f"target {res['freq_mhz']:g} MHz")
     ax.invert_yaxis()
     ax.set_xlabel("post-route fmax alone (MHz)")
-    ax.set_title(f"Blocks alone on the LFE5U-85F (STA {res['sta_preset']}, conv "
+    ax.set_title(f"Blocks alone on the {res['device']} (STA {res['sta_preset']}, conv "
                  f"{res['conv_preset']})")
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -83,13 +99,21 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(sta_preset_name: str = "ulx3s_lite", conv_preset_name: str = "ulx3s",
-        freq: float = 100.0, only=None, whole: bool = False, out="reports",
-        progress: bool = True) -> int:
-    """Place and route every block alone; writes ``out/block_fmax.{json,md,png}``."""
+def run(sta_preset_name: str | None = None, conv_preset_name: str | None = None,
+        freq: float | None = None, only=None, whole: bool = False, out="reports",
+        progress: bool = True, board: str = "ulx3s") -> int:
+    """Place and route every block alone; writes ``out/block_fmax[_board].{json,md,png}``."""
     from tqdm import tqdm
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {sorted(BOARDS)}, not {board!r}")
+    d_sta, d_conv, d_freq, lean = BOARDS[board]
+    if whole and lean:
+        raise ValueError("--whole needs an ECP5 board (the lean STA has no core yet)")
+    sta_preset_name = sta_preset_name or d_sta
+    conv_preset_name = conv_preset_name or d_conv
+    freq = d_freq if freq is None else freq
     sta_cfg, conv_cfg = sta_preset(sta_preset_name), conv_preset(conv_preset_name)
-    todo = block_list(sta_cfg, conv_cfg, whole)
+    todo = block_list(sta_cfg, conv_cfg, whole, lean)
     if only is not None:
         known = {name for _, name, *_ in todo}
         bad = sorted(set(only) - known)
@@ -100,23 +124,24 @@ def run(sta_preset_name: str = "ulx3s_lite", conv_preset_name: str = "ulx3s",
     bar = tqdm(todo, unit="block", disable=not progress)
     for design, name, count, make, cfg in bar:
         bar.set_description(f"{design} {name}")
-        r = place_route_block(make(), name, "ulx3s", design, cfg, freq)
+        r = place_route_block(make(), name, board, design, cfg, freq)
         r.update(design=design, count=count)
         rows.append(r)
         tqdm.write(f"{design:4s} {name:18s} {r['fmax_mhz']:7.1f} MHz  "
                    f"LUT {r['resources'].get('LUT', [0])[0]:6d}  ({r['seconds']['total']} s)")
-    from nmaccel.boards.targets import board_target
-    plat = board_target("ulx3s").platform()
-    cmd = "nmaccel bench block-fmax" + "".join(
-        f" {k} {v}" for k, v, d in (("--sta-preset", sta_preset_name, "ulx3s_lite"),
-                                   ("--conv-preset", conv_preset_name, "ulx3s"),
-                                   ("--freq", f"{freq:g}", "100")) if v != d) + (
+    target = board_target(board)
+    plat = target.platform()
+    cmd = "nmaccel bench block-fmax" + (f" --board {board}" if board != "ulx3s" else "") + "".join(
+        f" {k} {v}" for k, v, d in (("--sta-preset", sta_preset_name, d_sta),
+                                   ("--conv-preset", conv_preset_name, d_conv),
+                                   ("--freq", f"{freq:g}", f"{d_freq:g}")) if v != d) + (
         " --whole" if whole else "")
-    res = {"command": cmd, "sta_preset": sta_preset_name, "conv_preset": conv_preset_name,
+    res = {"command": cmd, "board": board, "board_name": target.title,
+           "sta_preset": sta_preset_name, "conv_preset": conv_preset_name,
            "freq_mhz": freq, "device": f"{plat.device}-{plat.package}",
-           "speed": plat.speed, "router": board_target("ulx3s").router(), "rows": rows}
+           "speed": getattr(plat, "speed", None),
+           "router": target.router() if not lean else "router1", "rows": rows}
     md = markdown(res)
-    write_study(out, "block_fmax", res, md, plot)
+    write_study(out, "block_fmax" if board == "ulx3s" else f"block_fmax_{board}", res, md, plot)
     print(md)
     return 0
-

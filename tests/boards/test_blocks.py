@@ -4,12 +4,13 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 
-from nmaccel.boards.blocks import conv_blocks, sta_blocks
+from nmaccel.boards.blocks import conv_blocks, lean_sta_blocks, sta_blocks
 from nmaccel.spec.config import conv_preset, sta_preset
 
 
 @pytest.mark.parametrize("blocks,cfg", [(sta_blocks, sta_preset("tiny")),
-                                        (conv_blocks, conv_preset("small"))])
+                                        (conv_blocks, conv_preset("small")),
+                                        (lean_sta_blocks, sta_preset("icebreaker"))])
 def test_every_block_elaborates(blocks, cfg):
     rows = blocks(cfg)
     names = [name for name, *_ in rows]
