@@ -62,6 +62,6 @@ def conv_blocks(cfg: ConvConfig) -> list:
         ("WindowGenerator", 1, lambda: WindowGenerator(cfg), "k x k window addresses"),
         ("PEArray", 1, lambda: PEArray(cfg),
          f"{cfg.p_out}x{cfg.p_in} adder / binary / int8 PEs, accumulators"),
-        ("PostProcess", 1, lambda: PostProcess(cfg),
-         f"{cfg.p_out} lanes: counter products, bias, requant / binarize"),
+        ("PostProcess", 1, lambda: PostProcess(cfg, cfg.out_lanes),     # as the engine builds it
+         f"{cfg.out_lanes} lanes: counter products, bias, requant / binarize"),
     ]

@@ -48,8 +48,8 @@ def markdown(res: dict) -> str:
     how = ("behind a serial harness (every input from one shift register, every output "
            "XORed into one pin; the LUT and FF columns include its flip-flops, given apart)"
            if ice40 else "(nextpnr-ecp5 `--out-of-context`, " + res["router"] + ")")
-    lines = [f"# Block fmax on the {res.get('board_name', 'ULX3S 85F')} ({res['device']}"
-             + ("" if ice40 else f", speed {res['speed']}") + ")", "",
+    lines = [f"# Block fmax on the {res.get('board_name', 'ULX3S 85F')}: {res['device']}"
+             + ("" if ice40 else f", speed {res['speed']}"), "",
              f"Each block placed and routed alone {how}, target {res['freq_mhz']:g} MHz, by "
              f"`{res['command']}`; STA preset `{res['sta_preset']}`"
              + (" (the memory-lean STA's blocks)" if ice40 else "")

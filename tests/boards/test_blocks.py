@@ -27,3 +27,13 @@ def test_blocks_reject_the_other_config():
         sta_blocks(conv_preset("small"))
     with pytest.raises(TypeError, match="cfg must be a ConvConfig, not StaConfig"):
         conv_blocks(sta_preset("tiny"))
+
+
+def test_blocks_are_built_as_their_core_builds_them():
+    """The shared post-processing of the icebreaker conv preset has out_lanes lanes, not
+    p_out (a block list that built all p_out lanes measured a block the engine does not have)."""
+    cfg = conv_preset("icebreaker")
+    assert cfg.out_lanes < cfg.p_out
+    post = {name: make for name, _, make, _ in conv_blocks(cfg)}["PostProcess"]()
+    assert post.lanes == cfg.out_lanes
+    Fragment.get(post, None)
