@@ -3,36 +3,45 @@ time-shared :class:`~nmaccel.hw.sta_lean.vector.SharedVectorUnit`.
 
 It runs programs of the STA instruction set (:mod:`nmaccel.spec.sta_isa`) compiled for a
 one-PE :class:`~nmaccel.spec.config.StaConfig` (``rows = cols = 1``; the ``icebreaker``
-preset), with the same memory images, and produces the golden model's outputs bit for bit.
+preset), with the same memory images, and produces the golden model's outputs bit for bit:
+GEMM (sparse N:M or dense weights from WBUF, dense × dense with W from ABUF, activations from
+ABUF or the softmax probabilities in SBUF; into OBUF, VBUF, ABUF scattered into the ``olay``
+windows, ABUF transposed, or the softmax; post-ops GELU and residual add), LAYERNORM and
+REQUANT over VBUF, NOP. FETCH (external memory) stops the run with ``opcode``.
 
-This first version runs **GEMM commands into OBUF** (sparse N:M or dense weights from WBUF,
-activations from ABUF, no post-op) and NOPs; every other command stops the run with an error
-(``dest`` for another destination, post-op or operand source; ``opcode`` for LAYERNORM,
-REQUANT and FETCH), never a wrong result. Buffer addresses are checked as they are formed:
-an address beyond its buffer stops the run with that buffer's error code before the access.
+Everything happens one output at a time (``rows = cols = 1``: a tile is one feature of one
+token), so no command waits for another (``barrier`` and ``wait_sm`` hold by construction)::
 
-Schedule, one output at a time (``rows = cols = 1``: a tile is one feature of one token)::
-
-    FETCH  DECODE  { TILE  PARAM  k_steps × MAC  2 × DRAIN  requant in the shared unit } NEXT
+    FETCH DECODE [POST0..2] { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
 
 ``TILE`` reads the feature's PBUF entry, ``PARAM`` loads its bias into the accumulator; each
-MAC cycle reads one weight word and one activation window (the products are registered, the
-accumulator adds them a cycle later); the output goes through the shared unit's REQUANT
-(:func:`~nmaccel.spec.lean_vector.op_cycles`) and is written to OBUF as it leaves the unit.
+MAC cycle reads one weight word and one activation window (the products are registered and
+added a cycle later); the output is requantized in the shared unit (then GELU'd or added to
+its VBUF residual there) and written as it leaves. A softmax GEMM keeps its scores in a
+``max_seq``-entry score buffer, then streams them through the unit's SOFTMAX row into the
+SBUF block; a vector command streams each token's VBUF row (and LayerNorm's PBUF parameters)
+through the unit and writes VBUF in place and/or the ABUF copy.
 :func:`~nmaccel.spec.lean_timing.program_cycles` counts the same states.
+
+Bad commands stop the run with the error codes of :data:`~nmaccel.spec.sta_isa.ERRORS`:
+zero sizes, unknown ``osel``/``dest``/``post``, a softmax GEMM with ``m_tiles != 1`` or a row
+length outside ``[1, min(max_seq, n_tiles)]`` (``seq``, also a LayerNorm row longer than
+``max_seq``), N:M indices not ascending within a group (``meta``), and every buffer address,
+checked as it is formed, before the access (a command can stop after writing part of its
+output; the host's :meth:`~nmaccel.spec.sta_isa.GemmCommand.check` refuses such commands first).
 
 Ports
     ``start`` In 1, ``count`` In (commands to run from CBUF entry 0; sampled with ``start``).
-    ``busy``, ``done``, ``error`` Out 1; ``code`` Out 8 (:data:`~nmaccel.spec.sta_isa.ERRORS`),
-    ``command`` Out 16 (the command that raised it); ``cycles`` Out 32 (start to done).
-    The buffers are attributes (``cbuf``, ``wbuf``, ``abuf``, ``pbuf``, ``obuf``:
-    ``amaranth.lib.memory.Memory``) that a testbench loads and reads directly; the host port
-    comes with the board top.
+    ``busy``, ``done``, ``error`` Out 1; ``code`` Out 8, ``command`` Out 16 (the command that
+    raised it); ``cycles`` Out 32 (start to done).
+    The buffers are attributes (``cbuf``, ``wbuf``, ``abuf``, ``pbuf``, ``vbuf``, ``obuf``,
+    ``sbuf``; ``amaranth.lib.memory.Memory``) that a testbench loads and reads directly; the
+    host port comes with the board top.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -56,7 +65,7 @@ from nmaccel.spec.config import StaConfig, clog2
 __all__ = ["LeanCore"]
 
 ERR = sta_isa.ERROR_CODES
-PTR_BITS = sta_isa.DIM_BITS + 4                          # base + tiles x steps, unwrapped
+PTR_BITS = 2 * sta_isa.DIM_BITS + 2                      # base + tiles x stride, unwrapped
 
 
 class LeanCore(wiring.Component):
@@ -76,13 +85,16 @@ class LeanCore(wiring.Component):
         cfg = config
         self.cmd_layout = command_layout(cfg)
         self.param_layout = param_layout(cfg)
+        aw = sta_isa.space_width(cfg, "ABUF")
         self.cbuf = Memory(shape=unsigned(self.cmd_layout.size), depth=cfg.cbuf_depth, init=[])
         self.wbuf = Memory(shape=unsigned(sta_isa.space_width(cfg, "WBUF")),
                            depth=cfg.wbuf_depth, init=[])
-        self.abuf = Memory(shape=unsigned(sta_isa.space_width(cfg, "ABUF")),
-                           depth=cfg.abuf_depth, init=[])
+        self.abuf = Memory(shape=unsigned(aw), depth=cfg.abuf_depth, init=[])
+        self.sbuf = Memory(shape=unsigned(aw), depth=cfg.sbuf_depth, init=[])
         self.pbuf = Memory(shape=unsigned(self.param_layout.size), depth=cfg.pbuf_depth, init=[])
+        self.vbuf = Memory(shape=signed(cfg.vec_bits), depth=cfg.vbuf_depth, init=[])
         self.obuf = Memory(shape=signed(cfg.acc_bits), depth=cfg.obuf_depth, init=[])
+        self.scores = Memory(shape=signed(cfg.softmax_in_bits), depth=cfg.max_seq, init=[])
         super().__init__({
             "start": In(1), "count": In(clog2(cfg.cbuf_depth + 1)),
             "busy": Out(1), "done": Out(1), "error": Out(1), "code": Out(8),
@@ -92,16 +104,28 @@ class LeanCore(wiring.Component):
     def elaborate(self, platform) -> Module:
         cfg = self.config
         m = Module()
-        for name in ("cbuf", "wbuf", "abuf", "pbuf", "obuf"):
+        for name in ("cbuf", "wbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "scores"):
             m.submodules[name] = getattr(self, name)
         m.submodules.vec = vec = SharedVectorUnit(cfg)
+        AB, L, n, mm = cfg.act_bits, cfg.lanes, cfg.n, cfg.m
+        wb, E = cfg.weight_bits, cfg.weight_bits + cfg.index_bits
+        Ws, Wd = cfg.acts_per_cycle, cfg.dense_window
+        ratio = sta_isa.dense_ratio(cfg)
         c_rd = self.cbuf.read_port(domain="sync")
         w_rd = self.wbuf.read_port(domain="sync")
-        a_rd = self.abuf.read_port(domain="sync")
+        a_rd = self.abuf.read_port(domain="sync")              # the A operand
+        aw_rd = self.abuf.read_port(domain="sync")             # W from ABUF (dense x dense)
+        ab_wr = self.abuf.write_port(granularity=AB)
+        s_rd = self.sbuf.read_port(domain="sync")
+        sb_wr = self.sbuf.write_port(granularity=AB)
         p_rd = self.pbuf.read_port(domain="sync")
+        v_rd = self.vbuf.read_port(domain="sync")
+        v_wr = self.vbuf.write_port()
         o_wr = self.obuf.write_port()
+        sc_rd = self.scores.read_port(domain="sync")
+        sc_wr = self.scores.write_port()
 
-        # -- run state -------------------------------------------------------------------
+        # -- run state ---------------------------------------------------------------------
         count = Signal.like(self.count)
         pc = Signal(16)
         cmd = Signal(self.cmd_layout)
@@ -109,63 +133,175 @@ class LeanCore(wiring.Component):
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # -- tile walk: running pointers (no multiplier) ---------------------------------
-        ct = Signal(sta_isa.DIM_BITS)
-        rt = Signal(sta_isa.DIM_BITS)
-        s = Signal(sta_isa.DIM_BITS)                    # step being issued
-        w_ptr, w_row = Signal(PTR_BITS), Signal(PTR_BITS)
-        a_row = Signal(PTR_BITS)
-        o_ptr = Signal(PTR_BITS)
+        # -- tile walk: running pointers (no multiplier) -------------------------------------
+        ct = Signal(sta_isa.DIM_BITS)                     # token tile (column)
+        rt = Signal(sta_isa.DIM_BITS)                     # feature tile (row); vector: feature
+        s = Signal(sta_isa.DIM_BITS)                      # MAC step being issued
+        w_ptr = Signal(PTR_BITS)                          # WBUF: w_base + rt * k_steps + s
+        w_row = Signal(PTR_BITS)                          # ABUF: w_base + rt * w_stride
+        a_row = Signal(PTR_BITS)                          # a_base + ct * a_stride
+        o_ptr = Signal(PTR_BITS)                          # OBUF: o_base + ct * m_tiles + rt
+        o_col = Signal(PTR_BITS)                          # o_base + ct * o_stride
+        o_row = Signal(PTR_BITS)                          # o_base + rt * o_stride (transposed)
         p_ptr = Signal(PTR_BITS)
-        ratio = sta_isa.dense_ratio(cfg)
+        win, slot = Signal(PTR_BITS), Signal(range(max(Ws, Wd) + 1))      # scatter: rt's
+        t_win, t_slot = Signal(PTR_BITS), Signal(range(max(Ws, Wd) + 1))  # transposed: ct's
+        k = Signal(sta_isa.DIM_BITS)                      # softmax key / vector feature
+        out_win = Mux(cmd.olay, Wd, Ws)                   # window of the output layout
         dense = cmd.mode == Mode.DENSE
-        chunk = Mux(dense, s // ratio if ratio > 1 else s, s)
-        a_ptr = Signal(PTR_BITS)
-        m.d.comb += [a_ptr.eq(a_row + chunk), w_rd.addr.eq(w_ptr), a_rd.addr.eq(a_ptr),
-                     p_rd.addr.eq(p_ptr)]
+        chunk = Signal(sta_isa.DIM_BITS)
+        if ratio & (ratio - 1):                           # not a power of two
+            m.d.comb += chunk.eq(Mux(dense, s // ratio, s))
+        else:
+            m.d.comb += chunk.eq(Mux(dense, s >> (ratio.bit_length() - 1), s))
+        w_addr, a_addr = Signal(PTR_BITS), Signal(PTR_BITS)
+        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, w_row + chunk, w_ptr)),
+                     a_addr.eq(a_row + chunk), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
+                     a_rd.addr.eq(a_addr), s_rd.addr.eq(a_addr)]
 
-        # -- the PE: lanes products, registered, summed into the accumulator ----------------
-        L, n, mm = cfg.lanes, cfg.n, cfg.m
-        wb, ab = cfg.weight_bits, cfg.act_bits
-        E = wb + cfg.index_bits
-        slice_reg = Signal(range(max(ratio, 2)))          # dense slice of the data being read
-        products = [Signal(signed(wb + ab), name=f"prod{j}") for j in range(L)]
-        data_valid = Signal()                            # read data of an issued step
-        prod_valid = Signal()                            # its products, registered
-        acc = Signal(signed(cfg.acc_bits))
-        issue = Signal()
+        # -- the PE: lanes products, registered, added a cycle later --------------------------
+        slice_reg = Signal(range(max(ratio, 2)))
+        issue, data_valid, prod_valid = Signal(), Signal(), Signal()
         m.d.sync += [data_valid.eq(issue), prod_valid.eq(data_valid)]
         with m.If(issue):
-            m.d.sync += slice_reg.eq(s % ratio if ratio > 1 else 0)
-        window = [a_rd.data[j * ab:(j + 1) * ab].as_signed() for j in range(cfg.acts_per_cycle)]
+            pow2 = not ratio & (ratio - 1)
+            m.d.sync += slice_reg.eq(s[:max(ratio.bit_length() - 1, 1)] if pow2 else s % ratio)
+        a_word = Mux(cmd.asrc == ASrc.SBUF, s_rd.data, a_rd.data)
+        a_uns = cmd.asrc == ASrc.SBUF
+        window = [Mux(a_uns, a_word[j * AB:(j + 1) * AB].as_unsigned(),
+                      a_word[j * AB:(j + 1) * AB].as_signed()) for j in range(Ws)]
+        products = [Signal(signed(wb + AB + 1), name=f"prod{j}") for j in range(L)]
+        meta_bad = Signal()                               # sparse indices not ascending
+        idxs = [w_rd.data[j * E + wb:(j + 1) * E] for j in range(L)]
+        m.d.comb += meta_bad.eq(~dense & data_valid & Cat(
+            *[idxs[g * n + i] >= idxs[g * n + i + 1] for g in range(L // n)
+              for i in range(n - 1)]).any())
         for j in range(L):
-            sw = w_rd.data[j * E:j * E + wb].as_signed()
-            idx = w_rd.data[j * E + wb:(j + 1) * E]
-            sparse_a = Signal(signed(ab), name=f"sparse_a{j}")
-            with m.Switch(idx):
-                for k in range(mm):
-                    with m.Case(k):
-                        m.d.comb += sparse_a.eq(window[(j // n) * mm + k])
-            dw = w_rd.data[j * wb:(j + 1) * wb].as_signed()
-            dense_a = Signal(signed(ab), name=f"dense_a{j}")
+            sparse_a = Signal(signed(AB + 1), name=f"sparse_a{j}")
+            with m.Switch(idxs[j]):
+                for q in range(mm):
+                    with m.Case(q):
+                        m.d.comb += sparse_a.eq(window[(j // n) * mm + q])
+            dense_a = Signal(signed(AB + 1), name=f"dense_a{j}")
+            dense_w = Signal(signed(max(wb, AB)), name=f"dense_w{j}")
             with m.Switch(slice_reg):
                 for r in range(ratio):
                     with m.Case(r):
-                        m.d.comb += dense_a.eq(window[r * L + j] if r * L + j < len(window)
-                                               else 0)
-            m.d.sync += products[j].eq(Mux(dense, dw * dense_a, sw * sparse_a))
+                        i = r * L + j
+                        m.d.comb += [
+                            dense_a.eq(window[i] if i < Ws else 0),
+                            dense_w.eq(Mux(cmd.wsrc == WSrc.ABUF,
+                                           aw_rd.data[i * AB:(i + 1) * AB].as_signed()
+                                           if i < Ws else 0,
+                                           w_rd.data[j * wb:(j + 1) * wb].as_signed()))]
+            sparse_w = w_rd.data[j * E:j * E + wb].as_signed()
+            m.d.sync += products[j].eq(Mux(dense, dense_w * dense_a, sparse_w * sparse_a))
+        acc = Signal(signed(cfg.acc_bits))
         with m.If(prod_valid):
             m.d.sync += acc.eq(acc + sum(products))
 
-        # -- the shared unit: one REQUANT per output -------------------------------------
-        par = Signal(self.param_layout)
-        m.d.comb += [vec.cmd.payload.op.eq(lv.VecOp.REQUANT), vec.cmd.payload.n.eq(1),
-                     vec.cmd.payload.osel.eq(cmd.osel), vec.cmd.payload.mult.eq(par.mult),
-                     vec.cmd.payload.shift.eq(par.shift), vec.i.payload.a.eq(acc),
-                     o_wr.addr.eq(o_ptr), o_wr.data.eq(vec.o.payload.y)]
+        # -- parameters and the shared unit ----------------------------------------------
+        par = Signal(self.param_layout)                   # the feature's (bias, mult, shift)
+        post0, post1 = Signal(self.param_layout), Signal(self.param_layout)
+        p_data = self.param_layout(p_rd.data)
+        y = Signal(signed(cfg.acc_bits))                  # the requantized output
+        m.d.comb += [p_rd.addr.eq(p_ptr), sc_rd.addr.eq(k), sc_wr.addr.eq(ct),
+                     sc_wr.data.eq(y)]
+        vcmd = vec.cmd.payload
+        vin = vec.i.payload
+        raw = cmd.osel == Osel.ACC                        # acc + bias: mult 1, shift 0
 
-        def fail(code):
-            self._stop(m, code)
+        def send_requant():
+            m.d.comb += [vcmd.op.eq(lv.VecOp.REQUANT), vcmd.n.eq(1),
+                         vcmd.osel.eq(cmd.osel.as_value()),
+                         vcmd.mult.eq(Mux(raw, 1, par.mult)), vcmd.shift.eq(Mux(raw, 0, par.shift))]
+
+        def send_post():
+            with m.If(cmd.post == Post.GELU):
+                m.d.comb += [vcmd.op.eq(lv.VecOp.GELU), vcmd.n.eq(1), vcmd.osel.eq(Osel.ACT),
+                             vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
+                             vcmd.cp.eq(post0.bias[:31]), vcmd.clip.eq(post1.bias[:cfg.vec_bits]),
+                             vcmd.zero.eq(post1.mult[:AB].as_signed())]
+            with m.Else():
+                m.d.comb += [vcmd.op.eq(lv.VecOp.ADD), vcmd.n.eq(1), vcmd.osel.eq(Osel.VEC),
+                             vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
+                             vcmd.mult2.eq(post0.bias[:cfg.requant_mult_bits])]
+
+        # -- output addresses --------------------------------------------------------------
+        v_addr = Signal(PTR_BITS)                         # GEMM -> VBUF (and the residual)
+        ab_addr = Signal(PTR_BITS)                        # GEMM -> ABUF / ABUF_T
+        ab_slot = Signal.like(slot)
+        m.d.comb += [v_addr.eq(o_col + rt),
+                     ab_addr.eq(Mux(cmd.dest == Dest.ABUF_T, o_row + t_win, o_col + win)),
+                     ab_slot.eq(Mux(cmd.dest == Dest.ABUF_T, t_slot, slot)),
+                     o_wr.addr.eq(o_ptr), o_wr.data.eq(y), v_wr.data.eq(y),
+                     ab_wr.addr.eq(ab_addr), v_wr.addr.eq(v_addr)]
+        res_addr = Signal(PTR_BITS)                       # the residual: VBUF at the output's
+        with m.Switch(cmd.dest):                          # address (StaCore's rule)
+            with m.Case(Dest.OBUF):
+                m.d.comb += res_addr.eq(o_ptr)
+            with m.Case(Dest.ABUF, Dest.ABUF_T):
+                m.d.comb += res_addr.eq(ab_addr)
+            with m.Default():
+                m.d.comb += res_addr.eq(v_addr)
+        for j in range(Ws):
+            m.d.comb += ab_wr.data[j * AB:(j + 1) * AB].eq(y[:AB])
+        out_bad = Signal()                                # the output's address is beyond
+        with m.Switch(cmd.dest):
+            with m.Case(Dest.OBUF):
+                m.d.comb += out_bad.eq(o_ptr >= cfg.obuf_depth)
+            with m.Case(Dest.VBUF):
+                m.d.comb += out_bad.eq(v_addr >= cfg.vbuf_depth)
+            with m.Case(Dest.ABUF, Dest.ABUF_T):
+                m.d.comb += out_bad.eq(ab_addr >= cfg.abuf_depth)
+        out_code = Mux(cmd.dest == Dest.OBUF, ERR["obuf"],
+                       Mux(cmd.dest == Dest.VBUF, ERR["vbuf"], ERR["abuf"]))
+
+        def write_output():
+            """Write ``y`` to the GEMM's destination; step the output counters."""
+            with m.Switch(cmd.dest):
+                with m.Case(Dest.OBUF):
+                    m.d.comb += o_wr.en.eq(1)
+                with m.Case(Dest.VBUF):
+                    m.d.comb += v_wr.en.eq(1)
+                with m.Case(Dest.ABUF, Dest.ABUF_T):
+                    m.d.comb += ab_wr.en.eq(1 << ab_slot)
+                with m.Case(Dest.SOFTMAX):
+                    m.d.comb += sc_wr.en.eq(1)
+            m.d.sync += [o_ptr.eq(o_ptr + 1), p_ptr.eq(p_ptr + 1), rt.eq(rt + 1),
+                         o_row.eq(o_row + cmd.o_stride), w_row.eq(w_row + cmd.w_stride)]
+            with m.If(slot + 1 >= out_win):
+                m.d.sync += [slot.eq(0), win.eq(win + 1)]
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+            with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
+                m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
+                             w_row.eq(cmd.w_base),
+                             a_row.eq(a_row + cmd.a_stride), o_col.eq(o_col + cmd.o_stride),
+                             o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
+                with m.If(t_slot + 1 >= out_win):
+                    m.d.sync += [t_slot.eq(0), t_win.eq(t_win + 1)]
+                with m.Else():
+                    m.d.sync += t_slot.eq(t_slot + 1)
+                with m.If(ct == cmd.n_tiles - 1):
+                    with m.If(cmd.dest == Dest.SOFTMAX):
+                        m.next = "SM_CMD"
+                    with m.Else():
+                        m.next = "NEXT"
+                with m.Else():
+                    m.next = "TILE"
+            with m.Else():
+                m.next = "TILE"
+
+        def stop(code):
+            m.d.sync += [self.error.eq(1), self.done.eq(1), self.busy.eq(0), self.code.eq(code)]
+            m.next = "IDLE"
+
+        # vector commands: the token's row in VBUF, its output in ABUF (olay windows)
+        vrow = Signal(PTR_BITS)                           # a_base + ct * a_stride
+        vx_addr = Signal(PTR_BITS)
+        m.d.comb += vx_addr.eq(vrow + k)
+        y2 = Signal(signed(AB))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -173,7 +309,7 @@ class LeanCore(wiring.Component):
                     m.d.sync += [count.eq(self.count), pc.eq(0), self.cycles.eq(0),
                                  self.done.eq(0), self.error.eq(0), self.code.eq(0)]
                     with m.If((self.count == 0) | (self.count > cfg.cbuf_depth)):
-                        fail(ERR["count"])
+                        stop(ERR["count"])
                     with m.Else():
                         m.d.sync += self.busy.eq(1)
                         m.next = "FETCH"
@@ -181,71 +317,255 @@ class LeanCore(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 c = self.cmd_layout(c_rd.data)
-                m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), w_ptr.eq(c.w_base),
-                             w_row.eq(c.w_base), a_row.eq(c.a_base), o_ptr.eq(c.o_base),
-                             p_ptr.eq(c.p_base)]
+                m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
+                             w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
+                             o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
+                             win.eq(0), slot.eq(0), t_win.eq(0), t_slot.eq(0),
+                             vrow.eq(c.a_base)]
+                big = (c.m_tiles == 0) | (c.n_tiles == 0) | (c.k_steps == 0)
                 with m.Switch(c.op):
                     with m.Case(Opcode.NOP):
                         m.next = "NEXT"
                     with m.Case(Opcode.GEMM):
-                        with m.If((c.m_tiles == 0) | (c.n_tiles == 0) | (c.k_steps == 0)):
-                            self._stop(m, ERR["zero"])
+                        is_sm = c.dest == Dest.SOFTMAX
+                        with m.If(big):
+                            stop(ERR["zero"])
                         with m.Elif(c.osel.as_value() > Osel.SCORE.value):
-                            self._stop(m, ERR["osel"])
-                        with m.Elif((c.dest != Dest.OBUF) | (c.post != Post.NONE)
-                                    | (c.wsrc != WSrc.WBUF) | (c.asrc != ASrc.ABUF)):
-                            self._stop(m, ERR["dest"])
+                            stop(ERR["osel"])
+                        with m.Elif((c.dest.as_value() > Dest.SOFTMAX.value)
+                                    | (c.post.as_value() > Post.ADD.value)
+                                    | (is_sm & (c.post != Post.NONE))):
+                            stop(ERR["dest"])
+                        with m.Elif(((c.wsrc == WSrc.ABUF) | (c.asrc == ASrc.SBUF))
+                                    & (c.mode != Mode.DENSE)):
+                            stop(ERR["shape"])
+                        with m.Elif(is_sm & ((c.m_tiles != 1) | (c.length == 0)
+                                             | (c.length > c.n_tiles)
+                                             | (c.length > cfg.max_seq)
+                                             | (c.n_tiles > cfg.max_seq))):
+                            stop(ERR["seq"])
+                        with m.Elif(c.post != Post.NONE):
+                            m.d.sync += p_ptr.eq(c.p_base + c.m_tiles)
+                            m.next = "POST0"
                         with m.Else():
+                            m.d.sync += p_ptr.eq(c.p_base)
                             m.next = "TILE"
+                    with m.Case(Opcode.LAYERNORM, Opcode.REQUANT):
+                        is_ln = c.op == Opcode.LAYERNORM
+                        with m.If((c.n_tiles == 0) | (c.length == 0)):
+                            stop(ERR["zero"])
+                        with m.Elif(is_ln & (c.length > cfg.max_seq)):
+                            stop(ERR["seq"])
+                        with m.Else():
+                            m.d.sync += p_ptr.eq(Mux(is_ln, c.p_base + c.length, c.p_base))
+                            m.next = "VP0"
                     with m.Default():
-                        self._stop(m, ERR["opcode"])
+                        stop(ERR["opcode"])
+
+            # -- GEMM -------------------------------------------------------------------------
+            with m.State("POST0"):                      # the post-op's PBUF words
+                last_post = Mux(cmd.post == Post.GELU, p_ptr + 1, p_ptr)
+                with m.If(last_post >= cfg.pbuf_depth):
+                    stop(ERR["pbuf"])
+                with m.Else():
+                    m.d.sync += p_ptr.eq(p_ptr + 1)
+                    m.next = "POST1"
+            with m.State("POST1"):
+                m.d.sync += [post0.eq(p_data), p_ptr.eq(cmd.p_base)]
+                m.next = "POST2"
+            with m.State("POST2"):
+                m.d.sync += post1.eq(p_data)
+                m.next = "TILE"
             with m.State("TILE"):                       # PBUF[p_ptr] is read
                 with m.If(p_ptr >= cfg.pbuf_depth):
-                    fail(ERR["pbuf"])
-                with m.Elif(o_ptr >= cfg.obuf_depth):
-                    fail(ERR["obuf"])
+                    stop(ERR["pbuf"])
+                with m.Elif(out_bad):
+                    stop(out_code)
                 with m.Else():
                     m.next = "PARAM"
             with m.State("PARAM"):
-                p = self.param_layout(p_rd.data)
-                m.d.sync += [par.eq(p), acc.eq(p.bias), s.eq(0)]
+                m.d.sync += [par.eq(p_data), acc.eq(p_data.bias), s.eq(0)]
                 m.next = "MAC"
             with m.State("MAC"):                        # one weight word, one window a cycle
-                with m.If(w_ptr >= cfg.wbuf_depth):
-                    fail(ERR["wbuf"])
-                with m.Elif(a_ptr >= cfg.abuf_depth):
-                    fail(ERR["abuf"])
+                w_lim = Mux(cmd.wsrc == WSrc.ABUF, cfg.abuf_depth, cfg.wbuf_depth)
+                a_lim = Mux(cmd.asrc == ASrc.SBUF, cfg.sbuf_depth, cfg.abuf_depth)
+                with m.If(w_addr >= w_lim):
+                    stop(Mux(cmd.wsrc == WSrc.ABUF, ERR["abuf"], ERR["wbuf"]))
+                with m.Elif(a_addr >= a_lim):
+                    stop(ERR["abuf"])
+                with m.Elif(meta_bad):
+                    stop(ERR["meta"])
                 with m.Else():
                     m.d.comb += issue.eq(1)
                     m.d.sync += [s.eq(s + 1), w_ptr.eq(w_ptr + 1)]
                     with m.If(s == cmd.k_steps - 1):
                         m.next = "DRAIN1"
             with m.State("DRAIN1"):                     # the last products are registered
-                m.next = "DRAIN2"
+                with m.If(meta_bad):
+                    stop(ERR["meta"])
+                with m.Else():
+                    m.next = "DRAIN2"
             with m.State("DRAIN2"):                     # ... and added
-                m.next = "VCMD"
-            with m.State("VCMD"):
+                m.next = "RQ_CMD"
+            with m.State("RQ_CMD"):
+                send_requant()
                 m.d.comb += vec.cmd.valid.eq(1)
                 with m.If(vec.cmd.ready):
-                    m.next = "VIN"
-            with m.State("VIN"):
-                m.d.comb += vec.i.valid.eq(1)
+                    m.next = "RQ_IN"
+            with m.State("RQ_IN"):
+                m.d.comb += [vin.a.eq(acc), vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
-                    m.next = "VOUT"
-            with m.State("VOUT"):                       # the result is written as it leaves
+                    m.next = "RQ_OUT"
+            with m.State("RQ_OUT"):
                 m.d.comb += vec.o.ready.eq(1)
                 with m.If(vec.o.valid):
-                    m.d.comb += o_wr.en.eq(1)
-                    m.d.sync += [o_ptr.eq(o_ptr + 1), p_ptr.eq(p_ptr + 1), rt.eq(rt + 1)]
-                    with m.If(rt == cmd.m_tiles - 1):   # the token's last feature
-                        m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base),
-                                     w_ptr.eq(w_row), a_row.eq(a_row + cmd.a_stride)]
-                        with m.If(ct == cmd.n_tiles - 1):
-                            m.next = "NEXT"
-                        with m.Else():
-                            m.next = "TILE"
+                    m.d.sync += y.eq(vec.o.payload.y)
+                    with m.If(cmd.post == Post.NONE):
+                        m.next = "WRITE"
                     with m.Else():
-                        m.next = "TILE"
+                        m.next = "PO_CMD"
+            with m.State("PO_CMD"):                     # GELU, or the residual add
+                send_post()
+                m.d.comb += vec.cmd.valid.eq(1)
+                with m.If(vec.cmd.ready):
+                    m.next = "PO_IN"
+            with m.State("PO_IN"):                      # the VBUF residual was read
+                m.d.comb += [vin.a.eq(y), vin.b.eq(v_rd.data), vec.i.valid.eq(1)]
+                with m.If(vec.i.ready):
+                    m.next = "PO_OUT"
+            with m.State("PO_OUT"):
+                m.d.comb += vec.o.ready.eq(1)
+                with m.If(vec.o.valid):
+                    m.d.sync += y.eq(vec.o.payload.y)
+                    m.next = "WRITE"
+            with m.State("WRITE"):
+                write_output()
+
+            # -- softmax: the score row through the unit into the SBUF block -----------------
+            with m.State("SM_CMD"):
+                m.d.comb += [vcmd.op.eq(lv.VecOp.SOFTMAX), vcmd.n.eq(cmd.length),
+                             vec.cmd.valid.eq(1)]
+                with m.If(vec.cmd.ready):
+                    m.d.sync += k.eq(0)
+                    m.next = "SM_RD"
+            with m.State("SM_RD"):                      # scores[k] is read
+                m.next = "SM_IN"
+            with m.State("SM_IN"):
+                m.d.comb += [vin.a.eq(sc_rd.data), vec.i.valid.eq(1)]
+                with m.If(vec.i.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == cmd.length - 1):
+                        m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
+                        m.next = "SM_OUT"
+                    with m.Else():
+                        m.next = "SM_RD"
+            sm_addr = Signal(PTR_BITS)
+            m.d.comb += [sm_addr.eq(cmd.o_base + win), sb_wr.addr.eq(sm_addr)]
+            for j in range(Ws):
+                m.d.comb += sb_wr.data[j * AB:(j + 1) * AB].eq(vec.o.payload.y[:AB])
+            with m.State("SM_OUT"):                     # probability k -> window k // Wd
+                with m.If(sm_addr >= cfg.sbuf_depth):
+                    stop(ERR["abuf"])
+                with m.Else():
+                    m.d.comb += vec.o.ready.eq(1)
+                    with m.If(vec.o.valid):
+                        m.d.comb += sb_wr.en.eq(1 << slot)
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(slot + 1 >= Wd):
+                            m.d.sync += [slot.eq(0), win.eq(win + 1)]
+                        with m.Else():
+                            m.d.sync += slot.eq(slot + 1)
+                        with m.If(k == cmd.length - 1):
+                            with m.If(slot + 1 >= Wd):
+                                m.next = "NEXT"
+                            with m.Else():
+                                m.next = "SM_PAD"
+            with m.State("SM_PAD"):                     # zero the last window's other keys
+                m.d.comb += sb_wr.data.eq(0)
+                for j in range(Ws):
+                    with m.If((j >= slot) & (j < Wd)):
+                        m.d.comb += sb_wr.en[j].eq(1)
+                m.next = "NEXT"
+
+            # -- LAYERNORM / REQUANT over n_tiles token rows --------------------------------
+            is_ln = cmd.op == Opcode.LAYERNORM
+            with m.State("VP0"):                        # the output parameters
+                lim = Mux(is_ln, p_ptr + 1, p_ptr)
+                with m.If(lim >= cfg.pbuf_depth):
+                    stop(ERR["pbuf"])
+                with m.Else():
+                    m.d.sync += p_ptr.eq(p_ptr + 1)
+                    m.next = "VP1"
+            with m.State("VP1"):
+                m.d.sync += post0.eq(p_data)
+                m.next = "VP2"
+            with m.State("VP2"):
+                m.d.sync += [post1.eq(p_data), k.eq(0), p_ptr.eq(cmd.p_base)]
+                m.next = "V_CMD"
+            with m.State("V_CMD"):                      # one token row
+                m.d.comb += [vcmd.n.eq(Mux(is_ln, cmd.length, 1)),
+                             vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
+                             vcmd.mult2.eq(post1.mult), vcmd.shift2.eq(post1.shift),
+                             vcmd.osel.eq(Osel.ACT), vec.cmd.valid.eq(1)]
+                m.d.comb += vcmd.op.eq(Mux(is_ln, lv.VecOp.LAYERNORM, lv.VecOp.REQUANT))
+                with m.If(vec.cmd.ready):
+                    m.next = "V_RD"
+            with m.State("V_RD"):                       # VBUF[row + k], PBUF[p_base + k]
+                with m.If(vx_addr >= cfg.vbuf_depth):
+                    stop(ERR["vbuf"])
+                with m.Else():
+                    m.next = "V_IN"
+            m.d.comb += [v_rd.addr.eq(Mux(cmd.op == Opcode.GEMM, res_addr, vx_addr))]
+            with m.State("V_IN"):
+                m.d.comb += [vin.a.eq(v_rd.data), vin.gamma.eq(p_data.mult[:cfg.ln_gamma_bits]),
+                             vin.beta.eq(p_data.bias), vec.i.valid.eq(1)]
+                with m.If(vec.i.ready):
+                    with m.If(is_ln):
+                        m.d.sync += [k.eq(k + 1), p_ptr.eq(p_ptr + 1)]
+                        with m.If(k == cmd.length - 1):
+                            m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
+                            m.next = "V_OUT"
+                        with m.Else():
+                            m.next = "V_RD"
+                    with m.Else():
+                        m.next = "V_OUT"
+            ab_v = Signal(PTR_BITS)                     # the ABUF copy's window
+            m.d.comb += ab_v.eq(o_col + win)
+            with m.State("V_OUT"):
+                with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
+                    m.d.comb += ab_wr.addr.eq(ab_v)
+                m.d.comb += v_wr.addr.eq(vx_addr)
+                with m.If(((cmd.dest == Dest.ABUF) | ~is_ln) & (ab_v >= cfg.abuf_depth)):
+                    stop(ERR["abuf"])
+                with m.Else():
+                    m.d.comb += vec.o.ready.eq(1)
+                    with m.If(vec.o.valid):
+                        m.d.comb += [v_wr.data.eq(vec.o.payload.y), y2.eq(
+                            Mux(is_ln, vec.o.payload.y2, vec.o.payload.y))]
+                        for j in range(Ws):
+                            m.d.comb += ab_wr.data[j * AB:(j + 1) * AB].eq(y2)
+                        with m.If(is_ln):
+                            m.d.comb += v_wr.en.eq(1)
+                        with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
+                            m.d.comb += ab_wr.en.eq(1 << slot)
+                        with m.If(slot + 1 >= out_win):
+                            m.d.sync += [slot.eq(0), win.eq(win + 1)]
+                        with m.Else():
+                            m.d.sync += slot.eq(slot + 1)
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(k == cmd.length - 1):             # the row is done
+                            m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
+                                         vrow.eq(vrow + cmd.a_stride),
+                                         o_col.eq(o_col + cmd.o_stride), p_ptr.eq(cmd.p_base)]
+                            with m.If(ct == cmd.n_tiles - 1):
+                                m.next = "NEXT"
+                            with m.Else():
+                                m.next = "V_CMD"
+                        with m.Elif(is_ln):
+                            m.next = "V_OUT"
+                        with m.Else():
+                            m.next = "V_CMD"
+
             with m.State("NEXT"):
                 m.d.sync += pc.eq(pc + 1)
                 with m.If(pc + 1 == count):
@@ -254,7 +574,3 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.next = "FETCH"
         return m
-
-    def _stop(self, m, code):
-        m.d.sync += [self.error.eq(1), self.done.eq(1), self.busy.eq(0), self.code.eq(code)]
-        m.next = "IDLE"

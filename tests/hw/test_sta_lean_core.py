@@ -1,15 +1,21 @@
 # amaranth: UnusedElaboratable=no
-"""The lean STA core runs compiled STA programs bit-exact with the golden model, in exactly the
-cycles of its model, and stops with a named error on what it cannot run."""
+"""The lean STA core runs compiled STA programs (single GEMMs, a whole encoder layer) bit-exact
+with the golden model, in exactly the cycles of its model, and stops with a named error on a
+bad command."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from amaranth.sim import Simulator
 
 from nmaccel.hw.sta_lean.core import LeanCore
+from nmaccel.model.encoder_int import calibrate_layer, prune_layer_weights, quantize_layer
+from nmaccel.model.minilm import LayerWeights, MiniLMConfig
 from nmaccel.model.nm import compress
+from nmaccel.model.quant import quantize_activation
+from nmaccel.model.sta_layer import compile_layer
 from nmaccel.model.sta_program import GemmSpec, StaProgram, compile_gemm
 from nmaccel.spec import lean_timing, sta_isa
 from nmaccel.spec.config import sta_preset
@@ -36,39 +42,53 @@ def _spec(rng, mode, tokens, features, k, osel, name):
                     shift=shift if osel != sta_isa.Osel.ACC else None, osel=osel, name=name)
 
 
-def _run(program: StaProgram, count=None, max_cycles=200_000):
+def _run_segments(segments, counts=None, max_cycles=2_000_000):
+    """Run ``segments`` (StaPrograms) one after another on one core, the buffers kept between
+    them (as a layer's segments run); returns one result per segment."""
     dut = LeanCore(CFG)
-    result = {}
+    results = []
+    mems = {"WBUF": dut.wbuf, "ABUF": dut.abuf, "PBUF": dut.pbuf, "VBUF": dut.vbuf}
 
     async def tb(ctx):
-        for i, word in enumerate(program.commands):
-            ctx.set(dut.cbuf.data[i], word)
-        for space, mem in (("WBUF", dut.wbuf), ("ABUF", dut.abuf), ("PBUF", dut.pbuf)):
-            for entry, word in program.images[space].items():
-                ctx.set(mem.data[entry], word)
-        ctx.set(dut.count, len(program.commands) if count is None else count)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        for _ in range(max_cycles):
+        for i, program in enumerate(segments):
+            for j, word in enumerate(program.commands):
+                ctx.set(dut.cbuf.data[j], word)
+            for space, entries in program.images.items():
+                for entry, word in entries.items():
+                    if space == "VBUF":
+                        word = word - (1 << CFG.vec_bits) if word >> (CFG.vec_bits - 1) else word
+                    ctx.set(mems[space].data[entry], word)
+            ctx.set(dut.count, len(program.commands) if counts is None else counts[i])
+            ctx.set(dut.start, 1)
             await ctx.tick()
-            if ctx.get(dut.done):
+            ctx.set(dut.start, 0)
+            for _ in range(max_cycles):
+                await ctx.tick()
+                if ctx.get(dut.done):
+                    break
+            else:
+                raise AssertionError("the core hung")
+            res = {"error": ctx.get(dut.error), "code": ctx.get(dut.code),
+                   "command": ctx.get(dut.command), "cycles": ctx.get(dut.cycles),
+                   "busy": ctx.get(dut.busy), "outputs": {}}
+            for r in program.outputs:
+                mem, bits = (dut.vbuf, CFG.vec_bits) if r.space == "VBUF" else (dut.obuf,
+                                                                                 CFG.acc_bits)
+                words = {e: ctx.get(mem.data[e]) & ((1 << bits) - 1) for e in r.entries(CFG)}
+                res["outputs"][r.name] = r.unpack(CFG, words)
+            results.append(res)
+            if res["error"]:
                 break
-        else:
-            raise AssertionError("the core hung")
-        mask = (1 << CFG.acc_bits) - 1
-        words = {e: ctx.get(dut.obuf.data[e]) & mask for e in range(CFG.obuf_depth)}
-        result.update(error=ctx.get(dut.error), code=ctx.get(dut.code),
-                      command=ctx.get(dut.command), cycles=ctx.get(dut.cycles),
-                      busy=ctx.get(dut.busy))
-        result["outputs"] = {r.name: r.unpack(CFG, {e: words[e] for e in r.entries(CFG)})
-                             for r in program.outputs}
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
-    return result
+    return results
+
+
+def _run(program: StaProgram, count=None):
+    return _run_segments([program], None if count is None else [count])[0]
 
 
 def _check(program):
@@ -107,15 +127,22 @@ def _with_command(program, **changes):
 
 
 @pytest.mark.parametrize("changes,code", [
-    ({"dest": sta_isa.Dest.VBUF}, "dest"), ({"post": sta_isa.Post.GELU}, "dest"),
-    ({"k_steps": 0}, "zero"), ({"op": sta_isa.Opcode.LAYERNORM}, "opcode"),
+    ({"dest": 6}, "dest"), ({"post": 3}, "dest"), ({"osel": 5}, "osel"),
+    ({"k_steps": 0}, "zero"), ({"op": sta_isa.Opcode.FETCH}, "opcode"), ({"op": 9}, "opcode"),
+    ({"wsrc": sta_isa.WSrc.ABUF}, "shape"), ({"asrc": sta_isa.ASrc.SBUF}, "shape"),
+    ({"dest": sta_isa.Dest.SOFTMAX, "length": 1}, "seq"),           # m_tiles 3
     ({"w_base": CFG.wbuf_depth - 2}, "wbuf"), ({"a_base": CFG.abuf_depth - 1}, "abuf"),
     ({"o_base": CFG.obuf_depth - 1}, "obuf"), ({"p_base": CFG.pbuf_depth - 1}, "pbuf"),
+    ({"dest": sta_isa.Dest.VBUF, "o_base": CFG.vbuf_depth - 1}, "vbuf"),
+    ({"post": sta_isa.Post.GELU, "p_base": CFG.pbuf_depth - 4}, "pbuf"),
 ])
-def test_what_it_cannot_run_stops_with_a_named_error(changes, code):
+def test_bad_commands_stop_with_a_named_error(changes, code):
     rng = np.random.default_rng(3)
     prog = _with_command(compile_gemm(_spec(rng, sta_isa.Mode.SPARSE, 2, 3, 8, 0, "Y"), CFG),
                          **changes)
+    if "w_base" in changes:                  # valid words up to the end of WBUF, then beyond
+        words = prog.images["WBUF"]
+        prog.images["WBUF"] = {changes["w_base"] + e: words[e] for e in range(2)}
     res = _run(prog)
     assert res["error"] and not res["busy"]
     assert res["code"] == sta_isa.ERROR_CODES[code], sta_isa.error_name(res["code"])
@@ -129,3 +156,40 @@ def test_bad_count_and_config():
     assert res["error"] and res["code"] == sta_isa.ERROR_CODES["count"]
     with pytest.raises(ValueError, match="rows and cols must be 1, not 2x2"):
         LeanCore(sta_preset("tiny"))
+
+
+# -- a whole encoder layer: every destination, both post-ops, attention, LayerNorm, REQUANT ---
+
+MC = MiniLMConfig(d_model=32, heads=2, d_ff=64, layers=1)       # the digits Transformer's shape
+
+
+def _random_layer(nm, tokens, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def w(o, i):
+        return torch.randn(o, i, generator=g) / i ** 0.5
+
+    def b(o):
+        return torch.randn(o, generator=g) * 0.1
+    d, f = MC.d_model, MC.d_ff
+    lw = LayerWeights(w(d, d), b(d), w(d, d), b(d), w(d, d), b(d), w(d, d), b(d),
+                      1 + 0.1 * torch.randn(d, generator=g), b(d), w(f, d), b(f), w(d, f), b(d),
+                      1 + 0.1 * torch.randn(d, generator=g), b(d))
+    lw = prune_layer_weights(lw, nm)
+    xs = [torch.randn(12, d, generator=g) for _ in range(3)]
+    layer = quantize_layer(lw, calibrate_layer(lw, xs, MC), MC, CFG, nm)
+    x = quantize_activation(torch.randn(tokens, d, generator=g), layer.in_scale, CFG.vec_bits)
+    return layer, x
+
+
+@pytest.mark.parametrize("nm,tokens", [((2, 4), 8), (None, 5)], ids=["2:4-8tok", "dense-5tok"])
+def test_encoder_layer_bit_exact_and_cycles(nm, tokens):
+    layer, x = _random_layer(nm, tokens)
+    lp = compile_layer(layer, x, CFG)
+    kinds = {sta_isa.decode_command(CFG, w)["op"] for p in lp.segments for w in p.commands}
+    assert {sta_isa.Opcode.GEMM, sta_isa.Opcode.LAYERNORM} <= kinds
+    res = _run_segments(lp.segments)
+    assert all(not r["error"] for r in res), [sta_isa.error_name(r["code"]) for r in res]
+    np.testing.assert_array_equal(res[-1]["outputs"]["out"], lp.expected)
+    for seg, r in zip(lp.segments, res):
+        assert r["cycles"] == lean_timing.program_cycles(CFG, seg.commands, seg.images["PBUF"])
