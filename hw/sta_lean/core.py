@@ -42,10 +42,12 @@ Ports
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.sta.buffers import buffer_specs
+from nmaccel.hw.sta.host_port import HostPort
 from nmaccel.hw.sta.isa import (
     ASrc,
     Dest,
@@ -56,11 +58,13 @@ from nmaccel.hw.sta.isa import (
     WSrc,
     command_layout,
     param_layout,
+    read_layout,
+    write_layout,
 )
 from nmaccel.hw.sta_lean.vector import SharedVectorUnit
 from nmaccel.spec import lean_vector as lv
 from nmaccel.spec import sta_isa
-from nmaccel.spec.config import StaConfig, clog2
+from nmaccel.spec.config import StaConfig
 
 __all__ = ["LeanCore"]
 
@@ -85,32 +89,32 @@ class LeanCore(wiring.Component):
         cfg = config
         self.cmd_layout = command_layout(cfg)
         self.param_layout = param_layout(cfg)
-        aw = sta_isa.space_width(cfg, "ABUF")
-        self.cbuf = Memory(shape=unsigned(self.cmd_layout.size), depth=cfg.cbuf_depth, init=[])
-        self.wbuf = Memory(shape=unsigned(sta_isa.space_width(cfg, "WBUF")),
-                           depth=cfg.wbuf_depth, init=[])
-        self.abuf = Memory(shape=unsigned(aw), depth=cfg.abuf_depth, init=[])
-        self.sbuf = Memory(shape=unsigned(aw), depth=cfg.sbuf_depth, init=[])
-        self.pbuf = Memory(shape=unsigned(self.param_layout.size), depth=cfg.pbuf_depth, init=[])
-        self.vbuf = Memory(shape=signed(cfg.vec_bits), depth=cfg.vbuf_depth, init=[])
-        self.obuf = Memory(shape=signed(cfg.acc_bits), depth=cfg.obuf_depth, init=[])
+        specs = buffer_specs(cfg)                         # the StaCore's words, 32-bit padded
+        self.specs = specs
+        for name in ("CBUF", "WBUF", "ABUF", "SBUF", "PBUF", "VBUF", "OBUF", "CYCLOG"):
+            spec = specs[name]
+            setattr(self, name.lower(), Memory(shape=unsigned(spec.width), depth=spec.depth,
+                                               init=[]))
         self.scores = Memory(shape=signed(cfg.softmax_in_bits), depth=cfg.max_seq, init=[])
         super().__init__({
-            "start": In(1), "count": In(clog2(cfg.cbuf_depth + 1)),
-            "busy": Out(1), "done": Out(1), "error": Out(1), "code": Out(8),
-            "command": Out(16), "cycles": Out(32),
+            "wr": In(stream.Signature(write_layout(cfg))),
+            "rd": In(stream.Signature(read_layout(cfg))),
+            "rd_data": Out(stream.Signature(unsigned(32))),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
         cfg = self.config
         m = Module()
-        for name in ("cbuf", "wbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "scores"):
+        for name in ("cbuf", "wbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "cyclog", "scores"):
             m.submodules[name] = getattr(self, name)
+        m.submodules.host = host = HostPort(cfg)
         m.submodules.vec = vec = SharedVectorUnit(cfg)
         AB, L, n, mm = cfg.act_bits, cfg.lanes, cfg.n, cfg.m
         wb, E = cfg.weight_bits, cfg.weight_bits + cfg.index_bits
         Ws, Wd = cfg.acts_per_cycle, cfg.dense_window
         ratio = sta_isa.dense_ratio(cfg)
+        specs = self.specs
         c_rd = self.cbuf.read_port(domain="sync")
         w_rd = self.wbuf.read_port(domain="sync")
         a_rd = self.abuf.read_port(domain="sync")              # the A operand
@@ -120,18 +124,28 @@ class LeanCore(wiring.Component):
         sb_wr = self.sbuf.write_port(granularity=AB)
         p_rd = self.pbuf.read_port(domain="sync")
         v_rd = self.vbuf.read_port(domain="sync")
-        v_wr = self.vbuf.write_port()
+        v_wr = self.vbuf.write_port(granularity=specs["VBUF"].granularity)
         o_wr = self.obuf.write_port()
         sc_rd = self.scores.read_port(domain="sync")
         sc_wr = self.scores.write_port()
+        cl_wr = self.cyclog.write_port()
+        status = host.status
+        code, command = status.code, status.command
 
         # -- run state ---------------------------------------------------------------------
-        count = Signal.like(self.count)
+        count = Signal(32)
         pc = Signal(16)
         cmd = Signal(self.cmd_layout)
-        m.d.comb += [self.command.eq(pc), c_rd.addr.eq(pc)]
+        cycles, mac_active, commands = Signal(32), Signal(32), Signal(32)
+        cmd_start = Signal(32)                            # cycles when the command started
+        m.d.comb += [command.eq(pc), c_rd.addr.eq(pc), host.count.eq(count),
+                     status.busy.eq(self.busy), status.done.eq(self.done),
+                     status.error.eq(self.error), status.ext_ready.eq(1),
+                     host.counters.cycles.eq(cycles), host.counters.mac_active.eq(mac_active),
+                     host.counters.commands.eq(commands),
+                     cl_wr.addr.eq(pc), cl_wr.data.eq(cycles + 1 - cmd_start)]
         with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+            m.d.sync += cycles.eq(cycles + 1)
 
         # -- tile walk: running pointers (no multiplier) -------------------------------------
         ct = Signal(sta_isa.DIM_BITS)                     # token tile (column)
@@ -203,7 +217,7 @@ class LeanCore(wiring.Component):
         # -- parameters and the shared unit ----------------------------------------------
         par = Signal(self.param_layout)                   # the feature's (bias, mult, shift)
         post0, post1 = Signal(self.param_layout), Signal(self.param_layout)
-        p_data = self.param_layout(p_rd.data)
+        p_data = self.param_layout(p_rd.data[:self.param_layout.size])
         y = Signal(signed(cfg.acc_bits))                  # the requantized output
         m.d.comb += [p_rd.addr.eq(p_ptr), sc_rd.addr.eq(k), sc_wr.addr.eq(ct),
                      sc_wr.data.eq(y)]
@@ -234,7 +248,7 @@ class LeanCore(wiring.Component):
         m.d.comb += [v_addr.eq(o_col + rt),
                      ab_addr.eq(Mux(cmd.dest == Dest.ABUF_T, o_row + t_win, o_col + win)),
                      ab_slot.eq(Mux(cmd.dest == Dest.ABUF_T, t_slot, slot)),
-                     o_wr.addr.eq(o_ptr), o_wr.data.eq(y), v_wr.data.eq(y),
+                     o_wr.addr.eq(o_ptr), o_wr.data.eq(y), v_wr.data.eq(y[:cfg.vec_bits]),
                      ab_wr.addr.eq(ab_addr), v_wr.addr.eq(v_addr)]
         res_addr = Signal(PTR_BITS)                       # the residual: VBUF at the output's
         with m.Switch(cmd.dest):                          # address (StaCore's rule)
@@ -293,8 +307,8 @@ class LeanCore(wiring.Component):
             with m.Else():
                 m.next = "TILE"
 
-        def stop(code):
-            m.d.sync += [self.error.eq(1), self.done.eq(1), self.busy.eq(0), self.code.eq(code)]
+        def stop(code_value):
+            m.d.sync += [self.error.eq(1), self.done.eq(1), self.busy.eq(0), code.eq(code_value)]
             m.next = "IDLE"
 
         # vector commands: the token's row in VBUF, its output in ABUF (olay windows)
@@ -305,10 +319,13 @@ class LeanCore(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [count.eq(self.count), pc.eq(0), self.cycles.eq(0),
-                                 self.done.eq(0), self.error.eq(0), self.code.eq(0)]
-                    with m.If((self.count == 0) | (self.count > cfg.cbuf_depth)):
+                start = host.start
+                with m.If(start.valid):
+                    m.d.sync += [count.eq(start.payload.count), pc.eq(0), cycles.eq(0),
+                                 mac_active.eq(0), commands.eq(0), cmd_start.eq(0),
+                                 self.done.eq(0), self.error.eq(0), code.eq(0)]
+                    with m.If((start.payload.count == 0)
+                              | (start.payload.count > cfg.cbuf_depth)):
                         stop(ERR["count"])
                     with m.Else():
                         m.d.sync += self.busy.eq(1)
@@ -316,7 +333,7 @@ class LeanCore(wiring.Component):
             with m.State("FETCH"):                      # CBUF[pc] is read
                 m.next = "DECODE"
             with m.State("DECODE"):
-                c = self.cmd_layout(c_rd.data)
+                c = self.cmd_layout(c_rd.data[:self.cmd_layout.size])
                 m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
@@ -397,6 +414,7 @@ class LeanCore(wiring.Component):
                     stop(ERR["meta"])
                 with m.Else():
                     m.d.comb += issue.eq(1)
+                    m.d.sync += mac_active.eq(mac_active + 1)
                     m.d.sync += [s.eq(s + 1), w_ptr.eq(w_ptr + 1)]
                     with m.If(s == cmd.k_steps - 1):
                         m.next = "DRAIN1"
@@ -430,7 +448,8 @@ class LeanCore(wiring.Component):
                 with m.If(vec.cmd.ready):
                     m.next = "PO_IN"
             with m.State("PO_IN"):                      # the VBUF residual was read
-                m.d.comb += [vin.a.eq(y), vin.b.eq(v_rd.data), vec.i.valid.eq(1)]
+                m.d.comb += [vin.a.eq(y), vin.b.eq(v_rd.data[:cfg.vec_bits].as_signed()),
+                             vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
                     m.next = "PO_OUT"
             with m.State("PO_OUT"):
@@ -517,7 +536,8 @@ class LeanCore(wiring.Component):
                     m.next = "V_IN"
             m.d.comb += [v_rd.addr.eq(Mux(cmd.op == Opcode.GEMM, res_addr, vx_addr))]
             with m.State("V_IN"):
-                m.d.comb += [vin.a.eq(v_rd.data), vin.gamma.eq(p_data.mult[:cfg.ln_gamma_bits]),
+                m.d.comb += [vin.a.eq(v_rd.data[:cfg.vec_bits].as_signed()),
+                             vin.gamma.eq(p_data.mult[:cfg.ln_gamma_bits]),
                              vin.beta.eq(p_data.bias), vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
                     with m.If(is_ln):
@@ -540,7 +560,7 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.d.comb += vec.o.ready.eq(1)
                     with m.If(vec.o.valid):
-                        m.d.comb += [v_wr.data.eq(vec.o.payload.y), y2.eq(
+                        m.d.comb += [v_wr.data.eq(vec.o.payload.y[:cfg.vec_bits]), y2.eq(
                             Mux(is_ln, vec.o.payload.y2, vec.o.payload.y))]
                         for j in range(Ws):
                             m.d.comb += ab_wr.data[j * AB:(j + 1) * AB].eq(y2)
@@ -567,10 +587,44 @@ class LeanCore(wiring.Component):
                             m.next = "V_CMD"
 
             with m.State("NEXT"):
-                m.d.sync += pc.eq(pc + 1)
+                m.d.comb += cl_wr.en.eq(1)                 # the command's cycles, FETCH..NEXT
+                m.d.sync += [pc.eq(pc + 1), commands.eq(commands + 1), cmd_start.eq(cycles + 1)]
                 with m.If(pc + 1 == count):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "FETCH"
+        # last: while idle the host's port assignments override the core's
+        self._host(m, host, {"CBUF": c_rd, "WBUF": w_rd, "ABUF": a_rd, "PBUF": p_rd,
+                             "VBUF": v_rd},
+                   {"ABUF": ab_wr, "VBUF": v_wr},
+                   {"CBUF": self.cbuf.write_port(granularity=specs["CBUF"].granularity),
+                    "WBUF": self.wbuf.write_port(granularity=specs["WBUF"].granularity),
+                    "PBUF": self.pbuf.write_port(granularity=specs["PBUF"].granularity)},
+                   {"OBUF": self.obuf.read_port(domain="sync"),
+                    "CYCLOG": self.cyclog.read_port(domain="sync")})
         return m
+
+    def _host(self, m, host, shared_rd, shared_wr, host_wr, host_rd) -> None:
+        """The host port on the core's memory ports: while the core is idle the host's reads
+        (and writes of ABUF/VBUF) use the ports the core uses while it runs; host writes of
+        the buffers wait while it runs (CSR writes pass: START is refused while busy)."""
+        for name, port in shared_rd.items():
+            hp = getattr(host, f"{name.lower()}_rd")
+            m.d.comb += hp.data.eq(port.data)
+            with m.If(~self.busy):
+                m.d.comb += port.addr.eq(hp.addr)
+        for name, port in shared_wr.items():
+            hp = getattr(host, f"{name.lower()}_wr")
+            with m.If(~self.busy):
+                m.d.comb += [port.addr.eq(hp.addr), port.data.eq(hp.data), port.en.eq(hp.en)]
+        for name, port in host_wr.items():
+            wiring.connect(m, getattr(host, f"{name.lower()}_wr"), port)
+        for name, port in host_rd.items():
+            wiring.connect(m, getattr(host, f"{name.lower()}_rd"), port)
+        space = self.wr.payload.addr[sta_isa.space_shift(self.config):]
+        held = self.busy & (space != sta_isa.SPACES["CSR"])
+        m.d.comb += [host.wr.payload.eq(self.wr.payload), host.wr.valid.eq(self.wr.valid & ~held),
+                     self.wr.ready.eq(host.wr.ready & ~held), host.write_hold.eq(0)]
+        wiring.connect(m, wiring.flipped(self.rd), host.rd)
+        wiring.connect(m, host.rd_data, wiring.flipped(self.rd_data))

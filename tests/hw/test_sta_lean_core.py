@@ -17,6 +17,7 @@ from nmaccel.model.nm import compress
 from nmaccel.model.quant import quantize_activation
 from nmaccel.model.sta_layer import compile_layer
 from nmaccel.model.sta_program import GemmSpec, StaProgram, compile_gemm
+from nmaccel.sim.amaranth_streams import stream_get, stream_put
 from nmaccel.spec import lean_timing, sta_isa
 from nmaccel.spec.config import sta_preset
 
@@ -44,10 +45,18 @@ def _spec(rng, mode, tokens, features, k, osel, name):
 
 def _run_segments(segments, counts=None, max_cycles=2_000_000):
     """Run ``segments`` (StaPrograms) one after another on one core, the buffers kept between
-    them (as a layer's segments run); returns one result per segment."""
+    them (as a layer's segments run): memory images loaded directly, START, STATUS and the
+    counters through the host port; returns one result per segment."""
     dut = LeanCore(CFG)
     results = []
     mems = {"WBUF": dut.wbuf, "ABUF": dut.abuf, "PBUF": dut.pbuf, "VBUF": dut.vbuf}
+
+    def csr(name):
+        return sta_isa.host_address(CFG, "CSR", sta_isa.CSR[name])
+
+    async def read(ctx, addr):
+        await stream_put(ctx, dut.rd, {"addr": addr})
+        return await stream_get(ctx, dut.rd_data)
 
     async def tb(ctx):
         for i, program in enumerate(segments):
@@ -55,22 +64,19 @@ def _run_segments(segments, counts=None, max_cycles=2_000_000):
                 ctx.set(dut.cbuf.data[j], word)
             for space, entries in program.images.items():
                 for entry, word in entries.items():
-                    if space == "VBUF":
-                        word = word - (1 << CFG.vec_bits) if word >> (CFG.vec_bits - 1) else word
                     ctx.set(mems[space].data[entry], word)
-            ctx.set(dut.count, len(program.commands) if counts is None else counts[i])
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
+            count = len(program.commands) if counts is None else counts[i]
+            await stream_put(ctx, dut.wr, {"addr": csr("START"), "data": count})
             for _ in range(max_cycles):
                 await ctx.tick()
                 if ctx.get(dut.done):
                     break
             else:
                 raise AssertionError("the core hung")
-            res = {"error": ctx.get(dut.error), "code": ctx.get(dut.code),
-                   "command": ctx.get(dut.command), "cycles": ctx.get(dut.cycles),
-                   "busy": ctx.get(dut.busy), "outputs": {}}
+            status = sta_isa.decode_status(await read(ctx, csr("STATUS")))
+            res = {"error": status.error, "code": status.code, "command": status.command,
+                   "busy": status.busy, "cycles": await read(ctx, csr("CYCLES")),
+                   "commands": await read(ctx, csr("COMMANDS")), "outputs": {}}
             for r in program.outputs:
                 mem, bits = (dut.vbuf, CFG.vec_bits) if r.space == "VBUF" else (dut.obuf,
                                                                                  CFG.acc_bits)
@@ -94,7 +100,7 @@ def _run(program: StaProgram, count=None):
 def _check(program):
     res = _run(program)
     assert not res["error"], sta_isa.error_name(res["code"])
-    assert not res["busy"]
+    assert not res["busy"] and res["commands"] == len(program.commands)
     for name, want in program.expected.items():
         np.testing.assert_array_equal(res["outputs"][name], want, err_msg=name)
     assert res["cycles"] == lean_timing.program_cycles(CFG, program.commands,
@@ -153,6 +159,9 @@ def test_bad_count_and_config():
     rng = np.random.default_rng(4)
     prog = compile_gemm(_spec(rng, sta_isa.Mode.SPARSE, 1, 1, 8, 0, "Y"), CFG)
     res = _run(prog, count=0)
+    assert res["error"] and res["code"] == sta_isa.ERROR_CODES["count"]
+    prog = compile_gemm(_spec(rng, sta_isa.Mode.SPARSE, 1, 1, 8, 0, "Y"), CFG)
+    res = _run(prog, count=CFG.cbuf_depth + 1)
     assert res["error"] and res["code"] == sta_isa.ERROR_CODES["count"]
     with pytest.raises(ValueError, match="rows and cols must be 1, not 2x2"):
         LeanCore(sta_preset("tiny"))
