@@ -62,11 +62,11 @@ class StaUartTop(UartTop):
     pins, :func:`~nmaccel.hw.common.sdram.pins_signature`)."""
 
     def __init__(self, config: StaConfig, divisor: int, timeout: int | None = None) -> None:
-        from nmaccel.hw.sta.core import StaCore
+        from nmaccel.hw.sta_lean import sta_core
         StaConfig.require(config)
         sdram = ({"sdram": Out(pins_signature(config.sdram_timing))}
                  if config.sdram_timing is not None else {})
-        super().__init__(config, StaCore(config), divisor, timeout, sdram)
+        super().__init__(config, sta_core(config), divisor, timeout, sdram)
 
     def elaborate(self, platform) -> Module:
         m = super().elaborate(platform)

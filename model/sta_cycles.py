@@ -39,7 +39,8 @@ from nmaccel.spec.sta_timing import (
     drain_tail,
 )
 
-__all__ = ["CycleReport", "gemm_cycles", "performed_macs", "program_cycles", "utilization",
+__all__ = ["CycleReport", "gemm_cycles", "performed_macs", "predicted_total", "program_cycles",
+           "utilization",
            "vector_cycles"]
 
 
@@ -241,3 +242,15 @@ def utilization(cfg: StaConfig, performed: float, cycles: int) -> float:
     (multipliers × cycles)."""
     peak = cfg.multipliers * cycles
     return performed / peak if peak else 0.0
+
+
+def predicted_total(program) -> int:
+    """Cycles from START to done of ``program`` (a
+    :class:`~nmaccel.model.sta_program.StaProgram`) on the core its config selects: this
+    model's total for the array core, :func:`nmaccel.spec.lean_timing.program_cycles` (which
+    reads the shifts in the program's PBUF image) for the memory-lean core (``lean = 1``)."""
+    cfg = program.cfg
+    if cfg.lean:
+        from nmaccel.spec.lean_timing import program_cycles as lean_cycles
+        return lean_cycles(cfg, program.commands, program.images["PBUF"])
+    return program_cycles(cfg, program.commands).total

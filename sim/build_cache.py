@@ -156,9 +156,9 @@ def sta_verilog(cfg, name: str = "sta_core") -> str:
     def make() -> str:
         from amaranth.back import verilog
 
-        from nmaccel.hw.sta.core import StaCore
-        return verilog.convert(StaCore(cfg), name=name)
-    return cached_verilog("sta", ["nmaccel.hw.sta.core"],
+        from nmaccel.hw.sta_lean import sta_core
+        return verilog.convert(sta_core(cfg), name=name)
+    return cached_verilog("sta", ["nmaccel.hw.sta.core", "nmaccel.hw.sta_lean.core"],
                           f"{cfg.to_json(sort_keys=True)}|{name}", make)
 
 

@@ -67,7 +67,7 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     accuracies (when ``labels`` are given; float accuracy when ``float_predictions`` are) and
     cycles per image (hardware counters, all layers) with the cycle model's prediction.
     """
-    from nmaccel.model.sta_cycles import program_cycles
+    from nmaccel.model.sta_cycles import predicted_total
     from nmaccel.model.sta_layer import compile_layer
     from nmaccel.sim.sta_rtl import run_programs
 
@@ -107,7 +107,7 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
         got = rs[-1].outputs["out"]
         exact.append(bool(np.array_equal(got, lp.expected)))
         cycles[idx] += sum(r.counters["CYCLES"] for r in rs)
-        predicted[idx] += sum(program_cycles(cfg, p.commands).total for p in lp.segments)
+        predicted[idx] += sum(predicted_total(p) for p in lp.segments)
         if i == last:
             rtl_pred.append(program.classify(got)[0])
     rtl_pred = np.array(rtl_pred, dtype=np.int64)

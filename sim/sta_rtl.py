@@ -86,6 +86,9 @@ def predicted_cycles(program: StaProgram) -> int:
     if not accepted:
         return 0
     try:
+        if cfg.lean:
+            from nmaccel.spec.lean_timing import program_cycles as lean_cycles
+            return lean_cycles(cfg, accepted, program.images["PBUF"])
         return program_cycles(cfg, accepted).total
     except ValueError:
         return 0

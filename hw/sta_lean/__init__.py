@@ -12,9 +12,23 @@ such as the ``icebreaker`` preset) with one unit per job:
   cycles in :mod:`nmaccel.spec.lean_vector`. Alone on the UP5K (``nmaccel bench block-fmax
   --board icebreaker``): about 2,800 logic cells, 1 SB_MAC16, 6 EBR, 25 MHz.
 
-Still to build (in this package): the single-PE GEMM datapath (``lanes`` LUT products behind
-the N:M activation mux), the sequencer that walks a command's tiles one output at a time
-through the shared unit, SPRAM-backed single-port buffers (``hw/common/spram.py``) with
-commands and weight words read as 16-bit slices, and the host port shared with the conv
-engine's (``boards/uart_top.py``).
+- :class:`~nmaccel.hw.sta_lean.core.LeanCore`: the sequencer that walks every command one
+  output at a time through the one-PE GEMM datapath and the shared unit, the buffers, and the
+  StaCore's host port (so the same driver, UART bridge and programs work); exact cycles in
+  :mod:`nmaccel.spec.lean_timing`. A config selects it with ``lean = 1``
+  (:func:`sta_core`).
+
+Still to do: the buffers in the UP5K's single-port SPRAMs (``hw/common/spram.py``) with
+commands and weight words read as 16-bit slices, and LUT products for the PE.
 """
+
+
+def sta_core(config):
+    """The STA core that implements ``config``: :class:`~nmaccel.hw.sta_lean.core.LeanCore`
+    for ``config.lean``, :class:`~nmaccel.hw.sta.core.StaCore` otherwise (the same host port
+    and programs)."""
+    if config.lean:
+        from nmaccel.hw.sta_lean.core import LeanCore
+        return LeanCore(config)
+    from nmaccel.hw.sta.core import StaCore
+    return StaCore(config)

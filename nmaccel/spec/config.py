@@ -189,6 +189,11 @@ class StaConfig(_ConfigBase):
     #: clock at this many MHz: its timing in clocks (:attr:`sdram_timing`) sizes the
     #: controller, the FETCH command and the fetch cycle model.
     sdram_mhz: int = 0
+    #: 0: the array core (:class:`~nmaccel.hw.sta.core.StaCore`); 1: the memory-lean core
+    #: (:class:`~nmaccel.hw.sta_lean.core.LeanCore`: one PE, every vector operation on one
+    #: time-shared datapath, for small FPGAs; needs ``rows == cols == 1``). Same programs,
+    #: same results, another cycle model (:mod:`nmaccel.spec.lean_timing`).
+    lean: int = 0
 
     kind: ClassVar[str] = "sta"
 
@@ -207,6 +212,15 @@ class StaConfig(_ConfigBase):
                 _ = self.sdram_timing             # the chip runs at this clock
             except ValueError as exc:
                 raise ConfigError(f"sdram_mhz: {exc}") from None
+        if self.lean not in (0, 1):
+            raise ConfigError(f"lean must be 0 (the array core) or 1 (the memory-lean core), not "
+                              f"{self.lean!r}")
+        if self.lean and (self.rows, self.cols, self.softmax_lanes) != (1, 1, 1):
+            raise ConfigError(f"lean=1 (the memory-lean core, one PE) needs rows, cols and "
+                              f"softmax_lanes 1, not {self.rows}, {self.cols}, "
+                              f"{self.softmax_lanes}")
+        if self.lean and self.sdram_mhz:
+            raise ConfigError("lean=1 has no external memory: sdram_mhz must be 0")
         if self.array_lut not in (0, 1):
             raise ConfigError(f"array_lut must be 0 (DSP products) or 1 (LUT products), not "
                               f"{self.array_lut!r}")
@@ -327,12 +341,13 @@ STA_PRESETS: dict[str, StaConfig] = {
     "ulx3s_lut": StaConfig(rows=4, cols=4, lanes=16, n=2, m=4, softmax_lanes=4, max_seq=128,
                            wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
                            vbuf_depth=4096, array_lut=1),
-    # The memory-lean STA for the iCE40UP5K (hw/sta_lean, in progress): one PE of 2 lanes,
-    # tiny's number formats (they size the shared vector datapath); buffers as tiny's.
+    # The memory-lean STA for the iCE40UP5K (hw/sta_lean): one PE of 2 lanes, every vector
+    # operation on one time-shared datapath; tiny's number formats; buffers as tiny's.
     "icebreaker": StaConfig(rows=1, cols=1, lanes=2, n=2, m=4, softmax_lanes=1,
                             softmax_in_bits=12, softmax_in_frac=6, softmax_exp_bits=10,
                             softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
-                            wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024, vbuf_depth=1024),
+                            wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024, vbuf_depth=1024,
+                            lean=1),
 }
 
 
