@@ -7,11 +7,12 @@ target frequency. Look boards up with :func:`board_target`; bad names raise
 :class:`BoardError` listing the valid ones.
 
 Boards
-    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``tiny`` and conv ``icebreaker``
+    ``icebreaker`` iCEBreaker v1.0 (iCE40UP5K-SG48): STA ``icebreaker`` (the memory-lean core)
+    and conv ``icebreaker``
     (the conv preset that fits the UP5K; it must meet 24 MHz) at 24 MHz; 12 MHz clock on
     the PLL pad (``SB_PLL40_PAD``); UART over the FTDI (pins 6/9); red/green LEDs and the
     break-off PMOD's LED.
-    ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``tiny`` STA and ``icebreaker`` conv
+    ``upduino3`` UPduino v3.x (iCE40UP5K-SG48): the same ``icebreaker`` STA and conv
     engine on the cheapest UP5K board; the 12 MHz oscillator reaches pin 20 once the OSC
     jumper is soldered, which is not the PLL pad, so the PLL is ``SB_PLL40_CORE`` fed from
     fabric; the board has no FPGA UART: one is added on header J5 pins 23 (rx) / 25 (tx) for a
@@ -110,7 +111,7 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.icebreaker", platform_class="ICEBreakerPlatform",
         family="ice40", clock="clk12", pll="pad",
         leds=(("led", 2), ("led_g", 0), ("led_r", 0)),
-        presets={"sta": "tiny", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        presets={"sta": "icebreaker", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
         extra_resources="_icebreaker_extra", timing_floor_mhz={"sta": 24.0, "conv": 24.0},
         synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]}),
     "upduino3": BoardTarget(
@@ -118,7 +119,7 @@ BOARDS: dict[str, BoardTarget] = {
         platform_module="amaranth_boards.upduino_v3", platform_class="UpduinoV3Platform",
         family="ice40", clock="clk12", pll="core",
         leds=(("rgb_led", 0, "b"), ("rgb_led", 0, "g"), ("rgb_led", 0, "r")),
-        presets={"sta": "tiny", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
+        presets={"sta": "icebreaker", "conv": "icebreaker"}, freqs_mhz={"sta": 24.0, "conv": 24.0},
         extra_resources="_upduino3_extra", synth_opts={"sta": ["-dsp"], "conv": ["-dsp"]},
         notes="solder the OSC jumper (12 MHz to pin 20); UART on J5 pins 23/25"),
     "ulx3s": BoardTarget(

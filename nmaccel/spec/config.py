@@ -342,12 +342,14 @@ STA_PRESETS: dict[str, StaConfig] = {
                            wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
                            vbuf_depth=4096, array_lut=1),
     # The memory-lean STA for the iCE40UP5K (hw/sta_lean): one PE of 2 lanes, every vector
-    # operation on one time-shared datapath; tiny's number formats; buffers as tiny's.
+    # operation on one time-shared datapath; tiny's number formats; buffers sized for the
+    # digits Transformer (a layer in one segment: 2,048 weight words, ~300 parameters, 41
+    # commands, 8 tokens x 32 features in VBUF, ~320 ABUF windows).
     "icebreaker": StaConfig(rows=1, cols=1, lanes=2, n=2, m=4, softmax_lanes=1,
                             softmax_in_bits=12, softmax_in_frac=6, softmax_exp_bits=10,
                             softmax_recip_frac=24, max_seq=64, ln_recip_frac=28,
-                            wbuf_depth=2048, abuf_depth=1024, obuf_depth=1024, vbuf_depth=1024,
-                            lean=1),
+                            wbuf_depth=2048, abuf_depth=512, obuf_depth=256, pbuf_depth=512,
+                            cbuf_depth=64, vbuf_depth=256, lean=1),
 }
 
 

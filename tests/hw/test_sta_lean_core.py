@@ -121,7 +121,7 @@ def test_several_commands_and_nops():
     prog = compile_gemm(_spec(rng, sta_isa.Mode.SPARSE, 2, 5, 8, 0, "A"), CFG)
     prog.commands.append(0)                                          # NOP
     compile_gemm(_spec(rng, sta_isa.Mode.DENSE, 3, 2, 6, 1, "B"), CFG, prog,
-                 w_base=100, a_base=200, o_base=300, p_base=50)
+                 w_base=100, a_base=200, o_base=100, p_base=50)
     _check(prog)
 
 
