@@ -64,12 +64,11 @@ from nmaccel.hw.sta.isa import (
 from nmaccel.hw.sta_lean.vector import SharedVectorUnit
 from nmaccel.spec import lean_vector as lv
 from nmaccel.spec import sta_isa
-from nmaccel.spec.config import StaConfig
+from nmaccel.spec.config import StaConfig, clog2
 
 __all__ = ["LeanCore"]
 
 ERR = sta_isa.ERROR_CODES
-PTR_BITS = 2 * sta_isa.DIM_BITS + 2                      # base + tiles x stride, unwrapped
 
 
 class LeanCore(wiring.Component):
@@ -147,7 +146,14 @@ class LeanCore(wiring.Component):
         with m.If(self.busy):
             m.d.sync += cycles.eq(cycles + 1)
 
-        # -- tile walk: running pointers (no multiplier) -------------------------------------
+        # -- tile walk: running pointers (no multiplier), saturating at PTR_MAX: every buffer
+        # is at most half as deep, so a saturated address is beyond any buffer (an error)
+        PTR_BITS = clog2(max(self.specs[n].depth for n in self.specs)) + 1
+        PTR_MAX = (1 << PTR_BITS) - 1
+
+        def sat(value):
+            return Mux(value > PTR_MAX, PTR_MAX, value)[:PTR_BITS]
+
         ct = Signal(sta_isa.DIM_BITS)                     # token tile (column)
         rt = Signal(sta_isa.DIM_BITS)                     # feature tile (row); vector: feature
         s = Signal(sta_isa.DIM_BITS)                      # MAC step being issued
@@ -169,8 +175,8 @@ class LeanCore(wiring.Component):
         else:
             m.d.comb += chunk.eq(Mux(dense, s >> (ratio.bit_length() - 1), s))
         w_addr, a_addr = Signal(PTR_BITS), Signal(PTR_BITS)
-        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, w_row + chunk, w_ptr)),
-                     a_addr.eq(a_row + chunk), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
+        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, sat(w_row + chunk), w_ptr)),
+                     a_addr.eq(sat(a_row + chunk)), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
                      a_rd.addr.eq(a_addr), s_rd.addr.eq(a_addr)]
 
         # -- the PE: lanes products, registered, added a cycle later --------------------------
@@ -245,8 +251,8 @@ class LeanCore(wiring.Component):
         v_addr = Signal(PTR_BITS)                         # GEMM -> VBUF (and the residual)
         ab_addr = Signal(PTR_BITS)                        # GEMM -> ABUF / ABUF_T
         ab_slot = Signal.like(slot)
-        m.d.comb += [v_addr.eq(o_col + rt),
-                     ab_addr.eq(Mux(cmd.dest == Dest.ABUF_T, o_row + t_win, o_col + win)),
+        m.d.comb += [v_addr.eq(sat(o_col + rt)),
+                     ab_addr.eq(sat(Mux(cmd.dest == Dest.ABUF_T, o_row + t_win, o_col + win))),
                      ab_slot.eq(Mux(cmd.dest == Dest.ABUF_T, t_slot, slot)),
                      o_wr.addr.eq(o_ptr), o_wr.data.eq(y), v_wr.data.eq(y[:cfg.vec_bits]),
                      ab_wr.addr.eq(ab_addr), v_wr.addr.eq(v_addr)]
@@ -282,19 +288,20 @@ class LeanCore(wiring.Component):
                     m.d.comb += ab_wr.en.eq(1 << ab_slot)
                 with m.Case(Dest.SOFTMAX):
                     m.d.comb += sc_wr.en.eq(1)
-            m.d.sync += [o_ptr.eq(o_ptr + 1), p_ptr.eq(p_ptr + 1), rt.eq(rt + 1),
-                         o_row.eq(o_row + cmd.o_stride), w_row.eq(w_row + cmd.w_stride)]
+            m.d.sync += [o_ptr.eq(sat(o_ptr + 1)), p_ptr.eq(sat(p_ptr + 1)), rt.eq(rt + 1),
+                         o_row.eq(sat(o_row + cmd.o_stride)), w_row.eq(sat(w_row + cmd.w_stride))]
             with m.If(slot + 1 >= out_win):
-                m.d.sync += [slot.eq(0), win.eq(win + 1)]
+                m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
             with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
                 m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
                              w_row.eq(cmd.w_base),
-                             a_row.eq(a_row + cmd.a_stride), o_col.eq(o_col + cmd.o_stride),
+                             a_row.eq(sat(a_row + cmd.a_stride)),
+                             o_col.eq(sat(o_col + cmd.o_stride)),
                              o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
                 with m.If(t_slot + 1 >= out_win):
-                    m.d.sync += [t_slot.eq(0), t_win.eq(t_win + 1)]
+                    m.d.sync += [t_slot.eq(0), t_win.eq(sat(t_win + 1))]
                 with m.Else():
                     m.d.sync += t_slot.eq(t_slot + 1)
                 with m.If(ct == cmd.n_tiles - 1):
@@ -314,7 +321,7 @@ class LeanCore(wiring.Component):
         # vector commands: the token's row in VBUF, its output in ABUF (olay windows)
         vrow = Signal(PTR_BITS)                           # a_base + ct * a_stride
         vx_addr = Signal(PTR_BITS)
-        m.d.comb += vx_addr.eq(vrow + k)
+        m.d.comb += vx_addr.eq(sat(vrow + k))
         y2 = Signal(signed(AB))
 
         with m.FSM():
@@ -362,7 +369,7 @@ class LeanCore(wiring.Component):
                                              | (c.n_tiles > cfg.max_seq))):
                             stop(ERR["seq"])
                         with m.Elif(c.post != Post.NONE):
-                            m.d.sync += p_ptr.eq(c.p_base + c.m_tiles)
+                            m.d.sync += p_ptr.eq(sat(c.p_base + c.m_tiles))
                             m.next = "POST0"
                         with m.Else():
                             m.d.sync += p_ptr.eq(c.p_base)
@@ -374,7 +381,7 @@ class LeanCore(wiring.Component):
                         with m.Elif(is_ln & (c.length > cfg.max_seq)):
                             stop(ERR["seq"])
                         with m.Else():
-                            m.d.sync += p_ptr.eq(Mux(is_ln, c.p_base + c.length, c.p_base))
+                            m.d.sync += p_ptr.eq(sat(Mux(is_ln, c.p_base + c.length, c.p_base)))
                             m.next = "VP0"
                     with m.Default():
                         stop(ERR["opcode"])
@@ -385,7 +392,7 @@ class LeanCore(wiring.Component):
                 with m.If(last_post >= cfg.pbuf_depth):
                     stop(ERR["pbuf"])
                 with m.Else():
-                    m.d.sync += p_ptr.eq(p_ptr + 1)
+                    m.d.sync += p_ptr.eq(sat(p_ptr + 1))
                     m.next = "POST1"
             with m.State("POST1"):
                 m.d.sync += [post0.eq(p_data), p_ptr.eq(cmd.p_base)]
@@ -415,7 +422,7 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.d.comb += issue.eq(1)
                     m.d.sync += mac_active.eq(mac_active + 1)
-                    m.d.sync += [s.eq(s + 1), w_ptr.eq(w_ptr + 1)]
+                    m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr + 1))]
                     with m.If(s == cmd.k_steps - 1):
                         m.next = "DRAIN1"
             with m.State("DRAIN1"):                     # the last products are registered
@@ -479,7 +486,7 @@ class LeanCore(wiring.Component):
                     with m.Else():
                         m.next = "SM_RD"
             sm_addr = Signal(PTR_BITS)
-            m.d.comb += [sm_addr.eq(cmd.o_base + win), sb_wr.addr.eq(sm_addr)]
+            m.d.comb += [sm_addr.eq(sat(cmd.o_base + win)), sb_wr.addr.eq(sm_addr)]
             for j in range(Ws):
                 m.d.comb += sb_wr.data[j * AB:(j + 1) * AB].eq(vec.o.payload.y[:AB])
             with m.State("SM_OUT"):                     # probability k -> window k // Wd
@@ -491,7 +498,7 @@ class LeanCore(wiring.Component):
                         m.d.comb += sb_wr.en.eq(1 << slot)
                         m.d.sync += k.eq(k + 1)
                         with m.If(slot + 1 >= Wd):
-                            m.d.sync += [slot.eq(0), win.eq(win + 1)]
+                            m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
                         with m.Else():
                             m.d.sync += slot.eq(slot + 1)
                         with m.If(k == cmd.length - 1):
@@ -513,7 +520,7 @@ class LeanCore(wiring.Component):
                 with m.If(lim >= cfg.pbuf_depth):
                     stop(ERR["pbuf"])
                 with m.Else():
-                    m.d.sync += p_ptr.eq(p_ptr + 1)
+                    m.d.sync += p_ptr.eq(sat(p_ptr + 1))
                     m.next = "VP1"
             with m.State("VP1"):
                 m.d.sync += post0.eq(p_data)
@@ -541,7 +548,7 @@ class LeanCore(wiring.Component):
                              vin.beta.eq(p_data.bias), vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
                     with m.If(is_ln):
-                        m.d.sync += [k.eq(k + 1), p_ptr.eq(p_ptr + 1)]
+                        m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr + 1))]
                         with m.If(k == cmd.length - 1):
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
                             m.next = "V_OUT"
@@ -550,7 +557,7 @@ class LeanCore(wiring.Component):
                     with m.Else():
                         m.next = "V_OUT"
             ab_v = Signal(PTR_BITS)                     # the ABUF copy's window
-            m.d.comb += ab_v.eq(o_col + win)
+            m.d.comb += ab_v.eq(sat(o_col + win))
             with m.State("V_OUT"):
                 with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                     m.d.comb += ab_wr.addr.eq(ab_v)
@@ -569,13 +576,13 @@ class LeanCore(wiring.Component):
                         with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                             m.d.comb += ab_wr.en.eq(1 << slot)
                         with m.If(slot + 1 >= out_win):
-                            m.d.sync += [slot.eq(0), win.eq(win + 1)]
+                            m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
                         with m.Else():
                             m.d.sync += slot.eq(slot + 1)
                         m.d.sync += k.eq(k + 1)
                         with m.If(k == cmd.length - 1):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
-                                         vrow.eq(vrow + cmd.a_stride),
+                                         vrow.eq(sat(vrow + cmd.a_stride)),
                                          o_col.eq(o_col + cmd.o_stride), p_ptr.eq(cmd.p_base)]
                             with m.If(ct == cmd.n_tiles - 1):
                                 m.next = "NEXT"
