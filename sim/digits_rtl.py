@@ -58,7 +58,7 @@ def train_idp_digits(nm=(2, 4), seed: int = 0, dense_steps: int = 3000, budget: 
 
 
 def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
-                   progress: bool = True, float_predictions=None) -> dict:
+                   progress: bool = True, float_predictions=None, link: str = "backdoor") -> dict:
     """Classify ``images`` ``(N, 8, 8)`` with every encoder layer of ``program`` on the RTL.
 
     ``program`` is a :class:`nmaccel.model.digits_transformer.DigitsIntProgram`; its ``cfg``
@@ -66,12 +66,18 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     golden predictions, whether they are identical, whether every layer output was bit-exact,
     accuracies (when ``labels`` are given; float accuracy when ``float_predictions`` are) and
     cycles per image (hardware counters, all layers) with the cycle model's prediction.
+
+    ``link``: ``"backdoor"`` (the core alone; the bench loads buffers directly) or ``"uart"``
+    (the board top, :class:`~nmaccel.boards.uart_top.StaUartTop`: the host driver sends every
+    word over the simulated UART pins, :func:`nmaccel.boards.simulated.run_over_uart`).
     """
     from nmaccel.model.sta_cycles import predicted_total
     from nmaccel.model.sta_layer import compile_layer
     from nmaccel.sim.sta_rtl import run_programs
 
     cfg: StaConfig = program.cfg
+    if link not in ("backdoor", "uart"):
+        raise ValueError(f"link must be 'backdoor' or 'uart', not {link!r}")
     why = sta_isa.attention_supported(cfg)
     if why:
         raise ValueError(why)
@@ -99,7 +105,11 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     compile_s = time.perf_counter() - t0
     say(f"running {len(programs)} segments ({len(images)} images x {len(program.layers)} layers) "
         f"on {simulator} (building the core first if needed) ...")
-    results = run_programs(programs, simulator=simulator, backdoor=True)
+    if link == "uart":
+        from nmaccel.boards.simulated import run_over_uart
+        results = run_over_uart(programs, simulator=simulator)
+    else:
+        results = run_programs(programs, simulator=simulator, backdoor=True)
     rtl_pred, exact, cycles, predicted = [], [], [0] * len(images), [0] * len(images)
     last = len(program.layers) - 1
     for idx, i, lp, start in plan:
@@ -115,7 +125,8 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     run_s = sum(r.run_seconds for r in results)
     out = {
         "config": cfg.to_dict(), "nm": "dense" if program.nm is None else
-        f"{program.nm[0]}:{program.nm[1]}", "simulator": simulator, "images": len(images),
+        f"{program.nm[0]}:{program.nm[1]}", "simulator": simulator, "link": link,
+        "images": len(images),
         "layers": len(program.layers), "segments": len(programs),
         "bit_exact_layers": all(exact),
         "predictions_identical": bool(np.array_equal(rtl_pred, golden)),
@@ -141,7 +152,9 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
 
 
 def format_digits_rtl(res: dict) -> str:
-    lines = [f"digits Transformer ({res['nm']}, {res['layers']} layers) on the STA RTL "
+    via = " behind the UART bridge, every word over the link" if res.get("link") == "uart" else ""
+    lean = " (memory-lean core)" if res.get("config", {}).get("lean") else ""
+    lines = [f"digits Transformer ({res['nm']}, {res['layers']} layers) on the STA RTL{lean}{via} "
              f"({res['simulator']}, {res['images']} images, {res['segments']} segments)",
              f"  predictions identical to the integer golden model: "
              f"{'yes' if res['predictions_identical'] else 'NO'} ({res['mismatches']} differ); "

@@ -41,11 +41,14 @@ Ports
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.spram import SinglePortRam, is_ice40
 from nmaccel.hw.sta.buffers import buffer_specs
 from nmaccel.hw.sta.host_port import HostPort
 from nmaccel.hw.sta.isa import (
@@ -105,7 +108,7 @@ class LeanCore(wiring.Component):
     def elaborate(self, platform) -> Module:
         cfg = self.config
         m = Module()
-        for name in ("cbuf", "wbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "cyclog", "scores"):
+        for name in ("cbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "cyclog", "scores"):
             m.submodules[name] = getattr(self, name)
         m.submodules.host = host = HostPort(cfg)
         m.submodules.vec = vec = SharedVectorUnit(cfg)
@@ -115,7 +118,7 @@ class LeanCore(wiring.Component):
         ratio = sta_isa.dense_ratio(cfg)
         specs = self.specs
         c_rd = self.cbuf.read_port(domain="sync")
-        w_rd = self.wbuf.read_port(domain="sync")
+        w_rd = self._weight_memory(m, platform)                 # single port (SPRAM)
         a_rd = self.abuf.read_port(domain="sync")              # the A operand
         aw_rd = self.abuf.read_port(domain="sync")             # W from ABUF (dense x dense)
         ab_wr = self.abuf.write_port(granularity=AB)
@@ -602,17 +605,35 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.next = "FETCH"
         # last: while idle the host's port assignments override the core's
-        self._host(m, host, {"CBUF": c_rd, "WBUF": w_rd, "ABUF": a_rd, "PBUF": p_rd,
-                             "VBUF": v_rd},
+        self._host(m, host, w_rd, {"CBUF": c_rd, "ABUF": a_rd, "PBUF": p_rd, "VBUF": v_rd},
                    {"ABUF": ab_wr, "VBUF": v_wr},
                    {"CBUF": self.cbuf.write_port(granularity=specs["CBUF"].granularity),
-                    "WBUF": self.wbuf.write_port(granularity=specs["WBUF"].granularity),
                     "PBUF": self.pbuf.write_port(granularity=specs["PBUF"].granularity)},
                    {"OBUF": self.obuf.read_port(domain="sync"),
                     "CYCLOG": self.cyclog.read_port(domain="sync")})
         return m
 
-    def _host(self, m, host, shared_rd, shared_wr, host_wr, host_rd) -> None:
+    def _weight_memory(self, m, platform):
+        """WBUF on one port: the UP5K's SPRAM on an iCE40 (``SinglePortRam``), the ``wbuf``
+        memory with one shared address elsewhere (the bench loads it directly). Returns the
+        port (``addr``, ``data``, ``wen``, ``wdata``): the core reads it while it runs, the
+        host reads and writes it while idle."""
+        spec = self.specs["WBUF"]
+        addr, wen = Signal(clog2(spec.depth)), Signal()
+        wdata, rdata = Signal(spec.width), Signal(spec.width)
+        if is_ice40(platform):
+            self.wbuf._MustUse__silence = True
+            m.submodules.wbuf_spram = ram = SinglePortRam(spec.width, spec.depth)
+            m.d.comb += [ram.addr.eq(addr), ram.wen.eq(wen), ram.wdata.eq(wdata),
+                         rdata.eq(ram.rdata)]
+        else:
+            m.submodules.wbuf = self.wbuf
+            wp, rp = self.wbuf.write_port(), self.wbuf.read_port(domain="sync")
+            m.d.comb += [wp.addr.eq(addr), wp.data.eq(wdata), wp.en.eq(wen), rp.addr.eq(addr),
+                         rp.en.eq(~wen), rdata.eq(rp.data)]
+        return SimpleNamespace(addr=addr, data=rdata, wen=wen, wdata=wdata)
+
+    def _host(self, m, host, wb, shared_rd, shared_wr, host_wr, host_rd) -> None:
         """The host port on the core's memory ports: while the core is idle the host's reads
         (and writes of ABUF/VBUF) use the ports the core uses while it runs; host writes of
         the buffers wait while it runs (CSR writes pass: START is refused while busy)."""
@@ -629,8 +650,17 @@ class LeanCore(wiring.Component):
             wiring.connect(m, getattr(host, f"{name.lower()}_wr"), port)
         for name, port in host_rd.items():
             wiring.connect(m, getattr(host, f"{name.lower()}_rd"), port)
+        # WBUF: one port for the core's reads, the host's reads and writes
+        m.d.comb += host.wbuf_rd.data.eq(wb.data)
+        with m.If(~self.busy):
+            with m.If(host.wbuf_wr.en.any()):
+                m.d.comb += [wb.addr.eq(host.wbuf_wr.addr), wb.wen.eq(1),
+                             wb.wdata.eq(host.wbuf_wr.data)]
+            with m.Else():
+                m.d.comb += wb.addr.eq(host.wbuf_rd.addr)
         space = self.wr.payload.addr[sta_isa.space_shift(self.config):]
-        held = self.busy & (space != sta_isa.SPACES["CSR"])
+        held = ((self.busy & (space != sta_isa.SPACES["CSR"]))      # buffers wait while it runs
+                | (host.read_accept & (space == sta_isa.SPACES["WBUF"])))   # one WBUF port
         m.d.comb += [host.wr.payload.eq(self.wr.payload), host.wr.valid.eq(self.wr.valid & ~held),
                      self.wr.ready.eq(host.wr.ready & ~held), host.write_hold.eq(0)]
         wiring.connect(m, wiring.flipped(self.rd), host.rd)

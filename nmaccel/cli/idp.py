@@ -132,6 +132,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test images to classify on the RTL (the test set has 360)")
     g.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
                    help="HDL simulator (cocotb)")
+    g.add_argument("--rtl-link", choices=("backdoor", "uart"), default="backdoor",
+                   help="backdoor: the core alone, buffers loaded directly; uart: the board top, "
+                        "every word through the host driver and the simulated UART")
     g.add_argument("--rtl-json", type=pathlib.Path,
                    default=pathlib.Path("reports/idp_digits_rtl.json"), help="RTL results JSON")
     g.add_argument("--rtl-md", type=pathlib.Path,
@@ -310,7 +313,7 @@ def _run_rtl(args, ip) -> int:
     prog = digits_int_program(model, cfg, nm)
     res = run_digits_rtl(prog, images.numpy(), labels.numpy(), simulator=args.simulator,
                          progress=not args.no_progress,
-                         float_predictions=predict(model, images).numpy())
+                         float_predictions=predict(model, images).numpy(), link=args.rtl_link)
     res["dense_float_accuracy"] = float((predict(dense, images).numpy() == labels.numpy()).mean())
     res["train_seconds"] = round(train_s, 1)
     res["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -319,7 +322,8 @@ def _run_rtl(args, ip) -> int:
                       f"--preset {args._preset_name} --rtl-seed {args.rtl_seed} "
                       f"--rtl-images {args.rtl_images} --dense-steps {args.dense_steps} "
                       f"--budget {args.budget} --layers {args.layers} --batch-size "
-                      f"{args.batch_size} --lr {args.lr:g} --simulator {args.simulator}")
+                      f"{args.batch_size} --lr {args.lr:g} --simulator {args.simulator}"
+                      + (" --rtl-link uart" if args.rtl_link == "uart" else ""))
     write_json(args.rtl_json, res, indent=1)
     write_atomic(args.rtl_md, rtl_markdown(res))
     print(format_digits_rtl(res))
