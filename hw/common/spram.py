@@ -40,16 +40,24 @@ class SinglePortRam(wiring.Component):
     """``depth`` × ``width``-bit single-port RAM (see the module docstring).
 
     Ports: ``addr`` In, ``wen`` In 1, ``wdata`` In ``width``, ``rdata`` Out ``width``.
+    With ``granularity`` (a multiple of 16 that divides ``width``), ``wen`` has one bit per
+    ``granularity`` bits (on an iCE40 each drives the WREN of its SPRAM blocks).
     """
 
-    def __init__(self, width: int, depth: int) -> None:
+    def __init__(self, width: int, depth: int, granularity: int | None = None) -> None:
         for name, v in (("width", width), ("depth", depth)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if depth > SPRAM_DEPTH:
             raise ValueError(f"depth must be <= {SPRAM_DEPTH} (one SB_SPRAM256KA), not {depth}")
-        self.width, self.depth = width, depth
-        super().__init__({"addr": In(max(clog2(depth), 1)), "wen": In(1),
+        if granularity is not None and (not isinstance(granularity, int)
+                                        or granularity < 1 or granularity % SPRAM_WIDTH
+                                        or width % granularity):
+            raise ValueError(f"granularity must be a multiple of {SPRAM_WIDTH} that divides "
+                             f"width ({width}), not {granularity!r}")
+        self.width, self.depth, self.granularity = width, depth, granularity
+        lanes = 1 if granularity is None else width // granularity
+        super().__init__({"addr": In(max(clog2(depth), 1)), "wen": In(lanes),
                           "wdata": In(width), "rdata": Out(width)})
 
     @property
@@ -71,13 +79,15 @@ class SinglePortRam(wiring.Component):
                 m.submodules[f"spram{b}"] = Instance(
                     "SB_SPRAM256KA",
                     i_ADDRESS=addr, i_DATAIN=wdata[sl], i_MASKWREN=Const(0b1111, 4),
-                    i_WREN=self.wen, i_CHIPSELECT=Const(1, 1), i_CLOCK=ClockSignal(),
+                    i_WREN=self.wen[0 if self.granularity is None
+                                    else b * SPRAM_WIDTH // self.granularity],
+                    i_CHIPSELECT=Const(1, 1), i_CLOCK=ClockSignal(),
                     i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1),
                     o_DATAOUT=rdata[sl])
             return m
         m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[])
-        wp = mem.write_port()
+        wp = mem.write_port(granularity=self.granularity)
         rp = mem.read_port(domain="sync")
         m.d.comb += [wp.addr.eq(self.addr), wp.data.eq(self.wdata), wp.en.eq(self.wen),
-                     rp.addr.eq(self.addr), rp.en.eq(~self.wen), self.rdata.eq(rp.data)]
+                     rp.addr.eq(self.addr), rp.en.eq(~self.wen.any()), self.rdata.eq(rp.data)]
         return m

@@ -67,9 +67,15 @@ from nmaccel.hw.sta.isa import (
 from nmaccel.hw.sta_lean.vector import SharedVectorUnit
 from nmaccel.spec import lean_vector as lv
 from nmaccel.spec import sta_isa
-from nmaccel.spec.config import StaConfig, clog2
+from nmaccel.spec.config import SPRAM_DEPTH, StaConfig, clog2
 
 __all__ = ["LeanCore"]
+
+#: The merged parameter memory: 64-bit words (four SPRAMs side by side), a command in
+#: ``PM_SLICES`` of them (the core reads ``FETCH_READS``).
+PM_WIDTH = 64
+PM_SLICES = 4
+FETCH_READS = 3
 
 ERR = sta_isa.ERROR_CODES
 
@@ -83,8 +89,9 @@ class LeanCore(wiring.Component):
         A one-PE configuration (``rows == cols == 1``).
     """
 
-    def __init__(self, config: StaConfig) -> None:
+    def __init__(self, config: StaConfig, merged: bool | None = None) -> None:
         self.config = StaConfig.require(config)
+        self.merged = merged
         if config.rows != 1 or config.cols != 1:
             raise ValueError(f"the lean STA has one PE: rows and cols must be 1, not "
                              f"{config.rows}x{config.cols}")
@@ -98,6 +105,12 @@ class LeanCore(wiring.Component):
             setattr(self, name.lower(), Memory(shape=unsigned(spec.width), depth=spec.depth,
                                                init=[]))
         self.scores = Memory(shape=signed(cfg.softmax_in_bits), depth=cfg.max_seq, init=[])
+        # the merged parameter memory: WBUF, PBUF, CBUF in one 64-bit single-port RAM
+        c0 = -(-(cfg.wbuf_depth + cfg.pbuf_depth) // PM_SLICES) * PM_SLICES
+        self.pm_layout = SimpleNamespace(w0=0, p0=cfg.wbuf_depth, c0=c0,
+                                         depth=c0 + PM_SLICES * cfg.cbuf_depth)
+        if merged:
+            self._check_merged()
         super().__init__({
             "wr": In(stream.Signature(write_layout(cfg))),
             "rd": In(stream.Signature(read_layout(cfg))),
@@ -108,7 +121,7 @@ class LeanCore(wiring.Component):
     def elaborate(self, platform) -> Module:
         cfg = self.config
         m = Module()
-        for name in ("cbuf", "abuf", "sbuf", "pbuf", "vbuf", "obuf", "cyclog", "scores"):
+        for name in ("abuf", "sbuf", "vbuf", "obuf", "cyclog", "scores"):
             m.submodules[name] = getattr(self, name)
         m.submodules.host = host = HostPort(cfg)
         m.submodules.vec = vec = SharedVectorUnit(cfg)
@@ -117,14 +130,15 @@ class LeanCore(wiring.Component):
         Ws, Wd = cfg.acts_per_cycle, cfg.dense_window
         ratio = sta_isa.dense_ratio(cfg)
         specs = self.specs
-        c_rd = self.cbuf.read_port(domain="sync")
-        w_rd = self._weight_memory(m, platform)                 # single port (SPRAM)
+        merged = self.merged if self.merged is not None else is_ice40(platform)
+        if merged:
+            self._check_merged()
+        w_rd, p_rd, c_rd, pm = self._param_memory(m, merged)
         a_rd = self.abuf.read_port(domain="sync")              # the A operand
         aw_rd = self.abuf.read_port(domain="sync")             # W from ABUF (dense x dense)
         ab_wr = self.abuf.write_port(granularity=AB)
         s_rd = self.sbuf.read_port(domain="sync")
         sb_wr = self.sbuf.write_port(granularity=AB)
-        p_rd = self.pbuf.read_port(domain="sync")
         v_rd = self.vbuf.read_port(domain="sync")
         v_wr = self.vbuf.write_port(granularity=specs["VBUF"].granularity)
         o_wr = self.obuf.write_port()
@@ -140,7 +154,9 @@ class LeanCore(wiring.Component):
         cmd = Signal(self.cmd_layout)
         cycles, mac_active, commands = Signal(32), Signal(32), Signal(32)
         cmd_start = Signal(32)                            # cycles when the command started
-        m.d.comb += [command.eq(pc), c_rd.addr.eq(pc), host.count.eq(count),
+        fetch_k = Signal(2)                               # the command slice being read
+        m.d.comb += [command.eq(pc), c_rd.addr.eq(pc * PM_SLICES + fetch_k if merged else pc),
+                     host.count.eq(count),
                      status.busy.eq(self.busy), status.done.eq(self.done),
                      status.error.eq(self.error), status.ext_ready.eq(1),
                      host.counters.cycles.eq(cycles), host.counters.mac_active.eq(mac_active),
@@ -339,11 +355,22 @@ class LeanCore(wiring.Component):
                         stop(ERR["count"])
                     with m.Else():
                         m.d.sync += self.busy.eq(1)
-                        m.next = "FETCH"
-            with m.State("FETCH"):                      # CBUF[pc] is read
+                        m.next = "FETCH0"
+            # CBUF[pc] is read (merged: in three 64-bit slices)
+            c_parts = [Signal(PM_WIDTH, name=f"cmd_part{i}") for i in range(FETCH_READS - 1)]
+            for i in range(FETCH_READS - 1):
+                with m.State(f"FETCH{i}"):
+                    m.d.comb += [fetch_k.eq(i), pm.use_c.eq(1)]
+                    if i:
+                        m.d.sync += c_parts[i - 1].eq(c_rd.data)
+                    m.next = f"FETCH{i + 1}"
+            with m.State(f"FETCH{FETCH_READS - 1}"):
+                m.d.comb += [fetch_k.eq(FETCH_READS - 1), pm.use_c.eq(1)]
+                m.d.sync += c_parts[-1].eq(c_rd.data)
                 m.next = "DECODE"
             with m.State("DECODE"):
-                c = self.cmd_layout(c_rd.data[:self.cmd_layout.size])
+                c_word = Cat(*c_parts, c_rd.data) if merged else c_rd.data
+                c = self.cmd_layout(c_word[:self.cmd_layout.size])
                 m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
@@ -428,6 +455,7 @@ class LeanCore(wiring.Component):
                     m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr + 1))]
                     with m.If(s == cmd.k_steps - 1):
                         m.next = "DRAIN1"
+                m.d.comb += pm.use_w.eq(1)
             with m.State("DRAIN1"):                     # the last products are registered
                 with m.If(meta_bad):
                     stop(ERR["meta"])
@@ -603,37 +631,114 @@ class LeanCore(wiring.Component):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "FETCH"
+                    m.next = "FETCH0"
         # last: while idle the host's port assignments override the core's
-        self._host(m, host, w_rd, {"CBUF": c_rd, "ABUF": a_rd, "PBUF": p_rd, "VBUF": v_rd},
-                   {"ABUF": ab_wr, "VBUF": v_wr},
-                   {"CBUF": self.cbuf.write_port(granularity=specs["CBUF"].granularity),
-                    "PBUF": self.pbuf.write_port(granularity=specs["PBUF"].granularity)},
+        self._host(m, host, pm, {"ABUF": a_rd, "VBUF": v_rd}, {"ABUF": ab_wr, "VBUF": v_wr},
                    {"OBUF": self.obuf.read_port(domain="sync"),
                     "CYCLOG": self.cyclog.read_port(domain="sync")})
         return m
 
-    def _weight_memory(self, m, platform):
-        """WBUF on one port: the UP5K's SPRAM on an iCE40 (``SinglePortRam``), the ``wbuf``
-        memory with one shared address elsewhere (the bench loads it directly). Returns the
-        port (``addr``, ``data``, ``wen``, ``wdata``): the core reads it while it runs, the
-        host reads and writes it while idle."""
-        spec = self.specs["WBUF"]
-        addr, wen = Signal(clog2(spec.depth)), Signal()
-        wdata, rdata = Signal(spec.width), Signal(spec.width)
-        if is_ice40(platform):
-            self.wbuf._MustUse__silence = True
-            m.submodules.wbuf_spram = ram = SinglePortRam(spec.width, spec.depth)
-            m.d.comb += [ram.addr.eq(addr), ram.wen.eq(wen), ram.wdata.eq(wdata),
-                         rdata.eq(ram.rdata)]
-        else:
-            m.submodules.wbuf = self.wbuf
-            wp, rp = self.wbuf.write_port(), self.wbuf.read_port(domain="sync")
-            m.d.comb += [wp.addr.eq(addr), wp.data.eq(wdata), wp.en.eq(wen), rp.addr.eq(addr),
-                         rp.en.eq(~wen), rdata.eq(rp.data)]
-        return SimpleNamespace(addr=addr, data=rdata, wen=wen, wdata=wdata)
+    def _check_merged(self) -> None:
+        cfg, lay = self.config, self.pm_layout
+        for space, most in (("WBUF", 32), ("PBUF", PM_WIDTH), ("CBUF", FETCH_READS * PM_WIDTH)):
+            if self.specs[space].width > most:
+                raise ValueError(f"the merged parameter memory holds {space} words of at most "
+                                 f"{most} bits, not {self.specs[space].width}")
+        if lay.depth > SPRAM_DEPTH:
+            raise ValueError(f"the merged parameter memory needs wbuf_depth + pbuf_depth + "
+                             f"{PM_SLICES} * cbuf_depth ({lay.depth}) <= {SPRAM_DEPTH} words "
+                             f"(StaConfig {cfg.wbuf_depth}, {cfg.pbuf_depth}, {cfg.cbuf_depth})")
 
-    def _host(self, m, host, wb, shared_rd, shared_wr, host_wr, host_rd) -> None:
+    def _param_memory(self, m, merged: bool):
+        """WBUF, PBUF and CBUF, each on one port the core reads while it runs and the host
+        reads and writes while idle. ``merged``: all three in one 64-bit ``SinglePortRam`` (the
+        UP5K's four SPRAMs: WBUF at ``w0``, PBUF at ``p0``, command ``c`` in words ``c0 + 4c
+        .. + 2``); otherwise the ``wbuf``/``pbuf``/``cbuf`` memories (the bench loads them
+        directly). Returns the core's read views of WBUF, PBUF, CBUF (``addr``, ``data``) and
+        the port record ``pm`` (``use_w``, ``use_c``: the core reads WBUF or CBUF this cycle,
+        else PBUF)."""
+        specs, lay = self.specs, self.pm_layout
+        views = {}
+        for space in ("WBUF", "PBUF", "CBUF"):
+            depth = specs[space].depth * (PM_SLICES if merged and space == "CBUF" else 1)
+            width = PM_WIDTH if merged and space == "CBUF" else specs[space].width
+            views[space] = SimpleNamespace(addr=Signal(clog2(depth), name=f"{space}_addr"),
+                                           data=Signal(width, name=f"{space}_data"))
+        pm = SimpleNamespace(use_w=Signal(), use_c=Signal(), merged=merged, views=views)
+        if merged:
+            for name in ("wbuf", "pbuf", "cbuf"):
+                getattr(self, name)._MustUse__silence = True
+            m.submodules.pm = ram = SinglePortRam(PM_WIDTH, lay.depth, granularity=32)
+            pm.addr, pm.wen, pm.wdata = ram.addr, ram.wen, ram.wdata
+            w, p, c = views["WBUF"], views["PBUF"], views["CBUF"]
+            with m.If(pm.use_w):
+                m.d.comb += ram.addr.eq(lay.w0 + w.addr)
+            with m.Elif(pm.use_c):
+                m.d.comb += ram.addr.eq(lay.c0 + c.addr)
+            with m.Else():
+                m.d.comb += ram.addr.eq(lay.p0 + p.addr)
+            m.d.comb += [w.data.eq(ram.rdata), p.data.eq(ram.rdata), c.data.eq(ram.rdata)]
+            pm.rdata = ram.rdata
+        else:
+            pm.ports = {}
+            for space in ("WBUF", "PBUF", "CBUF"):
+                mem = getattr(self, space.lower())
+                m.submodules[space.lower()] = mem
+                wp = mem.write_port(granularity=specs[space].granularity)
+                rp = mem.read_port(domain="sync")
+                v = views[space]
+                addr = Signal.like(v.addr, name=f"{space}_port_addr")
+                m.d.comb += [addr.eq(v.addr), wp.addr.eq(addr), rp.addr.eq(addr),
+                             rp.en.eq(~wp.en.any()), v.data.eq(rp.data)]
+                pm.ports[space] = (addr, wp, rp)
+        return views["WBUF"], views["PBUF"], views["CBUF"], pm
+
+    def _host_params(self, m, host, pm) -> None:
+        """While idle the host reads and writes WBUF, PBUF and CBUF on their one port (the
+        merged memory: at their regions, a command's 32-bit slice ``s`` in word ``c0 + 4c +
+        s // 2``)."""
+        cfg, lay = self.config, self.pm_layout
+        shift = sta_isa.space_shift(cfg)
+        rq = self.rd.payload.addr
+        rq_space = rq[shift:]
+        if not pm.merged:
+            for space, (addr, wp, rp) in pm.ports.items():
+                hw, hr = getattr(host, f"{space.lower()}_wr"), getattr(host, f"{space.lower()}_rd")
+                m.d.comb += hr.data.eq(rp.data)
+                with m.If(~self.busy):
+                    with m.If(hw.en.any()):
+                        m.d.comb += [addr.eq(hw.addr), wp.data.eq(hw.data), wp.en.eq(hw.en)]
+                    with m.Else():
+                        m.d.comb += addr.eq(hr.addr)
+            return
+        m.d.comb += [host.wbuf_rd.data.eq(pm.rdata[:32]), host.pbuf_rd.data.eq(pm.rdata),
+                     host.cbuf_rd.data.eq(Cat(*[pm.rdata] * FETCH_READS)[:len(host.cbuf_rd.data)])]
+        cw = host.cbuf_wr
+        c_slice = Signal(range(len(cw.en)))
+        for i in reversed(range(len(cw.en))):
+            with m.If(cw.en[i]):
+                m.d.comb += c_slice.eq(i)
+        c_sub_bits = sta_isa.sub_bits(cfg, "CBUF")
+        with m.If(~self.busy):
+            with m.If(host.wbuf_wr.en.any()):
+                m.d.comb += [pm.addr.eq(lay.w0 + host.wbuf_wr.addr), pm.wen.eq(0b01),
+                             pm.wdata.eq(Cat(host.wbuf_wr.data[:32], host.wbuf_wr.data[:32]))]
+            with m.Elif(host.pbuf_wr.en.any()):
+                m.d.comb += [pm.addr.eq(lay.p0 + host.pbuf_wr.addr), pm.wen.eq(host.pbuf_wr.en),
+                             pm.wdata.eq(host.pbuf_wr.data[:PM_WIDTH])]
+            with m.Elif(cw.en.any()):
+                m.d.comb += [pm.addr.eq(lay.c0 + cw.addr * PM_SLICES + (c_slice >> 1)),
+                             pm.wen.eq(Mux(c_slice[0], 0b10, 0b01)),
+                             pm.wdata.eq(cw.data[:PM_WIDTH])]
+            with m.Elif(rq_space == sta_isa.SPACES["WBUF"]):
+                m.d.comb += pm.addr.eq(lay.w0 + host.wbuf_rd.addr)
+            with m.Elif(rq_space == sta_isa.SPACES["CBUF"]):
+                m.d.comb += pm.addr.eq(lay.c0 + host.cbuf_rd.addr * PM_SLICES
+                                       + (rq[:c_sub_bits] >> 1))
+            with m.Else():
+                m.d.comb += pm.addr.eq(lay.p0 + host.pbuf_rd.addr)
+
+    def _host(self, m, host, pm, shared_rd, shared_wr, host_rd) -> None:
         """The host port on the core's memory ports: while the core is idle the host's reads
         (and writes of ABUF/VBUF) use the ports the core uses while it runs; host writes of
         the buffers wait while it runs (CSR writes pass: START is refused while busy)."""
@@ -646,21 +751,13 @@ class LeanCore(wiring.Component):
             hp = getattr(host, f"{name.lower()}_wr")
             with m.If(~self.busy):
                 m.d.comb += [port.addr.eq(hp.addr), port.data.eq(hp.data), port.en.eq(hp.en)]
-        for name, port in host_wr.items():
-            wiring.connect(m, getattr(host, f"{name.lower()}_wr"), port)
         for name, port in host_rd.items():
             wiring.connect(m, getattr(host, f"{name.lower()}_rd"), port)
-        # WBUF: one port for the core's reads, the host's reads and writes
-        m.d.comb += host.wbuf_rd.data.eq(wb.data)
-        with m.If(~self.busy):
-            with m.If(host.wbuf_wr.en.any()):
-                m.d.comb += [wb.addr.eq(host.wbuf_wr.addr), wb.wen.eq(1),
-                             wb.wdata.eq(host.wbuf_wr.data)]
-            with m.Else():
-                m.d.comb += wb.addr.eq(host.wbuf_rd.addr)
+        self._host_params(m, host, pm)
         space = self.wr.payload.addr[sta_isa.space_shift(self.config):]
+        one_port = Cat(*[space == sta_isa.SPACES[sp] for sp in ("WBUF", "PBUF", "CBUF")]).any()
         held = ((self.busy & (space != sta_isa.SPACES["CSR"]))      # buffers wait while it runs
-                | (host.read_accept & (space == sta_isa.SPACES["WBUF"])))   # one WBUF port
+                | (host.read_accept & one_port))     # a read's cycle on a one-port buffer
         m.d.comb += [host.wr.payload.eq(self.wr.payload), host.wr.valid.eq(self.wr.valid & ~held),
                      self.wr.ready.eq(host.wr.ready & ~held), host.write_hold.eq(0)]
         wiring.connect(m, wiring.flipped(self.rd), host.rd)

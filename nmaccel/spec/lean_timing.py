@@ -1,7 +1,8 @@
 """Exact cycles of the lean STA core (:class:`nmaccel.hw.sta_lean.core.LeanCore`), state by
 state (pure Python; tests hold it to the RTL).
 
-Per command: ``FETCH``, ``DECODE``, the body, ``NEXT``.
+Per command: ``FETCH0..2`` (a command is read in three 64-bit slices: the UP5K's SPRAMs hold
+the commands), ``DECODE``, the body, ``NEXT``.
 
 GEMM
     With a post-op, ``POST0..2`` read its parameters. Per output (one feature of one token):
@@ -30,8 +31,8 @@ from nmaccel.spec.config import StaConfig
 
 __all__ = ["COMMAND_OVERHEAD", "command_cycles", "program_cycles"]
 
-#: FETCH, DECODE and NEXT.
-COMMAND_OVERHEAD = 3
+#: FETCH0..2, DECODE and NEXT.
+COMMAND_OVERHEAD = 5
 #: TILE, PARAM, DRAIN1, DRAIN2 and WRITE around an output's MAC cycles and unit work.
 OUTPUT_OVERHEAD = 5
 #: POST0..2 (a GEMM's post-op parameters) or VP0..2 (a vector command's).
@@ -44,7 +45,7 @@ def _param(cfg: StaConfig, pbuf: Mapping[int, int], entry: int) -> dict[str, int
 
 def command_cycles(cfg: StaConfig, fields: Mapping[str, int], pbuf: Mapping[int, int]) -> int:
     """Cycles of one command (``fields`` as :func:`~nmaccel.spec.sta_isa.decode_command`
-    gives them), FETCH to NEXT."""
+    gives them), FETCH0 to NEXT."""
     op = fields["op"]
     V = lv.VecOp
     if op == sta_isa.Opcode.GEMM:

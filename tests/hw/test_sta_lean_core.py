@@ -43,11 +43,12 @@ def _spec(rng, mode, tokens, features, k, osel, name):
                     shift=shift if osel != sta_isa.Osel.ACC else None, osel=osel, name=name)
 
 
-def _run_segments(segments, counts=None, max_cycles=2_000_000):
+def _run_segments(segments, counts=None, max_cycles=2_000_000, merged=False):
     """Run ``segments`` (StaPrograms) one after another on one core, the buffers kept between
-    them (as a layer's segments run): memory images loaded directly, START, STATUS and the
+    them (as a layer's segments run): memory images loaded directly (``merged``: WBUF, PBUF
+    and CBUF, in the one parameter memory, through the host port), START, STATUS and the
     counters through the host port; returns one result per segment."""
-    dut = LeanCore(CFG)
+    dut = LeanCore(CFG, merged=merged)
     results = []
     mems = {"WBUF": dut.wbuf, "ABUF": dut.abuf, "PBUF": dut.pbuf, "VBUF": dut.vbuf}
 
@@ -60,9 +61,17 @@ def _run_segments(segments, counts=None, max_cycles=2_000_000):
 
     async def tb(ctx):
         for i, program in enumerate(segments):
-            for j, word in enumerate(program.commands):
-                ctx.set(dut.cbuf.data[j], word)
+            if merged:
+                for addr, data in program.host_writes():
+                    space = addr >> sta_isa.space_shift(CFG)
+                    if space != sta_isa.SPACES["ABUF"] and space != sta_isa.SPACES["VBUF"]:
+                        await stream_put(ctx, dut.wr, {"addr": addr, "data": data})
+            else:
+                for j, word in enumerate(program.commands):
+                    ctx.set(dut.cbuf.data[j], word)
             for space, entries in program.images.items():
+                if merged and space not in ("ABUF", "VBUF"):
+                    continue
                 for entry, word in entries.items():
                     ctx.set(mems[space].data[entry], word)
             count = len(program.commands) if counts is None else counts[i]
@@ -191,13 +200,17 @@ def _random_layer(nm, tokens, seed=0):
     return layer, x
 
 
-@pytest.mark.parametrize("nm,tokens", [((2, 4), 8), (None, 5)], ids=["2:4-8tok", "dense-5tok"])
-def test_encoder_layer_bit_exact_and_cycles(nm, tokens):
+@pytest.mark.parametrize("nm,tokens,merged", [((2, 4), 8, False), (None, 5, False),
+                                              ((2, 4), 8, True)],
+                         ids=["2:4-8tok", "dense-5tok", "2:4-8tok-merged"])
+def test_encoder_layer_bit_exact_and_cycles(nm, tokens, merged):
+    """``merged``: WBUF, PBUF and CBUF in the one 64-bit parameter memory of the iCE40 build
+    (its SPRAMs; here their simulation model), loaded through the host port."""
     layer, x = _random_layer(nm, tokens)
     lp = compile_layer(layer, x, CFG)
     kinds = {sta_isa.decode_command(CFG, w)["op"] for p in lp.segments for w in p.commands}
     assert {sta_isa.Opcode.GEMM, sta_isa.Opcode.LAYERNORM} <= kinds
-    res = _run_segments(lp.segments)
+    res = _run_segments(lp.segments, merged=merged)
     assert all(not r["error"] for r in res), [sta_isa.error_name(r["code"]) for r in res]
     np.testing.assert_array_equal(res[-1]["outputs"]["out"], lp.expected)
     for seg, r in zip(lp.segments, res):
