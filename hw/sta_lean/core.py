@@ -12,7 +12,7 @@ REQUANT over VBUF, NOP. FETCH (external memory) stops the run with ``opcode``.
 Everything happens one output at a time (``rows = cols = 1``: a tile is one feature of one
 token), so no command waits for another (``barrier`` and ``wait_sm`` hold by construction)::
 
-    FETCH DECODE [POST0..2] { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
+    FETCH0..2 DECODE [PW0..2] { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
 
 ``TILE`` reads the feature's PBUF entry, ``PARAM`` loads its bias into the accumulator; each
 MAC cycle reads one weight word and one activation window (the products are registered and
@@ -400,7 +400,7 @@ class LeanCore(wiring.Component):
                             stop(ERR["seq"])
                         with m.Elif(c.post != Post.NONE):
                             m.d.sync += p_ptr.eq(sat(c.p_base + c.m_tiles))
-                            m.next = "POST0"
+                            m.next = "PW0"
                         with m.Else():
                             m.d.sync += p_ptr.eq(c.p_base)
                             m.next = "TILE"
@@ -412,24 +412,29 @@ class LeanCore(wiring.Component):
                             stop(ERR["seq"])
                         with m.Else():
                             m.d.sync += p_ptr.eq(sat(Mux(is_ln, c.p_base + c.length, c.p_base)))
-                            m.next = "VP0"
+                            m.next = "PW0"
                     with m.Default():
                         stop(ERR["opcode"])
 
             # -- GEMM -------------------------------------------------------------------------
-            with m.State("POST0"):                      # the post-op's PBUF words
-                last_post = Mux(cmd.post == Post.GELU, p_ptr + 1, p_ptr)
-                with m.If(last_post >= cfg.pbuf_depth):
+            # the command's two parameter words (a GEMM's post-op: GELU reads two, ADD one; a
+            # vector command's output: LAYERNORM two, REQUANT one), then its first tile / row
+            with m.State("PW0"):
+                two = Mux(cmd.op == Opcode.GEMM, cmd.post == Post.GELU, cmd.op == Opcode.LAYERNORM)
+                with m.If(Mux(two, p_ptr + 1, p_ptr) >= cfg.pbuf_depth):
                     stop(ERR["pbuf"])
                 with m.Else():
                     m.d.sync += p_ptr.eq(sat(p_ptr + 1))
-                    m.next = "POST1"
-            with m.State("POST1"):
+                    m.next = "PW1"
+            with m.State("PW1"):
                 m.d.sync += [post0.eq(p_data), p_ptr.eq(cmd.p_base)]
-                m.next = "POST2"
-            with m.State("POST2"):
-                m.d.sync += post1.eq(p_data)
-                m.next = "TILE"
+                m.next = "PW2"
+            with m.State("PW2"):
+                m.d.sync += [post1.eq(p_data), k.eq(0)]
+                with m.If(cmd.op == Opcode.GEMM):
+                    m.next = "TILE"
+                with m.Else():
+                    m.next = "V_CMD"
             with m.State("TILE"):                       # PBUF[p_ptr] is read
                 with m.If(p_ptr >= cfg.pbuf_depth):
                     stop(ERR["pbuf"])
@@ -463,38 +468,38 @@ class LeanCore(wiring.Component):
                     m.next = "DRAIN2"
             with m.State("DRAIN2"):                     # ... and added
                 m.next = "RQ_CMD"
-            with m.State("RQ_CMD"):
-                send_requant()
-                m.d.comb += vec.cmd.valid.eq(1)
-                with m.If(vec.cmd.ready):
-                    m.next = "RQ_IN"
-            with m.State("RQ_IN"):
-                m.d.comb += [vin.a.eq(acc), vec.i.valid.eq(1)]
-                with m.If(vec.i.ready):
-                    m.next = "RQ_OUT"
-            with m.State("RQ_OUT"):
-                m.d.comb += vec.o.ready.eq(1)
-                with m.If(vec.o.valid):
-                    m.d.sync += y.eq(vec.o.payload.y)
-                    with m.If(cmd.post == Post.NONE):
-                        m.next = "WRITE"
-                    with m.Else():
-                        m.next = "PO_CMD"
-            with m.State("PO_CMD"):                     # GELU, or the residual add
-                send_post()
-                m.d.comb += vec.cmd.valid.eq(1)
-                with m.If(vec.cmd.ready):
-                    m.next = "PO_IN"
-            with m.State("PO_IN"):                      # the VBUF residual was read
-                m.d.comb += [vin.a.eq(y), vin.b.eq(v_rd.data[:cfg.vec_bits].as_signed()),
-                             vec.i.valid.eq(1)]
-                with m.If(vec.i.ready):
-                    m.next = "PO_OUT"
-            with m.State("PO_OUT"):
-                m.d.comb += vec.o.ready.eq(1)
-                with m.If(vec.o.valid):
-                    m.d.sync += y.eq(vec.o.payload.y)
+            def through_unit(name, send, beat, done):
+                """``name``_CMD/_IN/_OUT: one command and one beat into the shared unit, its
+                result into ``y``, then ``done()`` (the next state)."""
+                with m.State(f"{name}_CMD"):
+                    send()
+                    m.d.comb += vec.cmd.valid.eq(1)
+                    with m.If(vec.cmd.ready):
+                        m.next = f"{name}_IN"
+                with m.State(f"{name}_IN"):
+                    m.d.comb += [*beat, vec.i.valid.eq(1)]
+                    with m.If(vec.i.ready):
+                        m.next = f"{name}_OUT"
+                with m.State(f"{name}_OUT"):
+                    m.d.comb += vec.o.ready.eq(1)
+                    with m.If(vec.o.valid):
+                        m.d.sync += y.eq(vec.o.payload.y)
+                        done()
+
+            def after_requant():
+                with m.If(cmd.post == Post.NONE):
                     m.next = "WRITE"
+                with m.Else():
+                    m.next = "PO_CMD"
+
+            def to_write():
+                m.next = "WRITE"
+
+            through_unit("RQ", send_requant, [vin.a.eq(acc)], after_requant)
+            # GELU, or the residual add with the VBUF word read meanwhile
+            through_unit("PO", send_post, [vin.a.eq(y),
+                                           vin.b.eq(v_rd.data[:cfg.vec_bits].as_signed())],
+                         to_write)
             with m.State("WRITE"):
                 write_output()
 
@@ -546,19 +551,6 @@ class LeanCore(wiring.Component):
 
             # -- LAYERNORM / REQUANT over n_tiles token rows --------------------------------
             is_ln = cmd.op == Opcode.LAYERNORM
-            with m.State("VP0"):                        # the output parameters
-                lim = Mux(is_ln, p_ptr + 1, p_ptr)
-                with m.If(lim >= cfg.pbuf_depth):
-                    stop(ERR["pbuf"])
-                with m.Else():
-                    m.d.sync += p_ptr.eq(sat(p_ptr + 1))
-                    m.next = "VP1"
-            with m.State("VP1"):
-                m.d.sync += post0.eq(p_data)
-                m.next = "VP2"
-            with m.State("VP2"):
-                m.d.sync += [post1.eq(p_data), k.eq(0), p_ptr.eq(cmd.p_base)]
-                m.next = "V_CMD"
             with m.State("V_CMD"):                      # one token row
                 m.d.comb += [vcmd.n.eq(Mux(is_ln, cmd.length, 1)),
                              vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),

@@ -58,7 +58,7 @@ class Sat:
 
 
 #: Return points of the engines: the states that continue after a MUL, RSS, DIV or ISQRT.
-RETURNS = ("RQ_1", "RQ_OUT", "AD_1", "AD_2", "AD_OUT", "GE_1", "GE_2", "GE_3", "GE_OUT",
+RETURNS = ("RQ_1", "E_OUT", "AD_1", "AD_2", "GE_1", "GE_2", "GE_3",
            "LS_2", "LS_3", "LD_1", "LD_2", "LD_3", "LO_2", "LO_3", "LO_4", "LO_5", "LO_6",
            "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT")
 
@@ -323,18 +323,15 @@ class SharedVectorUnit(wiring.Component):
                                      f.vec_mag, f.vec_mag)
 
             with m.State("RQ_1"):
-                call_rss("RQ_OUT", cmd.shift, cmd.osel, cmd.zero)
-            with m.State("RQ_OUT"):
+                call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
+            with m.State("E_OUT"):                          # an element op's result
                 put(v)
                 next_element("GET")
 
             with m.State("AD_1"):
                 call_mul("AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
             with m.State("AD_2"):
-                call_rss("AD_OUT", cmd.shift, cmd.osel)
-            with m.State("AD_OUT"):
-                put(v)
-                next_element("GET")
+                call_rss("E_OUT", cmd.shift, cmd.osel)
 
             with m.State("GE_1"):                           # poly(x)·x
                 call_mul("GE_2", "v", "x", v_neg ^ (xa < 0), "0",
@@ -342,10 +339,7 @@ class SharedVectorUnit(wiring.Component):
             with m.State("GE_2"):
                 call_mul("GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
             with m.State("GE_3"):
-                call_rss("GE_OUT", cmd.shift, cmd.osel, cmd.zero)
-            with m.State("GE_OUT"):
-                put(v)
-                next_element("GET")
+                call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
 
             # -- row ops: load the row ------------------------------------------------------
             with m.State("LOAD"):

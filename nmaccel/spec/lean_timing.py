@@ -5,7 +5,7 @@ Per command: ``FETCH0..2`` (a command is read in three 64-bit slices: the UP5K's
 the commands), ``DECODE``, the body, ``NEXT``.
 
 GEMM
-    With a post-op, ``POST0..2`` read its parameters. Per output (one feature of one token):
+    With a post-op, ``PW0..2`` read its parameters. Per output (one feature of one token):
     ``TILE``, ``PARAM``, ``k_steps`` MAC cycles, ``DRAIN1``, ``DRAIN2``, the shared unit's
     REQUANT (:func:`~nmaccel.spec.lean_vector.op_cycles`; the shift is the feature's, 0 for
     ``osel = ACC``), the post-op's GELU or ADD in the unit, ``WRITE``. A softmax GEMM then
@@ -13,7 +13,7 @@ GEMM
     buffer read, then the beat: ``length`` cycles more than the unit's own count), and zeroes
     the rest of the last SBUF window in one more cycle when the row ends inside it.
 LAYERNORM / REQUANT
-    ``VP0..2`` read the output parameters; per token row, LAYERNORM streams the row into the
+    ``PW0..2`` read the output parameters; per token row, LAYERNORM streams the row into the
     unit one feature every two cycles (VBUF and PBUF reads, then the beat) and takes the
     results as they come; REQUANT runs one element per unit command, its beat one cycle after
     the unit is ready for it.
@@ -35,7 +35,7 @@ __all__ = ["COMMAND_OVERHEAD", "command_cycles", "program_cycles"]
 COMMAND_OVERHEAD = 5
 #: TILE, PARAM, DRAIN1, DRAIN2 and WRITE around an output's MAC cycles and unit work.
 OUTPUT_OVERHEAD = 5
-#: POST0..2 (a GEMM's post-op parameters) or VP0..2 (a vector command's).
+#: PW0..2: a GEMM's post-op parameters or a vector command's output parameters.
 PARAM_READS = 3
 
 

@@ -33,7 +33,7 @@ def small_cfg(**kw) -> StaConfig:
     return StaConfig(**base)
 
 
-def random_layer(cfg, nm, seed=0):
+def random_layer(cfg, nm, seed=0, tokens=6):
     g = torch.Generator().manual_seed(seed)
 
     def w(o, i):
@@ -48,7 +48,7 @@ def random_layer(cfg, nm, seed=0):
     lw = prune_layer_weights(lw, nm)
     xs = [torch.randn(12, d, generator=g) for _ in range(3)]
     layer = quantize_layer(lw, calibrate_layer(lw, xs, MC), MC, cfg, nm)
-    x = quantize_activation(torch.randn(6, d, generator=g), layer.in_scale, cfg.vec_bits)
+    x = quantize_activation(torch.randn(tokens, d, generator=g), layer.in_scale, cfg.vec_bits)
     return layer, x
 
 

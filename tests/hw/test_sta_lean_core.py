@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from amaranth.sim import Simulator
+from test_sta_layer import random_layer
 
 from nmaccel.hw.sta_lean.core import LeanCore
-from nmaccel.model.encoder_int import calibrate_layer, prune_layer_weights, quantize_layer
-from nmaccel.model.minilm import LayerWeights, MiniLMConfig
 from nmaccel.model.nm import compress
-from nmaccel.model.quant import quantize_activation
 from nmaccel.model.sta_layer import compile_layer
 from nmaccel.model.sta_program import GemmSpec, StaProgram, compile_gemm
 from nmaccel.sim.amaranth_streams import stream_get, stream_put
@@ -178,26 +175,9 @@ def test_bad_count_and_config():
 
 # -- a whole encoder layer: every destination, both post-ops, attention, LayerNorm, REQUANT ---
 
-MC = MiniLMConfig(d_model=32, heads=2, d_ff=64, layers=1)       # the digits Transformer's shape
-
-
 def _random_layer(nm, tokens, seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def w(o, i):
-        return torch.randn(o, i, generator=g) / i ** 0.5
-
-    def b(o):
-        return torch.randn(o, generator=g) * 0.1
-    d, f = MC.d_model, MC.d_ff
-    lw = LayerWeights(w(d, d), b(d), w(d, d), b(d), w(d, d), b(d), w(d, d), b(d),
-                      1 + 0.1 * torch.randn(d, generator=g), b(d), w(f, d), b(f), w(d, f), b(d),
-                      1 + 0.1 * torch.randn(d, generator=g), b(d))
-    lw = prune_layer_weights(lw, nm)
-    xs = [torch.randn(12, d, generator=g) for _ in range(3)]
-    layer = quantize_layer(lw, calibrate_layer(lw, xs, MC), MC, CFG, nm)
-    x = quantize_activation(torch.randn(tokens, d, generator=g), layer.in_scale, CFG.vec_bits)
-    return layer, x
+    """A MiniLM-shaped layer of the digits Transformer's size (d 32, 2 heads, FFN 64)."""
+    return random_layer(CFG, nm, seed, tokens)
 
 
 @pytest.mark.parametrize("nm,tokens,merged", [((2, 4), 8, False), (None, 5, False),
