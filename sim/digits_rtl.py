@@ -58,7 +58,8 @@ def train_idp_digits(nm=(2, 4), seed: int = 0, dense_steps: int = 3000, budget: 
 
 
 def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
-                   progress: bool = True, float_predictions=None, link: str = "backdoor") -> dict:
+                   progress: bool = True, float_predictions=None, link: str = "backdoor",
+                   runner=None) -> dict:
     """Classify ``images`` ``(N, 8, 8)`` with every encoder layer of ``program`` on the RTL.
 
     ``program`` is a :class:`nmaccel.model.digits_transformer.DigitsIntProgram`; its ``cfg``
@@ -67,9 +68,11 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     accuracies (when ``labels`` are given; float accuracy when ``float_predictions`` are) and
     cycles per image (hardware counters, all layers) with the cycle model's prediction.
 
-    ``link``: ``"backdoor"`` (the core alone; the bench loads buffers directly) or ``"uart"``
-    (the board top, :class:`~nmaccel.boards.uart_top.StaUartTop`: the host driver sends every
-    word over the simulated UART pins, :func:`nmaccel.boards.simulated.run_over_uart`).
+    ``link`` names how the programs reach the core (``"backdoor"``: the core alone, the bench
+    loads buffers directly; ``"uart"``: the board top, every word through the host driver and
+    the simulated UART); ``runner(programs, simulator=...)`` runs them that way (default: the
+    backdoor bench; the caller passes :func:`nmaccel.boards.simulated.run_over_uart` for the
+    UART link, which lives in a layer above this one).
     """
     from nmaccel.model.sta_cycles import predicted_total
     from nmaccel.model.sta_layer import compile_layer
@@ -78,6 +81,8 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     cfg: StaConfig = program.cfg
     if link not in ("backdoor", "uart"):
         raise ValueError(f"link must be 'backdoor' or 'uart', not {link!r}")
+    if link == "uart" and runner is None:
+        raise ValueError("link 'uart' needs its runner (nmaccel.boards.simulated.run_over_uart)")
     why = sta_isa.attention_supported(cfg)
     if why:
         raise ValueError(why)
@@ -105,9 +110,8 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     compile_s = time.perf_counter() - t0
     say(f"running {len(programs)} segments ({len(images)} images x {len(program.layers)} layers) "
         f"on {simulator} (building the core first if needed) ...")
-    if link == "uart":
-        from nmaccel.boards.simulated import run_over_uart
-        results = run_over_uart(programs, simulator=simulator)
+    if runner is not None:
+        results = runner(programs, simulator=simulator)
     else:
         results = run_programs(programs, simulator=simulator, backdoor=True)
     rtl_pred, exact, cycles, predicted = [], [], [0] * len(images), [0] * len(images)

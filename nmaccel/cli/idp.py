@@ -287,6 +287,11 @@ def _check_outputs(args) -> None:
             check_output_file(getattr(args, name), "--" + name.replace("_", "-"))
 
 
+def _uart_runner():
+    from nmaccel.boards.simulated import run_over_uart
+    return run_over_uart
+
+
 def _run_rtl(args, ip) -> int:
     """``--study rtl``: the IDP-pruned digits Transformer classified on the STA RTL."""
     from nmaccel.model.digits_transformer import digits_int_program, predict
@@ -313,7 +318,8 @@ def _run_rtl(args, ip) -> int:
     prog = digits_int_program(model, cfg, nm)
     res = run_digits_rtl(prog, images.numpy(), labels.numpy(), simulator=args.simulator,
                          progress=not args.no_progress,
-                         float_predictions=predict(model, images).numpy(), link=args.rtl_link)
+                         float_predictions=predict(model, images).numpy(), link=args.rtl_link,
+                         runner=_uart_runner() if args.rtl_link == "uart" else None)
     res["dense_float_accuracy"] = float((predict(dense, images).numpy() == labels.numpy()).mean())
     res["train_seconds"] = round(train_s, 1)
     res["wall_seconds"] = round(time.perf_counter() - start, 1)
