@@ -356,20 +356,18 @@ class LeanCore(wiring.Component):
                     with m.Else():
                         m.d.sync += self.busy.eq(1)
                         m.next = "FETCH0"
-            # CBUF[pc] is read (merged: in three 64-bit slices)
-            c_parts = [Signal(PM_WIDTH, name=f"cmd_part{i}") for i in range(FETCH_READS - 1)]
-            for i in range(FETCH_READS - 1):
+            # CBUF[pc] is read (merged: in three 64-bit slices, the first two straight into the
+            # command register, which nothing reads until DECODE)
+            cmd_bits = cmd.as_value()
+            c_lo = cmd_bits[:PM_WIDTH * (FETCH_READS - 1)]
+            for i in range(FETCH_READS):
                 with m.State(f"FETCH{i}"):
                     m.d.comb += [fetch_k.eq(i), pm.use_c.eq(1)]
-                    if i:
-                        m.d.sync += c_parts[i - 1].eq(c_rd.data)
-                    m.next = f"FETCH{i + 1}"
-            with m.State(f"FETCH{FETCH_READS - 1}"):
-                m.d.comb += [fetch_k.eq(FETCH_READS - 1), pm.use_c.eq(1)]
-                m.d.sync += c_parts[-1].eq(c_rd.data)
-                m.next = "DECODE"
+                    if i and merged:
+                        m.d.sync += cmd_bits[PM_WIDTH * (i - 1):PM_WIDTH * i].eq(c_rd.data)
+                    m.next = f"FETCH{i + 1}" if i < FETCH_READS - 1 else "DECODE"
             with m.State("DECODE"):
-                c_word = Cat(*c_parts, c_rd.data) if merged else c_rd.data
+                c_word = Cat(c_lo, c_rd.data) if merged else c_rd.data
                 c = self.cmd_layout(c_word[:self.cmd_layout.size])
                 m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
