@@ -84,41 +84,60 @@ def serial_harness(component):
     return Harness(), width
 
 
-def _place_route_ice40(component, name, board, design, cfg, freq_mhz, seed, keep_dir) -> dict:
+def _synth_ice40(component, plat, synth, env, work):
+    """The component in :func:`serial_harness`, synthesized for an iCE40 into ``blk.json``;
+    returns ``(synthesized_as, extra result fields)``."""
     from amaranth.back import rtlil
-    plat = board.platform()
-    synth = ("" if design is None else
-             " ".join(board.synth_options(design, cfg) if cfg is not None
-                      else board.synth_opts.get(design, ())))
-    env = yowasp_env()
     harness, width = serial_harness(component)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        (work / "blk.il").write_text(rtlil.convert(
-            harness, name="blk", platform=plat, ports=[harness.sin, harness.sout]))
-        _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
-              f"read_rtlil blk.il; synth_ice40 {synth} -top blk; write_json blk.json"],
-             work, env, "yosys", "blk.rpt")
-        synth_s = time.perf_counter() - start
-        device = plat.device.lower().replace("ice40", "")        # "iCE40UP5K" -> "up5k"
-        _run([env["NEXTPNR_ICE40"], "--quiet", "--log", "blk.tim", f"--{device}", "--package",
-              plat.package.lower(), "--json", "blk.json", "--pcf-allow-unconstrained",
-              "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
-              "--seed", str(seed)], work, env, "nextpnr", "blk.tim")
-        report = build_report.read_nextpnr_report(work / "blk.report.json")
-        log = (work / "blk.rpt").read_text(errors="replace")
-        total = time.perf_counter() - start
-    fmax = report.get("fmax", {})
-    achieved = min((float(v["achieved"]) for v in fmax.values()), default=None)
-    return {"block": name, "fmax_mhz": None if achieved is None else round(achieved, 2),
-            "synthesized_as": "serial harness", "harness_ff": width + 1,
-            "target_mhz": freq_mhz,
-            "timing_met": None if achieved is None else achieved >= freq_mhz,
-            "resources": build_report.resources("ice40", report, log),
-            "critical_path": build_report.critical_path(report),
-            "seconds": {"synth": round(synth_s, 1), "total": round(total, 1)}}
+    (work / "blk.il").write_text(rtlil.convert(
+        harness, name="blk", platform=plat, ports=[harness.sin, harness.sout]))
+    _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
+          f"read_rtlil blk.il; synth_ice40 {synth} -top blk; write_json blk.json"],
+         work, env, "yosys", "blk.rpt")
+    return "serial harness", {"harness_ff": width + 1}
+
+
+def _synth_ecp5(component, plat, synth, env, work):
+    """The component synthesized for an ECP5 into ``blk.json``; returns ``(synthesized_as,
+    extra result fields)``."""
+    from amaranth.back import rtlil
+    # This Yosys (0.70) sometimes trips an assertion in its ABC reintegration, depending
+    # on the netlist's names: the block is tried as a submodule first, then as the top.
+    for top in ("submodule", "top"):
+        elab = _wrapped(component) if top == "submodule" else component
+        # elaborated for the board's platform, as in a board build (hard-block instances)
+        (work / "blk.il").write_text(rtlil.convert(elab, name="blk", platform=plat))
+        try:
+            _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
+                  f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
+                 work, env, "yosys", "blk.rpt")
+            return top, {}
+        except RuntimeError as exc:
+            if top == "top" or "ERROR: Assert" not in str(exc):
+                raise
+
+
+def _pnr_ice40(board, plat, env, work, freq_mhz, seed, router):
+    device = plat.device.lower().replace("ice40", "")        # "iCE40UP5K" -> "up5k"
+    _run([env["NEXTPNR_ICE40"], "--quiet", "--log", "blk.tim", f"--{device}", "--package",
+          plat.package.lower(), "--json", "blk.json", "--pcf-allow-unconstrained",
+          "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
+          "--seed", str(seed)], work, env, "nextpnr", "blk.tim")
+
+
+def _pnr_ecp5(board, plat, env, work, freq_mhz, seed, router):
+    # the platform's own device/package tables (what its build script passes nextpnr)
+    device = plat._nextpnr_device_options[plat.device]
+    package = plat._nextpnr_package_options[plat.package].upper()
+    _run([env["NEXTPNR_ECP5"], "--quiet", "--log", "blk.tim", device, "--package",
+          package, "--speed", str(plat.speed), "--json", "blk.json", "--out-of-context",
+          "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
+          "--seed", str(seed), *with_router(board.nextpnr_opts, router)],
+         work, env, "nextpnr", "blk.tim")
+
+
+#: Per FPGA family: synthesis, place and route of one block.
+_FLOWS = {"ecp5": (_synth_ecp5, _pnr_ecp5), "ice40": (_synth_ice40, _pnr_ice40)}
 
 
 def place_route_block(component, name: str, board_name: str = "ulx3s", design: str | None = None,
@@ -128,19 +147,17 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
 
     ``design``/``cfg`` select the board's synthesis options for that design (e.g.
     ``-nodsp`` for an STA with more multipliers than the device has DSPs); without
-    ``design``, plain ``synth_ecp5``. Returns ``{"block", "fmax_mhz", "synthesized_as",
-    "target_mhz", "timing_met", "resources", "critical_path", "seconds"}``. ``keep_dir`` keeps the
-    RTLIL, netlist and reports there.
+    ``design``, plain ``synth_ecp5`` / ``synth_ice40``. Returns ``{"block", "fmax_mhz",
+    "synthesized_as", "target_mhz", "timing_met", "resources", "critical_path", "seconds"}``
+    (on an iCE40 also ``harness_ff``). ``keep_dir`` keeps the RTLIL, netlist and reports there.
     """
     board = board_target(board_name)
-    if board.family not in ("ecp5", "ice40"):
+    if board.family not in _FLOWS:
         raise BoardError(f"board must be an ECP5 or iCE40 board, not {board_name!r} "
                          f"({board.family})")
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or freq_mhz <= 0:
         raise BoardError(f"freq_mhz must be a positive frequency in MHz, not {freq_mhz!r}")
-    if board.family == "ice40":
-        return _place_route_ice40(component, name, board, design, cfg, freq_mhz, seed, keep_dir)
-    from amaranth.back import rtlil
+    synth_step, pnr_step = _FLOWS[board.family]
     plat = board.platform()
     synth = ("" if design is None else
              " ".join(board.synth_options(design, cfg) if cfg is not None
@@ -150,39 +167,19 @@ def place_route_block(component, name: str, board_name: str = "ulx3s", design: s
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        # This Yosys (0.70) sometimes trips an assertion in its ABC reintegration, depending
-        # on the netlist's names: the block is tried as a submodule first, then as the top.
-        for top in ("submodule", "top"):
-            elab = _wrapped(component) if top == "submodule" else component
-            # elaborated for the board's platform, as in a board build (hard-block instances)
-            (work / "blk.il").write_text(rtlil.convert(elab, name="blk", platform=plat))
-            try:
-                _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
-                      f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
-                     work, env, "yosys", "blk.rpt")
-                break
-            except RuntimeError as exc:
-                if top == "top" or "ERROR: Assert" not in str(exc):
-                    raise
+        synthesized_as, extra = synth_step(component, plat, synth, env, work)
         synth_s = time.perf_counter() - start
-        speed = str(plat.speed)
-        # the platform's own device/package tables (what its build script passes nextpnr)
-        device = plat._nextpnr_device_options[plat.device]
-        package = plat._nextpnr_package_options[plat.package].upper()
-        opts = with_router(board.nextpnr_opts, router)
-        _run([env["NEXTPNR_ECP5"], "--quiet", "--log", "blk.tim", device, "--package",
-              package, "--speed", speed, "--json", "blk.json", "--out-of-context",
-              "--freq", f"{freq_mhz:g}", "--report", "blk.report.json", "--timing-allow-fail",
-              "--seed", str(seed), *opts], work, env, "nextpnr", "blk.tim")
+        pnr_step(board, plat, env, work, freq_mhz, seed, router)
         report = build_report.read_nextpnr_report(work / "blk.report.json")
+        log = (work / "blk.rpt").read_text(errors="replace")
         total = time.perf_counter() - start
     fmax = report.get("fmax", {})
     achieved = min((float(v["achieved"]) for v in fmax.values()), default=None)
     return {"block": name, "fmax_mhz": None if achieved is None else round(achieved, 2),
-            "synthesized_as": top,
+            "synthesized_as": synthesized_as, **extra,
             "target_mhz": freq_mhz,
             "timing_met": None if achieved is None else achieved >= freq_mhz,
-            "resources": build_report.resources("ecp5", report),
+            "resources": build_report.resources(board.family, report, log),
             "critical_path": build_report.critical_path(report),
             "seconds": {"synth": round(synth_s, 1), "total": round(total, 1)}}
 
