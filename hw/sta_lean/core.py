@@ -604,7 +604,7 @@ class LeanCore(wiring.Component):
                         with m.If(k == cmd.length - 1):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
                                          vrow.eq(sat(vrow + cmd.a_stride)),
-                                         o_col.eq(o_col + cmd.o_stride), p_ptr.eq(cmd.p_base)]
+                                         o_col.eq(sat(o_col + cmd.o_stride)), p_ptr.eq(cmd.p_base)]
                             with m.If(ct == cmd.n_tiles - 1):
                                 m.next = "NEXT"
                             with m.Else():

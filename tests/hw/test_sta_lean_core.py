@@ -161,6 +161,19 @@ def test_bad_commands_stop_with_a_named_error(changes, code):
     assert res["command"] == 0
 
 
+def test_vector_output_row_beyond_abuf_stops():
+    """A REQUANT whose second token row lies beyond ABUF (a_stride fine, o_stride 4096): the
+    row pointer saturates and the write stops with ``abuf`` instead of wrapping onto row 0."""
+    prog = StaProgram(CFG)
+    prog.images["VBUF"] = {e: 5 + e for e in range(8)}
+    prog.images["PBUF"] = {0: sta_isa.encode_params(CFG, 0, 1 << 15, 15)}
+    prog.commands.append(sta_isa.encode_command(
+        CFG, op=sta_isa.Opcode.REQUANT, n_tiles=2, length=4, a_stride=4, o_stride=4096,
+        dest=sta_isa.Dest.ABUF))
+    res = _run(prog)
+    assert res["error"] and res["code"] == sta_isa.ERROR_CODES["abuf"]
+
+
 def test_bad_count_and_config():
     rng = np.random.default_rng(4)
     prog = compile_gemm(_spec(rng, sta_isa.Mode.SPARSE, 1, 1, 8, 0, "Y"), CFG)
