@@ -244,13 +244,15 @@ def utilization(cfg: StaConfig, performed: float, cycles: int) -> float:
     return performed / peak if peak else 0.0
 
 
-def predicted_total(program) -> int:
+def predicted_total(program, commands=None) -> int:
     """Cycles from START to done of ``program`` (a
-    :class:`~nmaccel.model.sta_program.StaProgram`) on the core its config selects: this
-    model's total for the array core, :func:`nmaccel.spec.lean_timing.program_cycles` (which
-    reads the shifts in the program's PBUF image) for the memory-lean core (``lean = 1``)."""
+    :class:`~nmaccel.model.sta_program.StaProgram`; ``commands``: only these of its commands)
+    on the core its config selects: this model's total for the array core,
+    :func:`nmaccel.spec.lean_timing.program_cycles` (which reads the shifts in the program's
+    PBUF image) for the memory-lean core (``lean = 1``)."""
     cfg = program.cfg
+    commands = program.commands if commands is None else commands
     if cfg.lean:
         from nmaccel.spec.lean_timing import program_cycles as lean_cycles
-        return lean_cycles(cfg, program.commands, program.images["PBUF"])
-    return program_cycles(cfg, program.commands).total
+        return lean_cycles(cfg, commands, program.images["PBUF"])
+    return program_cycles(cfg, commands).total

@@ -67,12 +67,12 @@ def predicted_cycles(program: StaProgram) -> int:
     Returns
     -------
     int
-        :func:`~nmaccel.model.sta_cycles.program_cycles`' total for the commands before the
+        :func:`~nmaccel.model.sta_cycles.predicted_total` of the commands before the
         first one that the host-side checks (``GemmCommand.check`` /
         ``VectorCommand.check``, the core's rules) reject: the core stops there with an
         error. 0 if the first command is rejected.
     """
-    from nmaccel.model.sta_cycles import program_cycles
+    from nmaccel.model.sta_cycles import predicted_total
     cfg = program.cfg
     accepted = []
     for c in program.commands:
@@ -86,10 +86,7 @@ def predicted_cycles(program: StaProgram) -> int:
     if not accepted:
         return 0
     try:
-        if cfg.lean:
-            from nmaccel.spec.lean_timing import program_cycles as lean_cycles
-            return lean_cycles(cfg, accepted, program.images["PBUF"])
-        return program_cycles(cfg, accepted).total
+        return predicted_total(program, accepted)
     except ValueError:
         return 0
 

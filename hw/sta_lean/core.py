@@ -30,13 +30,14 @@ length outside ``[1, min(max_seq, n_tiles)]`` (``seq``, also a LayerNorm row lon
 checked as it is formed, before the access (a command can stop after writing part of its
 output; the host's :meth:`~nmaccel.spec.sta_isa.GemmCommand.check` refuses such commands first).
 
-Ports
-    ``start`` In 1, ``count`` In (commands to run from CBUF entry 0; sampled with ``start``).
-    ``busy``, ``done``, ``error`` Out 1; ``code`` Out 8, ``command`` Out 16 (the command that
-    raised it); ``cycles`` Out 32 (start to done).
+Ports (those of :class:`~nmaccel.hw.sta.core.StaCore`: the same host port and address map)
+    ``wr`` In stream of 32-bit host writes (buffer writes wait while the core runs), ``rd`` In
+    stream of host read requests, ``rd_data`` Out stream of answers; CSR START runs CBUF
+    ``0 .. count - 1``, STATUS gives the error code and the command that raised it.
+    ``busy``, ``done``, ``error`` Out 1.
     The buffers are attributes (``cbuf``, ``wbuf``, ``abuf``, ``pbuf``, ``vbuf``, ``obuf``,
-    ``sbuf``; ``amaranth.lib.memory.Memory``) that a testbench loads and reads directly; the
-    host port comes with the board top.
+    ``sbuf``; ``amaranth.lib.memory.Memory``) that a testbench loads and reads directly, except
+    WBUF/PBUF/CBUF when merged (see :meth:`LeanCore._param_memory`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class LeanCore(wiring.Component):
         ratio = sta_isa.dense_ratio(cfg)
         specs = self.specs
         merged = self.merged if self.merged is not None else is_ice40(platform)
-        if merged:
+        if merged and self.merged is None:                # (an explicit merged=True: checked)
             self._check_merged()
         w_rd, p_rd, c_rd, pm = self._param_memory(m, merged)
         a_rd = self.abuf.read_port(domain="sync")              # the A operand
@@ -296,6 +297,13 @@ class LeanCore(wiring.Component):
         out_code = Mux(cmd.dest == Dest.OBUF, ERR["obuf"],
                        Mux(cmd.dest == Dest.VBUF, ERR["vbuf"], ERR["abuf"]))
 
+        def step_slot(slot_sig, win_sig, width):
+            """The next slot of a window ``width`` slots wide, or the next window's first."""
+            with m.If(slot_sig + 1 >= width):
+                m.d.sync += [slot_sig.eq(0), win_sig.eq(sat(win_sig + 1))]
+            with m.Else():
+                m.d.sync += slot_sig.eq(slot_sig + 1)
+
         def write_output():
             """Write ``y`` to the GEMM's destination; step the output counters."""
             with m.Switch(cmd.dest):
@@ -309,20 +317,14 @@ class LeanCore(wiring.Component):
                     m.d.comb += sc_wr.en.eq(1)
             m.d.sync += [o_ptr.eq(sat(o_ptr + 1)), p_ptr.eq(sat(p_ptr + 1)), rt.eq(rt + 1),
                          o_row.eq(sat(o_row + cmd.o_stride)), w_row.eq(sat(w_row + cmd.w_stride))]
-            with m.If(slot + 1 >= out_win):
-                m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
-            with m.Else():
-                m.d.sync += slot.eq(slot + 1)
+            step_slot(slot, win, out_win)
             with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
                 m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
                              w_row.eq(cmd.w_base),
                              a_row.eq(sat(a_row + cmd.a_stride)),
                              o_col.eq(sat(o_col + cmd.o_stride)),
                              o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
-                with m.If(t_slot + 1 >= out_win):
-                    m.d.sync += [t_slot.eq(0), t_win.eq(sat(t_win + 1))]
-                with m.Else():
-                    m.d.sync += t_slot.eq(t_slot + 1)
+                step_slot(t_slot, t_win, out_win)
                 with m.If(ct == cmd.n_tiles - 1):
                     with m.If(cmd.dest == Dest.SOFTMAX):
                         m.next = "SM_CMD"
@@ -531,10 +533,7 @@ class LeanCore(wiring.Component):
                     with m.If(vec.o.valid):
                         m.d.comb += sb_wr.en.eq(1 << slot)
                         m.d.sync += k.eq(k + 1)
-                        with m.If(slot + 1 >= Wd):
-                            m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
-                        with m.Else():
-                            m.d.sync += slot.eq(slot + 1)
+                        step_slot(slot, win, Wd)
                         with m.If(k == cmd.length - 1):
                             with m.If(slot + 1 >= Wd):
                                 m.next = "NEXT"
@@ -596,10 +595,7 @@ class LeanCore(wiring.Component):
                             m.d.comb += v_wr.en.eq(1)
                         with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                             m.d.comb += ab_wr.en.eq(1 << slot)
-                        with m.If(slot + 1 >= out_win):
-                            m.d.sync += [slot.eq(0), win.eq(sat(win + 1))]
-                        with m.Else():
-                            m.d.sync += slot.eq(slot + 1)
+                        step_slot(slot, win, out_win)
                         m.d.sync += k.eq(k + 1)
                         with m.If(k == cmd.length - 1):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
@@ -654,7 +650,7 @@ class LeanCore(wiring.Component):
             width = PM_WIDTH if merged and space == "CBUF" else specs[space].width
             views[space] = SimpleNamespace(addr=Signal(clog2(depth), name=f"{space}_addr"),
                                            data=Signal(width, name=f"{space}_data"))
-        pm = SimpleNamespace(use_w=Signal(), use_c=Signal(), merged=merged, views=views)
+        pm = SimpleNamespace(use_w=Signal(), use_c=Signal(), merged=merged)
         if merged:
             for name in ("wbuf", "pbuf", "cbuf"):
                 getattr(self, name)._MustUse__silence = True

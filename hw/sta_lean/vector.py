@@ -275,10 +275,8 @@ class SharedVectorUnit(wiring.Component):
                     m.d.comb += pp_next.eq(pp << (lv.CHUNK * k))
         v_sum = Signal(signed(W))                        # the one adder on v
         m.d.comb += v_sum.eq(v + addend)
-        vz = v
-        sat_v = Signal(signed(W))
-        m.d.comb += sat_v.eq(vz)
-        neg = vz[W - 1]
+        sat_v = Signal(signed(W))                        # v saturated by rs_sat
+        m.d.comb += sat_v.eq(v)
         bounds = {Sat.ACT: (cfg.act_bits, True), Sat.VEC: (cfg.vec_bits, True),
                   Sat.ACC: (cfg.acc_bits, True), Sat.SCORE: (cfg.softmax_in_bits, True),
                   Sat.PROB: (cfg.softmax_out_bits, False)}
@@ -289,10 +287,10 @@ class SharedVectorUnit(wiring.Component):
                 with m.Case(code):
                     # out of range: the bits above the result's are not all copies of its sign
                     # (signed) or not all zero (unsigned; a negative value gives 0)
-                    top = vz[bits - 1:] if is_signed else vz[bits:]
+                    top = v[bits - 1:] if is_signed else v[bits:]
                     inside = (top == 0) | (top == (1 << len(top)) - 1) if is_signed else top == 0
                     with m.If(~inside):
-                        m.d.comb += sat_v.eq(Mux(neg, lo, hi))
+                        m.d.comb += sat_v.eq(Mux(v_neg, lo, hi))
 
         with m.FSM() as fsm:
             with m.State("IDLE"):

@@ -40,7 +40,7 @@ PARAM_READS = 3
 
 
 def _param(cfg: StaConfig, pbuf: Mapping[int, int], entry: int) -> dict[str, int]:
-    return sta_isa._unpack(sta_isa.param_fields(cfg), int(pbuf.get(entry, 0)))
+    return sta_isa.decode_params(cfg, int(pbuf.get(entry, 0)))
 
 
 def command_cycles(cfg: StaConfig, fields: Mapping[str, int], pbuf: Mapping[int, int]) -> int:

@@ -69,7 +69,7 @@ __all__ = [
     "GemmCommand", "VectorCommand", "osel_bits", "window", "layout_supported",
     "attention_supported", "dense_ratio", "a_stride",
     # parameters
-    "param_fields", "encode_params", "encode_ln_params", "encode_gelu_params",
+    "param_fields", "encode_params", "decode_params", "encode_ln_params", "encode_gelu_params",
     "encode_add_params",
     # host memory map and CSRs
     "SPACES", "CSR", "CSR_DEPTH", "COUNTERS", "STATUS_FIELDS", "CONFIG_FIELDS", "Status",
@@ -427,6 +427,12 @@ def encode_params(cfg: StaConfig, bias: int, mult: int, shift: int) -> int:
     """A PBUF entry (range-checked)."""
     return _pack(param_fields(cfg), {"bias": bias, "mult": mult, "shift": shift},
                  "requant parameter", signed=("bias",))
+
+
+def decode_params(cfg: StaConfig, word: int) -> dict[str, int]:
+    """The fields of a PBUF entry (inverse of :func:`encode_params`; ``bias`` as its unsigned
+    field)."""
+    return _unpack(param_fields(cfg), word)
 
 
 def encode_ln_params(cfg: StaConfig, gamma: int, beta: int) -> int:
