@@ -81,8 +81,10 @@ def run_digits_rtl(program, images, labels=None, simulator: str = "verilator",
     cfg: StaConfig = program.cfg
     if link not in ("backdoor", "uart"):
         raise ValueError(f"link must be 'backdoor' or 'uart', not {link!r}")
-    if link == "uart" and runner is None:
-        raise ValueError("link 'uart' needs its runner (nmaccel.boards.simulated.run_over_uart)")
+    if (runner is None) != (link == "backdoor"):
+        raise ValueError(f"link {link!r} needs a runner exactly when it is not 'backdoor' (the "
+                         f"backdoor bench is the default; 'uart': "
+                         f"nmaccel.boards.simulated.run_over_uart)")
     why = sta_isa.attention_supported(cfg)
     if why:
         raise ValueError(why)

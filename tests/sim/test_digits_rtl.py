@@ -44,3 +44,18 @@ def test_run_digits_rtl_rejects_bad_images():
         cfg = sta_preset("ulx3s")
     with pytest.raises(ValueError, match=r"images must be a non-empty \(N, 8, 8\) array"):
         run_digits_rtl(_Prog(), [[1, 2, 3]])
+
+
+def test_run_digits_rtl_rejects_bad_links():
+    from nmaccel.sim.digits_rtl import run_digits_rtl
+    from nmaccel.spec.config import sta_preset
+
+    class _Prog:
+        cfg = sta_preset("icebreaker")
+    images = [[[0.0] * 8] * 8]
+    with pytest.raises(ValueError, match="link must be 'backdoor' or 'uart', not 'usb'"):
+        run_digits_rtl(_Prog(), images, link="usb")
+    with pytest.raises(ValueError, match="link 'uart' needs a runner"):
+        run_digits_rtl(_Prog(), images, link="uart")
+    with pytest.raises(ValueError, match="link 'backdoor' needs a runner exactly when"):
+        run_digits_rtl(_Prog(), images, runner=lambda programs, simulator: [])
