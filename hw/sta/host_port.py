@@ -35,6 +35,11 @@ class HostPort(wiring.Component):
     Parameters
     ----------
     config : StaConfig
+    word_registers : bool
+        Register the read ports' words before the slice and space are selected (the default,
+        for block RAMs without output registers on the ECP5). Without them (the lean STA on an
+        iCE40: hundreds of flip-flops less) the slice is selected straight from the read ports
+        one cycle earlier; the latency is the same.
 
     Attributes
     ----------
@@ -82,9 +87,10 @@ class HostPort(wiring.Component):
     ``HOST_READ_LATENCY + 1`` cycles with ``rd_data`` always ready; one write per cycle.
     """
 
-    def __init__(self, config: StaConfig) -> None:
+    def __init__(self, config: StaConfig, word_registers: bool = True) -> None:
         StaConfig.require(config)
         self.config = config
+        self.word_registers = bool(word_registers)
         members = {
             "wr": In(stream.Signature(write_layout(config))),
             "rd": In(stream.Signature(read_layout(config))),
@@ -200,8 +206,27 @@ class HostPort(wiring.Component):
         answer = Signal(32)
         # the read ports' words are registered as they come out of the block RAMs (DATA), the
         # slice and space are selected from those registers (SELECT): no RAM output feeds logic
-        words = {name: Signal(len(getattr(self, f"{name.lower()}_rd").data),
-                              name=f"{name.lower()}_word") for name in HOST_READ_SPACES}
+        ports = {name: getattr(self, f"{name.lower()}_rd").data for name in HOST_READ_SPACES}
+        if self.word_registers:
+            words = {name: Signal(len(data), name=f"{name.lower()}_word")
+                     for name, data in ports.items()}
+        else:
+            words = ports
+
+        def select():
+            with m.Switch(req_space):
+                for name in HOST_READ_SPACES:
+                    with m.Case(SPACES[name]):
+                        self._answer_slice(m, answer, words[name], name, req_sub)
+                with m.Case(SPACES["CSR"]), m.Switch(req_entry):
+                    for index, value in self._csr_values().items():
+                        with m.Case(index):
+                            m.d.sync += answer.eq(value)
+                    with m.Default():
+                        m.d.sync += answer.eq(0)
+                with m.Default():
+                    m.d.sync += answer.eq(0)
+
         with m.FSM(name="host_rd"):
             with m.State("ACCEPT"):
                 m.d.comb += [rd.ready.eq(~(shared & self.status.busy)),
@@ -211,22 +236,15 @@ class HostPort(wiring.Component):
                                  req_entry.eq(rd.payload.addr[:shift])]
                     m.next = "DATA"
             with m.State("DATA"):
-                for name, word in words.items():
-                    m.d.sync += word.eq(getattr(self, f"{name.lower()}_rd").data)
+                if self.word_registers:
+                    for name, word in words.items():
+                        m.d.sync += word.eq(ports[name])
+                else:
+                    select()
                 m.next = "SELECT"
             with m.State("SELECT"):
-                with m.Switch(req_space):
-                    for name in HOST_READ_SPACES:
-                        with m.Case(SPACES[name]):
-                            self._answer_slice(m, answer, words[name], name, req_sub)
-                    with m.Case(SPACES["CSR"]), m.Switch(req_entry):
-                        for index, value in self._csr_values().items():
-                            with m.Case(index):
-                                m.d.sync += answer.eq(value)
-                        with m.Default():
-                            m.d.sync += answer.eq(0)
-                    with m.Default():
-                        m.d.sync += answer.eq(0)
+                if self.word_registers:
+                    select()
                 m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += [self.rd_data.valid.eq(1), self.rd_data.payload.eq(answer)]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -124,7 +124,7 @@ class LeanCore(wiring.Component):
         m = Module()
         for name in ("abuf", "sbuf", "vbuf", "obuf", "cyclog", "scores"):
             m.submodules[name] = getattr(self, name)
-        m.submodules.host = host = HostPort(cfg)
+        m.submodules.host = host = HostPort(cfg, word_registers=False)
         m.submodules.vec = vec = SharedVectorUnit(cfg)
         AB, L, n, mm = cfg.act_bits, cfg.lanes, cfg.n, cfg.m
         wb, E = cfg.weight_bits, cfg.weight_bits + cfg.index_bits
@@ -151,28 +151,33 @@ class LeanCore(wiring.Component):
 
         # -- run state ---------------------------------------------------------------------
         count = Signal(32)
-        pc = Signal(16)
+        pc = Signal(range(cfg.cbuf_depth + 1))            # the command; also CSR COMMANDS
         cmd = Signal(self.cmd_layout)
-        cycles, mac_active, commands = Signal(32), Signal(32), Signal(32)
-        cmd_start = Signal(32)                            # cycles when the command started
+        cycles, mac_active = Signal(32), Signal(32)
+        cmd_cycles = Signal(32)                           # cycles since the command started
         fetch_k = Signal(2)                               # the command slice being read
         m.d.comb += [command.eq(pc), c_rd.addr.eq(pc * PM_SLICES + fetch_k if merged else pc),
                      host.count.eq(count),
                      status.busy.eq(self.busy), status.done.eq(self.done),
                      status.error.eq(self.error), status.ext_ready.eq(1),
                      host.counters.cycles.eq(cycles), host.counters.mac_active.eq(mac_active),
-                     host.counters.commands.eq(commands),
-                     cl_wr.addr.eq(pc), cl_wr.data.eq(cycles + 1 - cmd_start)]
+                     host.counters.commands.eq(pc),
+                     cl_wr.addr.eq(pc), cl_wr.data.eq(cmd_cycles + 1)]
         with m.If(self.busy):
-            m.d.sync += cycles.eq(cycles + 1)
+            m.d.sync += [cycles.eq(cycles + 1), cmd_cycles.eq(cmd_cycles + 1)]
 
         # -- tile walk: running pointers (no multiplier), saturating at PTR_MAX: every buffer
         # is at most half as deep, so a saturated address is beyond any buffer (an error)
         PTR_BITS = clog2(max(self.specs[n].depth for n in self.specs)) + 1
         PTR_MAX = (1 << PTR_BITS) - 1
 
-        def sat(value):
-            return Mux(value > PTR_MAX, PTR_MAX, value)[:PTR_BITS]
+        def sat(a, b):
+            """``min(a + b, PTR_MAX)``: a ``PTR_BITS`` adder, the operands' bits above it only
+            ORed into the overflow (a full-width sum and a compare would be two carry chains)."""
+            a, b = Value.cast(a), Value.cast(b)
+            low = a[:PTR_BITS] + b[:PTR_BITS]
+            over = Cat(low[PTR_BITS], a[PTR_BITS:], b[PTR_BITS:]).any()
+            return Mux(over, PTR_MAX, low[:PTR_BITS])
 
         ct = Signal(sta_isa.DIM_BITS)                     # token tile (column)
         rt = Signal(sta_isa.DIM_BITS)                     # feature tile (row); vector: feature
@@ -195,8 +200,8 @@ class LeanCore(wiring.Component):
         else:
             m.d.comb += chunk.eq(Mux(dense, s >> (ratio.bit_length() - 1), s))
         w_addr, a_addr = Signal(PTR_BITS), Signal(PTR_BITS)
-        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, sat(w_row + chunk), w_ptr)),
-                     a_addr.eq(sat(a_row + chunk)), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
+        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, sat(w_row, chunk), w_ptr)),
+                     a_addr.eq(sat(a_row, chunk)), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
                      a_rd.addr.eq(a_addr), s_rd.addr.eq(a_addr)]
 
         # -- the PE: lanes products, registered, added a cycle later --------------------------
@@ -256,11 +261,14 @@ class LeanCore(wiring.Component):
                          vcmd.osel.eq(cmd.osel.as_value()),
                          vcmd.mult.eq(Mux(raw, 1, par.mult)), vcmd.shift.eq(Mux(raw, 0, par.shift))]
 
+        # GELU's clip and polynomial constant, whatever the command (only GELU reads them; its
+        # zero point is set by GELU alone: REQUANT adds the command's zero)
+        m.d.comb += [vcmd.cp.eq(post0.bias[:31]), vcmd.clip.eq(post1.bias[:cfg.vec_bits])]
+
         def send_post():
             with m.If(cmd.post == Post.GELU):
                 m.d.comb += [vcmd.op.eq(lv.VecOp.GELU), vcmd.n.eq(1), vcmd.osel.eq(Osel.ACT),
                              vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
-                             vcmd.cp.eq(post0.bias[:31]), vcmd.clip.eq(post1.bias[:cfg.vec_bits]),
                              vcmd.zero.eq(post1.mult[:AB].as_signed())]
             with m.Else():
                 m.d.comb += [vcmd.op.eq(lv.VecOp.ADD), vcmd.n.eq(1), vcmd.osel.eq(Osel.VEC),
@@ -271,8 +279,9 @@ class LeanCore(wiring.Component):
         v_addr = Signal(PTR_BITS)                         # GEMM -> VBUF (and the residual)
         ab_addr = Signal(PTR_BITS)                        # GEMM -> ABUF / ABUF_T
         ab_slot = Signal.like(slot)
-        m.d.comb += [v_addr.eq(sat(o_col + rt)),
-                     ab_addr.eq(sat(Mux(cmd.dest == Dest.ABUF_T, o_row + t_win, o_col + win))),
+        to_t = cmd.dest == Dest.ABUF_T
+        m.d.comb += [v_addr.eq(sat(o_col, rt)),
+                     ab_addr.eq(sat(Mux(to_t, o_row, o_col), Mux(to_t, t_win, win))),
                      ab_slot.eq(Mux(cmd.dest == Dest.ABUF_T, t_slot, slot)),
                      o_wr.addr.eq(o_ptr), o_wr.data.eq(y), v_wr.data.eq(y[:cfg.vec_bits]),
                      ab_wr.addr.eq(ab_addr), v_wr.addr.eq(v_addr)]
@@ -300,7 +309,7 @@ class LeanCore(wiring.Component):
         def step_slot(slot_sig, win_sig, width):
             """The next slot of a window ``width`` slots wide, or the next window's first."""
             with m.If(slot_sig + 1 >= width):
-                m.d.sync += [slot_sig.eq(0), win_sig.eq(sat(win_sig + 1))]
+                m.d.sync += [slot_sig.eq(0), win_sig.eq(sat(win_sig, 1))]
             with m.Else():
                 m.d.sync += slot_sig.eq(slot_sig + 1)
 
@@ -315,17 +324,17 @@ class LeanCore(wiring.Component):
                     m.d.comb += ab_wr.en.eq(1 << ab_slot)
                 with m.Case(Dest.SOFTMAX):
                     m.d.comb += sc_wr.en.eq(1)
-            m.d.sync += [o_ptr.eq(sat(o_ptr + 1)), p_ptr.eq(sat(p_ptr + 1)), rt.eq(rt + 1),
-                         o_row.eq(sat(o_row + cmd.o_stride)), w_row.eq(sat(w_row + cmd.w_stride))]
+            m.d.sync += [o_ptr.eq(sat(o_ptr, 1)), p_ptr.eq(sat(p_ptr, 1)), rt.eq(rt + 1),
+                         o_row.eq(sat(o_row, cmd.o_stride)), w_row.eq(sat(w_row, cmd.w_stride))]
             step_slot(slot, win, out_win)
-            with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
+            with m.If(rt + 1 == cmd.m_tiles):                  # the token's last feature
                 m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
                              w_row.eq(cmd.w_base),
-                             a_row.eq(sat(a_row + cmd.a_stride)),
-                             o_col.eq(sat(o_col + cmd.o_stride)),
+                             a_row.eq(sat(a_row, cmd.a_stride)),
+                             o_col.eq(sat(o_col, cmd.o_stride)),
                              o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
                 step_slot(t_slot, t_win, out_win)
-                with m.If(ct == cmd.n_tiles - 1):
+                with m.If(ct + 1 == cmd.n_tiles):
                     with m.If(cmd.dest == Dest.SOFTMAX):
                         m.next = "SM_CMD"
                     with m.Else():
@@ -340,9 +349,9 @@ class LeanCore(wiring.Component):
             m.next = "IDLE"
 
         # vector commands: the token's row in VBUF, its output in ABUF (olay windows)
-        vrow = Signal(PTR_BITS)                           # a_base + ct * a_stride
+        vrow = a_row                                      # a_base + ct * a_stride, as a GEMM's
         vx_addr = Signal(PTR_BITS)
-        m.d.comb += vx_addr.eq(sat(vrow + k))
+        m.d.comb += vx_addr.eq(sat(vrow, k))
         y2 = Signal(signed(AB))
 
         with m.FSM():
@@ -350,7 +359,7 @@ class LeanCore(wiring.Component):
                 start = host.start
                 with m.If(start.valid):
                     m.d.sync += [count.eq(start.payload.count), pc.eq(0), cycles.eq(0),
-                                 mac_active.eq(0), commands.eq(0), cmd_start.eq(0),
+                                 mac_active.eq(0), cmd_cycles.eq(0),
                                  self.done.eq(0), self.error.eq(0), code.eq(0)]
                     with m.If((start.payload.count == 0)
                               | (start.payload.count > cfg.cbuf_depth)):
@@ -374,8 +383,7 @@ class LeanCore(wiring.Component):
                 m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
-                             win.eq(0), slot.eq(0), t_win.eq(0), t_slot.eq(0),
-                             vrow.eq(c.a_base)]
+                             win.eq(0), slot.eq(0), t_win.eq(0), t_slot.eq(0)]
                 big = (c.m_tiles == 0) | (c.n_tiles == 0) | (c.k_steps == 0)
                 with m.Switch(c.op):
                     with m.Case(Opcode.NOP):
@@ -399,7 +407,7 @@ class LeanCore(wiring.Component):
                                              | (c.n_tiles > cfg.max_seq))):
                             stop(ERR["seq"])
                         with m.Elif(c.post != Post.NONE):
-                            m.d.sync += p_ptr.eq(sat(c.p_base + c.m_tiles))
+                            m.d.sync += p_ptr.eq(sat(c.p_base, c.m_tiles))
                             m.next = "PW0"
                         with m.Else():
                             m.d.sync += p_ptr.eq(c.p_base)
@@ -411,7 +419,7 @@ class LeanCore(wiring.Component):
                         with m.Elif(is_ln & (c.length > cfg.max_seq)):
                             stop(ERR["seq"])
                         with m.Else():
-                            m.d.sync += p_ptr.eq(sat(Mux(is_ln, c.p_base + c.length, c.p_base)))
+                            m.d.sync += p_ptr.eq(sat(c.p_base, Mux(is_ln, c.length, 0)))
                             m.next = "PW0"
                     with m.Default():
                         stop(ERR["opcode"])
@@ -424,7 +432,7 @@ class LeanCore(wiring.Component):
                 with m.If(Mux(two, p_ptr + 1, p_ptr) >= cfg.pbuf_depth):
                     stop(ERR["pbuf"])
                 with m.Else():
-                    m.d.sync += p_ptr.eq(sat(p_ptr + 1))
+                    m.d.sync += p_ptr.eq(sat(p_ptr, 1))
                     m.next = "PW1"
             with m.State("PW1"):
                 m.d.sync += [post0.eq(p_data), p_ptr.eq(cmd.p_base)]
@@ -457,8 +465,8 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.d.comb += issue.eq(1)
                     m.d.sync += mac_active.eq(mac_active + 1)
-                    m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr + 1))]
-                    with m.If(s == cmd.k_steps - 1):
+                    m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr, 1))]
+                    with m.If(s + 1 == cmd.k_steps):
                         m.next = "DRAIN1"
                 m.d.comb += pm.use_w.eq(1)
             with m.State("DRAIN1"):                     # the last products are registered
@@ -516,13 +524,13 @@ class LeanCore(wiring.Component):
                 m.d.comb += [vin.a.eq(sc_rd.data), vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
                     m.d.sync += k.eq(k + 1)
-                    with m.If(k == cmd.length - 1):
+                    with m.If(k + 1 == cmd.length):
                         m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
                         m.next = "SM_OUT"
                     with m.Else():
                         m.next = "SM_RD"
             sm_addr = Signal(PTR_BITS)
-            m.d.comb += [sm_addr.eq(sat(cmd.o_base + win)), sb_wr.addr.eq(sm_addr)]
+            m.d.comb += [sm_addr.eq(sat(cmd.o_base, win)), sb_wr.addr.eq(sm_addr)]
             for j in range(Ws):
                 m.d.comb += sb_wr.data[j * AB:(j + 1) * AB].eq(vec.o.payload.y[:AB])
             with m.State("SM_OUT"):                     # probability k -> window k // Wd
@@ -534,7 +542,7 @@ class LeanCore(wiring.Component):
                         m.d.comb += sb_wr.en.eq(1 << slot)
                         m.d.sync += k.eq(k + 1)
                         step_slot(slot, win, Wd)
-                        with m.If(k == cmd.length - 1):
+                        with m.If(k + 1 == cmd.length):
                             with m.If(slot + 1 >= Wd):
                                 m.next = "NEXT"
                             with m.Else():
@@ -568,8 +576,8 @@ class LeanCore(wiring.Component):
                              vin.beta.eq(p_data.bias), vec.i.valid.eq(1)]
                 with m.If(vec.i.ready):
                     with m.If(is_ln):
-                        m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr + 1))]
-                        with m.If(k == cmd.length - 1):
+                        m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr, 1))]
+                        with m.If(k + 1 == cmd.length):
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
                             m.next = "V_OUT"
                         with m.Else():
@@ -577,7 +585,7 @@ class LeanCore(wiring.Component):
                     with m.Else():
                         m.next = "V_OUT"
             ab_v = Signal(PTR_BITS)                     # the ABUF copy's window
-            m.d.comb += ab_v.eq(sat(o_col + win))
+            m.d.comb += ab_v.eq(sat(o_col, win))
             with m.State("V_OUT"):
                 with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                     m.d.comb += ab_wr.addr.eq(ab_v)
@@ -597,11 +605,11 @@ class LeanCore(wiring.Component):
                             m.d.comb += ab_wr.en.eq(1 << slot)
                         step_slot(slot, win, out_win)
                         m.d.sync += k.eq(k + 1)
-                        with m.If(k == cmd.length - 1):             # the row is done
+                        with m.If(k + 1 == cmd.length):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
-                                         vrow.eq(sat(vrow + cmd.a_stride)),
-                                         o_col.eq(sat(o_col + cmd.o_stride)), p_ptr.eq(cmd.p_base)]
-                            with m.If(ct == cmd.n_tiles - 1):
+                                         vrow.eq(sat(vrow, cmd.a_stride)),
+                                         o_col.eq(sat(o_col, cmd.o_stride)), p_ptr.eq(cmd.p_base)]
+                            with m.If(ct + 1 == cmd.n_tiles):
                                 m.next = "NEXT"
                             with m.Else():
                                 m.next = "V_CMD"
@@ -612,7 +620,7 @@ class LeanCore(wiring.Component):
 
             with m.State("NEXT"):
                 m.d.comb += cl_wr.en.eq(1)                 # the command's cycles, FETCH..NEXT
-                m.d.sync += [pc.eq(pc + 1), commands.eq(commands + 1), cmd_start.eq(cycles + 1)]
+                m.d.sync += [pc.eq(pc + 1), cmd_cycles.eq(0)]
                 with m.If(pc + 1 == count):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
