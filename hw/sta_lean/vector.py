@@ -82,10 +82,6 @@ def out_layout(cfg: StaConfig) -> data.StructLayout:
     return data.StructLayout({"y": signed(cfg.acc_bits), "y2": signed(cfg.act_bits)})
 
 
-def _abs(value) -> Mux:
-    return Mux(value < 0, -value, value)
-
-
 class SharedVectorUnit(wiring.Component):
     """The time-shared vector datapath (see the module docstring).
 
@@ -166,8 +162,6 @@ class SharedVectorUnit(wiring.Component):
         cj = Signal(range(f.b_chunks))
         v = Signal(signed(W))                            # result / RSS value
         v_neg = v[W - 1]
-        v_mag = Signal(len(ma))                          # |v| (operand widths bound it)
-        m.d.comb += v_mag.eq(Mux(v_neg, -v, v))
         rs_rem = Signal(SHIFT_BITS)
         rs_sat = Signal(3)
         rs_zero = Signal(signed(cfg.act_bits))
@@ -187,25 +181,33 @@ class SharedVectorUnit(wiring.Component):
 
         # MUL operands: every call names its sources; one selector per operand feeds the
         # registers (a mux per call site would repeat the 64-bit paths)
-        x_mag = Signal(cfg.vec_bits)                     # GELU: |x|, min(|x|, clip), clip − u
-        a_in_mag = Signal(cfg.acc_bits)
-        m.d.comb += a_in_mag.eq(_abs(self.i.payload.a))
         # clip − min(|a|, clip) = max(clip ∓ a, 0): two adders side by side, not three in a row
         a_in = self.i.payload.a
         clip_a = Signal(signed(cfg.acc_bits + 2))
         m.d.comb += clip_a.eq(Mux(a_in < 0, cmd.clip + a_in, cmd.clip - a_in))
         clip_u = Signal(cfg.vec_bits)
-        m.d.comb += [clip_u.eq(Mux(clip_a < 0, 0, clip_a)), x_mag.eq(_abs(xa))]
+        m.d.comb += clip_u.eq(Mux(clip_a < 0, 0, clip_a))
         # GELU's polynomial is formed by the square's MUL: 2·cp − sq for x > 0, sq for x < 0
         # (for x = 0 any value will do: it multiplies x)
         gelu_add = Mux(a_in > 0, cmd.cp << 1, 0)
         e = Signal(E + 1)                                 # softmax: T[r] >> q
         m.d.comb += e.eq(Mux(q_reg > E, 0, exp_r.data >> q_reg))
         gm = row_r.data.gamma
-        a_src = {"a": a_in_mag, "b": _abs(xb), "clip_u": clip_u, "v": v_mag,
-                 "rx": _abs(rx), "e": e}
-        b_src = {"mult": cmd.mult, "mult2": cmd.mult2, "clip_u": clip_u, "x": x_mag, "n": cmd.n,
-                 "v": v_mag, "recip": recip, "gamma": _abs(gm)}
+        # (value, is negative): each operand's sources are selected first, then one negation
+        # forms the magnitude (its low bits: the chunks a call multiplies)
+        a_src = {"a": (a_in, a_in < 0), "b": (xb, xb < 0), "clip_u": (clip_u, 0),
+                 "v": (v, v_neg), "rx": (rx, rx < 0), "e": (e, 0)}
+        b_src = {"mult": (cmd.mult, 0), "mult2": (cmd.mult2, 0), "clip_u": (clip_u, 0),
+                 "x": (xa, xa < 0), "n": (cmd.n, 0), "v": (v, v_neg), "recip": (recip, 0),
+                 "gamma": (gm, gm < 0)}
+
+        def magnitude(sources, sel, width):
+            # a source wider than the register (v) is cut: the low bits of |x| are those of
+            # the low bits' negation; narrower ones are extended by their own signedness
+            low = Array(x if len(x) <= width else x[:width]
+                        for x in (Value.cast(x) for x, _ in sources.values()))[sel]
+            neg = Array(Value.cast(n) for _, n in sources.values())[sel]
+            return Mux(neg, -low, low)[:width]
         add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta,
                    "gelu": gelu_add}
         a_sel = Signal(range(len(a_src)))
@@ -224,7 +226,8 @@ class SharedVectorUnit(wiring.Component):
         m.d.comb += add_val.eq(Array(Value.cast(x).as_signed() for x in add_src.values())[add_sel])
         with m.If(mul_go):
             # v starts at the addend (inverted for a negative product: add − P = ~(~add + P))
-            m.d.sync += [ma.eq(Array(a_src.values())[a_sel]), mb.eq(Array(b_src.values())[b_sel]),
+            m.d.sync += [ma.eq(magnitude(a_src, a_sel, len(ma))),
+                         mb.eq(magnitude(b_src, b_sel, len(mb))),
                          msign.eq(mul_sign), v.eq(add_val ^ mul_sign.replicate(W)),
                          mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
                          addend.eq(0)]
