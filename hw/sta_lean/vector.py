@@ -172,7 +172,8 @@ class SharedVectorUnit(wiring.Component):
         r2 = Signal(len(rem) + 2)                        # < 2·divisor; isqrt: 4·rem + 3
         trial = Signal(len(rem) + 2)
         take = Signal()
-        m.d.comb += take.eq(r2 >= trial)
+        r2_left = Signal(len(r2) + 1)                    # r2 - trial; its top bit: a borrow
+        m.d.comb += [r2_left.eq(r2 - trial), take.eq(~r2_left[-1])]
         ret = Signal(range(len(RETURNS)))
 
         # row statistics
@@ -181,10 +182,11 @@ class SharedVectorUnit(wiring.Component):
 
         # MUL operands: every call names its sources; one selector per operand feeds the
         # registers (a mux per call site would repeat the 64-bit paths)
-        # clip − min(|a|, clip) = max(clip ∓ a, 0): two adders side by side, not three in a row
+        # clip − min(|a|, clip) = max(clip − |a|, 0), with clip − |a| = clip + (a or ~a) + (a ≥ 0)
         a_in = self.i.payload.a
         clip_a = Signal(signed(cfg.acc_bits + 2))
-        m.d.comb += clip_a.eq(Mux(a_in < 0, cmd.clip + a_in, cmd.clip - a_in))
+        a_pos = ~a_in[-1]
+        m.d.comb += clip_a.eq(cmd.clip + Mux(a_pos, ~a_in, a_in) + a_pos)
         clip_u = Signal(cfg.vec_bits)
         m.d.comb += clip_u.eq(Mux(clip_a < 0, 0, clip_a))
         # GELU's polynomial is formed by the square's MUL: 2·cp − sq for x > 0, sq for x < 0
@@ -349,8 +351,9 @@ class SharedVectorUnit(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.comb += [row_w.en.eq(1), idx_nxt.eq(idx + 1)]
                     m.d.sync += sumx.eq(sumx + a)
-                    with m.If((idx == 0) | (a.as_signed() > xa)):
-                        m.d.sync += xa.eq(a)                                   # running max
+                    row_a = a[:cfg.vec_bits].as_signed()            # as the row buffer keeps it
+                    with m.If((idx == 0) | (row_a > xa[:cfg.vec_bits].as_signed())):
+                        m.d.sync += xa.eq(row_a)                               # running max
                     with m.If(last):
                         m.d.comb += idx_nxt.eq(0)
                         with m.If(cmd.op == lv.VecOp.LAYERNORM):
@@ -501,13 +504,13 @@ class SharedVectorUnit(wiring.Component):
             # bits in and tries 4·root + 1 (the root grows by one bit a step).
             with m.State("DIV"):
                 m.d.comb += [r2.eq(Cat(dn[W - 1], rem)), trial.eq(dd)]
-                m.d.sync += [rem.eq(Mux(take, r2 - trial, r2)), dn.eq(Cat(take, dn[:W - 1])),
+                m.d.sync += [rem.eq(Mux(take, r2_left, r2)), dn.eq(Cat(take, dn[:W - 1])),
                              steps.eq(steps - 1)]
                 with m.If(steps == 0):
                     go_ret()
             with m.State("ISQRT"):
                 m.d.comb += [r2.eq(Cat(dn[W - 2:], rem)), trial.eq(Cat(1, 0, dd))]
-                m.d.sync += [rem.eq(Mux(take, r2 - trial, r2)), dn.eq(dn << 2),
+                m.d.sync += [rem.eq(Mux(take, r2_left, r2)), dn.eq(dn << 2),
                              dd.eq(Cat(take, dd)), steps.eq(steps - 1)]
                 with m.If(steps == 0):
                     go_ret()
