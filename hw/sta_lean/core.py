@@ -713,17 +713,17 @@ class LeanCore(wiring.Component):
             with m.If(cw.en[i]):
                 m.d.comb += c_slice.eq(i)
         c_sub_bits = sta_isa.sub_bits(cfg, "CBUF")
+        # the host port writes its 32-bit word into every slice of a space's word: the same
+        # two copies for all three spaces, only the enables differ
+        m.d.comb += pm.wdata.eq(Cat(host.wbuf_wr.data[:32], host.wbuf_wr.data[:32]))
         with m.If(~self.busy):
             with m.If(host.wbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(lay.w0 + host.wbuf_wr.addr), pm.wen.eq(0b01),
-                             pm.wdata.eq(Cat(host.wbuf_wr.data[:32], host.wbuf_wr.data[:32]))]
+                m.d.comb += [pm.addr.eq(lay.w0 + host.wbuf_wr.addr), pm.wen.eq(0b01)]
             with m.Elif(host.pbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(lay.p0 + host.pbuf_wr.addr), pm.wen.eq(host.pbuf_wr.en),
-                             pm.wdata.eq(host.pbuf_wr.data[:PM_WIDTH])]
+                m.d.comb += [pm.addr.eq(lay.p0 + host.pbuf_wr.addr), pm.wen.eq(host.pbuf_wr.en)]
             with m.Elif(cw.en.any()):
                 m.d.comb += [pm.addr.eq(lay.c0 + cw.addr * PM_SLICES + (c_slice >> 1)),
-                             pm.wen.eq(Mux(c_slice[0], 0b10, 0b01)),
-                             pm.wdata.eq(cw.data[:PM_WIDTH])]
+                             pm.wen.eq(Mux(c_slice[0], 0b10, 0b01))]
             with m.Elif(rq_space == sta_isa.SPACES["WBUF"]):
                 m.d.comb += pm.addr.eq(lay.w0 + host.wbuf_rd.addr)
             with m.Elif(rq_space == sta_isa.SPACES["CBUF"]):
