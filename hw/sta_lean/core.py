@@ -49,6 +49,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.counter import Counter
 from nmaccel.hw.common.spram import SinglePortRam, is_ice40
 from nmaccel.hw.sta.buffers import buffer_specs
 from nmaccel.hw.sta.host_port import HostPort
@@ -153,8 +154,12 @@ class LeanCore(wiring.Component):
         count = Signal(32)
         pc = Signal(range(cfg.cbuf_depth + 1))            # the command; also CSR COMMANDS
         cmd = Signal(self.cmd_layout)
-        cycles, mac_active = Signal(32), Signal(32)
-        cmd_cycles = Signal(32)                           # cycles since the command started
+        # the run counters (SB_MAC16 accumulators on an iCE40): cycles and MAC cycles since
+        # START, and the command's cycles so far, counted from 1 (CYCLOG's value at NEXT)
+        m.submodules.cycles = cycles_ctr = Counter(32)
+        m.submodules.mac_active = mac_ctr = Counter(32)
+        m.submodules.cmd_cycles = cmd_ctr = Counter(32, start=1)
+        cycles, mac_active, cmd_cycles = cycles_ctr.value, mac_ctr.value, cmd_ctr.value
         fetch_k = Signal(2)                               # the command slice being read
         m.d.comb += [command.eq(pc), c_rd.addr.eq(pc * PM_SLICES + fetch_k if merged else pc),
                      host.count.eq(count),
@@ -162,9 +167,8 @@ class LeanCore(wiring.Component):
                      status.error.eq(self.error), status.ext_ready.eq(1),
                      host.counters.cycles.eq(cycles), host.counters.mac_active.eq(mac_active),
                      host.counters.commands.eq(pc),
-                     cl_wr.addr.eq(pc), cl_wr.data.eq(cmd_cycles + 1)]
-        with m.If(self.busy):
-            m.d.sync += [cycles.eq(cycles + 1), cmd_cycles.eq(cmd_cycles + 1)]
+                     cl_wr.addr.eq(pc), cl_wr.data.eq(cmd_cycles),
+                     cycles_ctr.en.eq(self.busy), cmd_ctr.en.eq(self.busy)]
 
         # -- tile walk: running pointers (no multiplier), saturating at PTR_MAX: every buffer
         # is at most half as deep, so a saturated address is beyond any buffer (an error)
@@ -358,8 +362,9 @@ class LeanCore(wiring.Component):
             with m.State("IDLE"):
                 start = host.start
                 with m.If(start.valid):
-                    m.d.sync += [count.eq(start.payload.count), pc.eq(0), cycles.eq(0),
-                                 mac_active.eq(0), cmd_cycles.eq(0),
+                    m.d.comb += [cycles_ctr.clear.eq(1), mac_ctr.clear.eq(1),
+                                 cmd_ctr.clear.eq(1)]
+                    m.d.sync += [count.eq(start.payload.count), pc.eq(0),
                                  self.done.eq(0), self.error.eq(0), code.eq(0)]
                     with m.If((start.payload.count == 0)
                               | (start.payload.count > cfg.cbuf_depth)):
@@ -384,6 +389,11 @@ class LeanCore(wiring.Component):
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
                              win.eq(0), slot.eq(0), t_win.eq(0), t_slot.eq(0)]
+                # PBUF: a GEMM's post-op words follow its m_tiles features, LAYERNORM's its
+                # length features; the first word read (one adder for every opcode)
+                skip = Mux(c.op == Opcode.GEMM, Mux(c.post != Post.NONE, c.m_tiles, 0),
+                           Mux(c.op == Opcode.LAYERNORM, c.length, 0))
+                m.d.sync += p_ptr.eq(sat(c.p_base, skip))
                 big = (c.m_tiles == 0) | (c.n_tiles == 0) | (c.k_steps == 0)
                 with m.Switch(c.op):
                     with m.Case(Opcode.NOP):
@@ -407,10 +417,8 @@ class LeanCore(wiring.Component):
                                              | (c.n_tiles > cfg.max_seq))):
                             stop(ERR["seq"])
                         with m.Elif(c.post != Post.NONE):
-                            m.d.sync += p_ptr.eq(sat(c.p_base, c.m_tiles))
                             m.next = "PW0"
                         with m.Else():
-                            m.d.sync += p_ptr.eq(c.p_base)
                             m.next = "TILE"
                     with m.Case(Opcode.LAYERNORM, Opcode.REQUANT):
                         is_ln = c.op == Opcode.LAYERNORM
@@ -419,7 +427,6 @@ class LeanCore(wiring.Component):
                         with m.Elif(is_ln & (c.length > cfg.max_seq)):
                             stop(ERR["seq"])
                         with m.Else():
-                            m.d.sync += p_ptr.eq(sat(c.p_base, Mux(is_ln, c.length, 0)))
                             m.next = "PW0"
                     with m.Default():
                         stop(ERR["opcode"])
@@ -464,7 +471,7 @@ class LeanCore(wiring.Component):
                     stop(ERR["meta"])
                 with m.Else():
                     m.d.comb += issue.eq(1)
-                    m.d.sync += mac_active.eq(mac_active + 1)
+                    m.d.comb += mac_ctr.en.eq(1)
                     m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr, 1))]
                     with m.If(s + 1 == cmd.k_steps):
                         m.next = "DRAIN1"
@@ -620,7 +627,8 @@ class LeanCore(wiring.Component):
 
             with m.State("NEXT"):
                 m.d.comb += cl_wr.en.eq(1)                 # the command's cycles, FETCH..NEXT
-                m.d.sync += [pc.eq(pc + 1), cmd_cycles.eq(0)]
+                m.d.comb += cmd_ctr.clear.eq(1)
+                m.d.sync += pc.eq(pc + 1)
                 with m.If(pc + 1 == count):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"

@@ -8,9 +8,9 @@ square root, sequenced by one state machine. Formats, product widths and the exa
 are those of :mod:`nmaccel.spec.lean_vector`; results are bit-exact with the golden models.
 
 Engines (states called with a return point, ``ret``)
-    ``MUL``   ``v = add ± ma·mb``: sign-magnitude operands; ``v`` starts at the addend
-              (inverted for a negative product), one chunk pair is added a cycle, then one
-              cycle inverts it back (``add − P = ~(~add + P)``).
+    ``MUL``   ``v = add ± ma·mb``: sign-magnitude operands; ``v`` starts at the addend, one
+              chunk product is added a cycle (subtracted for a negative product: the addend
+              register holds it inverted and the adder's carry-in is 1), then the last one.
     ``RSS``   ``v = sat(round_shift(v, shift) + zero)``: walk right by ``shift − 1``, round
               (``v = (v + 1) >> 1``), add the zero point, saturate (``sat`` code): one step
               a cycle, so no path chains two of them.
@@ -227,12 +227,13 @@ class SharedVectorUnit(wiring.Component):
         add_val = Signal(signed(W))
         m.d.comb += add_val.eq(Array(Value.cast(x).as_signed() for x in add_src.values())[add_sel])
         with m.If(mul_go):
-            # v starts at the addend (inverted for a negative product: add − P = ~(~add + P))
+            # v starts at the addend; a negative product's chunks are subtracted (the addend
+            # register holds them inverted, the adder's carry-in adds the 1)
             m.d.sync += [ma.eq(magnitude(a_src, a_sel, len(ma))),
                          mb.eq(magnitude(b_src, b_sel, len(mb))),
-                         msign.eq(mul_sign), v.eq(add_val ^ mul_sign.replicate(W)),
+                         msign.eq(mul_sign), v.eq(add_val),
                          mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
-                         addend.eq(0)]
+                         addend.eq(mul_sign.replicate(W))]
 
         def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
@@ -279,7 +280,8 @@ class SharedVectorUnit(wiring.Component):
                 with m.Case(k):
                     m.d.comb += pp_next.eq(pp << (lv.CHUNK * k))
         v_sum = Signal(signed(W))                        # the one adder on v
-        m.d.comb += v_sum.eq(v + addend)
+        borrow = Signal()                                # MUL: subtracting (carry-in 1)
+        m.d.comb += v_sum.eq(v + addend + borrow)
         sat_v = Signal(signed(W))                        # v saturated by rs_sat
         m.d.comb += sat_v.eq(v)
         bounds = {Sat.ACT: (cfg.act_bits, True), Sat.VEC: (cfg.vec_bits, True),
@@ -465,7 +467,8 @@ class SharedVectorUnit(wiring.Component):
                             m.next = name
 
             with m.State("MUL"):                             # add the last product, form the next
-                m.d.sync += [v.eq(v_sum), addend.eq(pp_next)]
+                m.d.comb += borrow.eq(msign)
+                m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ msign.replicate(W))]
                 with m.If(cj == mnb):
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
                     with m.If(ci == mna):
@@ -473,7 +476,8 @@ class SharedVectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += cj.eq(cj + 1)
             with m.State("MUL_FIN"):
-                m.d.sync += v.eq(v_sum ^ msign.replicate(W))
+                m.d.comb += borrow.eq(msign)
+                m.d.sync += v.eq(v_sum)
                 go_ret()
 
             with m.State("RSS_WALK"):
