@@ -24,6 +24,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.ebr import registered_read
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
 from nmaccel.spec import uart_protocol as proto
 from nmaccel.spec.config import ConvConfig, StaConfig
@@ -118,8 +119,8 @@ class UartBridge(wiring.Component):
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         m.submodules.words = words = memory.Memory(shape=unsigned(32), depth=proto.MAX_WORDS,
                                                    init=[])
-        w_port = words.write_port()
-        r_port = words.read_port()
+        w_port = words.write_port(granularity=8)         # each payload byte as it arrives
+        r_port = registered_read(m, words, "r_port")     # (PAYLOAD writes; WR_LOAD reads)
 
         rx_byte = urx.data.payload
         got = Signal()                                   # a byte is taken this cycle
@@ -131,7 +132,6 @@ class UartBridge(wiring.Component):
         idx = Signal(8)                                  # payload byte index
         arg = Signal(32)                                 # payload bytes 0..3 (addr / count)
         cnt = Signal(8)                                  # payload byte 4 (READ count)
-        word = Signal(32)
         crc = Signal(proto.CRC_WIDTH)
         crc_byte = Signal(8)                             # byte entering the CRC this cycle
         crc_after = Signal(proto.CRC_WIDTH)
@@ -148,21 +148,24 @@ class UartBridge(wiring.Component):
 
         off = Signal(8)
         m.d.comb += off.eq(idx - 4)
-        m.d.comb += [w_port.addr.eq(off[2:]), w_port.data.eq(Cat(word[8:], rx_byte))]
+        m.d.comb += [w_port.addr.eq(off[2:]), w_port.data.eq(rx_byte.replicate(4))]
         m.d.comb += r_port.addr.eq(widx)
 
         n_write = Signal(8)
         m.d.comb += n_write.eq((length - 4) >> 2)
         n_words = Signal(8)
         m.d.comb += n_words.eq(Mux(code == proto.WRITE, n_write, cnt))
-        end_addr = Signal(34)
-        m.d.comb += end_addr.eq(arg + n_words - 1)
+        # the frame's last word, arg + n_words - 1, is past the map when arg has bits above the
+        # address or the sum of its address bits carries out (n_words >= 1 wherever it matters:
+        # the length is checked first); an AB-bit adder, not a 34-bit one
+        end_low = Signal(AB + 1)
+        m.d.comb += end_low.eq(arg[:AB] + (n_words - 1)[:8])
         # registered (the frame's fields settle at least two received bytes, the CRC, before
-        # DECIDE and WR_SEND read them): length → n_words → end_addr → verdict → the reply
+        # DECIDE and WR_SEND read them): length → n_words → end_low → verdict → the reply
         # state was the iCE40UP5K conv build's critical path (45 ns)
         addr_over = Signal()                             # the frame's last word is past the map
         last_widx = Signal(8)                            # WRITE: index of the last word
-        m.d.sync += [addr_over.eq(end_addr[AB:] != 0), last_widx.eq(n_write - 1)]
+        m.d.sync += [addr_over.eq(arg[AB:].any() | end_low[AB]), last_widx.eq(n_write - 1)]
 
         length_ok = Signal()
         with m.Switch(code):
@@ -242,9 +245,8 @@ class UartBridge(wiring.Component):
                     m.d.sync += [crc.eq(crc_after), idx.eq(idx + 1)]
                     with m.If(idx < 4):
                         m.d.sync += arg.eq(Cat(arg[8:], rx_byte))
-                    with m.Else():
-                        m.d.sync += word.eq(Cat(word[8:], rx_byte))
-                        m.d.comb += w_port.en.eq(off[:2] == 3)
+                    with m.Else():                    # byte off % 4 of word off // 4
+                        m.d.comb += w_port.en.eq(Const(1, 4) << off[:2])
                     with m.If(idx == 4):
                         m.d.sync += cnt.eq(rx_byte)
                     with m.If(idx == length - 1):

@@ -15,12 +15,14 @@ token), so no command waits for another (``barrier`` and ``wait_sm`` hold by con
     FETCH0..2 DECODE [PW0..2] { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
 
 ``TILE`` reads the feature's PBUF entry, ``PARAM`` loads its bias into the accumulator; each
-MAC cycle reads one weight word and one activation window (the products are registered and
-added a cycle later); the output is requantized in the shared unit (then GELU'd or added to
-its VBUF residual there) and written as it leaves. A softmax GEMM keeps its scores in a
-``max_seq``-entry score buffer, then streams them through the unit's SOFTMAX row into the
-SBUF block; a vector command streams each token's VBUF row (and LayerNorm's PBUF parameters)
-through the unit and writes VBUF in place and/or the ABUF copy.
+MAC cycle reads one weight word and one activation window, whose products are accumulated a
+cycle later, one multiply-accumulator per lane (:class:`~nmaccel.hw.common.mac.MulAcc`: an
+SB_MAC16 each on an iCE40; the first starts at the bias, the others at 0); the output is
+requantized in the shared unit (then GELU'd or added to its VBUF residual there) and written as
+it leaves. A softmax GEMM keeps its scores in a ``max_seq``-entry score buffer, then streams
+them through the unit's SOFTMAX row into the SBUF block; a vector command streams each token's
+VBUF row (and LayerNorm's PBUF parameters) through the unit and writes VBUF in place and/or the
+ABUF copy.
 :func:`~nmaccel.spec.lean_timing.program_cycles` counts the same states.
 
 Bad commands stop the run with the error codes of :data:`~nmaccel.spec.sta_isa.ERRORS`:
@@ -33,7 +35,9 @@ output; the host's :meth:`~nmaccel.spec.sta_isa.GemmCommand.check` refuses such 
 Ports (those of :class:`~nmaccel.hw.sta.core.StaCore`: the same host port and address map)
     ``wr`` In stream of 32-bit host writes (buffer writes wait while the core runs), ``rd`` In
     stream of host read requests, ``rd_data`` Out stream of answers; CSR START runs CBUF
-    ``0 .. count - 1``, STATUS gives the error code and the command that raised it.
+    ``0 .. count - 1``, STATUS gives the error code and the command that raised it (START reads
+    back the count in ``clog2(cbuf_depth + 1)`` bits: a refused count too big for CBUF reads
+    back cut).
     ``busy``, ``done``, ``error`` Out 1.
     The buffers are attributes (``cbuf``, ``wbuf``, ``abuf``, ``pbuf``, ``vbuf``, ``obuf``,
     ``sbuf``; ``amaranth.lib.memory.Memory``) that a testbench loads and reads directly, except
@@ -44,12 +48,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.counter import Counter
+from nmaccel.hw.common.ebr import registered_read
+from nmaccel.hw.common.mac import MulAcc
 from nmaccel.hw.common.spram import SinglePortRam, is_ice40
 from nmaccel.hw.sta.buffers import buffer_specs
 from nmaccel.hw.sta.host_port import HostPort
@@ -136,22 +142,24 @@ class LeanCore(wiring.Component):
         if merged and self.merged is None:                # (an explicit merged=True: checked)
             self._check_merged()
         w_rd, p_rd, c_rd, pm = self._param_memory(m, merged)
-        a_rd = self.abuf.read_port(domain="sync")              # the A operand
-        aw_rd = self.abuf.read_port(domain="sync")             # W from ABUF (dense x dense)
+        a_rd = registered_read(m, self.abuf, "a_rd")          # the A operand
+        aw_rd = registered_read(m, self.abuf, "aw_rd")        # W from ABUF (dense x dense)
         ab_wr = self.abuf.write_port(granularity=AB)
-        s_rd = self.sbuf.read_port(domain="sync")
+        s_rd = registered_read(m, self.sbuf, "s_rd")
         sb_wr = self.sbuf.write_port(granularity=AB)
-        v_rd = self.vbuf.read_port(domain="sync")
+        v_rd = registered_read(m, self.vbuf, "v_rd")
         v_wr = self.vbuf.write_port(granularity=specs["VBUF"].granularity)
         o_wr = self.obuf.write_port()
-        sc_rd = self.scores.read_port(domain="sync")
+        sc_rd = registered_read(m, self.scores, "sc_rd")
         sc_wr = self.scores.write_port()
         cl_wr = self.cyclog.write_port()
         status = host.status
         code, command = status.code, status.command
 
         # -- run state ---------------------------------------------------------------------
-        count = Signal(32)
+        # the command count of the last START (CSR START reads it back; a count beyond CBUF
+        # is refused with error ``count`` and reads back cut to these bits)
+        count = Signal(range(cfg.cbuf_depth + 1))
         pc = Signal(range(cfg.cbuf_depth + 1))            # the command; also CSR COMMANDS
         cmd = Signal(self.cmd_layout)
         # the run counters (SB_MAC16 accumulators on an iCE40): cycles and MAC cycles since
@@ -208,10 +216,10 @@ class LeanCore(wiring.Component):
                      a_addr.eq(sat(a_row, chunk)), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
                      a_rd.addr.eq(a_addr), s_rd.addr.eq(a_addr)]
 
-        # -- the PE: lanes products, registered, added a cycle later --------------------------
+        # -- the PE: a multiply-accumulator per lane, adding the words read a cycle earlier --
         slice_reg = Signal(range(max(ratio, 2)))
-        issue, data_valid, prod_valid = Signal(), Signal(), Signal()
-        m.d.sync += [data_valid.eq(issue), prod_valid.eq(data_valid)]
+        issue, data_valid = Signal(), Signal()
+        m.d.sync += data_valid.eq(issue)
         with m.If(issue):
             pow2 = not ratio & (ratio - 1)
             m.d.sync += slice_reg.eq(s[:max(ratio.bit_length() - 1, 1)] if pow2 else s % ratio)
@@ -219,7 +227,7 @@ class LeanCore(wiring.Component):
         a_uns = cmd.asrc == ASrc.SBUF
         window = [Mux(a_uns, a_word[j * AB:(j + 1) * AB].as_unsigned(),
                       a_word[j * AB:(j + 1) * AB].as_signed()) for j in range(Ws)]
-        products = [Signal(signed(wb + AB + 1), name=f"prod{j}") for j in range(L)]
+        macs = [MulAcc(signed(AB + 1), signed(max(wb, AB)), cfg.acc_bits) for _ in range(L)]
         meta_bad = Signal()                               # sparse indices not ascending
         idxs = [w_rd.data[j * E + wb:(j + 1) * E] for j in range(L)]
         m.d.comb += meta_bad.eq(~dense & data_valid & Cat(
@@ -244,13 +252,13 @@ class LeanCore(wiring.Component):
                                            if i < Ws else 0,
                                            w_rd.data[j * wb:(j + 1) * wb].as_signed()))]
             sparse_w = w_rd.data[j * E:j * E + wb].as_signed()
-            m.d.sync += products[j].eq(Mux(dense, dense_w * dense_a, sparse_w * sparse_a))
-        acc = Signal(signed(cfg.acc_bits))
-        with m.If(prod_valid):
-            m.d.sync += acc.eq(acc + sum(products))
+            m.submodules[f"mac{j}"] = mac = macs[j]
+            m.d.comb += [mac.a.eq(Mux(dense, dense_a, sparse_a)),
+                         mac.b.eq(Mux(dense, dense_w, sparse_w)), mac.en.eq(data_valid)]
+        acc = Signal(signed(cfg.acc_bits))                # bias + the products so far
+        m.d.comb += acc.eq(sum(mac.value for mac in macs))
 
         # -- parameters and the shared unit ----------------------------------------------
-        par = Signal(self.param_layout)                   # the feature's (bias, mult, shift)
         post0, post1 = Signal(self.param_layout), Signal(self.param_layout)
         p_data = self.param_layout(p_rd.data[:self.param_layout.size])
         y = Signal(signed(cfg.acc_bits))                  # the requantized output
@@ -258,16 +266,31 @@ class LeanCore(wiring.Component):
                      sc_wr.data.eq(y)]
         vcmd = vec.cmd.payload
         vin = vec.i.payload
+        # the unit's operand: a register selects the source (set a state ahead), so no state
+        # decode precedes the unit's input logic; LayerNorm's parameters and the residual
+        # are always on the port
+        vin_sel = Signal(2)                               # acc, y, VBUF, score
+        m.d.comb += [vin.a.eq(Array([acc, y, v_rd.data[:cfg.vec_bits].as_signed(),
+                                     sc_rd.data])[vin_sel]),
+                     vin.b.eq(v_rd.data[:cfg.vec_bits].as_signed()),
+                     vin.gamma.eq(p_data.mult[:cfg.ln_gamma_bits]), vin.beta.eq(p_data.bias)]
         raw = cmd.osel == Osel.ACC                        # acc + bias: mult 1, shift 0
 
         def send_requant():
+            # the feature's PBUF word, still on the read port: p_ptr has not moved since TILE
+            # and the merged memory reads PBUF again from DRAIN1 on
             m.d.comb += [vcmd.op.eq(lv.VecOp.REQUANT), vcmd.n.eq(1),
                          vcmd.osel.eq(cmd.osel.as_value()),
-                         vcmd.mult.eq(Mux(raw, 1, par.mult)), vcmd.shift.eq(Mux(raw, 0, par.shift))]
+                         vcmd.mult.eq(Mux(raw, 1, p_data.mult)),
+                         vcmd.shift.eq(Mux(raw, 0, p_data.shift))]
 
-        # GELU's clip and polynomial constant, whatever the command (only GELU reads them; its
-        # zero point is set by GELU alone: REQUANT adds the command's zero)
-        m.d.comb += [vcmd.cp.eq(post0.bias[:31]), vcmd.clip.eq(post1.bias[:cfg.vec_bits])]
+        # the unit's held parameters, from the command's parameter words (fixed while it runs):
+        # GELU's clip and constant, ADD's residual multiplier, LAYERNORM's act_bits requant
+        vpar = vec.par
+        m.d.comb += [vpar.cp.eq(post0.bias[:31]), vpar.clip.eq(post1.bias[:cfg.vec_bits]),
+                     vpar.mult2.eq(Mux(cmd.op == Opcode.GEMM,
+                                       post0.bias[:cfg.requant_mult_bits], post1.mult)),
+                     vpar.shift2.eq(post1.shift)]
 
         def send_post():
             with m.If(cmd.post == Post.GELU):
@@ -276,8 +299,7 @@ class LeanCore(wiring.Component):
                              vcmd.zero.eq(post1.mult[:AB].as_signed())]
             with m.Else():
                 m.d.comb += [vcmd.op.eq(lv.VecOp.ADD), vcmd.n.eq(1), vcmd.osel.eq(Osel.VEC),
-                             vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
-                             vcmd.mult2.eq(post0.bias[:cfg.requant_mult_bits])]
+                             vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift)]
 
         # -- output addresses --------------------------------------------------------------
         v_addr = Signal(PTR_BITS)                         # GEMM -> VBUF (and the residual)
@@ -458,7 +480,8 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.next = "PARAM"
             with m.State("PARAM"):
-                m.d.sync += [par.eq(p_data), acc.eq(p_data.bias), s.eq(0)]
+                m.d.comb += [mac.load.eq(1) for mac in macs] + [macs[0].init.eq(p_data.bias)]
+                m.d.sync += s.eq(0)
                 m.next = "MAC"
             with m.State("MAC"):                        # one weight word, one window a cycle
                 w_lim = Mux(cmd.wsrc == WSrc.ABUF, cfg.abuf_depth, cfg.wbuf_depth)
@@ -476,23 +499,24 @@ class LeanCore(wiring.Component):
                     with m.If(s + 1 == cmd.k_steps):
                         m.next = "DRAIN1"
                 m.d.comb += pm.use_w.eq(1)
-            with m.State("DRAIN1"):                     # the last products are registered
+            with m.State("DRAIN1"):                     # the last words are read, accumulated
                 with m.If(meta_bad):
                     stop(ERR["meta"])
                 with m.Else():
                     m.next = "DRAIN2"
-            with m.State("DRAIN2"):                     # ... and added
+            with m.State("DRAIN2"):                     # (the array core's pipeline depth)
                 m.next = "RQ_CMD"
-            def through_unit(name, send, beat, done):
-                """``name``_CMD/_IN/_OUT: one command and one beat into the shared unit, its
-                result into ``y``, then ``done()`` (the next state)."""
+            def through_unit(name, send, sel, done):
+                """``name``_CMD/_IN/_OUT: one command and one beat (operand ``sel``) into the
+                shared unit, its result into ``y``, then ``done()`` (the next state)."""
                 with m.State(f"{name}_CMD"):
                     send()
                     m.d.comb += vec.cmd.valid.eq(1)
+                    m.d.sync += vin_sel.eq(sel)
                     with m.If(vec.cmd.ready):
                         m.next = f"{name}_IN"
                 with m.State(f"{name}_IN"):
-                    m.d.comb += [*beat, vec.i.valid.eq(1)]
+                    m.d.comb += vec.i.valid.eq(1)
                     with m.If(vec.i.ready):
                         m.next = f"{name}_OUT"
                 with m.State(f"{name}_OUT"):
@@ -510,11 +534,9 @@ class LeanCore(wiring.Component):
             def to_write():
                 m.next = "WRITE"
 
-            through_unit("RQ", send_requant, [vin.a.eq(acc)], after_requant)
+            through_unit("RQ", send_requant, 0, after_requant)
             # GELU, or the residual add with the VBUF word read meanwhile
-            through_unit("PO", send_post, [vin.a.eq(y),
-                                           vin.b.eq(v_rd.data[:cfg.vec_bits].as_signed())],
-                         to_write)
+            through_unit("PO", send_post, 1, to_write)
             with m.State("WRITE"):
                 write_output()
 
@@ -522,13 +544,14 @@ class LeanCore(wiring.Component):
             with m.State("SM_CMD"):
                 m.d.comb += [vcmd.op.eq(lv.VecOp.SOFTMAX), vcmd.n.eq(cmd.length),
                              vec.cmd.valid.eq(1)]
+                m.d.sync += vin_sel.eq(3)
                 with m.If(vec.cmd.ready):
                     m.d.sync += k.eq(0)
                     m.next = "SM_RD"
             with m.State("SM_RD"):                      # scores[k] is read
                 m.next = "SM_IN"
             with m.State("SM_IN"):
-                m.d.comb += [vin.a.eq(sc_rd.data), vec.i.valid.eq(1)]
+                m.d.comb += vec.i.valid.eq(1)
                 with m.If(vec.i.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(k + 1 == cmd.length):
@@ -566,9 +589,9 @@ class LeanCore(wiring.Component):
             with m.State("V_CMD"):                      # one token row
                 m.d.comb += [vcmd.n.eq(Mux(is_ln, cmd.length, 1)),
                              vcmd.mult.eq(post0.mult), vcmd.shift.eq(post0.shift),
-                             vcmd.mult2.eq(post1.mult), vcmd.shift2.eq(post1.shift),
                              vcmd.osel.eq(Osel.ACT), vec.cmd.valid.eq(1)]
                 m.d.comb += vcmd.op.eq(Mux(is_ln, lv.VecOp.LAYERNORM, lv.VecOp.REQUANT))
+                m.d.sync += vin_sel.eq(2)
                 with m.If(vec.cmd.ready):
                     m.next = "V_RD"
             with m.State("V_RD"):                       # VBUF[row + k], PBUF[p_base + k]
@@ -578,9 +601,7 @@ class LeanCore(wiring.Component):
                     m.next = "V_IN"
             m.d.comb += [v_rd.addr.eq(Mux(cmd.op == Opcode.GEMM, res_addr, vx_addr))]
             with m.State("V_IN"):
-                m.d.comb += [vin.a.eq(v_rd.data[:cfg.vec_bits].as_signed()),
-                             vin.gamma.eq(p_data.mult[:cfg.ln_gamma_bits]),
-                             vin.beta.eq(p_data.bias), vec.i.valid.eq(1)]
+                m.d.comb += vec.i.valid.eq(1)
                 with m.If(vec.i.ready):
                     with m.If(is_ln):
                         m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr, 1))]
@@ -636,8 +657,8 @@ class LeanCore(wiring.Component):
                     m.next = "FETCH0"
         # last: while idle the host's port assignments override the core's
         self._host(m, host, pm, {"ABUF": a_rd, "VBUF": v_rd}, {"ABUF": ab_wr, "VBUF": v_wr},
-                   {"OBUF": self.obuf.read_port(domain="sync"),
-                    "CYCLOG": self.cyclog.read_port(domain="sync")})
+                   {"OBUF": registered_read(m, self.obuf, "obuf_rd"),
+                    "CYCLOG": registered_read(m, self.cyclog, "cyclog_rd")})
         return m
 
     def _check_merged(self) -> None:
@@ -754,7 +775,8 @@ class LeanCore(wiring.Component):
             with m.If(~self.busy):
                 m.d.comb += [port.addr.eq(hp.addr), port.data.eq(hp.data), port.en.eq(hp.en)]
         for name, port in host_rd.items():
-            wiring.connect(m, getattr(host, f"{name.lower()}_rd"), port)
+            hp = getattr(host, f"{name.lower()}_rd")
+            m.d.comb += [port.addr.eq(hp.addr), hp.data.eq(port.data)]
         self._host_params(m, host, pm)
         space = self.wr.payload.addr[sta_isa.space_shift(self.config):]
         one_port = Cat(*[space == sta_isa.SPACES[sp] for sp in ("WBUF", "PBUF", "CBUF")]).any()

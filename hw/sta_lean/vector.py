@@ -22,7 +22,11 @@ Engines (states called with a return point, ``ret``)
 Ports
     ``cmd``  In stream of :attr:`cmd_layout`: ``op`` (:class:`~nmaccel.spec.lean_vector.VecOp`),
              ``n`` (elements, or the row length), ``osel`` (result format of element ops),
-             ``mult``/``shift``/``zero``, ``mult2``/``shift2``, ``clip``/``cp`` (GELU).
+             ``mult``/``shift``/``zero``.
+    ``par``  In :attr:`par_layout`: ``mult2``/``shift2`` (ADD's second multiplier, LayerNorm's
+             ``act_bits`` copy), ``clip``/``cp`` (GELU). Not registered: the source holds them
+             from the cycle after its command is taken until ``busy`` falls (a core holds
+             them in its own parameter registers; a copy here cost 69 flip-flops).
     ``i``    In stream of :attr:`in_layout`: ``a`` (the operand: accumulator, ``x``, score),
              ``b`` (residual operand), ``gamma``/``beta`` (LayerNorm feature parameters).
     ``o``    Out stream of :attr:`out_layout`: ``y`` and ``y2`` (LayerNorm's ``act_bits`` copy).
@@ -40,12 +44,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.ebr import registered_read
 from nmaccel.spec import lean_vector as lv
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec.softmax_format import exp2_table
 from nmaccel.spec.sta_isa import SHIFT_BITS, Osel
 
-__all__ = ["SharedVectorUnit", "Sat"]
+__all__ = ["SharedVectorUnit", "Sat", "cmd_layout", "par_layout"]
 
 W = 64                                                  # datapath width
 
@@ -68,7 +73,12 @@ def cmd_layout(cfg: StaConfig) -> data.StructLayout:
     return data.StructLayout({
         "op": unsigned(3), "n": unsigned(f.count_bits), "osel": unsigned(2),
         "mult": unsigned(cfg.requant_mult_bits), "shift": unsigned(SHIFT_BITS),
-        "zero": signed(cfg.act_bits),
+        "zero": signed(cfg.act_bits)})
+
+
+def par_layout(cfg: StaConfig) -> data.StructLayout:
+    """The parameters a command reads while it runs, held by the source (not registered)."""
+    return data.StructLayout({
         "mult2": unsigned(cfg.requant_mult_bits), "shift2": unsigned(SHIFT_BITS),
         "clip": unsigned(cfg.vec_bits), "cp": unsigned(cfg.acc_bits - 1)})
 
@@ -99,10 +109,12 @@ class SharedVectorUnit(wiring.Component):
                              f"({config.vec_bits}): scores share the row buffer")
         self.fmt = lv.lean_vector_format(config)
         self.cmd_layout = cmd_layout(config)
+        self.par_layout = par_layout(config)
         self.in_layout = in_layout(config)
         self.out_layout = out_layout(config)
         super().__init__({
             "cmd": In(stream.Signature(self.cmd_layout)),
+            "par": In(self.par_layout),
             "i": In(stream.Signature(self.in_layout)),
             "o": Out(stream.Signature(self.out_layout)),
             "busy": Out(1),
@@ -114,8 +126,10 @@ class SharedVectorUnit(wiring.Component):
 
         # -- command and operands ----------------------------------------------------------
         cmd = Signal(self.cmd_layout)
+        par = self.par
         xa = Signal(signed(cfg.acc_bits))                 # the element's operand
-        xb = Signal(signed(cfg.vec_bits))                 # residual operand
+        xb = Signal(signed(cfg.vec_bits))                 # residual operand; LOAD: last beat
+        xa16 = xa[:cfg.vec_bits].as_signed()
         idx = Signal(f.count_bits)                        # element / row position
         idx_nxt = Signal(f.count_bits)                    # idx next cycle (row RAM address)
         last = Signal()
@@ -127,8 +141,8 @@ class SharedVectorUnit(wiring.Component):
                                    "beta": signed(cfg.acc_bits)})
         m.submodules.row = row = Memory(shape=row_l, depth=f.row_depth, init=[])
         row_w = row.write_port()
-        row_r = row.read_port(domain="sync")
-        m.d.comb += [row_w.addr.eq(idx), row_r.addr.eq(idx_nxt), row_r.en.eq(1),
+        row_r = registered_read(m, row, "row_r")   # (LOAD writes it; no read used then)
+        m.d.comb += [row_w.addr.eq(idx), row_r.addr.eq(idx_nxt),
                      row_w.data.a.eq(self.i.payload.a), row_w.data.gamma.eq(self.i.payload.gamma),
                      row_w.data.beta.eq(self.i.payload.beta)]
         rx = row_r.data.a
@@ -137,8 +151,10 @@ class SharedVectorUnit(wiring.Component):
         sf = cfg.softmax_in_frac
         g = cfg.softmax_max_shift
         E = cfg.softmax_exp_bits
+        # a block RAM (Yosys put the 64-entry table in logic: about 75 LUTs)
         m.submodules.exp = exp = Memory(shape=unsigned(E + 1), depth=1 << sf,
-                                        init=[int(t) for t in exp2_table(cfg)])
+                                        init=[int(t) for t in exp2_table(cfg)],
+                                        attrs={"ram_style": "block"})
         exp_r = exp.read_port(domain="sync")
         bucket_bits = E + 1 + f.count_bits
         m.submodules.bucket = bucket = Memory(shape=unsigned(bucket_bits), depth=g + 1, init=[])
@@ -178,7 +194,9 @@ class SharedVectorUnit(wiring.Component):
 
         # row statistics
         sumx = Signal(signed(cfg.vec_bits + f.count_bits))
-        recip = Signal(max(f.recip_mag, f.srecip_mag))
+        # the reciprocal (LayerNorm's R, the softmax's omax·2**K // S) is the quotient the
+        # divider leaves in dn: nothing writes dn while a row's outputs are formed
+        recip = dn[:max(f.recip_mag, f.srecip_mag)]
 
         # MUL operands: every call names its sources; one selector per operand feeds the
         # registers (a mux per call site would repeat the 64-bit paths)
@@ -186,12 +204,12 @@ class SharedVectorUnit(wiring.Component):
         a_in = self.i.payload.a
         clip_a = Signal(signed(cfg.acc_bits + 2))
         a_pos = ~a_in[-1]
-        m.d.comb += clip_a.eq(cmd.clip + Mux(a_pos, ~a_in, a_in) + a_pos)
+        m.d.comb += clip_a.eq(par.clip + Mux(a_pos, ~a_in, a_in) + a_pos)
         clip_u = Signal(cfg.vec_bits)
         m.d.comb += clip_u.eq(Mux(clip_a < 0, 0, clip_a))
         # GELU's polynomial is formed by the square's MUL: 2·cp − sq for x > 0, sq for x < 0
         # (for x = 0 any value will do: it multiplies x)
-        gelu_add = Mux(a_in > 0, cmd.cp << 1, 0)
+        gelu_add = Mux(a_in > 0, par.cp << 1, 0)
         e = Signal(E + 1)                                 # softmax: T[r] >> q
         m.d.comb += e.eq(Mux(q_reg > E, 0, exp_r.data >> q_reg))
         gm = row_r.data.gamma
@@ -199,7 +217,7 @@ class SharedVectorUnit(wiring.Component):
         # forms the magnitude (its low bits: the chunks a call multiplies)
         a_src = {"a": (a_in, a_in < 0), "b": (xb, xb < 0), "clip_u": (clip_u, 0),
                  "v": (v, v_neg), "rx": (rx, rx < 0), "e": (e, 0)}
-        b_src = {"mult": (cmd.mult, 0), "mult2": (cmd.mult2, 0), "clip_u": (clip_u, 0),
+        b_src = {"mult": (cmd.mult, 0), "mult2": (par.mult2, 0), "clip_u": (clip_u, 0),
                  "x": (xa, xa < 0), "n": (cmd.n, 0), "v": (v, v_neg), "recip": (recip, 0),
                  "gamma": (gm, gm < 0)}
 
@@ -353,9 +371,11 @@ class SharedVectorUnit(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.comb += [row_w.en.eq(1), idx_nxt.eq(idx + 1)]
                     m.d.sync += sumx.eq(sumx + a)
-                    row_a = a[:cfg.vec_bits].as_signed()            # as the row buffer keeps it
-                    with m.If((idx == 0) | (row_a > xa[:cfg.vec_bits].as_signed())):
-                        m.d.sync += xa.eq(row_a)                               # running max
+                    # the running max, a beat behind (the beat's compare is off the input path):
+                    # xb holds the last beat as the row buffer keeps it, xa the max before it
+                    m.d.sync += xb.eq(a[:cfg.vec_bits].as_signed())
+                    with m.If((idx == 1) | ((idx > 1) & (xb > xa16))):
+                        m.d.sync += xa.eq(xb)
                     with m.If(last):
                         m.d.comb += idx_nxt.eq(0)
                         with m.If(cmd.op == lv.VecOp.LAYERNORM):
@@ -383,7 +403,6 @@ class SharedVectorUnit(wiring.Component):
             with m.State("LD_2"):                           # R = 2**K // max(1, sigma)
                 call_div("LD_3", 1 << cfg.ln_recip_frac, Mux(dd == 0, 1, dd))
             with m.State("LD_3"):
-                m.d.sync += recip.eq(dn)
                 m.next = "LO_1"
             with m.State("LO_1"):                           # c = d·x − Σx
                 call_mul("LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
@@ -402,14 +421,15 @@ class SharedVectorUnit(wiring.Component):
                 m.d.sync += xa.eq(v)
                 call_mul("LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
             with m.State("LO_8"):
-                call_rss("LO_OUT", cmd.shift2, Sat.ACT)
+                call_rss("LO_OUT", par.shift2, Sat.ACT)
             with m.State("LO_OUT"):
                 put(xa, v)
                 next_element("LO_1")
 
             # -- softmax: max, bucketed sum, reciprocal, outputs ----------------------------
             with m.State("SM_0"):                           # m_int = ceil(max / 2**F)
-                m.d.sync += m_int.eq(-((-xa) >> sf))
+                row_max = Mux((cmd.n == 1) | (xb > xa16), xb, xa16)
+                m.d.sync += m_int.eq((row_max + ((1 << sf) - 1)) >> sf)
                 m.next = "SB_0"
             with m.State("SB_0"):                           # read T[r] and bucket[q]
                 m.d.sync += q_reg.eq(q_now)
@@ -446,7 +466,6 @@ class SharedVectorUnit(wiring.Component):
                 omax = (1 << cfg.softmax_out_bits) - 1
                 call_div("SD_1", omax << cfg.softmax_recip_frac, v)
             with m.State("SD_1"):
-                m.d.sync += recip.eq(dn)
                 m.next = "SO_1"
             with m.State("SO_1"):                           # read T[r]
                 m.d.sync += q_reg.eq(q_now)

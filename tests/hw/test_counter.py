@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""``Counter``: the fabric form in the Amaranth simulator, the iCE40 form (one SB_MAC16) in
-Icarus against Yosys' own simulation model of the primitive (``share/ice40/cells_sim.v`` of
-the YoWASP Yosys in use: that checks the parameters and wiring, not the silicon); both against
-the same Python model, on the same random enable/clear sequence."""
+"""``Counter`` and ``MulAcc``: the fabric form in the Amaranth simulator, the iCE40 form (one
+SB_MAC16) in Icarus against Yosys' own simulation model of the primitive
+(``share/ice40/cells_sim.v`` of the YoWASP Yosys in use: that checks the parameters and wiring,
+not the silicon); both against the same Python model, on the same random enable/clear sequence."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil, verilog
+from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from nmaccel.hw.common.counter import Counter
+from nmaccel.hw.common.mac import MulAcc
 
 CELLS_SIM = None
 try:
@@ -99,6 +101,99 @@ def test_counter_mac16_in_icarus(tmp_path, width, start):
     (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
     build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
                             "tb.vvp", "tb.v", "cnt.v", str(CELLS_SIM)], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
+    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+
+
+# -- MulAcc: the same two forms ----------------------------------------------------------------
+
+def _mac_script(a_shape, b_shape, width, n, seed):
+    """``[(a, b, en, load, init, value after the edge)]``."""
+    rng = random.Random(seed)
+
+    def rnd(s):
+        lo = -(1 << (s.width - 1)) if s.signed else 0
+        return rng.randrange(lo, lo + (1 << s.width))
+
+    ops, acc, top = [], 0, 1 << width
+    for i in range(n):
+        a, b, init = rnd(a_shape), rnd(b_shape), rng.randrange(-(top >> 1), top >> 1)
+        load = i == 0 or rng.random() < 0.05
+        en = rng.random() < 0.8
+        acc = init if load else (acc + a * b if en else acc)
+        acc = (acc + (top >> 1)) % top - (top >> 1)
+        ops.append((a, b, int(en), int(load), init, acc))
+    if a_shape.signed and b_shape.signed:                          # extremes, then the wrap
+        lo_a, lo_b = -(1 << (a_shape.width - 1)), -(1 << (b_shape.width - 1))
+        acc = (top >> 1) - 5
+        ops.append((0, 0, 0, 1, acc, acc))
+        for _ in range(3):
+            acc = (acc + lo_a * lo_b + (top >> 1)) % top - (top >> 1)
+            ops.append((lo_a, lo_b, 1, 0, 0, acc))
+    return ops
+
+
+MAC_CASES = pytest.mark.parametrize("a_shape,b_shape,width", [
+    (signed(9), signed(8), 32), (signed(16), signed(16), 32), (unsigned(8), signed(8), 20)])
+
+
+@MAC_CASES
+def test_mulacc_fabric(a_shape, b_shape, width):
+    dut = MulAcc(a_shape, b_shape, width)
+    ops = _mac_script(a_shape, b_shape, width, 500, width)
+
+    async def tb(ctx):
+        for a, b, en, load, init, value in ops:
+            for port, v in ((dut.a, a), (dut.b, b), (dut.en, en), (dut.load, load),
+                            (dut.init, init)):
+                ctx.set(port, v)
+            await ctx.tick()
+            assert ctx.get(dut.value) == value
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_mulacc_is_one_mac16_on_ice40():
+    il = rtlil.convert(MulAcc(signed(9), signed(8)), platform=FakeICE40())
+    assert il.count("SB_MAC16") == 1 and "$mul" not in il and "$add" not in il
+    assert "SB_MAC16" not in rtlil.convert(MulAcc(signed(17), signed(8)), platform=FakeICE40())
+    assert "SB_MAC16" not in rtlil.convert(MulAcc(unsigned(16), signed(8)), platform=FakeICE40())
+    with pytest.raises(ValueError, match="width must be an integer from 2 to 64, not 1"):
+        MulAcc(signed(8), signed(8), 1)
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None or CELLS_SIM is None or
+                    not CELLS_SIM.is_file(),
+                    reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
+@MAC_CASES
+def test_mulacc_mac16_in_icarus(tmp_path, a_shape, b_shape, width):
+    (tmp_path / "mac.v").write_text(verilog.convert(MulAcc(a_shape, b_shape, width), name="mac",
+                                                    platform=FakeICE40()))
+    ops = _mac_script(a_shape, b_shape, width, 300, width + 1)
+
+    def decl(name, s):
+        return f"reg {'signed ' if s.signed else ''}[{s.width - 1}:0] {name} = 0;"
+
+    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 1, en = 0, load = 0;",
+             decl("a", a_shape), decl("b", b_shape), f"reg signed [{width - 1}:0] init = 0;",
+             f"wire signed [{width - 1}:0] value; integer errors = 0;",
+             "mac dut(.clk(clk), .rst(rst), .a(a), .b(b), .en(en), .load(load), .init(init), "
+             ".value(value));",
+             "always #5 clk = ~clk;", "initial begin", "@(posedge clk); #1; rst = 0;"]
+    for a, b, en, load, init, value in ops:
+        lines += [f"a = {a}; b = {b}; en = {en}; load = {load}; init = {init};",
+                  "@(posedge clk); #1;",
+                  f"if (value !== {value}) begin errors = errors + 1; "
+                  f"$display(\"MISMATCH %d want {value}\", value); end"]
+    lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
+                            "tb.vvp", "tb.v", "mac.v", str(CELLS_SIM)], cwd=tmp_path,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)

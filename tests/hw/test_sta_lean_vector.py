@@ -31,6 +31,9 @@ DEFAULT = StaConfig()
 CONFIGS = pytest.mark.parametrize("cfg", [TINY, DEFAULT], ids=["tiny", "default"])
 
 
+HELD = ("mult2", "shift2", "clip", "cp")                 # the unit's ``par`` port
+
+
 def _cmd(op, n, **kw):
     base = {"op": int(op), "n": n, "osel": 0, "mult": 0, "shift": 0, "zero": 0, "mult2": 0,
             "shift2": 0, "clip": 0, "cp": 0}
@@ -52,7 +55,10 @@ def _run(cfg, jobs, stall: float = 0.0, seed: int = 0, max_cycles: int = 200_000
 
     async def source(ctx):
         for cmd, beats, _ in jobs:
+            cmd = dict(cmd)
+            held = {k: cmd.pop(k) for k in HELD}
             await stream_put(ctx, dut.cmd, cmd, rng, stall)
+            ctx.set(dut.par, held)                       # held while the command runs
             for b in beats:
                 await stream_put(ctx, dut.i, b, rng, stall)
 
