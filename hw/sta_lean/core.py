@@ -255,8 +255,9 @@ class LeanCore(wiring.Component):
             m.submodules[f"mac{j}"] = mac = macs[j]
             m.d.comb += [mac.a.eq(Mux(dense, dense_a, sparse_a)),
                          mac.b.eq(Mux(dense, dense_w, sparse_w)), mac.en.eq(data_valid)]
-        acc = Signal(signed(cfg.acc_bits))                # bias + the products so far
-        m.d.comb += acc.eq(sum(mac.value for mac in macs))
+        # bias + the products: the lanes' accumulators are final from DRAIN2 on; the sum is
+        # registered there, so no adder precedes the shared unit's input
+        acc = Signal(signed(cfg.acc_bits))
 
         # -- parameters and the shared unit ----------------------------------------------
         post0, post1 = Signal(self.param_layout), Signal(self.param_layout)
@@ -505,6 +506,7 @@ class LeanCore(wiring.Component):
                 with m.Else():
                     m.next = "DRAIN2"
             with m.State("DRAIN2"):                     # (the array core's pipeline depth)
+                m.d.sync += acc.eq(sum(mac.value for mac in macs))
                 m.next = "RQ_CMD"
             def through_unit(name, send, sel, done):
                 """``name``_CMD/_IN/_OUT: one command and one beat (operand ``sel``) into the
