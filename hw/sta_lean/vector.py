@@ -223,11 +223,17 @@ class SharedVectorUnit(wiring.Component):
 
         def magnitude(sources, sel, width):
             # a source wider than the register (v) is cut: the low bits of |x| are those of
-            # the low bits' negation; narrower ones are extended by their own signedness
-            low = Array(x if len(x) <= width else x[:width]
-                        for x in (Value.cast(x) for x, _ in sources.values()))[sel]
+            # the low bits' negation; narrower ones are extended by their own signedness. The
+            # sources that are never negative (sign 0) bypass the negation, so no path from
+            # them runs through its carry chain (GELU's clip_u leaves an adder already)
+            def cut(x):
+                x = Value.cast(x)
+                return x if len(x) <= width else x[:width]
+            may_neg = [not isinstance(n, int) for _, n in sources.values()]
+            low_s = Array(cut(x) if m else 0 for (x, _), m in zip(sources.values(), may_neg))[sel]
+            low_u = Array(0 if m else cut(x) for (x, _), m in zip(sources.values(), may_neg))[sel]
             neg = Array(Value.cast(n) for _, n in sources.values())[sel]
-            return Mux(neg, -low, low)[:width]
+            return Mux(neg, -low_s, low_s | low_u)[:width]
         add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta,
                    "gelu": gelu_add}
         a_sel = Signal(range(len(a_src)))

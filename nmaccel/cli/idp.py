@@ -321,6 +321,11 @@ def _run_rtl(args, ip) -> int:
                          float_predictions=predict(model, images).numpy(), link=args.rtl_link,
                          runner=_uart_runner() if args.rtl_link == "uart" else None)
     res["dense_float_accuracy"] = float((predict(dense, images).numpy() == labels.numpy()).mean())
+    # PyTorch on this CPU: the float (pruned) model on the same images in one batch
+    from nmaccel.studies.baselines import machine, time_call
+    t = time_call(lambda: predict(model, images), repeats=20, warmup=3)
+    res["torch"] = {"images": n, "fp32": t, "machine": machine(),
+                    "images_per_s": round(n / t["min_s"])}
     res["train_seconds"] = round(train_s, 1)
     res["wall_seconds"] = round(time.perf_counter() - start, 1)
     res["macs_per_image"] = prog.macs()

@@ -434,6 +434,15 @@ def rtl_markdown(res: dict) -> str:
              f"({res['model_error'] * 100:+.2f}%) |", "",
              f"Simulation: {res['sim_cycles_per_second']} cycles/s. MACs per image on the "
              f"array: {res['macs_per_image'].get('total', 'n/a')}.", ""]
+    t = res.get("torch")
+    if t:
+        lines += [f"PyTorch on this CPU ({t['machine'].get('cpu', '?')}, "
+                  f"{t['machine'].get('torch_threads', '?')} threads, torch "
+                  f"{t['machine'].get('torch', '?')}): the float (pruned) model on the same "
+                  f"{t['images']} images in one batch, {t['fp32']['min_s'] * 1e3:.2f} ms best of "
+                  f"{t['fp32']['repeats']} (median {t['fp32']['median_s'] * 1e3:.2f} ms): "
+                  f"{t['images_per_s']} images/s. `nmaccel report` divides a board build's "
+                  "fmax by the cycles/image above.", ""]
     return "\n".join(lines)
 
 

@@ -84,8 +84,43 @@ def conv_board_rows(source: Optional[Path] = None) -> list[dict]:
     return rows
 
 
+#: Small boards whose STA build the report projects: (board, STA preset, the digits
+#: Transformer study on that preset's RTL, ``nmaccel idp --study rtl``, in the report folder).
+STA_SMALL_BOARDS = (("icebreaker", "icebreaker", "idp_digits_rtl_icebreaker.json"),)
+
+
+def sta_board_rows(reports: Optional[Path], source: Optional[Path] = None) -> list[dict]:
+    """Images/s of the digits IDP Transformer on each :data:`STA_SMALL_BOARDS` build: cycles
+    per image measured on the RTL (equal to the cycle model, which depends on the trained
+    shifts), fmax from the measured build, PyTorch from the same study."""
+    import json
+
+    from nmaccel.boards.measured import preset_board, preset_status
+    rows = []
+    for board, preset, study in STA_SMALL_BOARDS:
+        path = None if reports is None else Path(reports) / study
+        if path is None or not path.is_file():
+            continue
+        res = json.loads(path.read_text())
+        _, entry = preset_board(preset, "sta", board, source)
+        fmax = float(entry["fmax_mhz"]) if entry and entry.get("fmax_mhz") else None
+        cyc = res["cycles_per_image"]["median"]
+        rows.append({"board": board, "preset": preset, "study": study, "nm": res["nm"],
+                     "cycles_per_image": cyc, "model_error": res.get("model_error"),
+                     "bit_exact": bool(res["bit_exact_layers"] and res["predictions_identical"]),
+                     "accuracy": res.get("rtl_accuracy"), "fmax_mhz": fmax,
+                     "target_mhz": entry.get("target_mhz") if entry else None,
+                     "timing_met": entry.get("timing_met") if entry else None,
+                     "host_link": entry.get("host_link") if entry else None,
+                     "images_per_s": round(fmax * 1e6 / cyc, 1) if fmax else None,
+                     "torch_images_per_s": (res.get("torch") or {}).get("images_per_s"),
+                     "status": preset_status("sta", preset, source)})
+    return rows
+
+
 # ------------------------------------------------------------------------------ derived data
-def derive(data: dict, board: str, source: Optional[Path] = None) -> dict:
+def derive(data: dict, board: str, source: Optional[Path] = None,
+           reports: Optional[Path] = None) -> dict:
     """Recompute everything derived from the measurements (speedups, fmax, projected time,
     ratios to the software baselines, headline) in ``data``; returns ``data``. Board fmax
     comes from the measured builds (:mod:`nmaccel.boards.measured`; ``source``: another
@@ -126,6 +161,9 @@ def derive(data: dict, board: str, source: Optional[Path] = None) -> dict:
             t = net.get("torch")
             net["torch_images_per_s"] = round(1 / t["per_image_min_s"]) if t else None
         conv["boards"] = conv_board_rows(source)
+    sta_small = sta_board_rows(reports, source)
+    if sta_small:
+        data["sta_boards"] = sta_small
     data["headline"] = headline(data)
     return data
 
@@ -421,6 +459,30 @@ def markdown(data: dict) -> str:
             for r in res["rows"]:
                 dsp = ("no (Booth)" if r.get("booth") else "no") if r["nodsp"] else "yes"
                 out.append(f"| {r['mode']} | {dsp} | {r['luts_total']} | {r['ff']} | {r['dsp']} |")
+    # ---- the STA on small boards
+    small = data.get("sta_boards") or []
+    if small:
+        out += ["", "## Memory-lean STA on small boards: the digits IDP Transformer", "",
+                "The digits Transformer study on the board preset's RTL (`nmaccel idp --study "
+                "rtl`, its report in this folder): cycles/image measured on the RTL (equal to "
+                "the cycle model), images/s = post-route fmax of the board's STA build ÷ "
+                "cycles/image; PyTorch = the same float model on the same images in one batch, "
+                "best of the timed calls.", "",
+                "| board | preset | N:M | RTL vs golden | accuracy | cycles/image | fmax MHz "
+                "(target) | images/s @ fmax | PyTorch fp32 images/s |",
+                "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for r in small:
+            if r["fmax_mhz"]:
+                met = "met" if r["timing_met"] else "**not met**"
+                fm = f"{r['fmax_mhz']:.2f} ({r['target_mhz']}, {met})"
+            else:
+                fm = r["status"]
+            acc = f"{100 * r['accuracy']:.2f}%" if r["accuracy"] is not None else "—"
+            out.append(f"| {r['board']} | `{r['preset']}` | {r['nm']} | "
+                       f"{'bit-exact' if r['bit_exact'] else 'DIFFERS'} | {acc} | "
+                       f"{r['cycles_per_image']} | {fm} | "
+                       f"{r['images_per_s'] if r['images_per_s'] else '—'} | "
+                       f"{r['torch_images_per_s'] or '—'} |")
     # ---- simulators
     ss = data.get("simspeed")
     if ss:
@@ -730,7 +792,7 @@ def write_outputs(data: dict, out: Path, readme: Optional[Path], board: str,
     """Derive (:func:`derive`), then write ``report.{json,md,png}`` (and
     ``report_roofline.png``) into ``out`` and the README's headline block; returns the paths
     written."""
-    derive(data, board, source)
+    derive(data, board, source, reports=out)
     write_json(out / "report.json", data)
     write_atomic(out / "report.md", markdown(data))
     written = [str(out / "report.json"), str(out / "report.md")]

@@ -329,3 +329,27 @@ def test_small_board_conv_rows_project_from_the_model(tmp_path):
                              "fits": True, "fmax_mhz": 30.0, "host_link": "uart"}])
     row = next(r for r in report.conv_board_rows(tmp_path) if r["net"] == "adder")
     assert row["cycles_per_image"] == cyc and row["images_per_s"] == round(30e6 / cyc)
+
+
+def test_small_board_sta_rows_divide_fmax_by_the_rtl_cycles(tmp_path):
+    boards, reports = tmp_path / "boards", tmp_path / "reports"
+    boards.mkdir()
+    reports.mkdir()
+    assert report.sta_board_rows(reports, boards) == []          # no study: no row
+    study = {"nm": "2:4", "cycles_per_image": {"median": 200_000}, "model_error": 0.0,
+             "bit_exact_layers": True, "predictions_identical": True, "rtl_accuracy": 0.975,
+             "torch": {"images_per_s": 12345}}
+    (reports / "idp_digits_rtl_icebreaker.json").write_text(json.dumps(study))
+    row, = report.sta_board_rows(reports, boards)
+    assert row["images_per_s"] is None and "simulation only" in row["status"]
+    write_boards(boards, [{"board": "icebreaker", "design": "sta", "preset": "icebreaker",
+                           "fits": True, "fmax_mhz": 20.0, "target_mhz": 24.0,
+                           "timing_met": False, "host_link": "uart"}])
+    row, = report.sta_board_rows(reports, boards)
+    assert row["images_per_s"] == 100.0 and row["torch_images_per_s"] == 12345
+    assert row["bit_exact"] and row["timing_met"] is False
+    data = report.derive(fake_data(), "ulx3s", boards, reports=reports)
+    md = report.markdown(data)
+    assert "## Memory-lean STA on small boards" in md
+    assert "| icebreaker | `icebreaker` | 2:4 | bit-exact | 97.50% | 200000 | 20.00 (24.0, " \
+           "**not met**) | 100.0 | 12345 |" in md
