@@ -32,6 +32,45 @@ class FakeICE40:
     family = "iCE40"
 
 
+def _run_fabric(dut, steps):
+    """Amaranth simulation: each step sets its inputs, then ``value`` after the edge."""
+    async def tb(ctx):
+        for inputs, value in steps:
+            for name, v in inputs.items():
+                ctx.set(getattr(dut, name), v)
+            await ctx.tick()
+            assert ctx.get(dut.value) == value
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def _run_icarus(tmp_path, dut, decls, width, is_signed, steps):
+    """The iCE40 form's Verilog with Yosys' cells_sim.v in Icarus, the same steps."""
+    (tmp_path / "dut.v").write_text(verilog.convert(dut, name="dut", platform=FakeICE40()))
+    names = list(steps[0][0])
+    sig = "signed " if is_signed else ""
+    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 1;", *decls,
+             f"wire {sig}[{width - 1}:0] value; integer errors = 0;",
+             "dut u(.clk(clk), .rst(rst), " + ", ".join(f".{n}({n})" for n in names)
+             + ", .value(value));",
+             "always #5 clk = ~clk;", "initial begin", "@(posedge clk); #1; rst = 0;"]
+    for inputs, value in steps:
+        lines += [" ".join(f"{n} = {v};" for n, v in inputs.items()), "@(posedge clk); #1;",
+                  f"if (value !== {value}) begin errors = errors + 1; "
+                  f"$display(\"MISMATCH %d want {value}\", value); end"]
+    lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
+                            "tb.vvp", "tb.v", "dut.v", str(CELLS_SIM)], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
+    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+
+
 def _script(width, start, n, seed):
     """``[(en, clear, value after the edge)]``: random enables and clears, and the count near
     its wrap (a clear, then 2**16 + 3 enables would take too long: ``start`` near the top
@@ -49,19 +88,8 @@ def _script(width, start, n, seed):
 @pytest.mark.parametrize("width,start", [(32, 0), (32, 0xFFF0), (20, 1), (7, 120)])
 def test_counter_fabric(width, start):
     dut = Counter(width, start)
-    ops = _script(width, start, 600, width + start)
-
-    async def tb(ctx):
-        for en, clear, value in ops:
-            ctx.set(dut.en, en)
-            ctx.set(dut.clear, clear)
-            await ctx.tick()
-            assert ctx.get(dut.value) == value
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    _run_fabric(dut, [({"en": en, "clear": clear}, value)
+                      for en, clear, value in _script(width, start, 600, width + start)])
 
 
 def test_counter_is_one_mac16_on_ice40():
@@ -86,25 +114,10 @@ def test_counter_bad_parameters(kw, match):
                     reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
 @pytest.mark.parametrize("width,start", [(32, 0xFFF0), (32, 0xFFFF_FFF0), (24, 1)])
 def test_counter_mac16_in_icarus(tmp_path, width, start):
-    (tmp_path / "cnt.v").write_text(verilog.convert(Counter(width, start), name="cnt",
-                                                    platform=FakeICE40()))
-    ops = _script(width, start, 400, width)
-    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 1, en = 0, clear = 0;",
-             f"wire [{width - 1}:0] value; integer errors = 0;",
-             "cnt dut(.clk(clk), .rst(rst), .en(en), .clear(clear), .value(value));",
-             "always #5 clk = ~clk;", "initial begin", "@(posedge clk); #1; rst = 0;"]
-    for en, clear, value in ops:
-        lines += [f"en = {en}; clear = {clear};", "@(posedge clk); #1;",
-                  f"if (value !== {width}'d{value}) begin errors = errors + 1; "
-                  f"$display(\"MISMATCH %d want {value}\", value); end"]
-    lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
-                            "tb.vvp", "tb.v", "cnt.v", str(CELLS_SIM)], cwd=tmp_path,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-2000:]
-    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
-    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+    steps = [({"en": en, "clear": clear}, value)
+             for en, clear, value in _script(width, start, 400, width)]
+    _run_icarus(tmp_path, Counter(width, start), ["reg en = 0, clear = 0;"], width, False,
+                steps)
 
 
 # -- MulAcc: the same two forms ----------------------------------------------------------------
@@ -142,20 +155,9 @@ MAC_CASES = pytest.mark.parametrize("a_shape,b_shape,width", [
 @MAC_CASES
 def test_mulacc_fabric(a_shape, b_shape, width):
     dut = MulAcc(a_shape, b_shape, width)
-    ops = _mac_script(a_shape, b_shape, width, 500, width)
-
-    async def tb(ctx):
-        for a, b, en, load, init, value in ops:
-            for port, v in ((dut.a, a), (dut.b, b), (dut.en, en), (dut.load, load),
-                            (dut.init, init)):
-                ctx.set(port, v)
-            await ctx.tick()
-            assert ctx.get(dut.value) == value
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    _run_fabric(dut, [({"a": a, "b": b, "en": en, "load": load, "init": init}, value)
+                      for a, b, en, load, init, value
+                      in _mac_script(a_shape, b_shape, width, 500, width)])
 
 
 def test_mulacc_is_one_mac16_on_ice40():
@@ -172,29 +174,12 @@ def test_mulacc_is_one_mac16_on_ice40():
                     reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
 @MAC_CASES
 def test_mulacc_mac16_in_icarus(tmp_path, a_shape, b_shape, width):
-    (tmp_path / "mac.v").write_text(verilog.convert(MulAcc(a_shape, b_shape, width), name="mac",
-                                                    platform=FakeICE40()))
-    ops = _mac_script(a_shape, b_shape, width, 300, width + 1)
+    def decl(name, sh):
+        return f"reg {'signed ' if sh.signed else ''}[{sh.width - 1}:0] {name} = 0;"
 
-    def decl(name, s):
-        return f"reg {'signed ' if s.signed else ''}[{s.width - 1}:0] {name} = 0;"
-
-    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 1, en = 0, load = 0;",
-             decl("a", a_shape), decl("b", b_shape), f"reg signed [{width - 1}:0] init = 0;",
-             f"wire signed [{width - 1}:0] value; integer errors = 0;",
-             "mac dut(.clk(clk), .rst(rst), .a(a), .b(b), .en(en), .load(load), .init(init), "
-             ".value(value));",
-             "always #5 clk = ~clk;", "initial begin", "@(posedge clk); #1; rst = 0;"]
-    for a, b, en, load, init, value in ops:
-        lines += [f"a = {a}; b = {b}; en = {en}; load = {load}; init = {init};",
-                  "@(posedge clk); #1;",
-                  f"if (value !== {value}) begin errors = errors + 1; "
-                  f"$display(\"MISMATCH %d want {value}\", value); end"]
-    lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
-                            "tb.vvp", "tb.v", "mac.v", str(CELLS_SIM)], cwd=tmp_path,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-2000:]
-    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
-    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+    steps = [({"a": a, "b": b, "en": en, "load": load, "init": init}, value)
+             for a, b, en, load, init, value
+             in _mac_script(a_shape, b_shape, width, 300, width + 1)]
+    _run_icarus(tmp_path, MulAcc(a_shape, b_shape, width),
+                ["reg en = 0, load = 0;", decl("a", a_shape), decl("b", b_shape),
+                 f"reg signed [{width - 1}:0] init = 0;"], width, True, steps)
