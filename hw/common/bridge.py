@@ -10,12 +10,12 @@ Block diagram::
 A request is checked whole (CRC, command, length, address range) before anything reaches the
 core, so a corrupted WRITE never writes. WRITE payload words wait in a ``MAX_WORDS`` x 32
 buffer, then go out on ``wr`` (from registers) at one word per 3 cycles; READ issues one ``rd``
-request per word and sends each answer as it comes. Every request gets one reply frame. A frame
-that stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing error inside a frame
-skips bytes until the line is quiet for ``timeout`` cycles, then gets a FRAMING reply. The
-parser then hunts for SYNC again, so the bridge never hangs on bad input. The host sends a
-request only after the previous reply (request/reply, no pipelining): while a reply goes out
-the receiver holds one byte and drops further ones (``UartRx.overrun``).
+request per word (from registers) and sends each answer as it comes. Every request gets one
+reply frame. A frame that stops for ``timeout`` cycles gets a TIMEOUT reply; a UART framing
+error inside a frame skips bytes until the line is quiet for ``timeout`` cycles, then gets a
+FRAMING reply. The parser then hunts for SYNC again, so the bridge never hangs on bad input.
+The host sends a request only after the previous reply (request/reply, no pipelining): while a
+reply goes out the receiver holds one byte and drops further ones (``UartRx.overrun``).
 """
 
 from __future__ import annotations
@@ -210,6 +210,11 @@ class UartBridge(wiring.Component):
         wr_data = Signal(32)
         m.d.comb += [self.wr.valid.eq(wr_valid), self.wr.payload.addr.eq(wr_addr),
                      self.wr.payload.data.eq(wr_data)]
+        # ``rd`` too (the address sum and the state decode fed the core's memory addresses:
+        # the iCE40UP5K STA build's second-longest path)
+        rd_valid = Signal()
+        rd_addr = Signal.like(self.rd.payload.addr)
+        m.d.comb += [self.rd.valid.eq(rd_valid), self.rd.payload.addr.eq(rd_addr)]
 
         def receive_rules():
             """Shared by the receive states (later assignments win): a framing error skips
@@ -326,16 +331,19 @@ class UartBridge(wiring.Component):
                     with m.If(code == proto.PING):
                         m.next = "T_ID"
                     with m.Elif(code == proto.READ):
-                        m.next = "RD_REQ"
+                        m.next = "RD_REG"
             with m.State("T_ID"):
                 send(id_rom[widx], "T_ID")
                 with m.If(tx_sent):
                     m.d.sync += widx.eq(widx + 1)
                     with m.If(widx == len(self.id_bytes) - 1):
                         m.next = "T_CRC"
+            with m.State("RD_REG"):          # the request goes into the ``rd`` register
+                m.d.sync += [rd_valid.eq(1), rd_addr.eq(arg + widx)]
+                m.next = "RD_REQ"
             with m.State("RD_REQ"):
-                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.addr.eq(arg + widx)]
                 with m.If(self.rd.ready):
+                    m.d.sync += rd_valid.eq(0)
                     m.next = "RD_WAIT"
             with m.State("RD_WAIT"):
                 m.d.comb += self.rd_data.ready.eq(1)
@@ -351,7 +359,7 @@ class UartBridge(wiring.Component):
                         with m.If(widx == cnt - 1):
                             m.next = "T_CRC"
                         with m.Else():
-                            m.next = "RD_REQ"
+                            m.next = "RD_REG"
             with m.State("T_CRC"):
                 send(crc[:8], "T_CRC_HI", add_crc=False)
             with m.State("T_CRC_HI"):

@@ -206,23 +206,29 @@ class LeanCore(wiring.Component):
         k = Signal(sta_isa.DIM_BITS)                      # softmax key / vector feature
         out_win = Mux(cmd.olay, Wd, Ws)                   # window of the output layout
         dense = cmd.mode == Mode.DENSE
-        chunk = Signal(sta_isa.DIM_BITS)
-        if ratio & (ratio - 1):                           # not a power of two
-            m.d.comb += chunk.eq(Mux(dense, s // ratio, s))
-        else:
-            m.d.comb += chunk.eq(Mux(dense, s >> (ratio.bit_length() - 1), s))
+        # the MAC step's operand addresses are registers, loaded at PARAM and stepped with s:
+        # a_ptr = sat(a_row, chunk), wa_ptr = sat(w_row, chunk), chunk = s (sparse) or
+        # s // ratio (dense), so no adder lies between s and the buffers or the range checks
+        # (s -> chunk -> sum -> compare -> state was the iCE40UP5K build's critical path)
+        a_ptr, wa_ptr = Signal(PTR_BITS), Signal(PTR_BITS)
+        phase = Signal(range(max(ratio, 2)))              # s % ratio
         w_addr, a_addr = Signal(PTR_BITS), Signal(PTR_BITS)
-        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, sat(w_row, chunk), w_ptr)),
-                     a_addr.eq(sat(a_row, chunk)), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
+        m.d.comb += [w_addr.eq(Mux(cmd.wsrc == WSrc.ABUF, wa_ptr, w_ptr)),
+                     a_addr.eq(a_ptr), w_rd.addr.eq(w_addr), aw_rd.addr.eq(w_addr),
                      a_rd.addr.eq(a_addr), s_rd.addr.eq(a_addr)]
+
+        def beyond(x, depth):
+            """``x >= depth``: the bits at and above ``log2(depth)`` ORed, for a power of two."""
+            if depth & (depth - 1):
+                return x >= depth
+            return x[clog2(depth):].any()
 
         # -- the PE: a multiply-accumulator per lane, adding the words read a cycle earlier --
         slice_reg = Signal(range(max(ratio, 2)))
         issue, data_valid = Signal(), Signal()
         m.d.sync += data_valid.eq(issue)
         with m.If(issue):
-            pow2 = not ratio & (ratio - 1)
-            m.d.sync += slice_reg.eq(s[:max(ratio.bit_length() - 1, 1)] if pow2 else s % ratio)
+            m.d.sync += slice_reg.eq(phase)
         a_word = Mux(cmd.asrc == ASrc.SBUF, s_rd.data, a_rd.data)
         a_uns = cmd.asrc == ASrc.SBUF
         window = [Mux(a_uns, a_word[j * AB:(j + 1) * AB].as_unsigned(),
@@ -325,11 +331,11 @@ class LeanCore(wiring.Component):
         out_bad = Signal()                                # the output's address is beyond
         with m.Switch(cmd.dest):
             with m.Case(Dest.OBUF):
-                m.d.comb += out_bad.eq(o_ptr >= cfg.obuf_depth)
+                m.d.comb += out_bad.eq(beyond(o_ptr, cfg.obuf_depth))
             with m.Case(Dest.VBUF):
-                m.d.comb += out_bad.eq(v_addr >= cfg.vbuf_depth)
+                m.d.comb += out_bad.eq(beyond(v_addr, cfg.vbuf_depth))
             with m.Case(Dest.ABUF, Dest.ABUF_T):
-                m.d.comb += out_bad.eq(ab_addr >= cfg.abuf_depth)
+                m.d.comb += out_bad.eq(beyond(ab_addr, cfg.abuf_depth))
         out_code = Mux(cmd.dest == Dest.OBUF, ERR["obuf"],
                        Mux(cmd.dest == Dest.VBUF, ERR["vbuf"], ERR["abuf"]))
 
@@ -354,14 +360,14 @@ class LeanCore(wiring.Component):
             m.d.sync += [o_ptr.eq(sat(o_ptr, 1)), p_ptr.eq(sat(p_ptr, 1)), rt.eq(rt + 1),
                          o_row.eq(sat(o_row, cmd.o_stride)), w_row.eq(sat(w_row, cmd.w_stride))]
             step_slot(slot, win, out_win)
-            with m.If(rt + 1 == cmd.m_tiles):                  # the token's last feature
+            with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
                 m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
                              w_row.eq(cmd.w_base),
                              a_row.eq(sat(a_row, cmd.a_stride)),
                              o_col.eq(sat(o_col, cmd.o_stride)),
                              o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
                 step_slot(t_slot, t_win, out_win)
-                with m.If(ct + 1 == cmd.n_tiles):
+                with m.If(ct == cmd.n_tiles - 1):
                     with m.If(cmd.dest == Dest.SOFTMAX):
                         m.next = "SM_CMD"
                     with m.Else():
@@ -377,8 +383,9 @@ class LeanCore(wiring.Component):
 
         # vector commands: the token's row in VBUF, its output in ABUF (olay windows)
         vrow = a_row                                      # a_base + ct * a_stride, as a GEMM's
-        vx_addr = Signal(PTR_BITS)
-        m.d.comb += vx_addr.eq(sat(vrow, k))
+        # VBUF[row + k]: a register stepped with k (an adder from k fed the range check and
+        # the state: the iCE40UP5K build's critical path once the MAC addresses were registered)
+        vx_addr = Signal(PTR_BITS)                        # sat(vrow, k) in the vector states
         y2 = Signal(signed(AB))
 
         with m.FSM():
@@ -459,7 +466,7 @@ class LeanCore(wiring.Component):
             # vector command's output: LAYERNORM two, REQUANT one), then its first tile / row
             with m.State("PW0"):
                 two = Mux(cmd.op == Opcode.GEMM, cmd.post == Post.GELU, cmd.op == Opcode.LAYERNORM)
-                with m.If(Mux(two, p_ptr + 1, p_ptr) >= cfg.pbuf_depth):
+                with m.If(beyond(Mux(two, p_ptr + 1, p_ptr), cfg.pbuf_depth)):
                     stop(ERR["pbuf"])
                 with m.Else():
                     m.d.sync += p_ptr.eq(sat(p_ptr, 1))
@@ -468,13 +475,13 @@ class LeanCore(wiring.Component):
                 m.d.sync += [post0.eq(p_data), p_ptr.eq(cmd.p_base)]
                 m.next = "PW2"
             with m.State("PW2"):
-                m.d.sync += [post1.eq(p_data), k.eq(0)]
+                m.d.sync += [post1.eq(p_data), k.eq(0), vx_addr.eq(vrow)]
                 with m.If(cmd.op == Opcode.GEMM):
                     m.next = "TILE"
                 with m.Else():
                     m.next = "V_CMD"
             with m.State("TILE"):                       # PBUF[p_ptr] is read
-                with m.If(p_ptr >= cfg.pbuf_depth):
+                with m.If(beyond(p_ptr, cfg.pbuf_depth)):
                     stop(ERR["pbuf"])
                 with m.Elif(out_bad):
                     stop(out_code)
@@ -482,14 +489,15 @@ class LeanCore(wiring.Component):
                     m.next = "PARAM"
             with m.State("PARAM"):
                 m.d.comb += [mac.load.eq(1) for mac in macs] + [macs[0].init.eq(p_data.bias)]
-                m.d.sync += s.eq(0)
+                m.d.sync += [s.eq(0), phase.eq(0), a_ptr.eq(a_row), wa_ptr.eq(w_row)]
                 m.next = "MAC"
             with m.State("MAC"):                        # one weight word, one window a cycle
-                w_lim = Mux(cmd.wsrc == WSrc.ABUF, cfg.abuf_depth, cfg.wbuf_depth)
-                a_lim = Mux(cmd.asrc == ASrc.SBUF, cfg.sbuf_depth, cfg.abuf_depth)
-                with m.If(w_addr >= w_lim):
-                    stop(Mux(cmd.wsrc == WSrc.ABUF, ERR["abuf"], ERR["wbuf"]))
-                with m.Elif(a_addr >= a_lim):
+                w_abuf = cmd.wsrc == WSrc.ABUF
+                with m.If(Mux(w_abuf, beyond(wa_ptr, cfg.abuf_depth),
+                              beyond(w_ptr, cfg.wbuf_depth))):
+                    stop(Mux(w_abuf, ERR["abuf"], ERR["wbuf"]))
+                with m.Elif(Mux(cmd.asrc == ASrc.SBUF, beyond(a_ptr, cfg.sbuf_depth),
+                                beyond(a_ptr, cfg.abuf_depth))):
                     stop(ERR["abuf"])
                 with m.Elif(meta_bad):
                     stop(ERR["meta"])
@@ -497,7 +505,11 @@ class LeanCore(wiring.Component):
                     m.d.comb += issue.eq(1)
                     m.d.comb += mac_ctr.en.eq(1)
                     m.d.sync += [s.eq(s + 1), w_ptr.eq(sat(w_ptr, 1))]
-                    with m.If(s + 1 == cmd.k_steps):
+                    last_phase = phase == ratio - 1
+                    m.d.sync += phase.eq(Mux(last_phase, 0, phase + 1))
+                    with m.If(~dense | last_phase):       # the next activation window
+                        m.d.sync += [a_ptr.eq(sat(a_ptr, 1)), wa_ptr.eq(sat(wa_ptr, 1))]
+                    with m.If(s == cmd.k_steps - 1):
                         m.next = "DRAIN1"
                 m.d.comb += pm.use_w.eq(1)
             with m.State("DRAIN1"):                     # the last words are read, accumulated
@@ -556,7 +568,7 @@ class LeanCore(wiring.Component):
                 m.d.comb += vec.i.valid.eq(1)
                 with m.If(vec.i.ready):
                     m.d.sync += k.eq(k + 1)
-                    with m.If(k + 1 == cmd.length):
+                    with m.If(k == cmd.length - 1):
                         m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
                         m.next = "SM_OUT"
                     with m.Else():
@@ -566,7 +578,7 @@ class LeanCore(wiring.Component):
             for j in range(Ws):
                 m.d.comb += sb_wr.data[j * AB:(j + 1) * AB].eq(vec.o.payload.y[:AB])
             with m.State("SM_OUT"):                     # probability k -> window k // Wd
-                with m.If(sm_addr >= cfg.sbuf_depth):
+                with m.If(beyond(sm_addr, cfg.sbuf_depth)):
                     stop(ERR["abuf"])
                 with m.Else():
                     m.d.comb += vec.o.ready.eq(1)
@@ -574,7 +586,7 @@ class LeanCore(wiring.Component):
                         m.d.comb += sb_wr.en.eq(1 << slot)
                         m.d.sync += k.eq(k + 1)
                         step_slot(slot, win, Wd)
-                        with m.If(k + 1 == cmd.length):
+                        with m.If(k == cmd.length - 1):
                             with m.If(slot + 1 >= Wd):
                                 m.next = "NEXT"
                             with m.Else():
@@ -597,7 +609,7 @@ class LeanCore(wiring.Component):
                 with m.If(vec.cmd.ready):
                     m.next = "V_RD"
             with m.State("V_RD"):                       # VBUF[row + k], PBUF[p_base + k]
-                with m.If(vx_addr >= cfg.vbuf_depth):
+                with m.If(beyond(vx_addr, cfg.vbuf_depth)):
                     stop(ERR["vbuf"])
                 with m.Else():
                     m.next = "V_IN"
@@ -606,9 +618,10 @@ class LeanCore(wiring.Component):
                 m.d.comb += vec.i.valid.eq(1)
                 with m.If(vec.i.ready):
                     with m.If(is_ln):
-                        m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr, 1))]
-                        with m.If(k + 1 == cmd.length):
-                            m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
+                        m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr, 1)),
+                                     vx_addr.eq(sat(vx_addr, 1))]
+                        with m.If(k == cmd.length - 1):
+                            m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), vx_addr.eq(vrow)]
                             m.next = "V_OUT"
                         with m.Else():
                             m.next = "V_RD"
@@ -620,7 +633,7 @@ class LeanCore(wiring.Component):
                 with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                     m.d.comb += ab_wr.addr.eq(ab_v)
                 m.d.comb += v_wr.addr.eq(vx_addr)
-                with m.If(((cmd.dest == Dest.ABUF) | ~is_ln) & (ab_v >= cfg.abuf_depth)):
+                with m.If(((cmd.dest == Dest.ABUF) | ~is_ln) & (beyond(ab_v, cfg.abuf_depth))):
                     stop(ERR["abuf"])
                 with m.Else():
                     m.d.comb += vec.o.ready.eq(1)
@@ -634,12 +647,13 @@ class LeanCore(wiring.Component):
                         with m.If((cmd.dest == Dest.ABUF) | ~is_ln):
                             m.d.comb += ab_wr.en.eq(1 << slot)
                         step_slot(slot, win, out_win)
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(k + 1 == cmd.length):             # the row is done
+                        m.d.sync += [k.eq(k + 1), vx_addr.eq(sat(vx_addr, 1))]
+                        with m.If(k == cmd.length - 1):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
                                          vrow.eq(sat(vrow, cmd.a_stride)),
+                                         vx_addr.eq(sat(vrow, cmd.a_stride)),
                                          o_col.eq(sat(o_col, cmd.o_stride)), p_ptr.eq(cmd.p_base)]
-                            with m.If(ct + 1 == cmd.n_tiles):
+                            with m.If(ct == cmd.n_tiles - 1):
                                 m.next = "NEXT"
                             with m.Else():
                                 m.next = "V_CMD"
@@ -652,7 +666,7 @@ class LeanCore(wiring.Component):
                 m.d.comb += cl_wr.en.eq(1)                 # the command's cycles, FETCH..NEXT
                 m.d.comb += cmd_ctr.clear.eq(1)
                 m.d.sync += pc.eq(pc + 1)
-                with m.If(pc + 1 == count):
+                with m.If(pc == count - 1):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():

@@ -171,7 +171,6 @@ class SharedVectorUnit(wiring.Component):
         # -- engines' registers ------------------------------------------------------------
         ma = Signal(f.a_chunks * lv.CHUNK)               # MUL: magnitudes, sign
         mb = Signal(f.b_chunks * lv.CHUNK)
-        msign = Signal()
         mna = Signal(range(f.a_chunks))                  # chunks - 1
         mnb = Signal(range(f.b_chunks))
         ci = Signal(range(f.a_chunks))
@@ -200,22 +199,23 @@ class SharedVectorUnit(wiring.Component):
 
         # MUL operands: every call names its sources; one selector per operand feeds the
         # registers (a mux per call site would repeat the 64-bit paths)
-        # clip − min(|a|, clip) = max(clip − |a|, 0), with clip − |a| = clip + (a or ~a) + (a ≥ 0)
-        a_in = self.i.payload.a
+        # clip − min(|x|, clip) = max(clip − |x|, 0), with clip − |x| = clip + (x or ~x) + (x ≥ 0)
+        # (the element ops' operand is the register xa: no path from the input stream reaches
+        # the MUL operands, the adder or the saturation)
         clip_a = Signal(signed(cfg.acc_bits + 2))
-        a_pos = ~a_in[-1]
-        m.d.comb += clip_a.eq(par.clip + Mux(a_pos, ~a_in, a_in) + a_pos)
+        a_pos = ~xa[-1]
+        m.d.comb += clip_a.eq(par.clip + Mux(a_pos, ~xa, xa) + a_pos)
         clip_u = Signal(cfg.vec_bits)
         m.d.comb += clip_u.eq(Mux(clip_a < 0, 0, clip_a))
         # GELU's polynomial is formed by the square's MUL: 2·cp − sq for x > 0, sq for x < 0
         # (for x = 0 any value will do: it multiplies x)
-        gelu_add = Mux(a_in > 0, par.cp << 1, 0)
+        gelu_add = Mux(xa > 0, par.cp << 1, 0)
         e = Signal(E + 1)                                 # softmax: T[r] >> q
         m.d.comb += e.eq(Mux(q_reg > E, 0, exp_r.data >> q_reg))
         gm = row_r.data.gamma
         # (value, is negative): each operand's sources are selected first, then one negation
         # forms the magnitude (its low bits: the chunks a call multiplies)
-        a_src = {"a": (a_in, a_in < 0), "b": (xb, xb < 0), "clip_u": (clip_u, 0),
+        a_src = {"x": (xa, xa < 0), "b": (xb, xb < 0), "clip_u": (clip_u, 0),
                  "v": (v, v_neg), "rx": (rx, rx < 0), "e": (e, 0)}
         b_src = {"mult": (cmd.mult, 0), "mult2": (par.mult2, 0), "clip_u": (clip_u, 0),
                  "x": (xa, xa < 0), "n": (cmd.n, 0), "v": (v, v_neg), "recip": (recip, 0),
@@ -244,6 +244,9 @@ class SharedVectorUnit(wiring.Component):
         # the adder on v adds this register, loaded a cycle ahead: the last chunk product in
         # place (MUL), 1 (rounding), the zero point, the bucket read a cycle ago (softmax)
         addend = Signal(signed(W))
+        # the adder's carry-in, a register like its operands: MUL's sign (subtracting: carry-in
+        # 1), cleared wherever addend is loaded for another use (no state decode reaches it)
+        borrow = Signal()
         mul_sign = Signal()
         mul_na = Signal.like(mna)
         mul_nb = Signal.like(mnb)
@@ -255,9 +258,9 @@ class SharedVectorUnit(wiring.Component):
             # register holds them inverted, the adder's carry-in adds the 1)
             m.d.sync += [ma.eq(magnitude(a_src, a_sel, len(ma))),
                          mb.eq(magnitude(b_src, b_sel, len(mb))),
-                         msign.eq(mul_sign), v.eq(add_val),
+                         v.eq(add_val),
                          mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
-                         addend.eq(mul_sign.replicate(W))]
+                         addend.eq(mul_sign.replicate(W)), borrow.eq(mul_sign)]
 
         def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
@@ -271,7 +274,7 @@ class SharedVectorUnit(wiring.Component):
         def call_rss(state_ret, shift, sat, zero=0):
             m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
                          ret.eq(RETURNS.index(state_ret)),
-                         addend.eq(Mux(shift == 0, zero, 1))]
+                         addend.eq(Mux(shift == 0, zero, 1)), borrow.eq(0)]
             with m.If(shift == 0):
                 m.next = "RSS_ZERO"
             with m.Elif(shift == 1):
@@ -304,7 +307,6 @@ class SharedVectorUnit(wiring.Component):
                 with m.Case(k):
                     m.d.comb += pp_next.eq(pp << (lv.CHUNK * k))
         v_sum = Signal(signed(W))                        # the one adder on v
-        borrow = Signal()                                # MUL: subtracting (carry-in 1)
         m.d.comb += v_sum.eq(v + addend + borrow)
         sat_v = Signal(signed(W))                        # v saturated by rs_sat
         m.d.comb += sat_v.eq(v)
@@ -337,19 +339,20 @@ class SharedVectorUnit(wiring.Component):
                                 m.next = "GET"
 
             # -- element ops ----------------------------------------------------------------
-            with m.State("GET"):
+            with m.State("GET"):                            # the operand into xa, xb
                 m.d.comb += self.i.ready.eq(1)
-                a = self.i.payload.a
                 with m.If(self.i.valid):
-                    m.d.sync += [xa.eq(a), xb.eq(self.i.payload.b)]
-                    with m.Switch(cmd.op):
-                        with m.Case(lv.VecOp.REQUANT):
-                            call_mul("RQ_1", "a", "mult", a < 0, "0", f.acc_mag, f.mult_mag)
-                        with m.Case(lv.VecOp.ADD):
-                            call_mul("AD_1", "a", "mult", a < 0, "0", f.vec_mag, f.mult_mag)
-                        with m.Default():                                       # GELU
-                            call_mul("GE_1", "clip_u", "clip_u", a > 0, "gelu",
-                                     f.vec_mag, f.vec_mag)
+                    m.d.sync += [xa.eq(self.i.payload.a), xb.eq(self.i.payload.b)]
+                    m.next = "GET_1"
+            with m.State("GET_1"):
+                with m.Switch(cmd.op):
+                    with m.Case(lv.VecOp.REQUANT):
+                        call_mul("RQ_1", "x", "mult", xa < 0, "0", f.acc_mag, f.mult_mag)
+                    with m.Case(lv.VecOp.ADD):
+                        call_mul("AD_1", "x", "mult", xa < 0, "0", f.vec_mag, f.mult_mag)
+                    with m.Default():                                           # GELU
+                        call_mul("GE_1", "clip_u", "clip_u", xa > 0, "gelu",
+                                 f.vec_mag, f.vec_mag)
 
             with m.State("RQ_1"):
                 call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
@@ -456,7 +459,7 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "SH_P"
             with m.State("SH_P"):                           # address bucket[g - 1]
                 m.d.comb += bk_r.addr.eq(q_reg - 1)
-                m.d.sync += addend.eq(bk_r.data)
+                m.d.sync += [addend.eq(bk_r.data), borrow.eq(0)]
                 m.next = "SH_1"
             with m.State("SH_1"):                           # acc = (acc + A_q) >> 1, clear A_q
                 m.d.comb += [bk_w.addr.eq(q_reg), bk_w.en.eq(1), bk_w.data.eq(0),
@@ -492,8 +495,7 @@ class SharedVectorUnit(wiring.Component):
                             m.next = name
 
             with m.State("MUL"):                             # add the last product, form the next
-                m.d.comb += borrow.eq(msign)
-                m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ msign.replicate(W))]
+                m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ borrow.replicate(W))]
                 with m.If(cj == mnb):
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
                     with m.If(ci == mna):
@@ -501,7 +503,6 @@ class SharedVectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += cj.eq(cj + 1)
             with m.State("MUL_FIN"):
-                m.d.comb += borrow.eq(msign)
                 m.d.sync += v.eq(v_sum)
                 go_ret()
 

@@ -159,12 +159,14 @@ def op_cycles(cfg: StaConfig, op: int, n: int, shift: int = 0, shift2: int = 0) 
     if n == 0:
         return 1
     mul, rss = mul_cycles, rss_cycles
+    # element ops: the beat (GET, into the operand register), the first call (GET_1), ...
     if op == VecOp.REQUANT:
-        each = 1 + mul(f.acc_mag, f.mult_mag) + 1 + rss(shift) + 1
+        each = 1 + 1 + mul(f.acc_mag, f.mult_mag) + 1 + rss(shift) + 1
     elif op == VecOp.ADD:
-        each = 1 + mul(f.vec_mag, f.mult_mag) + 1 + mul(f.vec_mag, f.mult_mag) + 1 + rss(shift) + 1
+        each = (1 + 1 + mul(f.vec_mag, f.mult_mag) + 1 + mul(f.vec_mag, f.mult_mag) + 1
+                + rss(shift) + 1)
     elif op == VecOp.GELU:
-        each = (1 + mul(f.vec_mag, f.vec_mag) + 1 + mul(f.poly_mag, f.vec_mag) + 1
+        each = (1 + 1 + mul(f.vec_mag, f.vec_mag) + 1 + mul(f.poly_mag, f.vec_mag) + 1
                 + mul(f.gelu_mag, f.mult_mag) + 1 + rss(shift) + 1)
     if op not in ROW_OPS:
         return 1 + n * each
