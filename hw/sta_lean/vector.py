@@ -236,9 +236,29 @@ class SharedVectorUnit(wiring.Component):
             return Mux(neg, -low_s, low_s | low_u)[:width]
         add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta,
                    "gelu": gelu_add}
+        # the MUL calls' sources (a, b, addend) by calling state. The select registers are
+        # loaded on the way into that state (when the engine that returns to it is called, or
+        # on the step into it), so no state decode precedes the operand muxes and negations
+        calls = {"AD_1": ("b", "mult2", "v"), "GE_1": ("v", "x", "0"),
+                 "GE_2": ("v", "mult", "0"), "LS_1": ("rx", "n", "-sumx"),
+                 "LS_2": ("v", "v", "var"), "LO_1": ("rx", "n", "-sumx"),
+                 "LO_2": ("v", "recip", "0"), "LO_4": ("v", "gamma", "beta"),
+                 "LO_5": ("v", "mult", "0"), "LO_7": ("v", "mult2", "0"),
+                 "SO_2": ("e", "recip", "0")}
+        get_calls = {lv.VecOp.REQUANT: ("x", "mult", "0"), lv.VecOp.ADD: ("x", "mult", "0"),
+                     lv.VecOp.GELU: ("clip_u", "clip_u", "gelu")}       # GET_1, by op
         a_sel = Signal(range(len(a_src)))
         b_sel = Signal(range(len(b_src)))
         add_sel = Signal(range(len(add_src)))
+
+        def selects(a, b, add):
+            return [a_sel.eq(list(a_src).index(a)), b_sel.eq(list(b_src).index(b)),
+                    add_sel.eq(list(add_src).index(add))]
+
+        def prime(state):
+            """Load the select registers for ``state``'s MUL call (none: no MUL there)."""
+            if state in calls:
+                m.d.sync += selects(*calls[state])
         mul_go = Signal()
         pp = Signal(2 * lv.CHUNK)
         # the adder on v adds this register, loaded a cycle ahead: the last chunk product in
@@ -262,19 +282,22 @@ class SharedVectorUnit(wiring.Component):
                          mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
                          addend.eq(mul_sign.replicate(W)), borrow.eq(mul_sign)]
 
-        def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
+        def call_mul(at, state_ret, a, b, sign, add, a_mag, b_mag, op=None):
+            """MUL from state ``at`` (its sources ``a``, ``b``, ``add``, primed on the way in),
+            returning to ``state_ret``."""
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
             assert na <= f.a_chunks and nb <= f.b_chunks, (a_mag, b_mag)
-            m.d.comb += [mul_go.eq(1), a_sel.eq(list(a_src).index(a)),
-                         b_sel.eq(list(b_src).index(b)), add_sel.eq(list(add_src).index(add)),
-                         mul_sign.eq(sign), mul_na.eq(na - 1), mul_nb.eq(nb - 1),
-                         mul_ret.eq(RETURNS.index(state_ret))]
+            assert (calls[at] if op is None else get_calls[op]) == (a, b, add), at
+            m.d.comb += [mul_go.eq(1), mul_sign.eq(sign), mul_na.eq(na - 1),
+                         mul_nb.eq(nb - 1), mul_ret.eq(RETURNS.index(state_ret))]
+            prime(state_ret)
             m.next = "MUL"
 
         def call_rss(state_ret, shift, sat, zero=0):
             m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
                          ret.eq(RETURNS.index(state_ret)),
                          addend.eq(Mux(shift == 0, zero, 1)), borrow.eq(0)]
+            prime(state_ret)
             with m.If(shift == 0):
                 m.next = "RSS_ZERO"
             with m.Elif(shift == 1):
@@ -285,6 +308,7 @@ class SharedVectorUnit(wiring.Component):
         def call_div(state_ret, num, den):
             m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1),
                          ret.eq(RETURNS.index(state_ret))]
+            prime(state_ret)
             m.next = "DIV"
 
         def put(y, y2=0):
@@ -297,6 +321,7 @@ class SharedVectorUnit(wiring.Component):
                 with m.If(last):
                     m.next = "IDLE"
                 with m.Else():
+                    prime(again_state)
                     m.next = again_state
 
         # -- the product (registered, at its chunk position), the adder, the saturation ----
@@ -341,18 +366,24 @@ class SharedVectorUnit(wiring.Component):
             # -- element ops ----------------------------------------------------------------
             with m.State("GET"):                            # the operand into xa, xb
                 m.d.comb += self.i.ready.eq(1)
+                with m.Switch(cmd.op):                     # GET_1's sources, by op
+                    for op, srcs in get_calls.items():
+                        with m.Case(op):
+                            m.d.sync += selects(*srcs)
                 with m.If(self.i.valid):
                     m.d.sync += [xa.eq(self.i.payload.a), xb.eq(self.i.payload.b)]
                     m.next = "GET_1"
             with m.State("GET_1"):
                 with m.Switch(cmd.op):
                     with m.Case(lv.VecOp.REQUANT):
-                        call_mul("RQ_1", "x", "mult", xa < 0, "0", f.acc_mag, f.mult_mag)
+                        call_mul("GET_1", "RQ_1", "x", "mult", xa < 0, "0", f.acc_mag, f.mult_mag,
+                                 op=lv.VecOp.REQUANT)
                     with m.Case(lv.VecOp.ADD):
-                        call_mul("AD_1", "x", "mult", xa < 0, "0", f.vec_mag, f.mult_mag)
+                        call_mul("GET_1", "AD_1", "x", "mult", xa < 0, "0", f.vec_mag, f.mult_mag,
+                                 op=lv.VecOp.ADD)
                     with m.Default():                                           # GELU
-                        call_mul("GE_1", "clip_u", "clip_u", xa > 0, "gelu",
-                                 f.vec_mag, f.vec_mag)
+                        call_mul("GET_1", "GE_1", "clip_u", "clip_u", xa > 0, "gelu",
+                                 f.vec_mag, f.vec_mag, op=lv.VecOp.GELU)
 
             with m.State("RQ_1"):
                 call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
@@ -361,15 +392,15 @@ class SharedVectorUnit(wiring.Component):
                 next_element("GET")
 
             with m.State("AD_1"):
-                call_mul("AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
+                call_mul("AD_1", "AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
             with m.State("AD_2"):
                 call_rss("E_OUT", cmd.shift, cmd.osel)
 
             with m.State("GE_1"):                           # poly(x)·x
-                call_mul("GE_2", "v", "x", v_neg ^ (xa < 0), "0",
+                call_mul("GE_1", "GE_2", "v", "x", v_neg ^ (xa < 0), "0",
                          f.poly_mag, f.vec_mag)
             with m.State("GE_2"):
-                call_mul("GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
+                call_mul("GE_2", "GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
             with m.State("GE_3"):
                 call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
 
@@ -388,15 +419,16 @@ class SharedVectorUnit(wiring.Component):
                     with m.If(last):
                         m.d.comb += idx_nxt.eq(0)
                         with m.If(cmd.op == lv.VecOp.LAYERNORM):
+                            prime("LS_1")
                             m.next = "LS_1"
                         with m.Else():
                             m.next = "SM_0"
 
             # -- LayerNorm: statistics, reciprocal, outputs ----------------------------------
             with m.State("LS_1"):                           # c = d·x − Σx
-                call_mul("LS_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+                call_mul("LS_1", "LS_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
             with m.State("LS_2"):                           # var += c² (var in dn)
-                call_mul("LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
+                call_mul("LS_2", "LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
             with m.State("LS_3"):
                 m.d.sync += dn.eq(v)
                 m.d.comb += idx_nxt.eq(idx + 1)
@@ -404,6 +436,7 @@ class SharedVectorUnit(wiring.Component):
                     m.d.comb += idx_nxt.eq(0)
                     call_div("LD_1", v, cmd.n)
                 with m.Else():
+                    prime("LS_1")
                     m.next = "LS_1"
             with m.State("LD_1"):                           # isqrt(var // d)
                 m.d.sync += [rem.eq(0), dd.eq(0),
@@ -412,23 +445,24 @@ class SharedVectorUnit(wiring.Component):
             with m.State("LD_2"):                           # R = 2**K // max(1, sigma)
                 call_div("LD_3", 1 << cfg.ln_recip_frac, Mux(dd == 0, 1, dd))
             with m.State("LD_3"):
+                prime("LO_1")
                 m.next = "LO_1"
             with m.State("LO_1"):                           # c = d·x − Σx
-                call_mul("LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+                call_mul("LO_1", "LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
             with m.State("LO_2"):                           # c·R
-                call_mul("LO_3", "v", "recip", v_neg, "0", f.c_mag, f.recip_mag)
+                call_mul("LO_2", "LO_3", "v", "recip", v_neg, "0", f.c_mag, f.recip_mag)
             with m.State("LO_3"):                           # n = round_shift(c·R, K − f)
                 call_rss("LO_4", cfg.ln_recip_frac - cfg.ln_frac, Sat.NONE)
             with m.State("LO_4"):                           # n·gamma + beta
-                call_mul("LO_5", "v", "gamma", v_neg ^ (gm < 0), "beta",
+                call_mul("LO_4", "LO_5", "v", "gamma", v_neg ^ (gm < 0), "beta",
                          f.n_mag, cfg.ln_gamma_bits)
             with m.State("LO_5"):                           # ·mult
-                call_mul("LO_6", "v", "mult", v_neg, "0", f.y_mag, f.mult_mag)
+                call_mul("LO_5", "LO_6", "v", "mult", v_neg, "0", f.y_mag, f.mult_mag)
             with m.State("LO_6"):
                 call_rss("LO_7", cmd.shift, Sat.VEC)
             with m.State("LO_7"):                           # the act_bits copy
                 m.d.sync += xa.eq(v)
-                call_mul("LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
+                call_mul("LO_7", "LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
             with m.State("LO_8"):
                 call_rss("LO_OUT", par.shift2, Sat.ACT)
             with m.State("LO_OUT"):
@@ -478,9 +512,10 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "SO_1"
             with m.State("SO_1"):                           # read T[r]
                 m.d.sync += q_reg.eq(q_now)
+                prime("SO_2")
                 m.next = "SO_2"
             with m.State("SO_2"):                           # e = T[r] >> q; e·recip
-                call_mul("SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
+                call_mul("SO_2", "SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
             with m.State("SO_3"):
                 call_rss("SO_OUT", cfg.softmax_recip_frac, Sat.PROB)
             with m.State("SO_OUT"):
