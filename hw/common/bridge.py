@@ -23,7 +23,9 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
+from nmaccel.hw.common.counter import Counter
 from nmaccel.hw.common.ebr import registered_read
 from nmaccel.hw.common.uart import UartRx, UartTx, check_divisor
 from nmaccel.spec import uart_protocol as proto
@@ -142,7 +144,9 @@ class UartBridge(wiring.Component):
         widx = Signal(range(proto.MAX_WORDS + 1))
         bpos = Signal(2)
         rword = Signal(32)
-        timer = Signal(range(self.timeout + 1))
+        # the inter-byte timer: an up counter (one SB_MAC16 on an iCE40)
+        m.submodules.timer = timer_ctr = Counter(bits_for(self.timeout))
+        timer = timer_ctr.value
         timed_out = Signal()
         m.d.comb += timed_out.eq(timer == self.timeout - 1)
 
@@ -215,6 +219,8 @@ class UartBridge(wiring.Component):
         rd_valid = Signal()
         rd_addr = Signal.like(self.rd.payload.addr)
         m.d.comb += [self.rd.valid.eq(rd_valid), self.rd.payload.addr.eq(rd_addr)]
+        word_addr = Signal.like(wr_addr)                 # the frame's word widx (one adder)
+        m.d.comb += word_addr.eq(arg + widx)
 
         def receive_rules():
             """Shared by the receive states (later assignments win): a framing error skips
@@ -296,7 +302,7 @@ class UartBridge(wiring.Component):
             with m.State("WR_LOAD"):         # buffer word ``widx`` appears on r_port next cycle
                 m.next = "WR_REG"
             with m.State("WR_REG"):          # ... and goes into the ``wr`` register
-                m.d.sync += [wr_valid.eq(1), wr_addr.eq(arg + widx), wr_data.eq(r_port.data)]
+                m.d.sync += [wr_valid.eq(1), wr_addr.eq(word_addr), wr_data.eq(r_port.data)]
                 m.next = "WR_SEND"
             with m.State("WR_SEND"):
                 with m.If(self.wr.ready):
@@ -339,7 +345,7 @@ class UartBridge(wiring.Component):
                     with m.If(widx == len(self.id_bytes) - 1):
                         m.next = "T_CRC"
             with m.State("RD_REG"):          # the request goes into the ``rd`` register
-                m.d.sync += [rd_valid.eq(1), rd_addr.eq(arg + widx)]
+                m.d.sync += [rd_valid.eq(1), rd_addr.eq(word_addr)]
                 m.next = "RD_REQ"
             with m.State("RD_REQ"):
                 with m.If(self.rd.ready):
@@ -371,8 +377,8 @@ class UartBridge(wiring.Component):
                                       | fsm.ongoing("DRAIN"))
         m.d.comb += crc_byte.eq(Mux(urx.data.ready, rx_byte, tx_byte))
         with m.If(got | fsm.ongoing("SYNC") | urx.framing_error):
-            m.d.sync += timer.eq(0)
+            m.d.comb += timer_ctr.clear.eq(1)
         with m.Elif(~timed_out):
-            m.d.sync += timer.eq(timer + 1)
+            m.d.comb += timer_ctr.en.eq(1)
         return m
 

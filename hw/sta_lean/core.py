@@ -160,6 +160,7 @@ class LeanCore(wiring.Component):
         # the command count of the last START (CSR START reads it back; a count beyond CBUF
         # is refused with error ``count`` and reads back cut to these bits)
         count = Signal(range(cfg.cbuf_depth + 1))
+        count_last = Signal.like(count)                   # count - 1 (see m_last)
         pc = Signal(range(cfg.cbuf_depth + 1))            # the command; also CSR COMMANDS
         cmd = Signal(self.cmd_layout)
         # the run counters (SB_MAC16 accumulators on an iCE40): cycles and MAC cycles since
@@ -204,6 +205,10 @@ class LeanCore(wiring.Component):
         win, slot = Signal(PTR_BITS), Signal(range(max(Ws, Wd) + 1))      # scatter: rt's
         t_win, t_slot = Signal(PTR_BITS), Signal(range(max(Ws, Wd) + 1))  # transposed: ct's
         k = Signal(sta_isa.DIM_BITS)                      # softmax key / vector feature
+        # the loops' last indices (field - 1), registered at DECODE: a decrement before the
+        # compare mapped to a LUT ripple on the path to the state
+        m_last, n_last, k_last, len_last = (Signal(sta_isa.DIM_BITS, name=f"{x}_last")
+                                            for x in ("m", "n", "k", "len"))
         out_win = Mux(cmd.olay, Wd, Ws)                   # window of the output layout
         dense = cmd.mode == Mode.DENSE
         # the MAC step's operand addresses are registers, loaded at PARAM and stepped with s:
@@ -360,14 +365,14 @@ class LeanCore(wiring.Component):
             m.d.sync += [o_ptr.eq(sat(o_ptr, 1)), p_ptr.eq(sat(p_ptr, 1)), rt.eq(rt + 1),
                          o_row.eq(sat(o_row, cmd.o_stride)), w_row.eq(sat(w_row, cmd.w_stride))]
             step_slot(slot, win, out_win)
-            with m.If(rt == cmd.m_tiles - 1):                  # the token's last feature
+            with m.If(rt == m_last):                  # the token's last feature
                 m.d.sync += [rt.eq(0), ct.eq(ct + 1), p_ptr.eq(cmd.p_base), w_ptr.eq(cmd.w_base),
                              w_row.eq(cmd.w_base),
                              a_row.eq(sat(a_row, cmd.a_stride)),
                              o_col.eq(sat(o_col, cmd.o_stride)),
                              o_row.eq(cmd.o_base), win.eq(0), slot.eq(0)]
                 step_slot(t_slot, t_win, out_win)
-                with m.If(ct == cmd.n_tiles - 1):
+                with m.If(ct == n_last):
                     with m.If(cmd.dest == Dest.SOFTMAX):
                         m.next = "SM_CMD"
                     with m.Else():
@@ -395,6 +400,7 @@ class LeanCore(wiring.Component):
                     m.d.comb += [cycles_ctr.clear.eq(1), mac_ctr.clear.eq(1),
                                  cmd_ctr.clear.eq(1)]
                     m.d.sync += [count.eq(start.payload.count), pc.eq(0),
+                                 count_last.eq(start.payload.count - 1),
                                  self.done.eq(0), self.error.eq(0), code.eq(0)]
                     with m.If((start.payload.count == 0)
                               | (start.payload.count > cfg.cbuf_depth)):
@@ -415,6 +421,8 @@ class LeanCore(wiring.Component):
             with m.State("DECODE"):
                 c_word = Cat(c_lo, c_rd.data) if merged else c_rd.data
                 c = self.cmd_layout(c_word[:self.cmd_layout.size])
+                m.d.sync += [m_last.eq(c.m_tiles - 1), n_last.eq(c.n_tiles - 1),
+                             k_last.eq(c.k_steps - 1), len_last.eq(c.length - 1)]
                 m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
@@ -509,7 +517,7 @@ class LeanCore(wiring.Component):
                     m.d.sync += phase.eq(Mux(last_phase, 0, phase + 1))
                     with m.If(~dense | last_phase):       # the next activation window
                         m.d.sync += [a_ptr.eq(sat(a_ptr, 1)), wa_ptr.eq(sat(wa_ptr, 1))]
-                    with m.If(s == cmd.k_steps - 1):
+                    with m.If(s == k_last):
                         m.next = "DRAIN1"
                 m.d.comb += pm.use_w.eq(1)
             with m.State("DRAIN1"):                     # the last words are read, accumulated
@@ -568,7 +576,7 @@ class LeanCore(wiring.Component):
                 m.d.comb += vec.i.valid.eq(1)
                 with m.If(vec.i.ready):
                     m.d.sync += k.eq(k + 1)
-                    with m.If(k == cmd.length - 1):
+                    with m.If(k == len_last):
                         m.d.sync += [k.eq(0), win.eq(0), slot.eq(0)]
                         m.next = "SM_OUT"
                     with m.Else():
@@ -586,7 +594,7 @@ class LeanCore(wiring.Component):
                         m.d.comb += sb_wr.en.eq(1 << slot)
                         m.d.sync += k.eq(k + 1)
                         step_slot(slot, win, Wd)
-                        with m.If(k == cmd.length - 1):
+                        with m.If(k == len_last):
                             with m.If(slot + 1 >= Wd):
                                 m.next = "NEXT"
                             with m.Else():
@@ -620,7 +628,7 @@ class LeanCore(wiring.Component):
                     with m.If(is_ln):
                         m.d.sync += [k.eq(k + 1), p_ptr.eq(sat(p_ptr, 1)),
                                      vx_addr.eq(sat(vx_addr, 1))]
-                        with m.If(k == cmd.length - 1):
+                        with m.If(k == len_last):
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), vx_addr.eq(vrow)]
                             m.next = "V_OUT"
                         with m.Else():
@@ -648,12 +656,12 @@ class LeanCore(wiring.Component):
                             m.d.comb += ab_wr.en.eq(1 << slot)
                         step_slot(slot, win, out_win)
                         m.d.sync += [k.eq(k + 1), vx_addr.eq(sat(vx_addr, 1))]
-                        with m.If(k == cmd.length - 1):             # the row is done
+                        with m.If(k == len_last):             # the row is done
                             m.d.sync += [k.eq(0), win.eq(0), slot.eq(0), ct.eq(ct + 1),
                                          vrow.eq(sat(vrow, cmd.a_stride)),
                                          vx_addr.eq(sat(vrow, cmd.a_stride)),
                                          o_col.eq(sat(o_col, cmd.o_stride)), p_ptr.eq(cmd.p_base)]
-                            with m.If(ct == cmd.n_tiles - 1):
+                            with m.If(ct == n_last):
                                 m.next = "NEXT"
                             with m.Else():
                                 m.next = "V_CMD"
@@ -666,7 +674,7 @@ class LeanCore(wiring.Component):
                 m.d.comb += cl_wr.en.eq(1)                 # the command's cycles, FETCH..NEXT
                 m.d.comb += cmd_ctr.clear.eq(1)
                 m.d.sync += pc.eq(pc + 1)
-                with m.If(pc == count - 1):
+                with m.If(pc == count_last):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():

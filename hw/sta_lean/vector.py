@@ -8,9 +8,10 @@ square root, sequenced by one state machine. Formats, product widths and the exa
 are those of :mod:`nmaccel.spec.lean_vector`; results are bit-exact with the golden models.
 
 Engines (states called with a return point, ``ret``)
-    ``MUL``   ``v = add ± ma·mb``: sign-magnitude operands; ``v`` starts at the addend, one
-              chunk product is added a cycle (subtracted for a negative product: the addend
-              register holds it inverted and the adder's carry-in is 1), then the last one.
+    ``MUL``   ``v = add ± ma·mb``: sign-magnitude operands; the first cycle adds the addend
+              to ``v`` (cleared, or kept for ADD's residual), then one chunk product is added
+              a cycle (subtracted for a negative product: the addend register holds it
+              inverted and the adder's carry-in is 1), then the last one.
     ``RSS``   ``v = sat(round_shift(v, shift) + zero)``: walk right by ``shift − 1``, round
               (``v = (v + 1) >> 1``), add the zero point, saturate (``sat`` code): one step
               a cycle, so no path chains two of them.
@@ -45,6 +46,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.ebr import registered_read
+from nmaccel.hw.common.mac import MulAcc
 from nmaccel.spec import lean_vector as lv
 from nmaccel.spec.config import StaConfig
 from nmaccel.spec.softmax_format import exp2_table
@@ -62,10 +64,14 @@ class Sat:
     NONE = 5                                            # no saturation
 
 
-#: Return points of the engines: the states that continue after a MUL, RSS, DIV or ISQRT.
+#: Return points of the engines (the states that continue after a MUL, RSS, DIV or ISQRT),
+#: then the MUL-calling states entered by a step: ``ret`` holds the index of the state the
+#: unit is in whenever that state calls MUL, and so selects the call's sources.
 RETURNS = ("RQ_1", "E_OUT", "AD_1", "AD_2", "GE_1", "GE_2", "GE_3",
            "LS_2", "LS_3", "LD_1", "LD_2", "LD_3", "LO_2", "LO_3", "LO_4", "LO_5", "LO_6",
-           "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT")
+           "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT",
+           "GET_1", "LS_1", "LO_1", "SO_2")
+ENGINE_RETURNS = RETURNS.index("GET_1")                  # the engines return to the first ones
 
 
 def cmd_layout(cfg: StaConfig) -> data.StructLayout:
@@ -133,7 +139,10 @@ class SharedVectorUnit(wiring.Component):
         idx = Signal(f.count_bits)                        # element / row position
         idx_nxt = Signal(f.count_bits)                    # idx next cycle (row RAM address)
         last = Signal()
-        m.d.comb += [idx_nxt.eq(idx), last.eq(idx == cmd.n - 1)]
+        # cmd.n - 1, registered with cmd (a decrement before the compare mapped to a LUT
+        # ripple on the path to the state)
+        n_last = Signal(f.count_bits)
+        m.d.comb += [idx_nxt.eq(idx), last.eq(idx == n_last)]
         m.d.sync += idx.eq(idx_nxt)
 
         # -- the row buffer: the operand, gamma and beta of each row element ------------------
@@ -192,7 +201,13 @@ class SharedVectorUnit(wiring.Component):
         ret = Signal(range(len(RETURNS)))
 
         # row statistics
-        sumx = Signal(signed(cfg.vec_bits + f.count_bits))
+        # Σx of a row: a multiply-accumulator (an SB_MAC16 on the iCE40: its 23-bit adder in
+        # logic cost 46 cells), x · 1 added per LOAD beat, cleared when a command is taken
+        m.submodules.sum_x = sum_x = MulAcc(signed(cfg.vec_bits), signed(2),
+                                            cfg.vec_bits + f.count_bits)
+        sumx = sum_x.value
+        m.d.comb += [sum_x.a.eq(self.i.payload.a[:cfg.vec_bits].as_signed()), sum_x.b.eq(1),
+                     sum_x.init.eq(0)]
         # the reciprocal (LayerNorm's R, the softmax's omax·2**K // S) is the quotient the
         # divider leaves in dn: nothing writes dn while a row's outputs are formed
         recip = dn[:max(f.recip_mag, f.srecip_mag)]
@@ -234,11 +249,13 @@ class SharedVectorUnit(wiring.Component):
             low_u = Array(0 if m else cut(x) for (x, _), m in zip(sources.values(), may_neg))[sel]
             neg = Array(Value.cast(n) for _, n in sources.values())[sel]
             return Mux(neg, -low_s, low_s | low_u)[:width]
-        add_src = {"0": 0, "v": v, "-sumx": -sumx, "var": dn, "beta": row_r.data.beta,
+        # MUL's addend: MUL's first cycle adds it to v (cleared, or kept: "v"); -sumx is
+        # added as ~sumx with carry-in 1
+        add_src = {"0": 0, "v": 0, "-sumx": ~sumx, "var": dn, "beta": row_r.data.beta,
                    "gelu": gelu_add}
-        # the MUL calls' sources (a, b, addend) by calling state. The select registers are
-        # loaded on the way into that state (when the engine that returns to it is called, or
-        # on the step into it), so no state decode precedes the operand muxes and negations
+        # the MUL calls' sources (a, b, addend) by calling state. Their select registers are
+        # loaded with ``ret`` (from its next value: the engine call that returns to the state,
+        # or the step into it, sets ``ret``), so no decode precedes the operand muxes
         calls = {"AD_1": ("b", "mult2", "v"), "GE_1": ("v", "x", "0"),
                  "GE_2": ("v", "mult", "0"), "LS_1": ("rx", "n", "-sumx"),
                  "LS_2": ("v", "v", "var"), "LO_1": ("rx", "n", "-sumx"),
@@ -250,23 +267,37 @@ class SharedVectorUnit(wiring.Component):
         a_sel = Signal(range(len(a_src)))
         b_sel = Signal(range(len(b_src)))
         add_sel = Signal(range(len(add_src)))
+        ret_next = Signal.like(ret)
+        m.d.comb += ret_next.eq(ret)
+        m.d.sync += ret.eq(ret_next)
 
         def selects(a, b, add):
             return [a_sel.eq(list(a_src).index(a)), b_sel.eq(list(b_src).index(b)),
                     add_sel.eq(list(add_src).index(add))]
 
-        def prime(state):
-            """Load the select registers for ``state``'s MUL call (none: no MUL there)."""
-            if state in calls:
-                m.d.sync += selects(*calls[state])
+        with m.Switch(ret_next):
+            for state, srcs in calls.items():
+                with m.Case(RETURNS.index(state)):
+                    m.d.sync += selects(*srcs)
+            with m.Case(RETURNS.index("GET_1")), m.Switch(cmd.op):
+                for op, srcs in get_calls.items():
+                    with m.Case(op):
+                        m.d.sync += selects(*srcs)
+
+        def aim(state):
+            """Point ``ret`` at MUL-calling ``state``, the state this one steps into (set
+            whatever the stream handshakes say: no path from them reaches the selects)."""
+            m.d.comb += ret_next.eq(RETURNS.index(state))
         mul_go = Signal()
         pp = Signal(2 * lv.CHUNK)
         # the adder on v adds this register, loaded a cycle ahead: the last chunk product in
         # place (MUL), 1 (rounding), the zero point, the bucket read a cycle ago (softmax)
         addend = Signal(signed(W))
         # the adder's carry-in, a register like its operands: MUL's sign (subtracting: carry-in
-        # 1), cleared wherever addend is loaded for another use (no state decode reaches it)
+        # 1) from its second cycle on, cleared wherever addend is loaded for another use (no
+        # state decode reaches it)
         borrow = Signal()
+        msign = Signal()                                 # MUL: the product is negative
         mul_sign = Signal()
         mul_na = Signal.like(mna)
         mul_nb = Signal.like(mnb)
@@ -274,30 +305,31 @@ class SharedVectorUnit(wiring.Component):
         add_val = Signal(signed(W))
         m.d.comb += add_val.eq(Array(Value.cast(x).as_signed() for x in add_src.values())[add_sel])
         with m.If(mul_go):
-            # v starts at the addend; a negative product's chunks are subtracted (the addend
-            # register holds them inverted, the adder's carry-in adds the 1)
+            # MUL's first cycle adds the addend to v; a negative product's chunks are then
+            # subtracted (the addend register holds them inverted, the carry-in adds the 1)
             m.d.sync += [ma.eq(magnitude(a_src, a_sel, len(ma))),
                          mb.eq(magnitude(b_src, b_sel, len(mb))),
-                         v.eq(add_val),
-                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0), ret.eq(mul_ret),
-                         addend.eq(mul_sign.replicate(W)), borrow.eq(mul_sign)]
+                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0),
+                         addend.eq(add_val), borrow.eq(add_sel == list(add_src).index("-sumx")),
+                         msign.eq(mul_sign)]
+            m.d.comb += ret_next.eq(mul_ret)
+            with m.If(add_sel != list(add_src).index("v")):
+                m.d.sync += v.eq(0)
 
         def call_mul(at, state_ret, a, b, sign, add, a_mag, b_mag, op=None):
-            """MUL from state ``at`` (its sources ``a``, ``b``, ``add``, primed on the way in),
-            returning to ``state_ret``."""
+            """MUL from state ``at`` (its sources ``a``, ``b``, ``add``: ``calls``, selected by
+            ``ret``), returning to ``state_ret``."""
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
             assert na <= f.a_chunks and nb <= f.b_chunks, (a_mag, b_mag)
             assert (calls[at] if op is None else get_calls[op]) == (a, b, add), at
             m.d.comb += [mul_go.eq(1), mul_sign.eq(sign), mul_na.eq(na - 1),
                          mul_nb.eq(nb - 1), mul_ret.eq(RETURNS.index(state_ret))]
-            prime(state_ret)
             m.next = "MUL"
 
         def call_rss(state_ret, shift, sat, zero=0):
             m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
-                         ret.eq(RETURNS.index(state_ret)),
                          addend.eq(Mux(shift == 0, zero, 1)), borrow.eq(0)]
-            prime(state_ret)
+            m.d.comb += ret_next.eq(RETURNS.index(state_ret))
             with m.If(shift == 0):
                 m.next = "RSS_ZERO"
             with m.Elif(shift == 1):
@@ -306,9 +338,8 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "RSS_WALK"
 
         def call_div(state_ret, num, den):
-            m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1),
-                         ret.eq(RETURNS.index(state_ret))]
-            prime(state_ret)
+            m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1)]
+            m.d.comb += ret_next.eq(RETURNS.index(state_ret))
             m.next = "DIV"
 
         def put(y, y2=0):
@@ -321,7 +352,6 @@ class SharedVectorUnit(wiring.Component):
                 with m.If(last):
                     m.next = "IDLE"
                 with m.Else():
-                    prime(again_state)
                     m.next = again_state
 
         # -- the product (registered, at its chunk position), the adder, the saturation ----
@@ -354,7 +384,9 @@ class SharedVectorUnit(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [cmd.eq(self.cmd.payload), idx.eq(0), sumx.eq(0), dn.eq(0)]
+                    m.d.sync += [cmd.eq(self.cmd.payload), idx.eq(0), dn.eq(0),
+                                 n_last.eq(self.cmd.payload.n - 1)]
+                    m.d.comb += sum_x.load.eq(1)
                     m.d.comb += idx_nxt.eq(0)
                     with m.If(self.cmd.payload.n != 0):
                         with m.Switch(self.cmd.payload.op):
@@ -366,10 +398,7 @@ class SharedVectorUnit(wiring.Component):
             # -- element ops ----------------------------------------------------------------
             with m.State("GET"):                            # the operand into xa, xb
                 m.d.comb += self.i.ready.eq(1)
-                with m.Switch(cmd.op):                     # GET_1's sources, by op
-                    for op, srcs in get_calls.items():
-                        with m.Case(op):
-                            m.d.sync += selects(*srcs)
+                aim("GET_1")
                 with m.If(self.i.valid):
                     m.d.sync += [xa.eq(self.i.payload.a), xb.eq(self.i.payload.b)]
                     m.next = "GET_1"
@@ -407,10 +436,11 @@ class SharedVectorUnit(wiring.Component):
             # -- row ops: load the row ------------------------------------------------------
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
+                aim("LS_1")
                 a = self.i.payload.a
                 with m.If(self.i.valid):
                     m.d.comb += [row_w.en.eq(1), idx_nxt.eq(idx + 1)]
-                    m.d.sync += sumx.eq(sumx + a)
+                    m.d.comb += sum_x.en.eq(1)                # Σx += x
                     # the running max, a beat behind (the beat's compare is off the input path):
                     # xb holds the last beat as the row buffer keeps it, xa the max before it
                     m.d.sync += xb.eq(a[:cfg.vec_bits].as_signed())
@@ -419,7 +449,6 @@ class SharedVectorUnit(wiring.Component):
                     with m.If(last):
                         m.d.comb += idx_nxt.eq(0)
                         with m.If(cmd.op == lv.VecOp.LAYERNORM):
-                            prime("LS_1")
                             m.next = "LS_1"
                         with m.Else():
                             m.next = "SM_0"
@@ -430,22 +459,23 @@ class SharedVectorUnit(wiring.Component):
             with m.State("LS_2"):                           # var += c² (var in dn)
                 call_mul("LS_2", "LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
             with m.State("LS_3"):
+                aim("LS_1")
                 m.d.sync += dn.eq(v)
                 m.d.comb += idx_nxt.eq(idx + 1)
                 with m.If(last):
                     m.d.comb += idx_nxt.eq(0)
                     call_div("LD_1", v, cmd.n)
                 with m.Else():
-                    prime("LS_1")
                     m.next = "LS_1"
             with m.State("LD_1"):                           # isqrt(var // d)
                 m.d.sync += [rem.eq(0), dd.eq(0),
-                             steps.eq(lv.ISQRT_STEPS - 1), ret.eq(RETURNS.index("LD_2"))]
+                             steps.eq(lv.ISQRT_STEPS - 1)]
+                m.d.comb += ret_next.eq(RETURNS.index("LD_2"))
                 m.next = "ISQRT"
             with m.State("LD_2"):                           # R = 2**K // max(1, sigma)
                 call_div("LD_3", 1 << cfg.ln_recip_frac, Mux(dd == 0, 1, dd))
             with m.State("LD_3"):
-                prime("LO_1")
+                aim("LO_1")
                 m.next = "LO_1"
             with m.State("LO_1"):                           # c = d·x − Σx
                 call_mul("LO_1", "LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
@@ -466,6 +496,7 @@ class SharedVectorUnit(wiring.Component):
             with m.State("LO_8"):
                 call_rss("LO_OUT", par.shift2, Sat.ACT)
             with m.State("LO_OUT"):
+                aim("LO_1")
                 put(xa, v)
                 next_element("LO_1")
 
@@ -512,7 +543,7 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "SO_1"
             with m.State("SO_1"):                           # read T[r]
                 m.d.sync += q_reg.eq(q_now)
-                prime("SO_2")
+                aim("SO_2")
                 m.next = "SO_2"
             with m.State("SO_2"):                           # e = T[r] >> q; e·recip
                 call_mul("SO_2", "SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
@@ -525,12 +556,13 @@ class SharedVectorUnit(wiring.Component):
             # -- engines ----------------------------------------------------------------------
             def go_ret():
                 with m.Switch(ret):
-                    for k, name in enumerate(RETURNS):
+                    for k, name in enumerate(RETURNS[:ENGINE_RETURNS]):
                         with m.Case(k):
                             m.next = name
 
             with m.State("MUL"):                             # add the last product, form the next
-                m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ borrow.replicate(W))]
+                m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ msign.replicate(W)),
+                             borrow.eq(msign)]
                 with m.If(cj == mnb):
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
                     with m.If(ci == mna):
