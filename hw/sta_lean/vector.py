@@ -64,14 +64,10 @@ class Sat:
     NONE = 5                                            # no saturation
 
 
-#: Return points of the engines (the states that continue after a MUL, RSS, DIV or ISQRT),
-#: then the MUL-calling states entered by a step: ``ret`` holds the index of the state the
-#: unit is in whenever that state calls MUL, and so selects the call's sources.
+#: Return points of the engines: the states that continue after a MUL, RSS, DIV or ISQRT.
 RETURNS = ("RQ_1", "E_OUT", "AD_1", "AD_2", "GE_1", "GE_2", "GE_3",
            "LS_2", "LS_3", "LD_1", "LD_2", "LD_3", "LO_2", "LO_3", "LO_4", "LO_5", "LO_6",
-           "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT",
-           "GET_1", "LS_1", "LO_1", "SO_2")
-ENGINE_RETURNS = RETURNS.index("GET_1")                  # the engines return to the first ones
+           "LO_7", "LO_8", "LO_OUT", "SD_1", "SO_3", "SO_OUT")
 
 
 def cmd_layout(cfg: StaConfig) -> data.StructLayout:
@@ -253,41 +249,12 @@ class SharedVectorUnit(wiring.Component):
         # added as ~sumx with carry-in 1
         add_src = {"0": 0, "v": 0, "-sumx": ~sumx, "var": dn, "beta": row_r.data.beta,
                    "gelu": gelu_add}
-        # the MUL calls' sources (a, b, addend) by calling state. Their select registers are
-        # loaded with ``ret`` (from its next value: the engine call that returns to the state,
-        # or the step into it, sets ``ret``), so no decode precedes the operand muxes
-        calls = {"AD_1": ("b", "mult2", "v"), "GE_1": ("v", "x", "0"),
-                 "GE_2": ("v", "mult", "0"), "LS_1": ("rx", "n", "-sumx"),
-                 "LS_2": ("v", "v", "var"), "LO_1": ("rx", "n", "-sumx"),
-                 "LO_2": ("v", "recip", "0"), "LO_4": ("v", "gamma", "beta"),
-                 "LO_5": ("v", "mult", "0"), "LO_7": ("v", "mult2", "0"),
-                 "SO_2": ("e", "recip", "0")}
-        get_calls = {lv.VecOp.REQUANT: ("x", "mult", "0"), lv.VecOp.ADD: ("x", "mult", "0"),
-                     lv.VecOp.GELU: ("clip_u", "clip_u", "gelu")}       # GET_1, by op
+        # a call registers its sources' selects (and sign, sizes, return point); MUL_LD then
+        # forms the operands from the registers (a cycle, but no decode of the calling state
+        # precedes the operand muxes and the negations)
         a_sel = Signal(range(len(a_src)))
         b_sel = Signal(range(len(b_src)))
         add_sel = Signal(range(len(add_src)))
-        ret_next = Signal.like(ret)
-        m.d.comb += ret_next.eq(ret)
-        m.d.sync += ret.eq(ret_next)
-
-        def selects(a, b, add):
-            return [a_sel.eq(list(a_src).index(a)), b_sel.eq(list(b_src).index(b)),
-                    add_sel.eq(list(add_src).index(add))]
-
-        with m.Switch(ret_next):
-            for state, srcs in calls.items():
-                with m.Case(RETURNS.index(state)):
-                    m.d.sync += selects(*srcs)
-            with m.Case(RETURNS.index("GET_1")), m.Switch(cmd.op):
-                for op, srcs in get_calls.items():
-                    with m.Case(op):
-                        m.d.sync += selects(*srcs)
-
-        def aim(state):
-            """Point ``ret`` at MUL-calling ``state``, the state this one steps into (set
-            whatever the stream handshakes say: no path from them reaches the selects)."""
-            m.d.comb += ret_next.eq(RETURNS.index(state))
         mul_go = Signal()
         pp = Signal(2 * lv.CHUNK)
         # the adder on v adds this register, loaded a cycle ahead: the last chunk product in
@@ -302,34 +269,36 @@ class SharedVectorUnit(wiring.Component):
         mul_na = Signal.like(mna)
         mul_nb = Signal.like(mnb)
         mul_ret = Signal.like(ret)
+        mul_a, mul_b, mul_add = Signal.like(a_sel), Signal.like(b_sel), Signal.like(add_sel)
         add_val = Signal(signed(W))
         m.d.comb += add_val.eq(Array(Value.cast(x).as_signed() for x in add_src.values())[add_sel])
         with m.If(mul_go):
-            # MUL's first cycle adds the addend to v; a negative product's chunks are then
-            # subtracted (the addend register holds them inverted, the carry-in adds the 1)
+            m.d.sync += [a_sel.eq(mul_a), b_sel.eq(mul_b), add_sel.eq(mul_add),
+                         msign.eq(mul_sign), mna.eq(mul_na), mnb.eq(mul_nb), ret.eq(mul_ret)]
+
+        def load_operands():
+            # MUL_LD: the magnitudes; the first MUL cycle adds the addend to v, then a
+            # negative product's chunks are subtracted (the addend register holds them
+            # inverted, the carry-in adds the 1). The sources still hold the call's values.
             m.d.sync += [ma.eq(magnitude(a_src, a_sel, len(ma))),
-                         mb.eq(magnitude(b_src, b_sel, len(mb))),
-                         mna.eq(mul_na), mnb.eq(mul_nb), ci.eq(0), cj.eq(0),
-                         addend.eq(add_val), borrow.eq(add_sel == list(add_src).index("-sumx")),
-                         msign.eq(mul_sign)]
-            m.d.comb += ret_next.eq(mul_ret)
+                         mb.eq(magnitude(b_src, b_sel, len(mb))), ci.eq(0), cj.eq(0),
+                         addend.eq(add_val), borrow.eq(add_sel == list(add_src).index("-sumx"))]
             with m.If(add_sel != list(add_src).index("v")):
                 m.d.sync += v.eq(0)
 
-        def call_mul(at, state_ret, a, b, sign, add, a_mag, b_mag, op=None):
-            """MUL from state ``at`` (its sources ``a``, ``b``, ``add``: ``calls``, selected by
-            ``ret``), returning to ``state_ret``."""
+        def call_mul(state_ret, a, b, sign, add, a_mag, b_mag):
             na, nb = lv.chunks(a_mag), lv.chunks(b_mag)
             assert na <= f.a_chunks and nb <= f.b_chunks, (a_mag, b_mag)
-            assert (calls[at] if op is None else get_calls[op]) == (a, b, add), at
-            m.d.comb += [mul_go.eq(1), mul_sign.eq(sign), mul_na.eq(na - 1),
-                         mul_nb.eq(nb - 1), mul_ret.eq(RETURNS.index(state_ret))]
-            m.next = "MUL"
+            m.d.comb += [mul_go.eq(1), mul_a.eq(list(a_src).index(a)),
+                         mul_b.eq(list(b_src).index(b)), mul_add.eq(list(add_src).index(add)),
+                         mul_sign.eq(sign), mul_na.eq(na - 1), mul_nb.eq(nb - 1),
+                         mul_ret.eq(RETURNS.index(state_ret))]
+            m.next = "MUL_LD"
 
         def call_rss(state_ret, shift, sat, zero=0):
             m.d.sync += [rs_rem.eq(shift - 1), rs_sat.eq(sat), rs_zero.eq(zero),
+                         ret.eq(RETURNS.index(state_ret)),
                          addend.eq(Mux(shift == 0, zero, 1)), borrow.eq(0)]
-            m.d.comb += ret_next.eq(RETURNS.index(state_ret))
             with m.If(shift == 0):
                 m.next = "RSS_ZERO"
             with m.Elif(shift == 1):
@@ -338,8 +307,8 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "RSS_WALK"
 
         def call_div(state_ret, num, den):
-            m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1)]
-            m.d.comb += ret_next.eq(RETURNS.index(state_ret))
+            m.d.sync += [dn.eq(num), dd.eq(den), rem.eq(0), steps.eq(lv.DIV_STEPS - 1),
+                         ret.eq(RETURNS.index(state_ret))]
             m.next = "DIV"
 
         def put(y, y2=0):
@@ -398,21 +367,17 @@ class SharedVectorUnit(wiring.Component):
             # -- element ops ----------------------------------------------------------------
             with m.State("GET"):                            # the operand into xa, xb
                 m.d.comb += self.i.ready.eq(1)
-                aim("GET_1")
-                with m.If(self.i.valid):
-                    m.d.sync += [xa.eq(self.i.payload.a), xb.eq(self.i.payload.b)]
-                    m.next = "GET_1"
-            with m.State("GET_1"):
-                with m.Switch(cmd.op):
-                    with m.Case(lv.VecOp.REQUANT):
-                        call_mul("GET_1", "RQ_1", "x", "mult", xa < 0, "0", f.acc_mag, f.mult_mag,
-                                 op=lv.VecOp.REQUANT)
-                    with m.Case(lv.VecOp.ADD):
-                        call_mul("GET_1", "AD_1", "x", "mult", xa < 0, "0", f.vec_mag, f.mult_mag,
-                                 op=lv.VecOp.ADD)
-                    with m.Default():                                           # GELU
-                        call_mul("GET_1", "GE_1", "clip_u", "clip_u", xa > 0, "gelu",
-                                 f.vec_mag, f.vec_mag, op=lv.VecOp.GELU)
+                a = self.i.payload.a
+                with m.If(self.i.valid):               # (MUL_LD reads the operand from xa)
+                    m.d.sync += [xa.eq(a), xb.eq(self.i.payload.b)]
+                    with m.Switch(cmd.op):
+                        with m.Case(lv.VecOp.REQUANT):
+                            call_mul("RQ_1", "x", "mult", a < 0, "0", f.acc_mag, f.mult_mag)
+                        with m.Case(lv.VecOp.ADD):
+                            call_mul("AD_1", "x", "mult", a < 0, "0", f.vec_mag, f.mult_mag)
+                        with m.Default():                                       # GELU
+                            call_mul("GE_1", "clip_u", "clip_u", a > 0, "gelu",
+                                     f.vec_mag, f.vec_mag)
 
             with m.State("RQ_1"):
                 call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
@@ -421,22 +386,21 @@ class SharedVectorUnit(wiring.Component):
                 next_element("GET")
 
             with m.State("AD_1"):
-                call_mul("AD_1", "AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
+                call_mul("AD_2", "b", "mult2", xb < 0, "v", f.vec_mag, f.mult_mag)
             with m.State("AD_2"):
                 call_rss("E_OUT", cmd.shift, cmd.osel)
 
             with m.State("GE_1"):                           # poly(x)·x
-                call_mul("GE_1", "GE_2", "v", "x", v_neg ^ (xa < 0), "0",
+                call_mul("GE_2", "v", "x", v_neg ^ (xa < 0), "0",
                          f.poly_mag, f.vec_mag)
             with m.State("GE_2"):
-                call_mul("GE_2", "GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
+                call_mul("GE_3", "v", "mult", v_neg, "0", f.gelu_mag, f.mult_mag)
             with m.State("GE_3"):
                 call_rss("E_OUT", cmd.shift, cmd.osel, cmd.zero)
 
             # -- row ops: load the row ------------------------------------------------------
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
-                aim("LS_1")
                 a = self.i.payload.a
                 with m.If(self.i.valid):
                     m.d.comb += [row_w.en.eq(1), idx_nxt.eq(idx + 1)]
@@ -455,11 +419,10 @@ class SharedVectorUnit(wiring.Component):
 
             # -- LayerNorm: statistics, reciprocal, outputs ----------------------------------
             with m.State("LS_1"):                           # c = d·x − Σx
-                call_mul("LS_1", "LS_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+                call_mul("LS_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
             with m.State("LS_2"):                           # var += c² (var in dn)
-                call_mul("LS_2", "LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
+                call_mul("LS_3", "v", "v", 0, "var", f.c_mag, f.c_mag)
             with m.State("LS_3"):
-                aim("LS_1")
                 m.d.sync += dn.eq(v)
                 m.d.comb += idx_nxt.eq(idx + 1)
                 with m.If(last):
@@ -469,34 +432,31 @@ class SharedVectorUnit(wiring.Component):
                     m.next = "LS_1"
             with m.State("LD_1"):                           # isqrt(var // d)
                 m.d.sync += [rem.eq(0), dd.eq(0),
-                             steps.eq(lv.ISQRT_STEPS - 1)]
-                m.d.comb += ret_next.eq(RETURNS.index("LD_2"))
+                             steps.eq(lv.ISQRT_STEPS - 1), ret.eq(RETURNS.index("LD_2"))]
                 m.next = "ISQRT"
             with m.State("LD_2"):                           # R = 2**K // max(1, sigma)
                 call_div("LD_3", 1 << cfg.ln_recip_frac, Mux(dd == 0, 1, dd))
             with m.State("LD_3"):
-                aim("LO_1")
                 m.next = "LO_1"
             with m.State("LO_1"):                           # c = d·x − Σx
-                call_mul("LO_1", "LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
+                call_mul("LO_2", "rx", "n", rx < 0, "-sumx", f.vec_mag, f.count_bits)
             with m.State("LO_2"):                           # c·R
-                call_mul("LO_2", "LO_3", "v", "recip", v_neg, "0", f.c_mag, f.recip_mag)
+                call_mul("LO_3", "v", "recip", v_neg, "0", f.c_mag, f.recip_mag)
             with m.State("LO_3"):                           # n = round_shift(c·R, K − f)
                 call_rss("LO_4", cfg.ln_recip_frac - cfg.ln_frac, Sat.NONE)
             with m.State("LO_4"):                           # n·gamma + beta
-                call_mul("LO_4", "LO_5", "v", "gamma", v_neg ^ (gm < 0), "beta",
+                call_mul("LO_5", "v", "gamma", v_neg ^ (gm < 0), "beta",
                          f.n_mag, cfg.ln_gamma_bits)
             with m.State("LO_5"):                           # ·mult
-                call_mul("LO_5", "LO_6", "v", "mult", v_neg, "0", f.y_mag, f.mult_mag)
+                call_mul("LO_6", "v", "mult", v_neg, "0", f.y_mag, f.mult_mag)
             with m.State("LO_6"):
                 call_rss("LO_7", cmd.shift, Sat.VEC)
             with m.State("LO_7"):                           # the act_bits copy
                 m.d.sync += xa.eq(v)
-                call_mul("LO_7", "LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
+                call_mul("LO_8", "v", "mult2", v_neg, "0", f.vec_mag, f.mult_mag)
             with m.State("LO_8"):
                 call_rss("LO_OUT", par.shift2, Sat.ACT)
             with m.State("LO_OUT"):
-                aim("LO_1")
                 put(xa, v)
                 next_element("LO_1")
 
@@ -543,10 +503,9 @@ class SharedVectorUnit(wiring.Component):
                 m.next = "SO_1"
             with m.State("SO_1"):                           # read T[r]
                 m.d.sync += q_reg.eq(q_now)
-                aim("SO_2")
                 m.next = "SO_2"
             with m.State("SO_2"):                           # e = T[r] >> q; e·recip
-                call_mul("SO_2", "SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
+                call_mul("SO_3", "e", "recip", 0, "0", f.e_mag, f.srecip_mag)
             with m.State("SO_3"):
                 call_rss("SO_OUT", cfg.softmax_recip_frac, Sat.PROB)
             with m.State("SO_OUT"):
@@ -556,10 +515,13 @@ class SharedVectorUnit(wiring.Component):
             # -- engines ----------------------------------------------------------------------
             def go_ret():
                 with m.Switch(ret):
-                    for k, name in enumerate(RETURNS[:ENGINE_RETURNS]):
+                    for k, name in enumerate(RETURNS):
                         with m.Case(k):
                             m.next = name
 
+            with m.State("MUL_LD"):
+                load_operands()
+                m.next = "MUL"
             with m.State("MUL"):                             # add the last product, form the next
                 m.d.sync += [v.eq(v_sum), addend.eq(pp_next ^ msign.replicate(W)),
                              borrow.eq(msign)]

@@ -141,8 +141,9 @@ def rss_cycles(shift: int) -> int:
 
 
 def mul_cycles(a_mag: int, b_mag: int) -> int:
-    """Cycles of one product: every chunk pair, then sign and addend."""
-    return chunks(a_mag) * chunks(b_mag) + 1
+    """Cycles of one product: the operands' magnitudes (``MUL_LD``), every chunk pair, then
+    the last product."""
+    return 1 + chunks(a_mag) * chunks(b_mag) + 1
 
 
 def op_cycles(cfg: StaConfig, op: int, n: int, shift: int = 0, shift2: int = 0) -> int:
@@ -159,14 +160,12 @@ def op_cycles(cfg: StaConfig, op: int, n: int, shift: int = 0, shift2: int = 0) 
     if n == 0:
         return 1
     mul, rss = mul_cycles, rss_cycles
-    # element ops: the beat (GET, into the operand register), the first call (GET_1), ...
     if op == VecOp.REQUANT:
-        each = 1 + 1 + mul(f.acc_mag, f.mult_mag) + 1 + rss(shift) + 1
+        each = 1 + mul(f.acc_mag, f.mult_mag) + 1 + rss(shift) + 1
     elif op == VecOp.ADD:
-        each = (1 + 1 + mul(f.vec_mag, f.mult_mag) + 1 + mul(f.vec_mag, f.mult_mag) + 1
-                + rss(shift) + 1)
+        each = 1 + mul(f.vec_mag, f.mult_mag) + 1 + mul(f.vec_mag, f.mult_mag) + 1 + rss(shift) + 1
     elif op == VecOp.GELU:
-        each = (1 + 1 + mul(f.vec_mag, f.vec_mag) + 1 + mul(f.poly_mag, f.vec_mag) + 1
+        each = (1 + mul(f.vec_mag, f.vec_mag) + 1 + mul(f.poly_mag, f.vec_mag) + 1
                 + mul(f.gelu_mag, f.mult_mag) + 1 + rss(shift) + 1)
     if op not in ROW_OPS:
         return 1 + n * each
