@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -84,6 +84,16 @@ __all__ = ["LeanCore"]
 PM_WIDTH = 64
 PM_SLICES = 4
 FETCH_READS = 3
+
+
+def _place(base: int, offset) -> Value:
+    """``base + offset``: when ``base`` has as many low zero bits as ``offset`` is wide, the
+    offset's bits go under the base's (no adder: the merged memory's address paths were the
+    iCE40UP5K build's critical path); otherwise an adder."""
+    offset = Value.cast(offset)
+    if base % (1 << len(offset)):
+        return base + offset
+    return Cat(offset, Const(base >> len(offset)))
 
 ERR = sta_isa.ERROR_CODES
 
@@ -170,7 +180,8 @@ class LeanCore(wiring.Component):
         m.submodules.cmd_cycles = cmd_ctr = Counter(32, start=1)
         cycles, mac_active, cmd_cycles = cycles_ctr.value, mac_ctr.value, cmd_ctr.value
         fetch_k = Signal(2)                               # the command slice being read
-        m.d.comb += [command.eq(pc), c_rd.addr.eq(pc * PM_SLICES + fetch_k if merged else pc),
+        assert PM_SLICES == 1 << len(fetch_k)             # pc * PM_SLICES + fetch_k
+        m.d.comb += [command.eq(pc), c_rd.addr.eq(Cat(fetch_k, pc) if merged else pc),
                      host.count.eq(count),
                      status.busy.eq(self.busy), status.done.eq(self.done),
                      status.error.eq(self.error), status.ext_ready.eq(1),
@@ -719,11 +730,11 @@ class LeanCore(wiring.Component):
             pm.addr, pm.wen, pm.wdata = ram.addr, ram.wen, ram.wdata
             w, p, c = views["WBUF"], views["PBUF"], views["CBUF"]
             with m.If(pm.use_w):
-                m.d.comb += ram.addr.eq(lay.w0 + w.addr)
+                m.d.comb += ram.addr.eq(_place(lay.w0, w.addr))
             with m.Elif(pm.use_c):
-                m.d.comb += ram.addr.eq(lay.c0 + c.addr)
+                m.d.comb += ram.addr.eq(_place(lay.c0, c.addr))
             with m.Else():
-                m.d.comb += ram.addr.eq(lay.p0 + p.addr)
+                m.d.comb += ram.addr.eq(_place(lay.p0, p.addr))
             m.d.comb += [w.data.eq(ram.rdata), p.data.eq(ram.rdata), c.data.eq(ram.rdata)]
             pm.rdata = ram.rdata
         else:
@@ -771,19 +782,20 @@ class LeanCore(wiring.Component):
         m.d.comb += pm.wdata.eq(Cat(host.wbuf_wr.data[:32], host.wbuf_wr.data[:32]))
         with m.If(~self.busy):
             with m.If(host.wbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(lay.w0 + host.wbuf_wr.addr), pm.wen.eq(0b01)]
+                m.d.comb += [pm.addr.eq(_place(lay.w0, host.wbuf_wr.addr)), pm.wen.eq(0b01)]
             with m.Elif(host.pbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(lay.p0 + host.pbuf_wr.addr), pm.wen.eq(host.pbuf_wr.en)]
+                m.d.comb += [pm.addr.eq(_place(lay.p0, host.pbuf_wr.addr)),
+                             pm.wen.eq(host.pbuf_wr.en)]
             with m.Elif(cw.en.any()):
-                m.d.comb += [pm.addr.eq(lay.c0 + cw.addr * PM_SLICES + (c_slice >> 1)),
+                m.d.comb += [pm.addr.eq(_place(lay.c0, Cat((c_slice >> 1)[:2], cw.addr))),
                              pm.wen.eq(Mux(c_slice[0], 0b10, 0b01))]
             with m.Elif(rq_space == sta_isa.SPACES["WBUF"]):
-                m.d.comb += pm.addr.eq(lay.w0 + host.wbuf_rd.addr)
+                m.d.comb += pm.addr.eq(_place(lay.w0, host.wbuf_rd.addr))
             with m.Elif(rq_space == sta_isa.SPACES["CBUF"]):
-                m.d.comb += pm.addr.eq(lay.c0 + host.cbuf_rd.addr * PM_SLICES
-                                       + (rq[:c_sub_bits] >> 1))
+                m.d.comb += pm.addr.eq(_place(lay.c0, Cat((rq[:c_sub_bits] >> 1)[:2],
+                                                             host.cbuf_rd.addr)))
             with m.Else():
-                m.d.comb += pm.addr.eq(lay.p0 + host.pbuf_rd.addr)
+                m.d.comb += pm.addr.eq(_place(lay.p0, host.pbuf_rd.addr))
 
     def _host(self, m, host, pm, shared_rd, shared_wr, host_rd) -> None:
         """The host port on the core's memory ports: while the core is idle the host's reads
