@@ -12,7 +12,8 @@ REQUANT over VBUF, NOP. FETCH (external memory) stops the run with ``opcode``.
 Everything happens one output at a time (``rows = cols = 1``: a tile is one feature of one
 token), so no command waits for another (``barrier`` and ``wait_sm`` hold by construction)::
 
-    FETCH0..2 DECODE [PW0..2] { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
+    FETCH0..2 LATCH DECODE [PW0..2]
+        { TILE PARAM k_steps×MAC DRAIN1 DRAIN2 requant [post] WRITE } NEXT
 
 ``TILE`` reads the feature's PBUF entry, ``PARAM`` loads its bias into the accumulator; each
 MAC cycle reads one weight word and one activation window, whose products are accumulated a
@@ -419,22 +420,27 @@ class LeanCore(wiring.Component):
                     with m.Else():
                         m.d.sync += self.busy.eq(1)
                         m.next = "FETCH0"
-            # CBUF[pc] is read (merged: in three 64-bit slices, the first two straight into the
-            # command register, which nothing reads until DECODE)
+            # CBUF[pc] is read (merged: in three 64-bit slices) into the command register, which
+            # nothing reads until DECODE: DECODE's checks start at registers (from the SPRAM's
+            # output they were a 12-level path of the iCE40UP5K build)
             cmd_bits = cmd.as_value()
-            c_lo = cmd_bits[:PM_WIDTH * (FETCH_READS - 1)]
             for i in range(FETCH_READS):
                 with m.State(f"FETCH{i}"):
                     m.d.comb += [fetch_k.eq(i), pm.use_c.eq(1)]
                     if i and merged:
                         m.d.sync += cmd_bits[PM_WIDTH * (i - 1):PM_WIDTH * i].eq(c_rd.data)
-                    m.next = f"FETCH{i + 1}" if i < FETCH_READS - 1 else "DECODE"
+                    m.next = f"FETCH{i + 1}" if i < FETCH_READS - 1 else "LATCH"
+            with m.State("LATCH"):                       # the last slice (the word: unmerged)
+                if merged:
+                    m.d.sync += cmd_bits[PM_WIDTH * (FETCH_READS - 1):].eq(c_rd.data)
+                else:
+                    m.d.sync += cmd_bits.eq(c_rd.data[:self.cmd_layout.size])
+                m.next = "DECODE"
             with m.State("DECODE"):
-                c_word = Cat(c_lo, c_rd.data) if merged else c_rd.data
-                c = self.cmd_layout(c_word[:self.cmd_layout.size])
+                c = cmd
                 m.d.sync += [m_last.eq(c.m_tiles - 1), n_last.eq(c.n_tiles - 1),
                              k_last.eq(c.k_steps - 1), len_last.eq(c.length - 1)]
-                m.d.sync += [cmd.eq(c), ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
+                m.d.sync += [ct.eq(0), rt.eq(0), s.eq(0), k.eq(0),
                              w_ptr.eq(c.w_base), w_row.eq(c.w_base), a_row.eq(c.a_base),
                              o_ptr.eq(c.o_base), o_col.eq(c.o_base), o_row.eq(c.o_base),
                              win.eq(0), slot.eq(0), t_win.eq(0), t_slot.eq(0)]
@@ -729,12 +735,14 @@ class LeanCore(wiring.Component):
             m.submodules.pm = ram = SinglePortRam(PM_WIDTH, lay.depth, granularity=32)
             pm.addr, pm.wen, pm.wdata = ram.addr, ram.wen, ram.wdata
             w, p, c = views["WBUF"], views["PBUF"], views["CBUF"]
+            core_addr = Signal.like(ram.addr)
             with m.If(pm.use_w):
-                m.d.comb += ram.addr.eq(_place(lay.w0, w.addr))
+                m.d.comb += core_addr.eq(_place(lay.w0, w.addr))
             with m.Elif(pm.use_c):
-                m.d.comb += ram.addr.eq(_place(lay.c0, c.addr))
+                m.d.comb += core_addr.eq(_place(lay.c0, c.addr))
             with m.Else():
-                m.d.comb += ram.addr.eq(_place(lay.p0, p.addr))
+                m.d.comb += core_addr.eq(_place(lay.p0, p.addr))
+            m.d.comb += ram.addr.eq(core_addr)
             m.d.comb += [w.data.eq(ram.rdata), p.data.eq(ram.rdata), c.data.eq(ram.rdata)]
             pm.rdata = ram.rdata
         else:
@@ -780,22 +788,41 @@ class LeanCore(wiring.Component):
         # the host port writes its 32-bit word into every slice of a space's word: the same
         # two copies for all three spaces, only the enables differ
         m.d.comb += pm.wdata.eq(Cat(host.wbuf_wr.data[:32], host.wbuf_wr.data[:32]))
-        with m.If(~self.busy):
-            with m.If(host.wbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(_place(lay.w0, host.wbuf_wr.addr)), pm.wen.eq(0b01)]
-            with m.Elif(host.pbuf_wr.en.any()):
-                m.d.comb += [pm.addr.eq(_place(lay.p0, host.pbuf_wr.addr)),
-                             pm.wen.eq(host.pbuf_wr.en)]
-            with m.Elif(cw.en.any()):
-                m.d.comb += [pm.addr.eq(_place(lay.c0, Cat((c_slice >> 1)[:2], cw.addr))),
-                             pm.wen.eq(Mux(c_slice[0], 0b10, 0b01))]
-            with m.Elif(rq_space == sta_isa.SPACES["WBUF"]):
-                m.d.comb += pm.addr.eq(_place(lay.w0, host.wbuf_rd.addr))
+        # the host's address: a read of these spaces wins (a write then waits: ``_host``'s
+        # hold), then a write request; chosen from the requests as they come, not from the
+        # accepted enables, with ``busy`` picking last (busy -> accept -> enables -> address
+        # was the iCE40UP5K build's critical path, the SPRAMs a long route away)
+        wr_addr = self.wr.payload.addr
+        wr_space = wr_addr[sta_isa.space_shift(cfg):]
+        rd_here = self.rd.valid & ((rq_space == sta_isa.SPACES["WBUF"])
+                                   | (rq_space == sta_isa.SPACES["PBUF"])
+                                   | (rq_space == sta_isa.SPACES["CBUF"]))
+        per_slice = len(cw.en) * 32 // len(cw.data)         # HostPort's enables per slice
+        wr_slice = (wr_addr[:c_sub_bits] * per_slice) >> 1
+        host_addr, host_wen = Signal.like(pm.addr), Signal.like(pm.wen)
+        with m.If(rd_here | ~self.wr.valid):
+            with m.If(rq_space == sta_isa.SPACES["WBUF"]):
+                m.d.comb += host_addr.eq(_place(lay.w0, host.wbuf_rd.addr))
             with m.Elif(rq_space == sta_isa.SPACES["CBUF"]):
-                m.d.comb += pm.addr.eq(_place(lay.c0, Cat((rq[:c_sub_bits] >> 1)[:2],
+                m.d.comb += host_addr.eq(_place(lay.c0, Cat((rq[:c_sub_bits] >> 1)[:2],
                                                              host.cbuf_rd.addr)))
             with m.Else():
-                m.d.comb += pm.addr.eq(_place(lay.p0, host.pbuf_rd.addr))
+                m.d.comb += host_addr.eq(_place(lay.p0, host.pbuf_rd.addr))
+        with m.Elif(wr_space == sta_isa.SPACES["WBUF"]):
+            m.d.comb += host_addr.eq(_place(lay.w0, host.wbuf_wr.addr))
+        with m.Elif(wr_space == sta_isa.SPACES["CBUF"]):
+            m.d.comb += host_addr.eq(_place(lay.c0, Cat(wr_slice[:2], cw.addr)))
+        with m.Else():
+            m.d.comb += host_addr.eq(_place(lay.p0, host.pbuf_wr.addr))
+        # the write enables: those the host port accepted
+        with m.If(host.wbuf_wr.en.any()):
+            m.d.comb += host_wen.eq(0b01)
+        with m.Elif(host.pbuf_wr.en.any()):
+            m.d.comb += host_wen.eq(host.pbuf_wr.en)
+        with m.Elif(cw.en.any()):
+            m.d.comb += host_wen.eq(Mux(c_slice[0], 0b10, 0b01))
+        with m.If(~self.busy):
+            m.d.comb += [pm.addr.eq(host_addr), pm.wen.eq(host_wen)]
 
     def _host(self, m, host, pm, shared_rd, shared_wr, host_rd) -> None:
         """The host port on the core's memory ports: while the core is idle the host's reads

@@ -2,7 +2,8 @@
 state (pure Python; tests hold it to the RTL).
 
 Per command: ``FETCH0..2`` (a command is read in three 64-bit slices: the UP5K's SPRAMs hold
-the commands), ``DECODE``, the body, ``NEXT``.
+the commands), ``LATCH`` (the last slice into the command register), ``DECODE``, the body,
+``NEXT``.
 
 GEMM
     With a post-op, ``PW0..2`` read its parameters. Per output (one feature of one token):
@@ -31,8 +32,8 @@ from nmaccel.spec.config import StaConfig
 
 __all__ = ["COMMAND_OVERHEAD", "command_cycles", "program_cycles"]
 
-#: FETCH0..2, DECODE and NEXT.
-COMMAND_OVERHEAD = 5
+#: FETCH0..2, LATCH, DECODE and NEXT.
+COMMAND_OVERHEAD = 6
 #: TILE, PARAM, DRAIN1, DRAIN2 and WRITE around an output's MAC cycles and unit work.
 OUTPUT_OVERHEAD = 5
 #: PW0..2: a GEMM's post-op parameters or a vector command's output parameters.
