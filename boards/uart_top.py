@@ -38,8 +38,8 @@ class UartTop(wiring.Component):
     """
 
     def __init__(self, config, core, divisor: int, timeout: int | None = None,
-                 extra: dict | None = None) -> None:
-        self.bridge = UartBridge(config, divisor, timeout=timeout)
+                 extra: dict | None = None, timer_dsp: bool = False) -> None:
+        self.bridge = UartBridge(config, divisor, timeout=timeout, timer_dsp=timer_dsp)
         self.core = core
         self.config, self.divisor, self.timeout = config, divisor, self.bridge.timeout
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
@@ -66,7 +66,9 @@ class StaUartTop(UartTop):
         StaConfig.require(config)
         sdram = ({"sdram": Out(pins_signature(config.sdram_timing))}
                  if config.sdram_timing is not None else {})
-        super().__init__(config, sta_core(config), divisor, timeout, sdram)
+        # the lean STA leaves an SB_MAC16 for the bridge's timer (the conv engine uses all 8)
+        super().__init__(config, sta_core(config), divisor, timeout, sdram,
+                         timer_dsp=bool(config.lean))
 
     def elaborate(self, platform) -> Module:
         m = super().elaborate(platform)

@@ -20,6 +20,8 @@ reply goes out the receiver holds one byte and drops further ones (``UartRx.over
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -85,7 +87,9 @@ class UartBridge(wiring.Component):
     Parameters: ``config`` (:class:`~nmaccel.spec.config.StaConfig` or
     :class:`~nmaccel.spec.config.ConvConfig`: sizes the address, gives the PING identity and
     the CSR START address), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte
-    timeout in cycles, at least 2 byte times; default :func:`default_timeout`).
+    timeout in cycles, at least 2 byte times; default :func:`default_timeout`), ``timer_dsp``
+    (the timer is a :class:`~nmaccel.hw.common.counter.Counter`, an SB_MAC16 on an iCE40, for
+    a design that leaves one free; default a counter in logic).
 
     Ports
         ``rx`` In(1), ``tx`` Out(1): the UART pins (8N1).
@@ -97,12 +101,13 @@ class UartBridge(wiring.Component):
     """
 
     def __init__(self, config: StaConfig | ConvConfig, divisor: int,
-                 timeout: int | None = None) -> None:
+                 timeout: int | None = None, timer_dsp: bool = False) -> None:
         self.addr_bits = proto.host_addr_bits(config)    # (a TypeError for any other config)
         self.config = config
         self.divisor = check_divisor(divisor)
         self.timeout = check_timeout(timeout, divisor)
         self.id_bytes = proto.id_bytes(config)
+        self.timer_dsp = bool(timer_dsp)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -144,9 +149,18 @@ class UartBridge(wiring.Component):
         widx = Signal(range(proto.MAX_WORDS + 1))
         bpos = Signal(2)
         rword = Signal(32)
-        # the inter-byte timer: an up counter (one SB_MAC16 on an iCE40)
-        m.submodules.timer = timer_ctr = Counter(bits_for(self.timeout))
-        timer = timer_ctr.value
+        # the inter-byte timer: an up counter (``timer_dsp``: a Counter, one SB_MAC16 on an
+        # iCE40, for a design that leaves one free)
+        if self.timer_dsp:
+            m.submodules.timer = timer_ctr = Counter(bits_for(self.timeout))
+            timer = timer_ctr.value
+        else:
+            timer_ctr = SimpleNamespace(clear=Signal(), en=Signal())
+            timer = Signal(bits_for(self.timeout))
+            with m.If(timer_ctr.clear):
+                m.d.sync += timer.eq(0)
+            with m.Elif(timer_ctr.en):
+                m.d.sync += timer.eq(timer + 1)
         timed_out = Signal()
         m.d.comb += timed_out.eq(timer == self.timeout - 1)
 

@@ -247,10 +247,10 @@ class HostPortModel:
             ctx.set(b.rd_data.payload, out_data)
 
 
-def bridge_session(steps, seed=0):
+def bridge_session(steps, seed=0, timer_dsp=False):
     """Run ``steps`` (``(request bytes, reply byte count)``, or ``(callable,)`` for custom
     line actions) against a bridge; returns the decoded replies and the host port model."""
-    dut = UartBridge(CFG, D, timeout=TIMEOUT)
+    dut = UartBridge(CFG, D, timeout=TIMEOUT, timer_dsp=timer_dsp)
     model = HostPortModel(dut, seed)
     rng = random.Random(seed)
     replies = []
@@ -312,7 +312,9 @@ def test_bridge_echoes_the_tag():
     assert replies[3] == (0x3E, bytes([proto.STATUS["COMMAND"]]))
 
 
-def test_bridge_error_replies_then_good_frames():
+@pytest.mark.parametrize("timer_dsp", [False, True])
+def test_bridge_error_replies_then_good_frames(timer_dsp):
+    """Every error reply (timeouts and framing with either timer), then good frames."""
     S = proto.STATUS
     base = sta_isa.host_address(CFG, "WBUF", 0)
     write = proto.encode_write(base, [0xAAAA5555, 7])
@@ -346,7 +348,7 @@ def test_bridge_error_replies_then_good_frames():
     for frame, _, _ in cases:
         steps.append((frame, REPLY))
         steps.append((good_read, REPLY + 8))
-    replies, model = bridge_session(steps, seed=3)
+    replies, model = bridge_session(steps, seed=3, timer_dsp=timer_dsp)
     for i, (_, cmd, status) in enumerate(cases):
         assert replies[2 * i] == (cmd, bytes([status])), i
         assert replies[2 * i + 1][0] == proto.READ and replies[2 * i + 1][1][0] == S["OK"]
