@@ -332,15 +332,11 @@ class SharedVectorUnit(wiring.Component):
                     m.d.comb += pp_next.eq(pp << (lv.CHUNK * k))
         v_sum = Signal(signed(W))                        # the one adder on v
         m.d.comb += v_sum.eq(v + addend + borrow)
-        # the saturation: RSS_ZERO registers whether its sum (v in RSS_SAT) is out of the
-        # rs_sat range, and its sign; RSS_SAT then loads the bound (the range check on v
-        # itself fed v's enable: the 23.79 MHz build's critical path)
+        sat_v = Signal(signed(W))                        # v saturated by rs_sat
+        m.d.comb += sat_v.eq(v)
         bounds = {Sat.ACT: (cfg.act_bits, True), Sat.VEC: (cfg.vec_bits, True),
                   Sat.ACC: (cfg.acc_bits, True), Sat.SCORE: (cfg.softmax_in_bits, True),
                   Sat.PROB: (cfg.softmax_out_bits, False)}
-        out_now = Signal()                               # v_sum is outside rs_sat's range
-        sat_out, sat_neg = Signal(), Signal()
-        sat_bound = Signal(signed(W))
         with m.Switch(rs_sat):
             for code, (bits, is_signed) in bounds.items():
                 lo = -(1 << (bits - 1)) if is_signed else 0
@@ -348,9 +344,10 @@ class SharedVectorUnit(wiring.Component):
                 with m.Case(code):
                     # out of range: the bits above the result's are not all copies of its sign
                     # (signed) or not all zero (unsigned; a negative value gives 0)
-                    top = v_sum[bits - 1:] if is_signed else v_sum[bits:]
+                    top = v[bits - 1:] if is_signed else v[bits:]
                     inside = (top == 0) | (top == (1 << len(top)) - 1) if is_signed else top == 0
-                    m.d.comb += [out_now.eq(~inside), sat_bound.eq(Mux(sat_neg, lo, hi))]
+                    with m.If(~inside):
+                        m.d.comb += sat_v.eq(Mux(v_neg, lo, hi))
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -555,11 +552,10 @@ class SharedVectorUnit(wiring.Component):
                 m.d.sync += [v.eq(v_sum >> 1), addend.eq(rs_zero)]
                 m.next = "RSS_ZERO"
             with m.State("RSS_ZERO"):
-                m.d.sync += [v.eq(v_sum), sat_out.eq(out_now), sat_neg.eq(v_sum[W - 1])]
+                m.d.sync += v.eq(v_sum)
                 m.next = "RSS_SAT"
             with m.State("RSS_SAT"):
-                with m.If(sat_out):
-                    m.d.sync += v.eq(sat_bound)
+                m.d.sync += v.eq(Mux(rs_sat == Sat.NONE, v, sat_v))
                 go_ret()
 
             # DIV and ISQRT: one digit recurrence, one compare-subtract. DIV shifts one
