@@ -20,8 +20,6 @@ reply goes out the receiver holds one byte and drops further ones (``UartRx.over
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -88,8 +86,8 @@ class UartBridge(wiring.Component):
     :class:`~nmaccel.spec.config.ConvConfig`: sizes the address, gives the PING identity and
     the CSR START address), ``divisor`` (clock cycles per UART bit), ``timeout`` (inter-byte
     timeout in cycles, at least 2 byte times; default :func:`default_timeout`), ``timer_dsp``
-    (the timer is a :class:`~nmaccel.hw.common.counter.Counter`, an SB_MAC16 on an iCE40, for
-    a design that leaves one free; default a counter in logic).
+    (the timer's :class:`~nmaccel.hw.common.counter.Counter` is an SB_MAC16 on an iCE40, for a
+    design that leaves one free; default: in logic).
 
     Ports
         ``rx`` In(1), ``tx`` Out(1): the UART pins (8N1).
@@ -149,18 +147,9 @@ class UartBridge(wiring.Component):
         widx = Signal(range(proto.MAX_WORDS + 1))
         bpos = Signal(2)
         rword = Signal(32)
-        # the inter-byte timer: an up counter (``timer_dsp``: a Counter, one SB_MAC16 on an
-        # iCE40, for a design that leaves one free)
-        if self.timer_dsp:
-            m.submodules.timer = timer_ctr = Counter(bits_for(self.timeout))
-            timer = timer_ctr.value
-        else:
-            timer_ctr = SimpleNamespace(clear=Signal(), en=Signal())
-            timer = Signal(bits_for(self.timeout))
-            with m.If(timer_ctr.clear):
-                m.d.sync += timer.eq(0)
-            with m.Elif(timer_ctr.en):
-                m.d.sync += timer.eq(timer + 1)
+        # the inter-byte timer (``timer_dsp``: one SB_MAC16 on an iCE40)
+        m.submodules.timer = timer_ctr = Counter(bits_for(self.timeout), dsp=self.timer_dsp)
+        timer = timer_ctr.value
         timed_out = Signal()
         m.d.comb += timed_out.eq(timer == self.timeout - 1)
 

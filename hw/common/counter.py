@@ -37,6 +37,9 @@ class Counter(wiring.Component):
         Bits of the count (1 to 64; at most :data:`DSP_COUNTER_BITS` to be an SB_MAC16).
     start : int
         The value ``clear`` (and reset) loads, ``0 <= start < 2**width``.
+    dsp : bool
+        Be an SB_MAC16 on an iCE40 (the default); ``False`` keeps the counter in logic there
+        too, for a design whose SB_MAC16 are all taken.
 
     Attributes
     ----------
@@ -48,17 +51,17 @@ class Counter(wiring.Component):
         The count.
     """
 
-    def __init__(self, width: int = 32, start: int = 0) -> None:
+    def __init__(self, width: int = 32, start: int = 0, dsp: bool = True) -> None:
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
             raise ValueError(f"width must be an integer from 1 to 64, not {width!r}")
         if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < 1 << width:
             raise ValueError(f"start must be an integer in [0, 2**{width}), not {start!r}")
-        self.width, self.start = width, start
+        self.width, self.start, self.dsp = width, start, bool(dsp)
         super().__init__({"en": In(1), "clear": In(1), "value": Out(width)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        if is_ice40(platform) and self.width <= DSP_COUNTER_BITS:
+        if self.dsp and is_ice40(platform) and self.width <= DSP_COUNTER_BITS:
             load = Signal()
             out = Signal(32)
             m.d.comb += [load.eq(self.clear | ResetSignal()), self.value.eq(out[:self.width])]

@@ -82,6 +82,7 @@ def test_counter_is_one_mac16_on_ice40():
     assert il.count("SB_MAC16") == 1 and "$add" not in il
     assert "SB_MAC16" not in rtlil.convert(Counter(40), platform=FakeICE40())   # too wide
     assert "SB_MAC16" not in rtlil.convert(Counter(32))
+    assert "SB_MAC16" not in rtlil.convert(Counter(32, 1, dsp=False), platform=FakeICE40())
 
 
 @pytest.mark.parametrize("kw,match", [
