@@ -85,6 +85,13 @@ __all__ = ["LeanCore"]
 PM_WIDTH = 64
 PM_SLICES = 4
 FETCH_READS = 3
+#: The spaces on the one-port parameter memory (merged: one SPRAM-backed word array).
+PM_SPACES = ("WBUF", "PBUF", "CBUF")
+
+
+def _in_pm(space) -> Value:
+    """Whether host space number ``space`` is one of :data:`PM_SPACES`."""
+    return Cat(*[space == sta_isa.SPACES[name] for name in PM_SPACES]).any()
 
 
 def _place(base: int, offset) -> Value:
@@ -723,7 +730,7 @@ class LeanCore(wiring.Component):
         else PBUF)."""
         specs, lay = self.specs, self.pm_layout
         views = {}
-        for space in ("WBUF", "PBUF", "CBUF"):
+        for space in PM_SPACES:
             depth = specs[space].depth * (PM_SLICES if merged and space == "CBUF" else 1)
             width = PM_WIDTH if merged and space == "CBUF" else specs[space].width
             views[space] = SimpleNamespace(addr=Signal(clog2(depth), name=f"{space}_addr"),
@@ -747,7 +754,7 @@ class LeanCore(wiring.Component):
             pm.rdata = ram.rdata
         else:
             pm.ports = {}
-            for space in ("WBUF", "PBUF", "CBUF"):
+            for space in PM_SPACES:
                 mem = getattr(self, space.lower())
                 m.submodules[space.lower()] = mem
                 wp = mem.write_port(granularity=specs[space].granularity)
@@ -780,10 +787,6 @@ class LeanCore(wiring.Component):
         m.d.comb += [host.wbuf_rd.data.eq(pm.rdata[:32]), host.pbuf_rd.data.eq(pm.rdata),
                      host.cbuf_rd.data.eq(Cat(*[pm.rdata] * FETCH_READS)[:len(host.cbuf_rd.data)])]
         cw = host.cbuf_wr
-        c_slice = Signal(range(len(cw.en)))
-        for i in reversed(range(len(cw.en))):
-            with m.If(cw.en[i]):
-                m.d.comb += c_slice.eq(i)
         c_sub_bits = sta_isa.sub_bits(cfg, "CBUF")
         # the host port writes its 32-bit word into every slice of a space's word: the same
         # two copies for all three spaces, only the enables differ
@@ -794,11 +797,10 @@ class LeanCore(wiring.Component):
         # was the iCE40UP5K build's critical path, the SPRAMs a long route away)
         wr_addr = self.wr.payload.addr
         wr_space = wr_addr[sta_isa.space_shift(cfg):]
-        rd_here = self.rd.valid & ((rq_space == sta_isa.SPACES["WBUF"])
-                                   | (rq_space == sta_isa.SPACES["PBUF"])
-                                   | (rq_space == sta_isa.SPACES["CBUF"]))
-        per_slice = len(cw.en) * 32 // len(cw.data)         # HostPort's enables per slice
-        wr_slice = (wr_addr[:c_sub_bits] * per_slice) >> 1
+        rd_here = self.rd.valid & _in_pm(rq_space)
+        # a CBUF write's first enabled slice (as HostPort enables them: per_slice a slice)
+        per_slice = len(cw.en) * 32 // len(cw.data)
+        wr_slice = wr_addr[:c_sub_bits] * per_slice
         host_addr, host_wen = Signal.like(pm.addr), Signal.like(pm.wen)
         with m.If(rd_here | ~self.wr.valid):
             with m.If(rq_space == sta_isa.SPACES["WBUF"]):
@@ -811,7 +813,7 @@ class LeanCore(wiring.Component):
         with m.Elif(wr_space == sta_isa.SPACES["WBUF"]):
             m.d.comb += host_addr.eq(_place(lay.w0, host.wbuf_wr.addr))
         with m.Elif(wr_space == sta_isa.SPACES["CBUF"]):
-            m.d.comb += host_addr.eq(_place(lay.c0, Cat(wr_slice[:2], cw.addr)))
+            m.d.comb += host_addr.eq(_place(lay.c0, Cat((wr_slice >> 1)[:2], cw.addr)))
         with m.Else():
             m.d.comb += host_addr.eq(_place(lay.p0, host.pbuf_wr.addr))
         # the write enables: those the host port accepted
@@ -820,7 +822,7 @@ class LeanCore(wiring.Component):
         with m.Elif(host.pbuf_wr.en.any()):
             m.d.comb += host_wen.eq(host.pbuf_wr.en)
         with m.Elif(cw.en.any()):
-            m.d.comb += host_wen.eq(Mux(c_slice[0], 0b10, 0b01))
+            m.d.comb += host_wen.eq(Mux(wr_slice[0], 0b10, 0b01))
         with m.If(~self.busy):
             m.d.comb += [pm.addr.eq(host_addr), pm.wen.eq(host_wen)]
 
@@ -842,9 +844,8 @@ class LeanCore(wiring.Component):
             m.d.comb += [port.addr.eq(hp.addr), hp.data.eq(port.data)]
         self._host_params(m, host, pm)
         space = self.wr.payload.addr[sta_isa.space_shift(self.config):]
-        one_port = Cat(*[space == sta_isa.SPACES[sp] for sp in ("WBUF", "PBUF", "CBUF")]).any()
         held = ((self.busy & (space != sta_isa.SPACES["CSR"]))      # buffers wait while it runs
-                | (host.read_accept & one_port))     # a read's cycle on a one-port buffer
+                | (host.read_accept & _in_pm(space)))   # a read's cycle on a one-port buffer
         m.d.comb += [host.wr.payload.eq(self.wr.payload), host.wr.valid.eq(self.wr.valid & ~held),
                      self.wr.ready.eq(host.wr.ready & ~held), host.write_hold.eq(0)]
         wiring.connect(m, wiring.flipped(self.rd), host.rd)
