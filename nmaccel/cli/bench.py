@@ -185,6 +185,27 @@ def _run_roofline(args, command):
                command=command)
 
 
+def _logic_depth(p):
+    p.add_argument("--netlist", required=True,
+                   help="a Yosys JSON netlist after synth_ice40/synth_ecp5, or an `nmaccel "
+                        "build` --out folder (its top.json)")
+    p.add_argument("--count", type=positive_int, default=40, help="endpoints to list")
+    p.add_argument("--path", default=None,
+                   help="also print the cells of the deepest path into the first endpoint "
+                        "whose name contains this")
+    p.add_argument("--out", default=None,
+                   help="folder for logic_depth.json/.md (default: the netlist's folder)")
+
+
+def _run_logic_depth(args, command):
+    from nmaccel.boards.logic_depth import run
+    try:
+        return run(args.netlist, out=args.out, count=args.count, path=args.path,
+                   command=command)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
 #: study name -> (one-line help, add_arguments, run(args, command))
 STUDIES = {
     "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
@@ -203,6 +224,8 @@ STUDIES = {
                  _simspeed, _run_simspeed),
     "fuzz": ("random command streams end with done or an error, bounded -> fuzz.*",
              _fuzz, _run_fuzz),
+    "logic-depth": ("LUT levels into every register of a synthesized netlist -> "
+                    "logic_depth.*", _logic_depth, _run_logic_depth),
     "roofline": ("layer latency with weights from SDRAM against tokens (model) -> roofline.*",
                  _roofline, _run_roofline),
 }
@@ -218,7 +241,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import sys
-    args.out = check_output_dir(args.out, "--out")
+    if args.out is not None:
+        args.out = check_output_dir(args.out, "--out")
     command = "nmaccel bench " + " ".join(sys.argv[2:]) \
         if len(sys.argv) > 2 and sys.argv[1] == "bench" else f"nmaccel bench {args.study}"
     return int(STUDIES[args.study][2](args, command) or 0)
