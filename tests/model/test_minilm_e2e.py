@@ -13,8 +13,10 @@ from nmaccel.model.minilm_e2e import (
     embedding_metrics,
     pad_batch,
     qat_scales,
+    rank_kl,
     retrieval_agreement,
     student_weights,
+    teacher_neighbours,
 )
 from nmaccel.model.pipeline import QuantizedMiniLM, calibration_sentences
 from nmaccel.spec.config import sta_preset
@@ -62,6 +64,43 @@ def test_e2e_distillation_prunes_and_learns(one_layer):
     info = distill_e2e(idp, "idp", 1, 4, 6, TEXTS, weights=one_layer, batch_size=3, qat=False)
     assert info["schedule"] == [3, 2, 1]
     assert all(is_nm_sparse(lin.weight, 1, 4) for lin in idp.prunable_linears().values())
+
+
+def test_rank_kl_is_zero_only_when_the_order_matches():
+    torch.manual_seed(0)
+    e = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    assert float(rank_kl(e, e, 0.02)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.nn.functional.normalize(e + 0.2 * torch.randn(6, 8), dim=1)
+    assert float(rank_kl(other, e, 0.02)) > 0.01
+    # a sharper temperature weighs the same disagreement more
+    assert float(rank_kl(other, e, 0.01)) > float(rank_kl(other, e, 0.1))
+
+
+def test_neighbour_batches(one_layer):
+    ids = tokenize(TEXTS, get_default_tokenizer())
+    teacher = Student.from_weights(one_layer).eval()
+    near = teacher_neighbours(teacher, one_layer, ids, 2, chunk=4)
+    assert near.shape == (len(TEXTS), 2)
+    assert all(i not in near[i].tolist() for i in range(len(TEXTS)))
+    with torch.no_grad():
+        x, mask = pad_batch([embed_tokens(one_layer, i) for i in ids])
+        h = teacher(x, mask)[-1]
+    e = torch.nn.functional.normalize((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True),
+                                      dim=1)
+    sims = e @ e.T
+    sims.fill_diagonal_(-2)
+    assert near[:, 0].tolist() == sims.argmax(1).tolist()
+    with pytest.raises(ValueError, match="k must be in 1..5, not 6"):
+        teacher_neighbours(teacher, one_layer, ids, 6)
+    student = Student.from_weights(one_layer)
+    info = distill_e2e(student, "oneshot", 2, 4, 3, TEXTS, weights=one_layer, batch_size=3,
+                       qat=False, batching="neighbours", rank_weight=0.1)
+    assert info["steps"] == 3
+    assert all(is_nm_sparse(lin.weight, 2, 4) for lin in student.prunable_linears().values())
+    with pytest.raises(ValueError, match="batching must be one of length, neighbours, not 'x'"):
+        distill_e2e(student, "oneshot", 2, 4, 3, TEXTS, weights=one_layer, batching="x")
+    with pytest.raises(ValueError, match="rank_weight must be >= 0"):
+        distill_e2e(student, "oneshot", 2, 4, 3, TEXTS, weights=one_layer, rank_tau=0)
 
 
 def test_retrieval_agreement():
