@@ -48,7 +48,8 @@ from nmaccel.model.minilm import (
 
 __all__ = ["Student", "QatScales", "qat_scales", "distill_e2e", "student_weights",
            "pad_batch", "retrieval_agreement", "embedding_metrics", "BATCHINGS",
-           "teacher_neighbours", "rank_kl"]
+           "OBJECTIVE_DEFAULTS", "check_objective", "objective_changes", "teacher_neighbours",
+           "rank_kl"]
 
 _EPS = 1e-12
 
@@ -180,6 +181,31 @@ def _pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 #: How :func:`distill_e2e` groups sentences into batches.
 BATCHINGS = ("length", "neighbours")
+#: The end-to-end objective's options and their defaults (a plan or provenance names only
+#: those that differ).
+OBJECTIVE_DEFAULTS = {"batching": "length", "rank_weight": 0.0, "rank_tau": 0.02}
+
+
+def check_objective(objective: Optional[dict]) -> dict:
+    """``objective`` with its defaults filled in; unknown keys or bad values raise."""
+    got = dict(objective or {})
+    unknown = sorted(set(got) - set(OBJECTIVE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown objective option {', '.join(unknown)} (options: "
+                         f"{', '.join(OBJECTIVE_DEFAULTS)})")
+    out = {**OBJECTIVE_DEFAULTS, **got}
+    if out["batching"] not in BATCHINGS:
+        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not "
+                         f"{out['batching']!r}")
+    if out["rank_weight"] < 0 or not out["rank_tau"] > 0:
+        raise ValueError(f"rank_weight must be >= 0 and rank_tau > 0, not "
+                         f"{out['rank_weight']} and {out['rank_tau']}")
+    return out
+
+
+def objective_changes(objective: Optional[dict]) -> dict:
+    """The options of ``objective`` that differ from :data:`OBJECTIVE_DEFAULTS`."""
+    return {k: v for k, v in check_objective(objective).items() if OBJECTIVE_DEFAULTS[k] != v}
 
 
 @torch.no_grad()
@@ -250,11 +276,7 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
     if calib_texts is None:
         from nmaccel.model.pipeline import calibration_sentences
         calib_texts = calibration_sentences()
-    if batching not in BATCHINGS:
-        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {batching!r}")
-    if rank_weight < 0 or not rank_tau > 0:
-        raise ValueError(f"rank_weight must be >= 0 and rank_tau > 0, not {rank_weight} and "
-                         f"{rank_tau}")
+    check_objective({"batching": batching, "rank_weight": rank_weight, "rank_tau": rank_tau})
     ids = tokenize(list(texts), tokenizer)
     count = len(ids)
     if count < batch_size:
@@ -356,7 +378,7 @@ def train_student(method: str, n: int, m: int, layer_budget: int, e2e_budget: in
                   tokenizer=None, layer_texts: int = 2000, layer_lr: float = 1e-3,
                   layer_batch: int = 8, lr: float = 1e-4, batch_size: int = 16,
                   qat: bool = True, idp_mask: str = "dynamic",
-                  init: Optional[MiniLMWeights] = None,
+                  init: Optional[MiniLMWeights] = None, objective: Optional[dict] = None,
                   progress: Optional[Callable[[], None]] = None,
                   log: Optional[Callable[[int, float], None]] = None) -> tuple[Student, dict]:
     """Layer-wise, then end-to-end distillation of an ``n:m`` student with ``method``.
@@ -368,7 +390,8 @@ def train_student(method: str, n: int, m: int, layer_budget: int, e2e_budget: in
     ``idp_mask="fixed"``), one-shot's fixed mask, SR-STE. ``init``: continue from these
     (already ``n:m`` sparse) student weights instead: no layer-wise stage (``layer_budget``
     must be 0), the end-to-end stage starts from them (one-shot keeps their mask). Returns the
-    student and the per-stage info.
+    student and the per-stage info. ``objective``: extra keywords of the end-to-end stage
+    (:data:`OBJECTIVE_DEFAULTS`: ``batching``, ``rank_weight``, ``rank_tau``).
     """
     from nmaccel.model.minilm import get_default_weights
     from nmaccel.model.minilm_distill import distill_minilm
@@ -400,6 +423,7 @@ def train_student(method: str, n: int, m: int, layer_budget: int, e2e_budget: in
         info["e2e"] = distill_e2e(student, stage2, n, m, e2e_budget, train, weights=weights,
                                   tokenizer=tokenizer, seed=seed, lr=lr,
                                   batch_size=batch_size, qat=qat, schedule=sched,
-                                  idp_mask=idp_mask, progress=progress, log=log)
+                                  idp_mask=idp_mask, progress=progress, log=log,
+                                  **check_objective(objective))
     student.eval()
     return student, info

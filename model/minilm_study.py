@@ -35,7 +35,12 @@ from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.encoder_int import prune_layer_weights
 from nmaccel.model.minilm import MiniLMWeights, get_default_weights
 from nmaccel.model.minilm_distill import embed
-from nmaccel.model.minilm_e2e import embedding_metrics, student_weights, train_student
+from nmaccel.model.minilm_e2e import (
+    embedding_metrics,
+    objective_changes,
+    student_weights,
+    train_student,
+)
 from nmaccel.spec.config import StaConfig, sta_preset
 
 __all__ = ["EVAL_PRESET", "float_embeddings", "int8_embeddings", "evaluate_weights",
@@ -93,12 +98,14 @@ def minilm_study(patterns, methods: Sequence[str], seeds: int, layer_budget: int
                  qat: bool = True, int8: bool = True, weights: Optional[MiniLMWeights] = None,
                  texts: Optional[tuple[Sequence[str], Sequence[str]]] = None,
                  checkpoint: Optional[pathlib.Path] = None, resume: bool = False,
+                 objective: Optional[dict] = None,
                  say: Callable[[str], None] = lambda s: None) -> dict:
     """Train and measure one student per pattern × method × seed (same budgets for all);
     also measure the dense int8 pipeline and magnitude pruning. ``int8``: also measure every
     student (and magnitude pruning) through the integer pipeline (3 min each on one CPU
     thread). ``checkpoint``: after every run the results so far are written there;
-    ``resume`` takes finished runs from it."""
+    ``resume`` takes finished runs from it. ``objective``: the end-to-end objective's options
+    (:func:`~nmaccel.model.minilm_e2e.check_objective`)."""
     from nmaccel.model.corpus import corpus_split
     from nmaccel.model.idp import METHOD_SPECS
     from nmaccel.model.minilm_distill import MAX_TOKENS
@@ -112,7 +119,8 @@ def minilm_study(patterns, methods: Sequence[str], seeds: int, layer_budget: int
         corpus = {"train": len(train), "held_out": len(held), "source": "given"}
     plan = {"patterns": [_key(p) for p in patterns], "methods": list(methods), "seeds": seeds,
             "layer_budget": layer_budget, "budget": budget, "lr": lr, "batch_size": batch_size,
-            "layer_texts": layer_texts, "qat": qat, "int8": int8, "corpus": corpus}
+            "layer_texts": layer_texts, "qat": qat, "int8": int8, "corpus": corpus,
+            **objective_changes(objective)}
     saved = _load(checkpoint, plan) if resume else {}
     ref = float_embeddings(weights, held)
     baselines = saved.get("baselines") or {}
@@ -136,7 +144,7 @@ def minilm_study(patterns, methods: Sequence[str], seeds: int, layer_budget: int
                                               train=train, seed=seed, weights=weights,
                                               layer_texts=layer_texts, lr=lr,
                                               batch_size=batch_size, qat=qat,
-                                              idp_mask=mask_mode)
+                                              idp_mask=mask_mode, objective=objective)
                 train_s = time.perf_counter() - t0
                 sw = student_weights(student, weights)
                 metrics = evaluate_weights(sw, nm, held, ref, int8)
@@ -209,6 +217,7 @@ def summarise(runs: Sequence[dict]) -> dict:
 def ship_student(nm, method: str, seed: int, layer_budget: int, budget: int, path, *,
                  command: str, lr: float = 1e-4, batch_size: int = 16,
                  layer_texts: int = 1000, qat: bool = True, init=None,
+                 objective: Optional[dict] = None,
                  say: Callable[[str], None] = lambda s: None) -> dict:
     """Train the ``nm`` student on the whole training split, measure it (float and int8 on
     the held-out split) and save it to ``path`` with its provenance. Returns the provenance.
@@ -248,13 +257,14 @@ def ship_student(nm, method: str, seed: int, layer_budget: int, budget: int, pat
     student, info = train_student(base, nm[0], nm[1], layer_budget, budget,
                                   train=list(split.train), seed=seed, weights=weights,
                                   layer_texts=layer_texts, lr=lr, batch_size=batch_size,
-                                  qat=qat, idp_mask=mask_mode, init=start_weights, log=log)
+                                  qat=qat, idp_mask=mask_mode, init=start_weights, log=log,
+                                  objective=objective)
     train_s = time.perf_counter() - t0
     prov = {"command": command, "method": method, "seed": seed if init is None else
             before.get("seed", seed), **({"stage_seed": seed} if init is not None else {}),
             "budget": {"layerwise_steps_per_layer": layer_budget, "e2e_steps": budget,
                        "lr": lr, "batch_size": batch_size, "layer_texts": layer_texts,
-                       "qat": qat},
+                       "qat": qat, **objective_changes(objective)},
             "corpus": split.fingerprint(), "train_seconds": round(train_s, 1),
             "torch_threads": torch.get_num_threads(), "info": _info(info)}
     if before is not None:
@@ -326,7 +336,11 @@ def minilm_markdown(res: dict, command: str, wall: float, shipped: Optional[dict
               f"per layer (batch 8, lr 1e-3, on the first {plan['layer_texts']} training "
               f"sentences), then {plan['budget']} end-to-end steps (batch "
               f"{plan['batch_size']} sentences, AdamW lr {plan['lr']:g} with cosine decay"
-              + (", quantization-aware" if plan["qat"] else "") + "). IDP walks N down "
+              + (", quantization-aware" if plan["qat"] else "")
+              + (f"; batches of {plan['batching']}" if "batching" in plan else "")
+              + (f"; listwise neighbour-order term, weight {plan['rank_weight']:g}, "
+                 f"temperature {plan.get('rank_tau', 0.02):g}" if plan.get("rank_weight")
+                 else "") + "). IDP walks N down "
               "(3:4 → 2:4; 3:4 → 2:4 → 1:4) in the layer-wise stage and continues with its "
               "final dynamic-mask phase end to end; one-shot keeps the magnitude mask; SR-STE "
               f"recomputes it every step. {plan['seeds']} seeds each, mean ± std. (The "

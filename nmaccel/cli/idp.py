@@ -101,6 +101,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="end-to-end learning rate (AdamW, cosine decay)")
     g.add_argument("--minilm-batch-size", type=positive_int, default=16,
                    help="sentences per end-to-end mini-batch")
+    g.add_argument("--minilm-batching", choices=("length", "neighbours"), default="length",
+                   help="end-to-end batches: sentences of similar length, or a sentence and its "
+                        "nearest training sentences under the teacher")
+    g.add_argument("--minilm-rank-weight", type=float, default=0.0,
+                   help="weight of the listwise term that distils each sentence's in-batch "
+                        "neighbour order (0: off)")
+    g.add_argument("--minilm-rank-tau", type=float, default=0.02,
+                   help="temperature of the neighbour-order term")
     g.add_argument("--minilm-seeds", type=positive_int, default=3, help="number of seeds")
     g.add_argument("--minilm-no-qat", action="store_true",
                    help="end-to-end stage in float (no int8 fake quantization)")
@@ -177,6 +185,12 @@ def command_line(args, study: str) -> str:
                   f"--minilm-budget {args.minilm_budget}", f"--minilm-lr {args.minilm_lr:g}",
                   f"--minilm-batch-size {args.minilm_batch_size}",
                   *(["--minilm-no-qat"] if args.minilm_no_qat else [])]
+        objective = _objective(args)
+        if "batching" in objective:
+            parts.append(f"--minilm-batching {objective['batching']}")
+        if "rank_weight" in objective or "rank_tau" in objective:
+            parts += [f"--minilm-rank-weight {args.minilm_rank_weight:g}",
+                      f"--minilm-rank-tau {args.minilm_rank_tau:g}"]
         if study != "minilm-ship" and args.minilm_no_int8:
             parts.append("--minilm-no-int8")
         if study == "minilm-ship":
@@ -189,6 +203,18 @@ def command_line(args, study: str) -> str:
     return " ".join(parts)
 
 
+def _objective(args) -> dict:
+    """The end-to-end objective options that differ from the defaults (checked)."""
+    from nmaccel.model.minilm_e2e import objective_changes
+    try:
+        return objective_changes({"batching": args.minilm_batching,
+                                  "rank_weight": args.minilm_rank_weight,
+                                  "rank_tau": args.minilm_rank_tau})
+    except ValueError as exc:
+        raise CommandError(f"--minilm-batching/--minilm-rank-weight/--minilm-rank-tau: {exc}") \
+            from None
+
+
 def run(args) -> int:
     from nmaccel.model.idp import check_budget
     from nmaccel.studies.idp import digits_markdown, digits_plot, digits_study
@@ -197,6 +223,7 @@ def run(args) -> int:
         check_budget(args.minilm_budget, "--minilm-budget")
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    _objective(args)
     for opt in ("lr", "minilm_lr"):
         if not getattr(args, opt) > 0:
             raise CommandError(f"--{opt.replace('_', '-')} must be a positive number, "
@@ -362,7 +389,7 @@ def _run_minilm(args) -> None:
                            batch_size=args.minilm_batch_size,
                            layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
                            int8=not args.minilm_no_int8, checkpoint=partial,
-                           resume=args.resume, say=say)
+                           resume=args.resume, objective=_objective(args), say=say)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; the finished runs are in {partial} "
                            "(run again with --resume)") from None
@@ -422,7 +449,8 @@ def _run_minilm_ship(args) -> int:
                             args.minilm_budget, path, command=command, lr=args.minilm_lr,
                             batch_size=args.minilm_batch_size,
                             layer_texts=args.minilm_layer_texts, qat=not args.minilm_no_qat,
-                            init=path if args.minilm_continue else None, say=say)
+                            init=path if args.minilm_continue else None,
+                            objective=_objective(args), say=say)
         m = prov["metrics"]
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {nm[0]}:{nm[1]} "
               f"{args.methods[0]} seed {args.minilm_seed}, trained in "

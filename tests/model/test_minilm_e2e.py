@@ -134,3 +134,12 @@ def test_minilm_study_small_resumes_and_renders(one_layer, tmp_path):
         minilm_study([(2, 4)], ["idp"], 2, 2, 3, resume=True, **kw)
     md = minilm_markdown(res, "nmaccel idp --study minilm", 60.0)
     assert "IDP" in md and "one-shot" in md and "## Verdict" in md
+    assert "rank_weight" not in res["plan"] and "neighbour-order" not in md
+    # another objective is another plan: named in the plan and the report, not resumed from
+    obj = {"batching": "neighbours", "rank_weight": 0.1}
+    other = minilm_study([(2, 4)], ["oneshot"], 1, 2, 3, objective=obj,
+                         **{**kw, "checkpoint": tmp_path / "o.json.partial"})
+    assert other["plan"]["batching"] == "neighbours" and other["plan"]["rank_weight"] == 0.1
+    assert "listwise neighbour-order term, weight 0.1" in minilm_markdown(other, "c", 1.0)
+    with pytest.raises(ValueError, match="unknown objective option tau"):
+        minilm_study([(2, 4)], ["oneshot"], 1, 2, 3, objective={"tau": 1}, **kw)
