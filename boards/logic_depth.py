@@ -14,8 +14,8 @@ deepest combinational path into it, counted in LUT levels:
 * a path starts at 0 at a register output or a port, at 1 at a block RAM's or DSP's output
   (their clock-to-out is that of a LUT and more).
 
-At 24 MHz (41.7 ns) the UP5K allows about 12 levels; the thirteenth session's table in
-``reports/boards/notes.md`` follows fmax against this depth build by build. The count is a
+At 24 MHz (41.7 ns) the UP5K allows about 12 levels (``reports/boards/notes.md`` follows the
+lean STA's fmax against this depth, build by build). The count is a
 model (it knows no placement): use it to rank paths and compare netlists, not for ns.
 
 ``nmaccel bench logic-depth --netlist BUILD_DIR`` prints and writes the deepest endpoints, a
@@ -27,8 +27,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["CARRY_LEVEL", "MUX_LEVEL", "Endpoint", "DepthReport", "logic_depth",
            "load_netlist", "markdown", "run"]
@@ -70,14 +72,15 @@ class DepthReport:
     endpoints: list[Endpoint]
     histogram: dict[int, int]
     cells: int
-    _trace: dict = field(default_factory=dict, repr=False)
+    _walk: Optional[Callable[[Endpoint], list]] = field(default=None, repr=False,
+                                                        compare=False)
 
     def path(self, name: str) -> list[tuple[float, str, str]]:
         """``(levels, net, cell type)`` along the deepest path into the first endpoint whose
         name contains ``name``, from the endpoint back to its start."""
         for ep in self.endpoints:
             if name in ep.name:
-                return self._trace["walk"](ep)
+                return self._walk(ep)
         raise ValueError(f"no endpoint named like {name!r} (see the endpoints list)")
 
 
@@ -260,7 +263,7 @@ def logic_depth(netlist: dict, top: str | None = None) -> DepthReport:
                 return steps
             bit = via[2]
 
-    report._trace["walk"] = walk
+    report._walk = walk
     return report
 
 
