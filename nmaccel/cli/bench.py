@@ -198,7 +198,12 @@ def _logic_depth(p):
 
 
 def _run_logic_depth(args, command):
+    from pathlib import Path
+
     from nmaccel.boards.logic_depth import run
+    if args.out is None:                      # beside the netlist: check it like --out
+        src = Path(args.netlist)
+        args.out = check_output_dir(src if src.is_dir() else src.parent, "--netlist's folder")
     try:
         return run(args.netlist, out=args.out, count=args.count, path=args.path,
                    command=command)

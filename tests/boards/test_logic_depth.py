@@ -122,3 +122,8 @@ def test_bench_logic_depth_command(tmp_path, capsys):
     assert "Deepest path into `b`" in (tmp_path / "logic_depth.md").read_text()
     assert main(["bench", "logic-depth", "--netlist", str(tmp_path / "none.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    out = tmp_path / "file"
+    out.write_text("x")
+    assert main(["bench", "logic-depth", "--netlist", str(tmp_path), "--out", str(out)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert out.read_text() == "x"
