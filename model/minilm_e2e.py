@@ -45,6 +45,12 @@ from nmaccel.model.minilm import (
     get_default_tokenizer,
     tokenize,
 )
+from nmaccel.model.pruning_methods import (
+    BATCHINGS,
+    OBJECTIVE_DEFAULTS,
+    check_objective,
+    objective_changes,
+)
 
 __all__ = ["Student", "QatScales", "qat_scales", "distill_e2e", "student_weights",
            "pad_batch", "retrieval_agreement", "embedding_metrics", "BATCHINGS",
@@ -179,35 +185,6 @@ def _pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
 
 
-#: How :func:`distill_e2e` groups sentences into batches.
-BATCHINGS = ("length", "neighbours")
-#: The end-to-end objective's options and their defaults (a plan or provenance names only
-#: those that differ).
-OBJECTIVE_DEFAULTS = {"batching": "length", "rank_weight": 0.0, "rank_tau": 0.02}
-
-
-def check_objective(objective: Optional[dict]) -> dict:
-    """``objective`` with its defaults filled in; unknown keys or bad values raise."""
-    got = dict(objective or {})
-    unknown = sorted(set(got) - set(OBJECTIVE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown objective option {', '.join(unknown)} (options: "
-                         f"{', '.join(OBJECTIVE_DEFAULTS)})")
-    out = {**OBJECTIVE_DEFAULTS, **got}
-    if out["batching"] not in BATCHINGS:
-        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not "
-                         f"{out['batching']!r}")
-    if out["rank_weight"] < 0 or not out["rank_tau"] > 0:
-        raise ValueError(f"rank_weight must be >= 0 and rank_tau > 0, not "
-                         f"{out['rank_weight']} and {out['rank_tau']}")
-    return out
-
-
-def objective_changes(objective: Optional[dict]) -> dict:
-    """The options of ``objective`` that differ from :data:`OBJECTIVE_DEFAULTS`."""
-    return {k: v for k, v in check_objective(objective).items() if OBJECTIVE_DEFAULTS[k] != v}
-
-
 @torch.no_grad()
 def teacher_neighbours(teacher: Student, weights: MiniLMWeights, ids: Sequence[Sequence[int]],
                        k: int, chunk: int = 64) -> torch.Tensor:
@@ -251,7 +228,9 @@ def distill_e2e(student: Student, method: str, n: int, m: int, budget: int,
                 calib_texts: Optional[Sequence[str]] = None, calib_every: int = 200,
                 hidden_weight: float = 0.1, sim_weight: float = 1.0,
                 schedule: Optional[Sequence[int]] = None, idp_mask: str = "dynamic",
-                batching: str = "length", rank_weight: float = 0.0, rank_tau: float = 0.02,
+                batching: str = OBJECTIVE_DEFAULTS["batching"],
+                rank_weight: float = OBJECTIVE_DEFAULTS["rank_weight"],
+                rank_tau: float = OBJECTIVE_DEFAULTS["rank_tau"],
                 progress: Optional[Callable[[], None]] = None,
                 log: Optional[Callable[[int, float], None]] = None) -> dict:
     """Prune and distil ``student`` in place, end to end, with ``budget`` optimizer steps.

@@ -35,12 +35,8 @@ from nmaccel.model.digits_transformer import EncoderLayer
 from nmaccel.model.encoder_int import prune_layer_weights
 from nmaccel.model.minilm import MiniLMWeights, get_default_weights
 from nmaccel.model.minilm_distill import embed
-from nmaccel.model.minilm_e2e import (
-    embedding_metrics,
-    objective_changes,
-    student_weights,
-    train_student,
-)
+from nmaccel.model.minilm_e2e import embedding_metrics, student_weights, train_student
+from nmaccel.model.pruning_methods import OBJECTIVE_DEFAULTS, objective_changes
 from nmaccel.spec.config import StaConfig, sta_preset
 
 __all__ = ["EVAL_PRESET", "float_embeddings", "int8_embeddings", "evaluate_weights",
@@ -339,7 +335,8 @@ def minilm_markdown(res: dict, command: str, wall: float, shipped: Optional[dict
               + (", quantization-aware" if plan["qat"] else "")
               + (f"; batches of {plan['batching']}" if "batching" in plan else "")
               + (f"; listwise neighbour-order term, weight {plan['rank_weight']:g}, "
-                 f"temperature {plan.get('rank_tau', 0.02):g}" if plan.get("rank_weight")
+                 f"temperature {plan.get('rank_tau', OBJECTIVE_DEFAULTS['rank_tau']):g}"
+                 if plan.get("rank_weight")
                  else "") + "). IDP walks N down "
               "(3:4 → 2:4; 3:4 → 2:4 → 1:4) in the layer-wise stage and continues with its "
               "final dynamic-mask phase end to end; one-shot keeps the magnitude mask; SR-STE "

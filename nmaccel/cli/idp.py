@@ -17,7 +17,13 @@ from nmaccel.cli.args import (
     preset,
 )
 from nmaccel.files import write_atomic, write_json
-from nmaccel.model.pruning_methods import DEFAULT_PATTERNS, METHOD_SPECS
+from nmaccel.model.pruning_methods import (
+    BATCHINGS,
+    DEFAULT_PATTERNS,
+    METHOD_SPECS,
+    OBJECTIVE_DEFAULTS,
+    objective_changes,
+)
 
 __all__ = ["HELP", "DESCRIPTION", "add_arguments", "run", "command_line"]
 
@@ -101,13 +107,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="end-to-end learning rate (AdamW, cosine decay)")
     g.add_argument("--minilm-batch-size", type=positive_int, default=16,
                    help="sentences per end-to-end mini-batch")
-    g.add_argument("--minilm-batching", choices=("length", "neighbours"), default="length",
+    g.add_argument("--minilm-batching", choices=BATCHINGS,
+                   default=OBJECTIVE_DEFAULTS["batching"],
                    help="end-to-end batches: sentences of similar length, or a sentence and its "
                         "nearest training sentences under the teacher")
-    g.add_argument("--minilm-rank-weight", type=float, default=0.0,
+    g.add_argument("--minilm-rank-weight", type=float,
+                   default=OBJECTIVE_DEFAULTS["rank_weight"],
                    help="weight of the listwise term that distils each sentence's in-batch "
                         "neighbour order (0: off)")
-    g.add_argument("--minilm-rank-tau", type=float, default=0.02,
+    g.add_argument("--minilm-rank-tau", type=float, default=OBJECTIVE_DEFAULTS["rank_tau"],
                    help="temperature of the neighbour-order term")
     g.add_argument("--minilm-seeds", type=positive_int, default=3, help="number of seeds")
     g.add_argument("--minilm-no-qat", action="store_true",
@@ -205,7 +213,6 @@ def command_line(args, study: str) -> str:
 
 def _objective(args) -> dict:
     """The end-to-end objective options that differ from the defaults (checked)."""
-    from nmaccel.model.minilm_e2e import objective_changes
     try:
         return objective_changes({"batching": args.minilm_batching,
                                   "rank_weight": args.minilm_rank_weight,
