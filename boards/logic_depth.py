@@ -216,43 +216,35 @@ def logic_depth(netlist: dict, top: str | None = None) -> DepthReport:
             solve(bit)
         return arrival[bit]
 
+    def label(cname: str, c: dict) -> str:
+        # a register by the name of its output net (bits together), else the cell's name
+        q = c["connections"].get("Q")
+        net = (_BIT.sub("", names[q[0]]) if q and isinstance(q[0], int) and q[0] in names
+               else cname)
+        return re.sub(r"_(SB|TRELLIS)_.*", "", net)
+
     deepest: dict[tuple[str, str], Endpoint] = {}
+    deepest_bit: dict[tuple[str, str], int | str] = {}
     for cname, c in cells.items():
         if c["type"] in _COMBINATIONAL:
             continue
-        q = c["connections"].get("Q")
-        if q and isinstance(q[0], int) and q[0] in names:
-            label = _BIT.sub("", names[q[0]])
-        else:
-            label = cname
-        label = re.sub(r"_(SB|TRELLIS)_.*", "", label)
+        name_ = label(cname, c)
         for port, way in c.get("port_directions", {}).items():
             if way != "input":
                 continue
             for bit in c["connections"][port]:
                 levels, start, _ = arrive(bit)
-                key = (label, port)
+                key = (name_, port)
                 if key not in deepest or levels > deepest[key].levels:
-                    deepest[key] = Endpoint(label, port, round(levels, 2),
+                    deepest[key] = Endpoint(name_, port, round(levels, 2),
                                             _BIT.sub("", start))
+                    deepest_bit[key] = bit
     endpoints = sorted(deepest.values(), key=lambda e: (-e.levels, e.name, e.port))
     histogram = dict(sorted(Counter(int(e.levels) for e in endpoints).items()))
     report = DepthReport(name, family, endpoints, histogram, len(cells))
 
     def walk(ep: Endpoint) -> list[tuple[float, str, str]]:
-        best_bit, best = None, -1.0
-        for cname, c in cells.items():
-            if c["type"] in _COMBINATIONAL or ep.port not in c["connections"]:
-                continue
-            q = c["connections"].get("Q")
-            label = (_BIT.sub("", names[q[0]]) if q and isinstance(q[0], int) and q[0] in names
-                     else cname)
-            if re.sub(r"_(SB|TRELLIS)_.*", "", label) != ep.name:
-                continue
-            for bit in c["connections"][ep.port]:
-                if arrive(bit)[0] > best:
-                    best_bit, best = bit, arrive(bit)[0]
-        steps, bit = [], best_bit
+        steps, bit = [], deepest_bit[(ep.name, ep.port)]
         while True:
             levels, start, via = arrive(bit)
             kind = cells[driver[bit][0]]["type"] if isinstance(bit, int) and bit in driver \
