@@ -38,7 +38,8 @@ __all__ = ["BuiltDesign", "design_config", "make_design", "uart_divisor_for"]
 class BuiltDesign:
     component: object       # rx/tx/busy/done/error component
     config: object          # StaConfig | ConvConfig
-    host_link: str          # "uart" | "serial-shell"
+    host_link: str          # "uart" | "uart+stage" (a register stage on the host streams)
+    #                         | "serial-shell"
     divisor: int | None
 
 
@@ -81,15 +82,20 @@ def _uart_top_available() -> bool:
         return False
 
 
-def make_design(design: str, config, clk_freq: float, baud: int) -> BuiltDesign:
-    """Build the component for ``design`` with ``config`` at ``clk_freq`` Hz."""
+def make_design(design: str, config, clk_freq: float, baud: int,
+                host_stage: bool = False) -> BuiltDesign:
+    """Build the component for ``design`` with ``config`` at ``clk_freq`` Hz; ``host_stage``:
+    register stages between the UART bridge and the core (:class:`~nmaccel.boards.uart_top.
+    UartTop`; the board target's :attr:`~nmaccel.boards.targets.BoardTarget.host_stage`)."""
+    link = "uart+stage" if host_stage else "uart"
     if design == "sta":
         if not isinstance(config, StaConfig):
             raise TypeError(f"config must be a StaConfig for design 'sta', not {config!r}")
         divisor = uart_divisor_for(clk_freq, baud)
         if _uart_top_available():
             from nmaccel.boards.uart_top import StaUartTop
-            return BuiltDesign(StaUartTop(config, divisor), config, "uart", divisor)
+            return BuiltDesign(StaUartTop(config, divisor, host_stage=host_stage), config,
+                               link, divisor)
         from nmaccel.hw.sta.core import StaCore
         return BuiltDesign(SerialPortShell(StaCore(config)), config, "serial-shell", None)
     if design == "conv":
@@ -97,5 +103,6 @@ def make_design(design: str, config, clk_freq: float, baud: int) -> BuiltDesign:
             raise TypeError(f"config must be a ConvConfig for design 'conv', not {config!r}")
         from nmaccel.boards.uart_top import ConvUartTop
         divisor = uart_divisor_for(clk_freq, baud)
-        return BuiltDesign(ConvUartTop(config, divisor), config, "uart", divisor)
+        return BuiltDesign(ConvUartTop(config, divisor, host_stage=host_stage), config, link,
+                           divisor)
     raise BoardError(f"unknown design {design!r}; expected one of: sta, conv")

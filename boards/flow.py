@@ -169,7 +169,7 @@ def build(board_name: str, design: str, preset: str | None = None,
         raise BoardError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     preset_arg = preset                   # a preset name or a config JSON file's path
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
-    built = make_design(design, cfg, pll.f_out, baud)
+    built = make_design(design, cfg, pll.f_out, baud, host_stage=board.host_stage)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plat = board.platform()

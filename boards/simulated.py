@@ -34,14 +34,16 @@ DEFAULT_DIVISOR = 8
 
 
 def build(cfg: StaConfig | ConvConfig, divisor: int, timeout: int | None = None,
-          simulator: str = "verilator") -> tuple[Path, str, str]:
-    """Build (or reuse) StaUartTop or ConvUartTop (by ``cfg``'s type); returns
+          simulator: str = "verilator", host_stage: bool = False) -> tuple[Path, str, str]:
+    """Build (or reuse) StaUartTop or ConvUartTop (by ``cfg``'s type; ``host_stage``: with
+    the register stages a ULX3S build puts between bridge and core); returns
     ``(build_dir, simulator name, toplevel)``."""
     from nmaccel.boards.uart_top import toplevel, verilog
     top = toplevel(cfg)
     text = cached_verilog("uart", ["nmaccel.boards.uart_top"],
-                          f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{top}",
-                          lambda: verilog(cfg, divisor, timeout=timeout))
+                          f"{cfg.to_json(sort_keys=True)}|{divisor}|{timeout}|{top}"
+                          f"|stage={bool(host_stage)}",
+                          lambda: verilog(cfg, divisor, timeout=timeout, host_stage=host_stage))
     # one C++ file for the conv top: the split build races on its precompiled header
     flags = ("--output-split", "0") if isinstance(cfg, ConvConfig) else ()
     bdir, sim = simulation_build("uart", text, top, simulator, flags=flags)
@@ -80,13 +82,14 @@ def execute_actions(board, actions: Sequence[tuple]) -> list:
 def board_session(cfg: StaConfig | ConvConfig, actions: Sequence[tuple],
                   divisor: int = DEFAULT_DIVISOR, timeout: int | None = None,
                   simulator: str = "verilator", read_timeout: int | None = None,
-                  max_cycles: int | None = None) -> dict:
+                  max_cycles: int | None = None, host_stage: bool = False) -> dict:
     """Build the simulated board and run ``actions`` (see :func:`execute_actions`) through the
     host driver over its UART pins. ``read_timeout``: idle cycles after which a transport read
     gives up (default: the bridge timeout plus 64 byte times). ``max_cycles``: cycles the whole
     session may take (default :func:`nmaccel.boards.cocotb_bench.session_limit`); over it the
-    bench fails and this raises RuntimeError with its message. Returns ``{"outcomes": [...],
-    "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
+    bench fails and this raises RuntimeError with its message. ``host_stage``: the board
+    top with register stages between bridge and core (as a ULX3S build). Returns
+    ``{"outcomes": [...], "framing_errors": n, "build_seconds": s, "sim_seconds": s}``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -98,7 +101,7 @@ def board_session(cfg: StaConfig | ConvConfig, actions: Sequence[tuple],
     if read_timeout is None:
         read_timeout = bridge_timeout + 64 * 10 * divisor
     t0 = time.perf_counter()
-    bdir, sim_name, top = build(cfg, divisor, timeout, simulator)
+    bdir, sim_name, top = build(cfg, divisor, timeout, simulator, host_stage=host_stage)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="nmaccel_uart_") as tmp:
         job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
@@ -129,7 +132,8 @@ def board_session(cfg: StaConfig | ConvConfig, actions: Sequence[tuple],
 
 def run_over_uart(programs: StaProgram | Sequence[StaProgram], simulator: str = "verilator",
                   divisor: int = DEFAULT_DIVISOR, timeout: int | None = None,
-                  raise_on_error: bool = True) -> RunResult | list[RunResult]:
+                  raise_on_error: bool = True,
+                  host_stage: bool = False) -> RunResult | list[RunResult]:
     """Run program(s) on the simulated board through the host driver and its UART pins (every
     word crosses the link; no backdoor). Returns a RunResult (a list for a list)."""
     from nmaccel.boards.driver import BoardError
@@ -141,7 +145,8 @@ def run_over_uart(programs: StaProgram | Sequence[StaProgram], simulator: str = 
     if any(p.cfg != cfg for p in progs):
         raise ValueError("all programs of one simulation must share one StaConfig")
     actions = [("check",)] + [("run", p, {"raise_on_error": raise_on_error}) for p in progs]
-    session = board_session(cfg, actions, divisor=divisor, timeout=timeout, simulator=simulator)
+    session = board_session(cfg, actions, divisor=divisor, timeout=timeout, simulator=simulator,
+                            host_stage=host_stage)
     results = []
     for outcome in session["outcomes"]:
         if outcome[0] == "error":
@@ -154,7 +159,8 @@ def run_over_uart(programs: StaProgram | Sequence[StaProgram], simulator: str = 
 
 
 def run_conv_net_over_uart(cfg: ConvConfig, qnet, images, simulator: str = "verilator",
-                           divisor: int = DEFAULT_DIVISOR, timeout: int | None = None) -> dict:
+                           divisor: int = DEFAULT_DIVISOR, timeout: int | None = None,
+                           host_stage: bool = False) -> dict:
     """A conv net on the simulated board, through :class:`~nmaccel.boards.conv_driver.
     ConvBoard` and the UART pins (weights, inputs and outputs all cross the link): ``{"logits":
     (N, C), "counters": [[per layer] per image], "build_seconds", "sim_seconds"}``."""
@@ -167,7 +173,8 @@ def run_conv_net_over_uart(cfg: ConvConfig, qnet, images, simulator: str = "veri
     if images.ndim != 3 or images.shape[1:] != (8, 8) or not len(images):
         raise ValueError(f"images must have shape (N, 8, 8) with N >= 1, not {images.shape}")
     session = board_session(cfg, [("check",), ("run_net", qnet, images.astype(np.int64))],
-                            divisor=divisor, timeout=timeout, simulator=simulator)
+                            divisor=divisor, timeout=timeout, simulator=simulator,
+                            host_stage=host_stage)
     for outcome in session["outcomes"]:
         if outcome[0] == "error":
             raise BoardError(f"{outcome[1]}: {outcome[2]}")

@@ -64,6 +64,10 @@ class BoardTarget:
     #: config with ``sdram_mhz`` keeps its weights there (at the build's clock)
     sdram: str = ""
     loader_board: str = ""           # openFPGALoader's -b name for this board
+    #: a register stage on each host stream between the UART bridge and the core
+    #: (:class:`~nmaccel.boards.uart_top.UartTop`'s ``host_stage``): on a large device they
+    #: are placed far apart; the iCE40UP5K has no room for its flip-flops
+    host_stage: bool = False
 
     def synth_options(self, design: str, cfg) -> list:
         """Extra synth options for ``design`` built with ``cfg``: an STA whose array has no
@@ -140,7 +144,10 @@ BOARDS: dict[str, BoardTarget] = {
         # ulx3s_lite STA (overuse 992 wires at iteration 30, 5,314 at 54) nor the pipelined
         # conv engine (overuse stuck near 11,000 from iteration 8 to 16); router1 routed both
         # (40 and 63 min under WebAssembly on a loaded 2-core machine).
-        nextpnr_opts=("--router", "router1"), sdram="IS42S16160G-7"),
+        nextpnr_opts=("--router", "router1"), sdram="IS42S16160G-7",
+        # the bridge -> host-port paths were the conv build's critical path (14.36 ns, 11 ns
+        # routing) and the ulx3s_lite STA's (bridge state -> VBUF read, 15.27 ns)
+        host_stage=True),
 }
 
 

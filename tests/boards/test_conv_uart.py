@@ -116,12 +116,15 @@ def workloads():
     return {kind: build_workload(kind, bits=4) for kind in ("adder", "binary")}
 
 
-@pytest.mark.parametrize("kind,images,preset", [("adder", 2, None), ("binary", 1, None),
-                                                ("adder", 1, "icebreaker"),
-                                                ("binary", 1, "icebreaker")])
-def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images, preset):
+@pytest.mark.parametrize("kind,images,preset,stage", [("adder", 2, None, False),
+                                                      ("binary", 1, None, False),
+                                                      ("adder", 1, None, True),
+                                                      ("adder", 1, "icebreaker", False),
+                                                      ("binary", 1, "icebreaker", False)])
+def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images, preset, stage):
     """``None``: a 2x2 engine with one post-processing lane per output lane; ``icebreaker``:
-    the iCEBreaker's (one shared lane, 40-bit output beats, weights in the SPRAM model)."""
+    the iCEBreaker's (one shared lane, 40-bit output beats, weights in the SPRAM model);
+    ``stage``: with the register stages a ULX3S build puts between bridge and host port."""
     from nmaccel.boards.simulated import run_conv_net_over_uart
     from nmaccel.model.conv_nets import run_int_net
     from nmaccel.model.digits import load_digits_split
@@ -129,7 +132,7 @@ def test_digits_nets_over_the_uart_are_bit_exact(workloads, kind, images, preset
     cfg = CFG if preset is None else conv_preset(preset)
     x = load_digits_split().test_images[:images]
     wl = workloads[kind]
-    res = run_conv_net_over_uart(cfg, wl.qnet, x)
+    res = run_conv_net_over_uart(cfg, wl.qnet, x, host_stage=stage)
     np.testing.assert_array_equal(res["logits"], run_int_net(wl.qnet, x))
     for per_image in res["counters"]:
         for job, cnt in zip(wl.qnet.jobs, per_image):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``nmaccel build`` argument errors, the board top's pins and clock constraint, report parsing.
 
 These run without place and route (the real build is tests/boards/test_build_baseline.py).
@@ -119,6 +120,31 @@ def test_ulx3s_default_sta_preset_is_the_one_that_fits():
     fits = {p: json.loads((MEASURED / f"ulx3s-sta-{p}.json").read_text())["fits"]
             for p in ("ulx3s_lite", "ulx3s_board")}
     assert fits == {"ulx3s_lite": True, "ulx3s_board": False}
+
+
+def test_host_stage_only_where_the_board_asks_for_it():
+    """The ULX3S's tops get register stages between the UART bridge and the core (host_link
+    "uart+stage"); the iCE40UP5K boards' do not (no room for their flip-flops)."""
+    from amaranth.hdl import Fragment
+
+    from nmaccel.boards.designs import make_design
+    from nmaccel.hw.common.stream_register import StreamRegister
+    from nmaccel.spec.config import conv_preset
+    assert board_target("ulx3s").host_stage
+    assert not board_target("icebreaker").host_stage and not board_target("upduino3").host_stage
+    cfg = conv_preset("small")
+    staged = make_design("conv", cfg, 50e6, 115200, host_stage=True)
+    plain = make_design("conv", cfg, 50e6, 115200)
+    assert (staged.host_link, plain.host_link) == ("uart+stage", "uart")
+    with pytest.raises(TypeError, match="host_stage must be a bool, not 1"):
+        make_design("conv", cfg, 50e6, 115200, host_stage=1)
+
+    def stages(built):
+        frag = Fragment.get(built.component, None)
+        return sorted(name for sub, name, _ in frag.subfragments
+                      if any(isinstance(o, StreamRegister) for o in sub.origins or ()))
+    assert stages(staged) == ["rd_data_stage", "rd_stage", "wr_stage"]
+    assert stages(plain) == []
 
 
 def test_serial_port_shell_drives_inputs_and_shifts_outputs_out():

@@ -44,8 +44,10 @@ def assert_exact(program, result):
     assert result.per_command == model.per_command
 
 
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_driver_over_uart_pins(simulator):
+@pytest.mark.parametrize("simulator,stage", [("verilator", False), ("icarus", False),
+                                             ("verilator", True)])
+def test_driver_over_uart_pins(simulator, stage):
+    """``stage``: the board top with register stages between bridge and core (ULX3S)."""
     require_simulator(simulator)
     from nmaccel.boards.simulated import board_session
     cfg = sta_preset("tiny")
@@ -62,7 +64,7 @@ def test_driver_over_uart_pins(simulator):
         ("selftest",),
         ("run", second),
         ("status",),
-    ], divisor=DIVISOR, simulator=simulator)
+    ], divisor=DIVISOR, simulator=simulator, host_stage=stage)
     outcomes = session["outcomes"]
     assert [o[0] for o in outcomes] == ["ok"] * 8, outcomes[-1]
     ident, run1, counters, crc_reply, trunc_reply, selftest, run2, status = [o[1] for o in outcomes]
