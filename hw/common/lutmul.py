@@ -1,52 +1,79 @@
-"""``BoothMultiplier``: a signed product in LUT and carry logic (no DSP block), pipelined.
+"""``CarryProduct``: a signed product in LUT and carry logic (no DSP block), pipelined.
 
 Synthesis maps ``*`` to a DSP block, or, without DSPs (``-nodsp``), to a generic array of
 gates that costs about 400 ECP5 LUT4 for an 8 x 9-bit product (measured on one STA PE).
 An FPGA with fewer DSP blocks than a design has products (the 256-multiplier STA array on an
-ECP5-85F with 156 MULT18X18D) needs its small products built by hand: radix-4 Booth
-recoding of the multiplier ``a`` gives ``ceil(A/2)`` partial products ``d_k · b`` with
-``d_k ∈ {-2, -1, 0, 1, 2}``; each bit of a partial product is one 5-input function of three
-recoding bits and two bits of ``b`` (a LUT4 pair), a negative digit is the bitwise
-complement plus one, and the "plus ones" of all rows form one extra operand (they sit at
-distinct even bit positions), so the product is a plain sum of ``ceil(A/2) + 1`` operands,
-added in a tree of carry chains. 16 of them (8 x 9 bits) place and route alone on the
-ECP5-85F at 304 MHz in 2,178 LUT4 (136 per product, against about 400 for Yosys' own
-``-nodsp`` mapping).
+ECP5-85F with 156 MULT18X18D) needs its small products built by hand.
+
+Radix 2, the partial products inside the carry chains: the rows ``a_i · b · 2^i`` (the top
+one, of a signed ``a``, subtracted) are added in pairs first, and on the ECP5 each bit of a
+pair's sum is one half of a ``CCU2C``: its LUT4 computes the propagate
+``(a_i ∧ b_t) ⊕ (a_{i+1} ∧ b_{t-1})`` straight from the operand bits, and the carry logic's
+generate (a LUT2 of the half's A and B inputs: the low quarter of the LUT4's INIT) is the
+first AND, which is what a full adder generates when the propagate is 0. So a pair costs
+``b_bits + 2`` chain halves and no separate AND gates. The top pair subtracts:
+``x − y = x + ¬y + 1``, the ``+1`` as its chain's carry-in. The pairs' sums are registered,
+then added in a registered tree (``CCU2C`` chains as Yosys maps ``+``).
+
+Measured (Yosys ``synth_ecp5``, one 8 x 9-bit product alone): 43 ``CCU2C`` (86 LUT4 halves),
+no other LUT4, 88 FF; the radix-4 Booth form it replaces (a LUT4 pair per partial-product
+bit, outside the chains) took 28 ``CCU2C`` + 64 LUT4 + 24 ``PFUMX`` (120 LUT4), 112 FF: 28%
+fewer LUTs for the STA array's 256 products (``ulx3s_lut``).
+
+On any other platform the pairs' sums are plain arithmetic (same values, same latency):
+simulation runs that form; an Icarus test checks the ``CCU2C`` form against Yosys' own
+simulation model of the primitive (``share/ecp5/ccu2c_sim.vh``).
 
 Ports
-    ``a`` In ``signed(a_bits)`` (the Booth-recoded operand), ``b`` In ``signed(b_bits)``,
-    ``p`` Out ``signed(a_bits + b_bits)``: ``a · b`` of the operands presented ``latency``
-    cycles earlier. Throughput one product per cycle, no stall.
+    ``a`` In ``signed(a_bits)`` (gives the rows: the narrower operand), ``b`` In
+    ``signed(b_bits)``, ``p`` Out ``signed(a_bits + b_bits)``: ``a · b`` of the operands
+    presented ``latency`` cycles earlier. Throughput one product per cycle, no stall.
 
 Latency
-    ``latency`` register stages: the partial products, then one per adder-tree level
-    (:func:`booth_latency`).
+    ``latency`` register stages (:func:`~nmaccel.spec.config.carry_product_latency`): the
+    pairs' sums, then one per adder-tree level (3 for an 8-bit ``a``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.arith import sum_pairs
-from nmaccel.spec.config import booth_latency, booth_rows
+from nmaccel.hw.common.dsp import is_ecp5
+from nmaccel.spec.config import carry_product_latency, carry_product_pairs
 
-__all__ = ["BoothMultiplier", "booth_latency", "booth_rows"]
+__all__ = ["CarryProduct", "carry_product_latency", "carry_product_pairs", "lut_init"]
 
 
-class BoothMultiplier(wiring.Component):
-    """Pipelined signed ``a × b`` in LUTs and carry chains (see the module docstring).
+def lut_init(f) -> int:
+    """The 16-bit INIT of an ECP5 LUT4 computing ``f(A, B, C, D)`` (bit ``8D + 4C + 2B + A``)."""
+    return sum(1 << i for i in range(16)
+               if f(i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1))
+
+
+#: LUT4 functions of a chain half. ``A``/``B`` feed the generate (a LUT2 of them), so they
+#: carry the term a full adder generates when the propagate is 0.
+_ADD_HALF = lut_init(lambda a, b, c, d: (a & b) ^ (c & d))            # x_t + y_t
+_SUB_HALF = lut_init(lambda a, b, c, d: (1 ^ (a & b)) ^ (c & d))      # ¬y_t + x_t
+
+
+class CarryProduct(wiring.Component):
+    """Pipelined signed ``a × b`` whose partial products sit in the ECP5 carry chains (see
+    the module docstring).
 
     Parameters
     ----------
     a_bits, b_bits : int
-        Widths of the signed operands (``a`` is recoded; pick the narrower one).
+        Widths of the signed operands, each in [2, 32].
 
     Attributes
     ----------
     latency : int
-        Register stages from ``a``/``b`` to ``p`` (:func:`booth_latency`).
+        Register stages from ``a``/``b`` to ``p``.
+    pairs : int
+        Row pairs (``ceil(a_bits / 2)``: an odd ``a`` is sign-extended by one bit).
     """
 
     def __init__(self, a_bits: int, b_bits: int) -> None:
@@ -55,34 +82,55 @@ class BoothMultiplier(wiring.Component):
                 raise ValueError(f"{name} must be an integer in [2, 32], not {v!r}")
         self.a_bits, self.b_bits = a_bits, b_bits
         self.p_bits = a_bits + b_bits
-        self.latency = booth_latency(a_bits)
+        self.pairs = carry_product_pairs(a_bits)
+        self.pair_bits = b_bits + 2                 # a_i·b ± 2·a_{i+1}·b, signed
+        self.latency = carry_product_latency(a_bits)
         super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
                           "p": Out(signed(self.p_bits))})
 
+    def _pair_chain(self, m: Module, k: int, lo, hi, negative: bool):
+        """``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo ``2**pair_bits``: a
+        chain of CCU2C halves, one per bit."""
+        W, B = self.pair_bits, self.b_bits
+
+        def bx(i):                                  # b sign-extended; b_{-1} = 0
+            return Const(0, 1) if i < 0 else self.b[min(i, B - 1)]
+        halves = [(bx(t - 1), hi, bx(t), lo) if negative     # A, B: ¬y_t; C, D: x_t
+                  else (bx(t), lo, bx(t - 1), hi)            # A, B: x_t;  C, D: y_t
+                  for t in range(W + (W & 1))]
+        init = _SUB_HALF if negative else _ADD_HALF
+        sums = Signal(len(halves), name=f"pair{k}_s")
+        carry = Const(1 if negative else 0, 1)      # the "+1" of −y = ¬y + 1
+        for j in range(0, len(halves), 2):
+            cout = Signal(name=f"pair{k}_c{j // 2}")
+            ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
+            for h in (0, 1):
+                for port, bit in zip("ABCD", halves[j + h]):
+                    ports[f"i_{port}{h}"] = bit
+            m.submodules[f"pair{k}_ccu{j // 2}"] = Instance(
+                "CCU2C", p_INIT0=init, p_INIT1=init, p_INJECT1_0="NO", p_INJECT1_1="NO",
+                **ports)
+            carry = cout
+        return sums[:W]
+
     def elaborate(self, platform) -> Module:
         m = Module()
-        A, B, P = self.a_bits, self.b_bits, self.p_bits
-        rows = booth_rows(A)
-        a_ext = Cat(Const(0, 1), self.a, self.a[-1].replicate(2 * rows - A))  # a_{-1} = 0
-        b_ext = Cat(Const(0, 1), self.b, self.b[-1])                  # b_{-1} = 0, one sign bit
-        terms, negs = [], []
-        for k in range(rows):
-            lo, mid, hi = a_ext[2 * k], a_ext[2 * k + 1], a_ext[2 * k + 2]
-            one = mid ^ lo                                       # digit ±1
-            two = (hi & ~mid & ~lo) | (~hi & mid & lo)           # digit ±2
-            neg = hi                                             # digit < 0 (or -0)
-            bits = [((one & b_ext[i + 1]) | (two & b_ext[i])) ^ neg for i in range(B + 1)]
-            row = Signal(signed(B + 1), name=f"pp{k}")
-            m.d.sync += row.eq(Cat(*bits))
-            terms.append(row.as_signed() << (2 * k))
-            negs.append(neg)
-        corr = Signal(2 * rows, name="corr")                    # the rows' "+1"s
-        m.d.sync += corr.eq(Cat(*[Cat(n, Const(0, 1)) for n in negs]))
-        level = terms + [corr]
-        stage = 0
+        rows = [self.a[min(i, self.a_bits - 1)] for i in range(2 * self.pairs)]
+        terms = []
+        for k in range(self.pairs):
+            lo, hi = rows[2 * k], rows[2 * k + 1]
+            negative = k == self.pairs - 1          # the top row weighs −2^(2·pairs − 1)
+            pair = Signal(signed(self.pair_bits), name=f"pair{k}", reset_less=True)
+            if is_ecp5(platform):
+                m.d.sync += pair.eq(self._pair_chain(m, k, lo, hi, negative))
+            else:
+                x, y = Mux(lo, self.b, 0), Mux(hi, self.b, 0)
+                m.d.sync += pair.eq(x - (y << 1) if negative else x + (y << 1))
+            terms.append(pair << (2 * k))
+        level, stage = terms, 0
         while len(level) > 1:
             stage += 1
-            level = sum_pairs(m, level, signed(P), f"sum{stage}")
+            level = sum_pairs(m, level, signed(self.p_bits), f"sum{stage}", reset_less=True)
         assert 1 + stage == self.latency
         m.d.comb += self.p.eq(level[0])
         return m

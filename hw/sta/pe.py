@@ -15,13 +15,13 @@ Dense mode (``mode = 1``)
     ignored and only ``act[0:L]`` is used).
 
 Pipeline (``latency = 4 + clog2(L)`` register stages with DSP products,
-``6 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
+``5 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
     1. activation mux, the selected operand and the weight registered (the weight zeroed
        where the operand is zero: a register of the PE's own, not the row's, which Yosys
        would otherwise merge with the row's other PEs' into one);
     2. the product: DSP products copy both operands into registers that feed only their
        multiplier, then multiply (2 stages); ``array_lut`` builds it in LUTs and carry chains,
-       a :class:`~nmaccel.hw.common.lutmul.BoothMultiplier` (4 stages for 8-bit weights);
+       a :class:`~nmaccel.hw.common.lutmul.CarryProduct` (3 stages for 8-bit weights);
     3. ``clog2(L)`` adder-tree levels, each registered (none for ``L = 1``);
     4. accumulate, registered into ``acc``.
 
@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import registered_product
-from nmaccel.hw.common.lutmul import BoothMultiplier
+from nmaccel.hw.common.lutmul import CarryProduct
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
@@ -119,9 +119,9 @@ class NMProcessingElement(wiring.Component):
         registers. DSP products: :func:`~nmaccel.hw.common.dsp.registered_product` (both
         operands copied into registers that feed only the multiplier, then the product
         register; on the ECP5 all three inside one MULT18X18D); ``array_lut``: a
-        :class:`~nmaccel.hw.common.lutmul.BoothMultiplier` recoding the weight."""
+        :class:`~nmaccel.hw.common.lutmul.CarryProduct` whose rows are the weight's bits."""
         if self.config.array_lut:
-            mul = BoothMultiplier(self.config.weight_bits, len(opnd))
+            mul = CarryProduct(self.config.weight_bits, len(opnd))
             m.submodules[f"mul{j}"] = mul
             m.d.comb += [mul.a.eq(wv), mul.b.eq(opnd)]
             assert mul.latency == self.product_stages

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 __all__ = ["BUFFER_FIELDS", "ConfigError", "StaConfig", "STA_PRESETS", "clog2", "sta_preset",
            "MUL_CHUNK_BITS",
-           "booth_latency", "booth_rows",
+           "carry_product_latency", "carry_product_pairs",
            "MUL_LATENCY", "ROUND_SATURATE_LATENCY", "REQUANT_LATENCY"]
 
 
@@ -180,7 +180,7 @@ class StaConfig(_ConfigBase):
     cbuf_depth: int = 256
     vbuf_depth: int = 8192
     #: 1: the array's products are built in LUTs and carry chains
-    #: (:class:`~nmaccel.hw.common.lutmul.BoothMultiplier`), which leaves the FPGA's DSP blocks
+    #: (:class:`~nmaccel.hw.common.lutmul.CarryProduct`), which leaves the FPGA's DSP blocks
     #: to the post-ops' wide products (an array with more products than the device has DSPs);
     #: 0: ``*`` (DSP blocks where synthesis maps them). Same results, longer PE pipeline.
     array_lut: int = 0
@@ -382,16 +382,16 @@ ROUND_SATURATE_LATENCY: int = 4
 REQUANT_LATENCY: int = MUL_LATENCY + ROUND_SATURATE_LATENCY
 
 
-def booth_rows(a_bits: int) -> int:
-    """Partial products of a radix-4 Booth product with an ``a_bits``-bit signed ``a``
-    (:class:`~nmaccel.hw.common.lutmul.BoothMultiplier`)."""
+def carry_product_pairs(a_bits: int) -> int:
+    """Row pairs of a :class:`~nmaccel.hw.common.lutmul.CarryProduct` with an ``a_bits``-bit
+    signed ``a`` (an odd width is sign-extended by one bit)."""
     return -(-a_bits // 2)
 
 
-def booth_latency(a_bits: int) -> int:
-    """Register stages of :class:`~nmaccel.hw.common.lutmul.BoothMultiplier`: the partial
-    products, then ``clog2`` of the operand count (rows plus the correction) adder levels."""
-    return 1 + clog2(booth_rows(a_bits) + 1)
+def carry_product_latency(a_bits: int) -> int:
+    """Register stages of :class:`~nmaccel.hw.common.lutmul.CarryProduct`: the row pairs'
+    sums, then ``clog2`` of the pair count adder levels (3 for an 8-bit ``a``)."""
+    return 1 + clog2(carry_product_pairs(a_bits))
 
 
 # ==================================================================================== conv

