@@ -6,8 +6,11 @@ column (one activation window per array column). The same multipliers run
 * **sparse** N:M weight × dense activation beats (``mode = 0``): each PE multiplier picks its
   activation through an ``m``:1 mux driven by the stored index, so a PE consumes
   ``acts_per_cycle = L·m/n`` activations per beat;
-* **dense** × dense beats (``mode = 1``, Q·Kᵀ and P·V): the mux is bypassed and the column
-  window is cut into ``m // n`` slices of ``L`` activations, ``slice`` picks one.
+* **dense** × dense beats (``mode = 1``, Q·Kᵀ and P·V): the column window is cut into
+  ``m // n`` slices of ``L`` activations, ``slice`` picks one; its ``j``-th activation is
+  registered at the window position that multiplier ``j``'s mux reaches with index
+  ``j % n`` (:func:`~nmaccel.hw.sta.pe.dense_position`), which the row presents in place of
+  the stored indices, so the PEs' muxes serve both modes.
 
 A beat with ``last = 1`` completes every PE's dot product; its sums are copied into a
 **shadow** register file (``R × C`` accumulators) from which the drain unit reads one array
@@ -41,7 +44,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.sta.pe import NMProcessingElement
+from nmaccel.hw.sta.pe import NMProcessingElement, dense_position
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
@@ -101,7 +104,11 @@ class UnifiedMacArray(wiring.Component):
                 with m.Else():
                     m.d.sync += w_val[r][j].eq(word[j * E:j * E + wb])
                 if cfg.index_bits:
-                    m.d.sync += w_idx[r][j].eq(word[j * E + wb:(j + 1) * E])
+                    # a dense word: index j % n, its activation placed there (dense_position)
+                    with m.If(self.mode):
+                        m.d.sync += w_idx[r][j].eq(j % n)
+                    with m.Else():
+                        m.d.sync += w_idx[r][j].eq(word[j * E + wb:(j + 1) * E])
             # the N:M check reads the registered indices (stage 1): no buffer RAM output
             # feeds the comparators
             checks = [w_idx[r][j] >= w_idx[r][j + 1]
@@ -118,7 +125,8 @@ class UnifiedMacArray(wiring.Component):
                     for s in range(self.ratio):
                         with m.Case(s):
                             lo = s * L * ab
-                            m.d.sync += acts[c].as_value()[:L * ab].eq(win[lo:lo + L * ab])
+                            m.d.sync += [acts[c][dense_position(cfg, j)].eq(
+                                win[lo + j * ab:lo + (j + 1) * ab]) for j in range(L)]
             with m.Else():
                 m.d.sync += acts[c].eq(win)
         v0, c0, l0, mode0, uns0 = Signal(), Signal(), Signal(), Signal(), Signal()
@@ -138,7 +146,7 @@ class UnifiedMacArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [
                     pe.w_value.eq(w_val[r]), pe.w_index.eq(w_idx[r]), pe.act.eq(acts[c]),
-                    pe.mode.eq(mode0), pe.a_unsigned.eq(uns0), pe.valid.eq(v0), pe.clear.eq(c0),
+                    pe.a_unsigned.eq(uns0), pe.valid.eq(v0), pe.clear.eq(c0),
                 ]
                 row.append(pe.acc)
             accs.append(row)

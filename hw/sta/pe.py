@@ -6,13 +6,13 @@ takes one weight word of ``L`` (value, index) entries -- the layout of
 ``acts_per_cycle = L * m // n`` activations, and adds the ``L`` products into an
 ``acc_bits`` accumulator (two's complement, wrapping).
 
-Sparse mode (``mode = 0``)
-    Multiplier ``j`` multiplies ``w_value[j]`` by ``act[(j // n) * m + w_index[j]]``: each group
-    of ``n`` multipliers shares a window of ``m`` activations through an ``m``:1 mux per
-    multiplier.
-Dense mode (``mode = 1``)
-    Multiplier ``j`` multiplies ``w_value[j]`` by ``act[j]`` (the mux is bypassed; ``w_index`` is
-    ignored and only ``act[0:L]`` is used).
+Multiplier ``j`` multiplies ``w_value[j]`` by ``act[(j // n) * m + w_index[j]]``: each group
+of ``n`` multipliers shares a window of ``m`` activations through an ``m``:1 mux per
+multiplier. The PE has no dense mode of its own: for a dense word the array
+(:class:`~nmaccel.hw.sta.array.UnifiedMacArray`) presents the index ``j % n`` to multiplier
+``j`` and places the word's ``j``-th activation at window position ``(j // n) * m + j % n``
+(:func:`dense_position`), so the same ``m``:1 mux serves both modes (a separate dense input
+made it an ``(m + 1)``:1 mux: one more LUT4 per operand bit, 2,048 of them on ``ulx3s_lut``).
 
 Pipeline (``latency = 4 + clog2(L)`` register stages with DSP products,
 ``5 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
@@ -46,7 +46,12 @@ from nmaccel.hw.common.lutmul import CarryProduct
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
-__all__ = ["NMProcessingElement"]
+__all__ = ["NMProcessingElement", "dense_position"]
+
+
+def dense_position(config: StaConfig, j: int) -> int:
+    """Window position of multiplier ``j``'s activation for a dense word (index ``j % n``)."""
+    return (j // config.n) * config.m + j % config.n
 
 
 class NMProcessingElement(wiring.Component):
@@ -57,7 +62,6 @@ class NMProcessingElement(wiring.Component):
         ``w_value``  In  ``ArrayLayout(signed(weight_bits), L)``  -- weight values
         ``w_index``  In  ``ArrayLayout(unsigned(index_bits), L)`` -- N:M indices (sparse mode)
         ``act``      In  ``ArrayLayout(signed(act_bits), acts_per_cycle)`` -- activation window
-        ``mode``     In  1  -- 0 sparse, 1 dense
         ``a_unsigned`` In 1 -- activations are unsigned ``act_bits`` (P·V probabilities)
         ``valid``    In  1  -- the inputs of this cycle are a beat
         ``clear``    In  1  -- this beat starts a new accumulation
@@ -86,7 +90,6 @@ class NMProcessingElement(wiring.Component):
             "w_value": In(data.ArrayLayout(signed(config.weight_bits), config.lanes)),
             "w_index": In(data.ArrayLayout(unsigned(self.index_bits), config.lanes)),
             "act": In(data.ArrayLayout(signed(config.act_bits), config.acts_per_cycle)),
-            "mode": In(1),
             "a_unsigned": In(1),
             "valid": In(1),
             "clear": In(1),
@@ -144,9 +147,7 @@ class NMProcessingElement(wiring.Component):
             opnd = Signal(signed(self.config.act_bits + 1), name=f"opnd{j}", reset_less=True)
             m.d.sync += opnd.eq(Mux(self.a_unsigned, sel.as_unsigned(), sel))
             base = (j // n) * mw
-            with m.If(self.mode):
-                m.d.comb += sel.eq(self.act[j])
-            with m.Else(), m.Switch(self.w_index[j]):
+            with m.Switch(self.w_index[j]):
                 for k in range(mw):
                     with m.Case(k):
                         m.d.comb += sel.eq(self.act[base + k])

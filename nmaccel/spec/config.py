@@ -335,11 +335,12 @@ STA_PRESETS: dict[str, StaConfig] = {
     "ulx3s_lite": StaConfig(rows=4, cols=4, lanes=2, n=2, m=4, softmax_lanes=4, max_seq=128,
                             wbuf_depth=2048, abuf_depth=4096, obuf_depth=512, pbuf_depth=1024,
                             vbuf_depth=4096),
-    # 4x4x16: 256 array multipliers in LUTs (array_lut; ~136 LUT4 each), so the 85F's DSPs
-    # are left to the post-ops of 4 columns (as ulx3s_lite); buffers for a MiniLM-L6 layer of
-    # up to 32 tokens.
+    # 4x4x16: 256 array multipliers in LUTs (array_lut: CarryProduct, ~86 LUT4 each), so the
+    # 85F's DSPs are left to the post-ops of 4 columns (as ulx3s_lite); buffers for a
+    # MiniLM-L6 layer of up to 32 tokens (ABUF 512 deep: 512 x 1024-bit words take 32 DP16KD
+    # per read port, 1024 took 64, and the 85F has 208).
     "ulx3s_lut": StaConfig(rows=4, cols=4, lanes=16, n=2, m=4, softmax_lanes=4, max_seq=128,
-                           wbuf_depth=1024, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
+                           wbuf_depth=1024, abuf_depth=512, obuf_depth=512, pbuf_depth=1024,
                            vbuf_depth=4096, array_lut=1),
     # The memory-lean STA for the iCE40UP5K (hw/sta_lean): one PE of 2 lanes, every vector
     # operation on one time-shared datapath; tiny's number formats; buffers sized for the

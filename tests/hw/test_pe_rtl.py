@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nmaccel.hw.sta.pe import NMProcessingElement
+from nmaccel.hw.sta.pe import NMProcessingElement, dense_position
 from nmaccel.model.nm import compress, entry_bits, nm_mask, pack_dense_words, pack_words
 from nmaccel.spec.config import StaConfig, clog2
 
@@ -60,16 +60,18 @@ def _dense_beats(cfg: StaConfig, w: np.ndarray, x: np.ndarray):
             beats = []
             for k, word in enumerate(words[r]):
                 vals = [_sx(e, wb) for e in _fields(word, L, wb)]
-                idx = [int(i) for i in rng.integers(0, cfg.m, L)]     # ignored in dense mode
-                win = [int(a) for a in xpad[t, k * L:k * L + L]]
-                # Window entries beyond L are ignored in dense mode: fill them with junk.
-                win += [int(a) for a in rng.integers(-128, 128, apc - L)]
+                # as the array presents a dense word: index j % n, activation j at
+                # dense_position(j), junk in the window's other places
+                idx = [j % cfg.n for j in range(L)]
+                win = [int(a) for a in rng.integers(-128, 128, apc)]
+                for j in range(L):
+                    win[dense_position(cfg, j)] = int(xpad[t, k * L + j])
                 beats.append((vals, idx, win))
             jobs.append(((r, t), beats))
     return jobs
 
 
-def _simulate(cfg: StaConfig, jobs, dense: bool, seed: int):
+def _simulate(cfg: StaConfig, jobs, seed: int):
     """Stream all jobs back to back (clear on each first word, random bubbles); return
     ``{key: acc}`` read ``latency`` ticks after each job's last beat, and the tick count."""
     dut = NMProcessingElement(cfg)
@@ -84,7 +86,6 @@ def _simulate(cfg: StaConfig, jobs, dense: bool, seed: int):
     results: dict = {}
 
     async def tb(ctx):
-        ctx.set(dut.mode, int(dense))
         history = []
         for beat, clear, key in schedule:
             if beat is None:
@@ -133,7 +134,7 @@ def test_pe_sparse_random(n, m, L, lut):
     w = _sparse_weights(rng, 3, K, n, m)
     w[0, :m] = 0                           # a group with fewer than n nonzeros (padded)
     x = rng.integers(-128, 128, (2, K))
-    _check(_simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=L + n), w, x)
+    _check(_simulate(cfg, _sparse_beats(cfg, w, x), seed=L + n), w, x)
 
 
 @pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
@@ -146,7 +147,7 @@ def test_pe_sparse_extreme(n, m, L, lut):
     w = (w * nm_mask(w, n, m)).astype(np.int64)
     x = np.full((2, K), -128, dtype=np.int64)
     x[1] = 127
-    _check(_simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=3), w, x)
+    _check(_simulate(cfg, _sparse_beats(cfg, w, x), seed=3), w, x)
 
 
 @pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
@@ -159,7 +160,7 @@ def test_pe_dense(n, m, L, lut):
     w[1, :] = -128
     x = rng.integers(-128, 128, (2, K))
     x[1, :] = -128
-    _check(_simulate(cfg, _dense_beats(cfg, w, x), dense=True, seed=L), w, x)
+    _check(_simulate(cfg, _dense_beats(cfg, w, x), seed=L), w, x)
 
 
 @pytest.mark.parametrize("lut", [0, 1], ids=["dsp", "lut"])
@@ -171,7 +172,7 @@ def test_pe_acc_wraps_like_twos_complement(lut):
     w = rng.integers(-8, 8, (2, K))
     w = (w * nm_mask(w, 2, 4)).astype(np.int64)
     x = rng.integers(-8, 8, (2, K))
-    res = _simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=1)
+    res = _simulate(cfg, _sparse_beats(cfg, w, x), seed=1)
     want = x @ w.T
     for (r, t), got in res.items():
         assert got == ((int(want[t, r]) + 128) % 256) - 128
@@ -204,7 +205,7 @@ def test_pe_lanes_one():
     rng = np.random.default_rng(11)
     w = _sparse_weights(rng, 2, 12, 1, 4)
     x = rng.integers(-128, 128, (2, 12))
-    _check(_simulate(cfg, _sparse_beats(cfg, w, x), dense=False, seed=2), w, x)
+    _check(_simulate(cfg, _sparse_beats(cfg, w, x), seed=2), w, x)
 
 
 def test_pe_bad_args():
