@@ -337,10 +337,10 @@ STA_PRESETS: dict[str, StaConfig] = {
                             vbuf_depth=4096),
     # 4x4x16: 256 array multipliers in LUTs (array_lut: CarryProduct, ~86 LUT4 each), so the
     # 85F's DSPs are left to the post-ops of 4 columns (as ulx3s_lite); buffers for a
-    # MiniLM-L6 layer of up to 32 tokens (ABUF 512 deep: 512 x 1024-bit words take 32 DP16KD
-    # per read port, 1024 took 64, and the 85F has 208).
+    # MiniLM-L6 layer of up to 32 tokens, in 208 DP16KD: WBUF 512 deep (640-bit words as
+    # 512 x 36 blocks: 18 DP16KD, 1024 deep took 36).
     "ulx3s_lut": StaConfig(rows=4, cols=4, lanes=16, n=2, m=4, softmax_lanes=4, max_seq=128,
-                           wbuf_depth=1024, abuf_depth=512, obuf_depth=512, pbuf_depth=1024,
+                           wbuf_depth=512, abuf_depth=1024, obuf_depth=512, pbuf_depth=1024,
                            vbuf_depth=4096, array_lut=1),
     # The memory-lean STA for the iCE40UP5K (hw/sta_lean): one PE of 2 lanes, every vector
     # operation on one time-shared datapath; tiny's number formats; buffers sized for the
