@@ -46,10 +46,12 @@ Ports
     ``cyc_total``, ``cyc_active``, ``cyc_load``, ``cyc_stall`` Out 32 -- counters of the
     last run: busy cycles, issue cycles, accepted input beats, cycles issue waited for credit
 
-Timing: issue → memory read (1) → PE array (5) → accumulate (1) → post-process (12, or 8
-with ``post_pipeline = "short"``: ``config.post_latency``) → FIFO write;
-``pipeline_latency`` = 19 (``CONV_ENGINE_LATENCY``; 15 short), plus ``R`` with shared
-post-processing (shadow registers 1, lane groups ``R − 1``: ``config.pipeline_latency``).
+Timing: issue → memory read (2 with a block-RAM weight memory, its words registered once
+more; 1 with SPRAM weights: ``config.read_latency``) → PE array (5) → accumulate (1) →
+post-process (12, or 8 with ``post_pipeline = "short"``: ``config.post_latency``) → FIFO
+write; ``pipeline_latency`` = 20 (``CONV_ENGINE_LATENCY`` + 1; 15 short with SPRAM weights),
+plus ``R`` with shared post-processing (shadow registers 1, lane groups ``R − 1``:
+``config.pipeline_latency``).
 Throughput: ``p_out × p_in`` PE operations per cycle in COMPUTE (groups of fewer than ``R``
 beats wait); cycle prediction in :func:`nmaccel.model.conv_ref.get_exp_cycles`.
 """
@@ -95,8 +97,8 @@ class ConvEngine(wiring.Component):
             raise TypeError(f"config must be a ConvConfig, not {type(config).__name__}")
         self.config = config
         r = config.post_cycles
-        self.pipeline_latency = (1 + PEArray.latency + 1 + config.post_latency +
-                                 (r if r > 1 else 0))
+        self.pipeline_latency = (config.read_latency + PEArray.latency + 1 +
+                                 config.post_latency + (r if r > 1 else 0))
         assert 1 + PEArray.latency + 1 + PostProcess.latency == CONV_ENGINE_LATENCY
         assert self.pipeline_latency == config.pipeline_latency
         self.weight_word = data.ArrayLayout(
@@ -277,7 +279,20 @@ class ConvEngine(wiring.Component):
         r_ot = Signal.like(win.ot)
         m.d.sync += [r_valid.eq(issue), r_first.eq(first), r_last.eq(win.last),
                      r_sval.eq(win.sval), r_chan.eq(win.chan), r_ot.eq(win.ot)]
-        m.d.comb += [pe.act.eq(lb.r_data), pe.wt.eq(wt_data), pe.chan.eq(r_chan),
+        # stage M (block-RAM weights): the words and their flags registered once more, so no
+        # block RAM output crosses the chip to the PE array in one cycle
+        act = lb.r_data
+        for j in range(1, cfg.read_latency):
+            regs = [Signal.like(v, name=f"{v.name}_m{j}") for v in
+                    (r_valid, r_first, r_last, r_sval, r_chan, r_ot)]
+            wt_m = Signal.like(wt_data, name=f"wt_m{j}", reset_less=True)
+            act_m = Signal.like(act, name=f"act_m{j}", reset_less=True)
+            m.d.sync += [reg.eq(v) for reg, v in zip(regs, (r_valid, r_first, r_last, r_sval,
+                                                             r_chan, r_ot))]
+            m.d.sync += [wt_m.eq(wt_data), act_m.eq(act)]
+            r_valid, r_first, r_last, r_sval, r_chan, r_ot = regs
+            wt_data, act = wt_m, act_m
+        m.d.comb += [pe.act.eq(act), pe.wt.eq(wt_data), pe.chan.eq(r_chan),
                      pe.sval.eq(r_sval), pe.mode.eq(L.mode), pe.valid.eq(r_valid)]
 
         # flags travel alongside the PE array

@@ -421,6 +421,13 @@ CONV_POST_PIPELINES: tuple[str, ...] = tuple(CONV_POST_LATENCY)
 #: one write port) or ``spram`` (single-port 16K x 16-bit SB_SPRAM256KA of the iCE40UP5K,
 #: side by side; a behavioural model off the iCE40).
 CONV_WEIGHT_MEMORIES: tuple[str, ...] = ("block", "spram")
+#: Register stages of the conv engine's memory reads (the weight word and the line buffer's
+#: window, issue to PE array input), by ``weight_memory``: a ``block`` weight memory's word is
+#: registered once more after its read (on the ECP5 a DP16KD read without its output register
+#: is 5.8 ns clock-to-out and the word fans out across the PE array: the 76.24 MHz ULX3S
+#: build's critical path, 13.1 ns); the iCE40's ``spram`` weights keep one stage.
+#: :data:`CONV_ENGINE_LATENCY` counts one; :attr:`ConvConfig.pipeline_latency` adds the rest.
+CONV_READ_LATENCY: dict[str, int] = {"block": 2, "spram": 1}
 #: Where the PE array's int8 products go: ``dsp`` (``*``: a hard multiplier where the flow
 #: maps one) or ``lut`` (shift-and-add in logic, never a DSP).
 CONV_PE_MULTIPLIERS: tuple[str, ...] = ("dsp", "lut")
@@ -605,13 +612,20 @@ class ConvConfig(_ConfigBase):
         return CONV_POST_LATENCY[self.post_pipeline]
 
     @property
+    def read_latency(self) -> int:
+        """Register stages of the engine's memory reads (:data:`CONV_READ_LATENCY` of
+        ``weight_memory``)."""
+        return CONV_READ_LATENCY[self.weight_memory]
+
+    @property
     def pipeline_latency(self) -> int:
         """Cycles from issuing a group's last beat to writing its last output beat into the
         FIFO: :data:`CONV_ENGINE_LATENCY` (with ``post_pipeline = "short"`` the shorter
-        post-processing: :attr:`post_latency`), plus with shared post-processing one cycle
-        for the shadow registers and one per further lane group."""
+        post-processing: :attr:`post_latency`; with a block weight memory one more read stage:
+        :attr:`read_latency`), plus with shared post-processing one cycle for the shadow
+        registers and one per further lane group."""
         return (CONV_ENGINE_LATENCY - CONV_POST_LATENCY["full"] + self.post_latency +
-                (self.post_cycles if self.post_cycles > 1 else 0))
+                self.read_latency - 1 + (self.post_cycles if self.post_cycles > 1 else 0))
 
     @property
     def spram_blocks(self) -> int:
@@ -655,5 +669,6 @@ def conv_preset(name: str) -> ConvConfig:
 
 __all__ += ["ConvConfig", "CONV_PRESETS", "conv_preset", "CONV_MODES", "CONV_KERNELS",
             "CONV_STRIDES", "CONV_ADDER_BITS", "CONV_ENGINE_LATENCY", "CONV_POST_LATENCY",
+            "CONV_READ_LATENCY",
             "CONV_POST_PIPELINES", "CONV_WEIGHT_MEMORIES",
             "CONV_PE_MULTIPLIERS", "SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_BLOCKS"]
