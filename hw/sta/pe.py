@@ -16,9 +16,10 @@ made it an ``(m + 1)``:1 mux: one more LUT4 per operand bit, 2,048 of them on ``
 
 Pipeline (``latency = 4 + clog2(L)`` register stages with DSP products,
 ``5 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
-    1. activation mux, the selected operand and the weight registered (the weight zeroed
-       where the operand is zero: a register of the PE's own, not the row's, which Yosys
-       would otherwise merge with the row's other PEs' into one);
+    1. activation mux, the selected operand and the weight registered (for DSP products the
+       weight zeroed where the operand is zero: a register of the PE's own, not the row's,
+       which Yosys would otherwise merge with the row's other PEs' into one; ``array_lut``
+       PEs share the row's);
     2. the product: DSP products copy both operands into registers that feed only their
        multiplier, then multiply (2 stages); ``array_lut`` builds it in LUTs and carry chains,
        a :class:`~nmaccel.hw.common.lutmul.CarryProduct` (3 stages for 8-bit weights);
@@ -60,7 +61,7 @@ class NMProcessingElement(wiring.Component):
 
     Ports
         ``w_value``  In  ``ArrayLayout(signed(weight_bits), L)``  -- weight values
-        ``w_index``  In  ``ArrayLayout(unsigned(index_bits), L)`` -- N:M indices (sparse mode)
+        ``w_index``  In  ``ArrayLayout(unsigned(index_bits), L)`` -- N:M indices (dense: ``j % n``)
         ``act``      In  ``ArrayLayout(signed(act_bits), acts_per_cycle)`` -- activation window
         ``a_unsigned`` In 1 -- activations are unsigned ``act_bits`` (P·V probabilities)
         ``valid``    In  1  -- the inputs of this cycle are a beat
