@@ -44,7 +44,8 @@ from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import is_ecp5
 from nmaccel.spec.config import carry_product_latency, carry_product_pairs
 
-__all__ = ["CarryProduct", "carry_product_latency", "carry_product_pairs", "lut_init"]
+__all__ = ["CarryProduct", "carry_product_latency", "carry_product_pairs", "lut_init",
+           "pair_sums"]
 
 
 def lut_init(f) -> int:
@@ -57,6 +58,59 @@ def lut_init(f) -> int:
 #: carry the term a full adder generates when the propagate is 0.
 _ADD_HALF = lut_init(lambda a, b, c, d: (a & b) ^ (c & d))            # x_t + y_t
 _SUB_HALF = lut_init(lambda a, b, c, d: (1 ^ (a & b)) ^ (c & d))      # ¬y_t + x_t
+
+
+def _check_widths(a_bits, b_bits) -> None:
+    for name, v in (("a_bits", a_bits), ("b_bits", b_bits)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 32:
+            raise ValueError(f"{name} must be an integer in [2, 32], not {v!r}")
+
+
+def _pair_chain(m: Module, name: str, b, lo, hi, negative: bool, width: int):
+    """``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo ``2**width``: a chain of
+    CCU2C halves, one per bit."""
+    B = len(b)
+
+    def bx(i):                                      # b sign-extended; b_{-1} = 0
+        return Const(0, 1) if i < 0 else b[min(i, B - 1)]
+    halves = [(bx(t - 1), hi, bx(t), lo) if negative     # A, B: ¬y_t; C, D: x_t
+              else (bx(t), lo, bx(t - 1), hi)            # A, B: x_t;  C, D: y_t
+              for t in range(width + (width & 1))]
+    init = _SUB_HALF if negative else _ADD_HALF
+    sums = Signal(len(halves), name=f"{name}s")
+    carry = Const(1 if negative else 0, 1)          # the "+1" of −y = ¬y + 1
+    for j in range(0, len(halves), 2):
+        cout = Signal(name=f"{name}c{j // 2}")
+        ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
+        for h in (0, 1):
+            for port, bit in zip("ABCD", halves[j + h]):
+                ports[f"i_{port}{h}"] = bit
+        m.submodules[f"{name}ccu{j // 2}"] = Instance(
+            "CCU2C", p_INIT0=init, p_INIT1=init, p_INJECT1_0="NO", p_INJECT1_1="NO", **ports)
+        carry = cout
+    return sums[:width]
+
+
+def pair_sums(m: Module, a, b, *, platform=None, name: str = "") -> list:
+    """The first stage of :class:`CarryProduct` for signed values ``a`` and ``b``: one
+    register per row pair ``k`` holding ``a_{2k}·b + 2·a_{2k+1}·b`` (the top pair
+    subtracts), ``signed(len(b) + 2)``; ``Σ_k pair_k · 4^k = a · b``. On the ECP5 each is a
+    chain of CCU2C halves, elsewhere plain arithmetic (same values)."""
+    A, B = len(a), len(b)
+    pairs = carry_product_pairs(A)
+    rows = [a[min(i, A - 1)] for i in range(2 * pairs)]          # sign-extended
+    out = []
+    for k in range(pairs):
+        lo, hi = rows[2 * k], rows[2 * k + 1]
+        negative = k == pairs - 1                   # the top row weighs −2^(2·pairs − 1)
+        pair = Signal(signed(B + 2), name=f"{name}pair{k}", reset_less=True)
+        if is_ecp5(platform):
+            m.d.sync += pair.eq(_pair_chain(m, f"{name}pair{k}_", b, lo, hi, negative, B + 2))
+        else:
+            x, y = Mux(lo, b, 0), Mux(hi, b, 0)
+            m.d.sync += pair.eq(x - (y << 1) if negative else x + (y << 1))
+        out.append(pair)
+    return out
 
 
 class CarryProduct(wiring.Component):
@@ -77,57 +131,18 @@ class CarryProduct(wiring.Component):
     """
 
     def __init__(self, a_bits: int, b_bits: int) -> None:
-        for name, v in (("a_bits", a_bits), ("b_bits", b_bits)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 32:
-                raise ValueError(f"{name} must be an integer in [2, 32], not {v!r}")
+        _check_widths(a_bits, b_bits)
         self.a_bits, self.b_bits = a_bits, b_bits
         self.p_bits = a_bits + b_bits
         self.pairs = carry_product_pairs(a_bits)
-        self.pair_bits = b_bits + 2                 # a_i·b ± 2·a_{i+1}·b, signed
         self.latency = carry_product_latency(a_bits)
         super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
                           "p": Out(signed(self.p_bits))})
 
-    def _pair_chain(self, m: Module, k: int, lo, hi, negative: bool):
-        """``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo ``2**pair_bits``: a
-        chain of CCU2C halves, one per bit."""
-        W, B = self.pair_bits, self.b_bits
-
-        def bx(i):                                  # b sign-extended; b_{-1} = 0
-            return Const(0, 1) if i < 0 else self.b[min(i, B - 1)]
-        halves = [(bx(t - 1), hi, bx(t), lo) if negative     # A, B: ¬y_t; C, D: x_t
-                  else (bx(t), lo, bx(t - 1), hi)            # A, B: x_t;  C, D: y_t
-                  for t in range(W + (W & 1))]
-        init = _SUB_HALF if negative else _ADD_HALF
-        sums = Signal(len(halves), name=f"pair{k}_s")
-        carry = Const(1 if negative else 0, 1)      # the "+1" of −y = ¬y + 1
-        for j in range(0, len(halves), 2):
-            cout = Signal(name=f"pair{k}_c{j // 2}")
-            ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
-            for h in (0, 1):
-                for port, bit in zip("ABCD", halves[j + h]):
-                    ports[f"i_{port}{h}"] = bit
-            m.submodules[f"pair{k}_ccu{j // 2}"] = Instance(
-                "CCU2C", p_INIT0=init, p_INIT1=init, p_INJECT1_0="NO", p_INJECT1_1="NO",
-                **ports)
-            carry = cout
-        return sums[:W]
-
     def elaborate(self, platform) -> Module:
         m = Module()
-        rows = [self.a[min(i, self.a_bits - 1)] for i in range(2 * self.pairs)]
-        terms = []
-        for k in range(self.pairs):
-            lo, hi = rows[2 * k], rows[2 * k + 1]
-            negative = k == self.pairs - 1          # the top row weighs −2^(2·pairs − 1)
-            pair = Signal(signed(self.pair_bits), name=f"pair{k}", reset_less=True)
-            if is_ecp5(platform):
-                m.d.sync += pair.eq(self._pair_chain(m, k, lo, hi, negative))
-            else:
-                x, y = Mux(lo, self.b, 0), Mux(hi, self.b, 0)
-                m.d.sync += pair.eq(x - (y << 1) if negative else x + (y << 1))
-            terms.append(pair << (2 * k))
-        level, stage = terms, 0
+        pairs = pair_sums(m, self.a, self.b, platform=platform)
+        level, stage = [p << (2 * k) for k, p in enumerate(pairs)], 0
         while len(level) > 1:
             stage += 1
             level = sum_pairs(m, level, signed(self.p_bits), f"sum{stage}", reset_less=True)
