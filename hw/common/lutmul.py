@@ -66,49 +66,70 @@ def _check_widths(a_bits, b_bits) -> None:
             raise ValueError(f"{name} must be an integer in [2, 32], not {v!r}")
 
 
-def _pair_chain(m: Module, name: str, b, lo, hi, negative: bool, width: int):
-    """``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo ``2**width``: a chain of
-    CCU2C halves, one per bit."""
+#: A segment's first half: propagate 0 (its LUT4 reads the C = 1 quarter, all zeros), so the
+#: carry coming in from the segment before is dropped, and generate from the low quarter (the
+#: LUT2 of A and B): 1 for a subtracting pair's "+1", 0 otherwise.
+_CARRY_ONE, _CARRY_ZERO = 0x000F, 0x0000
+
+
+def _pairs_chain(m: Module, name: str, b, segments, width: int) -> list:
+    """The row-pair sums ``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo
+    ``2**width`` of ``segments`` (``[(lo, hi, negative)]``), all in one chain of CCU2C halves:
+    per segment a half that sets its carry-in, then one half per bit.
+
+    One chain for all the pairs of a product: nextpnr-ecp5 adds a feed-in CCU2C in front of
+    every chain (its CIN has a net, a constant too) and a feed-out CCU2C after it (its last
+    COUT has a net, used or not), 4 logic cells per chain; with a chain per pair that was
+    4,096 of the 83,640 cells on ``ulx3s_lut`` (1,024 pairs). A segment's carry half costs
+    one cell, and for an odd ``width`` it fills the half a chain per pair left empty."""
     B = len(b)
 
     def bx(i):                                      # b sign-extended; b_{-1} = 0
         return Const(0, 1) if i < 0 else b[min(i, B - 1)]
-    halves = [(bx(t - 1), hi, bx(t), lo) if negative     # A, B: ¬y_t; C, D: x_t
-              else (bx(t), lo, bx(t - 1), hi)            # A, B: x_t;  C, D: y_t
-              for t in range(width + (width & 1))]
-    init = _SUB_HALF if negative else _ADD_HALF
+    one, zero = Const(1, 1), Const(0, 1)
+    halves, starts = [], []
+    for lo, hi, negative in segments:
+        starts.append(len(halves) + 1)
+        halves.append(((zero, zero, one, zero), _CARRY_ONE if negative else _CARRY_ZERO))
+        halves += [((bx(t - 1), hi, bx(t), lo), _SUB_HALF) if negative  # A, B: ¬y_t; C, D: x_t
+                   else ((bx(t), lo, bx(t - 1), hi), _ADD_HALF)         # A, B: x_t;  C, D: y_t
+                   for t in range(width)]
+    if len(halves) % 2:
+        halves.append(((zero, zero, zero, zero), 0))                    # a spare half
     sums = Signal(len(halves), name=f"{name}s")
-    carry = Const(1 if negative else 0, 1)          # the "+1" of −y = ¬y + 1
+    carry = Const(0, 1)
     for j in range(0, len(halves), 2):
         cout = Signal(name=f"{name}c{j // 2}")
         ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
         for h in (0, 1):
-            for port, bit in zip("ABCD", halves[j + h]):
+            for port, bit in zip("ABCD", halves[j + h][0]):
                 ports[f"i_{port}{h}"] = bit
         m.submodules[f"{name}ccu{j // 2}"] = Instance(
-            "CCU2C", p_INIT0=init, p_INIT1=init, p_INJECT1_0="NO", p_INJECT1_1="NO", **ports)
+            "CCU2C", p_INIT0=halves[j][1], p_INIT1=halves[j + 1][1], p_INJECT1_0="NO",
+            p_INJECT1_1="NO", **ports)
         carry = cout
-    return sums[:width]
+    return [sums[s:s + width] for s in starts]
 
 
 def pair_sums(m: Module, a, b, *, platform=None, name: str = "") -> list:
     """The first stage of :class:`CarryProduct` for signed values ``a`` and ``b``: one
     register per row pair ``k`` holding ``a_{2k}·b + 2·a_{2k+1}·b`` (the top pair
-    subtracts), ``signed(len(b) + 2)``; ``Σ_k pair_k · 4^k = a · b``. On the ECP5 each is a
-    chain of CCU2C halves, elsewhere plain arithmetic (same values)."""
+    subtracts), ``signed(len(b) + 2)``; ``Σ_k pair_k · 4^k = a · b``. On the ECP5 one chain
+    of CCU2C halves computes them all, elsewhere plain arithmetic (same values)."""
     A, B = len(a), len(b)
     pairs = carry_product_pairs(A)
     rows = [a[min(i, A - 1)] for i in range(2 * pairs)]          # sign-extended
+    # the top row weighs −2^(2·pairs − 1): the last pair subtracts
+    segments = [(rows[2 * k], rows[2 * k + 1], k == pairs - 1) for k in range(pairs)]
+    if is_ecp5(platform):
+        values = _pairs_chain(m, f"{name}pairs_", b, segments, B + 2)
+    else:
+        values = [Mux(lo, b, 0) - (Mux(hi, b, 0) << 1) if negative
+                  else Mux(lo, b, 0) + (Mux(hi, b, 0) << 1) for lo, hi, negative in segments]
     out = []
-    for k in range(pairs):
-        lo, hi = rows[2 * k], rows[2 * k + 1]
-        negative = k == pairs - 1                   # the top row weighs −2^(2·pairs − 1)
+    for k, value in enumerate(values):
         pair = Signal(signed(B + 2), name=f"{name}pair{k}", reset_less=True)
-        if is_ecp5(platform):
-            m.d.sync += pair.eq(_pair_chain(m, f"{name}pair{k}_", b, lo, hi, negative, B + 2))
-        else:
-            x, y = Mux(lo, b, 0), Mux(hi, b, 0)
-            m.d.sync += pair.eq(x - (y << 1) if negative else x + (y << 1))
+        m.d.sync += pair.eq(value)
         out.append(pair)
     return out
 
