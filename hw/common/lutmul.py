@@ -36,7 +36,7 @@ Latency
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Instance, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Instance, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,7 +44,8 @@ from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import is_ecp5
 from nmaccel.spec.config import carry_product_latency, carry_product_pairs
 
-__all__ = ["CarryProduct", "carry_product_latency", "carry_product_pairs", "lut_init",
+__all__ = ["CarryProduct", "carry_product_latency", "carry_product_pairs", "chained_sum_pairs",
+           "lut_init",
            "pair_sums"]
 
 
@@ -58,6 +59,7 @@ def lut_init(f) -> int:
 #: carry the term a full adder generates when the propagate is 0.
 _ADD_HALF = lut_init(lambda a, b, c, d: (a & b) ^ (c & d))            # x_t + y_t
 _SUB_HALF = lut_init(lambda a, b, c, d: (1 ^ (a & b)) ^ (c & d))      # ¬y_t + x_t
+_PLAIN_ADD = lut_init(lambda a, b, c, d: a ^ c)                        # x_t (A) + y_t (C)
 
 
 def _check_widths(a_bits, b_bits) -> None:
@@ -70,6 +72,32 @@ def _check_widths(a_bits, b_bits) -> None:
 #: carry coming in from the segment before is dropped, and generate from the low quarter (the
 #: LUT2 of A and B): 1 for a subtracting pair's "+1", 0 otherwise.
 _CARRY_ONE, _CARRY_ZERO = 0x000F, 0x0000
+
+
+def _chain(m: Module, name: str, halves) -> Signal:
+    """One chain of CCU2C halves (``[((A, B, C, D), INIT)]``, padded to whole CCU2C); returns
+    the sum outputs. Its CIN is a constant 0 (every segment sets its own carry)."""
+    if len(halves) % 2:
+        halves = halves + [((Const(0, 1),) * 4, 0)]                  # a spare half
+    sums = Signal(len(halves), name=f"{name}s")
+    carry = Const(0, 1)
+    for j in range(0, len(halves), 2):
+        cout = Signal(name=f"{name}c{j // 2}")
+        ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
+        for h in (0, 1):
+            for port, bit in zip("ABCD", halves[j + h][0]):
+                ports[f"i_{port}{h}"] = bit
+        m.submodules[f"{name}ccu{j // 2}"] = Instance(
+            "CCU2C", p_INIT0=halves[j][1], p_INIT1=halves[j + 1][1], p_INJECT1_0="NO",
+            p_INJECT1_1="NO", **ports)
+        carry = cout
+    return sums
+
+
+def _carry_half(one: bool):
+    """A segment's first half (see :data:`_CARRY_ONE`)."""
+    zero = Const(0, 1)
+    return (zero, zero, Const(1, 1), zero), _CARRY_ONE if one else _CARRY_ZERO
 
 
 def _pairs_chain(m: Module, name: str, b, segments, width: int) -> list:
@@ -86,29 +114,47 @@ def _pairs_chain(m: Module, name: str, b, segments, width: int) -> list:
 
     def bx(i):                                      # b sign-extended; b_{-1} = 0
         return Const(0, 1) if i < 0 else b[min(i, B - 1)]
-    one, zero = Const(1, 1), Const(0, 1)
     halves, starts = [], []
     for lo, hi, negative in segments:
-        starts.append(len(halves) + 1)
-        halves.append(((zero, zero, one, zero), _CARRY_ONE if negative else _CARRY_ZERO))
+        halves.append(_carry_half(negative))
+        starts.append(len(halves))
         halves += [((bx(t - 1), hi, bx(t), lo), _SUB_HALF) if negative  # A, B: ¬y_t; C, D: x_t
                    else ((bx(t), lo, bx(t - 1), hi), _ADD_HALF)         # A, B: x_t;  C, D: y_t
                    for t in range(width)]
-    if len(halves) % 2:
-        halves.append(((zero, zero, zero, zero), 0))                    # a spare half
-    sums = Signal(len(halves), name=f"{name}s")
-    carry = Const(0, 1)
-    for j in range(0, len(halves), 2):
-        cout = Signal(name=f"{name}c{j // 2}")
-        ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
-        for h in (0, 1):
-            for port, bit in zip("ABCD", halves[j + h][0]):
-                ports[f"i_{port}{h}"] = bit
-        m.submodules[f"{name}ccu{j // 2}"] = Instance(
-            "CCU2C", p_INIT0=halves[j][1], p_INIT1=halves[j + 1][1], p_INJECT1_0="NO",
-            p_INJECT1_1="NO", **ports)
-        carry = cout
+    sums = _chain(m, name, halves)
     return [sums[s:s + width] for s in starts]
+
+
+def chained_sum_pairs(m: Module, values, shape, name: str, *, platform=None) -> list:
+    """One registered adder-tree level, ``values[2i] + values[2i + 1]`` into registers
+    ``{name}_{i}`` of ``shape`` (an odd last value registered alone), as
+    :func:`~nmaccel.hw.common.arith.sum_pairs`; on the ECP5 every add of the level in one
+    CCU2C chain (a segment per add, started by a half that drops the incoming carry), since
+    nextpnr-ecp5 spends 4 logic cells on each chain's feed-in and feed-out whatever its
+    length. Elsewhere :func:`~nmaccel.hw.common.arith.sum_pairs` itself."""
+    if not is_ecp5(platform) or len(values) < 2:
+        return sum_pairs(m, values, shape, name, reset_less=True)
+    shape = Shape.cast(shape)
+    W = shape.width
+    zero = Const(0, 1)
+    halves, starts = [], []
+    for i in range(0, len(values) - 1, 2):
+        x, y = Signal(shape, name=f"{name}_x{i // 2}"), Signal(shape, name=f"{name}_y{i // 2}")
+        m.d.comb += [x.eq(values[i]), y.eq(values[i + 1])]          # extended to ``shape``
+        halves.append(_carry_half(False))
+        starts.append(len(halves))
+        halves += [((x[t], zero, y[t], zero), _PLAIN_ADD) for t in range(W)]
+    sums = _chain(m, f"{name}_", halves)
+    out = []
+    for i, st in enumerate(starts):
+        r = Signal(shape, name=f"{name}_{i}", reset_less=True)
+        m.d.sync += r.eq(sums[st:st + W])
+        out.append(r)
+    if len(values) % 2:
+        r = Signal(shape, name=f"{name}_{len(starts)}", reset_less=True)
+        m.d.sync += r.eq(values[-1])
+        out.append(r)
+    return out
 
 
 def pair_sums(m: Module, a, b, *, platform=None, name: str = "") -> list:

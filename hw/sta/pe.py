@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import REGISTERED_PRODUCT_LATENCY, registered_product
-from nmaccel.hw.common.lutmul import pair_sums
+from nmaccel.hw.common.lutmul import chained_sum_pairs, pair_sums
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
 
@@ -142,22 +142,24 @@ class NMProcessingElement(wiring.Component):
         :class:`~nmaccel.hw.common.lutmul.CarryProduct`: in the ECP5's carry chains), then
         the pair sums of equal weight ``4^k`` added over the lanes (no shifts: narrow adders
         and no pass-through bits, which a tree of whole products carries at every level),
-        then the ``pairs`` class sums combined with their shifts. Same stage count as a
+        then the ``pairs`` class sums combined with their shifts; on the ECP5 the adds of a
+        class's level share one carry chain (:func:`~nmaccel.hw.common.lutmul.
+        chained_sum_pairs`). Same stage count as a
         product and a tree of products: ``1 + clog2(pairs)`` and ``clog2(L)``."""
         classes = list(zip(*[pair_sums(m, wv, opnd, platform=platform, name=f"m{j}_")
                              for j, (wv, opnd) in enumerate(zip(wvs, opnds))]))
         width = len(opnds[0]) + 2
         for lvl in range(self.tree_levels):
             width += 1
-            classes = [sum_pairs(m, list(c), signed(width), f"c{k}_sum{lvl + 1}",
-                                 reset_less=True) for k, c in enumerate(classes)]
+            classes = [chained_sum_pairs(m, list(c), signed(width), f"c{k}_sum{lvl + 1}",
+                                         platform=platform) for k, c in enumerate(classes)]
         level = [c[0] for c in classes]
         out = signed(self.product_bits + self.tree_levels + 1)
         shift, stage = 2, 0
         while len(level) > 1:
             stage += 1
-            level = sum_pairs(m, [v << (shift * (i % 2)) for i, v in enumerate(level)], out,
-                              f"comb{stage}", reset_less=True)
+            level = chained_sum_pairs(m, [v << (shift * (i % 2)) for i, v in enumerate(level)],
+                                      out, f"comb{stage}", platform=platform)
             shift *= 2
         return level[0], 1 + self.tree_levels + stage
 

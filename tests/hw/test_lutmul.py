@@ -1,7 +1,7 @@
 """CarryProduct: every product of 8 x 9-bit signed operands (the STA PE's int8 weight x
 sign-extended activation) and random wider ones, at one product per cycle; the ECP5 form
 (CCU2C chains) in Icarus against Yosys' own simulation model of the primitive, every 8 x 9
-product and other widths."""
+product and other widths; chained_sum_pairs (a level of adds in one chain) in Icarus too."""
 
 import random
 import re
@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Cat, Module, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from nmaccel.hw.common.lutmul import CarryProduct, carry_product_latency, carry_product_pairs
+from nmaccel.hw.common.lutmul import (
+    CarryProduct,
+    carry_product_latency,
+    carry_product_pairs,
+    chained_sum_pairs,
+)
 
 
 class FakeECP5:
@@ -110,6 +118,59 @@ def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
                   "    a = $random; b = $random; step; end"]
     lines += [f"  for (i = 0; i < {L}; i = i + 1) step;",
               '  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
+    (tmp_path / "dut.v").write_text(src)
+    (tmp_path / "prims.v").write_text(_ecp5_primitives())
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
+
+
+class _Level(wiring.Component):
+    """One chained adder level of ``n`` signed ``bits``-bit values, the odd one passed on."""
+
+    def __init__(self, n, bits, out_bits, shift):
+        self.n, self.bits, self.out_bits, self.shift = n, bits, out_bits, shift
+        super().__init__({"x": In(signed(n * bits)), "o": Out(signed(-(-n // 2) * out_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        vals = [self.x[i * self.bits:(i + 1) * self.bits].as_signed() for i in range(self.n)]
+        vals = [v << (self.shift * (i % 2)) for i, v in enumerate(vals)]
+        outs = chained_sum_pairs(m, vals, signed(self.out_bits), "lvl", platform=platform)
+        m.d.comb += self.o.eq(Cat(*outs))
+        return m
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("n, bits, out_bits, shift", [(8, 11, 12, 0), (5, 7, 11, 2),
+                                                      (2, 15, 18, 2)])
+def test_ecp5_chained_adds_in_icarus(tmp_path, n, bits, out_bits, shift):
+    """Every add of a level in one CCU2C chain (segments started by carry-dropping halves):
+    random operands, extremes included, against Python sums."""
+    dut = _Level(n, bits, out_bits, shift)
+    src = verilog.convert(dut, name="dut", platform=FakeECP5())
+    assert src.count("CCU2C ") >= 1
+    rng = random.Random(n * 1000 + bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    vectors = [[lo] * n, [hi] * n, [lo, hi] * (n // 2) + [lo] * (n % 2)]
+    vectors += [[rng.randint(lo, hi) for _ in range(n)] for _ in range(300)]
+    pairs = -(-n // 2)
+    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 0;",
+             f"reg [{n * bits - 1}:0] x = 0; wire [{pairs * out_bits - 1}:0] o;",
+             "integer errors = 0;", "dut d(.clk(clk), .rst(rst), .x(x), .o(o));",
+             "initial begin"]
+    for vec in vectors:
+        word = sum((v % (1 << bits)) << (i * bits) for i, v in enumerate(vec))
+        want = [vec[i] + (vec[i + 1] << shift) if i + 1 < n else vec[i]
+                for i in range(0, n, 2)]
+        wword = sum((w % (1 << out_bits)) << (k * out_bits) for k, w in enumerate(want))
+        lines += [f"  x = {n * bits}'d{word}; #1 clk = 1; #1 clk = 0;",
+                  f"  if (o !== {pairs * out_bits}'d{wword}) begin errors = errors + 1; "
+                  f"$display(\"MISMATCH %h\", o); end"]
+    lines += ['  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
     (tmp_path / "dut.v").write_text(src)
     (tmp_path / "prims.v").write_text(_ecp5_primitives())
     (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
