@@ -89,6 +89,19 @@ def _ecp5_primitives() -> str:
     return "\n".join(mods) + "\n" + (share / "ccu2c_sim.vh").read_text()
 
 
+def _run_ecp5_bench(tmp_path, src: str, lines: list) -> None:
+    """Compile the ECP5 Verilog ``src`` with the bench ``lines`` and Yosys' CCU2C/LUT models
+    in Icarus, run it and check that it printed PASS and no MISMATCH."""
+    (tmp_path / "dut.v").write_text(src)
+    (tmp_path / "prims.v").write_text(_ecp5_primitives())
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
+
+
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 @pytest.mark.parametrize("a_bits, b_bits", [(8, 9), (2, 2), (3, 5), (7, 8), (16, 17)])
 def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
@@ -118,14 +131,7 @@ def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
                   "    a = $random; b = $random; step; end"]
     lines += [f"  for (i = 0; i < {L}; i = i + 1) step;",
               '  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    (tmp_path / "dut.v").write_text(src)
-    (tmp_path / "prims.v").write_text(_ecp5_primitives())
-    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
-                   cwd=tmp_path, check=True)
-    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout
-    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
+    _run_ecp5_bench(tmp_path, src, lines)
 
 
 class _Level(wiring.Component):
@@ -171,11 +177,4 @@ def test_ecp5_chained_adds_in_icarus(tmp_path, n, bits, out_bits, shift):
                   f"  if (o !== {pairs * out_bits}'d{wword}) begin errors = errors + 1; "
                   f"$display(\"MISMATCH %h\", o); end"]
     lines += ['  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    (tmp_path / "dut.v").write_text(src)
-    (tmp_path / "prims.v").write_text(_ecp5_primitives())
-    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
-                   cwd=tmp_path, check=True)
-    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout
-    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
+    _run_ecp5_bench(tmp_path, src, lines)
