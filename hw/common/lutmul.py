@@ -12,8 +12,10 @@ pair's sum is one half of a ``CCU2C``: its LUT4 computes the propagate
 generate (a LUT2 of the half's A and B inputs: the low quarter of the LUT4's INIT) is the
 first AND, which is what a full adder generates when the propagate is 0. So a pair costs
 ``b_bits + 2`` chain halves and no separate AND gates. The top pair subtracts:
-``x − y = x + ¬y + 1``, the ``+1`` as its chain's carry-in. The pairs' sums are registered,
-then added in a registered tree (``CCU2C`` chains as Yosys maps ``+``).
+``x − y = x + ¬y + 1``, the ``+1`` as its segment's carry-in. All pairs of a product are
+segments of one chain, each started by a half that sets its carry-in (:func:`pair_sums`).
+The pairs' sums are registered, then added in a registered tree (``CCU2C`` chains as Yosys
+maps ``+``).
 
 Measured (Yosys ``synth_ecp5``, one 8 x 9-bit product alone): 43 ``CCU2C`` (86 LUT4 halves),
 no other LUT4, 88 FF; the radix-4 Booth form it replaces (a LUT4 pair per partial-product
