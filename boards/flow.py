@@ -12,6 +12,7 @@ The first YoWASP run on a machine compiles the WebAssembly (about 80 s per tool)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
@@ -20,7 +21,7 @@ import re
 import subprocess
 import time
 
-from nmaccel.boards import build_report
+from nmaccel.boards import build_report, carry_ends
 from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
@@ -172,6 +173,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     built = make_design(design, cfg, pll.f_out, baud, host_stage=board.host_stage)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "carry_ends.json").unlink(missing_ok=True)     # a previous build's
     plat = board.platform()
     top = BoardTop(board, built.component, pll)
     nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
@@ -197,6 +199,13 @@ def build(board_name: str, design: str, preset: str | None = None,
             proc = subprocess.run(["sh", "-c", "set -e\n" + cmd], cwd=out, env=env,
                                   stdout=log, stderr=subprocess.STDOUT, check=False)
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
+            if proc.returncode == 0 and stage == "synth" and board.family == "ecp5":
+                t0 = time.perf_counter()                  # before nextpnr packs the chains
+                carry = carry_ends.rewrite_file(out / "top.json")
+                stages["carry_ends"] = time.perf_counter() - t0
+                tmp = out / "carry_ends.json.tmp"
+                tmp.write_text(json.dumps(carry, indent=1) + "\n")
+                os.replace(tmp, out / "carry_ends.json")
             if proc.returncode:
                 log.flush()
                 over = _overused(out / "top.tim") if stage == "pnr" else None
@@ -256,6 +265,9 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
         "seed": seed,
         "router": board.router(router) if board.family == "ecp5" else None,
         "critical_path": crit,
+        # the carry-chain ends rewritten before nextpnr (boards/carry_ends.py), ECP5 only
+        "carry_ends": (json.loads((out / "carry_ends.json").read_text())
+                       if (out / "carry_ends.json").is_file() else None),
         "bitstream": (str(out / BITSTREAM_NAME[board.family])
                       if (out / BITSTREAM_NAME[board.family]).is_file() else None),
         "config": cfg.to_dict(),
