@@ -111,7 +111,13 @@ def markdown(result: dict) -> str:
               f"{result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}"),
              f"- tools: {result['tools']}" + (f", nextpnr {result['router']}, seed "
                                               f"{result['seed']}" if result.get("router") else ""),
-             "", "| resource | used | available | % |", "|---|---:|---:|---:|"]
+             ]
+    if result.get("carry_ends"):
+        ce = result["carry_ends"]
+        lines.append(f"- carry chains: {ce['chains']}, their ends rewritten before nextpnr "
+                     f"(`boards/carry_ends.py`): {ce['cells_saved']} logic cells of "
+                     f"nextpnr's feed-ins/feed-outs saved")
+    lines += ["", "| resource | used | available | % |", "|---|---:|---:|---:|"]
     for key, (used, avail) in result["resources"].items():
         pct = 100.0 * used / avail if avail else 0.0
         lines.append(f"| {key} | {used} | {avail} | {pct:.1f} |")

@@ -382,3 +382,13 @@ def test_a_config_with_external_memory_gets_the_boards_sdram(tmp_path):
     assert 'LOCATE COMP "sdram_0__clk__io" SITE "F19"' in lpf
     assert 'LOCATE COMP "sdram_0__dq__io[15]"' in lpf
     assert "ODDRX1F" in (tmp_path / "b" / "top.il").read_text()
+
+
+def test_report_names_the_carry_chain_rewrite_when_the_build_did_it():
+    from nmaccel.boards.build_report import markdown
+    result = json.loads((MEASURED / "ulx3s-sta-ulx3s_lite.json").read_text())
+    result["carry_ends"] = {"chains": 12, "cells_saved": 40}
+    assert ("- carry chains: 12, their ends rewritten before nextpnr "
+            "(`boards/carry_ends.py`): 40 logic cells") in markdown(result)
+    result["carry_ends"] = None                      # an older record or an iCE40 build
+    assert "carry chains" not in markdown(result)
