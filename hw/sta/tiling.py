@@ -126,8 +126,12 @@ class TileWalker(wiring.Component):
         slot0 = Signal(range(max(Ws, Wd) + 1))
         t_window = Signal(ADDR_BITS)              # transposed window / slot of token tile
         t_slot = Signal(range(max(Ws, Wd) + 1))
-        k_last = k_step == cmd.k_steps - 1
-        last_tile = (row_tile == cmd.m_tiles - 1) & (col_tile == cmd.n_tiles - 1)
+        # k_step == k_steps - 1, row_tile == m_tiles - 1, col_tile == n_tiles - 1, kept as
+        # registers: each is set with its counter (the compares of the next value), so the
+        # issue logic downstream starts from a flip-flop (the compare-and-carry chains were the
+        # deepest logic of the STA: 12 LUT levels, `nmaccel bench logic-depth`)
+        k_last, row_last, col_last = Signal(), Signal(), Signal()
+        last_tile = row_last & col_last
 
         beat = self.beat
         m.d.comb += [
@@ -145,24 +149,28 @@ class TileWalker(wiring.Component):
                          chunk.eq(0), w_row.eq(cmd.w_base), a_tile.eq(cmd.a_base),
                          o_tile.eq(cmd.o_base), p_tile.eq(cmd.p_base), o_col.eq(cmd.o_base),
                          o_row.eq(cmd.o_base), feature0.eq(0), window0.eq(0), slot0.eq(0),
-                         t_window.eq(0), t_slot.eq(0)]
+                         t_window.eq(0), t_slot.eq(0), k_last.eq(cmd.k_steps == 1),
+                         row_last.eq(cmd.m_tiles == 1), col_last.eq(cmd.n_tiles == 1)]
         with m.If(self.advance & k_last):
-            m.d.sync += [k_step.eq(0), slice_idx.eq(0), chunk.eq(0), o_tile.eq(o_tile + R)]
-            with m.If(row_tile == cmd.m_tiles - 1):
+            m.d.sync += [k_step.eq(0), slice_idx.eq(0), chunk.eq(0), o_tile.eq(o_tile + R),
+                         k_last.eq(cmd.k_steps == 1)]
+            with m.If(row_last):
                 m.d.sync += [row_tile.eq(0), w_row.eq(cmd.w_base), p_tile.eq(cmd.p_base),
-                             col_tile.eq(col_tile + 1), a_tile.eq(a_tile + cmd.a_stride),
+                             row_last.eq(cmd.m_tiles == 1),
+                             col_tile.eq(col_tile + 1), col_last.eq(col_tile + 2 == cmd.n_tiles),
+                             a_tile.eq(a_tile + cmd.a_stride),
                              o_col.eq(o_col + cmd.o_stride), o_row.eq(cmd.o_base),
                              feature0.eq(0), window0.eq(0), slot0.eq(0)]
                 self._next_transposed(m, t_window, t_slot)
             with m.Else():
-                m.d.sync += [row_tile.eq(row_tile + 1),
+                m.d.sync += [row_tile.eq(row_tile + 1), row_last.eq(row_tile + 2 == cmd.m_tiles),
                              w_row.eq(w_row + Mux(cmd.wsrc == WSrc.ABUF, cmd.w_stride,
                                                   cmd.k_steps)),
                              p_tile.eq(p_tile + R), o_row.eq(o_row + cmd.o_stride),
                              feature0.eq(feature0 + R)]
                 self._next_scatter(m, window0, slot0)
         with m.Elif(self.advance):
-            m.d.sync += k_step.eq(k_step + 1)
+            m.d.sync += [k_step.eq(k_step + 1), k_last.eq(k_step + 2 == cmd.k_steps)]
             with m.If(slice_idx == ratio - 1):
                 m.d.sync += [slice_idx.eq(0), chunk.eq(chunk + 1)]
             with m.Else():
