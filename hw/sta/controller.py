@@ -162,7 +162,7 @@ class StaController(wiring.Component):
         return Mux(cmd.op == Opcode.GEMM, cmd.p_base + cmd.m_tiles * self.config.rows,
                    Mux(cmd.op == Opcode.LAYERNORM, cmd.p_base + cmd.length, cmd.p_base))
 
-    def _sync(self, m: Module, fail, param_addr) -> None:
+    def _sync(self, m: Module, fail, param_addr, param_base) -> None:
         """SYNC: wait for the pipelines and the softmax path, claim a score bank, then read
         the parameter words or run."""
         cmd = self.cmd
@@ -191,7 +191,7 @@ class StaController(wiring.Component):
             m.d.comb += [self.claims.valid.eq(softmax),
                          self.claims.payload.sbuf_base.eq(cmd.o_base),
                          self.claims.payload.length.eq(cmd.length)]
-            m.d.comb += param_addr.eq(self._param_base())
+            m.d.comb += param_addr.eq(param_base)
             with m.If(vector | post_op):
                 m.next = "PARAM1"
             with m.Else():
@@ -228,6 +228,11 @@ class StaController(wiring.Component):
         m.d.comb += [cbuf_addr.eq(Mux(self.first_fetch, 0, self.pc)), self.cbuf.addr.eq(cbuf_addr)]
         param_addr = Signal(entry_bits(cfg, "PBUF") + 1)
         m.d.comb += self.pbuf.addr.eq(param_addr)
+        # the first parameter word's address and the next one, registered: the command is
+        # stable from DECODE2 on, and SYNC and PARAM1 (which read them) come after CHECK
+        param_base = Signal.like(param_addr)
+        param_next = Signal.like(param_addr)
+        m.d.sync += [param_base.eq(self._param_base()), param_next.eq(self._param_base() + 1)]
         # ``gap``: cycles since the last tile-completing beat was issued (saturates at R).
         gap = Signal(range(R + 1), init=R)
         with m.If(self.beats.valid & tiles.beat.last):
@@ -264,9 +269,9 @@ class StaController(wiring.Component):
                 with m.Else():
                     m.next = "SYNC"
             with m.State("SYNC"):
-                self._sync(m, fail, param_addr)
+                self._sync(m, fail, param_addr, param_base)
             with m.State("PARAM1"):                 # the first parameter word arrives
-                m.d.comb += param_addr.eq(self._param_base() + 1)
+                m.d.comb += param_addr.eq(param_next)
                 m.d.sync += self.params[0].eq(self.pbuf.data[:len(self.params[0].as_value())])
                 m.next = "PARAM2"
             with m.State("PARAM2"):
