@@ -20,6 +20,9 @@ chain of CCU2C cells (COUT → CIN), as a list of halves (``A``–``D`` inputs, 
 * halves at the end whose ``S`` nothing reads are dropped, and the list is padded to whole
   CCU2C cells with a spare half.
 
+A port with no net is written ``"x"`` (nextpnr reads that as unconnected; it needs every
+port of a CCU2C listed: a missing CIN stops its packer with an exception).
+
 A COUT read elsewhere in the middle of a chain splits it there (a tail, then a head from the
 same net). The function of every ``S`` and every read carry is unchanged
 (``tests/boards/test_carry_ends.py`` proves it with Yosys' SAT solver against the CCU2C
@@ -48,8 +51,10 @@ _SET_INPUTS = {"A": "0", "B": "0", "C": "1", "D": "0"}
 class CarryEnds(dict):
     """Counts of one :func:`rewrite`: ``chains``, ``heads_set`` (halves put in front),
     ``heads_open`` (CIN only disconnected), ``tails_out`` (halves taking a carry out),
-    ``halves_dropped``, ``ccu2c_before``/``ccu2c_after``, and ``cells_saved``: logic cells
-    nextpnr would have added (4 per chain) minus the cells the rewrite added."""
+    ``halves_dropped``, ``ccu2c_before``/``ccu2c_after``, ``nextpnr_cells`` (the feed-in and
+    feed-out cells nextpnr would have added to the netlist as Yosys wrote it: 2 per CIN with
+    a net, per COUT read in the middle of a chain and per last COUT with a net) and
+    ``cells_saved``: those minus the cells the rewrite added."""
 
 
 def _half(cell: dict, h: int) -> dict:
