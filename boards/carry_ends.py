@@ -35,9 +35,11 @@ and ``C`` tied to 1, the form ``hw/common/lutmul.py`` places and Yosys' model ag
 from __future__ import annotations
 
 import collections
+import itertools
 import json
-import os
 import pathlib
+
+from nmaccel.files import write_atomic
 
 __all__ = ["CarryEnds", "rewrite", "rewrite_file"]
 
@@ -153,6 +155,7 @@ def rewrite(netlist: dict, top: str = "top") -> CarryEnds:
     stats = CarryEnds(chains=0, heads_set=0, heads_open=0, tails_out=0, halves_dropped=0,
                       ccu2c_before=0, ccu2c_after=0, nextpnr_cells=0, cells_saved=0)
     new_cells = {}
+    fresh = itertools.count(_next_bit(module))       # net bits for the links between CCU2C
     for chain in _chains(cells):
         stats["chains"] += 1
         stats["ccu2c_before"] += len(chain)
@@ -165,13 +168,12 @@ def rewrite(netlist: dict, top: str = "top") -> CarryEnds:
                                        + isinstance(last_cout, int))
         for i, (halves, cin, cout) in enumerate(segments):
             halves = _close(halves, cin, cout, readers, stats)
-            packed = _pack(f"{chain[0]}$ce{i}_", halves, cells[chain[0]])
+            packed = _pack(f"{chain[0]}$ce{i}_", halves, cells[chain[0]], fresh)
             new_cells.update(packed)
             stats["ccu2c_after"] += len(packed)
         for n in chain:
             del cells[n]
     cells.update(new_cells)
-    _number_links(module)
     stats["cells_saved"] = stats["nextpnr_cells"] - 2 * (stats["ccu2c_after"]
                                                          - stats["ccu2c_before"])
     return stats
@@ -229,10 +231,10 @@ def _close(halves, cin, cout, readers, stats) -> list:
     return out
 
 
-def _pack(prefix: str, halves: list, src: dict) -> dict:
-    """CCU2C cells ``prefix0``, ``prefix1``, ... of ``halves`` (an even number), linked by
-    nets named ``"<prefix><k>$cout"`` until :func:`_number_links` numbers them."""
-    packed = {}
+def _pack(prefix: str, halves: list, src: dict, fresh) -> dict:
+    """CCU2C cells ``prefix0``, ``prefix1``, ... of ``halves`` (an even number), each COUT
+    linked to the next CIN by a new net bit from ``fresh``."""
+    packed, link = {}, "x"
     for j in range(0, len(halves), 2):
         conns, params = {}, {}
         for h in (0, 1):
@@ -242,31 +244,23 @@ def _pack(prefix: str, halves: list, src: dict) -> dict:
             conns[f"S{h}"] = [half["s"] if isinstance(half["s"], int) else "x"]
             params[f"INIT{h}"] = format(half["init"], "016b")
             params[f"INJECT1_{h}"] = half["inject"]
-        name = f"{prefix}{j // 2}"
         # "x": no net (nextpnr wants every port listed; a missing one stops its packer)
-        conns["CIN"] = [f"{prefix}{j // 2 - 1}$cout" if j else "x"]
-        conns["COUT"] = [f"{prefix}{j // 2}$cout" if j + 2 < len(halves) else "x"]
-        packed[name] = {"hide_name": src.get("hide_name", 1), "type": "CCU2C",
+        conns["CIN"] = [link]
+        link = next(fresh) if j + 2 < len(halves) else "x"
+        conns["COUT"] = [link]
+        packed[f"{prefix}{j // 2}"] = {"hide_name": src.get("hide_name", 1), "type": "CCU2C",
                         "parameters": params, "attributes": dict(halves[j]["attributes"]),
                         "port_directions": dict(src["port_directions"]),
                         "connections": conns}
     return packed
 
 
-def _number_links(module: dict) -> None:
-    """Give the internal links that :func:`_pack` named (``"...$cout"``) fresh net bits."""
-    top = 1 + max([b for c in module["cells"].values() for bits in c["connections"].values()
-                   for b in bits if isinstance(b, int)] +
-                  [b for n in module.get("netnames", {}).values() for b in n["bits"]
-                   if isinstance(b, int)] + [1])
-    ids = {}
-    for c in module["cells"].values():
-        for port, bits in c["connections"].items():
-            if bits and isinstance(bits[0], str) and bits[0].endswith("$cout"):
-                if bits[0] not in ids:
-                    ids[bits[0]] = top
-                    top += 1
-                c["connections"][port] = [ids[bits[0]]]
+def _next_bit(module: dict) -> int:
+    """A net bit above every bit the module uses."""
+    return 1 + max([b for c in module["cells"].values() for bits in c["connections"].values()
+                    for b in bits if isinstance(b, int)] +
+                   [b for n in module.get("netnames", {}).values() for b in n["bits"]
+                    if isinstance(b, int)] + [1])
 
 
 def rewrite_file(path, top: str = "top") -> CarryEnds:
@@ -275,7 +269,5 @@ def rewrite_file(path, top: str = "top") -> CarryEnds:
     path = pathlib.Path(path)
     netlist = json.loads(path.read_text())
     stats = rewrite(netlist, top)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(netlist))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(netlist))
     return stats

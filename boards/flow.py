@@ -25,6 +25,7 @@ from nmaccel.boards import build_report, carry_ends
 from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
+from nmaccel.files import write_json
 from nmaccel.hw.common.pll import ecp5_pll_params, ice40_pll_params
 from nmaccel.spec.config import ConfigError
 from nmaccel.spec.uart_protocol import DEFAULT_BAUD
@@ -203,9 +204,7 @@ def build(board_name: str, design: str, preset: str | None = None,
                 t0 = time.perf_counter()                  # before nextpnr packs the chains
                 carry = carry_ends.rewrite_file(out / "top.json")
                 stages["carry_ends"] = time.perf_counter() - t0
-                tmp = out / "carry_ends.json.tmp"
-                tmp.write_text(json.dumps(carry, indent=1) + "\n")
-                os.replace(tmp, out / "carry_ends.json")
+                write_json(out / "carry_ends.json", carry, indent=1)
             if proc.returncode:
                 log.flush()
                 over = _overused(out / "top.tim") if stage == "pnr" else None
