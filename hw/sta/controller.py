@@ -232,7 +232,8 @@ class StaController(wiring.Component):
         # stable from DECODE2 on, and SYNC and PARAM1 (which read them) come after CHECK
         param_base = Signal.like(param_addr)
         param_next = Signal.like(param_addr)
-        m.d.sync += [param_base.eq(self._param_base()), param_next.eq(self._param_base() + 1)]
+        first_param = self._param_base()
+        m.d.sync += [param_base.eq(first_param), param_next.eq(first_param + 1)]
         # ``gap``: cycles since the last tile-completing beat was issued (saturates at R).
         gap = Signal(range(R + 1), init=R)
         with m.If(self.beats.valid & tiles.beat.last):
