@@ -12,8 +12,8 @@ pair's sum is one half of a ``CCU2C``: its LUT4 computes the propagate
 generate (a LUT2 of the half's A and B inputs: the low quarter of the LUT4's INIT) is the
 first AND, which is what a full adder generates when the propagate is 0. So a pair costs
 ``b_bits + 2`` chain halves and no separate AND gates. The top pair subtracts:
-``x − y = x + ¬y + 1``, the ``+1`` as its segment's carry-in. All pairs of a product are
-segments of one chain, each started by a half that sets its carry-in (:func:`pair_sums`).
+``x − y = x + ¬y + 1``, the ``+1`` as its segment's carry-in. Each pair is a segment of
+halves started by a half that sets its carry-in (:func:`pair_sums`), a chain of its own.
 The pairs' sums are registered, then added in a registered tree (``CCU2C`` chains as Yosys
 maps ``+``).
 
@@ -76,24 +76,50 @@ def _check_widths(a_bits, b_bits) -> None:
 _CARRY_ONE, _CARRY_ZERO = 0x000F, 0x0000
 
 
-def _chain(m: Module, name: str, halves) -> Signal:
-    """One chain of CCU2C halves (``[((A, B, C, D), INIT)]``, padded to whole CCU2C); returns
-    the sum outputs. Its CIN is a constant 0 (every segment sets its own carry)."""
-    if len(halves) % 2:
-        halves = halves + [((Const(0, 1),) * 4, 0)]                  # a spare half
-    sums = Signal(len(halves), name=f"{name}s")
-    carry = Const(0, 1)
-    for j in range(0, len(halves), 2):
-        cout = Signal(name=f"{name}c{j // 2}")
-        ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
-        for h in (0, 1):
-            for port, bit in zip("ABCD", halves[j + h][0]):
-                ports[f"i_{port}{h}"] = bit
-        m.submodules[f"{name}ccu{j // 2}"] = Instance(
-            "CCU2C", p_INIT0=halves[j][1], p_INIT1=halves[j + 1][1], p_INJECT1_0="NO",
-            p_INJECT1_1="NO", **ports)
-        carry = cout
-    return sums
+def _chains(m: Module, name: str, segments) -> list:
+    """CCU2C chains for ``segments``, each a list of halves ``((A, B, C, D), INIT)`` whose
+    first half sets its carry (:func:`_carry_half`); returns each segment's sum outputs (its
+    carry half's included, first).
+
+    Segments are grouped into chains of an even number of halves, as short as possible: a
+    segment of even length alone, two of odd length together. nextpnr's timing follows the
+    carry through a whole chain (it cannot see that a segment's first half drops the carry
+    coming in), so one chain for a level's adds made its delay that of every segment in a row
+    (5.0 ns of logic, the critical path of a ``ulx3s_lut`` PE). The chain ends cost no cells:
+    the build's carry-end pass (:mod:`nmaccel.boards.carry_ends`) disconnects a head whose
+    first half drops its carry-in, and a last COUT nothing reads; an odd length would leave a
+    spare half (half a CCU2C) per chain, two odd segments share none.
+    """
+    groups, group = [], []
+    for seg in segments:
+        group.append(seg)
+        if sum(map(len, group)) % 2 == 0:
+            groups.append(group)
+            group = []
+    if group:
+        groups.append(group)
+    out = []
+    for g, group in enumerate(groups):
+        halves = [h for seg in group for h in seg]
+        if len(halves) % 2:
+            halves = halves + [((Const(0, 1),) * 4, 0)]              # a spare half
+        sums = Signal(len(halves), name=f"{name}g{g}s")
+        carry = Const(0, 1)
+        for j in range(0, len(halves), 2):
+            cout = Signal(name=f"{name}g{g}c{j // 2}")
+            ports = {"i_CIN": carry, "o_COUT": cout, "o_S0": sums[j], "o_S1": sums[j + 1]}
+            for h in (0, 1):
+                for port, bit in zip("ABCD", halves[j + h][0]):
+                    ports[f"i_{port}{h}"] = bit
+            m.submodules[f"{name}g{g}ccu{j // 2}"] = Instance(
+                "CCU2C", p_INIT0=halves[j][1], p_INIT1=halves[j + 1][1], p_INJECT1_0="NO",
+                p_INJECT1_1="NO", **ports)
+            carry = cout
+        at = 0
+        for seg in group:
+            out.append(sums[at:at + len(seg)])
+            at += len(seg)
+    return out
 
 
 def _carry_half(one: bool):
@@ -104,56 +130,46 @@ def _carry_half(one: bool):
 
 def _pairs_chain(m: Module, name: str, b, segments, width: int) -> list:
     """The row-pair sums ``lo·b + 2·hi·b`` (``negative``: ``lo·b − 2·hi·b``) modulo
-    ``2**width`` of ``segments`` (``[(lo, hi, negative)]``), all in one chain of CCU2C halves:
-    per segment a half that sets its carry-in, then one half per bit.
-
-    One chain for all the pairs of a product: nextpnr-ecp5 adds a feed-in CCU2C in front of
-    every chain (its CIN has a net, a constant too) and a feed-out CCU2C after it (its last
-    COUT has a net, used or not), 4 logic cells per chain; with a chain per pair that was
-    4,096 of the 83,640 cells on ``ulx3s_lut`` (1,024 pairs). A segment's carry half costs
-    one cell, and for an odd ``width`` it fills the half a chain per pair left empty."""
+    ``2**width`` of ``segments`` (``[(lo, hi, negative)]``) in CCU2C halves: per pair a half
+    that sets its carry-in, then one half per bit (:func:`_chains`: for an even ``width`` a
+    chain per pair)."""
     B = len(b)
 
     def bx(i):                                      # b sign-extended; b_{-1} = 0
         return Const(0, 1) if i < 0 else b[min(i, B - 1)]
-    halves, starts = [], []
-    for lo, hi, negative in segments:
-        halves.append(_carry_half(negative))
-        starts.append(len(halves))
-        halves += [((bx(t - 1), hi, bx(t), lo), _SUB_HALF) if negative  # A, B: ¬y_t; C, D: x_t
-                   else ((bx(t), lo, bx(t - 1), hi), _ADD_HALF)         # A, B: x_t;  C, D: y_t
-                   for t in range(width)]
-    sums = _chain(m, name, halves)
-    return [sums[s:s + width] for s in starts]
+    segs = [[_carry_half(negative)]
+            + [((bx(t - 1), hi, bx(t), lo), _SUB_HALF) if negative  # A, B: ¬y_t; C, D: x_t
+               else ((bx(t), lo, bx(t - 1), hi), _ADD_HALF)         # A, B: x_t;  C, D: y_t
+               for t in range(width)]
+            for lo, hi, negative in segments]
+    return [sums[1:] for sums in _chains(m, name, segs)]
 
 
 def chained_sum_pairs(m: Module, values, shape, name: str, *, platform=None) -> list:
     """One registered adder-tree level, ``values[2i] + values[2i + 1]`` into registers
     ``{name}_{i}`` of ``shape`` (an odd last value registered alone), as
-    :func:`~nmaccel.hw.common.arith.sum_pairs`; on the ECP5 every add of the level in one
-    CCU2C chain (a segment per add, started by a half that drops the incoming carry), since
-    nextpnr-ecp5 spends 4 logic cells on each chain's feed-in and feed-out whatever its
-    length. Elsewhere :func:`~nmaccel.hw.common.arith.sum_pairs` itself."""
+    :func:`~nmaccel.hw.common.arith.sum_pairs`; on the ECP5 each add a segment of CCU2C halves
+    started by a half that drops the incoming carry (:func:`_chains`: two adds share a chain
+    where that saves a spare half). Elsewhere :func:`~nmaccel.hw.common.arith.sum_pairs`
+    itself."""
     if not is_ecp5(platform) or len(values) < 2:
         return sum_pairs(m, values, shape, name, reset_less=True)
     shape = Shape.cast(shape)
     W = shape.width
     zero = Const(0, 1)
-    halves, starts = [], []
+    segs = []
     for i in range(0, len(values) - 1, 2):
         x, y = Signal(shape, name=f"{name}_x{i // 2}"), Signal(shape, name=f"{name}_y{i // 2}")
         m.d.comb += [x.eq(values[i]), y.eq(values[i + 1])]          # extended to ``shape``
-        halves.append(_carry_half(False))
-        starts.append(len(halves))
-        halves += [((x[t], zero, y[t], zero), _PLAIN_ADD) for t in range(W)]
-    sums = _chain(m, f"{name}_", halves)
+        segs.append([_carry_half(False)] + [((x[t], zero, y[t], zero), _PLAIN_ADD)
+                                            for t in range(W)])
     out = []
-    for i, st in enumerate(starts):
+    for i, sums in enumerate(_chains(m, f"{name}_", segs)):
         r = Signal(shape, name=f"{name}_{i}", reset_less=True)
-        m.d.sync += r.eq(sums[st:st + W])
+        m.d.sync += r.eq(sums[1:])
         out.append(r)
     if len(values) % 2:
-        r = Signal(shape, name=f"{name}_{len(starts)}", reset_less=True)
+        r = Signal(shape, name=f"{name}_{len(out)}", reset_less=True)
         m.d.sync += r.eq(values[-1])
         out.append(r)
     return out

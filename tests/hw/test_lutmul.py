@@ -1,7 +1,8 @@
 """CarryProduct: every product of 8 x 9-bit signed operands (the STA PE's int8 weight x
 sign-extended activation) and random wider ones, at one product per cycle; the ECP5 form
 (CCU2C chains) in Icarus against Yosys' own simulation model of the primitive, every 8 x 9
-product and other widths; chained_sum_pairs (a level of adds in one chain) in Icarus too."""
+product and other widths; chained_sum_pairs (a level of adds, segments of CCU2C chains) in
+Icarus too."""
 
 import random
 import re
@@ -154,11 +155,17 @@ class _Level(wiring.Component):
 @pytest.mark.parametrize("n, bits, out_bits, shift", [(8, 11, 12, 0), (5, 7, 11, 2),
                                                       (2, 15, 18, 2)])
 def test_ecp5_chained_adds_in_icarus(tmp_path, n, bits, out_bits, shift):
-    """Every add of a level in one CCU2C chain (segments started by carry-dropping halves):
-    random operands, extremes included, against Python sums."""
+    """A level's adds as CCU2C segments started by carry-dropping halves (two odd-length
+    segments share a chain): random operands, extremes included, against Python sums."""
     dut = _Level(n, bits, out_bits, shift)
     src = verilog.convert(dut, name="dut", platform=FakeECP5())
-    assert src.count("CCU2C ") >= 1
+    # chains as short as possible with an even number of halves: an add is 1 + out_bits
+    # halves, so odd-length adds go two to a chain and even-length ones alone
+    adds, seg = n // 2, 1 + out_bits
+    chains = adds if seg % 2 == 0 else -(-adds // 2)
+    heads = set(re.findall(r"\) (\w*g\d+)ccu\d+ \(", src))
+    assert len(heads) == chains, heads
+    assert src.count("CCU2C ") == -(-adds * seg // 2)        # a spare half only at an odd end
     rng = random.Random(n * 1000 + bits)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     vectors = [[lo] * n, [hi] * n, [lo, hi] * (n // 2) + [lo] * (n % 2)]
