@@ -132,6 +132,7 @@ class TileWalker(wiring.Component):
         # deepest logic of the STA: 12 LUT levels, `nmaccel bench logic-depth`)
         k_last, row_last, col_last = Signal(), Signal(), Signal()
         last_tile = row_last & col_last
+        one_k_step, one_row_tile = cmd.k_steps == 1, cmd.m_tiles == 1   # a counter's wrap value
 
         beat = self.beat
         m.d.comb += [
@@ -149,14 +150,14 @@ class TileWalker(wiring.Component):
                          chunk.eq(0), w_row.eq(cmd.w_base), a_tile.eq(cmd.a_base),
                          o_tile.eq(cmd.o_base), p_tile.eq(cmd.p_base), o_col.eq(cmd.o_base),
                          o_row.eq(cmd.o_base), feature0.eq(0), window0.eq(0), slot0.eq(0),
-                         t_window.eq(0), t_slot.eq(0), k_last.eq(cmd.k_steps == 1),
-                         row_last.eq(cmd.m_tiles == 1), col_last.eq(cmd.n_tiles == 1)]
+                         t_window.eq(0), t_slot.eq(0), k_last.eq(one_k_step),
+                         row_last.eq(one_row_tile), col_last.eq(cmd.n_tiles == 1)]
         with m.If(self.advance & k_last):
             m.d.sync += [k_step.eq(0), slice_idx.eq(0), chunk.eq(0), o_tile.eq(o_tile + R),
-                         k_last.eq(cmd.k_steps == 1)]
+                         k_last.eq(one_k_step)]
             with m.If(row_last):
                 m.d.sync += [row_tile.eq(0), w_row.eq(cmd.w_base), p_tile.eq(cmd.p_base),
-                             row_last.eq(cmd.m_tiles == 1),
+                             row_last.eq(one_row_tile),
                              col_tile.eq(col_tile + 1), col_last.eq(col_tile + 2 == cmd.n_tiles),
                              a_tile.eq(a_tile + cmd.a_stride),
                              o_col.eq(o_col + cmd.o_stride), o_row.eq(cmd.o_base),
