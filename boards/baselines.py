@@ -8,17 +8,36 @@ from __future__ import annotations
 
 import pathlib
 
-from nmaccel.boards.build_report import markdown
+from nmaccel.boards.build_report import markdown, outcome
 from nmaccel.boards.measured import MEASURED, record_name, records
+from nmaccel.boards.targets import BoardError
 from nmaccel.files import write_atomic, write_json
 
-__all__ = ["summary_markdown", "write_baseline", "write_summary"]
+__all__ = ["check_replaces", "summary_markdown", "write_baseline", "write_summary"]
+
+
+def check_replaces(board: str, design: str, preset: str, pack_only: bool,
+                   measured=MEASURED) -> None:
+    """Raise :class:`~nmaccel.boards.targets.BoardError` when a ``pack_only`` fit check of
+    ``board``/``design``/``preset`` would replace a record of a routed build (its fmax is
+    what the demo and the report project time from)."""
+    if not pack_only:
+        return
+    name = record_name({"board": board, "design": design, "preset": preset})
+    for r in records(measured):
+        if record_name(r) == name and outcome(r) == "routed":
+            raise BoardError(f"a pack-only fit check would replace the routed build recorded "
+                             f"for {name} ({r.get('fmax_mhz')} MHz); leave out --baseline, or "
+                             f"build it fully")
 
 
 def write_baseline(result: dict, reports_dir, measured=MEASURED) -> pathlib.Path:
     """Record one target's build in ``measured`` (default: the package's measured builds),
     write its Markdown under ``reports_dir/boards`` and refresh the summary; returns the
-    record's path."""
+    record's path. A fit check (``routed`` false, it fits) never replaces a routed build
+    (:func:`check_replaces`)."""
+    check_replaces(result["board"], result["design"], result["preset"],
+                   outcome(result) == "packed", measured)
     path = write_json(pathlib.Path(measured) / f"{record_name(result)}.json", result)
     write_atomic(pathlib.Path(reports_dir) / "boards" / f"{record_name(result)}.md",
                  markdown(result))
@@ -52,8 +71,11 @@ def summary_markdown(results: list[dict]) -> str:
             used, avail = res[key]
             return f"{used} / {avail} ({100.0 * used / avail:.0f}%)" if avail else str(used)
 
-        if not r.get("fits", True):
+        done = outcome(r)
+        if done == "unfit":
             fmax, timing = "–", "**does not fit**: " + ", ".join(r["overused"])
+        elif done == "packed":
+            fmax, timing = "–", "fits (packed only: `--pack-only`, not routed)"
         else:
             fmax, timing = f"{r['fmax_mhz']:.2f}", "met" if r["timing_met"] else "**missed**"
             safe = None if r["timing_met"] else _safe_freq(r)

@@ -20,8 +20,8 @@ import json
 import pathlib
 import re
 
-__all__ = ["count_yosys_ffs", "fmax_for", "markdown", "parse_utilisation", "read_nextpnr_report",
-           "resources"]
+__all__ = ["count_yosys_ffs", "fmax_for", "markdown", "outcome", "parse_utilisation",
+           "read_nextpnr_report", "resources"]
 
 _MAP = {
     "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
@@ -90,8 +90,21 @@ def fmax_for(report: dict, target_mhz: float) -> tuple[str, float, float]:
     return name, float(fmax[name]["achieved"]), float(fmax[name]["constraint"])
 
 
+def outcome(result: dict) -> str:
+    """How far a build record got: ``"unfit"`` (over-used resources), ``"packed"`` (a
+    ``--pack-only`` fit check: it fits, nothing placed or routed) or ``"routed"`` (an fmax).
+    Records written before ``routed`` existed are routed when they have an fmax."""
+    if result.get("fits") is False:
+        return "unfit"
+    routed = result.get("routed")
+    if routed is None:
+        routed = bool(result.get("fmax_mhz"))
+    return "routed" if routed else "packed"
+
+
 def markdown(result: dict) -> str:
     """One build's Markdown report."""
+    done = outcome(result)
     lines = [f"# {result['board_title']}: {result['design']} `{result['preset']}`", "",
              f"- command: `{result['command']}`",
              f"- host link: {result['host_link']}",
@@ -103,7 +116,9 @@ def markdown(result: dict) -> str:
               f"**{'met' if result['timing_met'] else 'NOT met'}**" +
               (f"; a bitstream that runs reliably needs `--freq {result['safe_freq_mhz']:g}` "
                f"or lower" if result.get("safe_freq_mhz") else "")
-              if result.get("fits", True) else
+              if done == "routed" else
+              "- **fits** the device after packing (`--pack-only` fit check: not placed or "
+              "routed, no fmax)" if done == "packed" else
               f"- **does not fit** the device: {', '.join(result['overused'])} "
               f"(placement stopped; no fmax)"),
              (f"- build time: {result['build_seconds']:.0f} s (synthesis "

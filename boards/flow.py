@@ -8,6 +8,13 @@ variables win), and returns the figures of :mod:`nmaccel.boards.build_report` as
 JSON the CLI writes). nextpnr runs with ``--report top.report.json --timing-allow-fail``:
 a design that misses its target still routes and reports; ``timing_met`` says whether it did.
 The first YoWASP run on a machine compiles the WebAssembly (about 80 s per tool).
+
+``pack_only`` stops after nextpnr's packing (``--pack-only``, no placement, routing or
+bitstream): a fit check in minutes where the whole build of a large design takes hours. Its
+result has ``routed = False``, ``fits`` from the packed utilisation and no fmax.
+
+Files a previous build left in ``out_dir`` (nextpnr's report and log, the bitstream, the
+carry-end counts) are removed first, so a failed or shorter build never reports them.
 """
 
 from __future__ import annotations
@@ -164,21 +171,27 @@ def with_router(opts, router: str | None) -> list:
 
 def build(board_name: str, design: str, preset: str | None = None,
           freq_mhz: float | None = None, out_dir="build/boards", baud: int = DEFAULT_BAUD,
-          seed: int = 1, command: str = "", router: str | None = None) -> dict:
+          seed: int = 1, command: str = "", router: str | None = None,
+          pack_only: bool = False) -> dict:
     """Build and report (see the module docstring). ``out_dir`` receives the build tree.
-    ``router`` (``router1``/``router2``) overrides the board's nextpnr router."""
+    ``router`` (``router1``/``router2``) overrides the board's nextpnr router; ``pack_only``
+    stops after nextpnr's packing (a fit check)."""
     if router is not None and router not in ROUTERS:
         raise BoardError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    if not isinstance(pack_only, bool):
+        raise BoardError(f"pack_only must be True or False, not {pack_only!r}")
     preset_arg = preset                   # a preset name or a config JSON file's path
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     built = make_design(design, cfg, pll.f_out, baud, host_stage=board.host_stage)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "carry_ends.json").unlink(missing_ok=True)     # a previous build's
+    for stale in (*_OUTPUTS, BITSTREAM_NAME[board.family]):     # a previous build's
+        (out / stale).unlink(missing_ok=True)
     plat = board.platform()
     top = BoardTop(board, built.component, pll)
-    nextpnr_opts = ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
-                    *with_router(board.nextpnr_opts, router)]
+    nextpnr_opts = (["--pack-only"] if pack_only else
+                    ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
+                     *with_router(board.nextpnr_opts, router)])
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()
@@ -196,6 +209,11 @@ def build(board_name: str, design: str, preset: str | None = None,
             tool = cmd.splitlines()[-1]
             stage = ("synth" if tool.startswith('"$YOSYS') else
                      "pnr" if tool.startswith('"$NEXTPNR') else "pack")
+            if pack_only and stage == "pack":
+                break                                 # nothing placed: no bitstream
+            if pack_only and stage == "pnr":
+                # its output of the placed design (--asc / --textcfg): nextpnr throws on it
+                cmd = re.sub(r" --(asc|textcfg) \S+", "", cmd)
             t0 = time.perf_counter()
             proc = subprocess.run(["sh", "-c", "set -e\n" + cmd], cwd=out, env=env,
                                   stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -216,13 +234,20 @@ def build(board_name: str, design: str, preset: str | None = None,
     total = time.perf_counter() - start
     return collect_result(board_name, design, preset_arg, freq_mhz, out, baud=baud, seed=seed,
                           command=command, stages=stages, total_seconds=total,
-                          host_link=built.host_link, divisor=built.divisor, router=router)
+                          host_link=built.host_link, divisor=built.divisor, router=router,
+                          pack_only=pack_only)
+
+
+#: Files of a build tree that :func:`collect_result` reads back (besides the bitstream).
+_OUTPUTS = ("top.report.json", "top.tim", "carry_ends.json")
 
 
 def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
                    seed: int, command: str, stages: dict, total_seconds: float,
-                   host_link: str, divisor, router: str | None = None) -> dict:
-    """The result dict of a finished build tree ``out_dir`` (reports of yosys and nextpnr)."""
+                   host_link: str, divisor, router: str | None = None,
+                   pack_only: bool = False) -> dict:
+    """The result dict of a finished build tree ``out_dir`` (reports of yosys and nextpnr;
+    ``pack_only``: nextpnr's log of packing only)."""
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
     target = pll.f_out_mhz
     out = pathlib.Path(out_dir)
@@ -232,11 +257,14 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
     rpt = out / "top.rpt"
     yosys_log = rpt.read_text() if rpt.is_file() else ""
     over = None
-    if (out / "top.report.json").is_file():
+    routed = (out / "top.report.json").is_file() and not pack_only
+    if routed:
         report = build_report.read_nextpnr_report(out / "top.report.json")
         clk, fmax, constraint = build_report.fmax_for(report, target)
         crit = build_report.critical_path(report, clk)
-    else:                                             # placement failed: nextpnr's log only
+    else:                       # placement failed or not run: nextpnr's log only
+        if not (out / "top.tim").is_file():
+            raise BuildFailed(f"nextpnr's log {out / 'top.tim'} is missing: nothing to report")
         over = _overused(out / "top.tim")
         report = {"utilization": build_report.parse_utilisation(
             (out / "top.tim").read_text())}
@@ -248,13 +276,16 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
         "device": f"{plat.device}-{plat.package}",
         "fits": over is None,
         "overused": over,
+        # placed and routed (a pack-only fit check, or a design that does not fit: False)
+        "routed": routed,
         "fmax_mhz": None if fmax is None else round(fmax, 2), "target_mhz": round(target, 3),
         "timing_met": fmax is not None and fmax >= constraint, "clock_net": clk,
         "safe_freq_mhz": (safe_freq_mhz(board.name, design, fmax, baud)
                           if fmax is not None and fmax < constraint else None),
         "resources": res,
-        "command": command or f"nmaccel build --board {board.name} --design {design} "
-                              f"--preset {preset} --freq {target:g}",
+        "command": command or (f"nmaccel build --board {board.name} --design {design} "
+                               f"--preset {preset} --freq {target:g}"
+                               + (" --pack-only" if pack_only else "")),
         "build_seconds": round(total, 1),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "host_link": host_link, "uart_divisor": divisor, "baud": baud,

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from nmaccel.boards.build_report import outcome
+
 __all__ = ["MEASURED", "records", "record_name", "board_entry", "board_fmax", "fmax_missing",
            "preset_board", "preset_status"]
 
@@ -59,13 +61,23 @@ def board_fmax(board: str, design: str, preset: str,
     return None if entry is None else float(entry["fmax_mhz"])
 
 
+def _packed(e: dict) -> str:
+    """The logic, block RAM and DSPs a fit check packed, ``"LUT 73928/83640, BRAM ..."``."""
+    res = e.get("resources") or {}
+    return ", ".join(f"{k} {res[k][0]}/{res[k][1]}" for k in ("LUT", "BRAM", "DSP") if k in res)
+
+
 def fmax_missing(board: str, design: str, preset: str, source: Optional[Path] = None) -> str:
     """Why there is no fmax for ``design``/``preset`` on ``board``."""
     for e in records(source):
-        if e.get("design") == design and e.get("preset") == preset and e.get("fits") is False:
+        if e.get("design") == design and e.get("preset") == preset:
             where = e.get("board_title", e.get("board"))
-            return (f"the `{preset}` {design} build does not fit the {where}"
-                    f" ({', '.join(e.get('overused') or [])}; reports/boards.md)")
+            if outcome(e) == "unfit":
+                return (f"the `{preset}` {design} build does not fit the {where}"
+                        f" ({', '.join(e.get('overused') or [])}; reports/boards.md)")
+            if outcome(e) == "packed" and e.get("board") == board:
+                return (f"the `{preset}` {design} build fits the {where} after packing "
+                        f"({_packed(e)}) but has not been placed and routed")
     return f"no {board} board build of `{preset}` among the measured builds"
 
 
@@ -84,20 +96,25 @@ def preset_board(preset: str, design: str, board: str,
 
 def preset_status(design: str, preset: str, source: Optional[Path] = None) -> str:
     """Where ``design``/``preset`` runs, from the measured builds: ``"board build: <board>
-    at <fmax> MHz post-route"`` for each board it fits, else ``"simulation only: ..."`` (it
-    does not fit the boards it was built for, or it was never built for one)."""
-    fits, too_big = [], []
+    at <fmax> MHz post-route"`` for each board it was routed on, else ``"simulation only:
+    ..."`` (it does not fit the boards it was built for, a fit check packed it but nothing was
+    routed, or it was never built for one)."""
+    fits, unrouted = [], []
     for e in records(source):
         if e.get("design") != design or e.get("preset") != preset:
             continue
         where = e.get("board_title", e.get("board"))
-        if e.get("fits") is False:
-            too_big.append(f"does not fit the {where} ({', '.join(e.get('overused') or [])})")
+        done = outcome(e)
+        if done == "unfit":
+            unrouted.append(f"does not fit the {where} ({', '.join(e.get('overused') or [])})")
+        elif done == "packed":
+            unrouted.append(f"fits the {where} after packing ({_packed(e)}), not yet placed "
+                            f"and routed")
         elif e.get("fmax_mhz"):
             fits.append(f"{where} at {float(e['fmax_mhz']):.2f} MHz post-route")
     if fits:
         return "board build: " + "; ".join(fits) + " (reports/boards.md)"
-    if too_big:
-        return "simulation only: " + "; ".join(too_big) + " (reports/boards.md)"
+    if unrouted:
+        return "simulation only: " + "; ".join(unrouted) + " (reports/boards.md)"
     return "simulation only: no board build of it among the measured builds"
 

@@ -9,7 +9,8 @@ Examples::
 Writes into ``--out``: the Amaranth build tree (``top.bin``/``top.bit``, tool logs, nextpnr's
 ``top.report.json``), ``report.json`` and ``report.md``; ``--json`` copies the JSON elsewhere.
 Exit status 0 when timing is met, 1 when the design routed but missed the target frequency,
-2 for bad arguments or a failed tool.
+2 for bad arguments or a failed tool. ``--pack-only`` stops after nextpnr's packing: a fit
+check in minutes (exit status 0 when the design fits, 1 when it does not; no bitstream).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def add_arguments(p) -> None:
                    help="also record the result as the committed baseline (the package's "
                         "measured builds, boards/measured/ in a source checkout) and refresh "
                         "REPORTS/boards.md and REPORTS/boards/")
+    p.add_argument("--pack-only", action="store_true",
+                   help="stop after nextpnr's packing: does the design fit the device? "
+                        "(minutes; no placement, fmax or bitstream)")
     p.add_argument("--program", action="store_true",
                    help="program the board with openFPGALoader after the build (only a "
                         "bitstream that meets timing; see --force)")
@@ -68,6 +72,8 @@ def run(args) -> int:
         raise CommandError(str(exc)) from None
     if args.force and not args.program:
         raise CommandError("--force only applies with --program")
+    if args.pack_only and args.program:
+        raise CommandError("--program needs a bitstream; --pack-only builds none")
     if args.program:
         try:
             find_loader()
@@ -78,11 +84,17 @@ def run(args) -> int:
     json_out = check_output_file(args.json, "--json") if args.json else None
     if args.baseline:
         check_output_dir(args.baseline, "--baseline")
+        from nmaccel.boards.baselines import check_replaces
+        try:
+            check_replaces(board.name, args.build_design, preset, args.pack_only)
+        except BoardError as exc:
+            raise CommandError(str(exc)) from None
     cmd = "nmaccel build " + " ".join(shlex.quote(a) for a in _argv(args, board.name, preset))
     print(f"building {args.build_design} `{preset}` for {board.title} into {out} ...", flush=True)
     try:
         result = build(board.name, args.build_design, args.preset, args.freq, out, baud=args.baud,
-                       seed=args.seed, command=cmd, router=args.router)
+                       seed=args.seed, command=cmd, router=args.router,
+                       pack_only=args.pack_only)
     except BuildFailed as exc:
         raise CommandError(str(exc)) from None
     write_json(out / "report.json", result)
@@ -98,6 +110,10 @@ def run(args) -> int:
         print(f"{board.title}: does NOT fit ({', '.join(result['overused'])}); {used}; "
               f"{result['build_seconds']:.0f} s; no bitstream")
         return 1
+    if args.pack_only:
+        print(f"{board.title}: fits after packing; {used}; {result['build_seconds']:.0f} s "
+              f"(--pack-only: not placed or routed, no fmax or bitstream)")
+        return 0
     print(f"{board.title}: fmax {result['fmax_mhz']:.2f} MHz (target {result['target_mhz']:g}, "
           f"timing {'met' if result['timing_met'] else 'NOT met'}); {used}"
           f"; {result['build_seconds']:.0f} s; bitstream {result['bitstream']}")
@@ -129,4 +145,6 @@ def _argv(args, board: str, preset: str) -> list[str]:
         argv += ["--seed", str(args.seed)]
     if args.router is not None:
         argv += ["--router", args.router]
+    if args.pack_only:
+        argv.append("--pack-only")
     return argv

