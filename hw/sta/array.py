@@ -29,8 +29,8 @@ Ports
     ``row_sel`` In / ``row`` Out (``ArrayLayout(signed(acc_bits), C)``): shadow row read
     (combinational).
     ``meta_err`` Out: sticky until ``clear_err``; a valid sparse beat had indices that are not
-    strictly ascending within an N:M group (checked on the registered operands: set two
-    cycles after the beat was presented).
+    strictly ascending within an N:M group (checked on the registered operands, each row's
+    verdict registered: set three cycles after the beat was presented).
 
 Latency: ``latency = 1 + pe.latency`` cycles from a beat at the inputs to its sums in the PE
 accumulators; ``captured`` rises ``latency + 1`` cycles after the ``last`` beat was presented.
@@ -40,10 +40,11 @@ the drain unit reads the shadow one row per cycle (the controller enforces it).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.fanout import own_copy
 from nmaccel.hw.sta.pe import NMProcessingElement, dense_position
 from nmaccel.spec import sta_isa
 from nmaccel.spec.config import StaConfig, clog2
@@ -132,9 +133,14 @@ class UnifiedMacArray(wiring.Component):
         v0, c0, l0, mode0, uns0 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += [v0.eq(self.valid), c0.eq(self.clear), l0.eq(self.last), mode0.eq(self.mode),
                      uns0.eq(self.a_unsigned)]
+        # each row's verdict registered where its indices are, then combined: the rows' index
+        # registers sit beside their PEs, across the chip from one another (one compare-and-OR
+        # of all rows into meta_err was the ulx3s_lut array's critical path, 8.6 ns routing)
+        row_bad = Signal(R, name="meta_row_bad")
+        m.d.sync += row_bad.eq(Mux(v0 & ~mode0, bad, 0))
         with m.If(self.clear_err):
             m.d.sync += self.meta_err.eq(0)
-        with m.Elif(v0 & ~mode0 & bad.any()):
+        with m.Elif(row_bad.any()):
             m.d.sync += self.meta_err.eq(1)
 
         # PEs.
@@ -152,18 +158,20 @@ class UnifiedMacArray(wiring.Component):
             accs.append(row)
 
         # ``last`` travels beside the PE pipeline; when it arrives the accumulators are final.
+        # Its last stage is a copy per array row (:func:`own_copy`), next to the row's shadow
+        # registers: one register enabling all R·C·acc_bits of them spans the array.
         last = l0 & v0
-        for i in range(self.pe_latency):
+        for i in range(self.pe_latency - 1):
             nxt = Signal(name=f"last_d{i + 1}")
             m.d.sync += nxt.eq(last)
             last = nxt
+        row_last = [own_copy(m, last, f"last_row{r}", platform=platform) for r in range(R)]
         shadow = [Signal(data.ArrayLayout(signed(cfg.acc_bits), C), name=f"shadow{r}")
                   for r in range(R)]
-        with m.If(last):
-            for r in range(R):
-                for c in range(C):
-                    m.d.sync += shadow[r][c].eq(accs[r][c])
-        m.d.sync += self.captured.eq(last)
+        for r in range(R):
+            with m.If(row_last[r]):
+                m.d.sync += [shadow[r][c].eq(accs[r][c]) for c in range(C)]
+        m.d.sync += self.captured.eq(row_last[0])
         with m.Switch(self.row_sel):
             for r in range(R):
                 with m.Case(r):
