@@ -165,7 +165,8 @@ class UnifiedMacArray(wiring.Component):
             nxt = Signal(name=f"last_d{i + 1}")
             m.d.sync += nxt.eq(last)
             last = nxt
-        row_last = [own_copy(m, last, f"last_row{r}", platform=platform) for r in range(R)]
+        row_last = [own_copy(m, last, f"last_row{r}", platform=platform, reset=True)
+                    for r in range(R)]
         shadow = [Signal(data.ArrayLayout(signed(cfg.acc_bits), C), name=f"shadow{r}")
                   for r in range(R)]
         for r in range(R):

