@@ -185,16 +185,17 @@ class NMProcessingElement(wiring.Component):
                         m.d.comb += sel.eq(self.act[base + k])
                 with m.Default():     # unreachable for index_bits == clog2(m)
                     m.d.comb += sel.eq(0)
-            # The weight is the row's (one register for all the row's PEs after Yosys merges
-            # identical registers; its fan-out to their MULT18X18D was the critical path):
-            # for DSP products zeroed where this PE's operand is zero, which leaves the
-            # product unchanged and makes the register this PE's own. LUT products take the
-            # row's register (its bits drive carry-chain LUTs next to each other; the zero
-            # test and the copies cost ~3 LUT4 and 8 unpaired FFs per multiplier, about
-            # 2,300 ECP5 logic cells on ulx3s_lut).
-            wv = Signal(signed(self.config.weight_bits), name=f"wv{j}", reset_less=True)
-            m.d.sync += wv.eq(self.w_value[j] if self.config.array_lut
-                              else Mux(sel == 0, 0, self.w_value[j]))
+            # The weight register is this PE's own (as plain registers Yosys merges the row's
+            # PEs' into one, whose fan-out across the array was the critical path): for DSP
+            # products zeroed where this PE's operand is zero, which leaves the product
+            # unchanged and makes the register a function of its own; LUT products take a
+            # plain copy (:func:`~nmaccel.hw.common.fanout.own_copy`: FFs only, where the
+            # zero test cost ~3 LUT4 per multiplier).
+            if self.config.array_lut:
+                wv = own_copy(m, self.w_value[j], f"wv{j}", platform=platform)
+            else:
+                wv = Signal(signed(self.config.weight_bits), name=f"wv{j}", reset_less=True)
+                m.d.sync += wv.eq(Mux(sel == 0, 0, self.w_value[j]))
             wvs.append(wv)
             opnds.append(opnd)
 
