@@ -16,10 +16,11 @@ made it an ``(m + 1)``:1 mux: one more LUT4 per operand bit, 2,048 of them on ``
 
 Pipeline (``latency = 4 + clog2(L)`` register stages with DSP products,
 ``5 + clog2(L)`` with ``array_lut`` and 8-bit weights; :func:`nmaccel.spec.sta_timing.pe_latency`)
-    1. activation mux, the selected operand and the weight registered (for DSP products the
-       weight zeroed where the operand is zero: a register of the PE's own, not the row's,
-       which Yosys would otherwise merge with the row's other PEs' into one; ``array_lut``
-       PEs share the row's);
+    1. activation mux, the selected operand and the weight registered; the weight register
+       is the PE's own, not the row's, which Yosys would otherwise merge with the row's other
+       PEs' into one (DSP products: the weight zeroed where the operand is zero; ``array_lut``:
+       a plain copy, :func:`~nmaccel.hw.common.fanout.own_copy`); so are ``valid`` and
+       ``clear``;
     2. DSP products: copies of both operands that feed only their multiplier, then the
        product (2 stages); then ``clog2(L)`` adder-tree levels, each registered (none for
        ``L = 1``). ``array_lut``: each multiplier's row-pair sums in LUTs and carry chains
