@@ -29,8 +29,8 @@ Ports
     ``row_sel`` In / ``row`` Out (``ArrayLayout(signed(acc_bits), C)``): shadow row read
     (combinational).
     ``meta_err`` Out: sticky until ``clear_err``; a valid sparse beat had indices that are not
-    strictly ascending within an N:M group (checked on the registered operands, each row's
-    verdict registered: set three cycles after the beat was presented).
+    strictly ascending within an N:M group (checked on a copy of the registered indices,
+    each row's verdict registered: set four cycles after the beat was presented).
 
 Latency: ``latency = 1 + pe.latency`` cycles from a beat at the inputs to its sums in the PE
 accumulators; ``captured`` rises ``latency + 1`` cycles after the ``last`` beat was presented.
@@ -110,9 +110,12 @@ class UnifiedMacArray(wiring.Component):
                         m.d.sync += w_idx[r][j].eq(j % n)
                     with m.Else():
                         m.d.sync += w_idx[r][j].eq(word[j * E + wb:(j + 1) * E])
-            # the N:M check reads the registered indices (stage 1): no buffer RAM output
-            # feeds the comparators
-            checks = [w_idx[r][j] >= w_idx[r][j + 1]
+            # the N:M check reads a copy of the registered indices (no buffer RAM output feeds
+            # the comparators), the checker's own (own_copy): the row's index register sits
+            # by its PEs, and the compares read from it were the array's critical path
+            # (6.3 ns of routing from the far corner)
+            idx = own_copy(m, w_idx[r].as_value(), f"meta_idx{r}", platform=platform)
+            checks = [idx[j * ib:(j + 1) * ib] >= idx[(j + 1) * ib:(j + 2) * ib]
                       for j in range(L - 1) if cfg.index_bits and j % n != n - 1]
             if checks:
                 viol = checks[0]
@@ -133,11 +136,12 @@ class UnifiedMacArray(wiring.Component):
         v0, c0, l0, mode0, uns0 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += [v0.eq(self.valid), c0.eq(self.clear), l0.eq(self.last), mode0.eq(self.mode),
                      uns0.eq(self.a_unsigned)]
-        # each row's verdict registered where its indices are, then combined: the rows' index
-        # registers sit beside their PEs, across the chip from one another (one compare-and-OR
-        # of all rows into meta_err was the ulx3s_lut array's critical path, 8.6 ns routing)
+        # each row's verdict registered, then combined: the rows' index registers sit beside
+        # their PEs, across the chip from one another (one compare-and-OR of all rows into
+        # meta_err was the ulx3s_lut array's critical path, 8.6 ns routing)
         row_bad = Signal(R, name="meta_row_bad")
-        m.d.sync += row_bad.eq(Mux(v0 & ~mode0, bad, 0))
+        check_on = Signal(name="meta_check_on")              # beside the index copies
+        m.d.sync += [check_on.eq(v0 & ~mode0), row_bad.eq(Mux(check_on, bad, 0))]
         with m.If(self.clear_err):
             m.d.sync += self.meta_err.eq(0)
         with m.Elif(row_bad.any()):
