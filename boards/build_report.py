@@ -122,10 +122,13 @@ def markdown(result: dict) -> str:
               f"- **does not fit** the device: {', '.join(result['overused'])} "
               f"(placement stopped; no fmax)"),
              (f"- build time: {result['build_seconds']:.0f} s (synthesis "
-              f"{result['stage_seconds'].get('synth', 0):.0f} s, place and route "
+              f"{result['stage_seconds'].get('synth', 0):.0f} s, "
+              f"{'nextpnr packing' if done == 'packed' else 'place and route'} "
               f"{result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}"),
              f"- tools: {result['tools']}" + (f", nextpnr {result['router']}, seed "
-                                              f"{result['seed']}" if result.get("router") else ""),
+                                              f"{result['seed']}"
+                                              if result.get("router") and done != "packed"
+                                              else ""),
              ]
     if result.get("carry_ends"):
         ce = result["carry_ends"]

@@ -418,7 +418,9 @@ def test_pack_only_is_a_fit_check_that_leaves_no_stale_figures(tmp_path, capsys)
     assert res["resources"]["BRAM"] == base["resources"]["BRAM"]
     assert abs(res["resources"]["LUT"][0] - base["resources"]["LUT"][0]) <= 0.1 * \
         base["resources"]["LUT"][0]
-    assert "**fits** the device after packing" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "**fits** the device after packing" in report and "nextpnr packing" in report
+    assert "place and route" not in report and "seed" not in report
 
 
 def _packed_record(**changes) -> dict:
