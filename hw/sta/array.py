@@ -44,6 +44,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.arith import delay_chain
 from nmaccel.hw.common.fanout import own_copy
 from nmaccel.hw.sta.pe import NMProcessingElement, dense_position
 from nmaccel.spec import sta_isa
@@ -164,11 +165,7 @@ class UnifiedMacArray(wiring.Component):
         # ``last`` travels beside the PE pipeline; when it arrives the accumulators are final.
         # Its last stage is a copy per array row (:func:`own_copy`), next to the row's shadow
         # registers: one register enabling all R·C·acc_bits of them spans the array.
-        last = l0 & v0
-        for i in range(self.pe_latency - 1):
-            nxt = Signal(name=f"last_d{i + 1}")
-            m.d.sync += nxt.eq(last)
-            last = nxt
+        last = delay_chain(m, l0 & v0, self.pe_latency - 1, "last_d", reset_less=False)[-1]
         row_last = [own_copy(m, last, f"last_row{r}", platform=platform, reset=True)
                     for r in range(R)]
         shadow = [Signal(data.ArrayLayout(signed(cfg.acc_bits), C), name=f"shadow{r}")

@@ -47,7 +47,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmaccel.hw.common.arith import sum_pairs
+from nmaccel.hw.common.arith import delay_chain, sum_pairs
 from nmaccel.hw.common.dsp import REGISTERED_PRODUCT_LATENCY, registered_product
 from nmaccel.hw.common.fanout import own_copy
 from nmaccel.hw.common.lutmul import chained_sum_pairs, pair_sums
@@ -210,10 +210,8 @@ class NMProcessingElement(wiring.Component):
         # enables the accumulators of the whole array.
         valid = own_copy(m, self.valid, "valid_s1", platform=platform, reset=True)
         clear = own_copy(m, self.clear, "clear_s1", platform=platform, reset=True)
-        for k in range(2, 1 + stages + 1):
-            v_k, c_k = Signal(name=f"valid_s{k}"), Signal(name=f"clear_s{k}")
-            m.d.sync += [v_k.eq(valid), c_k.eq(clear)]
-            valid, clear = v_k, c_k
+        valid = delay_chain(m, valid, stages, "valid_s1", reset_less=False)[-1]
+        clear = delay_chain(m, clear, stages, "clear_s1", reset_less=False)[-1]
 
         # Last stage: accumulate.
         with m.If(valid):
