@@ -28,7 +28,6 @@ import datetime
 import json
 import platform
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from nmaccel.files import save_figure, write_atomic, write_json
+from nmaccel.revision import git_rev
 
 __all__ = ["ReportSettings", "collect", "derive", "headline", "readme_block", "update_readme",
            "parse_readme_block", "markdown", "plot", "write_outputs", "split_runnable",
@@ -628,14 +628,6 @@ def _loadavg() -> Optional[list]:
         return None
 
 
-def _git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_HERE,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
 @dataclass
 class ReportSettings:
     """What :func:`collect` measures (the ``nmaccel report`` options)."""
@@ -712,7 +704,7 @@ def collect(args: ReportSettings, client=None) -> dict:
                 print(f"warning: {e['task']} failed: {e['error']}", file=sys.stderr)
         extras = [e for e in extras if "error" not in e]
     data = {"meta": {"command": args.command_line, "date": datetime.datetime.now(
-        datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "git": _git_rev(),
+        datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "git": git_rev(),
         "machine": machine(), "jobs": args.jobs, "dask": args.dask,
         "load_average_start": load_start, "load_average_end": _loadavg(),
         "python": platform.python_version()},
