@@ -32,7 +32,7 @@ from amaranth.hdl import (
     Module,
     Signal,
 )
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer, ResetSynchronizer
 
 __all__ = ["Ecp5Pll", "Ice40Pll", "PllSettings", "ecp5_pll_params", "ice40_pll_params"]
 
@@ -172,7 +172,14 @@ _KEEP = {"keep": 1}
 class Ecp5Pll(Elaboratable):
     """``EHXPLLL`` from clock input ``clk_in`` (a signal); drives clock domain
     :attr:`domain` (``sync``, which the parent adds) at ``settings.f_out`` and holds its
-    reset until lock."""
+    reset until lock.
+
+    The reset (asserted while the PLL is unlocked, released synchronously, as Amaranth's
+    ``ResetSynchronizer``) reaches the domain through a ``DCCA``, so nextpnr routes it on one
+    of the global lines rather than through the fabric. nextpnr-ecp5 promotes clock nets
+    only; on the ULX3S STA (``ulx3s_lite``) the reset was one fabric net to 11,338 flip-flop
+    ``LSR`` pins spanning the chip, the largest net of the design after the clock.
+    """
 
     def __init__(self, clk_in, settings: PllSettings) -> None:
         if not isinstance(settings, PllSettings) or settings.family != "ecp5":
@@ -204,5 +211,8 @@ class Ecp5Pll(Elaboratable):
         m.d.comb += cd_sync.clk.eq(clkop)
         if platform is not None:
             platform.add_clock_constraint(clkop, self.settings.f_out)
-        m.submodules.rst_sync = ResetSynchronizer(~self.locked, domain="sync")
+        rst_local = Signal(init=1)
+        m.submodules.rst_sync = AsyncFFSynchronizer(~self.locked, rst_local, o_domain="sync")
+        m.submodules.rst_global = Instance("DCCA", i_CLKI=rst_local, i_CE=1,
+                                           o_CLKO=cd_sync.rst)
         return m

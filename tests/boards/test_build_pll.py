@@ -63,3 +63,28 @@ def test_pll_components_reject_the_wrong_family():
     with pytest.raises(TypeError, match="settings must be ice40 PllSettings"):
         Ice40Pll(Signal(), ecp5_pll_params(25e6, 100e6), pad=False)
     assert isinstance(ice40_pll_params(12e6, 24e6), PllSettings)
+
+
+def test_ecp5_reset_reaches_the_domain_through_a_global_buffer():
+    """The synchronized reset drives the sync domain through a ``DCCA`` (nextpnr routes it on
+    a global line), fed by the async-assert / sync-release synchronizer of ``~locked``."""
+    import re
+
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Signal
+
+    from nmaccel.hw.common.pll import Ecp5Pll
+    clk = Signal()
+    m = Module()
+    m.submodules.pll = pll = Ecp5Pll(clk, ecp5_pll_params(25e6, 100e6))
+    m.domains.sync = pll.domain
+    count = Signal(8)
+    m.d.sync += count.eq(count + 1)
+    text = rtlil.convert(m, ports=[clk, count])
+    dcca = re.search(r"cell \\DCCA \\rst_global\n(.*?)\n\s*end", text, re.S)
+    assert dcca, "no DCCA on the reset"
+    clko = re.search(r"connect \\CLKO (\S+)", dcca[1])[1]
+    clki = re.search(r"connect \\CLKI (\S+)", dcca[1])[1]
+    # the counter's reset is the DCCA's output; its input comes from the synchronizer
+    assert clko == "\\rst" and clki.startswith("\\rst_local")
+    assert "AsyncFFSynchronizer" in text or "async_ff" in text
