@@ -125,10 +125,11 @@ def markdown(result: dict) -> str:
               f"{result['stage_seconds'].get('synth', 0):.0f} s, "
               f"{'nextpnr packing' if done == 'packed' else 'place and route'} "
               f"{result['stage_seconds'].get('pnr', 0):.0f} s) on {result['host']}"),
-             f"- tools: {result['tools']}" + (f", nextpnr {result['router']}, seed "
-                                              f"{result['seed']}"
-                                              if result.get("router") and done != "packed"
-                                              else ""),
+             f"- tools: {result['tools']}" + (
+                 f", nextpnr {result['router']}"
+                 + (f", placer {result['placer']}" if result.get("placer") else "")
+                 + f", seed {result['seed']}" if result.get("router") and done != "packed"
+                 else ""),
              ]
     if result.get("carry_ends"):
         ce = result["carry_ends"]

@@ -158,26 +158,34 @@ def _tool_version(env, tool_var) -> str:
         return "?"
 
 
+def with_option(opts, flag: str, value: str | None) -> list:
+    """nextpnr options ``opts`` with ``flag value`` in place of any value they give ``flag``
+    (``opts`` as they are for ``value`` None)."""
+    opts = list(opts)
+    if value is None:
+        return opts
+    if flag in opts:
+        i = opts.index(flag)
+        del opts[i:i + 2]
+    return opts + [flag, value]
+
+
 def with_router(opts, router: str | None) -> list:
     """nextpnr options ``opts`` with ``--router router`` in place of any router they name."""
-    opts = list(opts)
-    if router is None:
-        return opts
-    if "--router" in opts:
-        i = opts.index("--router")
-        del opts[i:i + 2]
-    return opts + ["--router", router]
+    return with_option(opts, "--router", router)
 
 
 def build(board_name: str, design: str, preset: str | None = None,
           freq_mhz: float | None = None, out_dir="build/boards", baud: int = DEFAULT_BAUD,
           seed: int = 1, command: str = "", router: str | None = None,
-          pack_only: bool = False) -> dict:
+          pack_only: bool = False, placer: str | None = None) -> dict:
     """Build and report (see the module docstring). ``out_dir`` receives the build tree.
-    ``router`` (``router1``/``router2``) overrides the board's nextpnr router; ``pack_only``
-    stops after nextpnr's packing (a fit check)."""
+    ``router`` (``router1``/``router2``) and ``placer`` (``heap``/``static``/``sa``, per
+    family: :data:`~nmaccel.boards.targets.PLACERS`) override the board's nextpnr router and
+    placer; ``pack_only`` stops after nextpnr's packing (a fit check)."""
     if router is not None and router not in ROUTERS:
         raise BoardError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    board_target(board_name).placer(placer)               # an unknown placer, before any work
     if not isinstance(pack_only, bool):
         raise BoardError(f"pack_only must be True or False, not {pack_only!r}")
     preset_arg = preset                   # a preset name or a config JSON file's path
@@ -191,7 +199,8 @@ def build(board_name: str, design: str, preset: str | None = None,
     top = BoardTop(board, built.component, pll)
     nextpnr_opts = (["--pack-only"] if pack_only else
                     ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
-                     *with_router(board.nextpnr_opts, router)])
+                     *with_option(with_router(board.nextpnr_opts, router), "--placer",
+                                  placer)])
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()
@@ -235,7 +244,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     return collect_result(board_name, design, preset_arg, freq_mhz, out, baud=baud, seed=seed,
                           command=command, stages=stages, total_seconds=total,
                           host_link=built.host_link, divisor=built.divisor, router=router,
-                          pack_only=pack_only)
+                          pack_only=pack_only, placer=placer)
 
 
 #: Files of a build tree that :func:`collect_result` reads back (besides the bitstream).
@@ -245,7 +254,7 @@ _OUTPUTS = ("top.report.json", "top.tim", "carry_ends.json")
 def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
                    seed: int, command: str, stages: dict, total_seconds: float,
                    host_link: str, divisor, router: str | None = None,
-                   pack_only: bool = False) -> dict:
+                   pack_only: bool = False, placer: str | None = None) -> dict:
     """The result dict of a finished build tree ``out_dir`` (reports of yosys and nextpnr;
     ``pack_only``: nextpnr's log of packing only)."""
     board, preset, cfg, pll = plan_build(board_name, design, preset, freq_mhz, baud)
@@ -294,6 +303,7 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
                 "params": pll.params},
         "seed": seed,
         "router": board.router(router) if board.family == "ecp5" else None,
+        "placer": board.placer(placer),
         "critical_path": crit,
         # the carry-chain ends rewritten before nextpnr (boards/carry_ends.py), ECP5 only
         "carry_ends": (json.loads((out / "carry_ends.json").read_text())

@@ -40,6 +40,12 @@ class BoardError(ValueError):
 
 #: nextpnr's routers (``nmaccel build --router``).
 ROUTERS = ("router1", "router2")
+#: nextpnr's placers per FPGA family (``nmaccel build --placer``; ``heap``, HeAP, is nextpnr's
+#: default). nextpnr-ecp5 runs HeAP at a fixed maximum density of 0.75 (``--placer-heap-beta``
+#: is ignored), so a design using 41% of the 85F sat in its left 62% at ~70% density;
+#: ``static`` (electrostatic, filler cells up to 70% of the whole device) spreads it over the
+#: chip.
+PLACERS = {"ecp5": ("heap", "static", "sa"), "ice40": ("heap", "sa")}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,16 @@ class BoardTarget:
         """The nextpnr router a build uses (``override`` if given)."""
         opts = dict(zip(self.nextpnr_opts[::2], self.nextpnr_opts[1::2]))
         return override or opts.get("--router", "router1")
+
+    def placer(self, override: str | None = None) -> str:
+        """The nextpnr placer a build uses (``override`` if given; checked against
+        :data:`PLACERS` of the board's family)."""
+        opts = dict(zip(self.nextpnr_opts[::2], self.nextpnr_opts[1::2]))
+        placer = override or opts.get("--placer", "heap")
+        if placer not in PLACERS[self.family]:
+            raise BoardError(f"placer must be one of {', '.join(PLACERS[self.family])} on "
+                             f"{self.title}, not {placer!r}")
+        return placer
 
     def platform(self):
         """A fresh amaranth-boards platform instance with this project's resource additions."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 
-from nmaccel.boards.targets import BOARDS, DESIGNS, ROUTERS
+from nmaccel.boards.targets import BOARDS, DESIGNS, PLACERS, ROUTERS
 from nmaccel.cli.args import CommandError, check_output_dir, check_output_file, positive_int
 from nmaccel.files import write_atomic, write_json
 from nmaccel.spec.uart_protocol import DEFAULT_BAUD
@@ -41,6 +41,9 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--router", choices=ROUTERS, default=None,
                    help="nextpnr router (default: the board's, router1 on ulx3s)")
+    p.add_argument("--placer", choices=sorted({p for ps in PLACERS.values() for p in ps}),
+                   default=None,
+                   help="nextpnr placer (default: the board's, heap; static only on the ECP5)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")
@@ -68,6 +71,7 @@ def run(args) -> int:
     try:   # validate everything before the (long) build
         board, preset, _, _ = plan_build(args.board, args.build_design, args.preset,
                                             args.freq, args.baud)
+        board.placer(args.placer)
     except BoardError as exc:
         raise CommandError(str(exc)) from None
     if args.force and not args.program:
@@ -94,7 +98,7 @@ def run(args) -> int:
     try:
         result = build(board.name, args.build_design, args.preset, args.freq, out, baud=args.baud,
                        seed=args.seed, command=cmd, router=args.router,
-                       pack_only=args.pack_only)
+                       pack_only=args.pack_only, placer=args.placer)
     except BuildFailed as exc:
         raise CommandError(str(exc)) from None
     write_json(out / "report.json", result)
@@ -145,6 +149,8 @@ def _argv(args, board: str, preset: str) -> list[str]:
         argv += ["--seed", str(args.seed)]
     if args.router is not None:
         argv += ["--router", args.router]
+    if args.placer is not None:
+        argv += ["--placer", args.placer]
     if args.pack_only:
         argv.append("--pack-only")
     return argv

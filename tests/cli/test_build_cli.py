@@ -35,6 +35,8 @@ from nmaccel.cli import main
     (["--board", "icebreaker", "--freq", "12"], "f_out must be a frequency in [16, 275] MHz"),
     (["--board", "icebreaker", "--freq", "-3"], "freq must be a positive frequency in MHz"),
     (["--board", "ulx3s", "--freq", "47.9"], "freq 47.9 MHz is not reachable on ulx3s"),
+    (["--board", "icebreaker", "--placer", "static"],
+     "placer must be one of heap, sa on iCEBreaker (iCE40UP5K), not 'static'"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, capsys):
     assert main(["build", *argv]) == 2
@@ -112,6 +114,21 @@ def test_router_choice():
     ulx3s = board_target("ulx3s")
     # router2 converged on neither the ulx3s_lite STA nor the pipelined conv engine
     assert ulx3s.router() == "router1" and ulx3s.router("router2") == "router2"
+
+
+def test_placer_choice(tmp_path):
+    from nmaccel.boards.flow import with_option
+    assert with_option(("--router", "router1"), "--placer", "static") == [
+        "--router", "router1", "--placer", "static"]
+    assert with_option(("--placer", "sa"), "--placer", "heap") == ["--placer", "heap"]
+    assert with_option(("--placer", "sa"), "--placer", None) == ["--placer", "sa"]
+    ulx3s, ice = board_target("ulx3s"), board_target("icebreaker")
+    assert ulx3s.placer() == "heap" and ulx3s.placer("static") == "static"
+    with pytest.raises(BoardError, match="placer must be one of heap, sa on iCEBreaker"):
+        ice.placer("static")
+    with pytest.raises(BoardError, match="placer must be one of heap, static, sa on ULX3S"):
+        build("ulx3s", "conv", placer="annealing", out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())                  # refused before any work
 
 
 def test_ulx3s_default_sta_preset_is_the_one_that_fits():
