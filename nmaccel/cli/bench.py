@@ -211,6 +211,29 @@ def _run_logic_depth(args, command):
         raise CommandError(str(exc)) from None
 
 
+def _congestion(p):
+    p.add_argument("--build", default=None,
+                   help="an `nmaccel build` --out folder whose synthesis finished: placed "
+                        "here with its nextpnr options, placement only (tens of minutes on the "
+                        "85F)")
+    p.add_argument("--placed", default=None, help="or: a nextpnr JSON written after placement")
+    p.add_argument("--placer", choices=("heap", "static", "sa"), default=None,
+                   help="with --build: nextpnr placer (default: the build's)")
+    p.add_argument("--depth", type=positive_int, default=3,
+                   help="parts of the net names that make a hierarchy")
+    p.add_argument("--out", default=None,
+                   help="folder for congestion.json/.md/.png (default: the placed JSON's)")
+
+
+def _run_congestion(args, command):
+    from nmaccel.boards.congestion import run
+    try:
+        return run(build=args.build, placed=args.placed, out=args.out, placer=args.placer,
+                   depth=args.depth, command=command)
+    except (ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 #: study name -> (one-line help, add_arguments, run(args, command))
 STUDIES = {
     "sta-layer": ("all six MiniLM-L6 layers on the STA RTL -> sta_layer.*",
@@ -231,6 +254,8 @@ STUDIES = {
              _fuzz, _run_fuzz),
     "logic-depth": ("LUT levels into every register of a synthesized netlist -> "
                     "logic_depth.*", _logic_depth, _run_logic_depth),
+    "congestion": ("estimated wire demand of a placed design: where routing congests, which "
+                   "nets fill it -> congestion.*", _congestion, _run_congestion),
     "roofline": ("layer latency with weights from SDRAM against tokens (model) -> roofline.*",
                  _roofline, _run_roofline),
 }
