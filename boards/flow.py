@@ -200,7 +200,7 @@ def build(board_name: str, design: str, preset: str | None = None,
     nextpnr_opts = (["--pack-only"] if pack_only else
                     ["--report", "top.report.json", "--timing-allow-fail", "--seed", str(seed),
                      *with_option(with_router(board.nextpnr_opts, router), "--placer",
-                                  placer)])
+                                  board.placer(placer))])
     kwargs = {"nextpnr_opts": nextpnr_opts}
     kwargs["synth_opts"] = board.synth_options(design, cfg)
     env = yowasp_env()

@@ -74,6 +74,9 @@ class BoardTarget:
     #: (:class:`~nmaccel.boards.uart_top.UartTop`'s ``host_stage``): on a large device they
     #: are placed far apart; the iCE40UP5K has no room for its flip-flops
     host_stage: bool = False
+    #: nextpnr's placer for a whole-chip build (``nmaccel build --placer`` overrides it; the
+    #: out-of-context block builds of ``nmaccel bench block-fmax`` keep nextpnr's default)
+    default_placer: str = "heap"
 
     def synth_options(self, design: str, cfg) -> list:
         """Extra synth options for ``design`` built with ``cfg``: an STA whose array has no
@@ -96,7 +99,7 @@ class BoardTarget:
         """The nextpnr placer a build uses (``override`` if given; checked against
         :data:`PLACERS` of the board's family)."""
         opts = dict(zip(self.nextpnr_opts[::2], self.nextpnr_opts[1::2]))
-        placer = override or opts.get("--placer", "heap")
+        placer = override or opts.get("--placer", self.default_placer)
         if placer not in PLACERS[self.family]:
             raise BoardError(f"placer must be one of {', '.join(PLACERS[self.family])} on "
                              f"{self.title}, not {placer!r}")
@@ -163,7 +166,11 @@ BOARDS: dict[str, BoardTarget] = {
         nextpnr_opts=("--router", "router1"), sdram="IS42S16160G-7",
         # the bridge -> host-port paths were the conv build's critical path (14.36 ns, 11 ns
         # routing) and the ulx3s_lite STA's (bridge state -> VBUF read, 15.27 ns)
-        host_stage=True),
+        host_stage=True,
+        # nextpnr-ecp5 runs HeAP at a fixed density of 0.75: the conv engine with its read
+        # stage (22% of the 85F) and ulx3s_lite (41%) sat in the chip's left part and router1
+        # stalled on both; the electrostatic placer spreads them (conv: 86.04 MHz, 1,303 s)
+        default_placer="static"),
 }
 
 

@@ -43,7 +43,8 @@ def add_arguments(p) -> None:
                    help="nextpnr router (default: the board's, router1 on ulx3s)")
     p.add_argument("--placer", choices=sorted({p for ps in PLACERS.values() for p in ps}),
                    default=None,
-                   help="nextpnr placer (default: the board's, heap; static only on the ECP5)")
+                   help="nextpnr placer (default: the board's: static on ulx3s, heap on the "
+                        "iCE40 boards, which have no static placer)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="build directory (default: build/boards/BOARD-DESIGN-PRESET)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report JSON here")

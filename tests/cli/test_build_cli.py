@@ -123,7 +123,8 @@ def test_placer_choice(tmp_path):
     assert with_option(("--placer", "sa"), "--placer", "heap") == ["--placer", "heap"]
     assert with_option(("--placer", "sa"), "--placer", None) == ["--placer", "sa"]
     ulx3s, ice = board_target("ulx3s"), board_target("icebreaker")
-    assert ulx3s.placer() == "heap" and ulx3s.placer("static") == "static"
+    assert ulx3s.placer() == "static" and ulx3s.placer("heap") == "heap"
+    assert ice.placer() == "heap"
     with pytest.raises(BoardError, match="placer must be one of heap, sa on iCEBreaker"):
         ice.placer("static")
     with pytest.raises(BoardError, match="placer must be one of heap, static, sa on ULX3S"):
