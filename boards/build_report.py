@@ -136,6 +136,11 @@ def markdown(result: dict) -> str:
         lines.append(f"- carry chains: {ce['chains']}, their ends rewritten before nextpnr "
                      f"(`boards/carry_ends.py`): {ce['cells_saved']} logic cells of "
                      f"nextpnr's feed-ins/feed-outs saved")
+    if result.get("bram_outreg"):
+        bo = result["bram_outreg"]
+        lines.append(f"- block RAM output registers (`boards/bram_outreg.py`): "
+                     f"{bo['ports_absorbed']} of {bo['ports_read']} DP16KD reads registered "
+                     f"in the block RAM, {bo['flipflops_removed']} flip-flops absorbed")
     lines += ["", "| resource | used | available | % |", "|---|---:|---:|---:|"]
     for key, (used, avail) in result["resources"].items():
         pct = 100.0 * used / avail if avail else 0.0

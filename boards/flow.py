@@ -28,7 +28,7 @@ import re
 import subprocess
 import time
 
-from nmaccel.boards import build_report, carry_ends
+from nmaccel.boards import bram_outreg, build_report, carry_ends
 from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
@@ -232,6 +232,10 @@ def build(board_name: str, design: str, preset: str | None = None,
                 carry = carry_ends.rewrite_file(out / "top.json")
                 stages["carry_ends"] = time.perf_counter() - t0
                 write_json(out / "carry_ends.json", carry, indent=1)
+                t0 = time.perf_counter()                  # block RAM output registers
+                outreg = bram_outreg.absorb_file(out / "top.json")
+                stages["bram_outreg"] = time.perf_counter() - t0
+                write_json(out / "bram_outreg.json", outreg, indent=1)
             if proc.returncode:
                 log.flush()
                 over = _overused(out / "top.tim") if stage == "pnr" else None
@@ -248,7 +252,7 @@ def build(board_name: str, design: str, preset: str | None = None,
 
 
 #: Files of a build tree that :func:`collect_result` reads back (besides the bitstream).
-_OUTPUTS = ("top.report.json", "top.tim", "carry_ends.json")
+_OUTPUTS = ("top.report.json", "top.tim", "carry_ends.json", "bram_outreg.json")
 
 
 def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
@@ -308,6 +312,9 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
         # the carry-chain ends rewritten before nextpnr (boards/carry_ends.py), ECP5 only
         "carry_ends": (json.loads((out / "carry_ends.json").read_text())
                        if (out / "carry_ends.json").is_file() else None),
+        # block RAM reads whose register became the DP16KD's own (boards/bram_outreg.py)
+        "bram_outreg": (json.loads((out / "bram_outreg.json").read_text())
+                        if (out / "bram_outreg.json").is_file() else None),
         "bitstream": (str(out / BITSTREAM_NAME[board.family])
                       if (out / BITSTREAM_NAME[board.family]).is_file() else None),
         "config": cfg.to_dict(),

@@ -120,6 +120,46 @@ class ConvEngine(wiring.Component):
             "cyc_stall": Out(32),
         })
 
+    def _banked_weights(self, m: Module, addr: Signal):
+        """The weight memory as ``config.weight_banks`` banks of ``weight_bank_depth`` words
+        (the last one shorter when they do not divide ``weight_depth``); returns the word read
+        at ``addr`` two cycles earlier. Each bank's word is registered right after its read
+        (stage M; the ECP5 flow makes that register the DP16KD's own output register), and
+        the bank chosen by the address, registered beside them, picks one after those
+        registers."""
+        cfg = self.config
+        depth = cfg.weight_bank_depth
+        low = depth.bit_length() - 1
+        assert cfg.read_latency == 2, "banked weights are registered once after the read"
+        sel_r = Signal(range(cfg.weight_banks), name="wbank_r")    # bank of the word read
+        sel_m = Signal(range(cfg.weight_banks), name="wbank_m")    # ... of the word in stage M
+        m.d.sync += [sel_r.eq(addr[low:]), sel_m.eq(sel_r)]
+        words = []
+        for b in range(cfg.weight_banks):
+            # The read is written as an asynchronous port plus a register, which Yosys merges
+            # into a synchronous block RAM port; ``no_rw_check`` lets it do so without logic
+            # for a read and a write of one address in one cycle (the weights are written
+            # only while the engine is idle), logic that would sit between the block RAM and
+            # the register below.
+            bank = Memory(shape=self.weight_word, init=[],
+                          depth=min(depth, cfg.weight_depth - b * depth),
+                          attrs={"no_rw_check": 1})
+            m.submodules[f"wmem{b}"] = bank
+            wp, rp = bank.write_port(), bank.read_port(domain="comb")
+            word_r = Signal(self.weight_word, name=f"wbank{b}_r", reset_less=True)
+            word = Signal(self.weight_word, name=f"wbank{b}_m", reset_less=True)
+            m.d.comb += [wp.en.eq(self.wmem_en & (self.wmem_addr[low:] == b)),
+                         wp.addr.eq(self.wmem_addr[:low]), wp.data.eq(self.wmem_data),
+                         rp.addr.eq(addr[:low])]
+            m.d.sync += [word_r.eq(rp.data), word.eq(word_r)]
+            words.append(word)
+        wt = Signal(self.weight_word, name="wt_m1")
+        with m.Switch(sel_m):
+            for b, word in enumerate(words):
+                with m.Case(b):
+                    m.d.comb += wt.eq(word)
+        return wt
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
@@ -144,7 +184,7 @@ class ConvEngine(wiring.Component):
             m.d.comb += [wmem.addr.eq(Mux(self.wmem_en, self.wmem_addr, wrp_addr)),
                          wmem.wen.eq(self.wmem_en), wmem.wdata.eq(self.wmem_data),
                          wt_data.eq(wmem.rdata)]
-        else:
+        elif cfg.weight_banks == 1:
             m.submodules.wmem = wmem = Memory(shape=self.weight_word, depth=cfg.weight_depth,
                                               init=[])
             wwp = wmem.write_port()
@@ -152,6 +192,9 @@ class ConvEngine(wiring.Component):
             wrp_addr = wrp.addr
             m.d.comb += [wwp.en.eq(self.wmem_en), wwp.addr.eq(self.wmem_addr),
                          wwp.data.eq(self.wmem_data), wt_data.eq(wrp.data)]
+        else:
+            wrp_addr = Signal.like(self.wmem_addr, name="wrp_addr")
+            wt_data = self._banked_weights(m, wrp_addr)
         pwp = pmem.write_port()
         prp = pmem.read_port(domain="sync")
         m.d.comb += [pwp.en.eq(self.pmem_en), pwp.addr.eq(self.pmem_addr),
@@ -281,17 +324,21 @@ class ConvEngine(wiring.Component):
                      r_sval.eq(win.sval), r_chan.eq(win.chan), r_ot.eq(win.ot)]
         # stage M (block-RAM weights): the words and their flags registered once more, so no
         # block RAM output crosses the chip to the PE array in one cycle
+        # (banked weights: _banked_weights registered them already, per bank)
         act = lb.r_data
         for j in range(1, cfg.read_latency):
             regs = [Signal.like(v, name=f"{v.name}_m{j}") for v in
                     (r_valid, r_first, r_last, r_sval, r_chan, r_ot)]
-            wt_m = Signal.like(wt_data, name=f"wt_m{j}", reset_less=True)
             act_m = Signal.like(act, name=f"act_m{j}", reset_less=True)
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, (r_valid, r_first, r_last, r_sval,
                                                              r_chan, r_ot))]
-            m.d.sync += [wt_m.eq(wt_data), act_m.eq(act)]
+            m.d.sync += act_m.eq(act)
+            if cfg.weight_banks == 1:
+                wt_m = Signal.like(wt_data, name=f"wt_m{j}", reset_less=True)
+                m.d.sync += wt_m.eq(wt_data)
+                wt_data = wt_m
             r_valid, r_first, r_last, r_sval, r_chan, r_ot = regs
-            wt_data, act = wt_m, act_m
+            act = act_m
         m.d.comb += [pe.act.eq(act), pe.wt.eq(wt_data), pe.chan.eq(r_chan),
                      pe.sval.eq(r_sval), pe.mode.eq(L.mode), pe.valid.eq(r_valid)]
 

@@ -467,6 +467,13 @@ class ConvConfig(_ConfigBase):
         (:data:`CONV_PE_MULTIPLIERS`) say where the weights and the PE products go;
         ``post_pipeline`` (:data:`CONV_POST_PIPELINES`) how deep the post-processing is
         pipelined (``short`` for slow devices: :attr:`post_latency` 8 instead of 12).
+        ``weight_bank_depth`` (0, or a power of two) splits a ``block`` weight memory into
+        banks of that many words (:attr:`weight_banks`): each bank's word is registered right
+        after its read and the bank mux comes after those registers, so no block RAM output
+        goes through a mux in the cycle it is read (512: the ECP5 DP16KD's depth at its
+        widest, 512 × 36, where ``boards/bram_outreg.py`` turns each bank's register into
+        the block RAM's own output register). 0 keeps one memory, its word registered once
+        after the read; the read latency is the same either way.
     """
 
     p_out: int = 4
@@ -486,11 +493,12 @@ class ConvConfig(_ConfigBase):
     weight_memory: str = "block"
     pe_multipliers: str = "dsp"
     post_pipeline: str = "full"
+    weight_bank_depth: int = 0
 
     kind: ClassVar[str] = "conv"
 
     _NOT_POSITIVE: ClassVar[tuple] = ("modes", "post_lanes", "weight_memory", "pe_multipliers",
-                                         "post_pipeline")
+                                         "post_pipeline", "weight_bank_depth")
 
     def __post_init__(self) -> None:
         if isinstance(self.modes, list):
@@ -533,6 +541,13 @@ class ConvConfig(_ConfigBase):
         if self.post_pipeline not in CONV_POST_PIPELINES:
             raise ConfigError(f"post_pipeline must be one of {CONV_POST_PIPELINES}, not "
                               f"{self.post_pipeline!r}")
+        wbd = self.weight_bank_depth
+        if not _is_int(wbd) or wbd < 0 or (wbd and (wbd < 16 or wbd & (wbd - 1))):
+            raise ConfigError(f"weight_bank_depth must be 0 (one memory) or a power of two "
+                              f">= 16, not {wbd!r}")
+        if wbd and self.weight_memory != "block":
+            raise ConfigError(f"weight_bank_depth must be 0 with weight_memory "
+                              f"{self.weight_memory!r} (banks are block RAM), not {wbd}")
         if self.weight_memory == "spram":
             bits = self.p_out * self.p_in * self.data_bits
             if bits > SPRAM_WIDTH * SPRAM_BLOCKS:
@@ -583,6 +598,14 @@ class ConvConfig(_ConfigBase):
     def weight_depth(self) -> int:
         """Words of the weight memory (one word = ``p_out`` × ``p_in`` weights)."""
         return self.max_out_tiles * self.max_in_tiles * max(CONV_KERNELS) ** 2
+
+    @property
+    def weight_banks(self) -> int:
+        """Banks of the weight memory: ``weight_depth / weight_bank_depth`` rounded up (the
+        last one may be shorter), 1 when ``weight_bank_depth`` is 0."""
+        if not self.weight_bank_depth:
+            return 1
+        return -(-self.weight_depth // self.weight_bank_depth)
 
     @property
     def shift_bits(self) -> int:
@@ -654,7 +677,7 @@ CONV_PRESETS: dict[str, ConvConfig] = {
     "digits": ConvConfig(p_out=8, p_in=8, max_width=8, max_height=8, max_in_channels=128,
                          max_out_channels=32),
     "ulx3s": ConvConfig(p_out=8, p_in=8, max_width=32, max_in_channels=128,
-                        max_out_channels=128),
+                        max_out_channels=128, weight_bank_depth=512),
     "icebreaker": ConvConfig(p_out=2, p_in=2, max_width=8, max_height=8, max_in_channels=128,
                              max_out_channels=32, out_fifo_depth=64, post_lanes=1,
                              weight_memory="spram", pe_multipliers="lut",

@@ -169,3 +169,34 @@ def test_shared_postprocessing_cycles_match_prediction(name, k, stride, h, w, ci
     assert cnt["cyc_load"] == exp["load"]
     assert cnt["cyc_stall"] == exp["stall"]
     assert cnt["cyc_total"] == exp["total"]
+
+
+#: The weight memory in banks of 16 words (108 words: 6 full banks and one of 12), each bank's
+#: word registered before the bank mux (the ULX3S engine's form, there in banks of 512).
+BANKED = ConvConfig(p_out=2, p_in=3, max_width=8, max_height=8, max_in_channels=8,
+                    max_out_channels=8, out_fifo_depth=16, weight_bank_depth=16)
+
+
+def test_banked_weight_memory_geometry():
+    assert BANKED.weight_depth == 108 and BANKED.weight_banks == 7
+    assert CFG.weight_banks == 1
+
+
+@pytest.mark.parametrize("mode,bits,k,stride,cin,cout,h,w,out", [
+    ("adder", 4, 3, 1, 7, 8, 4, 4, "requant"),      # all 108 words: every bank, the short one
+    ("mul", 8, 3, 2, 8, 7, 5, 4, "requant"),
+    ("binary", 1, 1, 1, 7, 8, 3, 3, "binarize"),
+])
+def test_banked_weights_bit_exact(mode, bits, k, stride, cin, cout, h, w, out):
+    rng = np.random.default_rng(zlib.crc32(f"banked-{mode}-{k}".encode()))
+    check_bit_exact(BANKED, random_job(rng, mode, bits, k, stride, cin, cout, h, w, out),
+                    seed=3)
+
+
+def test_banked_weights_cycles_match_prediction():
+    rng = np.random.default_rng(11)
+    job, x = random_job(rng, "adder", 4, 3, 1, 7, 8, 4, 3)
+    _, _, cnt = run_engine_amaranth(BANKED, job, x)
+    exp = get_exp_cycles(job, BANKED)
+    assert (cnt["cyc_active"], cnt["cyc_load"], cnt["cyc_total"]) == \
+        (exp["compute"], exp["load"], exp["total"])

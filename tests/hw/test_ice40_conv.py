@@ -161,6 +161,14 @@ def test_lut_product_is_the_product(a_shape, b_shape):
      r"weight_memory 'spram' needs p_out \* p_in \* data_bits <= 64 .*, not 128"),
     (dict(weight_memory="spram", p_out=1, p_in=1, max_in_channels=128, max_out_channels=16),
      "weight_memory 'spram' needs weight_depth <= 16384 words .*, not 18432"),
+    (dict(weight_bank_depth=100),
+     r"weight_bank_depth must be 0 \(one memory\) or a power of two >= 16, not 100"),
+    (dict(weight_bank_depth=8), "weight_bank_depth must be 0 .* >= 16, not 8"),
+    (dict(weight_bank_depth=-512), "weight_bank_depth must be 0 .*, not -512"),
+    (dict(weight_bank_depth="512"), "weight_bank_depth must be 0 .*, not '512'"),
+    (dict(weight_memory="spram", p_out=1, p_in=1, weight_bank_depth=512),
+     r"weight_bank_depth must be 0 with weight_memory 'spram' \(banks are block RAM\), "
+     "not 512"),
 ])
 def test_ice40_config_errors(kw, match):
     with pytest.raises(ConfigError, match=match):
