@@ -58,7 +58,8 @@ def _param(cell: dict, name: str, default: str = "") -> str:
 def absorb(netlist: dict, top: str = "top") -> BramOutreg:
     """Absorb the registers after DP16KD reads of module ``top`` (Yosys JSON, edited in place;
     see the module docstring). Returns the counts."""
-    if not isinstance(netlist, dict) or top not in netlist.get("modules", {}):
+    modules = netlist.get("modules", {}) if isinstance(netlist, dict) else {}
+    if top not in modules:
         raise ValueError(f"the netlist has no module {top!r}")
     module = netlist["modules"][top]
     cells = module["cells"]
@@ -82,7 +83,8 @@ def absorb(netlist: dict, top: str = "top") -> BramOutreg:
         sides = [("B", ("A", "B"))] if wide else [("A", ("A",)), ("B", ("B",))]
         for clock_side, data_sides in sides:
             outs = [p for p in sorted(conns) for s in data_sides if p.startswith(f"DO{s}")
-                    and isinstance(conns[p][0], int) and readers.get(conns[p][0])]
+                    and isinstance(conns[p][0], int)
+                    and (readers.get(conns[p][0]) or conns[p][0] in port_bits)]
             if not outs:
                 continue
             stats["ports_read"] += 1
@@ -118,7 +120,9 @@ def _check(cells, bram, clock_side, data_sides, outs, readers, port_bits):
     for out in outs:
         net = conns[out][0]
         sinks = readers[net]
-        if net in port_bits or len(sinks) != 1:
+        if net in port_bits:
+            return "read data leaves the module", []
+        if len(sinks) != 1:
             return "read data has several readers", []
         ff_name, pin = sinks[0]
         ff = cells[ff_name]
