@@ -35,7 +35,10 @@ counts output beats (``R`` per group). With ``R = 1`` (the default) nothing of t
 
 The weight memory is inferred block RAM, or with ``weight_memory = "spram"`` a
 :class:`~nmaccel.hw.common.spram.SinglePortRam` (the iCE40UP5K's SPRAMs): written while idle,
-read while computing, so one port serves both.
+read while computing, so one port serves both. With ``weight_bank_depth`` the block RAM is
+split into banks of that many words (``config.weight_banks``), each bank's word registered
+right after its read and the bank mux after those registers (on the ECP5 the registers become
+the DP16KD output registers: ``boards/bram_outreg.py``); the read latency is unchanged.
 
 Ports
     ``i``  In  ``stream.Signature(StructLayout({"data": ArrayLayout(unsigned(8), p_in)}))``

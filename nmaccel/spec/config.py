@@ -425,7 +425,8 @@ CONV_WEIGHT_MEMORIES: tuple[str, ...] = ("block", "spram")
 #: window, issue to PE array input), by ``weight_memory``: a ``block`` weight memory's word is
 #: registered once more after its read (on the ECP5 a DP16KD read without its output register
 #: is 5.8 ns clock-to-out and the word fans out across the PE array: the 76.24 MHz ULX3S
-#: build's critical path, 13.1 ns); the iCE40's ``spram`` weights keep one stage.
+#: build's critical path, 13.1 ns; with ``weight_bank_depth`` that register is each bank's,
+#: before the bank mux); the iCE40's ``spram`` weights keep one stage.
 #: :data:`CONV_ENGINE_LATENCY` counts one; :attr:`ConvConfig.pipeline_latency` adds the rest.
 CONV_READ_LATENCY: dict[str, int] = {"block": 2, "spram": 1}
 #: Where the PE array's int8 products go: ``dsp`` (``*``: a hard multiplier where the flow
