@@ -67,6 +67,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from nmaccel.hw.common.ebr import registered_read
 from nmaccel.hw.common.spram import SinglePortRam
 from nmaccel.spec.config import CONV_ENGINE_LATENCY, ConvConfig, clog2
 from nmaccel.spec.conv_format import settings_fields
@@ -139,22 +140,18 @@ class ConvEngine(wiring.Component):
         m.d.sync += [sel_r.eq(addr[low:]), sel_m.eq(sel_r)]
         words = []
         for b in range(cfg.weight_banks):
-            # The read is written as an asynchronous port plus a register, which Yosys merges
-            # into a synchronous block RAM port; ``no_rw_check`` lets it do so without logic
-            # for a read and a write of one address in one cycle (the weights are written
-            # only while the engine is idle), logic that would sit between the block RAM and
-            # the register below.
+            # registered_read: no logic between the block RAM and its register for a read
+            # and a write of one address in one cycle (the weights are written only while
+            # the engine is idle, never read then)
             bank = Memory(shape=self.weight_word, init=[],
-                          depth=min(depth, cfg.weight_depth - b * depth),
-                          attrs={"no_rw_check": 1})
+                          depth=min(depth, cfg.weight_depth - b * depth))
             m.submodules[f"wmem{b}"] = bank
-            wp, rp = bank.write_port(), bank.read_port(domain="comb")
-            word_r = Signal(self.weight_word, name=f"wbank{b}_r", reset_less=True)
+            wp, rp = bank.write_port(), registered_read(m, bank, f"wbank{b}_r")
             word = Signal(self.weight_word, name=f"wbank{b}_m", reset_less=True)
             m.d.comb += [wp.en.eq(self.wmem_en & (self.wmem_addr[low:] == b)),
                          wp.addr.eq(self.wmem_addr[:low]), wp.data.eq(self.wmem_data),
                          rp.addr.eq(addr[:low])]
-            m.d.sync += [word_r.eq(rp.data), word.eq(word_r)]
+            m.d.sync += word.eq(rp.data)
             words.append(word)
         wt = Signal(self.weight_word, name="wt_m1")
         with m.Switch(sel_m):
