@@ -71,6 +71,7 @@ from amaranth.hdl import Const, Module, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from nmaccel.hw.common.ebr import RegisteredReadPort
 from nmaccel.hw.common.sdram import SdramController, pins_signature
 from nmaccel.hw.sta.attention import AttentionMover
 from nmaccel.hw.sta.buffers import BufferPorts, buffer_specs
@@ -134,9 +135,17 @@ class StaCore(wiring.Component):
         ports = {f"{name}_wr": mems[name].write_port(granularity=specs[name].granularity)
                  for name in HOST_WRITE_SPACES}
         ports.update({f"{name}_rd": mems[name].read_port()
-                      for name in ("CBUF", "WBUF", "PBUF", "VBUF", "ABUF", "OBUF", "CYCLOG")})
+                      for name in ("VBUF", "ABUF", "OBUF", "CYCLOG")})
         ports["ABUF_rd_w"] = mems["ABUF"].read_port()          # W operand from ABUF
-        ports["PBUF_rd_params"] = mems["PBUF"].read_port()     # the controller's parameters
+        # The buffers only the host port (and the weight-fetch engine) write, the core only
+        # reads: read through RegisteredReadPort, so Yosys puts no read-during-write logic
+        # after their block RAMs. A host write of the very word the core reads in that cycle
+        # (a race in the host's program either way) reads as undefined on the FPGA, as the
+        # old word in simulation.
+        for name, port in (("CBUF", "CBUF_rd"), ("WBUF", "WBUF_rd"), ("PBUF", "PBUF_rd"),
+                           ("PBUF", "PBUF_rd_params")):     # the controller's parameters
+            ports[port] = RegisteredReadPort(mems[name])
+            m.submodules[port.lower()] = ports[port]
         for name in ("OBUF", "CYCLOG"):
             ports[f"{name}_wr"] = mems[name].write_port()
         for name in ("SBUF", "SCBUF"):
