@@ -32,10 +32,8 @@ before any logic (``hw/conv/engine.py``'s weight banks) where the clock period n
 from __future__ import annotations
 
 import collections
-import json
-import pathlib
 
-from nmaccel.files import write_atomic
+from nmaccel.files import edit_json
 
 __all__ = ["BramOutreg", "absorb", "absorb_file"]
 
@@ -142,8 +140,4 @@ def _check(cells, bram, clock_side, data_sides, outs, readers, port_bits):
 def absorb_file(path, top: str = "top") -> BramOutreg:
     """:func:`absorb` on the JSON netlist file ``path``, written to a temporary file and
     renamed over it."""
-    path = pathlib.Path(path)
-    netlist = json.loads(path.read_text())
-    stats = absorb(netlist, top)
-    write_atomic(path, json.dumps(netlist))
-    return stats
+    return edit_json(path, lambda netlist: absorb(netlist, top))

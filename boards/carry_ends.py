@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
-import pathlib
 
-from nmaccel.files import write_atomic
+from nmaccel.files import edit_json
 
 __all__ = ["CarryEnds", "rewrite", "rewrite_file"]
 
@@ -266,8 +264,4 @@ def _next_bit(module: dict) -> int:
 def rewrite_file(path, top: str = "top") -> CarryEnds:
     """:func:`rewrite` on the JSON netlist file ``path``, written to a temporary file and
     renamed over it."""
-    path = pathlib.Path(path)
-    netlist = json.loads(path.read_text())
-    stats = rewrite(netlist, top)
-    write_atomic(path, json.dumps(netlist))
-    return stats
+    return edit_json(path, lambda netlist: rewrite(netlist, top))

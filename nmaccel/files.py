@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Union
 
-__all__ = ["write_atomic", "write_json", "save_figure", "write_study", "touch"]
+__all__ = ["write_atomic", "write_json", "edit_json", "save_figure", "write_study", "touch"]
 
 
 def _umask() -> int:
@@ -50,6 +50,16 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> Path
 def write_json(path: Union[str, os.PathLike], obj: Any, indent: int = 2) -> Path:
     """``obj`` as JSON (with a final newline) at ``path``, atomically."""
     return write_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def edit_json(path: Union[str, os.PathLike], edit) -> Any:
+    """Load the JSON file ``path``, let ``edit(obj)`` change the object in place, write it back
+    compactly and atomically; returns what ``edit`` returned."""
+    path = Path(path)
+    obj = json.loads(path.read_text())
+    result = edit(obj)
+    write_atomic(path, json.dumps(obj))
+    return result
 
 
 def save_figure(fig, path: Union[str, os.PathLike], **kwargs) -> Path:
