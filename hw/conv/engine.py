@@ -51,8 +51,8 @@ Ports
 
 Timing: issue → memory read (2 with a block-RAM weight memory, its words registered once
 more; 1 with SPRAM weights: ``config.read_latency``) → PE array (5) → accumulate (1) →
-post-process (12, or 8 with ``post_pipeline = "short"``: ``config.post_latency``) → FIFO
-write; ``pipeline_latency`` = 20 (``CONV_ENGINE_LATENCY`` + 1; 15 short with SPRAM weights),
+post-process (13, or 8 with ``post_pipeline = "short"``: ``config.post_latency``) → FIFO
+write; ``pipeline_latency`` = 21 (``CONV_ENGINE_LATENCY`` + 1; 15 short with SPRAM weights),
 plus ``R`` with shared post-processing (shadow registers 1, lane groups ``R − 1``:
 ``config.pipeline_latency``).
 Throughput: ``p_out × p_in`` PE operations per cycle in COMPUTE (groups of fewer than ``R``

@@ -20,12 +20,13 @@ Ports
     is registered from them: hold them from one cycle before a layer's first beat arrives)
     ``valid`` In 1;  ``q`` Out ``ArrayLayout(unsigned(8), p_out)``;
     ``v`` Out ``ArrayLayout(signed(bias_bits), p_out)``;  ``o_valid`` Out 1
-Latency ``8 + MUL_LATENCY`` (12), fully pipelined: inputs registered; the four counter
+Latency ``9 + MUL_LATENCY`` (13), fully pipelined: inputs registered; the four counter
 products' operands and their partial products (17-bit chunks, one multiplier each, with
-operand registers of their own: :func:`nmaccel.hw.common.arith.partial_products`); two
-partial sums; ``v``; ``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit chunks and
-summed over registered adder levels by :class:`nmaccel.hw.common.arith.PipelinedMultiplier`,
-see :mod:`nmaccel.hw.common.arith`); then ``round_shift(x, s) = (((2x) >> s) + 1) >> 1`` in
+operand registers of their own: :func:`nmaccel.hw.common.arith.partial_products`); the
+partial products once more, in logic cells (off the DSP rows); two partial sums; ``v``;
+``v·mult`` over ``MUL_LATENCY`` stages (split into 17-bit chunks and summed over
+registered adder levels by :class:`nmaccel.hw.common.arith.PipelinedMultiplier`, see
+:mod:`nmaccel.hw.common.arith`); then ``round_shift(x, s) = (((2x) >> s) + 1) >> 1`` in
 three stages: ``>> (s & ~7)``, the saturation bounds scaled by ``2**(s & 7)`` beside it;
 ``>> (s & 7)`` (its low ``ROUND_BITS`` bits), the saturation compares beside it (they read
 the coarse-shifted value against the scaled bounds, exactly); round and select the layer's
@@ -184,27 +185,37 @@ class PostProcess(wiring.Component):
             shd = delays(shift, "sh", shs, 5)
             vd = delays(v4, "v", signed(vb), 2)
         else:
-            bias2 = delays(bias, "bias", signed(vb), 2)
-            mult2 = delays(mult, "mult", unsigned(mb), 2)
-            sh2 = delays(shift, "sh", shs, 2)
+            bias2 = delays(bias, "bias", signed(vb), 3)
+            mult2 = delays(mult, "mult", unsigned(mb), 3)
+            sh2 = delays(shift, "sh", shs, 3)
 
-            # S4: two partial sums; S5: v = their sum + bias, kept as signed bias_bits
+            # S4: each partial product registered in logic cells (a multiplier's output
+            # crosses from the DSP rows: 5.8 ns of routing into S5's adders was the 98.49 MHz
+            # ULX3S conv build's critical path); S5: two partial sums; S6: v = their sum +
+            # bias, kept as signed bias_bits
             psb = cfg.coef_bits + cfg.acc_bits + 2
             pa = regs("pa3", signed(psb))
             pb = regs("pb3", signed(psb))
             for dst, terms in ((pa, parts[0]), (pb, parts[1])):
                 for o in range(po):
-                    m.d.sync += dst[o].eq(sum(p << off for o_, pp in terms if o_ == o
-                                              for p, off in pp))
-            bias3 = delay(bias2, "bias3", signed(vb))
-            mult3 = delay(mult2, "mult3", unsigned(mb))
-            sh3 = delay(sh2, "sh3", shs)
-            v4 = regs("v4", signed(vb))
+                    products = []
+                    for k, (o_, pp) in enumerate(terms):
+                        if o_ != o:
+                            continue
+                        for i, (p, off) in enumerate(pp):
+                            r = Signal.like(p, name=f"{dst[o].name}_p{k}_{i}", reset_less=True)
+                            m.d.sync += r.eq(p)
+                            products.append(r << off)
+                    m.d.sync += dst[o].eq(sum(products))
+            bias3 = delay(bias2, "bias4", signed(vb))
+            mult3 = delay(mult2, "mult4", unsigned(mb))
+            sh3 = delay(sh2, "sh4", shs)
+            v4 = regs("v5", signed(vb))
             m.d.sync += [v4[o].eq(pa[o] + pb[o] + bias3[o]) for o in range(po)]
-            mult4 = delay(mult3, "mult4", unsigned(mb))
-            sh4 = delay(sh3, "sh4", shs)
+            mult4 = delay(mult3, "mult5", unsigned(mb))
+            sh4 = delay(sh3, "sh5", shs)
 
-            # S6..S(5+MUL_LATENCY): v·mult (PipelinedMultiplier). v and shift travel beside
+            # S7..S(6+MUL_LATENCY): v·mult (PipelinedMultiplier). v and shift travel beside
             # it.
             prod = []
             for o in range(po):
@@ -214,8 +225,8 @@ class PostProcess(wiring.Component):
                 prod.append(mul.o)
             vd, shd = v4, sh4
             for j in range(MUL_LATENCY):
-                vd = delay(vd, f"v{6 + j}", signed(vb))
-                shd = delay(shd, f"sh{6 + j}", shs)
+                vd = delay(vd, f"v{7 + j}", signed(vb))
+                shd = delay(shd, f"sh{7 + j}", shs)
 
         # Then requant = saturate(round_shift(v·mult, shift)) with round_shift(x, s) =
         # (((2x) >> s) + 1) >> 1 (round half up, any s >= 0), over three stages:

@@ -403,19 +403,20 @@ CONV_KERNELS: tuple[int, ...] = (1, 3)
 CONV_STRIDES: tuple[int, ...] = (1, 2)
 CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
 #: Register stages of the conv engine from issuing a beat to writing its output beat into
-#: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 8 +
-#: MUL_LATENCY = 12); the engine asserts it is built with exactly this depth, and the cycle
+#: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 9 +
+#: MUL_LATENCY = 13); the engine asserts it is built with exactly this depth, and the cycle
 #: prediction reads it. An engine whose post-processing is shared over its output lanes
 #: (``ConvConfig.post_lanes`` < ``p_out``) adds the serialisation
 #: (:attr:`ConvConfig.pipeline_latency`).
-CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (8 + MUL_LATENCY)
+CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (9 + MUL_LATENCY)
 #: Depths of the conv engine's post-processing (``ConvConfig.post_pipeline``, register stages
-#: of :class:`nmaccel.hw.conv.postproc.PostProcess`): ``full`` (8 + MUL_LATENCY = 12, for
-#: 125 MHz on the ECP5: registered inputs, two adder levels, a 4-stage v·mult) or ``short``
+#: of :class:`nmaccel.hw.conv.postproc.PostProcess`): ``full`` (9 + MUL_LATENCY = 13, for
+#: 100 MHz and more on the ECP5: registered inputs, the partial products registered off the
+#: DSP rows, two adder levels, a 4-stage v·mult) or ``short``
 #: (8, for slow devices such as the iCE40UP5K at 24-40 MHz: no input registers, one adder
 #: level for v, v·mult over its operand and partial-product registers only; fewer delay
 #: registers beside them). The one source of the post-processing latency.
-CONV_POST_LATENCY: dict[str, int] = {"full": 8 + MUL_LATENCY, "short": 8}
+CONV_POST_LATENCY: dict[str, int] = {"full": 9 + MUL_LATENCY, "short": 8}
 CONV_POST_PIPELINES: tuple[str, ...] = tuple(CONV_POST_LATENCY)
 #: Where the conv engine's weight memory lives: ``block`` (inferred block RAM, one read and
 #: one write port) or ``spram`` (single-port 16K x 16-bit SB_SPRAM256KA of the iCE40UP5K,
@@ -467,7 +468,7 @@ class ConvConfig(_ConfigBase):
         ``weight_memory`` (:data:`CONV_WEIGHT_MEMORIES`) and ``pe_multipliers``
         (:data:`CONV_PE_MULTIPLIERS`) say where the weights and the PE products go;
         ``post_pipeline`` (:data:`CONV_POST_PIPELINES`) how deep the post-processing is
-        pipelined (``short`` for slow devices: :attr:`post_latency` 8 instead of 12).
+        pipelined (``short`` for slow devices: :attr:`post_latency` 8 instead of 13).
         ``weight_bank_depth`` (0, or a power of two) splits a ``block`` weight memory into
         banks of that many words (:attr:`weight_banks`): each bank's word is registered right
         after its read and the bank mux comes after those registers, so no block RAM output

@@ -26,7 +26,7 @@ def _pack(vals, widths):
     return w
 
 
-@pytest.mark.parametrize("post_pipeline,latency", [("full", 12), ("short", 8)])
+@pytest.mark.parametrize("post_pipeline,latency", [("full", 13), ("short", 8)])
 def test_postprocess_requant_and_binarize(post_pipeline, latency):
     dut = PostProcess(CFG.replace(post_pipeline=post_pipeline))
     assert dut.latency == latency

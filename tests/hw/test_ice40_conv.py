@@ -179,11 +179,11 @@ def test_icebreaker_preset_derived_sizes_and_json():
     cfg = conv_preset("icebreaker")
     assert ConvConfig.from_json(cfg.to_json()) == cfg
     assert (cfg.out_lanes, cfg.post_cycles, cfg.param_depth) == (1, 2, 32)
-    # the short post-processing (8 stages, not 12)
+    # the short post-processing (8 stages, not 13)
     assert cfg.post_pipeline == "short" and cfg.post_latency == 8
     assert cfg.pipeline_latency == 15 + 2 and cfg.spram_blocks == 2
     plain = ConvConfig()             # block RAM weights: one more read stage (read_latency 2)
-    assert (plain.out_lanes, plain.post_cycles, plain.pipeline_latency) == (plain.p_out, 1, 20)
+    assert (plain.out_lanes, plain.post_cycles, plain.pipeline_latency) == (plain.p_out, 1, 21)
     assert (plain.read_latency, cfg.read_latency) == (2, 1)
     assert plain.spram_blocks == 0
     from nmaccel.boards.targets import board_target
