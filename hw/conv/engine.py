@@ -38,7 +38,10 @@ The weight memory is inferred block RAM, or with ``weight_memory = "spram"`` a
 read while computing, so one port serves both. With ``weight_bank_depth`` the block RAM is
 split into banks of that many words (``config.weight_banks``), each bank's word registered
 right after its read and the bank mux after those registers (on the ECP5 the registers become
-the DP16KD output registers: ``boards/bram_outreg.py``); the read latency is unchanged.
+the DP16KD output registers: ``boards/bram_outreg.py``); the read latency is unchanged. The
+host's weight and parameter writes then land one cycle late (a write register in front of
+the memories; the engine is idle while written and reads no weight in the cycle after
+``start``).
 
 Ports
     ``i``  In  ``stream.Signature(StructLayout({"data": ArrayLayout(unsigned(8), p_in)}))``
@@ -138,6 +141,15 @@ class ConvEngine(wiring.Component):
         sel_r = Signal(range(cfg.weight_banks), name="wbank_r")    # bank of the word read
         sel_m = Signal(range(cfg.weight_banks), name="wbank_m")    # ... of the word in stage M
         m.d.sync += [sel_r.eq(addr[low:]), sel_m.eq(sel_r)]
+        # the host's writes registered once in front of the banks (each bank's enable its
+        # own register): the engine is idle while written, and its first weight read comes
+        # cycles after ``start``, which a host sends after its last write
+        w_en = [Signal(name=f"wbank{b}_wen") for b in range(cfg.weight_banks)]
+        w_addr = Signal.like(self.wmem_addr, name="wbank_waddr", reset_less=True)
+        w_data = Signal(self.weight_word, name="wbank_wdata", reset_less=True)
+        m.d.sync += [w_en[b].eq(self.wmem_en & (self.wmem_addr[low:] == b))
+                     for b in range(cfg.weight_banks)]
+        m.d.sync += [w_addr.eq(self.wmem_addr), w_data.eq(self.wmem_data)]
         words = []
         for b in range(cfg.weight_banks):
             # registered_read: no logic between the block RAM and its register for a read
@@ -148,8 +160,7 @@ class ConvEngine(wiring.Component):
             m.submodules[f"wmem{b}"] = bank
             wp, rp = bank.write_port(), registered_read(m, bank, f"wbank{b}_r")
             word = Signal(self.weight_word, name=f"wbank{b}_m", reset_less=True)
-            m.d.comb += [wp.en.eq(self.wmem_en & (self.wmem_addr[low:] == b)),
-                         wp.addr.eq(self.wmem_addr[:low]), wp.data.eq(self.wmem_data),
+            m.d.comb += [wp.en.eq(w_en[b]), wp.addr.eq(w_addr[:low]), wp.data.eq(w_data),
                          rp.addr.eq(addr[:low])]
             m.d.sync += word.eq(rp.data)
             words.append(word)
@@ -197,8 +208,18 @@ class ConvEngine(wiring.Component):
             wt_data = self._banked_weights(m, wrp_addr)
         pwp = pmem.write_port()
         prp = pmem.read_port(domain="sync")
-        m.d.comb += [pwp.en.eq(self.pmem_en), pwp.addr.eq(self.pmem_addr),
-                     pwp.data.eq(self.pmem_data)]
+        if cfg.weight_banks > 1:
+            # with banked weights (the ULX3S engine) the parameter writes are registered
+            # once too, as the weights' (_banked_weights)
+            p_en = Signal(name="pmem_wen")
+            p_addr = Signal.like(self.pmem_addr, name="pmem_waddr", reset_less=True)
+            p_data = Signal(self.param_word, name="pmem_wdata", reset_less=True)
+            m.d.sync += [p_en.eq(self.pmem_en), p_addr.eq(self.pmem_addr),
+                         p_data.eq(self.pmem_data)]
+            m.d.comb += [pwp.en.eq(p_en), pwp.addr.eq(p_addr), pwp.data.eq(p_data)]
+        else:
+            m.d.comb += [pwp.en.eq(self.pmem_en), pwp.addr.eq(self.pmem_addr),
+                         pwp.data.eq(self.pmem_data)]
 
         # ---------------------------------------------------------------- layer geometry
         hb = clog2(cfg.max_height + 1) + 2
