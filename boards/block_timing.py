@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmaccel.boards import build_report, carry_ends
+from nmaccel.boards import build_report, netlist_passes
 from nmaccel.boards.flow import with_router, yowasp_env
 from nmaccel.boards.targets import BoardError, board_target
 
@@ -111,8 +111,8 @@ def _synth_ecp5(component, plat, synth, env, work):
             _run([env["YOSYS"], "-q", "-l", "blk.rpt", "-p",
                   f"read_rtlil blk.il; synth_ecp5 {synth} -top blk; write_json blk.json"],
                  work, env, "yosys", "blk.rpt")
-            # as in a board build (flow.py): chain ends nextpnr would pad with cells
-            return top, {"carry_ends": dict(carry_ends.rewrite_file(work / "blk.json", "blk"))}
+            # the netlist passes of a board build (flow.py)
+            return top, netlist_passes.run(work / "blk.json", "blk")
         except RuntimeError as exc:
             if top == "top" or "ERROR: Assert" not in str(exc):
                 raise

@@ -28,7 +28,7 @@ import re
 import subprocess
 import time
 
-from nmaccel.boards import bram_outreg, build_report, carry_ends
+from nmaccel.boards import build_report, netlist_passes
 from nmaccel.boards.designs import design_config, make_design
 from nmaccel.boards.targets import ROUTERS, BoardError, board_target, check_design
 from nmaccel.boards.top import BoardTop
@@ -228,14 +228,9 @@ def build(board_name: str, design: str, preset: str | None = None,
                                   stdout=log, stderr=subprocess.STDOUT, check=False)
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t0
             if proc.returncode == 0 and stage == "synth" and board.family == "ecp5":
-                t0 = time.perf_counter()                  # before nextpnr packs the chains
-                carry = carry_ends.rewrite_file(out / "top.json")
-                stages["carry_ends"] = time.perf_counter() - t0
-                write_json(out / "carry_ends.json", carry, indent=1)
-                t0 = time.perf_counter()                  # block RAM output registers
-                outreg = bram_outreg.absorb_file(out / "top.json")
-                stages["bram_outreg"] = time.perf_counter() - t0
-                write_json(out / "bram_outreg.json", outreg, indent=1)
+                # the netlist passes, before nextpnr packs it
+                for name, counts in netlist_passes.run(out / "top.json", stages=stages).items():
+                    write_json(out / f"{name}.json", counts, indent=1)
             if proc.returncode:
                 log.flush()
                 over = _overused(out / "top.tim") if stage == "pnr" else None
@@ -252,7 +247,7 @@ def build(board_name: str, design: str, preset: str | None = None,
 
 
 #: Files of a build tree that :func:`collect_result` reads back (besides the bitstream).
-_OUTPUTS = ("top.report.json", "top.tim", "carry_ends.json", "bram_outreg.json")
+_OUTPUTS = ("top.report.json", "top.tim", *(f"{name}.json" for name, _ in netlist_passes.PASSES))
 
 
 def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, baud: int,
@@ -309,12 +304,11 @@ def collect_result(board_name: str, design: str, preset, freq_mhz, out_dir, *, b
         "router": board.router(router) if board.family == "ecp5" else None,
         "placer": board.placer(placer),
         "critical_path": crit,
-        # the carry-chain ends rewritten before nextpnr (boards/carry_ends.py), ECP5 only
-        "carry_ends": (json.loads((out / "carry_ends.json").read_text())
-                       if (out / "carry_ends.json").is_file() else None),
-        # block RAM reads whose register became the DP16KD's own (boards/bram_outreg.py)
-        "bram_outreg": (json.loads((out / "bram_outreg.json").read_text())
-                        if (out / "bram_outreg.json").is_file() else None),
+        # the counts of the netlist passes before nextpnr (boards/netlist_passes.py), ECP5
+        # only: carry-chain ends, block RAM output registers
+        **{name: (json.loads((out / f"{name}.json").read_text())
+                  if (out / f"{name}.json").is_file() else None)
+           for name, _ in netlist_passes.PASSES},
         "bitstream": (str(out / BITSTREAM_NAME[board.family])
                       if (out / BITSTREAM_NAME[board.family]).is_file() else None),
         "config": cfg.to_dict(),

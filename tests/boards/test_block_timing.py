@@ -62,9 +62,11 @@ class Accumulator(wiring.Component):
                     reason="YoWASP nextpnr-ecp5 is not installed")
 def test_ecp5_block_gets_its_carry_chain_ends_rewritten():
     """As in a board build, the chain's feed-in and feed-out cells are saved before nextpnr
-    (boards/carry_ends.py), and the result says so."""
+    (boards/carry_ends.py), with the other netlist passes (boards/netlist_passes.py), and the
+    result says so."""
     res = place_route_block(Accumulator(), "acc")
     assert res["carry_ends"]["chains"] == 1 and res["carry_ends"]["cells_saved"] > 0
+    assert res["bram_outreg"]["brams"] == 0          # the other pass ran too (no block RAM)
     assert res["fmax_mhz"] > 0
 
 
