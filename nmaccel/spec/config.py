@@ -402,13 +402,6 @@ CONV_MODES: tuple[str, ...] = ("adder", "binary", "mul")
 CONV_KERNELS: tuple[int, ...] = (1, 3)
 CONV_STRIDES: tuple[int, ...] = (1, 2)
 CONV_ADDER_BITS: tuple[int, ...] = (4, 6, 8)
-#: Register stages of the conv engine from issuing a beat to writing its output beat into
-#: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 9 +
-#: MUL_LATENCY = 13); the engine asserts it is built with exactly this depth, and the cycle
-#: prediction reads it. An engine whose post-processing is shared over its output lanes
-#: (``ConvConfig.post_lanes`` < ``p_out``) adds the serialisation
-#: (:attr:`ConvConfig.pipeline_latency`).
-CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (9 + MUL_LATENCY)
 #: Depths of the conv engine's post-processing (``ConvConfig.post_pipeline``, register stages
 #: of :class:`nmaccel.hw.conv.postproc.PostProcess`): ``full`` (9 + MUL_LATENCY = 13, for
 #: 100 MHz and more on the ECP5: registered inputs, the partial products registered off the
@@ -418,6 +411,13 @@ CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + (9 + MUL_LATENCY)
 #: registers beside them). The one source of the post-processing latency.
 CONV_POST_LATENCY: dict[str, int] = {"full": 9 + MUL_LATENCY, "short": 8}
 CONV_POST_PIPELINES: tuple[str, ...] = tuple(CONV_POST_LATENCY)
+#: Register stages of the conv engine from issuing a beat to writing its output beat into
+#: the output FIFO (memory read 1, PE array 5, accumulate 1, post-processing 9 +
+#: MUL_LATENCY = 13); the engine asserts it is built with exactly this depth, and the cycle
+#: prediction reads it. An engine whose post-processing is shared over its output lanes
+#: (``ConvConfig.post_lanes`` < ``p_out``) adds the serialisation
+#: (:attr:`ConvConfig.pipeline_latency`).
+CONV_ENGINE_LATENCY: int = 1 + 5 + 1 + CONV_POST_LATENCY["full"]
 #: Where the conv engine's weight memory lives: ``block`` (inferred block RAM, one read and
 #: one write port) or ``spram`` (single-port 16K x 16-bit SB_SPRAM256KA of the iCE40UP5K,
 #: side by side; a behavioural model off the iCE40).
